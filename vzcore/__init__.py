@@ -1,0 +1,20 @@
+"""vzcore: exact, fast Value Zeroing and context-mixing baselines for Transformers."""
+
+from vzcore.api import score
+from vzcore.families import UnsupportedModelError, list_families
+from vzcore.loading import ModelHandle, load_model
+from vzcore.methods import UnknownMethodError, list_methods, register_method
+from vzcore.result import ScoreResult, WordResult
+
+__all__ = [
+    "ModelHandle",
+    "ScoreResult",
+    "UnknownMethodError",
+    "UnsupportedModelError",
+    "WordResult",
+    "list_families",
+    "list_methods",
+    "load_model",
+    "register_method",
+    "score",
+]

@@ -1,0 +1,134 @@
+"""The few names users call: `load_model`, `score`, `list_methods`, `list_families`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from vzcore import methods as _methods  # noqa: F401  (registers the built-in methods)
+from vzcore.batch import Batch
+from vzcore.capture import capture_layers
+from vzcore.inputs import Encoded, encode
+from vzcore.loading import ModelHandle, load_model
+from vzcore.methods.registry import get_method, split_options
+from vzcore.precision import precision_context
+from vzcore.result import ScoreResult
+
+__all__ = ["DEFAULT_MEMORY_BUDGET", "score"]
+
+DEFAULT_MEMORY_BUDGET = 512 * 2**20  # bytes for one chunk of (target, source) pairs
+
+
+def _resolve_layers(layers: Sequence[int] | int | None, count: int) -> list[int]:
+    if layers is None:
+        return list(range(count))
+    if isinstance(layers, int):
+        layers = [layers]
+    out = []
+    for layer in layers:
+        if not -count <= layer < count:
+            raise ValueError(f"layer {layer} out of range: the model has {count} layers (0..{count - 1})")
+        out.append(layer % count)
+    return out
+
+
+def _resolve_targets(targets, encoded: list[Encoded]) -> list[list[int]]:
+    """Return each text's target rows; `targets` is None (all), one list for all texts, or one per text."""
+    if targets is None:
+        return [list(range(len(e.token_ids))) for e in encoded]
+    if isinstance(targets, int):
+        targets = [targets]
+    per_text = targets if targets and not isinstance(targets[0], int) else [targets] * len(encoded)
+    if len(per_text) != len(encoded):
+        raise ValueError(f"got {len(per_text)} target lists for {len(encoded)} texts")
+    out = []
+    for k, (rows, e) in enumerate(zip(per_text, encoded, strict=True)):
+        n = len(e.token_ids)
+        bad = [r for r in rows if not -n <= r < n]
+        if bad or not rows:
+            raise ValueError(f"text #{k} has {n} tokens; target rows {bad or rows} are out of range")
+        out.append(sorted({r % n for r in rows}))
+    return out
+
+
+def score(
+    model: ModelHandle | str | Path | nn.Module,
+    texts: str | Sequence[str] | Sequence[Sequence[int]],
+    methods: Sequence[str] | str = ("value_zeroing",),
+    *,
+    layers: Sequence[int] | int | None = None,
+    targets: Sequence[int] | Sequence[Sequence[int]] | None = None,
+    max_length: int | None = None,
+    batch_size: int = 8,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    precision: str = "float32",
+    progress: bool = False,
+    **options,
+) -> list[ScoreResult]:
+    """Score `texts` with each of `methods`; return one `ScoreResult` per text, in order.
+
+    `layers` picks blocks (0-based, negatives count from the end); `targets` picks the rows
+    (affected tokens) to score, for all texts or per text — unscored rows are NaN. Texts are
+    batched by length with padding, which does not change the scores. Method options (e.g.
+    `distance=`, `final_norm=`) go to the methods that take them.
+    """
+    handle = model if isinstance(model, ModelHandle) else load_model(model)
+    if isinstance(texts, str):
+        texts = [texts]
+    if isinstance(methods, str):
+        methods = [methods]
+    chosen = [get_method(m) for m in methods]
+    configs = split_options(chosen, options)
+    layer_list = _resolve_layers(layers, handle.num_layers)
+    capture_set = set(layer_list)
+    if any(m.needs_all_rows for m in chosen):
+        capture_set |= set(range(max(layer_list) + 1))
+    encoded = encode(handle, texts, max_length)
+    target_rows = _resolve_targets(targets, encoded)
+    device = handle.device
+    autocast = precision_context(precision, device)
+
+    order = sorted(range(len(encoded)), key=lambda k: len(encoded[k].token_ids))
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    if progress:
+        from tqdm.auto import tqdm
+
+        batches = tqdm(batches, desc="scoring", unit="batch")
+    results: list[ScoreResult | None] = [None] * len(encoded)
+    pad_id = getattr(handle.tokenizer, "pad_token_id", None) or 0
+    for idx in batches:
+        lengths = torch.tensor([len(encoded[k].token_ids) for k in idx], device=device)
+        n = int(lengths.max())
+        ids = torch.full((len(idx), n), pad_id, dtype=torch.long, device=device)
+        for r, k in enumerate(idx):
+            ids[r, : lengths[r]] = torch.tensor(encoded[k].token_ids, device=device)
+        mask = (torch.arange(n, device=device)[None, :] < lengths[:, None]).long()
+        t = max(len(target_rows[k]) for k in idx)
+        rows = torch.zeros((len(idx), t), dtype=torch.long, device=device)
+        row_mask = torch.zeros((len(idx), t), dtype=torch.bool, device=device)
+        for r, k in enumerate(idx):
+            rows[r, : len(target_rows[k])] = torch.tensor(target_rows[k], device=device)
+            row_mask[r, : len(target_rows[k])] = True
+        with torch.no_grad():
+            captures = capture_layers(handle, ids, mask, sorted(capture_set))
+            batch = Batch(handle, captures, lengths, rows, row_mask, layer_list, memory_budget, autocast)
+            maps = {m.name: m.compute(batch, configs[m.name]).float().cpu().numpy() for m in chosen}
+        for r, k in enumerate(idx):
+            e, ln = encoded[k], int(lengths[r])
+            scored = torch.zeros(ln, dtype=torch.bool)
+            scored[target_rows[k]] = True
+            results[k] = ScoreResult(
+                tokens=e.tokens,
+                token_ids=e.token_ids,
+                word_ids=e.word_ids,
+                layers=layer_list,
+                scores={name: m[r, :, :ln, :ln].copy() for name, m in maps.items()},
+                text=e.text,
+                offsets=e.offsets,
+                truncated=e.truncated,
+                scored_rows=scored.numpy(),
+            )
+    return results  # type: ignore[return-value]

@@ -1,0 +1,84 @@
+"""One padded batch after its clean pass: what every method computes from."""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+
+import torch
+
+from vzcore.capture import LayerCapture
+from vzcore.loading import ModelHandle
+
+__all__ = ["Batch"]
+
+
+@dataclass
+class Batch:
+    """Clean captures of a padded batch of `b` texts and the target rows to score."""
+
+    handle: ModelHandle
+    captures: dict[int, LayerCapture]  # block index -> clean tensors
+    lengths: torch.Tensor  # tokens per text `[b]`
+    rows: torch.Tensor  # target row indices `[b, t]`, padded with 0
+    row_mask: torch.Tensor  # which entries of `rows` are real targets `[b, t]`
+    layers: list[int]  # the blocks to report, in order
+    memory_budget: int  # bytes for one chunk of pairs
+    autocast: AbstractContextManager | None = None  # lower-precision pair arithmetic, when asked for
+    memo: dict = field(default_factory=dict)  # results shared between methods of this batch
+
+    @property
+    def n(self) -> int:
+        return next(iter(self.captures.values())).x.shape[1]
+
+    @property
+    def causal(self) -> bool:
+        return self.handle.family.causal
+
+    def all_rows(self) -> Batch:
+        """The same batch with every position as a target (what rollouts need)."""
+        b, n = self.lengths.shape[0], self.n
+        rows = torch.arange(n, device=self.rows.device).expand(b, n)
+        mask = rows < self.lengths[:, None]
+        return Batch(
+            self.handle,
+            self.captures,
+            self.lengths,
+            rows,
+            mask,
+            self.layers,
+            self.memory_budget,
+            self.autocast,
+            self.memo,
+        )
+
+    def valid_pairs(self, rows: torch.Tensor, row_mask: torch.Tensor) -> torch.Tensor:
+        """Return `[b, t, n]`: which (target, source) pairs exist (in length; causal: `j <= i`)."""
+        cols = torch.arange(self.n, device=rows.device)
+        valid = row_mask[:, :, None] & (cols[None, None, :] < self.lengths[:, None, None])
+        if self.causal:
+            valid &= cols[None, None, :] <= rows[:, :, None]
+        return valid
+
+    def attention_rows(self, layer: int, rows: torch.Tensor) -> torch.Tensor:
+        """Return the clean attention weights of target `rows: [b, t]`: `[b, H, t, n]`."""
+        attn = self.captures[layer].attn
+        index = rows[:, None, :, None].expand(-1, attn.shape[1], -1, attn.shape[-1])
+        return torch.gather(attn, 2, index)
+
+    def place_rows(self, values: torch.Tensor) -> torch.Tensor:
+        """Scatter per-target rows `[b, L, t, n]` into full maps `[b, L, n, n]`, NaN where unscored."""
+        b, layers, _, n = values.shape
+        out = values.new_full((b, layers, n, n), float("nan"))
+        for k in range(b):
+            r = self.rows[k][self.row_mask[k]]
+            out[k, :, r] = values[k][:, self.row_mask[k]]
+        return out
+
+    def select_rolled(self, rolled: torch.Tensor) -> torch.Tensor:
+        """Pick the reported layers and target rows out of full rolled maps `[b, L_all, n, n]`."""
+        out = torch.full_like(rolled[:, self.layers], float("nan"))
+        for k in range(rolled.shape[0]):
+            r = self.rows[k][self.row_mask[k]]
+            out[k][:, r] = rolled[k][self.layers][:, r]
+        return out

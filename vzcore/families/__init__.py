@@ -1,0 +1,35 @@
+"""Architecture families, keyed by `config.model_type`."""
+
+from __future__ import annotations
+
+from vzcore.families.bert import BERT
+from vzcore.families.gpt2 import GPT2
+from vzcore.families.llama import LLAMA
+from vzcore.families.spec import FamilySpec, linear_params, submodule
+
+__all__ = ["FamilySpec", "UnsupportedModelError", "family_for", "linear_params", "list_families", "submodule"]
+
+_FAMILIES: tuple[FamilySpec, ...] = (BERT, GPT2, LLAMA)
+
+
+class UnsupportedModelError(ValueError):
+    """The model's architecture has no family spec."""
+
+
+def list_families() -> dict[str, tuple[str, ...]]:
+    """Return each family's name with the `model_type`s it covers."""
+    return {f.name: f.model_types for f in _FAMILIES}
+
+
+def family_for(config) -> FamilySpec:
+    """Return the family spec for a Hugging Face `config`, or raise listing the supported ones."""
+    model_type = getattr(config, "model_type", None)
+    supported = ", ".join(t for f in _FAMILIES for t in f.model_types)
+    if getattr(config, "is_encoder_decoder", False):
+        raise UnsupportedModelError(
+            f"encoder-decoder models ({model_type}) are not supported yet; supported model types: {supported}"
+        )
+    for family in _FAMILIES:
+        if model_type in family.model_types:
+            return family
+    raise UnsupportedModelError(f"unsupported model type {model_type!r}; supported model types: {supported}")

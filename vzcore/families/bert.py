@@ -1,0 +1,28 @@
+"""BERT family (bert, roberta, electra, ...): post-norm encoder blocks."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from vzcore.families.spec import FamilySpec
+
+
+def _finish(layer: nn.Module, first: list[torch.Tensor], residual: torch.Tensor) -> torch.Tensor:
+    # BertOutput: LayerNorm(dense(act(h)) + residual)
+    return layer.output(layer.intermediate.intermediate_act_fn(first[0]), residual)
+
+
+BERT = FamilySpec(
+    name="bert",
+    model_types=("bert", "roberta", "xlm-roberta", "electra", "camembert", "data2vec-text"),
+    layers="encoder.layer",
+    attention="attention.self",
+    value_proj="attention.self.value",
+    out_proj="attention.output.dense",
+    mix_norm="attention.output.LayerNorm",
+    first_projs=("intermediate.dense",),
+    finish=_finish,
+    causal=False,
+    post_norm=True,
+)

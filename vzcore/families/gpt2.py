@@ -1,0 +1,30 @@
+"""GPT-2 family: pre-norm decoder blocks with a fused `c_attn` (q, k, v) projection."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from vzcore.families.spec import FamilySpec
+
+
+def _finish(layer: nn.Module, first: list[torch.Tensor], residual: torch.Tensor) -> torch.Tensor:
+    mlp = layer.mlp
+    return residual + mlp.dropout(mlp.c_proj(mlp.act(first[0])))
+
+
+GPT2 = FamilySpec(
+    name="gpt2",
+    model_types=("gpt2",),
+    layers="h",
+    attention="attn",
+    value_proj="attn.c_attn",
+    out_proj="attn.c_proj",
+    mix_norm="ln_2",
+    first_projs=("mlp.c_fc",),
+    finish=_finish,
+    causal=True,
+    post_norm=False,
+    final_norm="ln_f",
+    fused_qkv=True,
+)

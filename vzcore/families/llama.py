@@ -1,0 +1,30 @@
+"""LLaMA family (llama, mistral, qwen2, ...): pre-norm decoder blocks, RMSNorm, gated MLP, GQA."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from vzcore.families.spec import FamilySpec
+
+
+def _finish(layer: nn.Module, first: list[torch.Tensor], residual: torch.Tensor) -> torch.Tensor:
+    mlp = layer.mlp
+    gate, up = first
+    return residual + mlp.down_proj(mlp.act_fn(gate) * up)
+
+
+LLAMA = FamilySpec(
+    name="llama",
+    model_types=("llama", "mistral", "qwen2"),
+    layers="layers",
+    attention="self_attn",
+    value_proj="self_attn.v_proj",
+    out_proj="self_attn.o_proj",
+    mix_norm="post_attention_layernorm",
+    first_projs=("mlp.gate_proj", "mlp.up_proj"),
+    finish=_finish,
+    causal=True,
+    post_norm=False,
+    final_norm="norm",
+)

@@ -1,0 +1,52 @@
+"""What differs between architecture families, as data: where each module of a block lives."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+# finish(layer, first_projections, residual) -> block output `[pairs, d]`:
+# the activation, the down projection and the closing residual/norm of the feed-forward part.
+FinishFn = Callable[[nn.Module, list[torch.Tensor], torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class FamilySpec:
+    """One architecture family: module paths inside a block, and the few things data cannot say.
+
+    Every path is relative to one block (layer) unless noted. A block computes
+    `s = x + out_proj(attention(value_proj(...)))`, then either (post-norm)
+    `y = mix_norm(s); out = finish(first_proj(y), residual=y)` or (pre-norm)
+    `out = finish(first_proj(mix_norm(s)), residual=s)`.
+    """
+
+    name: str
+    model_types: tuple[str, ...]
+    layers: str  # path of the block list, relative to the base model
+    attention: str  # module whose output is `(attn_output, attn_weights)`
+    value_proj: str  # module whose output holds the value vectors
+    out_proj: str  # attention output projection (W_O)
+    mix_norm: str  # the norm applied to `x + attention output`
+    first_projs: tuple[str, ...]  # feed-forward input projections (one, or gate and up)
+    finish: FinishFn
+    causal: bool
+    post_norm: bool
+    final_norm: str | None = None  # path relative to the base model, pre-norm models only
+    fused_qkv: bool = False  # value projection output is `[q | k | v]` (GPT-2's c_attn)
+
+
+def submodule(root: nn.Module, path: str) -> nn.Module:
+    """Return `root`'s submodule at a dotted `path`."""
+    return root.get_submodule(path)
+
+
+def linear_params(module: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Return `(W, b)` with `W: [out, in]` for `nn.Linear` and GPT-2's transposed `Conv1D`."""
+    if isinstance(module, nn.Linear):
+        return module.weight, module.bias
+    if type(module).__name__ == "Conv1D":
+        return module.weight.t(), module.bias
+    raise TypeError(f"not a linear projection: {type(module).__name__}")

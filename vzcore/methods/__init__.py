@@ -1,0 +1,15 @@
+"""Registered scoring methods; importing this package registers the built-in ones."""
+
+from vzcore.methods import attention, attention_norm, value_zeroing
+from vzcore.methods.registry import Method, UnknownMethodError, get_method, list_methods, register_method
+
+__all__ = [
+    "Method",
+    "UnknownMethodError",
+    "attention",
+    "attention_norm",
+    "get_method",
+    "list_methods",
+    "register_method",
+    "value_zeroing",
+]

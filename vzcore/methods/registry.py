@@ -1,0 +1,76 @@
+"""The registry of scoring methods: a name, a small frozen config, and a compute function."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import Any
+
+import torch
+
+__all__ = ["Method", "UnknownMethodError", "get_method", "list_methods", "register_method", "split_options"]
+
+
+@dataclass(frozen=True)
+class Method:
+    """A registered method: `compute(batch, config) -> [b, layers, n, n]` maps, NaN in unscored rows."""
+
+    name: str
+    config_cls: type
+    compute: Callable[[Any, Any], torch.Tensor]
+    needs_all_rows: bool  # rollouts multiply full maps of every earlier layer
+    description: str
+
+
+_METHODS: dict[str, Method] = {}
+
+
+class UnknownMethodError(KeyError):
+    """No method is registered under that name."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def register_method(name: str, config_cls: type, *, needs_all_rows: bool = False):
+    """Register `compute` under `name`; refuses to overwrite an existing method."""
+
+    def decorate(compute: Callable[[Any, Any], torch.Tensor]):
+        if name in _METHODS:
+            raise ValueError(f"method {name!r} is already registered")
+        doc = (compute.__doc__ or "").strip().splitlines()
+        _METHODS[name] = Method(name, config_cls, compute, needs_all_rows, doc[0] if doc else "")
+        return compute
+
+    return decorate
+
+
+def list_methods() -> dict[str, str]:
+    """Return every registered method's name with its one-line description."""
+    return {name: m.description for name, m in sorted(_METHODS.items())}
+
+
+def get_method(name: str) -> Method:
+    """Return the method registered as `name`, or raise listing the choices."""
+    try:
+        return _METHODS[name]
+    except KeyError:
+        raise UnknownMethodError(f"unknown method {name!r}; choose from: {', '.join(sorted(_METHODS))}") from None
+
+
+def split_options(methods: list[Method], options: dict[str, Any]) -> dict[str, Any]:
+    """Build each method's config from `options`; an option no method takes is an error."""
+    used: set[str] = set()
+    configs = {}
+    for m in methods:
+        names = {f.name for f in fields(m.config_cls)}
+        mine = {k: v for k, v in options.items() if k in names}
+        used |= mine.keys()
+        configs[m.name] = m.config_cls(**mine)
+    unknown = set(options) - used
+    if unknown:
+        takes = sorted({f.name for m in methods for f in fields(m.config_cls)})
+        raise TypeError(
+            f"unknown option(s) {sorted(unknown)} for methods {[m.name for m in methods]}; they take: {takes}"
+        )
+    return configs

@@ -1,0 +1,95 @@
+"""Value zeroing (Mohebbi, Zuidema, Chrupała & Alishahi, "Quantifying Context Mixing in
+Transformers", EACL 2023) and its rollout."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from vzcore.batch import Batch
+from vzcore.methods.registry import register_method
+from vzcore.ops.distances import DISTANCES
+from vzcore.ops.rollout import normalize_rows, rollout
+from vzcore.ops.zeroing import BlockAlgebra, pair_chunks, zeroed_block_outputs
+
+__all__ = ["ValueZeroingConfig", "value_zeroing", "value_zeroing_rollout"]
+
+
+@dataclass(frozen=True)
+class ValueZeroingConfig:
+    distance: str = "cosine"  # "cosine" (the paper's) or "euclidean"
+    # Pre-norm decoders: compare the last block's outputs after the model's final norm
+    # (as inseq does) instead of the raw residual stream (the default, like every other layer).
+    final_norm: bool = False
+
+    def __post_init__(self):
+        if self.distance not in DISTANCES:
+            raise ValueError(f"unknown distance {self.distance!r}; choose from: {', '.join(DISTANCES)}")
+
+
+def layer_distances(batch: Batch, layer: int, config: ValueZeroingConfig, rows, row_mask) -> torch.Tensor:
+    """Return the raw distances `C[b, t, j]` (float64) of one block; 0 outside valid pairs."""
+    handle, spec = batch.handle, batch.handle.family
+    block = handle.model.get_submodule(spec.layers)[layer]
+    cap = batch.captures[layer]
+    final = None
+    if config.final_norm and spec.final_norm and layer == handle.num_layers - 1:
+        final = handle.model.get_submodule(spec.final_norm)
+    distance = DISTANCES[config.distance]
+    valid = batch.valid_pairs(rows, row_mask)
+    b, t, n = valid.shape
+    dist = torch.zeros((b, t, n), dtype=torch.float64, device=valid.device)
+    alg = BlockAlgebra.build(block, spec, cap)
+    f = sum(p.shape[-1] for p in alg.proj_s)
+    d = alg.s.shape[-1]
+    bytes_per_pair = cap.x.element_size() * (2 * f + 8 * d)
+    for texts, chunk in pair_chunks(b, t, n, bytes_per_pair, batch.memory_budget):
+        v = valid[texts, chunk]
+        if not v.any():
+            continue
+        sub = BlockAlgebra(
+            alg.u[texts],
+            alg.s[texts],
+            [p[texts] for p in alg.proj_s],
+            [p[texts] for p in alg.proj_u],
+            alg.proj_bias,
+            alg.layer_norm,
+            alg.eps,
+        )
+        attn_rows = batch.attention_rows(layer, rows)[texts, :, chunk]
+        zeroed, clean = zeroed_block_outputs(block, spec, sub, attn_rows, rows[texts, chunk], v, batch.autocast)
+        if final is not None:
+            zeroed, clean = final(zeroed), final(clean)
+        dist[texts, chunk][v] = distance(zeroed, clean)
+    return dist
+
+
+def _maps(batch: Batch, config: ValueZeroingConfig, layers: list[int]) -> torch.Tensor:
+    key = (
+        "value_zeroing",
+        config,
+        tuple(layers),
+        batch.rows.cpu().numpy().tobytes(),
+        batch.row_mask.cpu().numpy().tobytes(),
+    )
+    if key not in batch.memo:
+        per_layer = [layer_distances(batch, layer, config, batch.rows, batch.row_mask) for layer in layers]
+        maps, _ = normalize_rows(torch.stack(per_layer, 1))  # `[b, L, t, n]`
+        batch.memo[key] = batch.place_rows(maps)
+    return batch.memo[key]
+
+
+@register_method("value_zeroing", ValueZeroingConfig)
+def value_zeroing(batch: Batch, config: ValueZeroingConfig) -> torch.Tensor:
+    """Layer-wise value zeroing: cosine distance of each output when one token's values are zeroed."""
+    return _maps(batch, config, batch.layers)
+
+
+@register_method("value_zeroing_rollout", ValueZeroingConfig, needs_all_rows=True)
+def value_zeroing_rollout(batch: Batch, config: ValueZeroingConfig) -> torch.Tensor:
+    """Value zeroing rolled out across layers without identity: `R^l = VZ^l @ R^{l-1}`."""
+    full = batch.all_rows()
+    maps = _maps(full, config, list(range(max(batch.layers) + 1)))
+    rolled = torch.stack([rollout(m.nan_to_num(0.0)) for m in maps])
+    return batch.select_rolled(rolled)

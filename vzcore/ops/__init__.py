@@ -1,0 +1,1 @@
+"""Pure tensor math: the zeroing correction, distances, row normalisation and rollout."""

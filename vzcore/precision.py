@@ -1,0 +1,34 @@
+"""Arithmetic precision of the pair computations: float32 by default, lower only when asked."""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager, contextmanager
+
+import torch
+
+__all__ = ["PRECISIONS", "precision_context"]
+
+PRECISIONS = ("float32", "bfloat16", "tf32")
+
+
+@contextmanager
+def _tf32():
+    before = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = before
+
+
+def precision_context(precision: str, device: torch.device) -> AbstractContextManager | None:
+    """Return a context for the pair arithmetic at `precision`, or `None` for full float32."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose from: {', '.join(PRECISIONS)}")
+    if precision == "bfloat16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    if precision == "tf32":
+        if device.type != "cuda":
+            raise ValueError("precision 'tf32' needs a CUDA device; use 'bfloat16' on CPUs")
+        return _tf32()
+    return None

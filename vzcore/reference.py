@@ -1,0 +1,93 @@
+"""The plain value-zeroing reference: one block call per zeroed token, batch size 1.
+
+This is the oracle the fast path is tested against (and the baseline the benchmark times), as in
+the authors' code: zero token j's row of the value projection output, re-run the block on its
+clean input, and compare every output with the clean one. Distances are computed in float64.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from vzcore.capture import hooks
+from vzcore.loading import ModelHandle
+from vzcore.ops.distances import DISTANCES
+from vzcore.ops.rollout import normalize_rows
+
+__all__ = ["reference_value_zeroing"]
+
+
+@torch.no_grad()
+def reference_value_zeroing(
+    handle: ModelHandle,
+    token_ids: Sequence[int],
+    layers: Sequence[int] | None = None,
+    distance: str = "cosine",
+    final_norm: bool = False,
+    zero: bool = True,
+) -> np.ndarray:
+    """Return row-normalised value-zeroing maps `[layers, n, n]` for one text (float64).
+
+    With `zero=False` nothing is zeroed (every distance must then be 0).
+    """
+    spec, model = handle.family, handle.model
+    blocks = model.get_submodule(spec.layers)
+    layers = list(range(len(blocks))) if layers is None else list(layers)
+    ids = torch.tensor([list(token_ids)], device=handle.device)
+    n = ids.shape[1]
+    calls: dict[int, tuple] = {}
+    handles: list = []
+    with hooks(handles):
+        for i in layers:
+            handles.append(
+                blocks[i].register_forward_pre_hook(
+                    lambda m, a, kw, i=i: calls.__setitem__(i, (a, kw)), with_kwargs=True
+                )
+            )
+        model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False)
+    final = model.get_submodule(spec.final_norm) if final_norm and spec.final_norm else None
+    out = np.zeros((len(layers), n, n))
+    for li, layer in enumerate(layers):
+        last = final if layer == len(blocks) - 1 else None
+        out[li] = _block_distances(handle, blocks[layer], calls[layer], n, DISTANCES[distance], last, zero)
+    maps, _ = normalize_rows(torch.from_numpy(out))
+    return maps.numpy()
+
+
+def _block_distances(handle: ModelHandle, block, call: tuple, n: int, distance, final, zero: bool) -> np.ndarray:
+    """Return `C[i, j]` of one block: re-run it on its clean input once per zeroed token j."""
+    spec, cfg = handle.family, handle.config
+    args, kwargs = call
+    kv_width = (getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads) * (
+        getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    )
+    zeroed_row: list[int | None] = [None]
+
+    def zero_value(module, inputs, output):
+        j = zeroed_row[0]
+        if j is None:
+            return output
+        output = output.clone()
+        if spec.fused_qkv:
+            output[:, j, -kv_width:] = 0  # GPT-2's c_attn: only the value third
+        else:
+            output[:, j, :] = 0
+        return output
+
+    def run(j: int | None) -> torch.Tensor:
+        zeroed_row[0] = j
+        y = block(*args, **kwargs)
+        y = y[0] if isinstance(y, tuple) else y
+        return (final(y) if final is not None else y)[0]
+
+    out = np.zeros((n, n))
+    handles: list = []
+    with hooks(handles):
+        handles.append(block.get_submodule(spec.value_proj).register_forward_hook(zero_value))
+        clean = run(None)
+        for j in range(n):
+            out[:, j] = distance(run(j if zero else None), clean).cpu().numpy()
+    return out
