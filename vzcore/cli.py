@@ -1,0 +1,32 @@
+"""The `vz` command line: parses arguments, then calls the library and the jobs."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(help="Value Zeroing and context-mixing scores for Transformers.", no_args_is_help=True)
+
+
+@app.command("methods")
+def methods_command() -> None:
+    """List the registered scoring methods."""
+    from vzcore import list_methods
+
+    for name, doc in list_methods().items():
+        typer.echo(f"{name:24s} {doc}")
+
+
+@app.command("families")
+def families_command() -> None:
+    """List the supported architecture families and their model types."""
+    from vzcore import list_families
+
+    for name, types in list_families().items():
+        typer.echo(f"{name:8s} {', '.join(types)}")
+
+
+# Commands defined in their own modules register here, one line each.
+
+
+if __name__ == "__main__":
+    app()
