@@ -1,0 +1,92 @@
+"""The store layout contract (v1, see docs/store-layout.md): names, paths and the map packing.
+
+Pure numpy; no zarr here, so readers and writers share one definition of where things live.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = [
+    "EXAMPLE_ARRAYS",
+    "LAYOUT_VERSION",
+    "PARTS_GROUP",
+    "SCORES_GROUP",
+    "STATUS_FAILED",
+    "STATUS_NAMES",
+    "STATUS_SCORED",
+    "STATUS_SKIPPED",
+    "TABLES_DIR",
+    "TARGET_CHUNK_BYTES",
+    "TOKEN_ARRAYS",
+    "complete_methods",
+    "pack_maps",
+    "packed_size",
+    "part_path",
+    "score_path",
+    "unpack_maps",
+]
+
+LAYOUT_VERSION = 1
+
+PARTS_GROUP = "parts"
+SCORES_GROUP = "scores"  # inside a part group: `scores/{method}`
+TABLES_DIR = "tables"  # `tables/examples.parquet`, `tables/tokens.parquet`
+
+# Per-example arrays of a part group (`[m]`, or `[m+1]` for the offsets).
+EXAMPLE_ARRAYS = ("example_id", "status", "length", "truncated", "token_offset", "value_offset")
+# Per-token arrays of a part group (`[T]`).
+TOKEN_ARRAYS = ("token_ids", "word_ids", "tokens")
+
+STATUS_SCORED = 0
+STATUS_FAILED = 1  # reason in the part's attrs `failures: {example_id: reason}`
+STATUS_SKIPPED = 2  # empty text: nothing to score
+STATUS_NAMES = {STATUS_SCORED: "scored", STATUS_FAILED: "failed", STATUS_SKIPPED: "skipped"}
+
+TARGET_CHUNK_BYTES = 1 << 20  # flat arrays are chunked at about 1 MiB
+
+
+def part_path(part: int) -> str:
+    """Return the group path of part `part`, e.g. `parts/00003`."""
+    return f"{PARTS_GROUP}/{part:05d}"
+
+
+def score_path(part: int, method: str) -> str:
+    """Return the array path of `method`'s flat scores in part `part`."""
+    return f"{part_path(part)}/{SCORES_GROUP}/{method}"
+
+
+def complete_methods(attrs: dict) -> list[str]:
+    """Return the methods a part group's attrs mark complete (`complete: [methods]`)."""
+    done = attrs.get("complete", [])
+    return list(done) if isinstance(done, list | tuple) else []
+
+
+def packed_size(n: int, layers: int, causal: bool) -> int:
+    """Return how many flat values one example with `n` tokens and `layers` maps takes."""
+    return layers * (n * (n + 1) // 2 if causal else n * n)
+
+
+def pack_maps(maps: np.ndarray, causal: bool) -> np.ndarray:
+    """Flatten `[layers, n, n]` maps to `[V]`: all entries, or the lower triangle (row-major) if causal."""
+    maps = np.asarray(maps)
+    if maps.ndim != 3 or maps.shape[1] != maps.shape[2]:
+        raise ValueError(f"expected maps of shape [layers, n, n], got {maps.shape}")
+    if not causal:
+        return maps.reshape(-1)
+    i, j = np.tril_indices(maps.shape[1])
+    return maps[:, i, j].reshape(-1)
+
+
+def unpack_maps(flat: np.ndarray, n: int, layers: int, causal: bool) -> np.ndarray:
+    """Rebuild `[layers, n, n]` maps from `pack_maps` output (upper triangle zero when causal)."""
+    flat = np.asarray(flat)
+    want = packed_size(n, layers, causal)
+    if flat.size != want:
+        raise ValueError(f"expected {want} values for n={n}, layers={layers}, causal={causal}; got {flat.size}")
+    if not causal:
+        return flat.reshape(layers, n, n)
+    out = np.zeros((layers, n, n), dtype=flat.dtype)
+    i, j = np.tril_indices(n)
+    out[:, i, j] = flat.reshape(layers, -1)
+    return out
