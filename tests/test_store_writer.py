@@ -1,0 +1,89 @@
+"""The part writer against the layout contract, read back with plain zarr (no Ray, no models)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+zarr = pytest.importorskip("zarr")
+
+from vzcore.store.layout import (  # noqa: E402
+    STATUS_SCORED,
+    STATUS_SKIPPED,
+    complete_methods,
+    pack_maps,
+    packed_size,
+    part_path,
+    unpack_maps,
+)
+from vzcore.store.writer import ExampleOutcome, part_state, write_part  # noqa: E402
+
+
+def _maps(rng, layers, n, causal):
+    m = rng.random((layers, n, n), dtype=np.float32)
+    if causal:
+        m = np.tril(m)
+    return m / m.sum(-1, keepdims=True)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_pack_unpack_roundtrip(causal):
+    rng = np.random.default_rng(0)
+    for n in (1, 2, 7):
+        m = _maps(rng, 3, n, causal)
+        flat = pack_maps(m, causal)
+        assert flat.size == packed_size(n, 3, causal)
+        np.testing.assert_array_equal(unpack_maps(flat, n, 3, causal), m)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_write_part_reads_back_with_plain_zarr(tmp_path, causal):
+    rng = np.random.default_rng(1)
+    outcomes = [
+        ExampleOutcome(
+            10,
+            tokens=["[CLS]", "hi", "[SEP]"],
+            token_ids=[101, 7, 102],
+            word_ids=[None, 0, None],
+            scores={"a": _maps(rng, 2, 3, causal)},
+        ),
+        ExampleOutcome.failed(11, "empty text", skipped=True),
+        ExampleOutcome(
+            12,
+            tokens=["x", "y"],
+            token_ids=[1, 2],
+            word_ids=[0, 1],
+            truncated=True,
+            scores={"a": _maps(rng, 2, 2, causal)},
+        ),
+    ]
+    store = str(tmp_path / "s.zarr")
+    write_part(store, 4, outcomes, ["a"], causal=causal, num_layers=2, start=10, stop=13)
+    g = zarr.open_group(store, mode="r")[part_path(4)]
+    assert complete_methods(dict(g.attrs)) == ["a"]
+    assert g.attrs["failures"] == {"11": "empty text"}
+    np.testing.assert_array_equal(g["example_id"][:], [10, 11, 12])
+    np.testing.assert_array_equal(g["status"][:], [STATUS_SCORED, STATUS_SKIPPED, STATUS_SCORED])
+    np.testing.assert_array_equal(g["length"][:], [3, 0, 2])
+    np.testing.assert_array_equal(g["truncated"][:], [False, False, True])
+    to, vo = g["token_offset"][:], g["value_offset"][:]
+    np.testing.assert_array_equal(g["word_ids"][to[0] : to[1]], [-1, 0, -1])
+    assert list(g["tokens"][to[2] : to[3]]) == ["x", "y"]
+    assert g["scores/a"].dtype == np.float16
+    for k in (0, 2):
+        got = unpack_maps(g["scores/a"][vo[k] : vo[k + 1]], outcomes[k].n, 2, causal)
+        np.testing.assert_allclose(got, outcomes[k].scores["a"], atol=2.5e-4)
+
+
+def test_adding_a_method_keeps_base_arrays_and_extends_complete(tmp_path):
+    rng = np.random.default_rng(2)
+    maps = _maps(rng, 1, 2, False)
+    o = [ExampleOutcome(0, tokens=["a", "b"], token_ids=[1, 2], word_ids=[0, 1], scores={"a": maps, "b": maps})]
+    store = str(tmp_path / "s.zarr")
+    write_part(store, 0, o, ["a"], causal=False, num_layers=1, store_dtype="float32")
+    write_part(store, 0, o, ["b"], causal=False, num_layers=1, store_dtype="float32")
+    state = part_state(zarr.open_group(store, mode="r"), 0)
+    assert state["complete"] == ["a", "b"]
+    g = zarr.open_group(store, mode="r")[part_path(0)]
+    np.testing.assert_array_equal(g["scores/b"][:], maps.reshape(-1))
+    assert part_state(zarr.open_group(store, mode="r"), 1) is None

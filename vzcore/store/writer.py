@@ -1,0 +1,183 @@
+"""Write one part of a store (docs/store-layout.md): arrays first, then mark the methods complete.
+
+One writer per part group, always: zarr shards and metadata are read-modify-write, so two writers
+in one group can silently lose data. The scoring job guarantees it by giving each part to one actor.
+zarr is imported inside functions so that `import vzcore` stays free of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from vzcore.store.layout import (
+    SCORES_GROUP,
+    STATUS_FAILED,
+    STATUS_SCORED,
+    STATUS_SKIPPED,
+    TARGET_CHUNK_BYTES,
+    complete_methods,
+    pack_maps,
+    packed_size,
+    part_path,
+)
+
+__all__ = ["ExampleOutcome", "open_root", "part_state", "write_part"]
+
+
+@dataclass(frozen=True)
+class ExampleOutcome:
+    """What scoring one example produced: its tokens and `[layers, n, n]` maps, or why it has none."""
+
+    example_id: int
+    status: int = STATUS_SCORED
+    reason: str = ""
+    tokens: Sequence[str] = ()
+    token_ids: Sequence[int] = ()
+    word_ids: Sequence[int | None] = ()
+    truncated: bool = False
+    scores: Mapping[str, np.ndarray] = field(default_factory=dict)  # method -> `[layers, n, n]`
+
+    @classmethod
+    def from_result(cls, example_id: int, result: Any) -> ExampleOutcome:
+        """Build a scored outcome from a `vzcore.ScoreResult`."""
+        return cls(
+            example_id=int(example_id),
+            tokens=list(result.tokens),
+            token_ids=list(result.token_ids),
+            word_ids=list(result.word_ids) if result.word_ids is not None else [None] * len(result.token_ids),
+            truncated=bool(result.truncated),
+            scores=dict(result.scores),
+        )
+
+    @classmethod
+    def failed(cls, example_id: int, reason: str, *, skipped: bool = False) -> ExampleOutcome:
+        """Build an outcome with no maps: failed (with a reason) or skipped (empty text)."""
+        return cls(int(example_id), STATUS_SKIPPED if skipped else STATUS_FAILED, reason)
+
+    @property
+    def n(self) -> int:
+        return len(self.token_ids) if self.status == STATUS_SCORED else 0
+
+
+def open_root(store: Any, *, mode: str = "a", storage_options: dict | None = None):
+    """Open the store's root group: a local path, an fsspec URL (`s3://...`), or a `zarr.Group` as is."""
+    import zarr
+
+    if isinstance(store, zarr.Group):
+        return store
+    store = str(store)
+    if "://" in store:
+        return zarr.open_group(store=store, mode=mode, storage_options=storage_options or {})
+    return zarr.open_group(store=store, mode=mode)
+
+
+def part_state(root: Any, part: int) -> dict | None:
+    """Return a part group's attrs (`start`, `stop`, `complete`, ...), or None if it does not exist."""
+    try:
+        group = root[part_path(part)]
+    except KeyError:
+        return None
+    return dict(group.attrs)
+
+
+def _flat_array(group: Any, name: str, values: np.ndarray, dtype: str) -> None:
+    from zarr.codecs import ZstdCodec
+
+    itemsize = np.dtype(dtype).itemsize if dtype != "str" else 16
+    chunk = max(1, min(len(values), TARGET_CHUNK_BYTES // itemsize))
+    kw: dict = {} if dtype == "str" else {"compressors": ZstdCodec(level=3)}
+    arr = group.create_array(
+        name, shape=(len(values),), dtype=str if dtype == "str" else dtype, chunks=(chunk,), overwrite=True, **kw
+    )
+    if len(values):
+        arr[:] = values
+
+
+def _base_matches(group: Any, ids: np.ndarray, lengths: np.ndarray) -> bool:
+    attrs = group.attrs
+    if not attrs.get("base_complete"):
+        return False
+    try:
+        return np.array_equal(group["example_id"][:], ids) and np.array_equal(group["length"][:], lengths)
+    except KeyError:
+        return False
+
+
+def write_part(
+    store: Any,
+    part: int,
+    outcomes: Sequence[ExampleOutcome],
+    methods: Sequence[str],
+    *,
+    causal: bool,
+    num_layers: int,
+    start: int | None = None,
+    stop: int | None = None,
+    store_dtype: str = "float16",
+    storage_options: dict | None = None,
+) -> None:
+    """Write part `part` holding `outcomes` (in id order) and mark `methods` complete in it.
+
+    `num_layers` is how many maps each scored example holds (the selected layers). When the part
+    already holds the same examples, only the `methods` arrays are (re)written and appended to the
+    part's `complete` list; otherwise the part is rewritten from scratch. `start`/`stop` default
+    to the id range of `outcomes`. The caller must be the only writer of this part.
+    """
+    import zarr
+
+    root = open_root(store, mode="a", storage_options=storage_options)
+    outcomes = sorted(outcomes, key=lambda o: o.example_id)
+    ids = np.asarray([o.example_id for o in outcomes], dtype=np.int64)
+    lengths = np.asarray([o.n for o in outcomes], dtype=np.int32)
+    start = int(ids[0]) if start is None and len(ids) else (start or 0)
+    stop = int(ids[-1]) + 1 if stop is None and len(ids) else (stop or 0)
+    sizes = np.asarray([packed_size(int(n), num_layers, causal) for n in lengths], dtype=np.int64)
+    value_offset = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+
+    path = part_path(part)
+    try:
+        group = root[path]
+        reuse = isinstance(group, zarr.Group) and _base_matches(group, ids, lengths)
+    except KeyError:
+        reuse = False
+    if reuse:
+        # Unmark the methods we are about to rewrite first: a reader must never see them as done midway.
+        done = [m for m in complete_methods(group.attrs) if m not in methods]
+        group.attrs.update({"complete": done, "start": start, "stop": stop})
+    else:
+        group = root.create_group(path, overwrite=True)
+        group.attrs.update({"start": start, "stop": stop, "complete": [], "base_complete": False})
+        token_offset = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        scored = [o for o in outcomes if o.status == STATUS_SCORED]
+        flat_ids = [i for o in scored for i in o.token_ids]
+        flat_words = [-1 if w is None else int(w) for o in scored for w in o.word_ids]
+        flat_tokens = [str(t) for o in scored for t in o.tokens]
+        _flat_array(group, "example_id", ids, "int64")
+        _flat_array(group, "status", np.asarray([o.status for o in outcomes], dtype=np.int8), "int8")
+        _flat_array(group, "length", lengths, "int32")
+        _flat_array(group, "truncated", np.asarray([o.truncated for o in outcomes], dtype=bool), "bool")
+        _flat_array(group, "token_offset", token_offset, "int64")
+        _flat_array(group, "value_offset", value_offset, "int64")
+        _flat_array(group, "token_ids", np.asarray(flat_ids, dtype=np.int32), "int32")
+        _flat_array(group, "word_ids", np.asarray(flat_words, dtype=np.int32), "int32")
+        _flat_array(group, "tokens", np.asarray(flat_tokens, dtype=object), "str")
+        failures = {str(o.example_id): o.reason for o in outcomes if o.status != STATUS_SCORED}
+        group.attrs.update({"failures": failures, "base_complete": True})
+        done = []
+
+    scores = group.require_group(SCORES_GROUP)
+    for method in methods:
+        flat = np.full(int(value_offset[-1]), np.nan, dtype=store_dtype)
+        for k, o in enumerate(outcomes):
+            maps = o.scores.get(method) if o.status == STATUS_SCORED else None
+            if maps is None:
+                continue  # scored before for other methods but not now: stays NaN
+            if maps.shape[0] != num_layers:
+                raise ValueError(f"example {o.example_id}: {maps.shape[0]} maps for {num_layers} layers")
+            flat[value_offset[k] : value_offset[k + 1]] = pack_maps(maps, causal)
+        _flat_array(scores, method, flat, store_dtype)
+    group.attrs["complete"] = sorted(set(done) | set(methods))
