@@ -1,0 +1,138 @@
+"""The conformance suite every family passes, on tiny seeded models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import vzcore
+from tests.conftest import sample_ids
+from vzcore.reference import reference_value_zeroing
+
+TOL = 1e-5
+
+
+def test_fast_path_matches_reference(tiny):
+    ids = sample_ids(1, 9)
+    fast = vzcore.score(tiny, [ids])[0].scores["value_zeroing"]
+    ref = reference_value_zeroing(tiny, ids)
+    assert fast.shape == ref.shape == (2, 9, 9)
+    np.testing.assert_allclose(fast, ref, atol=TOL, rtol=0)
+
+
+def test_padding_changes_nothing(tiny):
+    texts = [sample_ids(2, 5), sample_ids(3, 11), sample_ids(4, 8)]
+    batched = vzcore.score(tiny, texts, methods=["value_zeroing", "attention", "attention_norm"], batch_size=3)
+    for text, got in zip(texts, batched, strict=True):
+        alone = vzcore.score(tiny, [text], methods=["value_zeroing", "attention", "attention_norm"])[0]
+        for method in got.scores:
+            np.testing.assert_allclose(got.scores[method], alone.scores[method], atol=TOL, rtol=0)
+        np.testing.assert_allclose(got.scores["value_zeroing"], reference_value_zeroing(tiny, text), atol=TOL, rtol=0)
+
+
+def test_zeroing_nothing_changes_nothing(tiny):
+    ref = reference_value_zeroing(tiny, sample_ids(5, 6), zero=False)
+    assert np.all(ref == 0)
+
+
+def test_rows_sum_to_one_and_causal_rows_ignore_the_future(tiny):
+    result = vzcore.score(tiny, [sample_ids(6, 10)], methods=vzcore.list_methods().keys())[0]
+    for method, maps in result.scores.items():
+        assert not np.isnan(maps).any(), method
+        np.testing.assert_allclose(maps.sum(-1), 1.0, atol=1e-5, err_msg=method)
+        assert (maps >= 0).all(), method
+        if tiny.family.causal:
+            assert np.all(np.triu(maps, k=1) == 0), method
+            np.testing.assert_array_equal(maps[:, 0, 0], 1.0)
+
+
+def test_future_tokens_do_not_change_causal_scores(tiny):
+    if not tiny.family.causal:
+        pytest.skip("encoders see the whole text")
+    ids = sample_ids(7, 10)
+    short = vzcore.score(tiny, [ids[:6]])[0].scores["value_zeroing"]
+    full = vzcore.score(tiny, [ids])[0].scores["value_zeroing"]
+    np.testing.assert_allclose(full[:, :6, :6], short, atol=TOL, rtol=0)
+
+
+def test_target_rows_equal_the_full_maps_rows(tiny):
+    ids = sample_ids(8, 9)
+    methods = list(vzcore.list_methods())
+    full = vzcore.score(tiny, [ids], methods=methods)[0]
+    part = vzcore.score(tiny, [ids], methods=methods, targets=[2, -1])[0]
+    assert part.scored_rows.tolist() == [i in (2, 8) for i in range(9)]
+    for method in methods:
+        np.testing.assert_allclose(part.scores[method][:, [2, 8]], full.scores[method][:, [2, 8]], atol=TOL, rtol=0)
+        assert np.isnan(part.scores[method][:, [0, 1, 3, 4, 5, 6, 7]]).all(), method
+
+
+def test_layer_selection_equals_the_full_maps_layers(tiny):
+    ids = sample_ids(9, 7)
+    full = vzcore.score(tiny, [ids], methods=["value_zeroing", "value_zeroing_rollout"])[0]
+    last = vzcore.score(tiny, [ids], methods=["value_zeroing", "value_zeroing_rollout"], layers=[-1])[0]
+    assert last.layers == [1]
+    for method in full.scores:
+        np.testing.assert_allclose(last.scores[method][0], full.scores[method][1], atol=TOL, rtol=0)
+
+
+def test_no_hook_is_left_behind(tiny):
+    def count_hooks(model):
+        return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
+
+    before = count_hooks(tiny.model)
+    vzcore.score(tiny, [sample_ids(10, 5)], methods=list(vzcore.list_methods()))
+    reference_value_zeroing(tiny, sample_ids(10, 5))
+    assert count_hooks(tiny.model) == before
+
+
+def test_eager_and_sdpa_loading_give_the_same_scores(tiny, tiny_builder):
+    kind = tiny.config.model_type
+    ids = sample_ids(11, 8)
+    sdpa = vzcore.load_model(tiny_builder(kind, attn="sdpa"))
+    eager = vzcore.score(tiny, [ids], methods=["value_zeroing", "attention"])[0]
+    other = vzcore.score(sdpa, [ids], methods=["value_zeroing", "attention"])[0]
+    for method in eager.scores:
+        np.testing.assert_allclose(other.scores[method], eager.scores[method], atol=TOL, rtol=0)
+    assert sdpa.config._attn_implementation == "sdpa"  # switched for the clean pass only
+
+
+def test_final_norm_option_matches_reference(tiny):
+    if tiny.family.post_norm:
+        pytest.skip("post-norm blocks already end in a norm")
+    ids = sample_ids(12, 7)
+    fast = vzcore.score(tiny, [ids], final_norm=True)[0].scores["value_zeroing"]
+    ref = reference_value_zeroing(tiny, ids, final_norm=True)
+    np.testing.assert_allclose(fast, ref, atol=TOL, rtol=0)
+    raw = vzcore.score(tiny, [ids])[0].scores["value_zeroing"]
+    np.testing.assert_allclose(fast[0], raw[0], atol=TOL, rtol=0)  # only the last layer changes
+    assert np.abs(fast[-1] - raw[-1]).max() > 1e-4
+
+
+def test_small_memory_budget_gives_the_same_scores(tiny):
+    texts = [sample_ids(13, 9), sample_ids(14, 6)]
+    big = vzcore.score(tiny, texts, batch_size=2)
+    small = vzcore.score(tiny, texts, batch_size=2, memory_budget=1)
+    for a, b in zip(big, small, strict=True):
+        np.testing.assert_allclose(a.scores["value_zeroing"], b.scores["value_zeroing"], atol=TOL, rtol=0)
+
+
+def test_euclidean_distance_matches_reference(tiny):
+    ids = sample_ids(15, 6)
+    fast = vzcore.score(tiny, [ids], distance="euclidean")[0].scores["value_zeroing"]
+    np.testing.assert_allclose(fast, reference_value_zeroing(tiny, ids, distance="euclidean"), atol=TOL, rtol=0)
+
+
+def test_bfloat16_is_close_to_float32(tiny):
+    ids = sample_ids(16, 8)
+    full = vzcore.score(tiny, [ids])[0].scores["value_zeroing"]
+    low = vzcore.score(tiny, [ids], precision="bfloat16")[0].scores["value_zeroing"]
+    assert np.abs(low - full).max() < 0.05
+
+
+@pytest.mark.parametrize("dtype", [torch.float32])
+def test_rollout_is_the_product_of_layer_maps(tiny, dtype):
+    result = vzcore.score(tiny, [sample_ids(17, 7)], methods=["value_zeroing", "value_zeroing_rollout"])[0]
+    vz = result.scores["value_zeroing"].astype(np.float64)
+    np.testing.assert_allclose(result.scores["value_zeroing_rollout"][1], vz[1] @ vz[0], atol=1e-6)
+    np.testing.assert_allclose(result.scores["value_zeroing_rollout"][0], vz[0], atol=1e-6)
