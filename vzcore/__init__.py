@@ -5,6 +5,7 @@ from vzcore.families import UnsupportedModelError, list_families
 from vzcore.loading import ModelHandle, load_model
 from vzcore.methods import UnknownMethodError, list_methods, register_method
 from vzcore.result import ScoreResult, WordResult
+from vzcore.store.reader import open_store
 
 __all__ = [
     "ModelHandle",
@@ -15,6 +16,7 @@ __all__ = [
     "list_families",
     "list_methods",
     "load_model",
+    "open_store",
     "register_method",
     "score",
 ]

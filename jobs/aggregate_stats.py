@@ -1,0 +1,240 @@
+"""Mergeable corpus statistics of context-mixing maps: the math behind `vz aggregate`.
+
+Everything is a float64 sum (or count) that merges by addition, so per-part partial statistics
+computed anywhere (locally, or as Ray tasks) merge into the same result up to float64 rounding.
+Each example lands in one sentence-length bucket; corpus totals are sums over buckets.
+"""
+
+from __future__ import annotations
+
+import itertools
+import unicodedata
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = [
+    "DEFAULT_BUCKET_EDGES",
+    "PartialStats",
+    "StatsSpec",
+    "is_punctuation",
+]
+
+# Sentence-length buckets by token count: [1, 16), [16, 32), ... , [512, inf).
+DEFAULT_BUCKET_EDGES = (1, 16, 32, 64, 128, 256, 512)
+
+_WORD_PREFIXES = ("##", "Ġ", "▁", "Ċ")
+
+
+def is_punctuation(token: str) -> bool:
+    """Return whether a token string (word-piece markers removed) is made only of punctuation."""
+    for prefix in _WORD_PREFIXES:
+        token = token.removeprefix(prefix)
+    token = token.strip()
+    return bool(token) and all(unicodedata.category(c).startswith("P") for c in token)
+
+
+@dataclass(frozen=True)
+class StatsSpec:
+    """What the statistics are computed over; two partials merge only if their specs are equal."""
+
+    methods: tuple[str, ...]
+    num_layers: int  # maps per example (the store's `layers`)
+    causal: bool
+    bucket_edges: tuple[int, ...] = DEFAULT_BUCKET_EDGES  # lower bounds of the length buckets
+    max_offset: int = 16  # relative positions |j - i| beyond this fall into two overflow bins
+
+    @property
+    def pairs(self) -> list[tuple[str, str]]:
+        """Return every unordered method pair, in method order."""
+        return [(a, b) for k, a in enumerate(self.methods) for b in self.methods[k + 1 :]]
+
+    @property
+    def num_offsets(self) -> int:
+        return 2 * self.max_offset + 3  # -(D+1) (or less), -D..D, D+1 (or more)
+
+    def offsets(self) -> np.ndarray:
+        """Return the offset bin labels; the first and last bins are the overflow bins."""
+        d = self.max_offset
+        return np.arange(-d - 1, d + 2)
+
+    def bucket_of(self, n: int) -> int:
+        return int(np.searchsorted(self.bucket_edges, n, side="right") - 1)
+
+    def bucket_labels(self) -> list[str]:
+        edges = self.bucket_edges
+        return [f"{a}-{b - 1}" for a, b in itertools.pairwise(edges)] + [f"{edges[-1]}+"]
+
+
+# Names of the per-(method, bucket, layer) sums: shape `[M, B, L]`.
+ROW_SUMS = (
+    "rows",  # scored rows
+    "self_mass",  # diagonal: mass a token keeps
+    "context_mass",  # off-diagonal: mass mixed in from context
+    "special_mass",  # mass on special source tokens ([CLS], [SEP], BOS, EOS, PAD)
+    "punct_mass",  # mass on punctuation source tokens
+    "zero_rows",  # scored rows whose entries are all zero
+    "entropy_sum",  # sum of normalised row entropies
+    "entropy_rows",  # rows counted in entropy_sum (>= 2 valid entries, nonzero)
+)
+
+
+def _new_sums(spec: StatsSpec) -> dict[str, np.ndarray]:
+    m, b, layers = len(spec.methods), len(spec.bucket_edges), spec.num_layers
+    sums = {name: np.zeros((m, b, layers)) for name in ROW_SUMS}
+    sums["offset_mass"] = np.zeros((m, b, layers, spec.num_offsets))
+    sums["offset_count"] = np.zeros((m, b, layers, spec.num_offsets))
+    sums["agree_sum"] = np.zeros((len(spec.pairs), b, layers))
+    sums["agree_count"] = np.zeros((len(spec.pairs), b, layers))
+    sums["examples"] = np.zeros(b)
+    sums["tokens"] = np.zeros(b)
+    return sums
+
+
+# Per token type: `[4, M, L, U]` for the U type ids seen.
+TYPE_SUMS = ("kept_sum", "kept_count", "given_sum", "given_count")
+
+
+@dataclass
+class PartialStats:
+    """Sums over some examples; `merge` adds another partial's sums. Memory is bounded by the vocabulary."""
+
+    spec: StatsSpec
+    sums: dict[str, np.ndarray] = field(default_factory=dict)
+    type_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # `[U]` sorted
+    type_sums: np.ndarray | None = None  # `[4, M, L, U]`
+    status_counts: dict[str, int] = field(default_factory=dict)  # scored / failed / skipped
+    type_tokens: dict[int, str] = field(default_factory=dict)  # token string of each seen type id
+
+    def __post_init__(self) -> None:
+        if not self.sums:
+            self.sums = _new_sums(self.spec)
+        if self.type_sums is None:
+            self.type_sums = np.zeros((len(TYPE_SUMS), len(self.spec.methods), self.spec.num_layers, 0))
+
+    # ---- accumulation -------------------------------------------------------------------------
+    def count_status(self, name: str, k: int = 1) -> None:
+        self.status_counts[name] = self.status_counts.get(name, 0) + k
+
+    def add_example(
+        self,
+        maps: dict[str, np.ndarray],
+        token_ids: np.ndarray,
+        special: np.ndarray,
+        punct: np.ndarray,
+        tokens: list[str] | None = None,
+    ) -> None:
+        """Add one example: `maps[method]` is `[L, n, n]` (NaN rows unscored), masks are `[n]` bool."""
+        spec = self.spec
+        n = len(token_ids)
+        b = spec.bucket_of(n)
+        self.sums["examples"][b] += 1
+        self.sums["tokens"][b] += n
+        valid = np.tril(np.ones((n, n), dtype=bool)) if spec.causal else np.ones((n, n), dtype=bool)
+        k_valid = valid.sum(1)  # `[n]` valid entries per row
+        offset_bin = np.clip(np.arange(n)[None, :] - np.arange(n)[:, None], -spec.max_offset - 1, spec.max_offset + 1)
+        offset_bin = (offset_bin + spec.max_offset + 1).ravel()  # `[n*n]` bin index of each entry
+        clean: dict[str, np.ndarray] = {}
+        scored: dict[str, np.ndarray] = {}
+        for mi, method in enumerate(spec.methods):
+            x = np.asarray(maps[method], dtype=np.float64)  # `[L, n, n]`
+            s = ~np.isnan(x).any(-1)  # `[L, n]` scored rows
+            x = np.where(np.isnan(x) | ~valid, 0.0, x)
+            clean[method], scored[method] = x, s
+            self._add_rows(mi, b, x, s, valid, k_valid, special, punct, offset_bin)
+            self._add_types(mi, x, s, valid, token_ids, tokens)
+        for pi, (a, c) in enumerate(spec.pairs):
+            per_row, ok = _row_spearman(clean[a], clean[c], scored[a] & scored[c], valid, k_valid)
+            has = ok.any(1)  # `[L]` sentences with at least one comparable row
+            mean = np.where(has, (per_row * ok).sum(1) / np.maximum(ok.sum(1), 1), 0.0)
+            self.sums["agree_sum"][pi, b] += mean
+            self.sums["agree_count"][pi, b] += has
+
+    def _add_rows(self, mi, b, x, s, valid, k_valid, special, punct, offset_bin) -> None:
+        sums = self.sums
+        diag = np.diagonal(x, axis1=1, axis2=2)  # `[L, n]`
+        row_sum = x.sum(-1)
+        sums["rows"][mi, b] += s.sum(1)
+        sums["self_mass"][mi, b] += (diag * s).sum(1)
+        sums["context_mass"][mi, b] += ((row_sum - diag) * s).sum(1)
+        sums["special_mass"][mi, b] += (x[:, :, special].sum(-1) * s).sum(1)
+        sums["punct_mass"][mi, b] += (x[:, :, punct].sum(-1) * s).sum(1)
+        sums["zero_rows"][mi, b] += (s & (row_sum == 0)).sum(1)
+        ent_ok = s & (k_valid[None, :] >= 2) & (row_sum > 0)  # `[L, n]`
+        p = x / np.where(row_sum > 0, row_sum, 1.0)[..., None]
+        plogp = np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0)
+        entropy = -plogp.sum(-1) / np.log(np.maximum(k_valid, 2))[None, :]
+        sums["entropy_sum"][mi, b] += np.where(ent_ok, entropy, 0.0).sum(1)
+        sums["entropy_rows"][mi, b] += ent_ok.sum(1)
+        nb = self.spec.num_offsets
+        entry_ok = (s[:, :, None] & valid[None]).reshape(s.shape[0], -1)  # `[L, n*n]`
+        flat = x.reshape(x.shape[0], -1)
+        for layer in range(x.shape[0]):
+            sums["offset_mass"][mi, b, layer] += np.bincount(offset_bin, weights=flat[layer], minlength=nb)
+            sums["offset_count"][mi, b, layer] += np.bincount(offset_bin, weights=entry_ok[layer], minlength=nb)
+
+    def _add_types(self, mi, x, s, valid, token_ids, tokens) -> None:
+        n = len(token_ids)
+        diag = np.diagonal(x, axis1=1, axis2=2)  # `[L, n]`
+        others = s[:, :, None] & valid[None] & ~np.eye(n, dtype=bool)[None]  # `[L, i, j]`: row i takes from j
+        given_rows = others.sum(1)  # `[L, n]` other scored rows that can take from source j
+        given_mean = np.where(given_rows > 0, (x * others).sum(1) / np.maximum(given_rows, 1), 0.0)
+        ids = np.asarray(token_ids, dtype=np.int64)
+        uniq, inv = np.unique(ids, return_inverse=True)
+        self._ensure_types(uniq, tokens, ids)
+        where = np.searchsorted(self.type_ids, uniq)[inv]  # `[n]` column of each token
+        u = len(self.type_ids)
+        for layer in range(x.shape[0]):
+            for ti, weights in enumerate((diag[layer] * s[layer], s[layer], given_mean[layer], given_rows[layer] > 0)):
+                self.type_sums[ti, mi, layer] += np.bincount(where, weights=weights.astype(np.float64), minlength=u)
+
+    def _ensure_types(self, uniq: np.ndarray, tokens: list[str] | None, ids: np.ndarray) -> None:
+        new = np.setdiff1d(uniq, self.type_ids)
+        if len(new):
+            self._grow(new)
+        if tokens is not None:
+            for tid, tok in zip(ids.tolist(), tokens, strict=True):
+                self.type_tokens.setdefault(tid, tok)
+
+    def _grow(self, new_ids: np.ndarray) -> None:
+        ids = np.union1d(self.type_ids, new_ids)
+        grown = np.zeros((*self.type_sums.shape[:3], len(ids)))
+        grown[..., np.searchsorted(ids, self.type_ids)] = self.type_sums
+        self.type_ids, self.type_sums = ids, grown
+
+    # ---- merging ------------------------------------------------------------------------------
+    def merge(self, other: PartialStats) -> PartialStats:
+        """Add `other`'s sums into this partial (in place) and return it."""
+        if other.spec != self.spec:
+            raise ValueError(f"cannot merge statistics of different specs: {self.spec} vs {other.spec}")
+        for name, value in other.sums.items():
+            self.sums[name] += value
+        if len(other.type_ids):
+            self._grow(np.setdiff1d(other.type_ids, self.type_ids))
+            self.type_sums[..., np.searchsorted(self.type_ids, other.type_ids)] += other.type_sums
+        for name, k in other.status_counts.items():
+            self.count_status(name, k)
+        for tid, tok in other.type_tokens.items():
+            self.type_tokens.setdefault(tid, tok)
+        return self
+
+
+def _row_spearman(a, b, scored, valid, k_valid) -> tuple[np.ndarray, np.ndarray]:
+    """Return `([L, n] Spearman per row, [L, n] whether the row counts)` over each row's valid entries.
+
+    Invalid entries are set to +inf before ranking, so they take the top ranks and the valid entries
+    get exactly their ranks among themselves (ties averaged, as `scipy.stats.spearmanr`).
+    Rows need >= 3 valid entries and a non-constant row in both methods.
+    """
+    from scipy.stats import rankdata
+
+    mask = np.broadcast_to(valid[None], a.shape)
+    ra = rankdata(np.where(mask, a, np.inf), axis=-1)
+    rb = rankdata(np.where(mask, b, np.inf), axis=-1)
+    k = k_valid[None, :].astype(np.float64)
+    ca = np.where(mask, ra - (ra * mask).sum(-1, keepdims=True) / k[..., None], 0.0)
+    cb = np.where(mask, rb - (rb * mask).sum(-1, keepdims=True) / k[..., None], 0.0)
+    va, vb = (ca * ca).sum(-1), (cb * cb).sum(-1)
+    ok = scored & (k_valid[None, :] >= 3) & (va > 0) & (vb > 0)
+    r = np.where(ok, (ca * cb).sum(-1) / np.sqrt(np.where(ok, va * vb, 1.0)), 0.0)
+    return r, ok

@@ -1,0 +1,191 @@
+"""Build small stores without Ray: scored by a model (tests, notebooks) or random but valid (benchmarks).
+
+These write the root attributes and `tables/` themselves, following docs/store-layout.md, and the
+parts with the writer's `write_part`. The scoring job (`jobs/`) remains the way to build real stores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from vzcore.store.layout import LAYOUT_VERSION, STATUS_SCORED, TABLES_DIR
+
+__all__ = ["init_root", "write_random_store", "write_scored_store", "write_tables"]
+
+
+def init_root(
+    path: str | Path,
+    *,
+    methods: Sequence[str],
+    layers: Sequence[int],
+    causal: bool,
+    plan: list[dict],
+    model_type: str = "bert",
+    special_token_ids: Sequence[int] = (),
+    config: dict | None = None,
+    identity: dict | None = None,
+) -> None:
+    """Create the root group with the layout's attributes (overwriting whatever was there)."""
+    import zarr
+
+    root = zarr.open_group(str(path), mode="w")
+    root.attrs.update(
+        {
+            "vz_layout": LAYOUT_VERSION,
+            "config": config or {},
+            "identity": identity or {m: f"synthetic-{m}" for m in methods},
+            "data_identity": "synthetic",
+            "versions": {},
+            "plan": plan,
+            "methods": list(methods),
+            "layers": list(layers),
+            "num_layers": len(layers),
+            "causal": bool(causal),
+            "model_type": model_type,
+            "special_token_ids": [int(t) for t in special_token_ids],
+        }
+    )
+
+
+def write_tables(path: str | Path, texts: dict[int, str] | None = None) -> None:
+    """Write `tables/examples.parquet` and `tables/tokens.parquet` from the store's parts."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from vzcore.store.reader import open_store
+
+    store = open_store(path)
+    special = set(store.special_token_ids)
+    examples, tokens = [], []
+    for part in store.done_parts():
+        reader = store.part_reader(part)
+        ex = reader.examples_frame()
+        ex["text"] = [(texts or {}).get(int(e)) for e in ex["example_id"]]
+        examples.append(ex)
+        tok = reader.tokens_frame()
+        tok["is_special"] = tok["token_id"].isin(special)
+        tokens.append(tok)
+    out = Path(path) / TABLES_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    import pandas as pd
+
+    pq.write_table(pa.Table.from_pandas(pd.concat(examples, ignore_index=True)), out / "examples.parquet")
+    pq.write_table(pa.Table.from_pandas(pd.concat(tokens, ignore_index=True)), out / "tokens.parquet")
+
+
+def write_scored_store(
+    path: str | Path,
+    handle,
+    texts: Sequence[str] | Sequence[Sequence[int]],
+    methods: Sequence[str],
+    part_size: int = 4,
+    tables: bool = True,
+) -> None:
+    """Score `texts` with `vzcore.score` and write them as a store of `part_size`-example parts."""
+    import vzcore
+    from vzcore.store.writer import ExampleOutcome, write_part
+
+    results = vzcore.score(handle, list(texts), methods=list(methods))
+    causal = handle.family.causal
+    special = list(getattr(handle.tokenizer, "all_special_ids", None) or [])
+    plan = [
+        {"part": k, "start": a, "stop": min(a + part_size, len(texts))}
+        for k, a in enumerate(range(0, len(texts), part_size))
+    ]
+    init_root(
+        path,
+        methods=methods,
+        layers=results[0].layers,
+        causal=causal,
+        plan=plan,
+        model_type=handle.config.model_type,
+        special_token_ids=special,
+        config={"model": handle.config.model_type, "methods": list(methods), "part_size": part_size},
+    )
+    for p in plan:
+        outs = [ExampleOutcome.from_result(i, results[i]) for i in range(p["start"], p["stop"])]
+        write_part(
+            str(path),
+            p["part"],
+            outs,
+            methods,
+            causal=causal,
+            num_layers=len(results[0].layers),
+            start=p["start"],
+            stop=p["stop"],
+        )
+    if tables:
+        write_tables(path, {i: t if isinstance(t, str) else None for i, t in enumerate(texts)})
+
+
+def random_maps(rng: np.random.Generator, layers: int, n: int, causal: bool) -> np.ndarray:
+    """Return `[layers, n, n]` random rows summing to 1 (lower triangular when causal); skewed like real maps."""
+    m = rng.random((layers, n, n), dtype=np.float32) ** 4
+    m += np.eye(n, dtype=np.float32) * rng.random((layers, n, 1), dtype=np.float32)
+    if causal:
+        m = np.tril(m)
+    return m / m.sum(-1, keepdims=True)
+
+
+def write_random_store(
+    path: str | Path,
+    num_examples: int,
+    *,
+    methods: Sequence[str] = ("value_zeroing", "attention", "attention_norm"),
+    num_layers: int = 6,
+    causal: bool = False,
+    part_size: int = 500,
+    lengths: tuple[int, int] = (8, 64),
+    vocab: int = 1000,
+    seed: int = 0,
+    fail_every: int = 0,
+) -> None:
+    """Write a store of random but valid maps (rows sum to 1); for throughput benchmarks and tests only.
+
+    Token 0 plays [CLS]/BOS and 1 [SEP]/EOS (special); ids 2..9 are punctuation strings.
+    `fail_every > 0` marks every such example failed.
+    """
+    from vzcore.store.writer import ExampleOutcome, write_part
+
+    rng = np.random.default_rng(seed)
+    punct = [".", ",", "!", "?", ";", ":", "'", "-"]
+    names = ["[CLS]", "[SEP]", *punct] + [f"w{k}" for k in range(10, vocab)]
+    plan = [
+        {"part": k, "start": a, "stop": min(a + part_size, num_examples)}
+        for k, a in enumerate(range(0, num_examples, part_size))
+    ]
+    init_root(
+        path,
+        methods=methods,
+        layers=list(range(num_layers)),
+        causal=causal,
+        plan=plan,
+        model_type="gpt2" if causal else "bert",
+        special_token_ids=[0, 1],
+        config={"model": "random", "methods": list(methods), "part_size": part_size},
+    )
+    for p in plan:
+        outs = []
+        for i in range(p["start"], p["stop"]):
+            if fail_every and i % fail_every == fail_every - 1:
+                outs.append(ExampleOutcome.failed(i, "synthetic failure"))
+                continue
+            n = int(rng.integers(lengths[0], lengths[1] + 1))
+            ids = [0, *rng.integers(2, vocab, n - 2).tolist(), 1]
+            outs.append(
+                ExampleOutcome(
+                    i,
+                    STATUS_SCORED,
+                    tokens=[names[t] for t in ids],
+                    token_ids=ids,
+                    word_ids=[None, *range(n - 2), None],
+                    scores={m: random_maps(rng, num_layers, n, causal) for m in methods},
+                )
+            )
+        write_part(
+            str(path), p["part"], outs, methods, causal=causal, num_layers=num_layers, start=p["start"], stop=p["stop"]
+        )
+    write_tables(path, {i: f"example {i}" for i in range(num_examples)})

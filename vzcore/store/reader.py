@@ -1,0 +1,387 @@
+"""Read a store (docs/store-layout.md): what it holds, one example, batches, Parquet tables.
+
+`open_store(path_or_url)` checks the layout version and which parts are done, per method; an
+example comes back as a `vzcore.ScoreResult`, read from only the chunks that hold it.
+zarr, pyarrow and xarray are imported inside functions so that `import vzcore` stays free of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from vzcore.result import ScoreResult
+from vzcore.store.layout import (
+    LAYOUT_VERSION,
+    SCORES_GROUP,
+    STATUS_NAMES,
+    STATUS_SCORED,
+    TABLES_DIR,
+    complete_methods,
+    part_path,
+    unpack_maps,
+)
+
+__all__ = ["ExampleNotScoredError", "PartInfo", "PartReader", "Store", "StoreError", "open_store"]
+
+DEFAULT_BLOCK_VALUES = 1 << 22  # flat values per method read at once when streaming a part
+
+
+class StoreError(Exception):
+    """The store is missing, unreadable, from another layout, or lacks what was asked for."""
+
+
+class ExampleNotScoredError(StoreError):
+    """The example exists but has no maps (failed, skipped, or its part is not done)."""
+
+
+@dataclass(frozen=True)
+class PartInfo:
+    """One planned part: its id range, the methods it holds complete, and why it is unusable (if so)."""
+
+    part: int
+    start: int
+    stop: int
+    complete: tuple[str, ...]  # methods whose scores are fully written
+    problem: str | None = None  # None when the part can be read
+
+    def done_for(self, methods: Sequence[str]) -> bool:
+        return self.problem is None and all(m in self.complete for m in methods)
+
+
+def _open_group(path: Any, storage_options: dict | None, path_in: str | None = None):
+    import zarr
+
+    kw: dict = {"mode": "r"}
+    if "://" in str(path):
+        kw["storage_options"] = storage_options or {}
+    return zarr.open_group(store=str(path), path=path_in, **kw)
+
+
+class Store:
+    """A scoring run's store, opened read-only. Build it with `open_store`."""
+
+    def __init__(self, path: str, root: Any, storage_options: dict | None = None) -> None:
+        self.path = path
+        self.storage_options = storage_options
+        self._root = root
+        attrs = dict(root.attrs)
+        self.attrs = attrs
+        self.config: dict = attrs.get("config", {})
+        self.identity: dict = attrs.get("identity", {})
+        self.versions: dict = attrs.get("versions", {})
+        self.methods: list[str] = list(attrs.get("methods", []))
+        self.layers: list[int] = list(attrs.get("layers", []))
+        self.num_layers: int = int(attrs.get("num_layers", len(self.layers)))
+        self.causal: bool = bool(attrs.get("causal", False))
+        self.model_type: str | None = attrs.get("model_type")
+        self.special_token_ids: list[int] = [int(t) for t in attrs.get("special_token_ids", [])]
+        self.plan: list[dict] = sorted(attrs.get("plan", []), key=lambda p: p["part"])
+        self.parts: list[PartInfo] = [self._part_info(p) for p in self.plan]
+        self._starts = np.asarray([p["start"] for p in self.plan], dtype=np.int64)
+        self._part_readers: dict[int, PartReader] = {}
+
+    # ---- what is in the store -----------------------------------------------------------------
+    def _part_info(self, planned: dict) -> PartInfo:
+        k, start, stop = int(planned["part"]), int(planned["start"]), int(planned["stop"])
+        try:
+            group = self._root[part_path(k)]
+        except (KeyError, FileNotFoundError):
+            return PartInfo(k, start, stop, (), "not written")
+        attrs = dict(group.attrs)
+        done = tuple(m for m in complete_methods(attrs) if m in self.methods)
+        if (attrs.get("start"), attrs.get("stop")) != (start, stop):
+            got = f"[{attrs.get('start')}, {attrs.get('stop')})"
+            problem = f"holds ids {got} but the plan says [{start}, {stop}): left from a different run or plan"
+            return PartInfo(k, start, stop, done, problem)
+        if not done:
+            return PartInfo(k, start, stop, done, "partly written (no method marked complete)")
+        return PartInfo(k, start, stop, done)
+
+    @property
+    def num_examples(self) -> int:
+        """Planned examples (dataset rows) over all parts."""
+        return sum(p.stop - p.start for p in self.parts)
+
+    def done_parts(self, methods: Sequence[str] | None = None) -> list[int]:
+        """Return the parts that are done for every one of `methods` (default: all the store's methods)."""
+        methods = self.methods if methods is None else list(methods)
+        return [p.part for p in self.parts if p.done_for(methods)]
+
+    @property
+    def complete(self) -> bool:
+        return len(self.done_parts()) == len(self.parts) and bool(self.parts)
+
+    def describe(self) -> str:
+        """Return a human-readable summary: model, methods, layers, and which parts are usable."""
+        done = self.done_parts()
+        lines = [
+            f"store {self.path} (layout v{self.attrs.get('vz_layout')})",
+            f"  model: {self.config.get('model', '?')} ({self.model_type}, {'causal' if self.causal else 'encoder'})",
+            f"  methods: {', '.join(self.methods)}; layers: {self.layers}",
+            f"  examples planned: {self.num_examples} in {len(self.parts)} parts; done for all methods: {len(done)}",
+        ]
+        for p in self.parts:
+            if not p.done_for(self.methods):
+                why = p.problem or f"done only for {', '.join(p.complete)}"
+                lines.append(f"  part {p.part} [{p.start}, {p.stop}): {why}")
+        return "\n".join(lines)
+
+    def _methods(self, methods: Sequence[str] | str | None) -> list[str]:
+        if methods is None:
+            return list(self.methods)
+        methods = [methods] if isinstance(methods, str) else list(methods)
+        unknown = [m for m in methods if m not in self.methods]
+        if unknown:
+            raise StoreError(f"store has no method {unknown}; it holds {self.methods}")
+        return methods
+
+    # ---- examples -----------------------------------------------------------------------------
+    def part_of(self, example_id: int) -> PartInfo:
+        """Return the planned part holding `example_id` (a `StoreError` if no part plans it)."""
+        k = int(np.searchsorted(self._starts, example_id, side="right")) - 1
+        if k < 0 or not self.parts[k].start <= example_id < self.parts[k].stop:
+            raise StoreError(f"example {example_id} is not in the store's plan (ids 0..{self.num_examples - 1})")
+        return self.parts[k]
+
+    def part_reader(self, part: int) -> PartReader:
+        """Return a reader of one part (its per-example arrays are read once and cached)."""
+        if part not in self._part_readers:
+            self._part_readers[part] = PartReader(self, part)
+        return self._part_readers[part]
+
+    def example(self, example_id: int, methods: Sequence[str] | str | None = None) -> ScoreResult:
+        """Return one example's tokens and `[layers, n, n]` maps as a `vzcore.ScoreResult`."""
+        methods = self._methods(methods)
+        info = self.part_of(int(example_id))
+        if not info.done_for(methods):
+            why = info.problem or f"done only for {list(info.complete)}"
+            raise ExampleNotScoredError(f"example {example_id} is in part {info.part}, which is not usable: {why}")
+        return self.part_reader(info.part).example(int(example_id), methods, text=self._text(int(example_id)))
+
+    def xarray(self, example_id: int, methods: Sequence[str] | str | None = None):
+        """Return one example as an `xarray.Dataset`: a variable per method with dims `(layer, target, source)`."""
+        import xarray as xr
+
+        result = self.example(example_id, methods)
+        n = result.n
+        coords = {
+            "layer": result.layers,
+            "target": np.arange(n),
+            "source": np.arange(n),
+            "target_token": ("target", list(result.tokens)),
+            "source_token": ("source", list(result.tokens)),
+        }
+        data = {m: (("layer", "target", "source"), v) for m, v in result.scores.items()}
+        attrs = {"example_id": int(example_id), "text": result.text or "", "truncated": int(result.truncated)}
+        return xr.Dataset(data, coords=coords, attrs=attrs)
+
+    def iter_examples(
+        self,
+        batch_size: int = 32,
+        methods: Sequence[str] | str | None = None,
+        ids: Sequence[int] | None = None,
+    ) -> Iterator[list[tuple[int, ScoreResult]]]:
+        """Yield batches of `(example_id, ScoreResult)` over scored examples of the done parts, in id order."""
+        methods = self._methods(methods)
+        wanted = None if ids is None else {int(i) for i in ids}
+        batch: list[tuple[int, ScoreResult]] = []
+        for part in self.done_parts(methods):
+            for block in self.part_reader(part).iter_results(methods, ids=wanted):
+                for item in block:
+                    batch.append(item)
+                    if len(batch) == batch_size:
+                        yield batch
+                        batch = []
+        if batch:
+            yield batch
+
+    # ---- tables -------------------------------------------------------------------------------
+    def _fs_path(self, name: str):
+        import fsspec
+
+        fs, root = fsspec.core.url_to_fs(self.path, **(self.storage_options or {}))
+        return fs, f"{root.rstrip('/')}/{TABLES_DIR}/{name}"
+
+    def has_tables(self) -> bool:
+        fs, path = self._fs_path("examples.parquet")
+        return fs.exists(path)
+
+    def table(self, name: str, columns: Sequence[str] | None = None, filters=None):
+        """Return `tables/{name}.parquet` as a pyarrow Table (a `StoreError` if the tables are not written)."""
+        import pyarrow.parquet as pq
+
+        fs, path = self._fs_path(f"{name}.parquet")
+        if not fs.exists(path):
+            raise StoreError(
+                f"{self.path} has no {TABLES_DIR}/{name}.parquet (written only when every part is done);"
+                f" usable parts: {self.done_parts()}"
+            )
+        return pq.read_table(path, filesystem=fs, columns=list(columns) if columns else None, filters=filters)
+
+    def examples_table(self):
+        """Return the examples table as a pandas DataFrame (built from the done parts if not written)."""
+        if self.has_tables():
+            return self.table("examples").to_pandas()
+        import pandas as pd
+
+        frames = [self.part_reader(k).examples_frame() for k in self.done_parts()]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+    def _text(self, example_id: int) -> str | None:
+        try:
+            if not self.has_tables():
+                return None
+            t = self.table("examples", columns=["text"], filters=[("example_id", "=", example_id)])
+        except Exception:  # the text is a convenience; its absence must not break reading the maps
+            return None
+        return t.column("text")[0].as_py() if t.num_rows else None
+
+
+class PartReader:
+    """Reads one part group: its per-example arrays once, then slices of the token and score arrays."""
+
+    def __init__(self, store: Store, part: int) -> None:
+        self.store = store
+        self.part = part
+        group = store._root[part_path(part)]
+        self.group = group
+        self.example_id = group["example_id"][:]
+        self.status = group["status"][:]
+        self.length = group["length"][:]
+        self.truncated = group["truncated"][:]
+        self.token_offset = group["token_offset"][:]
+        self.value_offset = group["value_offset"][:]
+        self.failures: dict = dict(group.attrs.get("failures", {}))
+
+    def index_of(self, example_id: int) -> int:
+        k = int(np.searchsorted(self.example_id, example_id))
+        if k >= len(self.example_id) or self.example_id[k] != example_id:
+            raise StoreError(f"example {example_id} is not in part {self.part}")
+        return k
+
+    def _check_scored(self, k: int) -> None:
+        status = int(self.status[k])
+        if status != STATUS_SCORED:
+            eid = int(self.example_id[k])
+            reason = self.failures.get(str(eid), "")
+            name = STATUS_NAMES.get(status, f"status {status}")
+            raise ExampleNotScoredError(f"example {eid} has no maps: {name}" + (f" ({reason})" if reason else ""))
+
+    def example(self, example_id: int, methods: Sequence[str], text: str | None = None) -> ScoreResult:
+        k = self.index_of(example_id)
+        self._check_scored(k)
+        return next(iter(self._read(k, k + 1, methods, text=text)))[1]
+
+    def iter_results(
+        self, methods: Sequence[str], ids: set[int] | None = None, max_values: int = DEFAULT_BLOCK_VALUES
+    ) -> Iterator[list[tuple[int, ScoreResult]]]:
+        """Yield blocks of scored examples, each read with one slice per array (about `max_values` values)."""
+        m = len(self.example_id)
+        start = 0
+        while start < m:
+            stop = start + 1
+            while stop < m and self.value_offset[stop + 1] - self.value_offset[start] <= max_values:
+                stop += 1
+            yield list(self._read(start, stop, methods, ids=ids))
+            start = stop
+
+    def _read(self, a: int, b: int, methods: Sequence[str], ids=None, text=None) -> Iterator[tuple[int, ScoreResult]]:
+        g = self.group
+        t0, t1 = int(self.token_offset[a]), int(self.token_offset[b])
+        v0, v1 = int(self.value_offset[a]), int(self.value_offset[b])
+        token_ids = g["token_ids"][t0:t1]
+        word_ids = g["word_ids"][t0:t1]
+        tokens = g["tokens"][t0:t1]
+        values = {meth: g[f"{SCORES_GROUP}/{meth}"][v0:v1] for meth in methods}
+        layers = self.store.layers or list(range(self.store.num_layers))
+        for k in range(a, b):
+            eid = int(self.example_id[k])
+            if self.status[k] != STATUS_SCORED or (ids is not None and eid not in ids):
+                continue
+            n = int(self.length[k])
+            ts = slice(int(self.token_offset[k]) - t0, int(self.token_offset[k + 1]) - t0)
+            vs = slice(int(self.value_offset[k]) - v0, int(self.value_offset[k + 1]) - v0)
+            scores = {
+                meth: unpack_maps(values[meth][vs], n, self.store.num_layers, self.store.causal).astype(np.float32)
+                for meth in methods
+            }
+            scored = ~np.any([np.isnan(s).any(axis=(0, 2)) for s in scores.values()], axis=0)
+            yield (
+                eid,
+                ScoreResult(
+                    tokens=[str(t) for t in tokens[ts]],
+                    token_ids=[int(t) for t in token_ids[ts]],
+                    word_ids=[None if w < 0 else int(w) for w in word_ids[ts]],
+                    layers=list(layers),
+                    scores=scores,
+                    text=text,
+                    truncated=bool(self.truncated[k]),
+                    scored_rows=np.asarray(scored, dtype=bool).reshape(n),
+                ),
+            )
+
+    def examples_frame(self):
+        """Return this part's rows of the examples table (without `text`, which only the tables hold)."""
+        import pandas as pd
+
+        return pd.DataFrame(
+            {
+                "example_id": self.example_id,
+                "part": self.part,
+                "index_in_part": np.arange(len(self.example_id)),
+                "status": self.status,
+                "reason": [self.failures.get(str(int(e)), "") for e in self.example_id],
+                "length": self.length,
+                "truncated": self.truncated,
+            }
+        )
+
+    def tokens_frame(self):
+        """Return this part's rows of the tokens table (without `is_special`)."""
+        import pandas as pd
+
+        g = self.group
+        ids = np.repeat(self.example_id, np.diff(self.token_offset))
+        pos = np.arange(len(ids)) - np.repeat(self.token_offset[:-1], np.diff(self.token_offset))
+        return pd.DataFrame(
+            {
+                "example_id": ids,
+                "position": pos,
+                "token_id": g["token_ids"][:],
+                "token": [str(t) for t in g["tokens"][:]],
+                "word_id": g["word_ids"][:],
+            }
+        )
+
+
+def open_store(path_or_url: Any, storage_options: dict | None = None) -> Store:
+    """Open a store (a local path or an fsspec URL such as `s3://bucket/run.zarr`) read-only.
+
+    Raises `StoreError` if nothing is there, if it is not a vz store, or if its layout is not v1.
+    A partly written store opens; `store.describe()` says which parts are usable.
+    """
+    path = str(path_or_url)
+    try:
+        root = _open_group(path, storage_options)
+    except Exception as err:  # zarr raises several kinds for "nothing there"
+        raise StoreError(f"no store at {path}: {type(err).__name__}: {err}") from err
+    attrs = dict(root.attrs)
+    version = attrs.get("vz_layout")
+    if version is None:
+        raise StoreError(
+            f"{path} is a zarr group but not a vz store: no 'vz_layout' attribute"
+            " (a scoring run writes its root attributes first; was it started?)"
+        )
+    if version != LAYOUT_VERSION:
+        raise StoreError(
+            f"{path} has store layout v{version}; this vzcore reads v{LAYOUT_VERSION}. Rescore it, or read it"
+            " with the vzcore version that wrote it (see its 'versions' attribute)."
+        )
+    missing = [k for k in ("plan", "methods", "num_layers") if k not in attrs]
+    if missing:
+        raise StoreError(f"{path}: root attributes {missing} are missing; the store is damaged or not finished")
+    return Store(path, root, storage_options)
