@@ -1,0 +1,59 @@
+"""The scoring job's resolved configuration: built once from the command line, passed explicitly."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+__all__ = ["DEFAULT_LIMIT", "DEFAULT_PART_SIZE", "JobConfig", "is_url"]
+
+DEFAULT_LIMIT = 200  # the quick start scores this many chatterbot lines
+DEFAULT_PART_SIZE = 32
+
+
+def is_url(path: str) -> bool:
+    """Return True for an fsspec URL such as `s3://bucket/run.zarr` (not a local path)."""
+    return "://" in path and not path.startswith("file://")
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    """Everything one `vz score` run needs; `to_record()` is what the store's `config` attr holds."""
+
+    out: str  # the store: a local path or an fsspec URL (s3://...)
+    dataset: str | None = None  # hub name, save_to_disk folder, or a local file/folder; None: chatterbot English
+    config: str | None = None  # the dataset's configuration name (hub datasets)
+    split: str = "train"
+    text_column: str = "text"
+    model: str = "minilm"  # short name, local path, GGUF file or hub name
+    methods: tuple[str, ...] = ("value_zeroing", "attention")
+    options: tuple[tuple[str, object], ...] = ()  # method options, e.g. (("distance", "cosine"),)
+    limit: int | None = DEFAULT_LIMIT  # score the first `limit` rows; None: all of them
+    max_length: int | None = None  # token limit (default: the model's)
+    layers: tuple[int, ...] | None = None  # block indices; None: every layer
+    part_size: int = DEFAULT_PART_SIZE  # examples per part (the unit of work, writing and resume)
+    batch_size: int = 8  # examples per forward pass, batched by length within a part
+    actors: int = 1  # model replicas; 0 scores in this process without Ray
+    gpus_per_actor: float = 1.0  # used when the cluster has GPUs (fractions allowed)
+    cpus_per_actor: int | None = None  # default: the cluster's CPUs divided among the actors
+    address: str | None = None  # a Ray cluster to join; None starts a local one on loopback
+    precision: str = "float32"
+    store_dtype: str = "float16"  # float16 loses at most about 2.5e-4 on normalised scores
+    memory_budget: int = 512 * 2**20  # bytes per chunk of (target, source) pairs; halved on OOM
+    overwrite: bool = False  # replace a store whose identity differs
+    dry_run: bool = False
+    progress: bool = True
+    max_attempts: int = 3  # an actor death on a part is retried this many times in all
+    storage_options: dict = field(default_factory=dict, hash=False)  # fsspec options for URLs
+
+    def replace(self, **changes) -> JobConfig:
+        return dataclasses.replace(self, **changes)
+
+    def to_record(self) -> dict:
+        """Return the JSON-safe config recorded in the store (no credentials)."""
+        rec = dataclasses.asdict(self)
+        rec.pop("storage_options")
+        rec["options"] = dict(self.options)
+        rec["methods"] = list(self.methods)
+        rec["layers"] = list(self.layers) if self.layers is not None else None
+        return rec

@@ -1,0 +1,75 @@
+"""Load the job's input as a map-style `datasets.Dataset` whose row index is the example id."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+__all__ = ["DatasetError", "chatterbot_lines", "load_texts"]
+
+_BUILDERS = {".txt": "text", ".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+
+
+class DatasetError(ValueError):
+    """The dataset, split or column cannot be used."""
+
+
+def chatterbot_lines() -> list[str]:
+    """Return every line of the chatterbot-corpus English conversations, file by file in name order."""
+    import yaml
+
+    spec = importlib.util.find_spec("chatterbot_corpus")
+    if spec is None or not spec.submodule_search_locations:
+        raise DatasetError("the default dataset needs `pip install --no-deps chatterbot-corpus pyyaml`")
+    folder = Path(next(iter(spec.submodule_search_locations))) / "data" / "english"
+    lines: list[str] = []
+    for path in sorted(folder.glob("*.yml")):
+        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        for conversation in doc.get("conversations", []):
+            lines.extend(str(line) for line in conversation if line is not None)
+    return lines
+
+
+def _load(dataset: str | None, config: str | None, split: str):
+    import datasets
+
+    if dataset is None:
+        return datasets.Dataset.from_dict({"text": chatterbot_lines()})
+    path = Path(dataset)
+    if path.exists():
+        if path.is_dir() and ((path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists()):
+            ds = datasets.load_from_disk(str(path))
+            if isinstance(ds, datasets.DatasetDict):
+                if split not in ds:
+                    raise DatasetError(f"split {split!r} not in {dataset}; it has {sorted(ds)}")
+                ds = ds[split]
+            return ds
+        files = sorted(p for p in path.rglob("*") if p.suffix in _BUILDERS) if path.is_dir() else [path]
+        kinds = {_BUILDERS.get(p.suffix) for p in files}
+        if not files or None in kinds or len(kinds) != 1:
+            raise DatasetError(f"cannot tell the format of {dataset}: need files of one kind among {sorted(_BUILDERS)}")
+        builder = kinds.pop()
+        kw = {"delimiter": "\t"} if builder == "csv" and files[0].suffix == ".tsv" else {}
+        return datasets.load_dataset(builder, data_files=[str(p) for p in files], split="train", **kw)
+    try:
+        return datasets.load_dataset(dataset, config, split=split)
+    except Exception as err:  # hub errors come in many types; say what was tried
+        raise DatasetError(f"unknown dataset {dataset!r} (not a local path; hub load failed: {err})") from err
+
+
+def load_texts(dataset: str | None, config: str | None, split: str, text_column: str, limit: int | None):
+    """Return `(texts, total_rows)`: the first `limit` rows' `text_column`, ids being list positions.
+
+    Streaming datasets are refused: parts are contiguous id ranges, which needs random access.
+    """
+    import datasets
+
+    ds = _load(dataset, config, split)
+    if isinstance(ds, datasets.IterableDataset):
+        raise DatasetError("streaming datasets are not supported: save it with save_to_disk and pass that folder")
+    if text_column not in ds.column_names:
+        raise DatasetError(f"column {text_column!r} not in the dataset; it has {ds.column_names}")
+    total = len(ds)
+    n = total if limit is None else min(limit, total)
+    texts = ds.select(range(n))[text_column] if n else []
+    return list(texts), total

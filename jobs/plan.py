@@ -1,0 +1,60 @@
+"""Cut the examples into deterministic parts and estimate what scoring them costs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vzcore.store.layout import packed_size
+
+__all__ = ["Estimate", "estimate", "plan_parts"]
+
+
+def plan_parts(count: int, part_size: int) -> list[dict]:
+    """Return parts `[k*part_size, min((k+1)*part_size, count))`: earlier parts never move when `count` grows."""
+    if part_size < 1:
+        raise ValueError("part size must be at least 1")
+    return [
+        {"part": k, "start": a, "stop": min(a + part_size, count)} for k, a in enumerate(range(0, count, part_size))
+    ]
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What a plan costs: counts, rough FLOPs and uncompressed store bytes."""
+
+    examples: int
+    empty: int
+    tokens: int
+    pairs: int  # (target, source) pairs over all stored layers
+    flops: float
+    store_bytes: int
+
+    def lines(self) -> list[str]:
+        return [
+            f"examples     {self.examples} ({self.empty} empty)",
+            f"tokens       {self.tokens}",
+            f"pairs        {self.pairs}",
+            f"FLOPs        {self.flops:.3g} (rough)",
+            f"store bytes  {self.store_bytes / 2**20:.1f} MiB before compression",
+        ]
+
+
+def estimate(
+    lengths: list[int], *, layers: int, hidden: int, ffn: int, causal: bool, methods: list[str], itemsize: int
+) -> Estimate:
+    """Estimate from token counts (0 = empty). Value zeroing re-runs each stored layer once per source
+    token (attention output + feed-forward for n rows); other methods cost about one forward."""
+    per_token_layer = 2 * (4 * hidden * hidden + 2 * hidden * ffn)  # one token through one block
+    forward = sum(n * per_token_layer * layers for n in lengths)
+    vz = sum(n * n * 2 * (hidden * hidden + 2 * hidden * ffn) * layers for n in lengths)
+    flops = forward * len(methods) + (vz if "value_zeroing" in methods else 0)
+    values = sum(packed_size(n, layers, causal) for n in lengths)
+    tokens = sum(lengths)
+    return Estimate(
+        examples=len(lengths),
+        empty=sum(1 for n in lengths if n == 0),
+        tokens=tokens,
+        pairs=sum(n * n for n in lengths) * layers,
+        flops=float(flops),
+        store_bytes=values * itemsize * len(methods) + tokens * 16,
+    )

@@ -1,0 +1,193 @@
+"""Score one part and write it: what every actor (or the in-process runner) does. No Ray here."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+__all__ = ["PartReport", "PartTask", "WorkerSpec", "load_worker_model", "run_part", "score_examples"]
+
+MIN_MEMORY_BUDGET = 1 << 20  # below this, an example that still runs out of memory is given up
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """What a model replica needs to score and write parts (sent once to each actor)."""
+
+    model: str
+    methods: tuple[str, ...]  # every method of the run (a task may ask for a subset)
+    options: tuple[tuple[str, object], ...]
+    layers: tuple[int, ...] | None
+    max_length: int | None
+    precision: str
+    batch_size: int
+    memory_budget: int
+    store: str
+    store_dtype: str
+    causal: bool
+    num_layers: int  # maps per example (selected layers)
+    storage_options: dict = field(default_factory=dict, hash=False)
+    num_threads: int | None = None
+    device: str | None = None
+
+
+@dataclass(frozen=True)
+class PartTask:
+    """One part to score: its plan range, its texts in id order, and the methods still missing."""
+
+    part: int
+    start: int
+    stop: int
+    texts: tuple[object, ...]
+    methods: tuple[str, ...]
+    attempt: int = 0
+
+
+@dataclass
+class PartReport:
+    """What scoring one part did."""
+
+    part: int
+    examples: int = 0
+    tokens: int = 0
+    scored: int = 0
+    failed: int = 0
+    skipped: int = 0
+    truncated: int = 0
+    failures: dict[int, str] = field(default_factory=dict)
+    seconds: float = 0.0
+    pid: int = 0
+
+
+def load_worker_model(spec: WorkerSpec):
+    """Load the model replica this worker scores with."""
+    import torch
+
+    import vzcore
+
+    if spec.num_threads:
+        torch.set_num_threads(spec.num_threads)
+    return vzcore.load_model(spec.model, device=spec.device)
+
+
+def _is_oom(err: BaseException) -> bool:
+    import torch
+
+    return isinstance(err, torch.OutOfMemoryError) or "out of memory" in str(err).lower()
+
+
+def score_examples(
+    handle,
+    ids: Sequence[int],
+    texts: Sequence[object],
+    methods: Sequence[str],
+    spec: WorkerSpec,
+    progress: Callable[[int, int], None] | None = None,
+) -> list:
+    """Score `texts` (ids `ids`) batched by length; return one `ExampleOutcome` per example, in id order.
+
+    Empty texts are skipped; an example that raises is recorded as failed with the reason. On an
+    out-of-memory error the pair-chunk budget is halved and the batch retried, then each example
+    alone, before an example is given up. `progress(examples, tokens)` is called after each batch.
+    """
+    import vzcore
+    from vzcore.store.writer import ExampleOutcome
+
+    outcomes: dict[int, ExampleOutcome] = {}
+    todo = []
+    for i, t in zip(ids, texts, strict=True):
+        if not isinstance(t, str):
+            outcomes[i] = ExampleOutcome.failed(i, f"text is {type(t).__name__}, not a string")
+        elif not t.strip():
+            outcomes[i] = ExampleOutcome.failed(i, "empty text", skipped=True)
+        else:
+            todo.append((i, t))
+    if progress and outcomes:
+        progress(len(outcomes), 0)
+    todo.sort(key=lambda it: len(it[1]))  # length batching: few pad tokens per batch
+    options = dict(spec.options)
+    budget = spec.memory_budget
+
+    def run(batch):
+        nonlocal budget
+        while True:
+            try:
+                return vzcore.score(
+                    handle,
+                    [t for _, t in batch],
+                    methods=list(methods),
+                    layers=spec.layers,
+                    max_length=spec.max_length,
+                    batch_size=len(batch),
+                    memory_budget=budget,
+                    precision=spec.precision,
+                    **options,
+                )
+            except Exception as err:
+                if not _is_oom(err) or budget <= MIN_MEMORY_BUDGET:
+                    raise
+                budget //= 2
+                _empty_cache()
+
+    for b in range(0, len(todo), spec.batch_size):
+        batch = todo[b : b + spec.batch_size]
+        try:
+            results = list(zip(batch, run(batch), strict=True))
+        except Exception:
+            results = []
+            for item in batch:  # find which example fails and why; the others still count
+                try:
+                    results.append((item, run([item])[0]))
+                except Exception as err:
+                    reason = f"{type(err).__name__}: {err}"[:500]
+                    outcomes[item[0]] = ExampleOutcome.failed(item[0], reason)
+        for (i, _), res in results:
+            outcomes[i] = ExampleOutcome.from_result(i, res)
+        if progress:
+            progress(len(batch), sum(len(r.token_ids) for _, r in results))
+    return [outcomes[i] for i in sorted(outcomes)]
+
+
+def _empty_cache() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def run_part(
+    handle, spec: WorkerSpec, task: PartTask, progress: Callable[[int, int], None] | None = None
+) -> PartReport:
+    """Score `task`'s examples and write its part (arrays, then the methods marked complete)."""
+    from vzcore.store.layout import STATUS_FAILED, STATUS_SCORED, STATUS_SKIPPED
+    from vzcore.store.writer import write_part
+
+    t0 = time.perf_counter()
+    ids = list(range(task.start, task.stop))
+    outcomes = score_examples(handle, ids, task.texts, task.methods, spec, progress)
+    write_part(
+        spec.store,
+        task.part,
+        outcomes,
+        list(task.methods),
+        causal=spec.causal,
+        num_layers=spec.num_layers,
+        start=task.start,
+        stop=task.stop,
+        store_dtype=spec.store_dtype,
+        storage_options=spec.storage_options,
+    )
+    return PartReport(
+        part=task.part,
+        examples=len(outcomes),
+        tokens=sum(o.n for o in outcomes),
+        scored=sum(o.status == STATUS_SCORED for o in outcomes),
+        failed=sum(o.status == STATUS_FAILED for o in outcomes),
+        skipped=sum(o.status == STATUS_SKIPPED for o in outcomes),
+        truncated=sum(bool(o.truncated) for o in outcomes),
+        failures={o.example_id: o.reason for o in outcomes if o.status == STATUS_FAILED},
+        seconds=time.perf_counter() - t0,
+        pid=os.getpid(),
+    )
