@@ -1,0 +1,105 @@
+"""PNG plots of aggregate tables: per-layer curves, distance profiles, method agreement, length buckets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["agreement_heatmap", "distance_profiles", "layer_curves", "write_plots"]
+
+CURVES = ("self_mass", "special_mass", "punct_mass", "prev_mass", "next_mass", "entropy")
+
+
+def layer_curves(layers, bucket: str = "all"):
+    """Return a figure: one panel per statistic, one line per method, over layers."""
+    import matplotlib.pyplot as plt
+
+    data = layers[layers.bucket == bucket]
+    fig, axes = plt.subplots(2, 3, figsize=(12, 6.5), squeeze=False)
+    for ax, col in zip(axes.ravel(), CURVES, strict=True):
+        for method, g in data.groupby("method", sort=False):
+            ax.plot(g.layer, g[col], marker="o", label=method)
+        ax.set_title(col.replace("_", " "))
+        ax.set_xlabel("layer")
+    axes[0, 0].legend(fontsize=8)
+    fig.suptitle(f"Per-layer context mixing ({bucket} lengths)")
+    fig.tight_layout()
+    return fig
+
+
+def distance_profiles(distance, bucket: str = "all"):
+    """Return a figure: mean mass by relative position `j - i`, one panel per method, a line per layer."""
+    import matplotlib.pyplot as plt
+
+    data = distance[(distance.bucket == bucket) & ~distance.overflow]
+    methods = list(dict.fromkeys(data.method))
+    fig, axes = plt.subplots(1, len(methods), figsize=(4.5 * len(methods), 3.6), squeeze=False, sharey=True)
+    for ax, method in zip(axes[0], methods, strict=True):
+        g = data[data.method == method]
+        for layer, gl in g.groupby("layer"):
+            ax.plot(gl.offset, gl.mass, marker=".", label=f"layer {layer}")
+        ax.set_title(method)
+        ax.set_xlabel("relative position j - i")
+    axes[0, 0].set_ylabel("mean mass per row")
+    axes[0, -1].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def agreement_heatmap(agreement, bucket: str = "all"):
+    """Return a figure: method pairs by layer, coloured by mean Spearman correlation."""
+    import matplotlib.pyplot as plt
+
+    data = agreement[agreement.bucket == bucket]
+    pairs = list(dict.fromkeys(zip(data.method_a, data.method_b, strict=True)))
+    layers = sorted(set(data.layer))
+    grid = np.full((len(pairs), len(layers)), np.nan)
+    for r in data.itertuples():
+        grid[pairs.index((r.method_a, r.method_b)), layers.index(r.layer)] = r.spearman
+    fig, ax = plt.subplots(figsize=(1.2 + 0.6 * len(layers), 1.2 + 0.5 * max(len(pairs), 1)))
+    im = ax.imshow(grid, vmin=-1, vmax=1, cmap="RdBu_r", aspect="auto")
+    ax.set_yticks(range(len(pairs)), [f"{a} / {b}" for a, b in pairs], fontsize=8)
+    ax.set_xticks(range(len(layers)), layers)
+    ax.set_xlabel("layer")
+    for (y, x), v in np.ndenumerate(grid):
+        if np.isfinite(v):
+            ax.text(x, y, f"{v:.2f}", ha="center", va="center", fontsize=7)
+    fig.colorbar(im, ax=ax, label="mean Spearman")
+    ax.set_title("Method agreement")
+    fig.tight_layout()
+    return fig
+
+
+def length_buckets(layers, column: str = "self_mass"):
+    """Return a figure: `column` over layers per sentence-length bucket, one panel per method."""
+    import matplotlib.pyplot as plt
+
+    data = layers[(layers.bucket != "all") & (layers.examples > 0)]
+    methods = list(dict.fromkeys(data.method))
+    fig, axes = plt.subplots(1, max(len(methods), 1), figsize=(4.5 * max(len(methods), 1), 3.6), squeeze=False)
+    for ax, method in zip(axes[0], methods, strict=False):
+        for bucket, g in data[data.method == method].groupby("bucket", sort=False):
+            ax.plot(g.layer, g[column], marker="o", label=f"{bucket} tokens")
+        ax.set_title(f"{method}: {column.replace('_', ' ')}")
+        ax.set_xlabel("layer")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def write_plots(tables: dict, out: Path) -> list[str]:
+    """Write the plots of `tables` into `out` and return their file names."""
+    import matplotlib.pyplot as plt
+
+    figures = {
+        "layer_curves.png": layer_curves(tables["layers.parquet"]),
+        "distance_profile.png": distance_profiles(tables["distance.parquet"]),
+        "length_buckets.png": length_buckets(tables["layers.parquet"]),
+    }
+    if len(tables["agreement.parquet"]):
+        figures["agreement.png"] = agreement_heatmap(tables["agreement.parquet"])
+    for name, fig in figures.items():
+        fig.savefig(Path(out) / name, dpi=110)
+        plt.close(fig)
+    return list(figures)
