@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vzcore.store.layout import LAYOUT_VERSION, STATUS_SCORED, TABLES_DIR
+from vzcore.store.layout import LAYOUT_VERSION, STATUS_SCORED
 
 __all__ = ["init_root", "write_random_store", "write_scored_store", "write_tables"]
 
@@ -51,29 +51,15 @@ def init_root(
 
 
 def write_tables(path: str | Path, texts: dict[int, str] | None = None) -> None:
-    """Write `tables/examples.parquet` and `tables/tokens.parquet` from the store's parts."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    """Write `tables/` from the store's parts with the scoring job's own table writer."""
+    import zarr
 
-    from vzcore.store.reader import open_store
+    from jobs.tables import write_tables as job_write_tables
 
-    store = open_store(path)
-    special = set(store.special_token_ids)
-    examples, tokens = [], []
-    for part in store.done_parts():
-        reader = store.part_reader(part)
-        ex = reader.examples_frame()
-        ex["text"] = [(texts or {}).get(int(e)) for e in ex["example_id"]]
-        examples.append(ex)
-        tok = reader.tokens_frame()
-        tok["is_special"] = tok["token_id"].isin(special)
-        tokens.append(tok)
-    out = Path(path) / TABLES_DIR
-    out.mkdir(parents=True, exist_ok=True)
-    import pandas as pd
-
-    pq.write_table(pa.Table.from_pandas(pd.concat(examples, ignore_index=True)), out / "examples.parquet")
-    pq.write_table(pa.Table.from_pandas(pd.concat(tokens, ignore_index=True)), out / "tokens.parquet")
+    root = zarr.open_group(str(path), mode="r")
+    plan = list(root.attrs["plan"])
+    size = max((p["stop"] for p in plan), default=0)
+    job_write_tables(str(path), root, plan, [(texts or {}).get(i) for i in range(size)], {})
 
 
 def write_scored_store(

@@ -26,6 +26,11 @@ def families_command() -> None:
 
 
 # Commands defined in their own modules register here, one line each.
+from jobs.aggregate import aggregate_command  # noqa: E402  (numpy only at import)
+from vzcore.store.query import show_command  # noqa: E402  (no zarr at import)
+
+app.command("aggregate")(aggregate_command)
+app.command("show")(show_command)
 
 
 if __name__ == "__main__":

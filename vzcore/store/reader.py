@@ -199,6 +199,12 @@ class Store:
         if batch:
             yield batch
 
+    def find(self, text: str | None = None, token: str | int | None = None, **kw) -> list[int]:
+        """Return ids of examples whose text contains `text` and/or that hold `token` (see `find_examples`)."""
+        from vzcore.store.query import find_examples
+
+        return find_examples(self, text=text, token=token, **kw)
+
     # ---- tables -------------------------------------------------------------------------------
     def _fs_path(self, name: str):
         import fsspec
@@ -333,7 +339,7 @@ class PartReader:
                 "example_id": self.example_id,
                 "part": self.part,
                 "index_in_part": np.arange(len(self.example_id)),
-                "status": self.status,
+                "status": [STATUS_NAMES.get(int(x), str(x)) for x in self.status],
                 "reason": [self.failures.get(str(int(e)), "") for e in self.example_id],
                 "length": self.length,
                 "truncated": self.truncated,

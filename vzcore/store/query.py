@@ -1,0 +1,111 @@
+"""Ask a store questions: find examples by text or token (through its Parquet tables), draw one example.
+
+`vz show STORE --example ID` is the command-line face of `show_example`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+
+from vzcore.store.reader import Store, StoreError, open_store
+
+__all__ = ["find_examples", "show_command", "show_example"]
+
+
+def find_examples(
+    store: Store,
+    *,
+    text: str | None = None,
+    token: str | int | None = None,
+    regex: bool = False,
+    case: bool = False,
+    scored_only: bool = True,
+) -> list[int]:
+    """Return the ids of examples whose text contains `text` and/or that hold token `token` (string or id).
+
+    Text search needs `tables/examples.parquet`; token search falls back to the done parts' arrays
+    when the tables are not written yet.
+    """
+    if text is None and token is None:
+        raise ValueError("give text=..., token=... or both")
+    ids: set[int] | None = None
+    if text is not None:
+        ex = store.table("examples", columns=["example_id", "status", "text"]).to_pandas()
+        if scored_only:
+            ex = ex[ex.status == "scored"]
+        hit = ex.text.fillna("").str.contains(text, case=case, regex=regex)
+        ids = set(ex.example_id[hit].tolist())
+    if token is not None:
+        column = "token_id" if isinstance(token, int | np.integer) else "token"
+        if store.has_tables():
+            tok = store.table("tokens", columns=["example_id", column]).to_pandas()
+        else:
+            import pandas as pd
+
+            tok = pd.concat([store.part_reader(k).tokens_frame() for k in store.done_parts()], ignore_index=True)
+        found = set(tok.example_id[tok[column] == token].tolist())
+        ids = found if ids is None else ids & found
+    return sorted(ids or [])
+
+
+def _heatmap(ax, matrix: np.ndarray, labels: Sequence[str], title: str) -> None:
+    im = ax.imshow(matrix, cmap="viridis", vmin=0)
+    ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(labels)), labels, fontsize=7)
+    ax.set_xlabel("source j (zeroed / attended token)")
+    ax.set_ylabel("target i")
+    ax.set_title(title, fontsize=9)
+    ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+
+
+def show_example(
+    store: Store,
+    example_id: int,
+    methods: Sequence[str] | None = None,
+    layer: int | None = None,
+    words: bool = False,
+):
+    """Return a figure: one labelled heatmap per method of example `example_id` at `layer` (default: last)."""
+    import matplotlib.pyplot as plt
+
+    result = store.example(example_id, methods)
+    layers = list(result.layers)
+    layer = layers[-1] if layer is None else layer
+    if layer not in layers:
+        raise StoreError(f"layer {layer} is not in the store; it holds layers {layers}")
+    view = result.word_level() if words else result
+    labels = view.words if words else view.tokens
+    names = list(view.scores)
+    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names) + 1, 4.2 + 0.05 * len(labels)), squeeze=False)
+    for ax, method in zip(axes[0], names, strict=True):
+        _heatmap(ax, view.scores[method][layers.index(layer)], labels, f"{method}, layer {layer}")
+    fig.suptitle(f"example {example_id}" + (f": {result.text[:80]}" if result.text else ""), fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def show_command(
+    store: Annotated[str, typer.Argument(help="store path or fsspec URL")],
+    example: Annotated[int, typer.Option("--example", help="example id (dataset row)")],
+    method: Annotated[
+        list[str] | None, typer.Option("--method", help="method to draw (repeatable; default all)")
+    ] = None,
+    layer: Annotated[int | None, typer.Option(help="block index (default: the last stored layer)")] = None,
+    words: Annotated[bool, typer.Option("--words", help="word-level maps instead of tokens")] = False,
+    out: Annotated[Path | None, typer.Option(help="PNG to write (default example_ID.png)")] = None,
+) -> None:
+    """Draw one example's maps (a heatmap per --method, all by default) at --layer (default: last)."""
+    try:
+        opened = open_store(store)
+        fig = show_example(opened, example, method or None, layer, words)
+    except StoreError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from err
+    out = out or Path(f"example_{example}.png")
+    fig.savefig(out, dpi=120)
+    typer.echo(f"wrote {out}")
