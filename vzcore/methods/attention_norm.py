@@ -9,7 +9,7 @@ import torch
 from vzcore.batch import Batch
 from vzcore.methods.registry import register_method
 from vzcore.ops.rollout import normalize_rows
-from vzcore.ops.zeroing import BlockAlgebra, attention_deltas, pair_chunks
+from vzcore.ops.zeroing import BlockAlgebra, attention_deltas, row_chunks
 
 __all__ = ["AttentionNormConfig", "attention_norm"]
 
@@ -31,9 +31,10 @@ def attention_norm(batch: Batch, config: AttentionNormConfig) -> torch.Tensor:
         u = BlockAlgebra.projected_values(blocks[layer], spec, batch.captures[layer])
         out = torch.zeros((b, t, n), dtype=torch.float64, device=valid.device)
         attn_rows = batch.attention_rows(layer, batch.rows)
-        for texts, chunk in pair_chunks(b, t, n, 4 * u.shape[-1], batch.memory_budget):
-            norms = attention_deltas(attn_rows[texts, :, chunk], u[texts]).double().norm(dim=-1)
-            out[texts, chunk] = torch.where(valid[texts, chunk], norms, 0.0)
+        for k in range(b):
+            for chunk in row_chunks(t, n, 4 * u.shape[-1], batch.memory_budget):
+                norms = attention_deltas(attn_rows[k : k + 1, :, chunk], u[k : k + 1]).double().norm(dim=-1)
+                out[k, chunk] = torch.where(valid[k, chunk], norms[0], 0.0)
         per_layer.append(out)
     maps, _ = normalize_rows(torch.stack(per_layer, 1))
     return batch.place_rows(maps)

@@ -11,7 +11,7 @@ from vzcore.batch import Batch
 from vzcore.methods.registry import register_method
 from vzcore.ops.distances import DISTANCES
 from vzcore.ops.rollout import normalize_rows, rollout
-from vzcore.ops.zeroing import BlockAlgebra, pair_chunks, zeroed_block_outputs
+from vzcore.ops.zeroing import BlockAlgebra, row_chunks, zeroed_block_outputs
 
 __all__ = ["ValueZeroingConfig", "value_zeroing", "value_zeroing_rollout"]
 
@@ -44,24 +44,19 @@ def layer_distances(batch: Batch, layer: int, config: ValueZeroingConfig, rows, 
     f = sum(p.shape[-1] for p in alg.proj_s)
     d = alg.s.shape[-1]
     bytes_per_pair = cap.x.element_size() * (2 * f + 8 * d)
-    for texts, chunk in pair_chunks(b, t, n, bytes_per_pair, batch.memory_budget):
-        v = valid[texts, chunk]
-        if not v.any():
-            continue
-        sub = BlockAlgebra(
-            alg.u[texts],
-            alg.s[texts],
-            [p[texts] for p in alg.proj_s],
-            [p[texts] for p in alg.proj_u],
-            alg.proj_bias,
-            alg.layer_norm,
-            alg.eps,
-        )
-        attn_rows = batch.attention_rows(layer, rows)[texts, :, chunk]
-        zeroed, clean = zeroed_block_outputs(block, spec, sub, attn_rows, rows[texts, chunk], v, batch.autocast)
-        if final is not None:
-            zeroed, clean = final(zeroed), final(clean)
-        dist[texts, chunk][v] = distance(zeroed, clean)
+    attn = batch.attention_rows(layer, rows)  # `[b, H, t, n]`
+    for k in range(b):
+        text_alg = alg.text(k)
+        for chunk in row_chunks(t, n, bytes_per_pair, batch.memory_budget):
+            v = valid[k, chunk].t()  # source major: `[n, t]`
+            if not v.any():
+                continue
+            zeroed, clean = zeroed_block_outputs(
+                block, spec, text_alg, attn[k, :, chunk], rows[k, chunk], v, batch.autocast
+            )
+            if final is not None:
+                zeroed, clean = final(zeroed), final(clean)
+            dist[k, chunk].t()[v] = distance(zeroed, clean).flatten()
     return dist
 
 

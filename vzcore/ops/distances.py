@@ -10,7 +10,7 @@ __all__ = ["DISTANCES", "cosine_distance", "euclidean_distance"]
 
 
 def cosine_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Return `1 - cos(a, b)` per row of `a, b: [p, d]`, in float64.
+    """Return `1 - cos(a, b)` over the last axis of broadcastable `a, b: [..., d]`, in float64.
 
     Computed as `‖â − b̂‖² / 2` of the unit vectors, which keeps distances far below float32's
     rounding (1e-7) exact instead of returning noise from `1 - a·b`.
@@ -23,7 +23,7 @@ def cosine_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def euclidean_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Return `‖a − b‖` per row of `a, b: [p, d]`, in float64."""
+    """Return `‖a − b‖` over the last axis of broadcastable `a, b: [..., d]`, in float64."""
     return (a.double() - b.double()).norm(dim=-1)
 
 

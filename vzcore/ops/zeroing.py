@@ -13,6 +13,7 @@ pair only `O(H·d_ff)` work precedes the activation and the down projection, whi
 
 from __future__ import annotations
 
+import weakref
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -22,7 +23,7 @@ from torch import nn
 from vzcore.capture import LayerCapture
 from vzcore.families import FamilySpec, linear_params
 
-__all__ = ["BlockAlgebra", "attention_deltas", "pair_chunks", "zeroed_block_outputs"]
+__all__ = ["BlockAlgebra", "attention_deltas", "row_chunks", "zeroed_block_outputs"]
 
 
 @dataclass
@@ -47,27 +48,66 @@ class BlockAlgebra:
 
     @classmethod
     def build(cls, block: nn.Module, spec: FamilySpec, cap: LayerCapture) -> BlockAlgebra:
+        heads = cap.attn.shape[1]
+        values = cap.values.repeat_interleave(heads // cap.values.shape[2], dim=2)  # `[b, n, H, d_h]`
         u = cls.projected_values(block, spec, cap)
         s = cap.x + cap.attn_out
         norm = block.get_submodule(spec.mix_norm)
         layer_norm = isinstance(norm, nn.LayerNorm)
-        gamma = norm.weight
-        beta = norm.bias if layer_norm else None
         eps = norm.eps if layer_norm else getattr(norm, "variance_epsilon", getattr(norm, "eps", 1e-6))
-        s_c, u_c = (s - s.mean(-1, keepdim=True), u - u.mean(-1, keepdim=True)) if layer_norm else (s, u)
+        s_c = s - s.mean(-1, keepdim=True) if layer_norm else s
         proj_s, proj_u, proj_bias = [], [], []
-        for path in spec.first_projs:
-            w, b = linear_params(block.get_submodule(path))
-            wg = w * gamma  # `[F, d]`
+        for wg, head_maps, bias in _folded_weights(block, spec):
             proj_s.append(s_c @ wg.t())
-            proj_u.append(u_c @ wg.t())
-            bias = torch.zeros(w.shape[0], dtype=w.dtype, device=w.device)
-            if beta is not None:
-                bias = bias + w @ beta
-            if b is not None:
-                bias = bias + b
+            # W(γ⊙u'_j^h) = (W diag(γ) C W_O^h) v_j^h: `[b, n, H, F]` at the cost of one projection per token.
+            proj_u.append(torch.einsum("bjhk,fhk->bjhf", values, head_maps))
             proj_bias.append(bias)
         return cls(u, s, proj_s, proj_u, proj_bias, layer_norm, float(eps))
+
+    def text(self, k: int) -> BlockAlgebra:
+        """The same algebra restricted to text `k` of the batch (leading axis kept, of size 1)."""
+        return BlockAlgebra(
+            self.u[k : k + 1],
+            self.s[k : k + 1],
+            [p[k : k + 1] for p in self.proj_s],
+            [p[k : k + 1] for p in self.proj_u],
+            self.proj_bias,
+            self.layer_norm,
+            self.eps,
+        )
+
+
+_FOLDED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+@torch.no_grad()
+def _folded_weights(block: nn.Module, spec: FamilySpec) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Return, per feed-forward input projection `W, b` after the mix norm `γ, β`:
+    `W diag(γ)` `[F, d]`, the per-head maps `W diag(γ) C W_O^h` `[F, H, d_h]` (C centres for LayerNorm)
+    and the constant `W β + b` `[F]`. They depend on the weights only, so they are cached per block.
+    """
+    key = (spec.name, next(block.parameters()).dtype, next(block.parameters()).device)
+    cached = _FOLDED.get(block)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    norm = block.get_submodule(spec.mix_norm)
+    layer_norm = isinstance(norm, nn.LayerNorm)
+    heads = block.get_submodule(spec.attention).config.num_attention_heads
+    w_o, _ = linear_params(block.get_submodule(spec.out_proj))  # `[d, H·d_h]`
+    if layer_norm:
+        w_o = w_o - w_o.mean(0, keepdim=True)
+    folded = []
+    for path in spec.first_projs:
+        w, b = linear_params(block.get_submodule(path))
+        wg = w * norm.weight  # `[F, d]`
+        bias = torch.zeros(w.shape[0], dtype=w.dtype, device=w.device)
+        if layer_norm and norm.bias is not None:
+            bias = bias + w @ norm.bias
+        if b is not None:
+            bias = bias + b
+        folded.append((wg, (wg @ w_o).unflatten(1, (heads, -1)), bias))
+    _FOLDED[block] = (key, folded)
+    return folded
 
 
 def attention_deltas(attn_rows: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
@@ -75,11 +115,19 @@ def attention_deltas(attn_rows: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     return torch.einsum("bhtj,bjhd->btjd", attn_rows, u)
 
 
-def pair_chunks(b: int, t: int, n: int, bytes_per_pair: int, budget: int) -> list[tuple[slice, slice]]:
-    """Cut a `[b, t, n]` pair grid into `(text slice, row slice)` chunks of at most `budget` bytes."""
+def row_chunks(t: int, n: int, bytes_per_pair: int, budget: int) -> list[slice]:
+    """Cut one text's `t` target rows (each with `n` sources) into chunks of at most `budget` bytes."""
     rows = max(1, min(t, budget // max(1, n * bytes_per_pair)))
-    texts = max(1, min(b, budget // max(1, t * n * bytes_per_pair))) if rows == t else 1
-    return [(slice(i, i + texts), slice(r, r + rows)) for i in range(0, b, texts) for r in range(0, t, rows)]
+    return [slice(r, r + rows) for r in range(0, t, rows)]
+
+
+def _minus_mixed(rows: torch.Tensor, a: torch.Tensor, per_head: torch.Tensor) -> torch.Tensor:
+    """Return `rows[i] − Σ_h a[j, i, h] per_head[j, h]` as `[n, t, F]` for `rows: [t, F]`, `a: [n, t, H]`.
+
+    One batched product over sources j (baddbmm with a broadcast input would loop over j).
+    """
+    mixed = torch.bmm(a, per_head)
+    return torch.sub(rows[None], mixed, out=mixed)
 
 
 def _block_outputs(
@@ -90,12 +138,9 @@ def _block_outputs(
     proj: list[torch.Tensor],
 ) -> torch.Tensor:
     """Finish the block for pre-norm sums `s: [p, d]` whose factored projections `proj: [p, F]` lack the norm scale."""
-    if alg.layer_norm:
-        s_c = s - s.mean(-1, keepdim=True)
-        inv = torch.rsqrt(s_c.pow(2).mean(-1, keepdim=True) + alg.eps)
-    else:
-        inv = torch.rsqrt(s.pow(2).mean(-1, keepdim=True) + alg.eps)
-    first = [p.mul_(inv).add_(bias) for p, bias in zip(proj, alg.proj_bias, strict=True)]
+    centred = s - s.mean(-1, keepdim=True) if alg.layer_norm else s
+    inv = torch.rsqrt(centred.pow(2).mean(-1, keepdim=True) + alg.eps)  # 1/σ (LayerNorm) or 1/rms (RMSNorm)
+    first = [torch.addcmul(bias, p, inv, out=p) for p, bias in zip(proj, alg.proj_bias, strict=True)]
     residual = block.get_submodule(spec.mix_norm)(s) if spec.post_norm else s
     return spec.finish(block, first, residual)
 
@@ -109,29 +154,29 @@ def zeroed_block_outputs(
     valid: torch.Tensor,
     autocast: object | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return `(zeroed, clean)` block outputs `[p, d]` for the `valid` pairs of a chunk.
+    """Return `(zeroed, clean)` block outputs for the valid pairs of one text, as `[p, d]` each
+    or, when every pair is valid, as broadcastable `[n, t, d]` and `[1, t, d]`.
 
-    `attn_rows: [b, H, t, n]` are the attention rows of targets `rows: [b, t]`; `valid: [b, t, n]`
-    selects the (target, source) pairs; `alg` must be sliced to the same `b` texts.
+    `attn_rows: [H, t, n]` are the attention rows of targets `rows: [t]`; `valid: [n, t]` (source
+    major) selects the pairs, which come out in `valid`'s row-major order; `alg` is this text's.
+    Work is laid out per source j, so each correction is one batched matrix product over j.
     """
+    n, t = valid.shape
+    a = attn_rows.permute(2, 1, 0)  # `[n, t, H]`
+    s_rows = alg.s[0, rows]  # `[t, d]`
+    # The residual path stays in full precision even under autocast: it carries the small differences.
+    s = _minus_mixed(s_rows, a, alg.u[0])  # s_i − Δ_ij: `[n, t, d]`
+    every = bool(valid.all())
+
+    def pick(x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(n * t, x.shape[-1]) if every else x[valid]  # all pairs wanted: no copy
+
     with autocast or nullcontext():
-        delta = attention_deltas(attn_rows, alg.u)  # `[b, t, n, d]`
-        s_rows = torch.gather(alg.s, 1, rows[..., None].expand(-1, -1, alg.s.shape[-1]))  # `[b, t, d]`
-        s = (s_rows[:, :, None, :] - delta)[valid]  # `[p, d]`
-        proj = []
-        for ps, pu in zip(alg.proj_s, alg.proj_u, strict=True):
-            ps_rows = torch.gather(ps, 1, rows[..., None].expand(-1, -1, ps.shape[-1]))  # `[b, t, F]`
-            mixed = torch.einsum("bhtj,bjhf->btjf", attn_rows, pu)  # `[b, t, n, F]`
-            proj.append(torch.sub(ps_rows[:, :, None, :], mixed, out=mixed)[valid])
-        zeroed = _block_outputs(block, spec, alg, s, proj)
+        proj_rows = [ps[0, rows] for ps in alg.proj_s]  # `[t, F]` each
+        proj = [_minus_mixed(pr, a, pu[0]) for pr, pu in zip(proj_rows, alg.proj_u, strict=True)]
+        zeroed = _block_outputs(block, spec, alg, pick(s), [pick(p) for p in proj])
         # The clean outputs go through the same arithmetic, so zeroing nothing gives distance 0.
-        target_of_pair = valid.nonzero()[:, :2]
-        clean_s = s_rows[valid.any(-1)]
-        clean_proj = [
-            torch.gather(ps, 1, rows[..., None].expand(-1, -1, ps.shape[-1]))[valid.any(-1)] for ps in alg.proj_s
-        ]
-        clean = _block_outputs(block, spec, alg, clean_s, clean_proj)
-    # Map each pair to its target's clean output.
-    target_index = torch.cumsum(valid.any(-1).flatten(), 0) - 1
-    flat_target = target_of_pair[:, 0] * valid.shape[1] + target_of_pair[:, 1]
-    return zeroed, clean[target_index[flat_target]]
+        clean = _block_outputs(block, spec, alg, s_rows, [pr.clone() for pr in proj_rows])  # `[t, d]`
+    if every:  # `[n, t, d]` against `[1, t, d]`: the distance broadcasts, no copy of the clean rows
+        return zeroed.view(n, t, -1), clean[None]
+    return zeroed, clean[valid.nonzero()[:, 1]]
