@@ -57,7 +57,7 @@ def agreement_heatmap(agreement, bucket: str = "all"):
     grid = np.full((len(pairs), len(layers)), np.nan)
     for r in data.itertuples():
         grid[pairs.index((r.method_a, r.method_b)), layers.index(r.layer)] = r.spearman
-    fig, ax = plt.subplots(figsize=(1.2 + 0.6 * len(layers), 1.2 + 0.5 * max(len(pairs), 1)))
+    fig, ax = plt.subplots(figsize=(4.5 + 0.6 * len(layers), 1.5 + 0.5 * max(len(pairs), 1)))
     im = ax.imshow(grid, vmin=-1, vmax=1, cmap="RdBu_r", aspect="auto")
     ax.set_yticks(range(len(pairs)), [f"{a} / {b}" for a, b in pairs], fontsize=8)
     ax.set_xticks(range(len(layers)), layers)
