@@ -321,7 +321,8 @@ class PartReader:
                 ScoreResult(
                     tokens=[str(t) for t in tokens[ts]],
                     token_ids=[int(t) for t in token_ids[ts]],
-                    word_ids=[None if w < 0 else int(w) for w in word_ids[ts]],
+                    # The layout stores "no word" as -1; an example with no word at all had none known.
+                    word_ids=None if (word_ids[ts] < 0).all() else [None if w < 0 else int(w) for w in word_ids[ts]],
                     layers=list(layers),
                     scores=scores,
                     text=text,
