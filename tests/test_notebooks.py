@@ -1,0 +1,49 @@
+"""Execute every notebook on a tiny store (random but valid maps): they must run top to bottom."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+@pytest.fixture(scope="module")
+def tiny_store(tmp_path_factory):
+    from jobs.aggregate_synth import write_random_store
+
+    path = tmp_path_factory.mktemp("nb") / "tiny.zarr"
+    write_random_store(path, 12, num_layers=2, part_size=5, lengths=(4, 10), fail_every=6)
+    return path
+
+
+def test_there_is_a_notebook():
+    assert NOTEBOOKS
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_is_stored_without_outputs(path):
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert not cell.outputs and cell.execution_count is None, f"{path.name}: clear outputs before committing"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_runs(path, tiny_store, tmp_path, monkeypatch):
+    monkeypatch.setenv("VZ_STORE", str(tiny_store))
+    monkeypatch.setenv("VZ_AGGREGATE", str(tmp_path / "agg"))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    nb = nbformat.read(path, as_version=4)
+    client = nbclient.NotebookClient(
+        nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}
+    )
+    client.execute()
+    assert (tmp_path / "agg" / "report.md").exists()
