@@ -24,15 +24,16 @@ def aggregate_parts_on_ray(
 ):
     """Return the merged `PartialStats` of `parts`, each computed by one Ray task (retried twice)."""
     import ray
-    from jobs.aggregate import part_stats
 
     from cluster.local import connect
+    from jobs.aggregate import part_stats
+    from jobs.aggregate_stats import PartialStats
 
     @ray.remote(max_retries=2)
     def one_part(k: int):
         return k, part_stats(store_path, k, spec, storage_options=storage_options)
 
-    total = None
+    total = PartialStats(spec)  # partials from the object store are read-only: merge into our own arrays
     with connect(address):
         pending: list = []
         todo = list(parts)
@@ -41,7 +42,7 @@ def aggregate_parts_on_ray(
                 pending.append(one_part.remote(todo.pop(0)))
             done, pending = ray.wait(pending, num_returns=1)
             k, partial = ray.get(done[0])
-            total = partial if total is None else total.merge(partial)
+            total.merge(partial)
             if on_part is not None:
                 on_part(k)
     return total

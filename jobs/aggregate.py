@@ -239,7 +239,9 @@ def aggregate(
     if address:
         from cluster.aggregate_tasks import aggregate_parts_on_ray
 
-        total = aggregate_parts_on_ray(store_path, parts, spec, address=address, storage_options=storage_options)
+        # Tasks run in other working directories: give them an absolute path.
+        where = store_path if "://" in str(store_path) else str(Path(store_path).resolve())
+        total = aggregate_parts_on_ray(where, parts, spec, address=address, storage_options=storage_options)
     else:
         total = PartialStats(spec)
         for k in parts:
