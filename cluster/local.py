@@ -11,13 +11,14 @@ __all__ = ["cluster_resources", "connect", "node_count"]
 
 @contextmanager
 def connect(address: str | None, *, num_cpus: int | None = None) -> Iterator[None]:
-    """Use the Ray already initialised in this process, join `address`, or start a local cluster."""
+    """Use the Ray already initialised in this process, join `address` (or `$RAY_ADDRESS`), or start a local one."""
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     import ray
 
     if ray.is_initialized():
         yield
         return
+    address = address or os.environ.get("RAY_ADDRESS")  # set for drivers that `ray job submit` started
     if address:
         ray.init(address=address, log_to_driver=False)
     else:

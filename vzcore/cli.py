@@ -31,6 +31,9 @@ from vzcore.store.query import show_command  # noqa: E402  (no zarr at import)
 
 app.command("aggregate")(aggregate_command)
 app.command("show")(show_command)
+from jobs.score import score_command as jobs_score_command  # noqa: E402  (typer only; Ray loads when scoring)
+
+app.command("score")(jobs_score_command)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,168 @@
+"""The scoring job in-process (`actors=0`, no Ray): store contents, resume, extend, identity, bad arguments."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("zarr")
+pytest.importorskip("datasets")
+
+import zarr
+
+import vzcore
+from jobs.config import JobConfig
+from jobs.score import JobError, run_job
+from tests.ray_fixtures import TEXTS, texts_jsonl, tiny_model_dir  # noqa: F401
+from vzcore.store.layout import (
+    STATUS_SCORED,
+    STATUS_SKIPPED,
+    complete_methods,
+    part_path,
+    unpack_maps,
+)
+
+
+def _cfg(tmp_path, model, data, **kw) -> JobConfig:
+    base = dict(
+        out=str(tmp_path / "run.zarr"),
+        dataset=data,
+        model=model,
+        methods=("value_zeroing", "attention"),
+        limit=8,
+        part_size=3,
+        batch_size=2,
+        actors=0,
+        progress=False,
+        store_dtype="float32",
+    )
+    return JobConfig(**{**base, **kw})
+
+
+def _parts(out):
+    root = zarr.open_group(out, mode="r")
+    return root, {p["part"]: dict(root[part_path(p["part"])].attrs) for p in root.attrs["plan"]}
+
+
+def test_dry_run_prints_plan_and_writes_nothing(tmp_path, tiny_model_dir, texts_jsonl):
+    s = run_job(_cfg(tmp_path, tiny_model_dir, texts_jsonl, dry_run=True))
+    text = "\n".join(s.plan_lines)
+    assert "examples     8 (1 empty)" in text and "FLOPs" in text and "store bytes" in text
+    assert "parts        3" in text
+    assert not (tmp_path / "run.zarr").exists()
+
+
+def test_store_matches_library_scores_and_resume_does_nothing(tmp_path, tiny_model_dir, texts_jsonl):
+    cfg = _cfg(tmp_path, tiny_model_dir, texts_jsonl)
+    s = run_job(cfg)
+    assert (s.examples, s.scored, s.skipped, s.failed, s.exit_code) == (8, 7, 1, 0, 0)
+    root, parts = _parts(cfg.out)
+    assert root.attrs["plan"] == [
+        {"part": 0, "start": 0, "stop": 3},
+        {"part": 1, "start": 3, "stop": 6},
+        {"part": 2, "start": 6, "stop": 8},
+    ]
+    assert all(complete_methods(a) == ["attention", "value_zeroing"] for a in parts.values())
+    handle = vzcore.load_model(tiny_model_dir)
+    want = vzcore.score(handle, [t for t in TEXTS[:8] if t], methods=["value_zeroing", "attention"])
+    got_ids = []
+    k = 0
+    for p in root.attrs["plan"]:
+        g = root[part_path(p["part"])]
+        vo = g["value_offset"][:]
+        for e, i in enumerate(g["example_id"][:].tolist()):
+            got_ids.append(i)
+            if not TEXTS[i]:
+                assert g["status"][e] == STATUS_SKIPPED and g.attrs["failures"][str(i)] == "empty text"
+                continue
+            assert g["status"][e] == STATUS_SCORED
+            n = int(g["length"][e])
+            for m in ("value_zeroing", "attention"):
+                maps = unpack_maps(g[f"scores/{m}"][vo[e] : vo[e + 1]], n, 2, False)
+                np.testing.assert_allclose(maps, want[k].scores[m], atol=1e-4)  # padding differs with batching
+            k += 1
+    assert got_ids == list(range(8))
+    import pandas as pd
+
+    ex = pd.read_parquet(f"{cfg.out}/tables/examples.parquet")
+    assert ex["example_id"].tolist() == list(range(8)) and ex["status"].tolist()[2] == "skipped"
+    tok = pd.read_parquet(f"{cfg.out}/tables/tokens.parquet")
+    scored = ex[ex.length > 0]
+    assert tok.groupby("example_id").size().to_dict() == dict(zip(scored.example_id, scored.length, strict=True))
+
+    again = run_job(cfg)
+    assert again.parts_run == 0 and again.examples == 0
+
+
+def test_extend_limit_and_add_method_score_only_what_is_missing(tmp_path, tiny_model_dir, texts_jsonl):
+    cfg = _cfg(tmp_path, tiny_model_dir, texts_jsonl, methods=("attention",), limit=4)
+    run_job(cfg)
+    root = zarr.open_group(cfg.out, mode="r")
+    before = root[f"{part_path(0)}/scores/attention"][:]
+    s = run_job(cfg.replace(limit=9))  # parts [0,3) unchanged; [3,4) re-planned as [3,6); [6,9) new
+    assert s.parts_run == 2
+    s = run_job(cfg.replace(limit=9, methods=("attention", "attention_norm")))
+    assert s.parts_run == 3
+    root, parts = _parts(cfg.out)
+    assert all(complete_methods(a) == ["attention", "attention_norm"] for a in parts.values())
+    np.testing.assert_array_equal(root[f"{part_path(0)}/scores/attention"][:], before)
+    assert sorted(root.attrs["identity"]) == ["attention", "attention_norm"]
+
+
+def test_other_identity_is_refused_unless_overwriting(tmp_path, tiny_model_dir, texts_jsonl):
+    cfg = _cfg(tmp_path, tiny_model_dir, texts_jsonl, methods=("attention",), limit=3)
+    run_job(cfg)
+    with pytest.raises(JobError, match="another run"):
+        run_job(cfg.replace(max_length=8))
+    with pytest.raises(JobError, match="other options"):
+        run_job(cfg.replace(precision="bfloat16"))
+    s = run_job(cfg.replace(max_length=8, overwrite=True))
+    assert s.parts_run == 1
+
+
+def test_deterministic_failure_is_recorded_and_the_job_succeeds(tmp_path, tiny_model_dir, texts_jsonl, monkeypatch):
+    real = vzcore.score
+
+    def flaky(handle, texts, **kw):
+        if any("Hello there" in t for t in texts):
+            raise RuntimeError("boom on purpose")
+        return real(handle, texts, **kw)
+
+    monkeypatch.setattr(vzcore, "score", flaky)
+    s = run_job(_cfg(tmp_path, tiny_model_dir, texts_jsonl, limit=4))
+    assert s.exit_code == 0 and s.failed == 1 and "boom on purpose" in s.failures[1]
+    assert any("example 1: RuntimeError: boom on purpose" in line for line in s.lines())
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"text_column": "body"}, "column 'body' not in the dataset"),
+        ({"dataset": "/nonexistent/nowhere.jsonl"}, "unknown dataset"),
+        ({"methods": ("value_zeroing", "nope")}, "unknown method 'nope'"),
+        ({"out": "/proc/vz-cannot-write/run.zarr"}, "cannot write to output"),
+        ({"layers": (5,)}, "layer 5 out of range"),
+    ],
+)
+def test_bad_arguments_fail_before_any_model_loads(tmp_path, tiny_model_dir, texts_jsonl, monkeypatch, change, message):
+    import jobs.worker
+
+    def no_load(spec):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(jobs.worker, "load_worker_model", no_load)
+    with pytest.raises(JobError, match=message):
+        run_job(_cfg(tmp_path, tiny_model_dir, texts_jsonl).replace(**change))
+
+
+def test_cli_dry_run_and_bad_method(tmp_path, tiny_model_dir, texts_jsonl):
+    from typer.testing import CliRunner
+
+    from vzcore.cli import app
+
+    args = ["score", "--out", str(tmp_path / "x.zarr"), "--model", tiny_model_dir, "--dataset", texts_jsonl]
+    res = CliRunner().invoke(app, [*args, "--dry-run", "--limit", "5"])
+    assert res.exit_code == 0, res.output
+    assert "examples     5" in res.output
+    res = CliRunner().invoke(app, [*args, "--methods", "nope"])
+    assert res.exit_code == 2 and "unknown method" in res.output
