@@ -13,7 +13,7 @@ import zarr
 import vzcore
 from jobs.config import JobConfig
 from jobs.score import JobError, run_job
-from tests.ray_fixtures import TEXTS, texts_jsonl, tiny_model_dir  # noqa: F401
+from tests.ray_fixtures import TEXTS
 from vzcore.store.layout import (
     STATUS_SCORED,
     STATUS_SKIPPED,
@@ -21,6 +21,8 @@ from vzcore.store.layout import (
     part_path,
     unpack_maps,
 )
+
+pytest_plugins = ["tests.ray_fixtures"]
 
 
 def _cfg(tmp_path, model, data, **kw) -> JobConfig:
