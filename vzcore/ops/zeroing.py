@@ -14,7 +14,7 @@ pair only `O(H·d_ff)` work precedes the activation and the down projection, whi
 from __future__ import annotations
 
 import weakref
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -136,13 +136,19 @@ def _block_outputs(
     alg: BlockAlgebra,
     s: torch.Tensor,
     proj: list[torch.Tensor],
+    autocast: AbstractContextManager | None,
 ) -> torch.Tensor:
-    """Finish the block for pre-norm sums `s: [p, d]` whose factored projections `proj: [p, F]` lack the norm scale."""
+    """Finish the block for pre-norm sums `s: [p, d]` whose factored projections `proj: [p, F]` lack the norm scale.
+
+    Only the activation and down projection run under `autocast` (lower precision, when asked for):
+    they are the bulk of the work, while the sums before them carry the small differences.
+    """
     centred = s - s.mean(-1, keepdim=True) if alg.layer_norm else s
     inv = torch.rsqrt(centred.pow(2).mean(-1, keepdim=True) + alg.eps)  # 1/σ (LayerNorm) or 1/rms (RMSNorm)
     first = [torch.addcmul(bias, p, inv, out=p) for p, bias in zip(proj, alg.proj_bias, strict=True)]
     residual = block.get_submodule(spec.mix_norm)(s) if spec.post_norm else s
-    return spec.finish(block, first, residual)
+    with autocast or nullcontext():
+        return spec.finish(block, first, residual).float()
 
 
 def zeroed_block_outputs(
@@ -152,7 +158,7 @@ def zeroed_block_outputs(
     attn_rows: torch.Tensor,
     rows: torch.Tensor,
     valid: torch.Tensor,
-    autocast: object | None = None,
+    autocast: AbstractContextManager | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Return `(zeroed, clean)` block outputs for the valid pairs of one text, as `[p, d]` each
     or, when every pair is valid, as broadcastable `[n, t, d]` and `[1, t, d]`.
@@ -164,19 +170,17 @@ def zeroed_block_outputs(
     n, t = valid.shape
     a = attn_rows.permute(2, 1, 0)  # `[n, t, H]`
     s_rows = alg.s[0, rows]  # `[t, d]`
-    # The residual path stays in full precision even under autocast: it carries the small differences.
     s = _minus_mixed(s_rows, a, alg.u[0])  # s_i − Δ_ij: `[n, t, d]`
     every = bool(valid.all())
 
     def pick(x: torch.Tensor) -> torch.Tensor:
         return x.reshape(n * t, x.shape[-1]) if every else x[valid]  # all pairs wanted: no copy
 
-    with autocast or nullcontext():
-        proj_rows = [ps[0, rows] for ps in alg.proj_s]  # `[t, F]` each
-        proj = [_minus_mixed(pr, a, pu[0]) for pr, pu in zip(proj_rows, alg.proj_u, strict=True)]
-        zeroed = _block_outputs(block, spec, alg, pick(s), [pick(p) for p in proj])
-        # The clean outputs go through the same arithmetic, so zeroing nothing gives distance 0.
-        clean = _block_outputs(block, spec, alg, s_rows, [pr.clone() for pr in proj_rows])  # `[t, d]`
+    proj_rows = [ps[0, rows] for ps in alg.proj_s]  # `[t, F]` each
+    proj = [_minus_mixed(pr, a, pu[0]) for pr, pu in zip(proj_rows, alg.proj_u, strict=True)]
+    zeroed = _block_outputs(block, spec, alg, pick(s), [pick(p) for p in proj], autocast)
+    # The clean outputs go through the same arithmetic, so zeroing nothing gives distance 0.
+    clean = _block_outputs(block, spec, alg, s_rows, [pr.clone() for pr in proj_rows], autocast)  # `[t, d]`
     if every:  # `[n, t, d]` against `[1, t, d]`: the distance broadcasts, no copy of the clean rows
         return zeroed.view(n, t, -1), clean[None]
     return zeroed, clean[valid.nonzero()[:, 1]]
