@@ -134,6 +134,10 @@ class PartialStats:
         k_valid = valid.sum(1)  # `[n]` valid entries per row
         offset_bin = np.clip(np.arange(n)[None, :] - np.arange(n)[:, None], -spec.max_offset - 1, spec.max_offset + 1)
         offset_bin = (offset_bin + spec.max_offset + 1).ravel()  # `[n*n]` bin index of each entry
+        ids = np.asarray(token_ids, dtype=np.int64)
+        uniq, inv = np.unique(ids, return_inverse=True)
+        self._ensure_types(uniq, tokens, ids)
+        where = np.searchsorted(self.type_ids, uniq)[inv]  # `[n]` type column of each token
         clean: dict[str, np.ndarray] = {}
         scored: dict[str, np.ndarray] = {}
         for mi, method in enumerate(spec.methods):
@@ -142,9 +146,10 @@ class PartialStats:
             x = np.where(np.isnan(x) | ~valid, 0.0, x)
             clean[method], scored[method] = x, s
             self._add_rows(mi, b, x, s, valid, k_valid, special, punct, offset_bin)
-            self._add_types(mi, x, s, valid, token_ids, tokens)
+            self._add_types(mi, x, s, valid, where)
+        ranks = {m: _centred_ranks(clean[m], valid, k_valid) for m in spec.methods if spec.pairs}
         for pi, (a, c) in enumerate(spec.pairs):
-            per_row, ok = _row_spearman(clean[a], clean[c], scored[a] & scored[c], valid, k_valid)
+            per_row, ok = _row_spearman(ranks[a], ranks[c], scored[a] & scored[c], k_valid)
             has = ok.any(1)  # `[L]` sentences with at least one comparable row
             mean = np.where(has, (per_row * ok).sum(1) / np.maximum(ok.sum(1), 1), 0.0)
             self.sums["agree_sum"][pi, b] += mean
@@ -173,16 +178,12 @@ class PartialStats:
             sums["offset_mass"][mi, b, layer] += np.bincount(offset_bin, weights=flat[layer], minlength=nb)
             sums["offset_count"][mi, b, layer] += np.bincount(offset_bin, weights=entry_ok[layer], minlength=nb)
 
-    def _add_types(self, mi, x, s, valid, token_ids, tokens) -> None:
-        n = len(token_ids)
+    def _add_types(self, mi, x, s, valid, where) -> None:
+        n = len(where)
         diag = np.diagonal(x, axis1=1, axis2=2)  # `[L, n]`
         others = s[:, :, None] & valid[None] & ~np.eye(n, dtype=bool)[None]  # `[L, i, j]`: row i takes from j
         given_rows = others.sum(1)  # `[L, n]` other scored rows that can take from source j
         given_mean = np.where(given_rows > 0, (x * others).sum(1) / np.maximum(given_rows, 1), 0.0)
-        ids = np.asarray(token_ids, dtype=np.int64)
-        uniq, inv = np.unique(ids, return_inverse=True)
-        self._ensure_types(uniq, tokens, ids)
-        where = np.searchsorted(self.type_ids, uniq)[inv]  # `[n]` column of each token
         u = len(self.type_ids)
         for layer in range(x.shape[0]):
             for ti, weights in enumerate((diag[layer] * s[layer], s[layer], given_mean[layer], given_rows[layer] > 0)):
@@ -219,22 +220,27 @@ class PartialStats:
         return self
 
 
-def _row_spearman(a, b, scored, valid, k_valid) -> tuple[np.ndarray, np.ndarray]:
-    """Return `([L, n] Spearman per row, [L, n] whether the row counts)` over each row's valid entries.
+def _centred_ranks(x: np.ndarray, valid: np.ndarray, k_valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return `([L, n, n] ranks minus their row mean, 0 off the valid entries; [L, n] sum of squares)`.
 
     Invalid entries are set to +inf before ranking, so they take the top ranks and the valid entries
     get exactly their ranks among themselves (ties averaged, as `scipy.stats.spearmanr`).
-    Rows need >= 3 valid entries and a non-constant row in both methods.
     """
     from scipy.stats import rankdata
 
-    mask = np.broadcast_to(valid[None], a.shape)
-    ra = rankdata(np.where(mask, a, np.inf), axis=-1)
-    rb = rankdata(np.where(mask, b, np.inf), axis=-1)
-    k = k_valid[None, :].astype(np.float64)
-    ca = np.where(mask, ra - (ra * mask).sum(-1, keepdims=True) / k[..., None], 0.0)
-    cb = np.where(mask, rb - (rb * mask).sum(-1, keepdims=True) / k[..., None], 0.0)
-    va, vb = (ca * ca).sum(-1), (cb * cb).sum(-1)
+    mask = np.broadcast_to(valid[None], x.shape)
+    r = rankdata(np.where(mask, x, np.inf), axis=-1)
+    k = k_valid[None, :, None].astype(np.float64)
+    c = np.where(mask, r - (r * mask).sum(-1, keepdims=True) / k, 0.0)
+    return c, (c * c).sum(-1)
+
+
+def _row_spearman(ra, rb, scored, k_valid) -> tuple[np.ndarray, np.ndarray]:
+    """Return `([L, n] Spearman per row, [L, n] whether the row counts)` from two `_centred_ranks`.
+
+    Rows need >= 3 valid entries and a non-constant row in both methods.
+    """
+    (ca, va), (cb, vb) = ra, rb
     ok = scored & (k_valid[None, :] >= 3) & (va > 0) & (vb > 0)
     r = np.where(ok, (ca * cb).sum(-1) / np.sqrt(np.where(ok, va * vb, 1.0)), 0.0)
     return r, ok
