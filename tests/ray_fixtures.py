@@ -93,9 +93,9 @@ def s3_server():
     endpoint = f"http://127.0.0.1:{port}"
     creds = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing", "region_name": "us-east-1"}
     try:
-        for _ in range(100):
+        for _ in range(300):
             try:
-                boto3.client("s3", endpoint_url=endpoint, **creds).create_bucket(Bucket="vz")
+                boto3.client("s3", endpoint_url=endpoint, **creds).create_bucket(Bucket="vzstore")
                 break
             except Exception:
                 time.sleep(0.1)

@@ -1,0 +1,212 @@
+"""The scoring job on Ray: a killed actor, an S3 store, `ray job submit`, and the cluster configs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("zarr")
+
+import zarr
+
+from jobs.config import JobConfig
+from jobs.score import run_job
+from tests.ray_fixtures import TEXTS, free_port
+from vzcore.store.layout import complete_methods, part_path
+
+pytest_plugins = ["tests.ray_fixtures"]
+
+CLUSTER = Path(__file__).resolve().parents[1] / "cluster"
+
+
+@contextmanager
+def deadline(seconds: int):
+    """Fail the test instead of hanging (main thread only)."""
+
+    def expire(signum, frame):
+        raise TimeoutError(f"gave up after {seconds} s")
+
+    old = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def _assert_every_example_once(root, n: int, methods: list[str]) -> None:
+    ids = []
+    for p in root.attrs["plan"]:
+        g = root[part_path(p["part"])]
+        assert complete_methods(dict(g.attrs)) == sorted(methods)
+        ids.extend(g["example_id"][:].tolist())
+    assert ids == list(range(n))
+
+
+def test_cluster_configs_parse():
+    yaml = pytest.importorskip("yaml")
+    up = yaml.safe_load((CLUSTER / "ray-cluster.yaml").read_text())
+    assert up["head_node_type"] in up["available_node_types"]
+    assert any(t["resources"].get("GPU") for t in up["available_node_types"].values())
+    job = yaml.safe_load((CLUSTER / "rayjob.yaml").read_text())
+    assert job["kind"] == "RayJob" and job["apiVersion"] == "ray.io/v1"
+    assert "-m jobs.score" in job["spec"]["entrypoint"] and "s3://" in job["spec"]["entrypoint"]
+    workers = job["spec"]["rayClusterSpec"]["workerGroupSpecs"]
+    assert workers[0]["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    yaml.safe_load(job["spec"]["runtimeEnvYAML"])
+    submit = (CLUSTER / "submit.sh").read_text()
+    assert "ray job submit" in submit and "-m jobs.score" in submit
+    subprocess.run(["bash", "-n", str(CLUSTER / "submit.sh")], check=True)
+
+
+@pytest.mark.slow
+def test_killed_actor_is_replaced_and_its_part_redone(ray_cluster, tmp_path, tiny_model_dir, texts_jsonl):
+    killed: list[int] = []
+
+    def kill_on_part_1(ev):
+        if ev[0] == "start" and ev[1] == 1 and ev[2] == 0:  # first attempt at part 1: really kill it
+            os.kill(ev[3], signal.SIGKILL)
+            killed.append(ev[3])
+
+    cfg = JobConfig(
+        out=str(tmp_path / "k.zarr"),
+        dataset=texts_jsonl,
+        model=tiny_model_dir,
+        methods=("attention",),
+        limit=len(TEXTS),
+        part_size=3,
+        batch_size=2,
+        actors=2,
+        progress=False,
+    )
+    with deadline(180):
+        s = run_job(cfg, on_event=kill_on_part_1)
+    assert killed and s.actor_deaths == 1 and s.exit_code == 0
+    assert (s.scored, s.skipped) == (len(TEXTS) - 1, 1)
+    root = zarr.open_group(cfg.out, mode="r")
+    _assert_every_example_once(root, len(TEXTS), ["attention"])
+    import pandas as pd
+
+    assert pd.read_parquet(f"{cfg.out}/tables/examples.parquet")["example_id"].tolist() == list(range(len(TEXTS)))
+
+
+@pytest.mark.slow
+def test_store_on_s3(ray_cluster, s3_server, tiny_model_dir, texts_jsonl):
+    out = "s3://vzstore/runs/t.zarr"
+    cfg = JobConfig(
+        out=out,
+        dataset=texts_jsonl,
+        model=tiny_model_dir,
+        methods=("attention",),
+        limit=6,
+        part_size=4,
+        actors=1,
+        progress=False,
+        storage_options=s3_server,
+    )
+    with deadline(120):
+        s = run_job(cfg)
+        assert s.exit_code == 0 and s.examples == 6 and s.bytes_written > 0
+        assert run_job(cfg).parts_run == 0  # resume on S3 sees the completed parts
+    root = zarr.open_group(store=out, mode="r", storage_options=s3_server)
+    _assert_every_example_once(root, 6, ["attention"])
+    import fsspec
+
+    fs, _ = fsspec.core.url_to_fs(out, **s3_server)
+    assert fs.exists("vzstore/runs/t.zarr/tables/examples.parquet")
+
+
+@pytest.mark.slow
+def test_ray_job_submit_on_a_loopback_head(tmp_path, tiny_model_dir, texts_jsonl):
+    ray_bin = str(Path(sys.executable).with_name("ray"))
+    port, dash = free_port(), free_port()
+    temp = tempfile.mkdtemp(prefix="vzr", dir="/tmp")  # short: Ray's socket paths are length-limited
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    head = subprocess.Popen(
+        [
+            ray_bin,
+            "start",
+            "--head",
+            "--block",
+            "--node-ip-address",
+            "127.0.0.3",
+            "--port",
+            str(port),
+            "--dashboard-host",
+            "127.0.0.3",
+            "--dashboard-port",
+            str(dash),
+            "--num-cpus",
+            "1",
+            "--temp-dir",
+            temp,
+            "--include-dashboard",
+            "true",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    address = f"http://127.0.0.3:{dash}"
+    try:
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(f"{address}/api/version", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("the Ray head did not come up")
+        out = tmp_path / "sub.zarr"
+        cmd = [
+            ray_bin,
+            "job",
+            "submit",
+            "--address",
+            address,
+            "--runtime-env-json",
+            '{"env_vars": {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}}',
+            "--",
+            sys.executable,
+            "-m",
+            "jobs.score",
+            "--out",
+            str(out),
+            "--model",
+            tiny_model_dir,
+            "--dataset",
+            texts_jsonl,
+            "--methods",
+            "attention",
+            "--limit",
+            "5",
+            "--part-size",
+            "3",
+            "--actors",
+            "1",
+            "--no-progress",
+        ]
+        for _ in range(30):  # the dashboard answers before its job agent is ready
+            res = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
+            if "No available agent" not in res.stdout + res.stderr:
+                break
+            time.sleep(2)
+        assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+        assert "5 scored" in res.stdout or "4 scored" in res.stdout
+        _assert_every_example_once(zarr.open_group(str(out), mode="r"), 5, ["attention"])
+    finally:
+        head.terminate()  # `ray start --block` drains and stops the processes it started
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            head.kill()
