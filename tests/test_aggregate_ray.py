@@ -12,8 +12,9 @@ from jobs.aggregate import AggregateConfig, aggregate  # noqa: E402
 from jobs.aggregate_synth import write_random_store  # noqa: E402
 
 # One session cluster and S3 server for every test module: registered as a plugin (once), not imported per module.
-if importlib.util.find_spec("ray_fixtures") is not None:
-    pytest_plugins = ["ray_fixtures"]
+# Same plugin name as the job tests (tests.ray_fixtures), so that pytest registers the fixtures once.
+if importlib.util.find_spec("tests.ray_fixtures") is not None:
+    pytest_plugins = ["tests.ray_fixtures"]
 
 pytestmark = pytest.mark.slow
 CFG = AggregateConfig(bucket_edges=(1, 8, 16), max_offset=4, plots=False)
@@ -37,8 +38,8 @@ def test_open_store_from_s3_url(s3_server, tmp_path):
     local = tmp_path / "s.zarr"
     write_random_store(local, 6, num_layers=1, part_size=3, lengths=(3, 5))
     fs = s3fs.S3FileSystem(**s3_server)
-    fs.put(str(local), "vz/s.zarr", recursive=True)
-    store = vzcore.open_store("s3://vz/s.zarr", storage_options=s3_server)
+    fs.put(str(local), "vzstore/s.zarr", recursive=True)  # the fixture's bucket
+    store = vzcore.open_store("s3://vzstore/s.zarr", storage_options=s3_server)
     assert store.complete and store.num_examples == 6
     want = vzcore.open_store(local).example(4)
     got = store.example(4)
