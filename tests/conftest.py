@@ -15,6 +15,8 @@ import transformers
 
 import vzcore
 
+# Where the tiny models live: "cpu" (default) or e.g. "cuda" to run the suite on a GPU.
+DEVICE = os.environ.get("VZ_TEST_DEVICE", "cpu")
 TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)
 VOCAB = 120
 
@@ -46,7 +48,7 @@ def _tiny(kind: str, attn: str = "eager") -> torch.nn.Module:
         for name, p in model.named_parameters():
             if "norm" in name.lower() or name.endswith("bias") or "ln_" in name:
                 p.add_(0.1 * torch.randn_like(p))
-    return model
+    return model.to(DEVICE)
 
 
 FAMILY_KINDS = ["bert", "roberta", "electra", "gpt2", "llama", "mistral", "qwen2"]

@@ -89,7 +89,7 @@ def score(
     encoded = encode(handle, texts, max_length)
     target_rows = _resolve_targets(targets, encoded)
     device = handle.device
-    autocast = precision_context(precision, device)
+    lower_precision = precision_context(precision, device)
 
     order = sorted(range(len(encoded)), key=lambda k: len(encoded[k].token_ids))
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
@@ -100,21 +100,21 @@ def score(
     results: list[ScoreResult | None] = [None] * len(encoded)
     pad_id = getattr(handle.tokenizer, "pad_token_id", None) or 0
     for idx in batches:
-        lengths = torch.tensor([len(encoded[k].token_ids) for k in idx], device=device)
+        lengths = torch.tensor([len(encoded[k].token_ids) for k in idx])
         n = int(lengths.max())
-        ids = torch.full((len(idx), n), pad_id, dtype=torch.long, device=device)
+        ids = torch.full((len(idx), n), pad_id, dtype=torch.long)
         for r, k in enumerate(idx):
-            ids[r, : lengths[r]] = torch.tensor(encoded[k].token_ids, device=device)
-        mask = (torch.arange(n, device=device)[None, :] < lengths[:, None]).long()
+            ids[r, : lengths[r]] = torch.tensor(encoded[k].token_ids)
+        mask = (torch.arange(n)[None, :] < lengths[:, None]).long()
         t = max(len(target_rows[k]) for k in idx)
-        rows = torch.zeros((len(idx), t), dtype=torch.long, device=device)
-        row_mask = torch.zeros((len(idx), t), dtype=torch.bool, device=device)
+        rows = torch.zeros((len(idx), t), dtype=torch.long)
+        row_mask = torch.zeros((len(idx), t), dtype=torch.bool)
         for r, k in enumerate(idx):
-            rows[r, : len(target_rows[k])] = torch.tensor(target_rows[k], device=device)
+            rows[r, : len(target_rows[k])] = torch.tensor(target_rows[k])
             row_mask[r, : len(target_rows[k])] = True
         with torch.no_grad():
-            captures = capture_layers(handle, ids, mask, sorted(capture_set))
-            batch = Batch(handle, captures, lengths, rows, row_mask, layer_list, memory_budget, autocast)
+            captures = capture_layers(handle, ids.to(device), mask.to(device), sorted(capture_set))
+            batch = Batch(handle, captures, lengths, rows, row_mask, layer_list, memory_budget, lower_precision)
             maps = {m.name: m.compute(batch, configs[m.name]).float().cpu().numpy() for m in chosen}
         for r, k in enumerate(idx):
             e, ln = encoded[k], int(lengths[r])

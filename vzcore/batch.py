@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
@@ -15,16 +16,20 @@ __all__ = ["Batch"]
 
 @dataclass
 class Batch:
-    """Clean captures of a padded batch of `b` texts and the target rows to score."""
+    """Clean captures of a padded batch of `b` texts and the target rows to score.
+
+    The bookkeeping tensors (`lengths`, `rows`, `row_mask`) live on the CPU, so deciding what to
+    compute never waits for the accelerator; captures live on the model's device.
+    """
 
     handle: ModelHandle
     captures: dict[int, LayerCapture]  # block index -> clean tensors
-    lengths: torch.Tensor  # tokens per text `[b]`
-    rows: torch.Tensor  # target row indices `[b, t]`, padded with 0
-    row_mask: torch.Tensor  # which entries of `rows` are real targets `[b, t]`
+    lengths: torch.Tensor  # tokens per text `[b]` (CPU)
+    rows: torch.Tensor  # target row indices `[b, t]`, padded with 0 (CPU)
+    row_mask: torch.Tensor  # which entries of `rows` are real targets `[b, t]` (CPU)
     layers: list[int]  # the blocks to report, in order
     memory_budget: int  # bytes for one chunk of pairs
-    autocast: AbstractContextManager | None = None  # lower-precision pair arithmetic, when asked for
+    precision: Callable[[], AbstractContextManager] | None = None  # lower-precision context, when asked for
     memo: dict = field(default_factory=dict)  # results shared between methods of this batch
 
     @property
@@ -38,7 +43,7 @@ class Batch:
     def all_rows(self) -> Batch:
         """The same batch with every position as a target (what rollouts need)."""
         b, n = self.lengths.shape[0], self.n
-        rows = torch.arange(n, device=self.rows.device).expand(b, n)
+        rows = torch.arange(n).expand(b, n)
         mask = rows < self.lengths[:, None]
         return Batch(
             self.handle,
@@ -48,13 +53,13 @@ class Batch:
             mask,
             self.layers,
             self.memory_budget,
-            self.autocast,
+            self.precision,
             self.memo,
         )
 
     def valid_pairs(self, rows: torch.Tensor, row_mask: torch.Tensor) -> torch.Tensor:
-        """Return `[b, t, n]`: which (target, source) pairs exist (in length; causal: `j <= i`)."""
-        cols = torch.arange(self.n, device=rows.device)
+        """Return `[b, t, n]` (CPU): which (target, source) pairs exist (in length; causal: `j <= i`)."""
+        cols = torch.arange(self.n)
         valid = row_mask[:, :, None] & (cols[None, None, :] < self.lengths[:, None, None])
         if self.causal:
             valid &= cols[None, None, :] <= rows[:, :, None]
@@ -63,11 +68,13 @@ class Batch:
     def attention_rows(self, layer: int, rows: torch.Tensor) -> torch.Tensor:
         """Return the clean attention weights of target `rows: [b, t]`: `[b, H, t, n]`."""
         attn = self.captures[layer].attn
+        rows = rows.to(attn.device)
         index = rows[:, None, :, None].expand(-1, attn.shape[1], -1, attn.shape[-1])
         return torch.gather(attn, 2, index)
 
     def place_rows(self, values: torch.Tensor) -> torch.Tensor:
-        """Scatter per-target rows `[b, L, t, n]` into full maps `[b, L, n, n]`, NaN where unscored."""
+        """Scatter per-target rows `[b, L, t, n]` into full maps `[b, L, n, n]` (CPU), NaN where unscored."""
+        values = values.cpu()
         b, layers, _, n = values.shape
         out = values.new_full((b, layers, n, n), float("nan"))
         for k in range(b):
@@ -76,7 +83,8 @@ class Batch:
         return out
 
     def select_rolled(self, rolled: torch.Tensor) -> torch.Tensor:
-        """Pick the reported layers and target rows out of full rolled maps `[b, L_all, n, n]`."""
+        """Pick the reported layers and target rows out of full rolled maps `[b, L_all, n, n]` (CPU)."""
+        rolled = rolled.cpu()
         out = torch.full_like(rolled[:, self.layers], float("nan"))
         for k in range(rolled.shape[0]):
             r = self.rows[k][self.row_mask[k]]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractContextManager, contextmanager
+from functools import partial
 
 import torch
 
@@ -21,14 +23,14 @@ def _tf32():
         torch.backends.cuda.matmul.allow_tf32 = before
 
 
-def precision_context(precision: str, device: torch.device) -> AbstractContextManager | None:
-    """Return a context for the pair arithmetic at `precision`, or `None` for full float32."""
+def precision_context(precision: str, device: torch.device) -> Callable[[], AbstractContextManager] | None:
+    """Return a factory of contexts for the pair arithmetic at `precision`, or `None` for full float32."""
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose from: {', '.join(PRECISIONS)}")
     if precision == "bfloat16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+        return partial(torch.autocast, device_type=device.type, dtype=torch.bfloat16)
     if precision == "tf32":
         if device.type != "cuda":
             raise ValueError("precision 'tf32' needs a CUDA device; use 'bfloat16' on CPUs")
-        return _tf32()
+        return _tf32
     return None

@@ -39,7 +39,7 @@ def layer_distances(batch: Batch, layer: int, config: ValueZeroingConfig, rows, 
     distance = DISTANCES[config.distance]
     valid = batch.valid_pairs(rows, row_mask)
     b, t, n = valid.shape
-    dist = torch.zeros((b, t, n), dtype=torch.float64, device=valid.device)
+    dist = torch.zeros((b, t, n), dtype=torch.float64, device=cap.x.device)
     alg = BlockAlgebra.build(block, spec, cap)
     f = sum(p.shape[-1] for p in alg.proj_s)
     d = alg.s.shape[-1]
@@ -48,15 +48,20 @@ def layer_distances(batch: Batch, layer: int, config: ValueZeroingConfig, rows, 
     for k in range(b):
         text_alg = alg.text(k)
         for chunk in row_chunks(t, n, bytes_per_pair, batch.memory_budget):
-            v = valid[k, chunk].t()  # source major: `[n, t]`
+            v = valid[k, chunk].t()  # source major: `[n, t]`, on the CPU
             if not v.any():
                 continue
+            every = bool(v.all())
+            v_dev = None if every else v.to(dist.device)
             zeroed, clean = zeroed_block_outputs(
-                block, spec, text_alg, attn[k, :, chunk], rows[k, chunk], v, batch.autocast
+                block, spec, text_alg, attn[k, :, chunk], rows[k, chunk].to(dist.device), v_dev, batch.precision
             )
             if final is not None:
                 zeroed, clean = final(zeroed), final(clean)
-            dist[k, chunk].t()[v] = distance(zeroed, clean).flatten()
+            if every:
+                dist[k, chunk] = distance(zeroed, clean).t()  # `[n, t]` -> `[t, n]`
+            else:
+                dist[k, chunk].t()[v_dev] = distance(zeroed, clean)
     return dist
 
 
@@ -65,8 +70,8 @@ def _maps(batch: Batch, config: ValueZeroingConfig, layers: list[int]) -> torch.
         "value_zeroing",
         config,
         tuple(layers),
-        batch.rows.cpu().numpy().tobytes(),
-        batch.row_mask.cpu().numpy().tobytes(),
+        batch.rows.numpy().tobytes(),
+        batch.row_mask.numpy().tobytes(),
     )
     if key not in batch.memo:
         per_layer = [layer_distances(batch, layer, config, batch.rows, batch.row_mask) for layer in layers]

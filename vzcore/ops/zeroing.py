@@ -14,6 +14,7 @@ pair only `O(H·d_ff)` work precedes the activation and the down projection, whi
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
@@ -136,18 +137,18 @@ def _block_outputs(
     alg: BlockAlgebra,
     s: torch.Tensor,
     proj: list[torch.Tensor],
-    autocast: AbstractContextManager | None,
+    precision: Callable[[], AbstractContextManager] | None,
 ) -> torch.Tensor:
     """Finish the block for pre-norm sums `s: [p, d]` whose factored projections `proj: [p, F]` lack the norm scale.
 
-    Only the activation and down projection run under `autocast` (lower precision, when asked for):
+    Only the activation and down projection run under `precision` (lower, when asked for):
     they are the bulk of the work, while the sums before them carry the small differences.
     """
     centred = s - s.mean(-1, keepdim=True) if alg.layer_norm else s
     inv = torch.rsqrt(centred.pow(2).mean(-1, keepdim=True) + alg.eps)  # 1/σ (LayerNorm) or 1/rms (RMSNorm)
     first = [torch.addcmul(bias, p, inv, out=p) for p, bias in zip(proj, alg.proj_bias, strict=True)]
     residual = block.get_submodule(spec.mix_norm)(s) if spec.post_norm else s
-    with autocast or nullcontext():
+    with precision() if precision else nullcontext():
         return spec.finish(block, first, residual).float()
 
 
@@ -157,30 +158,31 @@ def zeroed_block_outputs(
     alg: BlockAlgebra,
     attn_rows: torch.Tensor,
     rows: torch.Tensor,
-    valid: torch.Tensor,
-    autocast: AbstractContextManager | None = None,
+    valid: torch.Tensor | None,
+    precision: Callable[[], AbstractContextManager] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Return `(zeroed, clean)` block outputs for the valid pairs of one text, as `[p, d]` each
     or, when every pair is valid, as broadcastable `[n, t, d]` and `[1, t, d]`.
 
     `attn_rows: [H, t, n]` are the attention rows of targets `rows: [t]`; `valid: [n, t]` (source
-    major) selects the pairs, which come out in `valid`'s row-major order; `alg` is this text's.
+    major; `None` when every pair is wanted) selects the pairs, which come out in `valid`'s
+    row-major order; `alg` is this text's.
     Work is laid out per source j, so each correction is one batched matrix product over j.
     """
-    n, t = valid.shape
+    t, n = attn_rows.shape[1:]
     a = attn_rows.permute(2, 1, 0)  # `[n, t, H]`
     s_rows = alg.s[0, rows]  # `[t, d]`
     s = _minus_mixed(s_rows, a, alg.u[0])  # s_i − Δ_ij: `[n, t, d]`
-    every = bool(valid.all())
+    every = valid is None
 
     def pick(x: torch.Tensor) -> torch.Tensor:
         return x.reshape(n * t, x.shape[-1]) if every else x[valid]  # all pairs wanted: no copy
 
     proj_rows = [ps[0, rows] for ps in alg.proj_s]  # `[t, F]` each
     proj = [_minus_mixed(pr, a, pu[0]) for pr, pu in zip(proj_rows, alg.proj_u, strict=True)]
-    zeroed = _block_outputs(block, spec, alg, pick(s), [pick(p) for p in proj], autocast)
+    zeroed = _block_outputs(block, spec, alg, pick(s), [pick(p) for p in proj], precision)
     # The clean outputs go through the same arithmetic, so zeroing nothing gives distance 0.
-    clean = _block_outputs(block, spec, alg, s_rows, [pr.clone() for pr in proj_rows], autocast)  # `[t, d]`
+    clean = _block_outputs(block, spec, alg, s_rows, [pr.clone() for pr in proj_rows], precision)  # `[t, d]`
     if every:  # `[n, t, d]` against `[1, t, d]`: the distance broadcasts, no copy of the clean rows
         return zeroed.view(n, t, -1), clean[None]
     return zeroed, clean[valid.nonzero()[:, 1]]
