@@ -31,7 +31,8 @@ def _resolve_layers(layers: Sequence[int] | int | None, count: int) -> list[int]
     for layer in layers:
         if not -count <= layer < count:
             raise ValueError(f"layer {layer} out of range: the model has {count} layers (0..{count - 1})")
-        out.append(layer % count)
+        if layer % count not in out:
+            out.append(layer % count)
     return out
 
 

@@ -26,6 +26,9 @@ def families_command() -> None:
 
 
 # Commands defined in their own modules register here, one line each.
+from vzcore.explain import explain_command  # noqa: E402  (typer and numpy only at import)
+
+app.command("explain")(explain_command)
 from jobs.aggregate import aggregate_command  # noqa: E402  (numpy only at import)
 from vzcore.store.query import show_command  # noqa: E402  (no zarr at import)
 

@@ -53,16 +53,6 @@ def find_examples(
     return sorted(ids or [])
 
 
-def _heatmap(ax, matrix: np.ndarray, labels: Sequence[str], title: str) -> None:
-    im = ax.imshow(matrix, cmap="viridis", vmin=0)
-    ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=7)
-    ax.set_yticks(range(len(labels)), labels, fontsize=7)
-    ax.set_xlabel("source j (zeroed / attended token)")
-    ax.set_ylabel("target i")
-    ax.set_title(title, fontsize=9)
-    ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-
-
 def show_example(
     store: Store,
     example_id: int,
@@ -71,22 +61,15 @@ def show_example(
     words: bool = False,
 ):
     """Return a figure: one labelled heatmap per method of example `example_id` at `layer` (default: last)."""
-    import matplotlib.pyplot as plt
+    from vzcore.plot import result_figure
 
     result = store.example(example_id, methods)
     layers = list(result.layers)
     layer = layers[-1] if layer is None else layer
     if layer not in layers:
         raise StoreError(f"layer {layer} is not in the store; it holds layers {layers}")
-    view = result.word_level() if words else result
-    labels = view.words if words else view.tokens
-    names = list(view.scores)
-    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names) + 1, 4.2 + 0.05 * len(labels)), squeeze=False)
-    for ax, method in zip(axes[0], names, strict=True):
-        _heatmap(ax, view.scores[method][layers.index(layer)], labels, f"{method}, layer {layer}")
-    fig.suptitle(f"example {example_id}" + (f": {result.text[:80]}" if result.text else ""), fontsize=10)
-    fig.tight_layout()
-    return fig
+    title = f"example {example_id}" + (f": {result.text[:80]}" if result.text else "")
+    return result_figure(result, layers=[layer], words=words, title=title)
 
 
 def show_command(
