@@ -31,10 +31,9 @@ def attention_norm(batch: Batch, config: AttentionNormConfig) -> torch.Tensor:
         u = BlockAlgebra.projected_values(blocks[layer], spec, batch.captures[layer])
         out = torch.zeros((b, t, n), dtype=torch.float64, device=valid.device)
         attn_rows = batch.attention_rows(layer, batch.rows)
-        for k in range(b):
-            for chunk in row_chunks(t, n, 4 * u.shape[-1], batch.memory_budget):
-                norms = attention_deltas(attn_rows[k : k + 1, :, chunk], u[k : k + 1]).double().norm(dim=-1)
-                out[k, chunk] = torch.where(valid[k, chunk], norms[0], 0.0)
+        for chunk in row_chunks(t, b * n, 4 * u.shape[-1], batch.memory_budget):
+            norms = attention_deltas(attn_rows[:, :, chunk], u).double().norm(dim=-1)
+            out[:, chunk] = torch.where(valid[:, chunk].to(out.device), norms, 0.0)
         per_layer.append(out)
     maps, _ = normalize_rows(torch.stack(per_layer, 1))
     return batch.place_rows(maps)

@@ -45,23 +45,22 @@ def layer_distances(batch: Batch, layer: int, config: ValueZeroingConfig, rows, 
     d = alg.s.shape[-1]
     bytes_per_pair = cap.x.element_size() * (2 * f + 8 * d)
     attn = batch.attention_rows(layer, rows)  # `[b, H, t, n]`
-    for k in range(b):
-        text_alg = alg.text(k)
-        for chunk in row_chunks(t, n, bytes_per_pair, batch.memory_budget):
-            v = valid[k, chunk].t()  # source major: `[n, t]`, on the CPU
-            if not v.any():
-                continue
-            every = bool(v.all())
-            v_dev = None if every else v.to(dist.device)
-            zeroed, clean = zeroed_block_outputs(
-                block, spec, text_alg, attn[k, :, chunk], rows[k, chunk].to(dist.device), v_dev, batch.precision
-            )
-            if final is not None:
-                zeroed, clean = final(zeroed), final(clean)
-            if every:
-                dist[k, chunk] = distance(zeroed, clean).t()  # `[n, t]` -> `[t, n]`
-            else:
-                dist[k, chunk].t()[v_dev] = distance(zeroed, clean)
+    rows_dev = rows.to(dist.device)
+    for chunk in row_chunks(t, b * n, bytes_per_pair, batch.memory_budget):
+        v = valid[:, chunk].transpose(1, 2)  # source major: `[b, n, t]`, on the CPU
+        if not v.any():
+            continue
+        every = bool(v.all())
+        v_dev = None if every else v.to(dist.device)
+        zeroed, clean = zeroed_block_outputs(
+            block, spec, alg, attn[:, :, chunk], rows_dev[:, chunk], v_dev, batch.precision
+        )
+        if final is not None:
+            zeroed, clean = final(zeroed), final(clean)
+        if every:
+            dist[:, chunk] = distance(zeroed, clean).transpose(1, 2)  # `[b, n, t]` -> `[b, t, n]`
+        else:
+            dist[:, chunk].transpose(1, 2)[v_dev] = distance(zeroed, clean)
     return dist
 
 

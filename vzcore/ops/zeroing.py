@@ -65,18 +65,6 @@ class BlockAlgebra:
             proj_bias.append(bias)
         return cls(u, s, proj_s, proj_u, proj_bias, layer_norm, float(eps))
 
-    def text(self, k: int) -> BlockAlgebra:
-        """The same algebra restricted to text `k` of the batch (leading axis kept, of size 1)."""
-        return BlockAlgebra(
-            self.u[k : k + 1],
-            self.s[k : k + 1],
-            [p[k : k + 1] for p in self.proj_s],
-            [p[k : k + 1] for p in self.proj_u],
-            self.proj_bias,
-            self.layer_norm,
-            self.eps,
-        )
-
 
 _FOLDED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -117,18 +105,20 @@ def attention_deltas(attn_rows: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
 
 
 def row_chunks(t: int, n: int, bytes_per_pair: int, budget: int) -> list[slice]:
-    """Cut one text's `t` target rows (each with `n` sources) into chunks of at most `budget` bytes."""
+    """Cut `t` target rows (each with `n` pairs across the batch) into chunks of at most `budget` bytes."""
     rows = max(1, min(t, budget // max(1, n * bytes_per_pair)))
     return [slice(r, r + rows) for r in range(0, t, rows)]
 
 
 def _minus_mixed(rows: torch.Tensor, a: torch.Tensor, per_head: torch.Tensor) -> torch.Tensor:
-    """Return `rows[i] − Σ_h a[j, i, h] per_head[j, h]` as `[n, t, F]` for `rows: [t, F]`, `a: [n, t, H]`.
+    """Return `rows[k, i] − Σ_h a[k·n + j, i, h] per_head[k, j, h]` as `[b, n, t, F]`.
 
-    One batched product over sources j (baddbmm with a broadcast input would loop over j).
+    `rows: [b, t, F]`, `a: [b·n, t, H]`, `per_head: [b, n, H, F]`: one batched product over every
+    (text, source) (baddbmm with a broadcast input would loop over them).
     """
-    mixed = torch.bmm(a, per_head)
-    return torch.sub(rows[None], mixed, out=mixed)
+    b, n = per_head.shape[:2]
+    mixed = torch.bmm(a, per_head.reshape(b * n, *per_head.shape[2:])).view(b, n, a.shape[1], -1)
+    return torch.sub(rows[:, None], mixed, out=mixed)
 
 
 def _block_outputs(
@@ -161,28 +151,36 @@ def zeroed_block_outputs(
     valid: torch.Tensor | None,
     precision: Callable[[], AbstractContextManager] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return `(zeroed, clean)` block outputs for the valid pairs of one text, as `[p, d]` each
-    or, when every pair is valid, as broadcastable `[n, t, d]` and `[1, t, d]`.
+    """Return `(zeroed, clean)` block outputs for the valid pairs of a batch, as `[p, d]` each or,
+    when every pair is valid, as broadcastable `[b, n, t, d]` and `[b, 1, t, d]`.
 
-    `attn_rows: [H, t, n]` are the attention rows of targets `rows: [t]`; `valid: [n, t]` (source
-    major; `None` when every pair is wanted) selects the pairs, which come out in `valid`'s
-    row-major order; `alg` is this text's.
-    Work is laid out per source j, so each correction is one batched matrix product over j.
+    `attn_rows: [b, H, t, n]` are the attention rows of targets `rows: [b, t]`; `valid: [b, n, t]`
+    (source major; `None` when every pair is wanted) selects the pairs, which come out in its
+    row-major order. Work is laid out per (text, source j), so each correction is one batched
+    matrix product over all texts and sources.
     """
-    t, n = attn_rows.shape[1:]
-    a = attn_rows.permute(2, 1, 0)  # `[n, t, H]`
-    s_rows = alg.s[0, rows]  # `[t, d]`
-    s = _minus_mixed(s_rows, a, alg.u[0])  # s_i − Δ_ij: `[n, t, d]`
+    b, heads, t, n = attn_rows.shape
+    a = attn_rows.permute(0, 3, 2, 1).reshape(b * n, t, heads)  # `[b·n, t, H]`
+    s_rows = _gather_rows(alg.s, rows)  # `[b, t, d]`
+    s = _minus_mixed(s_rows, a, alg.u)  # s_i − Δ_ij: `[b, n, t, d]`
     every = valid is None
 
     def pick(x: torch.Tensor) -> torch.Tensor:
-        return x.reshape(n * t, x.shape[-1]) if every else x[valid]  # all pairs wanted: no copy
+        return x.reshape(-1, x.shape[-1]) if every else x[valid]  # all pairs wanted: no copy
 
-    proj_rows = [ps[0, rows] for ps in alg.proj_s]  # `[t, F]` each
-    proj = [_minus_mixed(pr, a, pu[0]) for pr, pu in zip(proj_rows, alg.proj_u, strict=True)]
+    proj_rows = [_gather_rows(ps, rows) for ps in alg.proj_s]  # `[b, t, F]` each
+    proj = [_minus_mixed(pr, a, pu) for pr, pu in zip(proj_rows, alg.proj_u, strict=True)]
     zeroed = _block_outputs(block, spec, alg, pick(s), [pick(p) for p in proj], precision)
     # The clean outputs go through the same arithmetic, so zeroing nothing gives distance 0.
-    clean = _block_outputs(block, spec, alg, s_rows, [pr.clone() for pr in proj_rows], precision)  # `[t, d]`
-    if every:  # `[n, t, d]` against `[1, t, d]`: the distance broadcasts, no copy of the clean rows
-        return zeroed.view(n, t, -1), clean[None]
-    return zeroed, clean[valid.nonzero()[:, 1]]
+    clean = _block_outputs(
+        block, spec, alg, s_rows.reshape(b * t, -1), [pr.reshape(b * t, -1) for pr in proj_rows], precision
+    ).view(b, 1, t, -1)
+    if every:  # `[b, n, t, d]` against `[b, 1, t, d]`: the distance broadcasts, no copy of the clean rows
+        return zeroed.view(b, n, t, -1), clean
+    text, _, target = valid.nonzero(as_tuple=True)
+    return zeroed, clean[text, 0, target]
+
+
+def _gather_rows(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """Return `x[k, rows[k]]` for every text k: `[b, t, ...]` from `x: [b, n, ...]`, `rows: [b, t]`."""
+    return x[torch.arange(x.shape[0], device=x.device)[:, None], rows]
