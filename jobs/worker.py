@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -59,6 +60,8 @@ class PartReport:
     failures: dict[int, str] = field(default_factory=dict)
     seconds: float = 0.0
     pid: int = 0
+    peak_rss_mib: float = 0.0  # the worker process's peak resident memory so far
+    write_seconds: float = 0.0  # of `seconds`, the time spent writing the part
 
 
 def load_worker_model(spec: WorkerSpec):
@@ -167,6 +170,7 @@ def run_part(
     t0 = time.perf_counter()
     ids = list(range(task.start, task.stop))
     outcomes = score_examples(handle, ids, task.texts, task.methods, spec, progress)
+    t1 = time.perf_counter()
     write_part(
         spec.store,
         task.part,
@@ -189,5 +193,7 @@ def run_part(
         truncated=sum(bool(o.truncated) for o in outcomes),
         failures={o.example_id: o.reason for o in outcomes if o.status == STATUS_FAILED},
         seconds=time.perf_counter() - t0,
+        write_seconds=time.perf_counter() - t1,
         pid=os.getpid(),
+        peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # KiB on Linux
     )

@@ -1,0 +1,186 @@
+"""Benchmark the scoring job against in-process `vzcore.score` on the same examples and threads.
+
+    python -m jobs.bench_job                       # MiniLM, 480 chatterbot lines, parts of 32, 2 threads
+    python -m jobs.bench_job --limit 160 --part-size 16 --methods value_zeroing
+
+Prints, from one run: steady-state throughput (after the first part) of in-process scoring and of
+the job with 1 and 2 actors, the job's fixed start-up cost, store bytes per example against raw
+float16 `[layers, n, n]` bytes, and an actor's peak memory part after part.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+
+import typer
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# This process scores in-process too; with OpenMP's default (spinning) wait policy its idle threads
+# kept spinning and halved the speed of a 2-thread actor on this 2-core machine (measured: 3 vs 54 ex/s).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def _in_process(handle, texts: list[str], methods: list[str], part_size: int, batch_size: int):
+    """Score part by part as an actor would (sorted by length), without Ray or a store; return part seconds."""
+    import vzcore
+
+    seconds = []
+    for a in range(0, len(texts), part_size):
+        part = sorted((t for t in texts[a : a + part_size] if t.strip()), key=len)  # as the actors batch
+        t0 = time.perf_counter()
+        for b in range(0, len(part), batch_size):
+            vzcore.score(handle, part[b : b + batch_size], methods=methods)
+        seconds.append(time.perf_counter() - t0)
+    return seconds
+
+
+def _job(out: str, model: str, methods: list[str], limit: int, part_size: int, batch_size: int, actors: int):
+    from jobs.config import JobConfig
+    from jobs.score import run_job
+
+    arrivals: list[tuple[float, object]] = []
+    cfg = JobConfig(
+        out=out,
+        model=model,
+        methods=tuple(methods),
+        limit=limit,
+        part_size=part_size,
+        batch_size=batch_size,
+        actors=actors,
+        progress=False,
+    )
+    import jobs.score as score_mod
+
+    t0 = time.perf_counter()
+    real_score = score_mod._score
+
+    def record(cfg_, spec, tasks, summary, on_event):  # wrap the report callback with arrival times
+        import cluster.pool as pool
+
+        real_run = pool.run_pool
+
+        def run_pool(*a, on_report=None, **kw):
+            def rep(r):
+                arrivals.append((time.perf_counter(), r))
+                on_report(r)
+
+            return real_run(*a, on_report=rep, **kw)
+
+        pool.run_pool, saved = run_pool, real_run
+        try:
+            return real_score(cfg_, spec, tasks, summary, on_event)
+        finally:
+            pool.run_pool = saved
+
+    score_mod._score = record
+    try:
+        summary = run_job(cfg)
+    finally:
+        score_mod._score = real_score
+    total = time.perf_counter() - t0
+    return summary, arrivals, total
+
+
+def _store_sizes(out: str, methods: list[str]):
+    import zarr
+
+    from vzcore.store.layout import packed_size, part_path
+
+    root = zarr.open_group(out, mode="r")
+    layers, causal = len(root.attrs["layers"]), root.attrs["causal"]
+    stored = raw = packed = examples = 0
+    for p in root.attrs["plan"]:
+        g = root[part_path(p["part"])]
+        n = g["length"][:]
+        examples += int((n > 0).sum())
+        raw += int(sum(layers * int(k) * int(k) * 2 for k in n)) * len(methods)
+        packed += int(sum(packed_size(int(k), layers, causal) * 2 for k in n)) * len(methods)
+        for m in methods:
+            stored += g[f"scores/{m}"].nbytes_stored()
+    return stored / examples, raw / examples, packed / examples
+
+
+def bench(
+    limit: int = typer.Option(480, help="examples (chatterbot lines)"),
+    part_size: int = typer.Option(32),
+    batch_size: int = typer.Option(8),
+    methods: str = typer.Option("value_zeroing,attention"),
+    model: str = typer.Option("minilm"),
+    threads: int = typer.Option(2, help="total threads: in-process, and shared among the actors"),
+    repeats: int = typer.Option(3, help="interleaved repeats of every configuration"),
+) -> None:
+    """Print the job's throughput, start-up cost, store size and actor memory against in-process scoring."""
+    from jobs.data import chatterbot_lines
+
+    meths = [m for m in methods.split(",") if m]
+    texts = chatterbot_lines()[:limit]
+    print(
+        f"# {limit} chatterbot lines, {model}, methods {meths}, parts of {part_size}, batch {batch_size}, "
+        f"{threads} threads in all, {os.cpu_count()} CPUs"
+    )
+    import statistics
+
+    import torch
+
+    import vzcore
+
+    torch.set_num_threads(threads)
+    handle = vzcore.load_model(model)
+    n_steady = sum(1 for t in texts[part_size:] if t.strip())
+    rates: dict[str, list[float]] = {"in-process": [], "job 1 actor": [], "job 2 actors": []}
+    for rep in range(repeats):  # interleaved: this machine's speed drifts a lot from minute to minute
+        secs = _in_process(handle, texts, meths, part_size, batch_size)
+        rates["in-process"].append(n_steady / sum(secs[1:]))
+        print(f"[{rep}] in-process: {rates['in-process'][-1]:.2f} examples/s steady (first part {secs[0]:.1f} s)")
+        for actors in (1, 2):
+            with tempfile.TemporaryDirectory(prefix="vzbench") as tmp:
+                out = f"{tmp}/b.zarr"
+                summary, arrivals, total = _job(out, model, meths, limit, part_size, batch_size, actors)
+                arrivals.sort(key=lambda a: a[0])
+                # Steady state: from the moment every actor has finished one part to the last part.
+                t_k = arrivals[actors - 1][0]
+                later = [r for _, r in arrivals[actors:]]
+                window = arrivals[-1][0] - t_k
+                rate = sum(r.scored for r in later) / window
+                rates[f"job {actors} actor" + ("s" if actors > 1 else "")].append(rate)
+                busy = sum(r.seconds for r in later) / actors  # actor time inside run_part, per actor
+                writes = sum(r.write_seconds for r in later) / actors
+                fixed = total - window - sum(r.seconds for _, r in arrivals[:actors]) / actors
+                print(
+                    f"[{rep}] job, {actors} actor(s): {rate:.2f} examples/s steady; window {window:.1f} s, "
+                    f"actors busy {busy:.1f} s of it (writing {writes:.2f} s); fixed start-up {fixed:.1f} s "
+                    f"of {total:.1f} s wall (actors ready after {summary.startup_seconds:.1f} s)"
+                )
+                if actors == 1 and rep == 0:
+                    per_ex, raw, packed = _store_sizes(out, meths)
+                    store_line = (
+                        f"store: {per_ex / 1024:.2f} KiB per example for {len(meths)} method(s), compressed "
+                        f"(raw float16 [layers,n,n]: {raw / 1024:.2f} KiB, so {per_ex / raw * 100:.0f} %; packed "
+                        f"before compression {packed / 1024:.2f} KiB); whole store "
+                        f"{summary.bytes_written / 2**20:.2f} MiB with tables"
+                    )
+                    peaks = " ".join(f"{r.peak_rss_mib:.0f}" for _, r in arrivals)
+                    memory_line = f"actor peak RSS (MiB) after each of {len(arrivals)} parts: {peaks}"
+    print("# summary (best of the repeats, then median)")
+    best_base = max(rates["in-process"])
+    for name, vals in rates.items():
+        extra = (
+            ""
+            if name == "in-process"
+            else (
+                f"; job time vs in-process: {(best_base / max(vals) - 1) * 100:+.1f} % (best), "
+                f"{(statistics.median(rates['in-process']) / statistics.median(vals) - 1) * 100:+.1f} % (median)"
+            )
+        )
+        print(f"{name:13s} {max(vals):7.2f} / {statistics.median(vals):7.2f} examples/s{extra}")
+    print(store_line)
+    print(memory_line)
+
+
+if __name__ == "__main__":
+    typer.run(bench)
