@@ -192,6 +192,15 @@ def run_benchmark(model: str, lengths: list[int], runs: int, device: str | None,
             f"precision {p:8s} at n={lengths[-1]}: max |error| vs float32 {np.abs(low - base).max():.2e}, "
             f"speed-up {t32 / tp:.2f}x"
         )
+    batched = [sentence(handle, lengths[-1])] * 32
+    vzcore.score(handle, batched, batch_size=32, memory_budget=budget)
+    tb = statistics.median(
+        _timed(lambda: vzcore.score(handle, batched, batch_size=32, memory_budget=budget), dev) for _ in range(3)
+    )
+    print(
+        f"batch of 32 at n={lengths[-1]}: fast path {tb / 32:.4f} s/sentence "
+        f"({statistics.median(rows[-1].ref) / (tb / 32):.0f}x the reference's s/sentence)"
+    )
     if long:
         ids = sentence(handle, long)
         t = _timed(lambda: vzcore.score(handle, [ids], memory_budget=budget), dev)
