@@ -29,7 +29,7 @@ def attention_norm(batch: Batch, config: AttentionNormConfig) -> torch.Tensor:
     per_layer = []
     for layer in batch.layers:
         u = BlockAlgebra.projected_values(blocks[layer], spec, batch.captures[layer])
-        out = torch.zeros((b, t, n), dtype=torch.float64, device=valid.device)
+        out = torch.zeros((b, t, n), dtype=torch.float64, device=u.device)
         attn_rows = batch.attention_rows(layer, batch.rows)
         for chunk in row_chunks(t, b * n, 4 * u.shape[-1], batch.memory_budget):
             norms = attention_deltas(attn_rows[:, :, chunk], u).double().norm(dim=-1)
