@@ -131,7 +131,9 @@ def test_ray_job_submit_on_a_loopback_head(tmp_path, tiny_model_dir, texts_jsonl
     ray_bin = str(Path(sys.executable).with_name("ray"))
     port, dash = free_port(), free_port()
     temp = tempfile.mkdtemp(prefix="vzr", dir="/tmp")  # short: Ray's socket paths are length-limited
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    # Not the session cluster's RAY_ADDRESS (ray.init exports it): the head and its job agent would join it.
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_JOB_ID", "RAY_RAYLET_PID")}
+    env["RAY_AUTH_MODE"] = "disabled"
     head = subprocess.Popen(
         [
             ray_bin,
@@ -152,6 +154,15 @@ def test_ray_job_submit_on_a_loopback_head(tmp_path, tiny_model_dir, texts_jsonl
             temp,
             "--include-dashboard",
             "true",
+            # Free ports for the agents: the session cluster's agents already hold the default ones.
+            "--dashboard-agent-listen-port",
+            str(free_port()),
+            "--dashboard-agent-grpc-port",
+            str(free_port()),
+            "--metrics-export-port",
+            str(free_port()),
+            "--runtime-env-agent-port",
+            str(free_port()),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -196,8 +207,8 @@ def test_ray_job_submit_on_a_loopback_head(tmp_path, tiny_model_dir, texts_jsonl
             "1",
             "--no-progress",
         ]
-        for _ in range(30):  # the dashboard answers before its job agent is ready
-            res = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
+        for _ in range(20):  # the dashboard answers before its job agent is ready
+            res = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
             if "No available agent" not in res.stdout + res.stderr:
                 break
             time.sleep(2)

@@ -168,3 +168,24 @@ def test_cli_dry_run_and_bad_method(tmp_path, tiny_model_dir, texts_jsonl):
     assert "examples     5" in res.output
     res = CliRunner().invoke(app, [*args, "--methods", "nope"])
     assert res.exit_code == 2 and "unknown method" in res.output
+
+
+def test_out_of_memory_halves_the_pair_budget_then_gives_up_on_the_example(
+    tmp_path, tiny_model_dir, texts_jsonl, monkeypatch
+):
+    import torch
+
+    real = vzcore.score
+    budgets = []
+
+    def tight(handle, texts, memory_budget, **kw):
+        budgets.append(memory_budget)
+        if any("cat sat" in t for t in texts) or memory_budget > 64 * 2**20:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real(handle, texts, memory_budget=memory_budget, **kw)
+
+    monkeypatch.setattr(vzcore, "score", tight)
+    s = run_job(_cfg(tmp_path, tiny_model_dir, texts_jsonl, limit=2, part_size=2, methods=("attention",)))
+    assert budgets[:4] == [512 * 2**20, 256 * 2**20, 128 * 2**20, 64 * 2**20]
+    assert s.exit_code == 0 and s.failed == 1 and s.scored == 1
+    assert "OutOfMemoryError" in s.failures[0]
