@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from vzcore import methods as _methods  # noqa: F401  (registers the built-in methods)
+from vzcore.allocator import keep_freed_memory
 from vzcore.batch import Batch
 from vzcore.capture import capture_layers
 from vzcore.inputs import Encoded, encode
@@ -19,7 +20,9 @@ from vzcore.result import ScoreResult
 
 __all__ = ["DEFAULT_MEMORY_BUDGET", "score"]
 
-DEFAULT_MEMORY_BUDGET = 512 * 2**20  # bytes for one chunk of (target, source) pairs
+# Bytes for one chunk of (target, source) pairs. On CPUs small enough that a chunk's temporaries
+# stay below the allocator's mmap threshold (see vzcore.allocator); accelerators take larger chunks.
+DEFAULT_MEMORY_BUDGET = {"cpu": 64 * 2**20, "cuda": 1024 * 2**20}
 
 
 def _resolve_layers(layers: Sequence[int] | int | None, count: int) -> list[int]:
@@ -64,7 +67,7 @@ def score(
     targets: Sequence[int] | Sequence[Sequence[int]] | None = None,
     max_length: int | None = None,
     batch_size: int = 8,
-    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    memory_budget: int | None = None,
     precision: str = "float32",
     progress: bool = False,
     **options,
@@ -73,8 +76,9 @@ def score(
 
     `layers` picks blocks (0-based, negatives count from the end); `targets` picks the rows
     (affected tokens) to score, for all texts or per text — unscored rows are NaN. Texts are
-    batched by length with padding, which does not change the scores. Method options (e.g.
-    `distance=`, `final_norm=`) go to the methods that take them.
+    batched by length with padding, which does not change the scores. `memory_budget` bounds
+    the bytes of one chunk of pairs (default: 64 MiB on CPUs, 1 GiB on GPUs). Method options
+    (e.g. `distance=`, `final_norm=`) go to the methods that take them.
     """
     handle = model if isinstance(model, ModelHandle) else load_model(model)
     if isinstance(texts, str):
@@ -90,6 +94,10 @@ def score(
     encoded = encode(handle, texts, max_length)
     target_rows = _resolve_targets(targets, encoded)
     device = handle.device
+    if device.type == "cpu":
+        keep_freed_memory()
+    if memory_budget is None:
+        memory_budget = DEFAULT_MEMORY_BUDGET.get(device.type, DEFAULT_MEMORY_BUDGET["cpu"])
     lower_precision = precision_context(precision, device)
 
     order = sorted(range(len(encoded)), key=lambda k: len(encoded[k].token_ids))

@@ -75,7 +75,7 @@ def _rss() -> int:
         return int(f.read().split()[1]) * 4096
 
 
-def _cpu_peak_worker(model: str, n: int, budget: int, queue) -> None:
+def _cpu_peak_worker(model: str, n: int, budget: int | None, queue) -> None:
     torch.set_num_threads(torch.get_num_threads())
     handle = vzcore.load_model(model)
     ids = sentence(handle, n)
@@ -94,7 +94,7 @@ def _cpu_peak_worker(model: str, n: int, budget: int, queue) -> None:
     queue.put(max(peak[0], _rss()) - base)
 
 
-def peak_memory(handle: ModelHandle, model: str, n: int, budget: int) -> int:
+def peak_memory(handle: ModelHandle, model: str, n: int, budget: int | None) -> int:
     """Return the peak memory (bytes) of scoring one `n`-token sentence, above the loaded model."""
     device = handle.device
     if device.type == "cuda":
@@ -124,7 +124,7 @@ class Row:
     peak: int
 
 
-def run_benchmark(model: str, lengths: list[int], runs: int, device: str | None, budget: int, long: int) -> None:
+def run_benchmark(model: str, lengths: list[int], runs: int, device: str | None, budget: int | None, long: int) -> None:
     handle = vzcore.load_model(model, device=device)
     dev = handle.device
     cfg = handle.config
@@ -213,7 +213,7 @@ def main(
     lengths: str = "16,32,64,128",
     runs: int = 5,
     device: str | None = None,
-    memory_budget: int = vzcore.api.DEFAULT_MEMORY_BUDGET,
+    memory_budget: int | None = None,
     long: int = 512,
 ) -> None:
     """Time the fast value-zeroing path against the reference loop (prints a table)."""

@@ -13,13 +13,14 @@ def cosine_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Return `1 - cos(a, b)` over the last axis of broadcastable `a, b: [..., d]`, in float64.
 
     Computed as `‖â − b̂‖² / 2` of the unit vectors, which keeps distances far below float32's
-    rounding (1e-7) exact instead of returning noise from `1 - a·b`.
+    rounding (1e-7) exact, and identical vectors at exactly 0, where `1 - a·b` returns noise.
     """
-    a = a.double()
-    b = b.double()
-    a = a / a.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(torch.float64).tiny)
-    b = b / b.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(torch.float64).tiny)
-    return (a - b).pow(2).sum(-1) / 2
+    tiny = torch.finfo(torch.float64).tiny
+    a_unit = a.to(torch.float64, copy=True)  # a fresh copy, normalised in place
+    a_unit.div_(torch.linalg.vector_norm(a_unit, dim=-1, keepdim=True).clamp_min_(tiny))
+    b_unit = b.to(torch.float64, copy=True)
+    b_unit.div_(torch.linalg.vector_norm(b_unit, dim=-1, keepdim=True).clamp_min_(tiny))  # the same arithmetic
+    return a_unit.sub_(b_unit).square_().sum(-1).div_(2)
 
 
 def euclidean_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -111,9 +111,9 @@ def row_chunks(t: int, n: int, bytes_per_pair: int, budget: int) -> list[slice]:
 
 
 def _minus_mixed(rows: torch.Tensor, a: torch.Tensor, per_head: torch.Tensor) -> torch.Tensor:
-    """Return `rows[k, i] − Σ_h a[k·n + j, i, h] per_head[k, j, h]` as `[b, n, t, F]`.
+    """Return `rows[k, i] − Σ_h a[k·n + j, i, h] per_head[k, j, h]` as `[b, n, t, d]`.
 
-    `rows: [b, t, F]`, `a: [b·n, t, H]`, `per_head: [b, n, H, F]`: one batched product over every
+    `rows: [b, t, d]`, `a: [b·n, t, H]`, `per_head: [b, n, H, d]`: one batched product over every
     (text, source) (baddbmm with a broadcast input would loop over them).
     """
     b, n = per_head.shape[:2]
@@ -121,22 +121,24 @@ def _minus_mixed(rows: torch.Tensor, a: torch.Tensor, per_head: torch.Tensor) ->
     return torch.sub(rows[:, None], mixed, out=mixed)
 
 
-def _block_outputs(
+def _inverse_scale(alg: BlockAlgebra, s: torch.Tensor) -> torch.Tensor:
+    """Return the mix norm's `1/σ` (LayerNorm) or `1/rms` (RMSNorm) of sums `s: [..., d]` as `[..., 1]`."""
+    centred = s - s.mean(-1, keepdim=True) if alg.layer_norm else s
+    return torch.rsqrt(centred.pow(2).mean(-1, keepdim=True) + alg.eps)
+
+
+def _finish(
     block: nn.Module,
     spec: FamilySpec,
-    alg: BlockAlgebra,
     s: torch.Tensor,
-    proj: list[torch.Tensor],
+    first: list[torch.Tensor],
     precision: Callable[[], AbstractContextManager] | None,
 ) -> torch.Tensor:
-    """Finish the block for pre-norm sums `s: [p, d]` whose factored projections `proj: [p, F]` lack the norm scale.
+    """Finish the block from pre-norm sums `s: [p, d]` and the first projections `first: [p, F]`.
 
     Only the activation and down projection run under `precision` (lower, when asked for):
     they are the bulk of the work, while the sums before them carry the small differences.
     """
-    centred = s - s.mean(-1, keepdim=True) if alg.layer_norm else s
-    inv = torch.rsqrt(centred.pow(2).mean(-1, keepdim=True) + alg.eps)  # 1/σ (LayerNorm) or 1/rms (RMSNorm)
-    first = [torch.addcmul(bias, p, inv, out=p) for p, bias in zip(proj, alg.proj_bias, strict=True)]
     residual = block.get_submodule(spec.mix_norm)(s) if spec.post_norm else s
     with precision() if precision else nullcontext():
         return spec.finish(block, first, residual).float()
@@ -163,18 +165,25 @@ def zeroed_block_outputs(
     a = attn_rows.permute(0, 3, 2, 1).reshape(b * n, t, heads)  # `[b·n, t, H]`
     s_rows = _gather_rows(alg.s, rows)  # `[b, t, d]`
     s = _minus_mixed(s_rows, a, alg.u)  # s_i − Δ_ij: `[b, n, t, d]`
+    inv = _inverse_scale(alg, s)  # `[b, n, t, 1]`
+    a_scaled = a * inv.view(b * n, t, 1)
     every = valid is None
 
     def pick(x: torch.Tensor) -> torch.Tensor:
         return x.reshape(-1, x.shape[-1]) if every else x[valid]  # all pairs wanted: no copy
 
-    proj_rows = [_gather_rows(ps, rows) for ps in alg.proj_s]  # `[b, t, F]` each
-    proj = [_minus_mixed(pr, a, pu) for pr, pu in zip(proj_rows, alg.proj_u, strict=True)]
-    zeroed = _block_outputs(block, spec, alg, pick(s), [pick(p) for p in proj], precision)
+    first, clean_first = [], []
+    rows_inv = _inverse_scale(alg, s_rows)  # `[b, t, 1]`
+    for ps, pu, bias in zip(alg.proj_s, alg.proj_u, alg.proj_bias, strict=True):
+        p_rows = _gather_rows(ps, rows)  # W(γ⊙s_i'): `[b, t, F]`
+        # (W(γ⊙s_i') − Σ_h a_ij^h W(γ⊙u_j^h')) / σ_ij + Wβ + b, in one write and one batched product.
+        pre = torch.addcmul(bias, p_rows[:, None], inv)  # `[b, n, t, F]`
+        pre.view(b * n, t, -1).baddbmm_(a_scaled, pu.reshape(b * n, heads, -1), alpha=-1)
+        first.append(pick(pre))
+        clean_first.append(torch.addcmul(bias, p_rows, rows_inv).view(b * t, -1))
+    zeroed = _finish(block, spec, pick(s), first, precision)
     # The clean outputs go through the same arithmetic, so zeroing nothing gives distance 0.
-    clean = _block_outputs(
-        block, spec, alg, s_rows.reshape(b * t, -1), [pr.reshape(b * t, -1) for pr in proj_rows], precision
-    ).view(b, 1, t, -1)
+    clean = _finish(block, spec, s_rows.view(b * t, -1), clean_first, precision).view(b, 1, t, -1)
     if every:  # `[b, n, t, d]` against `[b, 1, t, d]`: the distance broadcasts, no copy of the clean rows
         return zeroed.view(b, n, t, -1), clean
     text, _, target = valid.nonzero(as_tuple=True)
