@@ -39,7 +39,7 @@ class JobConfig:
     address: str | None = None  # a Ray cluster to join; None starts a local one on loopback
     precision: str = "float32"
     store_dtype: str = "float16"  # float16 loses at most about 2.5e-4 on normalised scores
-    memory_budget: int = 512 * 2**20  # bytes per chunk of (target, source) pairs; halved on OOM
+    memory_budget: int | None = None  # bytes per chunk of pairs (None: vzcore's default per device); halved on OOM
     overwrite: bool = False  # replace a store whose identity differs
     dry_run: bool = False
     progress: bool = True

@@ -24,7 +24,7 @@ class WorkerSpec:
     max_length: int | None
     precision: str
     batch_size: int
-    memory_budget: int
+    memory_budget: int | None  # None: vzcore's default for the device
     store: str
     store_dtype: str
     causal: bool
@@ -111,7 +111,10 @@ def score_examples(
         progress(len(outcomes), 0)
     todo.sort(key=lambda it: len(it[1]))  # length batching: few pad tokens per batch
     options = dict(spec.options)
-    budget = spec.memory_budget
+    from vzcore.api import DEFAULT_MEMORY_BUDGET
+
+    device = handle.device.type
+    budget = spec.memory_budget or DEFAULT_MEMORY_BUDGET.get(device, DEFAULT_MEMORY_BUDGET["cpu"])
 
     def run(batch):
         nonlocal budget
