@@ -9,7 +9,7 @@ import torch
 from vzcore.batch import Batch
 from vzcore.methods.registry import register_method
 from vzcore.ops.rollout import normalize_rows
-from vzcore.ops.zeroing import BlockAlgebra, attention_deltas, row_chunks
+from vzcore.ops.zeroing import BlockAlgebra, attention_deltas, pair_chunks
 
 __all__ = ["AttentionNormConfig", "attention_norm"]
 
@@ -31,9 +31,9 @@ def attention_norm(batch: Batch, config: AttentionNormConfig) -> torch.Tensor:
         u = BlockAlgebra.projected_values(blocks[layer], spec, batch.captures[layer])
         out = torch.zeros((b, t, n), dtype=torch.float64, device=u.device)
         attn_rows = batch.attention_rows(layer, batch.rows)
-        for chunk in row_chunks(t, b * n, 4 * u.shape[-1], batch.memory_budget):
-            norms = attention_deltas(attn_rows[:, :, chunk], u).double().norm(dim=-1)
-            out[:, chunk] = torch.where(valid[:, chunk].to(out.device), norms, 0.0)
+        for texts, chunk in pair_chunks(b, t, n, 4 * u.shape[-1], batch.memory_budget):
+            norms = attention_deltas(attn_rows[texts, :, chunk], u[texts]).double().norm(dim=-1)
+            out[texts, chunk] = torch.where(valid[texts, chunk].to(out.device), norms, 0.0)
         per_layer.append(out)
     maps, _ = normalize_rows(torch.stack(per_layer, 1))
     return batch.place_rows(maps)

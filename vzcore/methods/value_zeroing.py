@@ -11,7 +11,7 @@ from vzcore.batch import Batch
 from vzcore.methods.registry import register_method
 from vzcore.ops.distances import DISTANCES
 from vzcore.ops.rollout import normalize_rows, rollout
-from vzcore.ops.zeroing import BlockAlgebra, row_chunks, zeroed_block_outputs
+from vzcore.ops.zeroing import BlockAlgebra, pair_chunks, zeroed_block_outputs
 
 __all__ = ["ValueZeroingConfig", "value_zeroing", "value_zeroing_rollout"]
 
@@ -46,21 +46,21 @@ def layer_distances(batch: Batch, layer: int, config: ValueZeroingConfig, rows, 
     bytes_per_pair = cap.x.element_size() * (2 * f + 8 * d)
     attn = batch.attention_rows(layer, rows)  # `[b, H, t, n]`
     rows_dev = rows.to(dist.device)
-    for chunk in row_chunks(t, b * n, bytes_per_pair, batch.memory_budget):
-        v = valid[:, chunk].transpose(1, 2)  # source major: `[b, n, t]`, on the CPU
+    for texts, chunk in pair_chunks(b, t, n, bytes_per_pair, batch.memory_budget):
+        v = valid[texts, chunk].transpose(1, 2)  # source major: `[b, n, t]`, on the CPU
         if not v.any():
             continue
         every = bool(v.all())
         v_dev = None if every else v.to(dist.device)
         zeroed, clean = zeroed_block_outputs(
-            block, spec, alg, attn[:, :, chunk], rows_dev[:, chunk], v_dev, batch.precision
+            block, spec, alg.texts(texts), attn[texts, :, chunk], rows_dev[texts, chunk], v_dev, batch.precision
         )
         if final is not None:
             zeroed, clean = final(zeroed), final(clean)
         if every:
-            dist[:, chunk] = distance(zeroed, clean).transpose(1, 2)  # `[b, n, t]` -> `[b, t, n]`
+            dist[texts, chunk] = distance(zeroed, clean).transpose(1, 2)  # `[b, n, t]` -> `[b, t, n]`
         else:
-            dist[:, chunk].transpose(1, 2)[v_dev] = distance(zeroed, clean)
+            dist[texts, chunk].transpose(1, 2)[v_dev] = distance(zeroed, clean)
     return dist
 
 

@@ -24,7 +24,7 @@ from torch import nn
 from vzcore.capture import LayerCapture
 from vzcore.families import FamilySpec, linear_params
 
-__all__ = ["BlockAlgebra", "attention_deltas", "row_chunks", "zeroed_block_outputs"]
+__all__ = ["BlockAlgebra", "attention_deltas", "pair_chunks", "zeroed_block_outputs"]
 
 
 @dataclass
@@ -45,7 +45,8 @@ class BlockAlgebra:
         heads = cap.attn.shape[1]
         values = cap.values.repeat_interleave(heads // cap.values.shape[2], dim=2)  # `[b, n, H, d_h]`
         w_o, _ = linear_params(block.get_submodule(spec.out_proj))  # `[d, H·d_h]`
-        return torch.einsum("bjhk,dhk->bjhd", values, w_o.unflatten(1, (heads, -1)))
+        # contiguous: every chunk reshapes it to `[b·n, H, d]`, which must not copy
+        return torch.einsum("bjhk,dhk->bjhd", values, w_o.unflatten(1, (heads, -1))).contiguous()
 
     @classmethod
     def build(cls, block: nn.Module, spec: FamilySpec, cap: LayerCapture) -> BlockAlgebra:
@@ -61,9 +62,21 @@ class BlockAlgebra:
         for wg, head_maps, bias in _folded_weights(block, spec):
             proj_s.append(s_c @ wg.t())
             # W(γ⊙u'_j^h) = (W diag(γ) C W_O^h) v_j^h: `[b, n, H, F]` at the cost of one projection per token.
-            proj_u.append(torch.einsum("bjhk,fhk->bjhf", values, head_maps))
+            proj_u.append(torch.einsum("bjhk,fhk->bjhf", values, head_maps).contiguous())
             proj_bias.append(bias)
         return cls(u, s, proj_s, proj_u, proj_bias, layer_norm, float(eps))
+
+    def texts(self, k: slice) -> BlockAlgebra:
+        """The same algebra for texts `k` of the batch."""
+        return BlockAlgebra(
+            self.u[k],
+            self.s[k],
+            [p[k] for p in self.proj_s],
+            [p[k] for p in self.proj_u],
+            self.proj_bias,
+            self.layer_norm,
+            self.eps,
+        )
 
 
 _FOLDED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -104,10 +117,15 @@ def attention_deltas(attn_rows: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     return torch.einsum("bhtj,bjhd->btjd", attn_rows, u)
 
 
-def row_chunks(t: int, n: int, bytes_per_pair: int, budget: int) -> list[slice]:
-    """Cut `t` target rows (each with `n` pairs across the batch) into chunks of at most `budget` bytes."""
+def pair_chunks(b: int, t: int, n: int, bytes_per_pair: int, budget: int) -> list[tuple[slice, slice]]:
+    """Cut a `[b texts, t targets, n sources]` grid into `(texts, rows)` chunks of at most `budget` bytes.
+
+    Rows are split first (a chunk of one text keeps its matrix products tall); texts are grouped
+    when whole texts fit.
+    """
     rows = max(1, min(t, budget // max(1, n * bytes_per_pair)))
-    return [slice(r, r + rows) for r in range(0, t, rows)]
+    texts = max(1, min(b, budget // max(1, rows * n * bytes_per_pair))) if rows == t else 1
+    return [(slice(k, k + texts), slice(r, r + rows)) for k in range(0, b, texts) for r in range(0, t, rows)]
 
 
 def _minus_mixed(rows: torch.Tensor, a: torch.Tensor, per_head: torch.Tensor) -> torch.Tensor:
