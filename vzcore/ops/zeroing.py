@@ -34,7 +34,7 @@ class BlockAlgebra:
     u: torch.Tensor  # projected values `[b, n, H, d]`: u_j^h = v_j^h W_O^h
     s: torch.Tensor  # clean pre-norm sum `x + attn_out`: `[b, n, d]`
     proj_s: list[torch.Tensor]  # W(γ⊙s'): `[b, n, F]` per input projection (s' centred for LayerNorm)
-    proj_u: list[torch.Tensor]  # W(γ⊙u'): `[b, n, H, F]` per input projection
+    proj_u: list[torch.Tensor]  # W(γ⊙u'), then W β + b: `[b, n, H + 1, F]` per input projection
     proj_bias: list[torch.Tensor]  # W β + b: `[F]` per input projection
     layer_norm: bool  # LayerNorm (centred) rather than RMSNorm
     eps: float
@@ -61,8 +61,10 @@ class BlockAlgebra:
         proj_s, proj_u, proj_bias = [], [], []
         for wg, head_maps, bias in _folded_weights(block, spec):
             proj_s.append(s_c @ wg.t())
-            # W(γ⊙u'_j^h) = (W diag(γ) C W_O^h) v_j^h: `[b, n, H, F]` at the cost of one projection per token.
-            proj_u.append(torch.einsum("bjhk,fhk->bjhf", values, head_maps).contiguous())
+            # W(γ⊙u'_j^h) = (W diag(γ) C W_O^h) v_j^h at the cost of one projection per token, with the
+            # constant W β + b appended as a last "head": `[b, n, H + 1, F]`.
+            per_head = torch.einsum("bjhk,fhk->bjhf", values, head_maps)
+            proj_u.append(torch.cat([per_head, bias.expand(*per_head.shape[:2], 1, -1)], 2))
             proj_bias.append(bias)
         return cls(u, s, proj_s, proj_u, proj_bias, layer_norm, float(eps))
 
@@ -184,7 +186,7 @@ def zeroed_block_outputs(
     s_rows = _gather_rows(alg.s, rows)  # `[b, t, d]`
     s = _minus_mixed(s_rows, a, alg.u)  # s_i − Δ_ij: `[b, n, t, d]`
     inv = _inverse_scale(alg, s)  # `[b, n, t, 1]`
-    a_scaled = a * inv.view(b * n, t, 1)
+    a_bias = torch.cat([a * inv.view(b * n, t, 1).neg(), torch.ones_like(a[..., :1])], -1)  # `[b·n, t, H+1]`
     every = valid is None
 
     def pick(x: torch.Tensor) -> torch.Tensor:
@@ -194,9 +196,10 @@ def zeroed_block_outputs(
     rows_inv = _inverse_scale(alg, s_rows)  # `[b, t, 1]`
     for ps, pu, bias in zip(alg.proj_s, alg.proj_u, alg.proj_bias, strict=True):
         p_rows = _gather_rows(ps, rows)  # W(γ⊙s_i'): `[b, t, F]`
-        # (W(γ⊙s_i') − Σ_h a_ij^h W(γ⊙u_j^h')) / σ_ij + Wβ + b, in one write and one batched product.
-        pre = torch.addcmul(bias, p_rows[:, None], inv)  # `[b, n, t, F]`
-        pre.view(b * n, t, -1).baddbmm_(a_scaled, pu.reshape(b * n, heads, -1), alpha=-1)
+        # (W(γ⊙s_i') − Σ_h a_ij^h W(γ⊙u_j^h')) / σ_ij + Wβ + b: the bias rides along as an extra
+        # "head" of weight 1 in one batched product (baddbmm would loop over the batch), then one pass.
+        pre = torch.bmm(a_bias, pu.reshape(b * n, heads + 1, -1)).view(b, n, t, -1)  # `[b, n, t, F]`
+        pre.addcmul_(p_rows[:, None], inv)
         first.append(pick(pre))
         clean_first.append(torch.addcmul(bias, p_rows, rows_inv).view(b * t, -1))
     zeroed = _finish(block, spec, pick(s), first, precision)
