@@ -208,6 +208,14 @@ def _type_table(stats: PartialStats, layers: list[int], top: int):
     return pd.DataFrame(rows, columns=list(SCHEMA["token_types.parquet"]))
 
 
+def default_out(store_path: str) -> Path:
+    """Where a store's aggregate goes by default: beside a local store, in the working folder for a URL."""
+    store_path = store_path.rstrip("/")
+    if "://" in store_path:
+        return Path(f"{store_path.rsplit('/', 1)[-1]}.aggregate")
+    return Path(f"{store_path}.aggregate")
+
+
 def aggregate(
     store_path: str,
     out: str | Path | None = None,
@@ -224,7 +232,7 @@ def aggregate(
     config = config or AggregateConfig()
     t0 = time.perf_counter()
     store = open_store(store_path, storage_options)
-    out = Path(out) if out is not None else Path(f"{Path(str(store_path).rstrip('/')).name}.aggregate")
+    out = Path(out) if out is not None else default_out(str(store_path))
     _check_out(out, store, overwrite)
     parts = store.done_parts()
     if not parts:
@@ -348,7 +356,7 @@ def aggregate_command(
         raise typer.Exit(2) from err
     typer.echo(
         f"aggregated {summary['examples']} examples from {len(summary['parts_used'])} parts"
-        f" in {summary['aggregate_seconds']:.1f}s -> {out or Path(store.rstrip('/')).name + '.aggregate'}/report.md"
+        f" in {summary['aggregate_seconds']:.1f}s -> {out or default_out(store)}/report.md"
     )
 
 
