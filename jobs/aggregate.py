@@ -355,7 +355,8 @@ def aggregate_command(
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from err
     typer.echo(
-        f"aggregated {summary['examples']} examples from {len(summary['parts_used'])} parts"
+        f"aggregated {', '.join(f'{v} {k}' for k, v in summary['examples'].items())} examples"
+        f" from {len(summary['parts_used'])} parts"
         f" in {summary['aggregate_seconds']:.1f}s -> {out or default_out(store)}/report.md"
     )
 
