@@ -111,10 +111,9 @@ def score_examples(
         progress(len(outcomes), 0)
     todo.sort(key=lambda it: len(it[1]))  # length batching: few pad tokens per batch
     options = dict(spec.options)
-    from vzcore.api import DEFAULT_MEMORY_BUDGET
+    from vzcore.api import default_memory_budget
 
-    device = handle.device.type
-    budget = spec.memory_budget or DEFAULT_MEMORY_BUDGET.get(device, DEFAULT_MEMORY_BUDGET["cpu"])
+    budget = spec.memory_budget or default_memory_budget(handle.device)
 
     def run(batch):
         nonlocal budget

@@ -18,11 +18,17 @@ from vzcore.methods.registry import get_method, split_options
 from vzcore.precision import precision_context
 from vzcore.result import ScoreResult
 
-__all__ = ["DEFAULT_MEMORY_BUDGET", "score"]
+__all__ = ["DEFAULT_MEMORY_BUDGET", "default_memory_budget", "score"]
 
 # Bytes for one chunk of (target, source) pairs. On CPUs small enough that a chunk's temporaries
 # stay below the allocator's mmap threshold (see vzcore.allocator); accelerators take larger chunks.
 DEFAULT_MEMORY_BUDGET = {"cpu": 64 * 2**20, "cuda": 1024 * 2**20}
+
+
+def default_memory_budget(device: torch.device | str) -> int:
+    """Return the default bytes per chunk of pairs on `device` (a device type or device)."""
+    kind = torch.device(device).type
+    return DEFAULT_MEMORY_BUDGET.get(kind, DEFAULT_MEMORY_BUDGET["cpu"])
 
 
 def _resolve_layers(layers: Sequence[int] | int | None, count: int) -> list[int]:
@@ -97,7 +103,7 @@ def score(
     if device.type == "cpu":
         keep_freed_memory()
     if memory_budget is None:
-        memory_budget = DEFAULT_MEMORY_BUDGET.get(device.type, DEFAULT_MEMORY_BUDGET["cpu"])
+        memory_budget = default_memory_budget(device)
     lower_precision = precision_context(precision, device)
 
     order = sorted(range(len(encoded)), key=lambda k: len(encoded[k].token_ids))

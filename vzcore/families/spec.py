@@ -38,11 +38,6 @@ class FamilySpec:
     fused_qkv: bool = False  # value projection output is `[q | k | v]` (GPT-2's c_attn)
 
 
-def submodule(root: nn.Module, path: str) -> nn.Module:
-    """Return `root`'s submodule at a dotted `path`."""
-    return root.get_submodule(path)
-
-
 def linear_params(module: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Return `(W, b)` with `W: [out, in]` for `nn.Linear` and GPT-2's transposed `Conv1D`."""
     if isinstance(module, nn.Linear):
