@@ -2,10 +2,12 @@
 
     python -m jobs.bench_job                       # MiniLM, 384 chatterbot lines cut at 64 tokens, parts of 32
     python -m jobs.bench_job --limit 160 --part-size 16 --methods value_zeroing
+    python -m jobs.bench_job --memory-examples 8838   # then twice through the corpus, no token limit
 
 Prints, from one run: steady-state throughput (after the first part) of in-process scoring and of
 the job with 1 and 2 actors, the job's fixed start-up cost, store bytes per example against raw
-float16 `[layers, n, n]` bytes, and an actor's peak memory part after part.
+float16 `[layers, n, n]` bytes, and an actor's peak memory part after part (with
+`--memory-examples`, over a long job as well).
 """
 
 from __future__ import annotations
@@ -60,7 +62,15 @@ def _in_process(
 
 
 def _job(
-    out: str, model: str, methods: list[str], limit: int, part_size: int, batch_size: int, actors: int, max_length: int
+    out: str,
+    model: str,
+    methods: list[str],
+    limit: int,
+    part_size: int,
+    batch_size: int,
+    actors: int,
+    max_length: int | None,
+    dataset: str | None = None,
 ):
     from jobs.config import JobConfig
     from jobs.score import run_job
@@ -68,9 +78,11 @@ def _job(
     arrivals: list[tuple[float, object]] = []
     cfg = JobConfig(
         out=out,
+        dataset=dataset,
         model=model,
         methods=tuple(methods),
         limit=limit,
+        max_length=max_length,
         part_size=part_size,
         batch_size=batch_size,
         actors=actors,
@@ -136,6 +148,9 @@ def bench(
     model: str = typer.Option("minilm"),
     threads: int = typer.Option(2, help="total threads: in-process, and shared among the actors"),
     repeats: int = typer.Option(2, help="interleaved repeats of every configuration"),
+    memory_examples: int = typer.Option(
+        0, help="then score this many lines (cycling the corpus) on 1 actor, no token limit; print its peak RSS"
+    ),
 ) -> None:
     """Print the job's throughput, start-up cost, store size and actor memory against in-process scoring."""
     from jobs.data import chatterbot_lines
@@ -204,6 +219,34 @@ def bench(
         print(f"{name:13s} {max(vals):7.2f} / {statistics.median(vals):7.2f} examples/s{extra}")
     print(store_line)
     print(memory_line)
+    if memory_examples:
+        _memory_run(model, meths, memory_examples, part_size, batch_size)
+
+
+def _memory_run(model: str, methods: list[str], examples: int, part_size: int, batch_size: int) -> None:
+    """Show that an actor's peak memory plateaus: its RSS after parts spread over a long job."""
+    import json
+
+    from jobs.data import chatterbot_lines
+
+    lines = chatterbot_lines()
+    with tempfile.TemporaryDirectory(prefix="vzbench") as tmp:
+        data = f"{tmp}/lines.jsonl"
+        with open(data, "w") as f:
+            for i in range(examples):
+                f.write(json.dumps({"text": lines[i % len(lines)]}) + "\n")
+        t0 = time.perf_counter()
+        summary, arrivals, _ = _job(
+            f"{tmp}/m.zarr", model, methods, examples, part_size, batch_size, 1, None, dataset=data
+        )
+        arrivals.sort(key=lambda a: a[0])
+        peaks = [r.peak_rss_mib for _, r in arrivals]
+        marks = sorted({round(k * (len(peaks) - 1) / 10) for k in range(11)})
+        print(
+            f"memory run: {summary.scored} examples ({summary.tokens} tokens, longest lines untruncated) in "
+            f"{len(peaks)} parts, {time.perf_counter() - t0:.0f} s; actor peak RSS (MiB) after part "
+            + ", ".join(f"{k + 1}: {peaks[k]:.0f}" for k in marks)
+        )
 
 
 if __name__ == "__main__":
