@@ -10,13 +10,16 @@ __all__ = ["cluster_resources", "connect", "node_count"]
 
 
 @contextmanager
-def connect(address: str | None, *, num_cpus: int | None = None) -> Iterator[None]:
-    """Use the Ray already initialised in this process, join `address` (or `$RAY_ADDRESS`), or start a local one."""
+def connect(address: str | None, *, num_cpus: int | None = None) -> Iterator[bool]:
+    """Use the Ray already initialised in this process, join `address` (or `$RAY_ADDRESS`), or start a local one.
+
+    Yields True when the cluster was started here (its resources are then fixed: nothing joins it).
+    """
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     import ray
 
     if ray.is_initialized():
-        yield
+        yield False
         return
     address = address or os.environ.get("RAY_ADDRESS")  # set for drivers that `ray job submit` started
     if address:
@@ -30,7 +33,7 @@ def connect(address: str | None, *, num_cpus: int | None = None) -> Iterator[Non
             log_to_driver=False,
         )
     try:
-        yield
+        yield not address
     finally:
         ray.shutdown()
 

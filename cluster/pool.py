@@ -19,11 +19,15 @@ from dataclasses import dataclass, field
 import ray
 from ray.util.queue import Queue
 
-from jobs.worker import PartReport, PartTask, WorkerSpec, load_worker_model, run_part
+from jobs.worker import PartReport, PartTask, ReplicaLoadError, WorkerSpec, load_worker_model, run_part
 
 __all__ = ["PoolResult", "ScorerActor", "run_pool"]
 
+POLL_SECONDS = 0.5  # how often the driver forwards progress events while parts run
+WAIT_NOTICE_SECONDS = 30.0  # with no actor ready by then, say that the job waits for resources
+
 # An event is a tuple: ("start", part, attempt, pid) | ("progress", part, examples, tokens)
+# | ("waiting", actors not started, cpus per actor, gpus per actor)
 Event = tuple
 
 
@@ -73,34 +77,62 @@ def run_pool(
     on_report: Callable[[PartReport], None] | None = None,
     max_attempts: int = 3,
 ) -> PoolResult:
-    """Score `tasks` on `actors` replicas; replace an actor that dies and redo its part."""
+    """Score `tasks` on `actors` replicas; replace an actor that dies and redo its part.
+
+    Actors take parts as soon as each is ready, so a cluster that holds fewer actors than asked
+    for (or is still scaling up) runs the job on those it has; actors that never start are
+    cancelled at the end. Raises `ReplicaLoadError` if an actor cannot load the model.
+    """
     t0 = time.perf_counter()
     events = Queue(actor_options={"num_cpus": 0})
     options = {"num_cpus": cpus_per_actor, "num_gpus": gpus_per_actor}
+    starting: dict = {}  # pid ref -> actor not yet ready (model loading, or waiting for resources)
 
-    def new_actor():
-        return ScorerActor.options(**options).remote(spec, events)
+    def new_actor() -> None:
+        actor = ScorerActor.options(**options).remote(spec, events)
+        starting[actor.pid.remote()] = actor
 
-    pool = [new_actor() for _ in range(min(actors, len(tasks)) or 1)]
-    ray.get([a.pid.remote() for a in pool])  # fail fast if the model does not load
-    result = PoolResult(startup_seconds=time.perf_counter() - t0)
+    for _ in range(min(actors, len(tasks)) or 1):
+        new_actor()
+    result = PoolResult()
     pending = deque(tasks)
-    idle = list(pool)
+    idle: list = []
     inflight: dict = {}
+    waiting_noticed = False
 
     def drain() -> None:
         for ev in events.get_nowait_batch(events.qsize()) if events.qsize() else []:
             if on_event:
                 on_event(ev)
 
+    def admit(ref) -> None:
+        actor = starting.pop(ref)
+        try:
+            ray.get(ref)
+        except ray.exceptions.RayActorError as err:  # its constructor raised: the model does not load
+            reason = [line for line in str(err).splitlines() if line.strip()] or ["unknown reason"]
+            raise ReplicaLoadError(f"an actor could not load the model: {reason[-1].strip()}") from err
+        if not result.startup_seconds:
+            result.startup_seconds = time.perf_counter() - t0
+        idle.append(actor)
+
     try:
         while pending or inflight:
             while pending and idle:
                 actor, task = idle.pop(), pending.popleft()
                 inflight[actor.score_part.remote(task)] = (actor, task)
-            done, _ = ray.wait(list(inflight), num_returns=1, timeout=0.2)
+            # Returns as soon as a part is done or an actor is ready; the timeout only paces progress
+            # events (each poll costs remote calls, and on a small machine the driver's cycles are the actors').
+            done, _ = ray.wait([*inflight, *starting], num_returns=1, timeout=POLL_SECONDS)
             drain()
+            if not inflight and not idle and not waiting_noticed and time.perf_counter() - t0 > WAIT_NOTICE_SECONDS:
+                waiting_noticed = True
+                if on_event:
+                    on_event(("waiting", len(starting), cpus_per_actor, gpus_per_actor))
             for ref in done:
+                if ref in starting:
+                    admit(ref)
+                    continue
                 actor, task = inflight.pop(ref)
                 try:
                     report = ray.get(ref)
@@ -111,7 +143,7 @@ def run_pool(
                         pending.appendleft(PartTask(**{**task.__dict__, "attempt": task.attempt + 1}))
                     else:
                         result.lost_parts[task.part] = f"actor died {max_attempts} times: {err}"[:500]
-                    idle.append(new_actor())
+                    new_actor()
                     continue
                 except ray.exceptions.RayTaskError as err:  # e.g. a store write failed: retry, bounded
                     if task.attempt + 1 < max_attempts:
@@ -126,7 +158,7 @@ def run_pool(
                 idle.append(actor)
         drain()
     finally:
-        for a in idle + [a for a, _ in inflight.values()]:
+        for a in idle + [a for a, _ in inflight.values()] + list(starting.values()):
             ray.kill(a)
         ray.kill(events.actor)
     return result

@@ -34,7 +34,8 @@ class JobConfig:
     part_size: int = DEFAULT_PART_SIZE  # examples per part (the unit of work, writing and resume)
     batch_size: int = 8  # examples per forward pass, batched by length within a part
     actors: int = 1  # model replicas; 0 scores in this process without Ray
-    gpus_per_actor: float = 1.0  # used when the cluster has GPUs (fractions allowed)
+    device: str = "auto"  # auto: GPUs if the cluster has some when the job starts; cpu; cuda
+    gpus_per_actor: float = 1.0  # on GPUs (fractions allowed: 0.5 puts two actors on a GPU)
     cpus_per_actor: int | None = None  # default: the cluster's CPUs divided among the actors
     address: str | None = None  # a Ray cluster to join; None starts a local one on loopback
     precision: str = "float32"

@@ -12,6 +12,7 @@ Rerunning a command finishes what is missing (and does nothing on a finished sto
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import sys
@@ -23,6 +24,7 @@ from pathlib import Path
 import typer
 
 from jobs.config import DEFAULT_LIMIT, DEFAULT_PART_SIZE, JobConfig, is_url
+from jobs.worker import ReplicaLoadError
 
 __all__ = ["JobError", "Summary", "run_job", "score_command"]
 
@@ -104,6 +106,18 @@ def _check_methods(cfg: JobConfig) -> dict:
     except (UnknownMethodError, TypeError) as err:
         raise JobError(str(err)) from None
     return {name: _jsonable(c.__dict__) for name, c in configs.items()}
+
+
+def _check_device(cfg: JobConfig) -> None:
+    from cluster.placement import DEVICES
+
+    if cfg.device not in DEVICES:
+        raise JobError(f"--device must be one of {', '.join(DEVICES)}, not {cfg.device!r}")
+    if cfg.device == "cuda" and cfg.actors == 0:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise JobError("--device cuda with --actors 0 needs a GPU in this process, and torch sees none")
 
 
 def _jsonable(obj):
@@ -264,6 +278,7 @@ def run_job(cfg: JobConfig, *, on_event=None, echo=print) -> Summary:
         raise JobError("--part-size and --batch-size must be at least 1, --actors at least 0")
     if cfg.store_dtype not in ("float16", "float32"):
         raise JobError(f"--store-dtype must be float16 or float32, not {cfg.store_dtype!r}")
+    _check_device(cfg)
     info = _model_info(cfg)
     data_id, identity = _identities(cfg, info, method_options)
     from jobs.data import DatasetError, load_texts
@@ -414,6 +429,8 @@ def _score(cfg, spec, tasks, summary: Summary, on_event) -> None:
     def event(ev) -> None:
         if ev[0] == "progress":
             progress(ev[2], ev[3])
+        elif ev[0] == "waiting":
+            bar.write(f"waiting for cluster resources: no actor has started yet ({ev[2]:g} CPU, {ev[3]:g} GPU each)")
         if on_event:
             on_event(ev)
 
@@ -430,41 +447,51 @@ def _score(cfg, spec, tasks, summary: Summary, on_event) -> None:
         if cfg.actors == 0:
             from jobs.worker import load_worker_model, run_part
 
-            handle = load_worker_model(spec)
+            handle = load_worker_model(dataclasses.replace(spec, device=None if cfg.device == "auto" else cfg.device))
             summary.startup_seconds = time.perf_counter() - t0
             t0 = time.perf_counter()
             for task in tasks:
                 report(run_part(handle, spec, task, progress))
         else:
             from cluster.local import cluster_resources, connect, node_count
+            from cluster.placement import actor_shape, actors_that_fit
             from cluster.pool import run_pool
 
-            with connect(cfg.address):
+            with connect(cfg.address) as started_here:
                 if node_count() > 1 and not is_url(cfg.out):
                     raise JobError(
                         f"{cfg.out} is a local path but the cluster has {node_count()} nodes: "
                         "write to shared object storage (s3://...) instead"
                     )
                 res = cluster_resources()
-                if res.get("GPU", 0) > 0:
-                    cpus, gpus, device = 1.0, cfg.gpus_per_actor, "cuda"
-                else:
-                    cpus, gpus, device = (
-                        float(cfg.cpus_per_actor or max(1, int(res.get("CPU", 1)) // cfg.actors)),
-                        0.0,
-                        None,
+                try:
+                    shape = actor_shape(
+                        res,
+                        device=cfg.device,
+                        actors=cfg.actors,
+                        gpus_per_actor=cfg.gpus_per_actor,
+                        cpus_per_actor=cfg.cpus_per_actor,
                     )
-                import dataclasses
-
-                spec = dataclasses.replace(
-                    spec, num_threads=max(1, int(cpus)) if device is None else None, device=device
-                )
+                except ValueError as err:
+                    raise JobError(str(err)) from None
+                fit = actors_that_fit(res, shape)
+                need = f"{shape.cpus:g} CPU" + (f" and {shape.gpus:g} GPU" if shape.gpus else "")
+                have = f"{res.get('CPU', 0):g} CPU and {res.get('GPU', 0):g} GPU"
+                if fit == 0 and started_here:
+                    raise JobError(f"an actor needs {need} but this machine's local cluster has {have}")
+                if fit < min(cfg.actors, len(tasks)):
+                    warnings.warn(
+                        f"the cluster ({have} now) holds {fit} of the {cfg.actors} actors asked for "
+                        f"({need} each); the others start if resources appear",
+                        stacklevel=2,
+                    )
+                spec = dataclasses.replace(spec, num_threads=shape.threads, device=shape.device)
                 out = run_pool(
                     spec,
                     tasks,
                     actors=cfg.actors,
-                    cpus_per_actor=cpus,
-                    gpus_per_actor=gpus,
+                    cpus_per_actor=shape.cpus,
+                    gpus_per_actor=shape.gpus,
                     on_event=event,
                     on_report=report,
                     max_attempts=cfg.max_attempts,
@@ -517,7 +544,10 @@ def score_command(
     part_size: int = typer.Option(DEFAULT_PART_SIZE),
     batch_size: int = typer.Option(8),
     actors: int = typer.Option(1, help="model replicas (0: score in this process, no Ray)"),
-    gpus_per_actor: float = typer.Option(1.0),
+    device: str = typer.Option(
+        "auto", help="auto (GPUs if the cluster has some now), cpu, or cuda (e.g. GPU nodes still to be scaled up)"
+    ),
+    gpus_per_actor: float = typer.Option(1.0, help="GPUs per actor on GPUs (0.5: two actors per GPU)"),
     cpus_per_actor: int | None = typer.Option(None),
     address: str | None = typer.Option(None, help="Ray cluster to join (default: start one on loopback)"),
     precision: str = typer.Option("float32"),
@@ -548,6 +578,7 @@ def score_command(
         part_size=part_size,
         batch_size=batch_size,
         actors=actors,
+        device=device,
         gpus_per_actor=gpus_per_actor,
         cpus_per_actor=cpus_per_actor,
         address=address,
@@ -563,6 +594,9 @@ def score_command(
     except JobError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None
+    except ReplicaLoadError as err:  # raised on the cluster, after the arguments were checked
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(1) from None
     for line in summary.plan_lines if cfg.dry_run else summary.lines():
         typer.echo(line)
     raise typer.Exit(summary.exit_code)

@@ -8,7 +8,15 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-__all__ = ["PartReport", "PartTask", "WorkerSpec", "load_worker_model", "run_part", "score_examples"]
+__all__ = [
+    "PartReport",
+    "PartTask",
+    "ReplicaLoadError",
+    "WorkerSpec",
+    "load_worker_model",
+    "run_part",
+    "score_examples",
+]
 
 MIN_MEMORY_BUDGET = 1 << 20  # below this, an example that still runs out of memory is given up
 
@@ -62,6 +70,10 @@ class PartReport:
     pid: int = 0
     peak_rss_mib: float = 0.0  # the worker process's peak resident memory so far
     write_seconds: float = 0.0  # of `seconds`, the time spent writing the part
+
+
+class ReplicaLoadError(RuntimeError):
+    """A worker (a Ray actor) could not load its model replica."""
 
 
 def load_worker_model(spec: WorkerSpec):

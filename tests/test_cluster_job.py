@@ -61,11 +61,12 @@ def test_cluster_configs_parse():
     job = yaml.safe_load((CLUSTER / "rayjob.yaml").read_text())
     assert job["kind"] == "RayJob" and job["apiVersion"] == "ray.io/v1"
     assert "-m jobs.score" in job["spec"]["entrypoint"] and "s3://" in job["spec"]["entrypoint"]
+    assert "--device cuda" in job["spec"]["entrypoint"]  # its GPU workers may scale from zero
     workers = job["spec"]["rayClusterSpec"]["workerGroupSpecs"]
     assert workers[0]["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
     yaml.safe_load(job["spec"]["runtimeEnvYAML"])
     submit = (CLUSTER / "submit.sh").read_text()
-    assert "ray job submit" in submit and "-m jobs.score" in submit
+    assert "ray job submit" in submit and "-m jobs.score" in submit and '--device "${DEVICE:-cuda}"' in submit
     subprocess.run(["bash", "-n", str(CLUSTER / "submit.sh")], check=True)
 
 
@@ -98,6 +99,49 @@ def test_killed_actor_is_replaced_and_its_part_redone(ray_cluster, tmp_path, tin
     import pandas as pd
 
     assert pd.read_parquet(f"{cfg.out}/tables/examples.parquet")["example_id"].tolist() == list(range(len(TEXTS)))
+
+
+@pytest.mark.slow
+def test_more_actors_than_fit_run_on_those_that_start(ray_cluster, tmp_path, tiny_model_dir, texts_jsonl):
+    cfg = JobConfig(
+        out=str(tmp_path / "f.zarr"),
+        dataset=texts_jsonl,
+        model=tiny_model_dir,
+        methods=("attention",),
+        limit=len(TEXTS),
+        part_size=3,
+        actors=3,
+        cpus_per_actor=1,  # the session cluster has 2 CPUs: the third actor never starts
+        progress=False,
+    )
+    with deadline(120), pytest.warns(UserWarning, match="holds 2 of the 3 actors"):
+        s = run_job(cfg)
+    assert s.exit_code == 0 and (s.scored, s.skipped) == (len(TEXTS) - 1, 1)
+    _assert_every_example_once(zarr.open_group(cfg.out, mode="r"), len(TEXTS), ["attention"])
+
+
+@pytest.mark.slow
+def test_a_replica_that_cannot_load_is_a_clear_error(ray_cluster, tmp_path, tiny_model_dir, texts_jsonl):
+    import shutil
+
+    from jobs.worker import ReplicaLoadError
+
+    broken = tmp_path / "broken-model"
+    shutil.copytree(tiny_model_dir, broken)
+    (broken / "model.safetensors").write_bytes(b"not weights")  # config and tokenizer still read fine
+    cfg = JobConfig(out=str(tmp_path / "b.zarr"), dataset=texts_jsonl, model=str(broken), actors=1, progress=False)
+    with deadline(120), pytest.raises(ReplicaLoadError, match="could not load the model"):
+        run_job(cfg)
+
+
+@pytest.mark.slow
+def test_cuda_actors_on_a_local_cluster_without_gpus_are_refused(tmp_path, tiny_model_dir, texts_jsonl):
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_JOB_ID", "RAY_RAYLET_PID")}
+    cmd = [sys.executable, "-m", "jobs.score", "--out", str(tmp_path / "g.zarr"), "--model", tiny_model_dir]
+    cmd += ["--dataset", texts_jsonl, "--device", "cuda", "--no-progress"]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "an actor needs 1 CPU and 1 GPU but this machine's local cluster has" in done.stderr
 
 
 @pytest.mark.slow

@@ -1,0 +1,50 @@
+"""What each actor asks of the cluster (CPUs, GPUs, device) and how many such actors fit in it now."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+__all__ = ["DEVICES", "ActorShape", "actor_shape", "actors_that_fit"]
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class ActorShape:
+    """One actor's Ray resources, the device its replica runs on, and its torch threads (CPU only)."""
+
+    cpus: float
+    gpus: float
+    device: str  # "cpu" or "cuda"
+    threads: int | None  # torch threads on a CPU actor; None on a GPU actor
+
+
+def actor_shape(
+    resources: dict[str, float], *, device: str, actors: int, gpus_per_actor: float, cpus_per_actor: int | None
+) -> ActorShape:
+    """Choose an actor's resources. `device="auto"` means GPUs if the cluster has any now.
+
+    Name `cuda` on an autoscaling cluster whose GPU nodes are not up yet: `auto` would see no GPU
+    and score on CPU threads. Raises `ValueError` for an unknown device or a GPU share <= 0.
+    """
+    if device not in DEVICES:
+        raise ValueError(f"--device must be one of {', '.join(DEVICES)}, not {device!r}")
+    if device == "auto":
+        device = "cuda" if resources.get("GPU", 0) > 0 else "cpu"
+    if device == "cuda":
+        if not gpus_per_actor > 0:
+            raise ValueError(f"--gpus-per-actor must be above 0 on GPUs, not {gpus_per_actor}")
+        return ActorShape(cpus=float(cpus_per_actor or 1), gpus=float(gpus_per_actor), device="cuda", threads=None)
+    cpus = cpus_per_actor or max(1, int(resources.get("CPU", 1)) // max(actors, 1))
+    return ActorShape(cpus=float(cpus), gpus=0.0, device="cpu", threads=int(cpus))
+
+
+def actors_that_fit(resources: dict[str, float], shape: ActorShape) -> int:
+    """Return how many actors of `shape` the cluster's current total resources hold (ignoring other work)."""
+
+    def fit(have: float, need: float) -> float:
+        return math.floor(have / need + 1e-9) if need > 0 else math.inf  # 1e-9: three actors of 1/3 GPU fit
+
+    n = min(fit(resources.get("CPU", 0), shape.cpus), fit(resources.get("GPU", 0), shape.gpus))
+    return int(n) if n != math.inf else 1 << 30

@@ -1,0 +1,52 @@
+"""How much of the cluster each actor asks for, and how many actors fit (no Ray needed)."""
+
+from __future__ import annotations
+
+import pytest
+
+from cluster.placement import ActorShape, actor_shape, actors_that_fit
+
+
+def shape(resources, device="auto", actors=1, gpus=1.0, cpus=None):
+    return actor_shape(resources, device=device, actors=actors, gpus_per_actor=gpus, cpus_per_actor=cpus)
+
+
+def test_auto_uses_gpus_when_the_cluster_has_some():
+    assert shape({"CPU": 16, "GPU": 2}, actors=2) == ActorShape(cpus=1.0, gpus=1.0, device="cuda", threads=None)
+    assert shape({"CPU": 16, "GPU": 2}, gpus=0.5, cpus=4) == ActorShape(4.0, 0.5, "cuda", None)
+
+
+def test_cpu_actors_share_the_cpus_as_torch_threads():
+    assert shape({"CPU": 8}, actors=3) == ActorShape(cpus=2.0, gpus=0.0, device="cpu", threads=2)
+    assert shape({"CPU": 2}, actors=4) == ActorShape(1.0, 0.0, "cpu", 1)  # at least one thread each
+    assert shape({"CPU": 16, "GPU": 1}, device="cpu", actors=2).device == "cpu"  # GPUs left alone
+    assert shape({"CPU": 8}, cpus=3).threads == 3
+
+
+def test_cuda_is_asked_for_even_before_gpu_nodes_are_up():
+    s = shape({"CPU": 2}, device="cuda")  # an autoscaling cluster whose GPU workers are not up yet
+    assert (s.device, s.gpus) == ("cuda", 1.0)
+    assert actors_that_fit({"CPU": 2}, s) == 0
+
+
+@pytest.mark.parametrize(
+    ("resources", "gpus", "cpus", "fit"),
+    [
+        ({"CPU": 16, "GPU": 1}, 1.0, None, 1),
+        ({"CPU": 16, "GPU": 1}, 0.5, None, 2),
+        ({"CPU": 16, "GPU": 1}, 1 / 3, None, 3),  # 3 × (1/3) is not below 1 here
+        ({"CPU": 3, "GPU": 4}, 1.0, 2, 1),  # CPUs bind first
+    ],
+)
+def test_actors_that_fit(resources, gpus, cpus, fit):
+    assert actors_that_fit(resources, shape(resources, gpus=gpus, cpus=cpus)) == fit
+
+
+def test_cpu_actors_that_fit():
+    assert actors_that_fit({"CPU": 2}, shape({"CPU": 2}, actors=3)) == 2
+
+
+@pytest.mark.parametrize(("device", "gpus", "message"), [("tpu", 1.0, "--device"), ("cuda", 0.0, "--gpus-per-actor")])
+def test_bad_device_or_gpu_share_is_refused(device, gpus, message):
+    with pytest.raises(ValueError, match=message):
+        shape({"CPU": 2, "GPU": 1}, device=device, gpus=gpus)
