@@ -185,3 +185,14 @@ def test_real_smollm2_matches_reference():
     result = vzcore.score(handle, ["Kristen has fixed this chair."], layers=[0, 14, 29])[0]
     ref = reference_value_zeroing(handle, result.token_ids, layers=[0, 14, 29])
     np.testing.assert_allclose(result.scores["value_zeroing"], ref, atol=1e-5, rtol=0)
+
+
+def test_length_batches_bound_count_and_padded_bytes():
+    from vzcore.api import length_batches
+
+    lengths = [3, 3, 4, 10, 10, 20]  # ascending, as `score` sorts them
+    assert length_batches(lengths, 8, 1, 10**6) == [[0, 1, 2, 3, 4, 5]]
+    assert length_batches(lengths, 2, 1, 10**6) == [[0, 1], [2, 3], [4, 5]]
+    # 200 bytes: two texts of 10 (2·10²) fit, a third would not; 20 (400) alone exceeds it and goes alone.
+    assert length_batches(lengths, 8, 1, 200) == [[0, 1, 2], [3, 4], [5]]
+    assert length_batches([], 8, 1, 200) == []

@@ -64,6 +64,23 @@ def _resolve_targets(targets, encoded: list[Encoded]) -> list[list[int]]:
     return out
 
 
+def length_batches(lengths: Sequence[int], batch_size: int, cell_bytes: int, budget: int) -> list[list[int]]:
+    """Cut ascending `lengths` into batches (lists of positions) of at most `batch_size` texts whose
+    padded `[n, n]` cells, at `cell_bytes` each, fit in `budget` bytes; a text that alone exceeds it
+    is a batch of its own. Long texts thus go a few at a time, and a worker's peak memory is set by
+    its longest text rather than by eight of them."""
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for i, n in enumerate(lengths):
+        if current and (len(current) == batch_size or (len(current) + 1) * n * n * cell_bytes > budget):
+            batches.append(current)
+            current = []
+        current.append(i)
+    if current:
+        batches.append(current)
+    return batches
+
+
 def score(
     model: ModelHandle | str | Path | nn.Module,
     texts: str | Sequence[str] | Sequence[Sequence[int]],
@@ -83,7 +100,8 @@ def score(
     `layers` picks blocks (0-based, negatives count from the end); `targets` picks the rows
     (affected tokens) to score, for all texts or per text — unscored rows are NaN. Texts are
     batched by length with padding, which does not change the scores. `memory_budget` bounds
-    the bytes of one chunk of pairs (default: 64 MiB on CPUs, 1 GiB on GPUs). Method options
+    the bytes of one chunk of pairs and of a batch's attention weights and maps (default: 64 MiB
+    on CPUs, 1 GiB on GPUs; a text longer than that is a batch of its own). Method options
     (e.g. `distance=`, `final_norm=`) go to the methods that take them.
     """
     handle = model if isinstance(model, ModelHandle) else load_model(model)
@@ -107,7 +125,10 @@ def score(
     lower_precision = precision_context(precision, device)
 
     order = sorted(range(len(encoded)), key=lambda k: len(encoded[k].token_ids))
-    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    # Per padded [n, n] cell: each captured layer's float32 attention weights and each output map.
+    cell_bytes = 4 * (handle.config.num_attention_heads * len(capture_set) + len(chosen) * len(layer_list))
+    batches = length_batches([len(encoded[k].token_ids) for k in order], batch_size, cell_bytes, memory_budget)
+    batches = [[order[i] for i in b] for b in batches]
     if progress:
         from tqdm.auto import tqdm
 
