@@ -108,6 +108,7 @@ def score_examples(
     alone, before an example is given up. `progress(examples, tokens)` is called after each batch.
     """
     import vzcore
+    from vzcore.allocator import bound_freed_memory
     from vzcore.store.writer import ExampleOutcome
 
     outcomes: dict[int, ExampleOutcome] = {}
@@ -164,6 +165,8 @@ def score_examples(
             outcomes[i] = ExampleOutcome.from_result(i, res)
         if progress:
             progress(len(batch), sum(len(r.token_ids) for _, r in results))
+        results = res = None  # free this batch's float32 maps before trimming
+        bound_freed_memory()  # or a worker's memory creeps up with the corpus (see vzcore.allocator)
     return [outcomes[i] for i in sorted(outcomes)]
 
 

@@ -5,6 +5,12 @@ Every chunk of pairs allocates tensors of tens of MiB. glibc's malloc serves tho
 zeroing for every temporary — measured here as a third of the fast path's time on MiniLM.
 Raising the mmap threshold (to its 32 MiB cap) and the trim threshold (to 256 MiB) keeps freed
 blocks in the heap for reuse. Set `VZ_MALLOC_TUNING=0` to leave the allocator alone.
+
+The trim threshold bounds only the top of the main heap. Freed blocks elsewhere (other arenas, and
+holes that texts of every length leave) stay resident, so a long-running process (a job's actor)
+crept up by hundreds of MiB per pass over a corpus. Such a process calls `bound_freed_memory()`
+between batches: once it has grown more than `TRIM_THRESHOLD` since the tuning or the last trim,
+every arena's free pages go back to the system (`malloc_trim(0)`).
 """
 
 from __future__ import annotations
@@ -12,13 +18,29 @@ from __future__ import annotations
 import ctypes
 import os
 
-__all__ = ["MMAP_THRESHOLD", "TRIM_THRESHOLD", "keep_freed_memory"]
+__all__ = ["MMAP_THRESHOLD", "TRIM_THRESHOLD", "bound_freed_memory", "keep_freed_memory"]
 
 # glibc caps M_MMAP_THRESHOLD at 32 MiB on 64-bit; CPU chunks are sized to stay below it.
 MMAP_THRESHOLD = 32 * 2**20
-TRIM_THRESHOLD = 256 * 2**20  # at most this much freed memory stays resident
+TRIM_THRESHOLD = 256 * 2**20  # freed memory kept resident for reuse, at most (about)
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 _done: list[bool] = []
+_baseline: list[int] = []  # resident bytes after the tuning (the model already loaded) or the last trim
+
+
+def _libc():
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc (macOS, musl): nothing to tune
+        return None
+
+
+def _resident_bytes() -> int | None:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def keep_freed_memory() -> bool:
@@ -26,13 +48,33 @@ def keep_freed_memory() -> bool:
     if _done:
         return _done[0]
     ok = False
-    if os.environ.get("VZ_MALLOC_TUNING", "1") != "0":
+    libc = _libc() if os.environ.get("VZ_MALLOC_TUNING", "1") != "0" else None
+    if libc is not None:
         try:
-            libc = ctypes.CDLL("libc.so.6")
             ok = bool(libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(
                 libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
             )
-        except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to tune
+        except AttributeError:
             ok = False
+    if ok and (rss := _resident_bytes()) is not None:
+        _baseline.append(rss)
     _done.append(ok)
     return ok
+
+
+def bound_freed_memory(limit: int = TRIM_THRESHOLD) -> bool:
+    """Give free pages back if this process grew more than `limit` bytes since the tuning or the
+    last trim; return whether it trimmed. Measuring from the last trim, memory that stays in use
+    (results not yet written) does not make every later call trim.
+
+    Costs a read of `/proc/self/statm` when under the limit, a few milliseconds when trimming.
+    """
+    if not (_done and _done[0] and _baseline):
+        return False
+    rss = _resident_bytes()
+    if rss is None or rss - _baseline[0] <= limit:
+        return False
+    libc = _libc()
+    trimmed = libc is not None and bool(libc.malloc_trim(0))
+    _baseline[0] = _resident_bytes() or rss
+    return trimmed
