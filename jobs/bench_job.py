@@ -3,6 +3,7 @@
     python -m jobs.bench_job                       # MiniLM, 384 chatterbot lines cut at 64 tokens, parts of 32
     python -m jobs.bench_job --limit 160 --part-size 16 --methods value_zeroing
     python -m jobs.bench_job --memory-examples 8838   # then twice through the corpus, no token limit
+    python -m jobs.bench_job --repeats 0 --memory-examples 13257   # only that: three times through
 
 Prints, from one run: steady-state throughput (after the first part) of in-process scoring and of
 the job with 1 and 2 actors, the job's fixed start-up cost, store bytes per example against raw
@@ -147,7 +148,7 @@ def bench(
     methods: str = typer.Option("value_zeroing,attention"),
     model: str = typer.Option("minilm"),
     threads: int = typer.Option(2, help="total threads: in-process, and shared among the actors"),
-    repeats: int = typer.Option(2, help="interleaved repeats of every configuration"),
+    repeats: int = typer.Option(2, help="interleaved repeats of every configuration (0: only --memory-examples)"),
     memory_examples: int = typer.Option(
         0, help="then score this many lines (cycling the corpus) on 1 actor, no token limit; print its peak RSS"
     ),
@@ -205,20 +206,21 @@ def bench(
                     )
                     peaks = " ".join(f"{r.peak_rss_mib:.0f}" for _, r in arrivals)
                     memory_line = f"actor peak RSS (MiB) after each of {len(arrivals)} parts: {peaks}"
-    print("# summary (best of the repeats, then median)")
-    best_base = max(rates["in-process"])
-    for name, vals in rates.items():
-        extra = (
-            ""
-            if name == "in-process"
-            else (
-                f"; job time vs in-process: {(best_base / max(vals) - 1) * 100:+.1f} % (best), "
-                f"{(statistics.median(rates['in-process']) / statistics.median(vals) - 1) * 100:+.1f} % (median)"
+    if repeats:  # 0: only the memory run
+        print("# summary (best of the repeats, then median)")
+        best_base = max(rates["in-process"])
+        for name, vals in rates.items():
+            extra = (
+                ""
+                if name == "in-process"
+                else (
+                    f"; job time vs in-process: {(best_base / max(vals) - 1) * 100:+.1f} % (best), "
+                    f"{(statistics.median(rates['in-process']) / statistics.median(vals) - 1) * 100:+.1f} % (median)"
+                )
             )
-        )
-        print(f"{name:13s} {max(vals):7.2f} / {statistics.median(vals):7.2f} examples/s{extra}")
-    print(store_line)
-    print(memory_line)
+            print(f"{name:13s} {max(vals):7.2f} / {statistics.median(vals):7.2f} examples/s{extra}")
+        print(store_line)
+        print(memory_line)
     if memory_examples:
         _memory_run(model, meths, memory_examples, part_size, batch_size)
 
@@ -226,6 +228,7 @@ def bench(
 def _memory_run(model: str, methods: list[str], examples: int, part_size: int, batch_size: int) -> None:
     """Show that an actor's peak memory plateaus: its RSS after parts spread over a long job."""
     import json
+    import math
 
     from jobs.data import chatterbot_lines
 
@@ -242,10 +245,14 @@ def _memory_run(model: str, methods: list[str], examples: int, part_size: int, b
         arrivals.sort(key=lambda a: a[0])
         peaks = [r.peak_rss_mib for _, r in arrivals]
         marks = sorted({round(k * (len(peaks) - 1) / 10) for k in range(11)})
+        # The part holding the last line of each pass through the corpus, and the last part.
+        ends = [math.ceil(k * len(lines) / part_size) for k in range(1, math.ceil(examples / len(lines)))]
+        per_pass = [peaks[min(e, len(peaks)) - 1] for e in [*ends, len(peaks)]]
         print(
             f"memory run: {summary.scored} examples ({summary.tokens} tokens, longest lines untruncated) in "
             f"{len(peaks)} parts, {time.perf_counter() - t0:.0f} s; actor peak RSS (MiB) after part "
             + ", ".join(f"{k + 1}: {peaks[k]:.0f}" for k in marks)
+            + f"; after each pass through the corpus: {', '.join(f'{p:.0f}' for p in per_pass)}"
         )
 
 
