@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["DEVICES", "ActorShape", "actor_shape", "actors_that_fit"]
+__all__ = ["DEVICES", "ActorShape", "actor_shape", "actors_that_fit", "check_request"]
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -20,21 +20,32 @@ class ActorShape:
     threads: int | None  # torch threads on a CPU actor; None on a GPU actor
 
 
+def check_request(device: str, gpus_per_actor: float, cpus_per_actor: int | None) -> None:
+    """Raise `ValueError` for an unknown device or a share of a GPU or CPUs that Ray cannot place."""
+    if device not in DEVICES:
+        raise ValueError(f"--device must be one of {', '.join(DEVICES)}, not {device!r}")
+    whole_or_fraction = gpus_per_actor <= 1 or float(gpus_per_actor).is_integer()
+    if not (gpus_per_actor >= 1e-4 and whole_or_fraction):  # Ray's resolution is 1e-4 of a GPU
+        raise ValueError(
+            f"--gpus-per-actor must be a fraction in (0, 1] or a whole number, not {gpus_per_actor} "
+            "(--device cpu scores on CPU threads)"
+        )
+    if cpus_per_actor is not None and cpus_per_actor < 1:
+        raise ValueError(f"--cpus-per-actor must be at least 1, not {cpus_per_actor}")
+
+
 def actor_shape(
     resources: dict[str, float], *, device: str, actors: int, gpus_per_actor: float, cpus_per_actor: int | None
 ) -> ActorShape:
     """Choose an actor's resources. `device="auto"` means GPUs if the cluster has any now.
 
     Name `cuda` on an autoscaling cluster whose GPU nodes are not up yet: `auto` would see no GPU
-    and score on CPU threads. Raises `ValueError` for an unknown device or a GPU share <= 0.
+    and score on CPU threads. Raises `ValueError` as `check_request` does.
     """
-    if device not in DEVICES:
-        raise ValueError(f"--device must be one of {', '.join(DEVICES)}, not {device!r}")
+    check_request(device, gpus_per_actor, cpus_per_actor)
     if device == "auto":
         device = "cuda" if resources.get("GPU", 0) > 0 else "cpu"
     if device == "cuda":
-        if not gpus_per_actor > 0:
-            raise ValueError(f"--gpus-per-actor must be above 0 on GPUs, not {gpus_per_actor}")
         return ActorShape(cpus=float(cpus_per_actor or 1), gpus=float(gpus_per_actor), device="cuda", threads=None)
     cpus = cpus_per_actor or max(1, int(resources.get("CPU", 1)) // max(actors, 1))
     return ActorShape(cpus=float(cpus), gpus=0.0, device="cpu", threads=int(cpus))

@@ -81,7 +81,8 @@ def run_pool(
 
     Actors take parts as soon as each is ready, so a cluster that holds fewer actors than asked
     for (or is still scaling up) runs the job on those it has; actors that never start are
-    cancelled at the end. Raises `ReplicaLoadError` if an actor cannot load the model.
+    cancelled at the end. Raises `ReplicaLoadError` if an actor cannot load the model (or too many
+    die while starting). `startup_seconds` is the time until the first actor is ready.
     """
     t0 = time.perf_counter()
     events = Queue(actor_options={"num_cpus": 0})
@@ -92,13 +93,12 @@ def run_pool(
         actor = ScorerActor.options(**options).remote(spec, events)
         starting[actor.pid.remote()] = actor
 
-    for _ in range(min(actors, len(tasks)) or 1):
-        new_actor()
     result = PoolResult()
     pending = deque(tasks)
     idle: list = []
     inflight: dict = {}
     waiting_noticed = False
+    start_deaths = 0  # actors lost while starting (node lost, killed), not for a bad model
 
     def drain() -> None:
         for ev in events.get_nowait_batch(events.qsize()) if events.qsize() else []:
@@ -106,17 +106,27 @@ def run_pool(
                 on_event(ev)
 
     def admit(ref) -> None:
+        nonlocal start_deaths
         actor = starting.pop(ref)
         try:
             ray.get(ref)
-        except ray.exceptions.RayActorError as err:  # its constructor raised: the model does not load
-            reason = [line for line in str(err).splitlines() if line.strip()] or ["unknown reason"]
-            raise ReplicaLoadError(f"an actor could not load the model: {reason[-1].strip()}") from err
+        except ray.exceptions.RayActorError as err:
+            reason = ([line.strip() for line in str(err).splitlines() if line.strip()] or ["unknown reason"])[-1]
+            if err.actor_init_failed:  # its constructor raised: the model does not load, anywhere
+                raise ReplicaLoadError(f"an actor could not load the model: {reason}") from err
+            start_deaths += 1  # it died starting (its node lost, killed): start another, within bounds
+            if start_deaths >= max_attempts * max(actors, 1):
+                raise ReplicaLoadError(f"{start_deaths} actors died while starting; the last: {reason}") from err
+            ray.kill(actor)
+            new_actor()
+            return
         if not result.startup_seconds:
             result.startup_seconds = time.perf_counter() - t0
         idle.append(actor)
 
     try:
+        for _ in range(min(actors, len(tasks)) or 1):
+            new_actor()
         while pending or inflight:
             while pending and idle:
                 actor, task = idle.pop(), pending.popleft()

@@ -109,10 +109,12 @@ def _check_methods(cfg: JobConfig) -> dict:
 
 
 def _check_device(cfg: JobConfig) -> None:
-    from cluster.placement import DEVICES
+    from cluster.placement import check_request
 
-    if cfg.device not in DEVICES:
-        raise JobError(f"--device must be one of {', '.join(DEVICES)}, not {cfg.device!r}")
+    try:
+        check_request(cfg.device, cfg.gpus_per_actor, cfg.cpus_per_actor)
+    except ValueError as err:
+        raise JobError(str(err)) from None
     if cfg.device == "cuda" and cfg.actors == 0:
         import torch
 
@@ -430,7 +432,10 @@ def _score(cfg, spec, tasks, summary: Summary, on_event) -> None:
         if ev[0] == "progress":
             progress(ev[2], ev[3])
         elif ev[0] == "waiting":
-            bar.write(f"waiting for cluster resources: no actor has started yet ({ev[2]:g} CPU, {ev[3]:g} GPU each)")
+            bar.write(
+                f"no actor ready yet: {ev[1]} loading the model or waiting for cluster resources "
+                f"({ev[2]:g} CPU, {ev[3]:g} GPU each)"
+            )
         if on_event:
             on_event(ev)
 
@@ -464,24 +469,22 @@ def _score(cfg, spec, tasks, summary: Summary, on_event) -> None:
                         "write to shared object storage (s3://...) instead"
                     )
                 res = cluster_resources()
-                try:
-                    shape = actor_shape(
-                        res,
-                        device=cfg.device,
-                        actors=cfg.actors,
-                        gpus_per_actor=cfg.gpus_per_actor,
-                        cpus_per_actor=cfg.cpus_per_actor,
-                    )
-                except ValueError as err:
-                    raise JobError(str(err)) from None
+                shape = actor_shape(  # the request was checked before anything loaded
+                    res,
+                    device=cfg.device,
+                    actors=cfg.actors,
+                    gpus_per_actor=cfg.gpus_per_actor,
+                    cpus_per_actor=cfg.cpus_per_actor,
+                )
                 fit = actors_that_fit(res, shape)
                 need = f"{shape.cpus:g} CPU" + (f" and {shape.gpus:g} GPU" if shape.gpus else "")
                 have = f"{res.get('CPU', 0):g} CPU and {res.get('GPU', 0):g} GPU"
                 if fit == 0 and started_here:
                     raise JobError(f"an actor needs {need} but this machine's local cluster has {have}")
-                if fit < min(cfg.actors, len(tasks)):
+                wanted = min(cfg.actors, len(tasks))
+                if fit < wanted:
                     warnings.warn(
-                        f"the cluster ({have} now) holds {fit} of the {cfg.actors} actors asked for "
+                        f"the cluster ({have} now) holds {fit} of the {wanted} actors this run starts "
                         f"({need} each); the others start if resources appear",
                         stacklevel=2,
                     )

@@ -103,6 +103,8 @@ def test_out_of_range_layers_and_targets(tiny_models):
         vzcore.score(tiny_models["bert"], [[5, 6, 7]], layers=[5])
     with pytest.raises(ValueError, match="out of range"):
         vzcore.score(tiny_models["bert"], [[5, 6, 7]], targets=[3])
+    with pytest.raises(ValueError, match="batch_size must be at least 1"):
+        vzcore.score(tiny_models["bert"], [[5, 6, 7]], batch_size=0)
 
 
 def test_text_without_tokenizer_is_explained(tiny_models):

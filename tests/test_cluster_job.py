@@ -111,6 +111,7 @@ def test_more_actors_than_fit_run_on_those_that_start(ray_cluster, tmp_path, tin
         limit=len(TEXTS),
         part_size=3,
         actors=3,
+        device="cpu",  # GPUs, where the machine has some, would fit another number of actors
         cpus_per_actor=1,  # the session cluster has 2 CPUs: the third actor never starts
         progress=False,
     )
@@ -137,6 +138,7 @@ def test_a_replica_that_cannot_load_is_a_clear_error(ray_cluster, tmp_path, tiny
 @pytest.mark.slow
 def test_cuda_actors_on_a_local_cluster_without_gpus_are_refused(tmp_path, tiny_model_dir, texts_jsonl):
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_JOB_ID", "RAY_RAYLET_PID")}
+    env["CUDA_VISIBLE_DEVICES"] = ""  # a machine with GPUs looks like one without
     cmd = [sys.executable, "-m", "jobs.score", "--out", str(tmp_path / "g.zarr"), "--model", tiny_model_dir]
     cmd += ["--dataset", texts_jsonl, "--device", "cuda", "--no-progress"]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)

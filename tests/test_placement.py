@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cluster.placement import ActorShape, actor_shape, actors_that_fit
+from cluster.placement import ActorShape, actor_shape, actors_that_fit, check_request
 
 
 def shape(resources, device="auto", actors=1, gpus=1.0, cpus=None):
@@ -34,7 +34,8 @@ def test_cuda_is_asked_for_even_before_gpu_nodes_are_up():
     [
         ({"CPU": 16, "GPU": 1}, 1.0, None, 1),
         ({"CPU": 16, "GPU": 1}, 0.5, None, 2),
-        ({"CPU": 16, "GPU": 1}, 1 / 3, None, 3),  # 3 × (1/3) is not below 1 here
+        ({"CPU": 16, "GPU": 1}, 1 / 3, None, 3),
+        ({"CPU": 256, "GPU": 7}, 0.07, None, 100),  # 7 / 0.07 is 99.99999999999999 in floats
         ({"CPU": 3, "GPU": 4}, 1.0, 2, 1),  # CPUs bind first
     ],
 )
@@ -46,7 +47,23 @@ def test_cpu_actors_that_fit():
     assert actors_that_fit({"CPU": 2}, shape({"CPU": 2}, actors=3)) == 2
 
 
-@pytest.mark.parametrize(("device", "gpus", "message"), [("tpu", 1.0, "--device"), ("cuda", 0.0, "--gpus-per-actor")])
-def test_bad_device_or_gpu_share_is_refused(device, gpus, message):
+@pytest.mark.parametrize(
+    ("device", "gpus", "cpus", "message"),
+    [
+        ("tpu", 1.0, None, "--device"),
+        ("cuda", 0.0, None, "--gpus-per-actor"),
+        ("auto", 1e-5, None, "--gpus-per-actor"),  # below Ray's resolution
+        ("auto", 1.5, None, "--gpus-per-actor"),  # Ray places fractions of one GPU, or whole GPUs
+        ("cpu", 1.0, 0, "--cpus-per-actor"),
+    ],
+)
+def test_bad_requests_are_refused(device, gpus, cpus, message):
     with pytest.raises(ValueError, match=message):
-        shape({"CPU": 2, "GPU": 1}, device=device, gpus=gpus)
+        check_request(device, gpus, cpus)
+    with pytest.raises(ValueError, match=message):
+        shape({"CPU": 2, "GPU": 1}, device=device, gpus=gpus, cpus=cpus)
+
+
+def test_whole_gpus_are_a_valid_request():
+    check_request("cuda", 2.0, 4)
+    assert shape({"CPU": 8, "GPU": 4}, gpus=2.0).gpus == 2.0

@@ -104,6 +104,8 @@ def score(
     on CPUs, 1 GiB on GPUs; a text longer than that is a batch of its own). Method options
     (e.g. `distance=`, `final_norm=`) go to the methods that take them.
     """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, not {batch_size}")
     handle = model if isinstance(model, ModelHandle) else load_model(model)
     if isinstance(texts, str):
         texts = [texts]
