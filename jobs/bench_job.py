@@ -194,7 +194,7 @@ def bench(
                 print(
                     f"[{rep}] job, {actors} actor(s): {rate:.2f} examples/s steady; window {window:.1f} s, "
                     f"actors busy {busy:.1f} s of it (writing {writes:.2f} s); fixed start-up {fixed:.1f} s "
-                    f"of {total:.1f} s wall (actors ready after {summary.startup_seconds:.1f} s)"
+                    f"of {total:.1f} s wall (first actor ready after {summary.startup_seconds:.1f} s)"
                 )
                 if actors == 1 and rep == 0:
                     per_ex, raw, packed = _store_sizes(out, meths)

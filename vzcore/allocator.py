@@ -10,7 +10,8 @@ The trim threshold bounds only the top of the main heap. Freed blocks elsewhere 
 holes that texts of every length leave) stay resident, so a long-running process (a job's actor)
 crept up by hundreds of MiB per pass over a corpus. Such a process calls `bound_freed_memory()`
 between batches: once it has grown more than `TRIM_THRESHOLD` since the tuning or the last trim,
-every arena's free pages go back to the system (`malloc_trim(0)`).
+every arena's free pages go back to the system (`malloc_trim(0)`); and with `limit=0` between
+larger units of work (a job's parts), which keeps its peak from drifting up pass after pass.
 """
 
 from __future__ import annotations
