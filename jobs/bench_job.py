@@ -182,15 +182,17 @@ def bench(
                 out = f"{tmp}/b.zarr"
                 summary, arrivals, total = _job(out, model, meths, limit, part_size, batch_size, actors, max_length)
                 arrivals.sort(key=lambda a: a[0])
-                # Steady state: from the moment every actor has finished one part to the last part.
+                # Steady state: from the moment every actor has finished one part to the moment the
+                # first one runs out of parts (after it, the last parts drain with actors idle).
                 t_k = arrivals[actors - 1][0]
-                later = [r for _, r in arrivals[actors:]]
-                window = arrivals[-1][0] - t_k
+                later = [r for _, r in arrivals[actors : len(arrivals) - actors + 1]]
+                window = arrivals[-actors][0] - t_k
                 rate = sum(r.scored for r in later) / window
                 rates[f"job {actors} actor" + ("s" if actors > 1 else "")].append(rate)
                 busy = sum(r.seconds for r in later) / actors  # actor time inside run_part, per actor
                 writes = sum(r.write_seconds for r in later) / actors
-                fixed = total - window - sum(r.seconds for _, r in arrivals[:actors]) / actors
+                first = sum(r.seconds for _, r in arrivals[:actors]) / actors
+                fixed = total - (arrivals[-1][0] - t_k) - first
                 print(
                     f"[{rep}] job, {actors} actor(s): {rate:.2f} examples/s steady; window {window:.1f} s, "
                     f"actors busy {busy:.1f} s of it (writing {writes:.2f} s); fixed start-up {fixed:.1f} s "
