@@ -34,6 +34,25 @@ TEXTS = [
 ]
 
 
+def job_config(tmp_path, model: str, data: str, **kw):
+    """A small scoring job over `data` with `model`, in this process unless `actors` says otherwise."""
+    from jobs.config import JobConfig
+
+    base = dict(
+        out=str(tmp_path / "run.zarr"),
+        dataset=data,
+        model=model,
+        methods=("value_zeroing", "attention"),
+        limit=8,
+        part_size=3,
+        batch_size=2,
+        actors=0,
+        progress=False,
+        store_dtype="float32",
+    )
+    return JobConfig(**{**base, **kw})
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -20,7 +20,7 @@ import zarr
 
 from jobs.config import JobConfig
 from jobs.score import run_job
-from tests.ray_fixtures import TEXTS, free_port
+from tests.ray_fixtures import TEXTS, free_port, job_config
 from vzcore.store.layout import complete_methods, part_path
 
 pytest_plugins = ["tests.ray_fixtures"]
@@ -79,17 +79,7 @@ def test_killed_actor_is_replaced_and_its_part_redone(ray_cluster, tmp_path, tin
             os.kill(ev[3], signal.SIGKILL)
             killed.append(ev[3])
 
-    cfg = JobConfig(
-        out=str(tmp_path / "k.zarr"),
-        dataset=texts_jsonl,
-        model=tiny_model_dir,
-        methods=("attention",),
-        limit=len(TEXTS),
-        part_size=3,
-        batch_size=2,
-        actors=2,
-        progress=False,
-    )
+    cfg = job_config(tmp_path, tiny_model_dir, texts_jsonl, methods=("attention",), limit=len(TEXTS), actors=2)
     with deadline(180):
         s = run_job(cfg, on_event=kill_on_part_1)
     assert killed and s.actor_deaths == 1 and s.exit_code == 0
@@ -103,17 +93,15 @@ def test_killed_actor_is_replaced_and_its_part_redone(ray_cluster, tmp_path, tin
 
 @pytest.mark.slow
 def test_more_actors_than_fit_run_on_those_that_start(ray_cluster, tmp_path, tiny_model_dir, texts_jsonl):
-    cfg = JobConfig(
-        out=str(tmp_path / "f.zarr"),
-        dataset=texts_jsonl,
-        model=tiny_model_dir,
+    cfg = job_config(
+        tmp_path,
+        tiny_model_dir,
+        texts_jsonl,
         methods=("attention",),
         limit=len(TEXTS),
-        part_size=3,
         actors=3,
         device="cpu",  # GPUs, where the machine has some, would fit another number of actors
         cpus_per_actor=1,  # the session cluster has 2 CPUs: the third actor never starts
-        progress=False,
     )
     with deadline(120), pytest.warns(UserWarning, match="holds 2 of the 3 actors"):
         s = run_job(cfg)
@@ -130,7 +118,7 @@ def test_a_replica_that_cannot_load_is_a_clear_error(ray_cluster, tmp_path, tiny
     broken = tmp_path / "broken-model"
     shutil.copytree(tiny_model_dir, broken)
     (broken / "model.safetensors").write_bytes(b"not weights")  # config and tokenizer still read fine
-    cfg = JobConfig(out=str(tmp_path / "b.zarr"), dataset=texts_jsonl, model=str(broken), actors=1, progress=False)
+    cfg = job_config(tmp_path, str(broken), texts_jsonl, actors=1)
     with deadline(120), pytest.raises(ReplicaLoadError, match="could not load the model"):
         run_job(cfg)
 

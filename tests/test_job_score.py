@@ -11,9 +11,8 @@ pytest.importorskip("datasets")
 import zarr
 
 import vzcore
-from jobs.config import JobConfig
 from jobs.score import JobError, run_job
-from tests.ray_fixtures import TEXTS
+from tests.ray_fixtures import TEXTS, job_config
 from vzcore.store.layout import (
     STATUS_SCORED,
     STATUS_SKIPPED,
@@ -25,29 +24,13 @@ from vzcore.store.layout import (
 pytest_plugins = ["tests.ray_fixtures"]
 
 
-def _cfg(tmp_path, model, data, **kw) -> JobConfig:
-    base = dict(
-        out=str(tmp_path / "run.zarr"),
-        dataset=data,
-        model=model,
-        methods=("value_zeroing", "attention"),
-        limit=8,
-        part_size=3,
-        batch_size=2,
-        actors=0,
-        progress=False,
-        store_dtype="float32",
-    )
-    return JobConfig(**{**base, **kw})
-
-
 def _parts(out):
     root = zarr.open_group(out, mode="r")
     return root, {p["part"]: dict(root[part_path(p["part"])].attrs) for p in root.attrs["plan"]}
 
 
 def test_dry_run_prints_plan_and_writes_nothing(tmp_path, tiny_model_dir, texts_jsonl):
-    s = run_job(_cfg(tmp_path, tiny_model_dir, texts_jsonl, dry_run=True))
+    s = run_job(job_config(tmp_path, tiny_model_dir, texts_jsonl, dry_run=True))
     text = "\n".join(s.plan_lines)
     assert "examples     8 (1 empty)" in text and "FLOPs" in text and "store bytes" in text
     assert "parts        3" in text
@@ -55,7 +38,7 @@ def test_dry_run_prints_plan_and_writes_nothing(tmp_path, tiny_model_dir, texts_
 
 
 def test_store_matches_library_scores_and_resume_does_nothing(tmp_path, tiny_model_dir, texts_jsonl):
-    cfg = _cfg(tmp_path, tiny_model_dir, texts_jsonl)
+    cfg = job_config(tmp_path, tiny_model_dir, texts_jsonl)
     s = run_job(cfg)
     assert (s.examples, s.scored, s.skipped, s.failed, s.exit_code) == (8, 7, 1, 0, 0)
     root, parts = _parts(cfg.out)
@@ -97,7 +80,7 @@ def test_store_matches_library_scores_and_resume_does_nothing(tmp_path, tiny_mod
 
 
 def test_extend_limit_and_add_method_score_only_what_is_missing(tmp_path, tiny_model_dir, texts_jsonl):
-    cfg = _cfg(tmp_path, tiny_model_dir, texts_jsonl, methods=("attention",), limit=4)
+    cfg = job_config(tmp_path, tiny_model_dir, texts_jsonl, methods=("attention",), limit=4)
     run_job(cfg)
     root = zarr.open_group(cfg.out, mode="r")
     before = root[f"{part_path(0)}/scores/attention"][:]
@@ -112,7 +95,7 @@ def test_extend_limit_and_add_method_score_only_what_is_missing(tmp_path, tiny_m
 
 
 def test_other_identity_is_refused_unless_overwriting(tmp_path, tiny_model_dir, texts_jsonl):
-    cfg = _cfg(tmp_path, tiny_model_dir, texts_jsonl, methods=("attention",), limit=3)
+    cfg = job_config(tmp_path, tiny_model_dir, texts_jsonl, methods=("attention",), limit=3)
     run_job(cfg)
     with pytest.raises(JobError, match="another run"):
         run_job(cfg.replace(max_length=8))
@@ -131,7 +114,7 @@ def test_deterministic_failure_is_recorded_and_the_job_succeeds(tmp_path, tiny_m
         return real(handle, texts, **kw)
 
     monkeypatch.setattr(vzcore, "score", flaky)
-    s = run_job(_cfg(tmp_path, tiny_model_dir, texts_jsonl, limit=4))
+    s = run_job(job_config(tmp_path, tiny_model_dir, texts_jsonl, limit=4))
     assert s.exit_code == 0 and s.failed == 1 and "boom on purpose" in s.failures[1]
     assert any("example 1: RuntimeError: boom on purpose" in line for line in s.lines())
 
@@ -154,7 +137,7 @@ def test_bad_arguments_fail_before_any_model_loads(tmp_path, tiny_model_dir, tex
 
     monkeypatch.setattr(jobs.worker, "load_worker_model", no_load)
     with pytest.raises(JobError, match=message):
-        run_job(_cfg(tmp_path, tiny_model_dir, texts_jsonl).replace(**change))
+        run_job(job_config(tmp_path, tiny_model_dir, texts_jsonl).replace(**change))
 
 
 def test_cli_dry_run_and_bad_method(tmp_path, tiny_model_dir, texts_jsonl):
@@ -185,7 +168,7 @@ def test_out_of_memory_halves_the_pair_budget_then_gives_up_on_the_example(
         return real(handle, texts, memory_budget=memory_budget, **kw)
 
     monkeypatch.setattr(vzcore, "score", tight)
-    s = run_job(_cfg(tmp_path, tiny_model_dir, texts_jsonl, limit=2, part_size=2, methods=("attention",)))
+    s = run_job(job_config(tmp_path, tiny_model_dir, texts_jsonl, limit=2, part_size=2, methods=("attention",)))
     assert budgets[:3] == [64 * 2**20, 32 * 2**20, 16 * 2**20]  # from vzcore's CPU default, halved
     assert s.exit_code == 0 and s.failed == 1 and s.scored == 1
     assert "OutOfMemoryError" in s.failures[0]

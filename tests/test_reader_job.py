@@ -10,9 +10,8 @@ pytest.importorskip("datasets")
 
 import vzcore
 from jobs.aggregate import AggregateConfig, aggregate
-from jobs.config import JobConfig
 from jobs.score import run_job
-from tests.ray_fixtures import TEXTS
+from tests.ray_fixtures import TEXTS, job_config
 from vzcore.store.reader import ExampleNotScoredError
 
 pytest_plugins = ["tests.ray_fixtures"]
@@ -20,17 +19,7 @@ pytest_plugins = ["tests.ray_fixtures"]
 
 def test_job_store_reads_and_aggregates(tmp_path, tiny_model_dir, texts_jsonl):
     out = str(tmp_path / "run.zarr")
-    cfg = JobConfig(
-        out=out,
-        dataset=texts_jsonl,
-        model=tiny_model_dir,
-        methods=("value_zeroing", "attention"),
-        limit=8,
-        part_size=3,
-        batch_size=2,
-        actors=0,
-        progress=False,
-    )
+    cfg = job_config(tmp_path, tiny_model_dir, texts_jsonl, store_dtype="float16")
     assert run_job(cfg).exit_code == 0
     store = vzcore.open_store(out)
     assert store.complete and store.num_examples == 8 and store.methods == ["value_zeroing", "attention"]
