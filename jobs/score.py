@@ -62,6 +62,8 @@ class Summary:
     failures: dict[int, str] = field(default_factory=dict)
     lost_parts: dict[int, str] = field(default_factory=dict)
     actor_deaths: int = 0
+    devices: set[str] = field(default_factory=set)  # where the replicas scored
+    oom_halvings: int = 0
     bytes_written: int = 0
     startup_seconds: float = 0.0
     scoring_seconds: float = 0.0
@@ -83,6 +85,10 @@ class Summary:
             f"over {self.scoring_seconds:.1f} s (+{self.startup_seconds:.1f} s start-up)",
             f"store bytes  {self.bytes_written / 2**20:.2f} MiB",
         ]
+        if self.devices:
+            out.append(f"devices      {', '.join(sorted(self.devices))}")
+        if self.oom_halvings:
+            out.append(f"memory       out-of-memory errors halved the pair budget {self.oom_halvings} time(s)")
         if self.actor_deaths:
             out.append(f"actor deaths {self.actor_deaths} (their parts were redone)")
         for i, reason in sorted(self.failures.items()):
@@ -447,6 +453,8 @@ def _score(cfg, spec, tasks, summary: Summary, on_event) -> None:
         summary.truncated += r.truncated
         summary.tokens += r.tokens
         summary.failures.update(r.failures)
+        summary.devices.add(r.device)
+        summary.oom_halvings += r.oom_halvings
 
     try:
         if cfg.actors == 0:

@@ -70,6 +70,8 @@ class PartReport:
     pid: int = 0
     peak_rss_mib: float = 0.0  # the worker process's peak resident memory so far
     write_seconds: float = 0.0  # of `seconds`, the time spent writing the part
+    device: str = ""  # where the replica scored, e.g. "cuda:0"
+    oom_halvings: int = 0  # times an out-of-memory error halved the pair budget
 
 
 class ReplicaLoadError(RuntimeError):
@@ -100,8 +102,9 @@ def score_examples(
     methods: Sequence[str],
     spec: WorkerSpec,
     progress: Callable[[int, int], None] | None = None,
-) -> list:
-    """Score `texts` (ids `ids`) batched by length; return one `ExampleOutcome` per example, in id order.
+) -> tuple[list, int]:
+    """Score `texts` (ids `ids`) batched by length; return one `ExampleOutcome` per example, in id
+    order, and how many times an out-of-memory error halved the pair budget.
 
     Empty texts are skipped; an example that raises is recorded as failed with the reason. On an
     out-of-memory error the pair-chunk budget is halved and the batch retried, then each example
@@ -127,9 +130,10 @@ def score_examples(
     from vzcore.api import default_memory_budget
 
     budget = spec.memory_budget or default_memory_budget(handle.device)
+    halvings = 0
 
     def run(batch):
-        nonlocal budget
+        nonlocal budget, halvings
         while True:
             try:
                 return vzcore.score(
@@ -147,6 +151,7 @@ def score_examples(
                 if not _is_oom(err) or budget <= MIN_MEMORY_BUDGET:
                     raise
                 budget //= 2
+                halvings += 1
                 _empty_cache()
 
     for b in range(0, len(todo), spec.batch_size):
@@ -167,7 +172,7 @@ def score_examples(
             progress(len(batch), sum(len(r.token_ids) for _, r in results))
         results = res = None  # free this batch's float32 maps before trimming
         bound_freed_memory()  # or a worker's memory creeps up with the corpus (see vzcore.allocator)
-    return [outcomes[i] for i in sorted(outcomes)]
+    return [outcomes[i] for i in sorted(outcomes)], halvings
 
 
 def _empty_cache() -> None:
@@ -187,7 +192,7 @@ def run_part(
 
     t0 = time.perf_counter()
     ids = list(range(task.start, task.stop))
-    outcomes = score_examples(handle, ids, task.texts, task.methods, spec, progress)
+    outcomes, halvings = score_examples(handle, ids, task.texts, task.methods, spec, progress)
     t1 = time.perf_counter()
     write_part(
         spec.store,
@@ -216,5 +221,7 @@ def run_part(
         seconds=time.perf_counter() - t0,
         write_seconds=time.perf_counter() - t1,
         pid=os.getpid(),
+        device=str(handle.device),
+        oom_halvings=halvings,
         peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # KiB on Linux
     )

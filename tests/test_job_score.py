@@ -172,3 +172,5 @@ def test_out_of_memory_halves_the_pair_budget_then_gives_up_on_the_example(
     assert budgets[:3] == [64 * 2**20, 32 * 2**20, 16 * 2**20]  # from vzcore's CPU default, halved
     assert s.exit_code == 0 and s.failed == 1 and s.scored == 1
     assert "OutOfMemoryError" in s.failures[0]
+    assert s.oom_halvings >= 2 and any("halved the pair budget" in line for line in s.lines())
+    assert s.devices == {"cpu"}
