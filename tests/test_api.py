@@ -130,8 +130,9 @@ def test_missing_short_name_package_is_named(monkeypatch):
 
 @torch.no_grad()
 def _hf_attentions_and_inputs(handle, ids):
-    out = handle.model(input_ids=torch.tensor([ids]), output_attentions=True, output_hidden_states=True)
-    return [a[0].double() for a in out.attentions], [h[0] for h in out.hidden_states]
+    ids = torch.tensor([ids], device=handle.device)  # the suite may run on a GPU (VZ_TEST_DEVICE)
+    out = handle.model(input_ids=ids, output_attentions=True, output_hidden_states=True)
+    return [a[0].double().cpu() for a in out.attentions], [h[0] for h in out.hidden_states]
 
 
 def test_attention_baselines_match_an_independent_computation(tiny_models):
@@ -150,8 +151,8 @@ def test_attention_baselines_match_an_independent_computation(tiny_models):
         np.testing.assert_allclose(result.scores["attention_rollout"][layer], rolled, atol=1e-6)
         # Kobayashi et al. 2020: ‖Σ_h a_ij^h (x_j W_V^h + b_V^h) W_O^h‖, from the raw weights.
         block = handle.model.encoder.layer[layer]
-        v = block.attention.self.value(hidden[layer]).double().view(7, 4, 8)  # `[n, H, d_h]`
-        w_o = block.attention.output.dense.weight.double().view(32, 4, 8)  # `[d, H, d_h]`
+        v = block.attention.self.value(hidden[layer]).double().cpu().view(7, 4, 8)  # `[n, H, d_h]`
+        w_o = block.attention.output.dense.weight.double().cpu().view(32, 4, 8)  # `[d, H, d_h]`
         v, w_o = v.detach(), w_o.detach()
         norms = torch.zeros(7, 7, dtype=torch.float64)
         for i in range(7):
