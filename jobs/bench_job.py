@@ -4,6 +4,7 @@
     python -m jobs.bench_job --limit 160 --part-size 16 --methods value_zeroing
     python -m jobs.bench_job --memory-examples 8838   # then twice through the corpus, no token limit
     python -m jobs.bench_job --repeats 0 --memory-examples 13257   # only that: three times through
+    python -m jobs.bench_job --device cuda --limit 4000 --part-size 256 --batch-size 32 --max-length 128
 
 Prints, from one run: steady-state throughput (after the first part) of in-process scoring and of
 the job with 1 and 2 actors, the job's fixed start-up cost, store bytes per example against raw
@@ -34,6 +35,7 @@ def _in_process(
     batch_size: int,
     max_length: int,
     passes: int,
+    device: str = "cpu",
 ) -> list[list[float]]:
     """Score part by part as an actor would (sorted by length), without Ray or a store; return part seconds.
 
@@ -48,7 +50,7 @@ def _in_process(
 
     warnings.filterwarnings("ignore", message=".*were truncated")  # expected: the corpus has long lines
     torch.set_num_threads(threads)
-    handle = vzcore.load_model(model)
+    handle = vzcore.load_model(model, device=device)
     out = []
     for _ in range(passes):
         seconds = []
@@ -56,7 +58,8 @@ def _in_process(
             part = sorted((t for t in texts[a : a + part_size] if t.strip()), key=len)  # as the actors batch
             t0 = time.perf_counter()
             for b in range(0, len(part), batch_size):
-                vzcore.score(handle, part[b : b + batch_size], methods=methods, max_length=max_length)
+                batch = part[b : b + batch_size]  # one forward pass per batch, as an actor scores it
+                vzcore.score(handle, batch, methods=methods, max_length=max_length, batch_size=len(batch))
             seconds.append(time.perf_counter() - t0)
         out.append(seconds)
     return out
@@ -72,6 +75,7 @@ def _job(
     actors: int,
     max_length: int | None,
     dataset: str | None = None,
+    device: str = "cpu",
 ):
     from jobs.config import JobConfig
     from jobs.score import run_job
@@ -87,12 +91,15 @@ def _job(
         part_size=part_size,
         batch_size=batch_size,
         actors=actors,
+        device=device,
+        gpus_per_actor=1 / actors,  # on cuda: the actors share the one GPU
         progress=False,
     )
     import jobs.score as score_mod
 
     t0 = time.perf_counter()
     real_score = score_mod._score
+    scoring: list[float] = []  # when the driver entered and left the scoring step
 
     def record(cfg_, spec, tasks, summary, on_event):  # wrap the report callback with arrival times
         import cluster.pool as pool
@@ -107,18 +114,27 @@ def _job(
             return real_run(*a, on_report=rep, **kw)
 
         pool.run_pool, saved = run_pool, real_run
+        scoring.append(time.perf_counter())
         try:
             return real_score(cfg_, spec, tasks, summary, on_event)
         finally:
             pool.run_pool = saved
+            scoring.append(time.perf_counter())
 
     score_mod._score = record
     try:
         summary = run_job(cfg)
     finally:
         score_mod._score = real_score
-    total = time.perf_counter() - t0
-    return summary, arrivals, total
+    end = time.perf_counter()
+    # Driver time before scoring (plan, checks) and after it (tables, store size).
+    return summary, arrivals, end - t0, (scoring[0] - t0, end - scoring[1])
+
+
+def _gpu_name() -> str:
+    import torch
+
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
 
 
 def _store_sizes(out: str, methods: list[str]):
@@ -147,7 +163,8 @@ def bench(
     batch_size: int = typer.Option(8),
     methods: str = typer.Option("value_zeroing,attention"),
     model: str = typer.Option("minilm"),
-    threads: int = typer.Option(2, help="total threads: in-process, and shared among the actors"),
+    threads: int = typer.Option(2, help="total threads: in-process, and shared among the actors (CPU)"),
+    device: str = typer.Option("cpu", help="cpu, or cuda: in-process on the GPU against actors sharing it"),
     repeats: int = typer.Option(2, help="interleaved repeats of every configuration (0: only --memory-examples)"),
     memory_examples: int = typer.Option(
         0, help="then score this many lines (cycling the corpus) on 1 actor, no token limit; print its peak RSS"
@@ -161,7 +178,11 @@ def bench(
     print(
         f"# {limit} chatterbot lines, {model}, max length {max_length}, methods {meths}, parts of {part_size}, "
         f"batch {batch_size}, "
-        f"{threads} threads in all, {os.cpu_count()} CPUs"
+        + (
+            f"{threads} threads in all, {os.cpu_count()} CPUs"
+            if device == "cpu"
+            else f"on {_gpu_name()}, 1 CPU thread per replica as a GPU actor of 1 CPU has"
+        )
     )
     import statistics
     import warnings
@@ -174,13 +195,26 @@ def bench(
     rates: dict[str, list[float]] = {"in-process": [], "job 1 actor": [], "job 2 actors": []}
     for rep in range(repeats):  # interleaved: this machine's speed drifts a lot from minute to minute
         with mp.get_context("spawn").Pool(1) as pool:
-            secs = pool.apply(_in_process, (model, threads, texts, meths, part_size, batch_size, max_length, 1))[0]
+            args = (
+                model,
+                threads if device == "cpu" else 1,
+                texts,
+                meths,
+                part_size,
+                batch_size,
+                max_length,
+                1,
+                device,
+            )
+            secs = pool.apply(_in_process, args)[0]
         rates["in-process"].append(n_steady / sum(secs[1:]))
         print(f"[{rep}] in-process: {rates['in-process'][-1]:.2f} examples/s steady (first part {secs[0]:.1f} s)")
         for actors in (1, 2):
             with tempfile.TemporaryDirectory(prefix="vzbench") as tmp:
                 out = f"{tmp}/b.zarr"
-                summary, arrivals, total = _job(out, model, meths, limit, part_size, batch_size, actors, max_length)
+                summary, arrivals, total, (before, after) = _job(
+                    out, model, meths, limit, part_size, batch_size, actors, max_length, device=device
+                )
                 arrivals.sort(key=lambda a: a[0])
                 # Steady state: from the moment every actor has finished one part to the moment the
                 # first one runs out of parts (after it, the last parts drain with actors idle).
@@ -196,7 +230,8 @@ def bench(
                 print(
                     f"[{rep}] job, {actors} actor(s): {rate:.2f} examples/s steady; window {window:.1f} s, "
                     f"actors busy {busy:.1f} s of it (writing {writes:.2f} s); fixed start-up {fixed:.1f} s "
-                    f"of {total:.1f} s wall (first actor ready after {summary.startup_seconds:.1f} s)"
+                    f"of {total:.1f} s wall (driver before scoring {before:.1f} s, after {after:.1f} s; "
+                    f"first actor ready {summary.startup_seconds:.1f} s after scoring began)"
                 )
                 if actors == 1 and rep == 0:
                     per_ex, raw, packed = _store_sizes(out, meths)
@@ -241,7 +276,7 @@ def _memory_run(model: str, methods: list[str], examples: int, part_size: int, b
             for i in range(examples):
                 f.write(json.dumps({"text": lines[i % len(lines)]}) + "\n")
         t0 = time.perf_counter()
-        summary, arrivals, _ = _job(
+        summary, arrivals, _, _ = _job(
             f"{tmp}/m.zarr", model, methods, examples, part_size, batch_size, 1, None, dataset=data
         )
         arrivals.sort(key=lambda a: a[0])
