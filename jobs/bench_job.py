@@ -4,7 +4,7 @@
     python -m jobs.bench_job --limit 160 --part-size 16 --methods value_zeroing
     python -m jobs.bench_job --memory-examples 8838   # then twice through the corpus, no token limit
     python -m jobs.bench_job --repeats 0 --memory-examples 13257   # only that: three times through
-    python -m jobs.bench_job --device cuda --limit 4000 --part-size 256 --batch-size 32 --max-length 128
+    python -m jobs.bench_job --device cuda --limit 4400 --part-size 250 --batch-size 32 --max-length 128 --repeats 1
 
 Prints, from one run: steady-state throughput (after the first part) of in-process scoring and of
 the job with 1 and 2 actors, the job's fixed start-up cost, store bytes per example against raw
