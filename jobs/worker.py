@@ -19,6 +19,7 @@ __all__ = [
 ]
 
 MIN_MEMORY_BUDGET = 1 << 20  # below this, an example that still runs out of memory is given up
+FULL_TRIM_SECONDS = 30.0  # at most one full trim of freed memory per this much work (see vzcore.allocator)
 
 
 @dataclass(frozen=True)
@@ -206,9 +207,9 @@ def run_part(
         store_dtype=spec.store_dtype,
         storage_options=spec.storage_options,
     )
-    # A part takes seconds, so handing back all it freed costs little; it keeps the heap from
-    # fragmenting pass after pass (an actor's peak then stops rising over a long corpus).
-    bound_freed_memory(limit=0)
+    # Handing back all that was freed keeps the heap from fragmenting pass after pass (an actor's
+    # peak then stops rising over a long corpus); paced, since refilling the heap costs time.
+    bound_freed_memory(limit=0, every=FULL_TRIM_SECONDS)
     return PartReport(
         part=task.part,
         examples=len(outcomes),

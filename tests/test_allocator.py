@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -15,11 +17,13 @@ def test_freed_memory_goes_back_once_the_process_grew_past_the_limit():
         pytest.skip("needs glibc's malloc and /proc (Linux)")
     allocator._libc().malloc_trim(0)  # start from a trimmed heap, measured from here
     before = allocator._baseline[0] = allocator._resident_bytes()
+    allocator._last_trim[0] = time.monotonic()
     blocks = [np.ones(4 * MiB // 8) for _ in range(48)]  # 192 MiB in 4 MiB blocks: heap, not mmap
     del blocks
     grown = allocator._resident_bytes()
     assert grown - before > 128 * MiB  # the freed blocks stayed resident: the point of the tuning
     assert not allocator.bound_freed_memory(limit=512 * MiB)  # under the limit: kept for reuse
+    assert not allocator.bound_freed_memory(limit=64 * MiB, every=3600)  # too soon after the last trim
     assert allocator.bound_freed_memory(limit=64 * MiB)
     assert allocator._resident_bytes() < grown - 128 * MiB
     assert not allocator.bound_freed_memory(limit=64 * MiB)  # measured from the last trim now
