@@ -113,6 +113,7 @@ def score_examples(
     """
     import vzcore
     from vzcore.allocator import bound_freed_memory
+    from vzcore.api import default_memory_budget
     from vzcore.store.writer import ExampleOutcome
 
     outcomes: dict[int, ExampleOutcome] = {}
@@ -128,8 +129,6 @@ def score_examples(
         progress(len(outcomes), 0)
     todo.sort(key=lambda it: len(it[1]))  # length batching: few pad tokens per batch
     options = dict(spec.options)
-    from vzcore.api import default_memory_budget
-
     budget = spec.memory_budget or default_memory_budget(handle.device)
     halvings = 0
 
@@ -207,6 +206,7 @@ def run_part(
         store_dtype=spec.store_dtype,
         storage_options=spec.storage_options,
     )
+    t2 = time.perf_counter()
     # Handing back all that was freed keeps the heap from fragmenting pass after pass (an actor's
     # peak then stops rising over a long corpus); paced, since refilling the heap costs time.
     bound_freed_memory(limit=0, every=FULL_TRIM_SECONDS)
@@ -220,7 +220,7 @@ def run_part(
         truncated=sum(bool(o.truncated) for o in outcomes),
         failures={o.example_id: o.reason for o in outcomes if o.status == STATUS_FAILED},
         seconds=time.perf_counter() - t0,
-        write_seconds=time.perf_counter() - t1,
+        write_seconds=t2 - t1,
         pid=os.getpid(),
         device=str(handle.device),
         oom_halvings=halvings,
