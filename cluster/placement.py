@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
-__all__ = ["DEVICES", "ActorShape", "actor_shape", "actors_that_fit", "check_request"]
+from cluster.connect import ClusterInfo
+
+__all__ = ["DEVICES", "ActorShape", "PlacementError", "actor_shape", "actors_that_fit", "check_request", "place_actors"]
 
 DEVICES = ("auto", "cpu", "cuda")
+
+
+class PlacementError(ValueError):
+    """The actors asked for can never run on this cluster."""
 
 
 @dataclass(frozen=True)
@@ -59,3 +66,28 @@ def actors_that_fit(resources: dict[str, float], shape: ActorShape) -> int:
 
     n = min(fit(resources.get("CPU", 0), shape.cpus), fit(resources.get("GPU", 0), shape.gpus))
     return int(n) if n != math.inf else 1 << 30
+
+
+def place_actors(
+    cluster: ClusterInfo, *, device: str, actors: int, gpus_per_actor: float, cpus_per_actor: int | None
+) -> ActorShape:
+    """Return the shape of `actors` actors on `cluster`; warn when fewer fit now than are asked for.
+
+    Raises `PlacementError` when none fits a local cluster started here (nothing will join it);
+    a joined cluster may still scale up, so there the actors wait.
+    """
+    shape = actor_shape(
+        cluster.resources, device=device, actors=actors, gpus_per_actor=gpus_per_actor, cpus_per_actor=cpus_per_actor
+    )
+    fit = actors_that_fit(cluster.resources, shape)
+    need = f"{shape.cpus:g} CPU" + (f" and {shape.gpus:g} GPU" if shape.gpus else "")
+    have = f"{cluster.resources.get('CPU', 0):g} CPU and {cluster.resources.get('GPU', 0):g} GPU"
+    if fit == 0 and cluster.started_here:
+        raise PlacementError(f"an actor needs {need} but this machine's local cluster has {have}")
+    if fit < actors:
+        warnings.warn(
+            f"the cluster ({have} now) holds {fit} of the {actors} actors this run starts "
+            f"({need} each); the others start if resources appear",
+            stacklevel=2,
+        )
+    return shape

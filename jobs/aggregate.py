@@ -3,24 +3,30 @@
     python -m jobs.aggregate runs/minilm.zarr --out runs/minilm.aggregate
     vz aggregate runs/minilm.zarr --out runs/minilm.aggregate --address 127.0.0.1:6379
 
-One streaming pass: each done part is read in blocks of examples and reduced to float64 sums
-(`jobs.aggregate_stats.PartialStats`), which merge by addition. Memory stays at one block plus one
-partial per part in flight, whatever the corpus size. Without `--address` the parts are reduced in
-this process (no Ray); with it, as Ray tasks (`cluster.aggregate_tasks`). Schema: `SCHEMA` below.
+One streaming pass: each done part is read once, in blocks of examples, and reduced to float64
+sums (`jobs.aggregate_stats.PartialStats`), which merge by addition. Memory stays at one block plus
+one partial per part in flight, whatever the corpus size. The parts run through an executor: in this
+process without `--address`, as Ray tasks with it (`cluster`), one step (`aggregate_part`) either
+way. Tables and the report: `jobs.aggregate_report`.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from jobs.aggregate_stats import TYPE_SUMS, PartialStats, StatsSpec, is_punctuation
+from cluster.executor import Executor, InProcessExecutor, Unit
+from jobs.aggregate_stats import PartialStats, StatsSpec, is_punctuation
+from vzcore.store.location import Location
+from vzcore.store.root import RootAttrs
 
-__all__ = ["SCHEMA", "AggregateConfig", "aggregate", "part_stats", "stats_tables"]
+__all__ = ["AggregateConfig", "PartJob", "aggregate", "aggregate_part", "default_out"]
 
 
 @dataclass(frozen=True)
@@ -34,178 +40,34 @@ class AggregateConfig:
     plots: bool = True
 
 
-# Output tables and their columns (means are over scored rows unless said otherwise).
-SCHEMA = {
-    "layers.parquet": {
-        "method": "string: scoring method",
-        "layer": "int: block index of the map",
-        "bucket": "string: 'all' or a sentence-length bucket in tokens, e.g. '16-31', '512+'",
-        "examples": "int: scored examples in the bucket",
-        "rows": "int: scored rows (target tokens)",
-        "self_mass": "float: mean diagonal entry (mass a token keeps)",
-        "context_mass": "float: mean off-diagonal row mass (mass mixed in from context)",
-        "special_mass": "float: mean row mass on special source tokens ([CLS], [SEP], BOS, EOS, PAD)",
-        "punct_mass": "float: mean row mass on punctuation source tokens",
-        "prev_mass": "float: mean mass on the previous token (j = i - 1)",
-        "next_mass": "float: mean mass on the next token (j = i + 1)",
-        "near_mass": "float: mean mass on 2 <= |j - i| <= near_max",
-        "far_mass": "float: mean mass on |j - i| > near_max",
-        "entropy": "float: mean row entropy / log(valid entries); rows with one entry or all zeros left out",
-        "entropy_rows": "int: rows averaged in entropy",
-        "zero_rows": "int: scored rows whose entries are all zero",
-    },
-    "distance.parquet": {
-        "method": "string",
-        "layer": "int",
-        "bucket": "string",
-        "offset": "int: j - i; the smallest and largest values are overflow bins (<= -(D+1), >= D+1)",
-        "overflow": "bool: this row is an overflow bin",
-        "mass": "float: mean mass per scored row at this offset",
-        "mass_per_entry": "float: mean entry value at this offset, over rows where the offset exists",
-        "entries": "int: entries counted at this offset",
-    },
-    "agreement.parquet": {
-        "method_a": "string",
-        "method_b": "string",
-        "layer": "int",
-        "bucket": "string",
-        "sentences": "int: sentences with at least one comparable row",
-        "spearman": "float: mean over sentences of the mean per-row Spearman correlation (rows with >= 3"
-        " valid entries, scored and non-constant in both methods)",
-    },
-    "token_types.parquet": {
-        "method": "string",
-        "layer": "int",
-        "token_id": "int",
-        "token": "string",
-        "count": "int: occurrences in scored rows",
-        "kept": "float: mean diagonal entry of the token's rows (mass it keeps)",
-        "given": "float: mean, over its occurrences, of the mean mass it gives to one other scored row",
-    },
-}
+@dataclass(frozen=True)
+class PartJob:
+    """One part to aggregate: where the store is, what its root says, and what to compute."""
+
+    location: Location
+    info: RootAttrs
+    part: int
+    spec: StatsSpec
 
 
-def part_stats(store_path: str, part: int, spec: StatsSpec, storage_options: dict | None = None) -> PartialStats:
-    """Return the partial statistics of one part of the store at `store_path`."""
+def aggregate_part(replica: None, job: PartJob, progress=None) -> PartialStats:
+    """Return the partial statistics of one part (the step every executor runs; it reads only that part)."""
     from vzcore.store.layout import STATUS_NAMES
-    from vzcore.store.reader import open_store
+    from vzcore.store.reader import open_part
 
-    store = open_store(store_path, storage_options)
-    reader = store.part_reader(part)
-    stats = PartialStats(spec)
+    reader = open_part(job.location, job.part, job.info)
+    stats = PartialStats(job.spec)
     for status, count in zip(*np.unique(reader.status, return_counts=True), strict=True):
         stats.count_status(STATUS_NAMES.get(int(status), str(status)), int(count))
-    special_ids = np.asarray(store.special_token_ids, dtype=np.int64)
+    special_ids = np.asarray(job.info.special_token_ids, dtype=np.int64)
     punct_cache: dict[str, bool] = {}
-    for block in reader.iter_results(spec.methods):
+    for block in reader.iter_results(job.spec.methods):
         for _, result in block:
             ids = np.asarray(result.token_ids, dtype=np.int64)
             special = np.isin(ids, special_ids)
             punct = np.asarray([punct_cache.setdefault(t, is_punctuation(t)) for t in result.tokens]) & ~special
             stats.add_example(result.scores, ids, special, punct, result.tokens)
     return stats
-
-
-def _bucket_rows(spec: StatsSpec, arr: np.ndarray) -> list[tuple[str, np.ndarray]]:
-    """Return `("all", sum over buckets)` and each bucket's slice of `arr` (buckets on axis 1)."""
-    out = [("all", arr.sum(1))]
-    out += [(label, arr[:, b]) for b, label in enumerate(spec.bucket_labels())]
-    return out
-
-
-def _div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(b > 0, a / np.where(b > 0, b, 1), np.nan)
-
-
-def stats_tables(stats: PartialStats, layers: list[int], config: AggregateConfig) -> dict[str, object]:
-    """Return the output tables (pandas DataFrames) of merged statistics."""
-    import pandas as pd
-
-    spec, s = stats.spec, stats.sums
-    offsets = spec.offsets()
-    dist = np.abs(offsets)
-    sel = {
-        "prev_mass": offsets == -1,
-        "next_mass": offsets == 1,
-        "near_mass": (dist >= 2) & (dist <= config.near_max),
-        "far_mass": dist > config.near_max,
-    }
-    examples = [("all", s["examples"].sum()), *list(zip(spec.bucket_labels(), s["examples"], strict=True))]
-    rows, dist_rows = [], []
-    for b, (label, ex) in enumerate(examples):
-        pick = (lambda a: a.sum(1)) if b == 0 else (lambda a, b=b: a[:, b - 1])
-        r = pick(s["rows"])
-        cols = {k: pick(s[k]) for k in ("self_mass", "context_mass", "special_mass", "punct_mass")}
-        ent, ent_rows, zero = pick(s["entropy_sum"]), pick(s["entropy_rows"]), pick(s["zero_rows"])
-        om, oc = pick(s["offset_mass"]), pick(s["offset_count"])
-        for mi, method in enumerate(spec.methods):
-            for li, layer in enumerate(layers):
-                row = {"method": method, "layer": layer, "bucket": label, "examples": int(ex), "rows": int(r[mi, li])}
-                row.update({k: _div(v[mi, li], r[mi, li]).item() for k, v in cols.items()})
-                row.update({k: _div(om[mi, li][m].sum(), r[mi, li]).item() for k, m in sel.items()})
-                row["entropy"] = _div(ent[mi, li], ent_rows[mi, li]).item()
-                row["entropy_rows"] = int(ent_rows[mi, li])
-                row["zero_rows"] = int(zero[mi, li])
-                rows.append(row)
-                for oi, off in enumerate(offsets):
-                    dist_rows.append(
-                        {
-                            "method": method,
-                            "layer": layer,
-                            "bucket": label,
-                            "offset": int(off),
-                            "overflow": oi in (0, len(offsets) - 1),
-                            "mass": _div(om[mi, li, oi], r[mi, li]).item(),
-                            "mass_per_entry": _div(om[mi, li, oi], oc[mi, li, oi]).item(),
-                            "entries": int(oc[mi, li, oi]),
-                        }
-                    )
-    agree = []
-    for label, a_sum in _bucket_rows(spec, s["agree_sum"]):
-        a_count = s["agree_count"].sum(1) if label == "all" else s["agree_count"][:, spec.bucket_labels().index(label)]
-        for pi, (a, c) in enumerate(spec.pairs):
-            for li, layer in enumerate(layers):
-                agree.append(
-                    {
-                        "method_a": a,
-                        "method_b": c,
-                        "layer": layer,
-                        "bucket": label,
-                        "sentences": int(a_count[pi, li]),
-                        "spearman": _div(a_sum[pi, li], a_count[pi, li]).item(),
-                    }
-                )
-    return {
-        "layers.parquet": pd.DataFrame(rows),
-        "distance.parquet": pd.DataFrame(dist_rows),
-        "agreement.parquet": pd.DataFrame(agree, columns=list(SCHEMA["agreement.parquet"])),
-        "token_types.parquet": _type_table(stats, layers, config.top_types),
-    }
-
-
-def _type_table(stats: PartialStats, layers: list[int], top: int):
-    import pandas as pd
-
-    t = dict(zip(TYPE_SUMS, stats.type_sums, strict=True))  # each `[M, L, U]`
-    order = np.argsort(-t["kept_count"].sum((0, 1)), kind="stable")[:top]
-    rows = []
-    for u in order:
-        tid = int(stats.type_ids[u])
-        for mi, method in enumerate(stats.spec.methods):
-            for li, layer in enumerate(layers):
-                rows.append(
-                    {
-                        "method": method,
-                        "layer": layer,
-                        "token_id": tid,
-                        "token": stats.type_tokens.get(tid, ""),
-                        "count": int(t["kept_count"][mi, li, u]),
-                        "kept": _div(t["kept_sum"][mi, li, u], t["kept_count"][mi, li, u]).item(),
-                        "given": _div(t["given_sum"][mi, li, u], t["given_count"][mi, li, u]).item(),
-                    }
-                )
-    return pd.DataFrame(rows, columns=list(SCHEMA["token_types.parquet"]))
 
 
 def default_out(store_path: str) -> Path:
@@ -227,6 +89,7 @@ def aggregate(
     log=print,
 ) -> dict:
     """Aggregate the done parts of a store into `out`; return the summary (also `out/summary.json`)."""
+    from jobs.aggregate_report import report, stats_tables
     from vzcore.store.reader import StoreError, open_store
 
     config = config or AggregateConfig()
@@ -237,26 +100,27 @@ def aggregate(
     parts = store.done_parts()
     if not parts:
         raise StoreError(f"nothing to aggregate: no part is done for every method.\n{store.describe()}")
-    skipped = [p for p in store.parts if p.part not in parts]
+    skipped = {
+        str(p.part): p.problem or f"done only for {list(p.complete)}" for p in store.parts if p.part not in parts
+    }
     if skipped:
         log(f"partial store: aggregating {len(parts)} of {len(store.parts)} parts (the finished ones).")
         log(store.describe())
     spec = StatsSpec(
-        tuple(store.methods), store.num_layers, store.causal, tuple(config.bucket_edges), config.max_offset
+        tuple(store.methods), len(store.layers), store.causal, tuple(config.bucket_edges), config.max_offset
     )
-    if address:
-        from cluster.aggregate_tasks import aggregate_parts_on_ray
-
-        # Tasks run in other working directories: give them an absolute path.
-        where = store_path if "://" in str(store_path) else str(Path(store_path).resolve())
-        total = aggregate_parts_on_ray(where, parts, spec, address=address, storage_options=storage_options)
-    else:
-        total = PartialStats(spec)
-        for k in parts:
-            total.merge(part_stats(store_path, k, spec, storage_options))
+    # Workers may run in other working folders: they get the store's absolute path.
+    location = Location(store.location.absolute(), store.location.storage_options)
+    units = [Unit(k, PartJob(location, store.info, k, spec)) for k in parts]
+    total = PartialStats(spec)  # partials from Ray's object store are read-only: merge into our own arrays
+    with _executor(address) as executor:
+        run = executor.run(units, aggregate_part, on_result=lambda unit, partial: total.merge(partial))
+    for k, reason in sorted(run.lost.items()):
+        log(f"part {k} left out: {reason}")
+        skipped[str(k)] = f"could not be read: {reason}"
     seconds = time.perf_counter() - t0
     out.mkdir(parents=True, exist_ok=True)
-    tables = stats_tables(total, store.layers or list(range(store.num_layers)), config)
+    tables = stats_tables(total, store.layers, config.near_max, config.top_types)
     for name, frame in tables.items():
         frame.to_parquet(out / name, index=False)
     summary = {
@@ -266,8 +130,8 @@ def aggregate(
         "methods": store.methods,
         "layers": store.layers,
         "causal": store.causal,
-        "parts_used": parts,
-        "parts_skipped": {str(p.part): p.problem or f"done only for {list(p.complete)}" for p in skipped},
+        "parts_used": [k for k in parts if k not in run.lost],
+        "parts_skipped": skipped,
         "complete": not skipped,
         "examples": total.status_counts,
         "tokens": int(total.sums["tokens"].sum()),
@@ -280,8 +144,21 @@ def aggregate(
 
         summary["plots"] = write_plots(tables, out)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    (out / "report.md").write_text(_report(summary, tables))
+    (out / "report.md").write_text(report(summary, tables))
     return summary
+
+
+@contextmanager
+def _executor(address: str | None) -> Iterator[Executor]:
+    """In this process without an address; Ray tasks on the cluster at `address` otherwise."""
+    if not address:
+        yield InProcessExecutor()
+        return
+    from cluster.connect import connect
+    from cluster.ray_executor import RayExecutor
+
+    with connect(address):
+        yield RayExecutor()
 
 
 def _check_out(out: Path, store, overwrite: bool) -> None:
@@ -296,72 +173,7 @@ def _check_out(out: Path, store, overwrite: bool) -> None:
             )
 
 
-def _report(summary: dict, tables: dict) -> str:
-    layers = tables["layers.parquet"]
-    overall = layers[layers.bucket == "all"]
-    lines = [
-        f"# Aggregate of `{summary['store']}`",
-        "",
-        f"Model `{summary['model']}`, methods {', '.join(summary['methods'])}, layers {summary['layers']}"
-        f" ({'causal' if summary['causal'] else 'encoder'}).",
-        f"Examples: {summary['examples']}; tokens: {summary['tokens']}; parts used: {len(summary['parts_used'])}.",
-    ]
-    if not summary["complete"]:
-        lines.append(f"**Partial store**: parts left out: {summary['parts_skipped']}.")
-    lines += ["", "## Per layer (all lengths)", ""]
-    lines.append("| method | layer | self | context | special | punct | prev | next | entropy |")
-    lines.append("|---|---|---|---|---|---|---|---|---|")
-    for r in overall.itertuples():
-        lines.append(
-            f"| {r.method} | {r.layer} | {r.self_mass:.3f} | {r.context_mass:.3f} | {r.special_mass:.3f}"
-            f" | {r.punct_mass:.3f} | {r.prev_mass:.3f} | {r.next_mass:.3f} | {r.entropy:.3f} |"
-        )
-    agree = tables["agreement.parquet"]
-    agree = agree[agree.bucket == "all"]
-    if len(agree):
-        lines += ["", "## Method agreement (mean Spearman, all lengths)", ""]
-        for (a, b), g in agree.groupby(["method_a", "method_b"], sort=False):
-            lines.append(f"- {a} vs {b}: " + ", ".join(f"L{r.layer} {r.spearman:.2f}" for r in g.itertuples()))
-    lines += ["", "## Files", ""]
-    lines += [f"- ![{p}]({p})" for p in summary.get("plots", [])]
-    lines += [f"- [{t}]({t})" for t in summary["outputs"]]
-    lines += ["- [summary.json](summary.json)", "", "Column meanings: `jobs.aggregate.SCHEMA`.", ""]
-    return "\n".join(lines)
-
-
-def aggregate_command(
-    store: str,
-    out: Path | None = None,
-    address: str | None = None,
-    overwrite: bool = False,
-    top_types: int = 200,
-    plots: bool = True,
-) -> None:
-    """Aggregate a store into Parquet tables, PNG plots and report.md (locally, or on Ray with --address)."""
-    import typer
-
-    from vzcore.store.reader import StoreError
-
-    try:
-        summary = aggregate(
-            store,
-            out,
-            address=address,
-            overwrite=overwrite,
-            config=AggregateConfig(top_types=top_types, plots=plots),
-            log=typer.echo,
-        )
-    except (StoreError, FileExistsError) as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from err
-    typer.echo(
-        f"aggregated {', '.join(f'{v} {k}' for k, v in summary['examples'].items())} examples"
-        f" from {len(summary['parts_used'])} parts"
-        f" in {summary['aggregate_seconds']:.1f}s -> {out or default_out(store)}/report.md"
-    )
-
-
 if __name__ == "__main__":
-    import typer
+    from jobs.cli import aggregate_main
 
-    typer.run(aggregate_command)
+    aggregate_main()

@@ -55,7 +55,7 @@ def main(
     max_len: int = 64,
 ) -> None:
     """Build the stores (if absent), aggregate them, print the figures."""
-    from jobs.aggregate_synth import write_random_store
+    from jobs.synthetic_store import write_random_store
 
     for n in (examples // 3, examples):
         store = out / f"random-{n}-{layers}l-{'causal' if causal else 'enc'}.zarr"

@@ -51,6 +51,8 @@ def _in_process(
     warnings.filterwarnings("ignore", message=".*were truncated")  # expected: the corpus has long lines
     torch.set_num_threads(threads)
     handle = vzcore.load_model(model, device=device)
+    if handle.device.type == "cpu":
+        vzcore.keep_freed_memory()  # as the job's workers do
     out = []
     for _ in range(passes):
         seconds = []
@@ -101,24 +103,21 @@ def _job(
     real_score = score_mod._score
     scoring: list[float] = []  # when the driver entered and left the scoring step
 
-    def record(cfg_, spec, tasks, summary, on_event):  # wrap the report callback with arrival times
-        import cluster.pool as pool
+    def record(cfg_, executor, spec, tasks, summary, on_event):  # note when each part's report arrives
+        real_run = executor.run
 
-        real_run = pool.run_pool
+        def run(units, step, *, on_result=None, **kw):
+            def arrived(unit, report):
+                arrivals.append((time.perf_counter(), report))
+                on_result(unit, report)
 
-        def run_pool(*a, on_report=None, **kw):
-            def rep(r):
-                arrivals.append((time.perf_counter(), r))
-                on_report(r)
+            return real_run(units, step, on_result=arrived, **kw)
 
-            return real_run(*a, on_report=rep, **kw)
-
-        pool.run_pool, saved = run_pool, real_run
+        executor.run = run
         scoring.append(time.perf_counter())
         try:
-            return real_score(cfg_, spec, tasks, summary, on_event)
+            return real_score(cfg_, executor, spec, tasks, summary, on_event)
         finally:
-            pool.run_pool = saved
             scoring.append(time.perf_counter())
 
     score_mod._score = record
@@ -223,7 +222,7 @@ def bench(
                 window = arrivals[-actors][0] - t_k
                 rate = sum(r.scored for r in later) / window
                 rates[f"job {actors} actor" + ("s" if actors > 1 else "")].append(rate)
-                busy = sum(r.seconds for r in later) / actors  # actor time inside run_part, per actor
+                busy = sum(r.seconds for r in later) / actors  # actor time inside score_part, per actor
                 writes = sum(r.write_seconds for r in later) / actors
                 first = sum(r.seconds for _, r in arrivals[:actors]) / actors
                 fixed = total - (arrivals[-1][0] - t_k) - first

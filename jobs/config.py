@@ -5,15 +5,12 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-__all__ = ["DEFAULT_LIMIT", "DEFAULT_PART_SIZE", "JobConfig", "is_url"]
+from vzcore.store.location import Location
+
+__all__ = ["DEFAULT_LIMIT", "DEFAULT_PART_SIZE", "JobConfig"]
 
 DEFAULT_LIMIT = 200  # the quick start scores this many chatterbot lines
 DEFAULT_PART_SIZE = 32
-
-
-def is_url(path: str) -> bool:
-    """Return True for an fsspec URL such as `s3://bucket/run.zarr` (not a local path)."""
-    return "://" in path and not path.startswith("file://")
 
 
 @dataclass(frozen=True)
@@ -38,7 +35,7 @@ class JobConfig:
     gpus_per_actor: float = 1.0  # on GPUs (fractions allowed: 0.5 puts two actors on a GPU)
     cpus_per_actor: int | None = None  # default: the cluster's CPUs divided among the actors
     address: str | None = None  # a Ray cluster to join; None starts a local one on loopback
-    precision: str = "float32"
+    precision: str = "float32"  # float32, bfloat16, or tf32 (CUDA only): see vzcore.precision
     store_dtype: str = "float16"  # float16 loses at most about 2.5e-4 on normalised scores
     memory_budget: int | None = None  # bytes per chunk of pairs (None: vzcore's default per device); halved on OOM
     overwrite: bool = False  # replace a store whose identity differs
@@ -49,6 +46,11 @@ class JobConfig:
 
     def replace(self, **changes) -> JobConfig:
         return dataclasses.replace(self, **changes)
+
+    @property
+    def location(self) -> Location:
+        """Where the store is, with the options that reach it."""
+        return Location(self.out, dict(self.storage_options))
 
     def to_record(self) -> dict:
         """Return the JSON-safe config recorded in the store (no credentials)."""

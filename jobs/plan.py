@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from vzcore.store.layout import packed_size
 
-__all__ = ["Estimate", "estimate", "plan_parts"]
+__all__ = ["Estimate", "estimate", "plan_parts", "token_lengths"]
 
 
 def plan_parts(count: int, part_size: int) -> list[dict]:
@@ -16,6 +16,17 @@ def plan_parts(count: int, part_size: int) -> list[dict]:
     return [
         {"part": k, "start": a, "stop": min(a + part_size, count)} for k, a in enumerate(range(0, count, part_size))
     ]
+
+
+def token_lengths(tokenizer, texts, limit: int | None) -> list[int]:
+    """Return each text's token count as scored (cut at `limit`); 0 for an empty or non-string text."""
+    out = []
+    for t in texts:
+        if not isinstance(t, str) or not t.strip():
+            out.append(0)
+        else:
+            out.append(len(tokenizer(t, truncation=limit is not None, max_length=limit)["input_ids"]))
+    return out
 
 
 @dataclass(frozen=True)

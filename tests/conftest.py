@@ -1,4 +1,6 @@
-"""Shared fixtures: tiny seeded models of every supported family, built from configs."""
+"""Every fixture of the suite, in one place: tiny seeded models of every supported family (built
+from configs), the real MiniLM, a tiny saved BERT with MiniLM's tokenizer, small datasets, one
+loopback Ray cluster per session and a local S3 server (both started here, stopped by process id)."""
 
 from __future__ import annotations
 
@@ -9,16 +11,22 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import pytest
 import torch
 import transformers
 
 import vzcore
+from tests.support import TEXTS, VOCAB, free_port
 
 # Where the tiny models live: "cpu" (default) or e.g. "cuda" to run the suite on a GPU.
 DEVICE = os.environ.get("VZ_TEST_DEVICE", "cpu")
 TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)
-VOCAB = 120
 
 
 def _tiny(kind: str, attn: str = "eager") -> torch.nn.Module:
@@ -79,6 +87,68 @@ def minilm() -> vzcore.ModelHandle:
         pytest.skip(str(e))
 
 
-def sample_ids(seed: int, n: int) -> list[int]:
-    g = torch.Generator().manual_seed(seed)
-    return torch.randint(3, VOCAB, (n,), generator=g).tolist()
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> str:
+    """A 2-layer seeded BERT saved with the real MiniLM tokenizer: loadable by path in any process."""
+    import torch
+    import transformers
+
+    from vzcore.loading import resolve_short_name
+
+    tok = transformers.AutoTokenizer.from_pretrained(resolve_short_name("minilm"))
+    torch.manual_seed(0)
+    cfg = transformers.BertConfig(
+        vocab_size=tok.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
+    path = tmp_path_factory.mktemp("tiny-bert")
+    transformers.BertModel(cfg).eval().save_pretrained(path)
+    tok.save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def texts_jsonl(tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("data") / "texts.jsonl"
+    path.write_text("".join(json.dumps({"text": t, "n": k}) + "\n" for k, t in enumerate(TEXTS)))
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray cluster on loopback for the whole session; the jobs join it."""
+    ray = pytest.importorskip("ray")
+    ray.init(address="local", _node_ip_address="127.0.0.2", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A moto S3 server started here (ended by its process id) and a bucket; yields storage options."""
+    pytest.importorskip("moto")
+    boto3 = pytest.importorskip("boto3")
+    port = free_port()
+    server = Path(sys.executable).with_name("moto_server")
+    proc = subprocess.Popen(
+        [str(server), "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    creds = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing", "region_name": "us-east-1"}
+    try:
+        for _ in range(300):
+            try:
+                boto3.client("s3", endpoint_url=endpoint, **creds).create_bucket(Bucket="vzstore")
+                break
+            except Exception:
+                time.sleep(0.1)
+        else:
+            pytest.fail("moto server did not start")
+        yield {"key": "testing", "secret": "testing", "client_kwargs": {"endpoint_url": endpoint}}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

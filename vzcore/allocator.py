@@ -1,10 +1,14 @@
-"""Process-level allocator settings for scoring on CPUs.
+"""Process-level allocator settings for scoring on CPUs: an explicit opt-in, `keep_freed_memory()`.
+
+The library never calls it by itself: it changes how the whole process allocates, which is the
+process owner's choice. The scoring job's workers, the in-process job and the benchmark call it,
+since they own their process; call it yourself before scoring on a CPU to get the same speed.
 
 Every chunk of pairs allocates tensors of tens of MiB. glibc's malloc serves those with fresh
 `mmap`s and hands freed memory back to the system, so each chunk pays page faults and kernel
 zeroing for every temporary — measured here as a third of the fast path's time on MiniLM.
 Raising the mmap threshold (to its 32 MiB cap) and the trim threshold (to 256 MiB) keeps freed
-blocks in the heap for reuse. Set `VZ_MALLOC_TUNING=0` to leave the allocator alone.
+blocks in the heap for reuse. Set `VZ_MALLOC_TUNING=0` to make the call a no-op.
 
 The trim threshold bounds only the top of the main heap. Freed blocks elsewhere (other arenas, and
 holes that texts of every length leave) stay resident, so a long-running process (a job's actor)

@@ -9,7 +9,6 @@ import torch
 from torch import nn
 
 from vzcore import methods as _methods  # noqa: F401  (registers the built-in methods)
-from vzcore.allocator import keep_freed_memory
 from vzcore.batch import Batch
 from vzcore.capture import capture_layers
 from vzcore.inputs import Encoded, encode
@@ -21,7 +20,8 @@ from vzcore.result import ScoreResult
 __all__ = ["DEFAULT_MEMORY_BUDGET", "default_memory_budget", "score"]
 
 # Bytes for one chunk of (target, source) pairs. On CPUs small enough that a chunk's temporaries
-# stay below the allocator's mmap threshold (see vzcore.allocator); accelerators take larger chunks.
+# stay below the allocator's mmap threshold once `vzcore.keep_freed_memory()` raised it (see
+# vzcore.allocator); accelerators take larger chunks.
 DEFAULT_MEMORY_BUDGET = {"cpu": 64 * 2**20, "cuda": 1024 * 2**20}
 
 
@@ -120,8 +120,6 @@ def score(
     encoded = encode(handle, texts, max_length)
     target_rows = _resolve_targets(targets, encoded)
     device = handle.device
-    if device.type == "cpu":
-        keep_freed_memory()
     if memory_budget is None:
         memory_budget = default_memory_budget(device)
     lower_precision = precision_context(precision, device)

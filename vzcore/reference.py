@@ -59,11 +59,8 @@ def reference_value_zeroing(
 
 def _block_distances(handle: ModelHandle, block, call: tuple, n: int, distance, final, zero: bool) -> np.ndarray:
     """Return `C[i, j]` of one block: re-run it on its clean input once per zeroed token j."""
-    spec, cfg = handle.family, handle.config
+    spec, geo = handle.family, handle.geometry
     args, kwargs = call
-    kv_width = (getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads) * (
-        getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
-    )
     zeroed_row: list[int | None] = [None]
 
     def zero_value(module, inputs, output):
@@ -71,10 +68,7 @@ def _block_distances(handle: ModelHandle, block, call: tuple, n: int, distance, 
         if j is None:
             return output
         output = output.clone()
-        if spec.fused_qkv:
-            output[:, j, -kv_width:] = 0  # GPT-2's c_attn: only the value third
-        else:
-            output[:, j, :] = 0
+        spec.value_part(output, geo)[:, j] = 0  # a view: only the value columns (GPT-2's c_attn holds q, k, v)
         return output
 
     def run(j: int | None) -> torch.Tensor:

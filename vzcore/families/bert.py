@@ -25,4 +25,5 @@ BERT = FamilySpec(
     finish=_finish,
     causal=False,
     post_norm=True,
+    padded_positions=("roberta", "xlm-roberta", "camembert", "data2vec-text"),
 )

@@ -27,4 +27,5 @@ GPT2 = FamilySpec(
     post_norm=False,
     final_norm="ln_f",
     fused_qkv=True,
+    ffn_size="n_inner",
 )

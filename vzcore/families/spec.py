@@ -36,6 +36,43 @@ class FamilySpec:
     post_norm: bool
     final_norm: str | None = None  # path relative to the base model, pre-norm models only
     fused_qkv: bool = False  # value projection output is `[q | k | v]` (GPT-2's c_attn)
+    ffn_size: str = "intermediate_size"  # config field of the feed-forward width (GPT-2: `n_inner`)
+    # model types whose position ids start after the padding index (RoBERTa): two positions fewer
+    padded_positions: tuple[str, ...] = ()
+
+    def geometry(self, config) -> Geometry:
+        """Return the sizes of a model of this family from its Hugging Face `config`."""
+        heads = int(config.num_attention_heads)  # GPT-2's `n_head` and friends map here (attribute_map)
+        hidden = int(config.hidden_size)
+        ffn = getattr(config, self.ffn_size, None)
+        return Geometry(
+            num_layers=int(config.num_hidden_layers),
+            hidden=hidden,
+            heads=heads,
+            kv_heads=int(getattr(config, "num_key_value_heads", None) or heads),
+            head_dim=int(getattr(config, "head_dim", None) or hidden // heads),
+            ffn=int(ffn or 4 * hidden),  # GPT-2 leaves `n_inner` unset for 4 × hidden
+        )
+
+    def value_part(self, proj_out: torch.Tensor, geometry: Geometry) -> torch.Tensor:
+        """Return the value vectors `[..., kv_heads · head_dim]` inside the value projection's output."""
+        return proj_out[..., -geometry.kv_width :] if self.fused_qkv else proj_out
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """The sizes of one model: what scoring, estimates and the store need to know of its shape."""
+
+    num_layers: int
+    hidden: int
+    heads: int  # query heads
+    kv_heads: int  # key/value heads (fewer than `heads` with grouped-query attention)
+    head_dim: int
+    ffn: int  # feed-forward width (per input projection)
+
+    @property
+    def kv_width(self) -> int:
+        return self.kv_heads * self.head_dim
 
 
 def linear_params(module: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]:

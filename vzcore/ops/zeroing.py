@@ -88,13 +88,17 @@ _FOLDED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 def _folded_weights(block: nn.Module, spec: FamilySpec) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """Return, per feed-forward input projection `W, b` after the mix norm `γ, β`:
     `W diag(γ)` `[F, d]`, the per-head maps `W diag(γ) C W_O^h` `[F, H, d_h]` (C centres for LayerNorm)
-    and the constant `W β + b` `[F]`. They depend on the weights only, so they are cached per block.
+    and the constant `W β + b` `[F]`. They depend on the block's weights only, so they are cached
+    per block, keyed on every weight they read: its identity, storage and version counter (which
+    any in-place update bumps: `load_state_dict`, an optimiser step), plus the spec.
     """
-    key = (spec.name, next(block.parameters()).dtype, next(block.parameters()).device)
+    norm = block.get_submodule(spec.mix_norm)
+    sources = [*block.get_submodule(spec.out_proj).parameters(), *norm.parameters()]
+    sources += [p for path in spec.first_projs for p in block.get_submodule(path).parameters()]
+    key = (spec.name, *((id(p), p.data_ptr(), p.dtype, p.device, p._version) for p in sources))
     cached = _FOLDED.get(block)
     if cached is not None and cached[0] == key:
         return cached[1]
-    norm = block.get_submodule(spec.mix_norm)
     layer_norm = isinstance(norm, nn.LayerNorm)
     heads = block.get_submodule(spec.attention).config.num_attention_heads
     w_o, _ = linear_params(block.get_submodule(spec.out_proj))  # `[d, H·d_h]`

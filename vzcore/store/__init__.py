@@ -1,8 +1,23 @@
-"""The on-disk store of a scoring run: layout contract (`layout`), part writer (`writer`), reader.
+"""The on-disk store of a scoring run (docs/store-layout.md).
 
-Importing this package does not import zarr; the writer and reader import it when called.
+`layout` (names, paths, map packing), `location` (local folder or URL), `root` (the root
+attributes), `writer` (one part), `reader` (`open_store`), `tables` (Parquet rows of the parts),
+`query` (find and draw examples). Importing this package does not import zarr.
 """
 
+from vzcore.store.errors import ExampleNotScoredError, StoreError
 from vzcore.store.layout import LAYOUT_VERSION, pack_maps, part_path, unpack_maps
+from vzcore.store.location import Location, is_url
+from vzcore.store.root import RootAttrs
 
-__all__ = ["LAYOUT_VERSION", "pack_maps", "part_path", "unpack_maps"]
+__all__ = [
+    "LAYOUT_VERSION",
+    "ExampleNotScoredError",
+    "Location",
+    "RootAttrs",
+    "StoreError",
+    "is_url",
+    "pack_maps",
+    "part_path",
+    "unpack_maps",
+]

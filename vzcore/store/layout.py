@@ -1,4 +1,4 @@
-"""The store layout contract (v1, see docs/store-layout.md): names, paths and the map packing.
+"""The store layout contract (v2, see docs/store-layout.md): names, paths and the map packing.
 
 Pure numpy; no zarr here, so readers and writers share one definition of where things live.
 """
@@ -11,6 +11,7 @@ __all__ = [
     "EXAMPLE_ARRAYS",
     "LAYOUT_VERSION",
     "PARTS_GROUP",
+    "READABLE_LAYOUTS",
     "SCORES_GROUP",
     "STATUS_FAILED",
     "STATUS_NAMES",
@@ -27,7 +28,8 @@ __all__ = [
     "unpack_maps",
 ]
 
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2  # v2 names the model's layer count `model_num_layers` (v1: `num_layers`)
+READABLE_LAYOUTS = (1, 2)
 
 PARTS_GROUP = "parts"
 SCORES_GROUP = "scores"  # inside a part group: `scores/{method}`

@@ -1,20 +1,18 @@
 """Ask a store questions: find examples by text or token (through its Parquet tables), draw one example.
 
-`vz show STORE --example ID` is the command-line face of `show_example`.
+`vz show STORE --example ID` (jobs.cli) is the command-line face of `show_example`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Annotated
 
 import numpy as np
-import typer
 
-from vzcore.store.reader import Store, StoreError, open_store
+from vzcore.store.errors import StoreError
+from vzcore.store.reader import Store
 
-__all__ = ["find_examples", "show_command", "show_example"]
+__all__ = ["find_examples", "show_example"]
 
 
 def find_examples(
@@ -70,25 +68,3 @@ def show_example(
         raise StoreError(f"layer {layer} is not in the store; it holds layers {layers}")
     title = f"example {example_id}" + (f": {result.text[:80]}" if result.text else "")
     return result_figure(result, layers=[layer], words=words, title=title)
-
-
-def show_command(
-    store: Annotated[str, typer.Argument(help="store path or fsspec URL")],
-    example: Annotated[int, typer.Option("--example", help="example id (dataset row)")],
-    method: Annotated[
-        list[str] | None, typer.Option("--method", help="method to draw (repeatable; default all)")
-    ] = None,
-    layer: Annotated[int | None, typer.Option(help="block index (default: the last stored layer)")] = None,
-    words: Annotated[bool, typer.Option("--words", help="word-level maps instead of tokens")] = False,
-    out: Annotated[Path | None, typer.Option(help="PNG to write (default example_ID.png)")] = None,
-) -> None:
-    """Draw one example's maps (a heatmap per --method, all by default) at --layer (default: last)."""
-    try:
-        opened = open_store(store)
-        fig = show_example(opened, example, method or None, layer, words)
-    except StoreError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from err
-    out = out or Path(f"example_{example}.png")
-    fig.savefig(out, dpi=120)
-    typer.echo(f"wrote {out}")

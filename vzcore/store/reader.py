@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 
 from vzcore.result import ScoreResult
+from vzcore.store.errors import ExampleNotScoredError, StoreError
 from vzcore.store.layout import (
-    LAYOUT_VERSION,
     SCORES_GROUP,
     STATUS_NAMES,
     STATUS_SCORED,
@@ -24,18 +24,12 @@ from vzcore.store.layout import (
     part_path,
     unpack_maps,
 )
+from vzcore.store.location import Location
+from vzcore.store.root import RootAttrs
 
-__all__ = ["ExampleNotScoredError", "PartInfo", "PartReader", "Store", "StoreError", "open_store"]
+__all__ = ["ExampleNotScoredError", "PartInfo", "PartReader", "Store", "StoreError", "open_part", "open_store"]
 
 DEFAULT_BLOCK_VALUES = 1 << 22  # flat values per method read at once when streaming a part
-
-
-class StoreError(Exception):
-    """The store is missing, unreadable, from another layout, or lacks what was asked for."""
-
-
-class ExampleNotScoredError(StoreError):
-    """The example exists but has no maps (failed, skipped, or its part is not done)."""
 
 
 @dataclass(frozen=True)
@@ -52,34 +46,26 @@ class PartInfo:
         return self.problem is None and all(m in self.complete for m in methods)
 
 
-def _open_group(path: Any, storage_options: dict | None, path_in: str | None = None):
-    import zarr
-
-    kw: dict = {"mode": "r"}
-    if "://" in str(path):
-        kw["storage_options"] = storage_options or {}
-    return zarr.open_group(store=str(path), path=path_in, **kw)
-
-
 class Store:
     """A scoring run's store, opened read-only. Build it with `open_store`."""
 
-    def __init__(self, path: str, root: Any, storage_options: dict | None = None) -> None:
-        self.path = path
-        self.storage_options = storage_options
+    def __init__(self, location: Location, root: Any, info: RootAttrs) -> None:
+        self.location = location
+        self.path = location.path
+        self.storage_options = location.storage_options
         self._root = root
-        attrs = dict(root.attrs)
-        self.attrs = attrs
-        self.config: dict = attrs.get("config", {})
-        self.identity: dict = attrs.get("identity", {})
-        self.versions: dict = attrs.get("versions", {})
-        self.methods: list[str] = list(attrs.get("methods", []))
-        self.layers: list[int] = list(attrs.get("layers", []))
-        self.num_layers: int = int(attrs.get("num_layers", len(self.layers)))
-        self.causal: bool = bool(attrs.get("causal", False))
-        self.model_type: str | None = attrs.get("model_type")
-        self.special_token_ids: list[int] = [int(t) for t in attrs.get("special_token_ids", [])]
-        self.plan: list[dict] = sorted(attrs.get("plan", []), key=lambda p: p["part"])
+        self.attrs = dict(root.attrs)
+        self.info = info
+        self.config: dict = info.config
+        self.identity: dict = info.identity
+        self.versions: dict = info.versions
+        self.methods: list[str] = list(info.methods)
+        self.layers: list[int] = list(info.layers)  # stored block indices: each example has one map per entry
+        self.model_num_layers: int = info.model_num_layers  # the model's block count
+        self.causal: bool = info.causal
+        self.model_type: str | None = info.model_type
+        self.special_token_ids: list[int] = list(info.special_token_ids)
+        self.plan: list[dict] = info.plan
         self.parts: list[PartInfo] = [self._part_info(p) for p in self.plan]
         self._starts = np.asarray([p["start"] for p in self.plan], dtype=np.int64)
         self._part_readers: dict[int, PartReader] = {}
@@ -121,7 +107,7 @@ class Store:
         lines = [
             f"store {self.path} (layout v{self.attrs.get('vz_layout')})",
             f"  model: {self.config.get('model', '?')} ({self.model_type}, {'causal' if self.causal else 'encoder'})",
-            f"  methods: {', '.join(self.methods)}; layers: {self.layers}",
+            f"  methods: {', '.join(self.methods)}; layers: {self.layers} of {self.model_num_layers}",
             f"  examples planned: {self.num_examples} in {len(self.parts)} parts; done for all methods: {len(done)}",
         ]
         for p in self.parts:
@@ -150,7 +136,7 @@ class Store:
     def part_reader(self, part: int) -> PartReader:
         """Return a reader of one part (its per-example arrays are read once and cached)."""
         if part not in self._part_readers:
-            self._part_readers[part] = PartReader(self, part)
+            self._part_readers[part] = PartReader(self._root[part_path(part)], part, self.info)
         return self._part_readers[part]
 
     def example(self, example_id: int, methods: Sequence[str] | str | None = None) -> ScoreResult:
@@ -206,21 +192,15 @@ class Store:
         return find_examples(self, text=text, token=token, **kw)
 
     # ---- tables -------------------------------------------------------------------------------
-    def _fs_path(self, name: str):
-        import fsspec
-
-        fs, root = fsspec.core.url_to_fs(self.path, **(self.storage_options or {}))
-        return fs, f"{root.rstrip('/')}/{TABLES_DIR}/{name}"
-
     def has_tables(self) -> bool:
-        fs, path = self._fs_path("examples.parquet")
+        fs, path = self.location.filesystem(f"{TABLES_DIR}/examples.parquet")
         return fs.exists(path)
 
     def table(self, name: str, columns: Sequence[str] | None = None, filters=None):
         """Return `tables/{name}.parquet` as a pyarrow Table (a `StoreError` if the tables are not written)."""
         import pyarrow.parquet as pq
 
-        fs, path = self._fs_path(f"{name}.parquet")
+        fs, path = self.location.filesystem(f"{TABLES_DIR}/{name}.parquet")
         if not fs.exists(path):
             raise StoreError(
                 f"{self.path} has no {TABLES_DIR}/{name}.parquet (written only when every part is done);"
@@ -248,13 +228,16 @@ class Store:
 
 
 class PartReader:
-    """Reads one part group: its per-example arrays once, then slices of the token and score arrays."""
+    """Reads one part group: its per-example arrays once, then slices of the token and score arrays.
 
-    def __init__(self, store: Store, part: int) -> None:
-        self.store = store
-        self.part = part
-        group = store._root[part_path(part)]
+    It needs only the part's group and the root attributes, so a worker can read one part
+    without opening the whole store (`open_part`).
+    """
+
+    def __init__(self, group: Any, part: int, info: RootAttrs) -> None:
         self.group = group
+        self.part = part
+        self.info = info
         self.example_id = group["example_id"][:]
         self.status = group["status"][:]
         self.length = group["length"][:]
@@ -303,7 +286,7 @@ class PartReader:
         word_ids = g["word_ids"][t0:t1]
         tokens = g["tokens"][t0:t1]
         values = {meth: g[f"{SCORES_GROUP}/{meth}"][v0:v1] for meth in methods}
-        layers = self.store.layers or list(range(self.store.num_layers))
+        layers, num_maps = self.info.layers, self.info.num_maps
         for k in range(a, b):
             eid = int(self.example_id[k])
             if self.status[k] != STATUS_SCORED or (ids is not None and eid not in ids):
@@ -312,7 +295,7 @@ class PartReader:
             ts = slice(int(self.token_offset[k]) - t0, int(self.token_offset[k + 1]) - t0)
             vs = slice(int(self.value_offset[k]) - v0, int(self.value_offset[k + 1]) - v0)
             scores = {
-                meth: unpack_maps(values[meth][vs], n, self.store.num_layers, self.store.causal).astype(np.float32)
+                meth: unpack_maps(values[meth][vs], n, num_maps, self.info.causal).astype(np.float32)
                 for meth in methods
             }
             scored = ~np.any([np.isnan(s).any(axis=(0, 2)) for s in scores.values()], axis=0)
@@ -333,62 +316,36 @@ class PartReader:
 
     def examples_frame(self):
         """Return this part's rows of the examples table (without `text`, which only the tables hold)."""
-        import pandas as pd
-
-        return pd.DataFrame(
-            {
-                "example_id": self.example_id,
-                "part": self.part,
-                "index_in_part": np.arange(len(self.example_id)),
-                "status": [STATUS_NAMES.get(int(x), str(x)) for x in self.status],
-                "reason": [self.failures.get(str(int(e)), "") for e in self.example_id],
-                "length": self.length,
-                "truncated": self.truncated,
-            }
-        )
+        return self._tables()[0].drop_columns(["text"]).to_pandas()
 
     def tokens_frame(self):
-        """Return this part's rows of the tokens table (without `is_special`)."""
-        import pandas as pd
+        """Return this part's rows of the tokens table."""
+        return self._tables()[1].to_pandas()
 
-        g = self.group
-        ids = np.repeat(self.example_id, np.diff(self.token_offset))
-        pos = np.arange(len(ids)) - np.repeat(self.token_offset[:-1], np.diff(self.token_offset))
-        return pd.DataFrame(
-            {
-                "example_id": ids,
-                "position": pos,
-                "token_id": g["token_ids"][:],
-                "token": [str(t) for t in g["tokens"][:]],
-                "word_id": g["word_ids"][:],
-            }
-        )
+    def _tables(self):
+        from vzcore.store.tables import part_tables
+
+        return part_tables(self.group, self.part, self.info.special_token_ids)
+
+
+def open_part(location: Location, part: int, info: RootAttrs) -> PartReader:
+    """Open one part of the store at `location` for reading, touching nothing else of the store."""
+    try:
+        group = location.open_group(mode="r", path=part_path(part))
+    except Exception as err:
+        raise StoreError(f"{location.path}: part {part} cannot be opened: {type(err).__name__}: {err}") from err
+    return PartReader(group, part, info)
 
 
 def open_store(path_or_url: Any, storage_options: dict | None = None) -> Store:
     """Open a store (a local path or an fsspec URL such as `s3://bucket/run.zarr`) read-only.
 
-    Raises `StoreError` if nothing is there, if it is not a vz store, or if its layout is not v1.
-    A partly written store opens; `store.describe()` says which parts are usable.
+    Raises `StoreError` if nothing is there, if it is not a vz store, or if its layout is not one
+    this version reads. A partly written store opens; `store.describe()` says which parts are usable.
     """
-    path = str(path_or_url)
+    location = Location(str(path_or_url), dict(storage_options or {}))
     try:
-        root = _open_group(path, storage_options)
+        root = location.open_group(mode="r")
     except Exception as err:  # zarr raises several kinds for "nothing there"
-        raise StoreError(f"no store at {path}: {type(err).__name__}: {err}") from err
-    attrs = dict(root.attrs)
-    version = attrs.get("vz_layout")
-    if version is None:
-        raise StoreError(
-            f"{path} is a zarr group but not a vz store: no 'vz_layout' attribute"
-            " (a scoring run writes its root attributes first; was it started?)"
-        )
-    if version != LAYOUT_VERSION:
-        raise StoreError(
-            f"{path} has store layout v{version}; this vzcore reads v{LAYOUT_VERSION}. Rescore it, or read it"
-            " with the vzcore version that wrote it (see its 'versions' attribute)."
-        )
-    missing = [k for k in ("plan", "methods", "num_layers") if k not in attrs]
-    if missing:
-        raise StoreError(f"{path}: root attributes {missing} are missing; the store is damaged or not finished")
-    return Store(path, root, storage_options)
+        raise StoreError(f"no store at {location.path}: {type(err).__name__}: {err}") from err
+    return Store(location, root, RootAttrs.from_attrs(dict(root.attrs), location.path))

@@ -24,8 +24,9 @@ from vzcore.store.layout import (
     packed_size,
     part_path,
 )
+from vzcore.store.location import Location
 
-__all__ = ["ExampleOutcome", "open_root", "part_state", "write_part"]
+__all__ = ["ExampleOutcome", "part_state", "write_part"]
 
 
 @dataclass(frozen=True)
@@ -63,18 +64,6 @@ class ExampleOutcome:
         return len(self.token_ids) if self.status == STATUS_SCORED else 0
 
 
-def open_root(store: Any, *, mode: str = "a", storage_options: dict | None = None):
-    """Open the store's root group: a local path, an fsspec URL (`s3://...`), or a `zarr.Group` as is."""
-    import zarr
-
-    if isinstance(store, zarr.Group):
-        return store
-    store = str(store)
-    if "://" in store:
-        return zarr.open_group(store=store, mode=mode, storage_options=storage_options or {})
-    return zarr.open_group(store=store, mode=mode)
-
-
 def part_state(root: Any, part: int) -> dict | None:
     """Return a part group's attrs (`start`, `stop`, `complete`, ...), or None if it does not exist."""
     try:
@@ -108,34 +97,34 @@ def _base_matches(group: Any, ids: np.ndarray, lengths: np.ndarray) -> bool:
 
 
 def write_part(
-    store: Any,
+    store: Location | str,
     part: int,
     outcomes: Sequence[ExampleOutcome],
     methods: Sequence[str],
     *,
     causal: bool,
-    num_layers: int,
+    num_maps: int,
     start: int | None = None,
     stop: int | None = None,
     store_dtype: str = "float16",
-    storage_options: dict | None = None,
 ) -> None:
     """Write part `part` holding `outcomes` (in id order) and mark `methods` complete in it.
 
-    `num_layers` is how many maps each scored example holds (the selected layers). When the part
+    `num_maps` is how many maps each scored example holds (one per stored layer). When the part
     already holds the same examples, only the `methods` arrays are (re)written and appended to the
     part's `complete` list; otherwise the part is rewritten from scratch. `start`/`stop` default
     to the id range of `outcomes`. The caller must be the only writer of this part.
     """
     import zarr
 
-    root = open_root(store, mode="a", storage_options=storage_options)
+    location = store if isinstance(store, Location) else Location(str(store))
+    root = location.open_group(mode="a")
     outcomes = sorted(outcomes, key=lambda o: o.example_id)
     ids = np.asarray([o.example_id for o in outcomes], dtype=np.int64)
     lengths = np.asarray([o.n for o in outcomes], dtype=np.int32)
     start = int(ids[0]) if start is None and len(ids) else (start or 0)
     stop = int(ids[-1]) + 1 if stop is None and len(ids) else (stop or 0)
-    sizes = np.asarray([packed_size(int(n), num_layers, causal) for n in lengths], dtype=np.int64)
+    sizes = np.asarray([packed_size(int(n), num_maps, causal) for n in lengths], dtype=np.int64)
     value_offset = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
 
     path = part_path(part)
@@ -176,8 +165,8 @@ def write_part(
             maps = o.scores.get(method) if o.status == STATUS_SCORED else None
             if maps is None:
                 continue  # scored before for other methods but not now: stays NaN
-            if maps.shape[0] != num_layers:
-                raise ValueError(f"example {o.example_id}: {maps.shape[0]} maps for {num_layers} layers")
+            if maps.shape[0] != num_maps:
+                raise ValueError(f"example {o.example_id}: {maps.shape[0]} maps, the store holds {num_maps} layers")
             flat[value_offset[k] : value_offset[k + 1]] = pack_maps(maps, causal)
         _flat_array(scores, method, flat, store_dtype)
     group.attrs["complete"] = sorted(set(done) | set(methods))

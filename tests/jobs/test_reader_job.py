@@ -11,10 +11,8 @@ pytest.importorskip("datasets")
 import vzcore
 from jobs.aggregate import AggregateConfig, aggregate
 from jobs.score import run_job
-from tests.ray_fixtures import TEXTS, job_config
+from tests.support import TEXTS, job_config
 from vzcore.store.reader import ExampleNotScoredError
-
-pytest_plugins = ["tests.ray_fixtures"]
 
 
 def test_job_store_reads_and_aggregates(tmp_path, tiny_model_dir, texts_jsonl):

@@ -16,7 +16,7 @@ import torch  # noqa: E402
 import transformers  # noqa: E402
 
 import vzcore  # noqa: E402
-from jobs.aggregate_synth import write_scored_store  # noqa: E402
+from jobs.synthetic_store import write_scored_store  # noqa: E402
 from vzcore.store.layout import part_path  # noqa: E402
 from vzcore.store.reader import ExampleNotScoredError, StoreError  # noqa: E402
 from vzcore.store.writer import ExampleOutcome, write_part  # noqa: E402
@@ -97,7 +97,7 @@ def test_xarray_iter_and_find(bert_store):
 
 def test_failed_skipped_and_unfinished_examples(tmp_path):
     path = tmp_path / "f.zarr"
-    from jobs.aggregate_synth import init_root, random_maps
+    from jobs.synthetic_store import init_root, random_maps
 
     plan = [{"part": 0, "start": 0, "stop": 3}, {"part": 1, "start": 3, "stop": 5}]
     init_root(path, methods=["attention", "value_zeroing"], layers=[0], causal=False, plan=plan)
@@ -110,7 +110,7 @@ def test_failed_skipped_and_unfinished_examples(tmp_path):
         scores={"attention": maps, "value_zeroing": maps},
     )
     outs = [ok, ExampleOutcome.failed(1, "CUDA out of memory"), ExampleOutcome.failed(2, "empty text", skipped=True)]
-    write_part(str(path), 0, outs, ["attention", "value_zeroing"], causal=False, num_layers=1, start=0, stop=3)
+    write_part(str(path), 0, outs, ["attention", "value_zeroing"], causal=False, num_maps=1, start=0, stop=3)
     store = vzcore.open_store(path)
     assert store.done_parts() == [0] and not store.complete
     assert "part 1 [3, 5): not written" in store.describe()
@@ -137,7 +137,7 @@ def test_import_vzcore_stays_free_of_zarr():
     import sys
 
     code = (
-        "import sys, vzcore, vzcore.cli; print([m for m in ('zarr', 'ray', 'xarray', 'datasets') if m in sys.modules])"
+        "import sys, vzcore; print([m for m in ('zarr', 'ray', 'xarray', 'datasets') if m in sys.modules])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

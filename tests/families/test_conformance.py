@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import vzcore
-from tests.conftest import sample_ids
+from tests.support import sample_ids
 from vzcore.reference import reference_value_zeroing
 
 TOL = 1e-5

@@ -58,7 +58,7 @@ def test_write_part_reads_back_with_plain_zarr(tmp_path, causal):
         ),
     ]
     store = str(tmp_path / "s.zarr")
-    write_part(store, 4, outcomes, ["a"], causal=causal, num_layers=2, start=10, stop=13)
+    write_part(store, 4, outcomes, ["a"], causal=causal, num_maps=2, start=10, stop=13)
     g = zarr.open_group(store, mode="r")[part_path(4)]
     assert complete_methods(dict(g.attrs)) == ["a"]
     assert g.attrs["failures"] == {"11": "empty text"}
@@ -80,8 +80,8 @@ def test_adding_a_method_keeps_base_arrays_and_extends_complete(tmp_path):
     maps = _maps(rng, 1, 2, False)
     o = [ExampleOutcome(0, tokens=["a", "b"], token_ids=[1, 2], word_ids=[0, 1], scores={"a": maps, "b": maps})]
     store = str(tmp_path / "s.zarr")
-    write_part(store, 0, o, ["a"], causal=False, num_layers=1, store_dtype="float32")
-    write_part(store, 0, o, ["b"], causal=False, num_layers=1, store_dtype="float32")
+    write_part(store, 0, o, ["a"], causal=False, num_maps=1, store_dtype="float32")
+    write_part(store, 0, o, ["b"], causal=False, num_maps=1, store_dtype="float32")
     state = part_state(zarr.open_group(store, mode="r"), 0)
     assert state["complete"] == ["a", "b"]
     g = zarr.open_group(store, mode="r")[part_path(0)]

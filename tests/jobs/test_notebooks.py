@@ -10,13 +10,13 @@ import pytest
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
 
 @pytest.fixture(scope="module")
 def tiny_store(tmp_path_factory):
-    from jobs.aggregate_synth import write_random_store
+    from jobs.synthetic_store import write_random_store
 
     path = tmp_path_factory.mktemp("nb") / "tiny.zarr"
     write_random_store(path, 12, num_layers=2, part_size=5, lengths=(4, 10), fail_every=6)

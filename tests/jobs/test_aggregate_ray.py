@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 
 pd = pytest.importorskip("pandas")
 
 from jobs.aggregate import AggregateConfig, aggregate  # noqa: E402
-from jobs.aggregate_synth import write_random_store  # noqa: E402
-
-# One session cluster and S3 server for every test module: registered as a plugin (once), not imported per module.
-# Same plugin name as the job tests (tests.ray_fixtures), so that pytest registers the fixtures once.
-if importlib.util.find_spec("tests.ray_fixtures") is not None:
-    pytest_plugins = ["tests.ray_fixtures"]
+from jobs.synthetic_store import write_random_store  # noqa: E402
 
 pytestmark = pytest.mark.slow
 CFG = AggregateConfig(bucket_edges=(1, 8, 16), max_offset=4, plots=False)

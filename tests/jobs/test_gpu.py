@@ -9,17 +9,17 @@ import torch
 
 import vzcore
 from jobs.score import run_job
-from jobs.worker import WorkerSpec, score_examples
-from tests.ray_fixtures import TEXTS, job_config
+from jobs.score_step import ScoreSpec, score_examples
+from vzcore.store.location import Location
+from tests.support import TEXTS, job_config
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-pytest_plugins = ["tests.ray_fixtures"]
 
 LONG = [" ".join(["value zeroing measures context mixing"] * 10)] * 16  # 16 texts of 62 tokens
 
 
-def _spec(model: str, memory_budget: int | None) -> WorkerSpec:
-    return WorkerSpec(
+def _spec(model: str, memory_budget: int | None) -> ScoreSpec:
+    return ScoreSpec(
         model=model,
         methods=("value_zeroing",),
         options=(),
@@ -28,10 +28,10 @@ def _spec(model: str, memory_budget: int | None) -> WorkerSpec:
         precision="float32",
         batch_size=len(LONG),
         memory_budget=memory_budget,
-        store="unused",
+        location=Location("unused"),
         store_dtype="float32",
         causal=False,
-        num_layers=2,
+        num_maps=2,
     )
 
 

@@ -9,7 +9,6 @@ import sys
 import tempfile
 import time
 import urllib.request
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -19,29 +18,12 @@ pytest.importorskip("zarr")
 import zarr
 
 from jobs.config import JobConfig
+from cluster.executor import Started
 from jobs.score import run_job
-from tests.ray_fixtures import TEXTS, free_port, job_config
+from tests.support import TEXTS, deadline, free_port, job_config
 from vzcore.store.layout import complete_methods, part_path
 
-pytest_plugins = ["tests.ray_fixtures"]
-
-CLUSTER = Path(__file__).resolve().parents[1] / "cluster"
-
-
-@contextmanager
-def deadline(seconds: int):
-    """Fail the test instead of hanging (main thread only)."""
-
-    def expire(signum, frame):
-        raise TimeoutError(f"gave up after {seconds} s")
-
-    old = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
+CLUSTER = Path(__file__).resolve().parents[2] / "cluster"
 
 
 def _assert_every_example_once(root, n: int, methods: list[str]) -> None:
@@ -75,9 +57,9 @@ def test_killed_actor_is_replaced_and_its_part_redone(ray_cluster, tmp_path, tin
     killed: list[int] = []
 
     def kill_on_part_1(ev):
-        if ev[0] == "start" and ev[1] == 1 and ev[2] == 0:  # first attempt at part 1: really kill it
-            os.kill(ev[3], signal.SIGKILL)
-            killed.append(ev[3])
+        if isinstance(ev, Started) and ev.key == 1 and ev.attempt == 0:  # first attempt at part 1: really kill it
+            os.kill(ev.worker, signal.SIGKILL)
+            killed.append(ev.worker)
 
     cfg = job_config(tmp_path, tiny_model_dir, texts_jsonl, methods=("attention",), limit=len(TEXTS), actors=2)
     with deadline(180):
@@ -113,13 +95,13 @@ def test_more_actors_than_fit_run_on_those_that_start(ray_cluster, tmp_path, tin
 def test_a_replica_that_cannot_load_is_a_clear_error(ray_cluster, tmp_path, tiny_model_dir, texts_jsonl):
     import shutil
 
-    from jobs.worker import ReplicaLoadError
+    from jobs.score import ModelLoadError
 
     broken = tmp_path / "broken-model"
     shutil.copytree(tiny_model_dir, broken)
     (broken / "model.safetensors").write_bytes(b"not weights")  # config and tokenizer still read fine
     cfg = job_config(tmp_path, str(broken), texts_jsonl, actors=1)
-    with deadline(120), pytest.raises(ReplicaLoadError, match="could not load the model"):
+    with deadline(120), pytest.raises(ModelLoadError, match="could not load the model"):
         run_job(cfg)
 
 

@@ -12,7 +12,7 @@ import zarr
 
 import vzcore
 from jobs.score import JobError, run_job
-from tests.ray_fixtures import TEXTS, job_config
+from tests.support import TEXTS, job_config
 from vzcore.store.layout import (
     STATUS_SCORED,
     STATUS_SKIPPED,
@@ -20,8 +20,6 @@ from vzcore.store.layout import (
     part_path,
     unpack_maps,
 )
-
-pytest_plugins = ["tests.ray_fixtures"]
 
 
 def _parts(out):
@@ -130,12 +128,10 @@ def test_deterministic_failure_is_recorded_and_the_job_succeeds(tmp_path, tiny_m
     ],
 )
 def test_bad_arguments_fail_before_any_model_loads(tmp_path, tiny_model_dir, texts_jsonl, monkeypatch, change, message):
-    import jobs.worker
-
-    def no_load(spec):
+    def no_load(*args, **kwargs):
         raise AssertionError("a model was loaded")
 
-    monkeypatch.setattr(jobs.worker, "load_worker_model", no_load)
+    monkeypatch.setattr(vzcore, "load_model", no_load)
     with pytest.raises(JobError, match=message):
         run_job(job_config(tmp_path, tiny_model_dir, texts_jsonl).replace(**change))
 
@@ -143,7 +139,7 @@ def test_bad_arguments_fail_before_any_model_loads(tmp_path, tiny_model_dir, tex
 def test_cli_dry_run_and_bad_method(tmp_path, tiny_model_dir, texts_jsonl):
     from typer.testing import CliRunner
 
-    from vzcore.cli import app
+    from jobs.cli import app
 
     args = ["score", "--out", str(tmp_path / "x.zarr"), "--model", tiny_model_dir, "--dataset", texts_jsonl]
     res = CliRunner().invoke(app, [*args, "--dry-run", "--limit", "5"])

@@ -8,7 +8,7 @@ import torch
 import transformers
 
 import vzcore
-from tests.conftest import sample_ids
+from tests.support import sample_ids
 from vzcore.loading import resolve_short_name
 from vzcore.reference import reference_value_zeroing
 

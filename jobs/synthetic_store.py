@@ -1,7 +1,8 @@
-"""Build small stores without Ray: scored by a model (tests, notebooks) or random but valid (benchmarks).
+"""Build small stores without the job: scored by a model (tests, notebooks) or random but valid (benchmarks).
 
-These write the root attributes and `tables/` themselves, following docs/store-layout.md, and the
-parts with the writer's `write_part`. The scoring job (`jobs/`) remains the way to build real stores.
+They write the root attributes, the parts and `tables/` through the store's own writers
+(`vzcore.store.root`, `.writer`, `.tables`), as the job does. The scoring job remains the way to
+build real stores.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vzcore.store.layout import LAYOUT_VERSION, STATUS_SCORED
+from vzcore.store.layout import STATUS_SCORED
+from vzcore.store.location import Location
 
 __all__ = ["init_root", "write_random_store", "write_scored_store", "write_tables"]
 
@@ -23,43 +25,39 @@ def init_root(
     layers: Sequence[int],
     causal: bool,
     plan: list[dict],
+    model_num_layers: int | None = None,
     model_type: str = "bert",
     special_token_ids: Sequence[int] = (),
     config: dict | None = None,
     identity: dict | None = None,
 ) -> None:
     """Create the root group with the layout's attributes (overwriting whatever was there)."""
-    import zarr
+    from vzcore.store.root import RootAttrs, write_root_attrs
 
-    root = zarr.open_group(str(path), mode="w")
-    root.attrs.update(
-        {
-            "vz_layout": LAYOUT_VERSION,
-            "config": config or {},
-            "identity": identity or {m: f"synthetic-{m}" for m in methods},
-            "data_identity": "synthetic",
-            "versions": {},
-            "plan": plan,
-            "methods": list(methods),
-            "layers": list(layers),
-            "num_layers": len(layers),
-            "causal": bool(causal),
-            "model_type": model_type,
-            "special_token_ids": [int(t) for t in special_token_ids],
-        }
+    root = Location(str(path)).open_group(mode="w")
+    attrs = RootAttrs(
+        methods=list(methods),
+        layers=[int(x) for x in layers],
+        model_num_layers=model_num_layers if model_num_layers is not None else max(layers, default=-1) + 1,
+        causal=bool(causal),
+        model_type=model_type,
+        plan=plan,
+        special_token_ids=[int(t) for t in special_token_ids],
+        config=config or {},
+        identity=identity or {m: f"synthetic-{m}" for m in methods},
+        data_identity="synthetic",
     )
+    write_root_attrs(root, attrs)
 
 
 def write_tables(path: str | Path, texts: dict[int, str] | None = None) -> None:
-    """Write `tables/` from the store's parts with the scoring job's own table writer."""
-    import zarr
+    """Write `tables/` from the store's parts with the store's own table writer."""
+    from vzcore.store.tables import write_tables as store_write_tables
 
-    from jobs.tables import write_tables as job_write_tables
-
-    root = zarr.open_group(str(path), mode="r")
-    plan = list(root.attrs["plan"])
-    size = max((p["stop"] for p in plan), default=0)
-    job_write_tables(str(path), root, plan, [(texts or {}).get(i) for i in range(size)], {})
+    location = Location(str(path))
+    root = location.open_group(mode="r")
+    known = texts or {}
+    store_write_tables(location, root, list(root.attrs["plan"]), root.attrs["special_token_ids"], known.get)
 
 
 def write_scored_store(
@@ -87,6 +85,7 @@ def write_scored_store(
         layers=results[0].layers,
         causal=causal,
         plan=plan,
+        model_num_layers=handle.num_layers,
         model_type=handle.config.model_type,
         special_token_ids=special,
         config={"model": handle.config.model_type, "methods": list(methods), "part_size": part_size},
@@ -99,7 +98,7 @@ def write_scored_store(
             outs,
             methods,
             causal=causal,
-            num_layers=len(results[0].layers),
+            num_maps=len(results[0].layers),
             start=p["start"],
             stop=p["stop"],
         )
@@ -172,6 +171,6 @@ def write_random_store(
                 )
             )
         write_part(
-            str(path), p["part"], outs, methods, causal=causal, num_layers=num_layers, start=p["start"], stop=p["stop"]
+            str(path), p["part"], outs, methods, causal=causal, num_maps=num_layers, start=p["start"], stop=p["stop"]
         )
     write_tables(path, {i: f"example {i}" for i in range(num_examples)})

@@ -1,4 +1,9 @@
-"""Score one part and write it: what every actor (or the in-process runner) does. No Ray here."""
+"""The scoring step: score one part and write it, on whatever executor runs it. No Ray here.
+
+A worker builds a `Scorer` once (`load_scorer`: the model replica and what to do with it) and then
+runs `score_part` on each part it is given; `cluster` executors call both without knowing what
+they do.
+"""
 
 from __future__ import annotations
 
@@ -8,23 +13,17 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-__all__ = [
-    "PartReport",
-    "PartTask",
-    "ReplicaLoadError",
-    "WorkerSpec",
-    "load_worker_model",
-    "run_part",
-    "score_examples",
-]
+from vzcore.store.location import Location
+
+__all__ = ["PartReport", "PartTask", "ScoreSpec", "Scorer", "load_scorer", "score_examples", "score_part"]
 
 MIN_MEMORY_BUDGET = 1 << 20  # below this, an example that still runs out of memory is given up
 FULL_TRIM_SECONDS = 30.0  # at most one full trim of freed memory per this much work (see vzcore.allocator)
 
 
 @dataclass(frozen=True)
-class WorkerSpec:
-    """What a model replica needs to score and write parts (sent once to each actor)."""
+class ScoreSpec:
+    """What a model replica needs to score and write parts (sent once to each worker)."""
 
     model: str
     methods: tuple[str, ...]  # every method of the run (a task may ask for a subset)
@@ -34,11 +33,10 @@ class WorkerSpec:
     precision: str
     batch_size: int
     memory_budget: int | None  # None: vzcore's default for the device
-    store: str
+    location: Location  # the store
     store_dtype: str
     causal: bool
-    num_layers: int  # maps per example (selected layers)
-    storage_options: dict = field(default_factory=dict, hash=False)
+    num_maps: int  # maps per example: one per stored layer
     num_threads: int | None = None
     device: str | None = None
 
@@ -75,19 +73,26 @@ class PartReport:
     oom_halvings: int = 0  # times an out-of-memory error halved the pair budget
 
 
-class ReplicaLoadError(RuntimeError):
-    """A worker (a Ray actor) could not load its model replica."""
+@dataclass
+class Scorer:
+    """A worker's replica: the loaded model and the spec it scores parts with."""
+
+    handle: object  # a vzcore.ModelHandle
+    spec: ScoreSpec
 
 
-def load_worker_model(spec: WorkerSpec):
-    """Load the model replica this worker scores with."""
+def load_scorer(spec: ScoreSpec) -> Scorer:
+    """Load the model replica this worker scores with (the worker's process is the job's own)."""
     import torch
 
     import vzcore
 
     if spec.num_threads:
         torch.set_num_threads(spec.num_threads)
-    return vzcore.load_model(spec.model, device=spec.device)
+    handle = vzcore.load_model(spec.model, device=spec.device)
+    if handle.device.type == "cpu":
+        vzcore.keep_freed_memory()  # the worker owns its process: keep freed blocks for reuse
+    return Scorer(handle, spec)
 
 
 def _is_oom(err: BaseException) -> bool:
@@ -101,7 +106,7 @@ def score_examples(
     ids: Sequence[int],
     texts: Sequence[object],
     methods: Sequence[str],
-    spec: WorkerSpec,
+    spec: ScoreSpec,
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[list, int]:
     """Score `texts` (ids `ids`) batched by length; return one `ExampleOutcome` per example, in id
@@ -182,29 +187,27 @@ def _empty_cache() -> None:
         torch.cuda.empty_cache()
 
 
-def run_part(
-    handle, spec: WorkerSpec, task: PartTask, progress: Callable[[int, int], None] | None = None
-) -> PartReport:
+def score_part(scorer: Scorer, task: PartTask, progress: Callable[[int, int], None] | None = None) -> PartReport:
     """Score `task`'s examples and write its part (arrays, then the methods marked complete)."""
     from vzcore.allocator import bound_freed_memory
     from vzcore.store.layout import STATUS_FAILED, STATUS_SCORED, STATUS_SKIPPED
     from vzcore.store.writer import write_part
 
+    handle, spec = scorer.handle, scorer.spec
     t0 = time.perf_counter()
     ids = list(range(task.start, task.stop))
     outcomes, halvings = score_examples(handle, ids, task.texts, task.methods, spec, progress)
     t1 = time.perf_counter()
     write_part(
-        spec.store,
+        spec.location,
         task.part,
         outcomes,
         list(task.methods),
         causal=spec.causal,
-        num_layers=spec.num_layers,
+        num_maps=spec.num_maps,
         start=task.start,
         stop=task.stop,
         store_dtype=spec.store_dtype,
-        storage_options=spec.storage_options,
     )
     t2 = time.perf_counter()
     # Handing back all that was freed keeps the heap from fragmenting pass after pass (an actor's

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typer.testing import CliRunner
 
-from vzcore.cli import app
+from jobs.cli import app
 
 runner = CliRunner()
 
@@ -40,7 +40,15 @@ def test_explain_prints_sources_and_writes_a_heatmap(tmp_path, minilm):
     assert png.stat().st_size > 10_000
 
 
-def test_explain_unknown_method_fails_clearly(minilm):
+def test_explain_bad_arguments_exit_2_with_the_choices_before_loading(monkeypatch):
+    import vzcore
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(vzcore, "load_model", no_load)
     out = runner.invoke(app, ["explain", "hello", "--method", "rollout"])
-    assert out.exit_code != 0
-    assert "choose from" in str(out.exception)
+    assert out.exit_code == 2, out.output
+    assert "unknown method 'rollout'; choose from:" in out.output and "value_zeroing" in out.output
+    out = runner.invoke(app, ["explain", "hello", "--layer", "99"])
+    assert out.exit_code == 2 and "layer 99 out of range: the model has 6 layers" in out.output

@@ -15,7 +15,7 @@ from scipy.stats import spearmanr  # noqa: E402
 
 from jobs.aggregate import AggregateConfig, aggregate  # noqa: E402
 from jobs.aggregate_stats import is_punctuation  # noqa: E402
-from jobs.aggregate_synth import init_root, random_maps, write_random_store, write_tables  # noqa: E402
+from jobs.synthetic_store import init_root, random_maps, write_random_store, write_tables  # noqa: E402
 from vzcore.store.layout import part_path  # noqa: E402
 from vzcore.store.reader import StoreError, open_store  # noqa: E402
 from vzcore.store.writer import ExampleOutcome, write_part  # noqa: E402
@@ -58,7 +58,7 @@ def _edge_case_store(path, causal: bool) -> None:
             outcomes[p["start"] : p["stop"]],
             METHODS,
             causal=causal,
-            num_layers=layers,
+            num_maps=layers,
             start=p["start"],
             stop=p["stop"],
         )
@@ -68,7 +68,7 @@ def _edge_case_store(path, causal: bool) -> None:
 def _direct(path, cfg: AggregateConfig):
     """Single pass over the store read with plain zarr, one row at a time, with scipy's spearmanr."""
     root = zarr.open_group(str(path), mode="r")
-    causal, num_layers, special = root.attrs["causal"], root.attrs["num_layers"], set(root.attrs["special_token_ids"])
+    causal, num_layers, special = root.attrs["causal"], len(root.attrs["layers"]), set(root.attrs["special_token_ids"])
     edges = cfg.bucket_edges
     acc: dict = {}
     agree: dict = {}
@@ -264,7 +264,7 @@ def test_out_dir_of_another_run_is_refused(tmp_path):
 def test_cli_aggregate_and_show(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
-    from vzcore.cli import app
+    from jobs.cli import app
 
     store = tmp_path / "s.zarr"
     write_random_store(store, 8, num_layers=2, part_size=4, lengths=(4, 7), fail_every=5)

@@ -1,0 +1,179 @@
+"""Where work runs, apart from what it is: an executor runs units of work through a step.
+
+A *step* is a plain function `step(replica, payload, progress) -> result`, importable by name (Ray
+pickles it by reference); a *replica factory* builds what a worker keeps between units (a loaded
+model), once per worker, or is `None` for steps that need nothing kept. `progress(*counts)` lets
+a step report as it goes. Executors never know what a step does, and steps never know where they
+run: the in-process executor here and the Ray one (`cluster.ray_executor`) are interchangeable,
+so a job is one code path with two executors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "Died",
+    "Event",
+    "Executor",
+    "InProcessExecutor",
+    "Lost",
+    "Progress",
+    "Ready",
+    "ReplicaError",
+    "ReplicaFactory",
+    "RunReport",
+    "Started",
+    "Step",
+    "Unit",
+    "Waiting",
+    "failure_reason",
+]
+
+Step = Callable[[Any, Any, Callable[..., None]], Any]
+ReplicaFactory = Callable[[], Any]
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One unit of work: a key unique within the run (e.g. a part number) and the step's payload."""
+
+    key: int
+    payload: Any
+    attempt: int = 0  # 0 on the first try; a unit whose worker died or whose step raised is retried
+
+
+# What an executor reports while it runs (`on_event`).
+@dataclass(frozen=True)
+class Ready:
+    """A worker holds its replica and takes units."""
+
+    worker: int  # its process id
+    seconds: float  # since the run began
+
+
+@dataclass(frozen=True)
+class Started:
+    """A worker began a unit (sent before any of the unit's work happens)."""
+
+    key: int
+    attempt: int
+    worker: int  # its process id
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A step reported progress on a unit (what the counts mean is the step's business)."""
+
+    key: int
+    counts: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Died:
+    """A worker died (killed, out of memory, its node lost); its unit, if any, is retried."""
+
+    key: int | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class Lost:
+    """A unit was given up after `max_attempts` tries."""
+
+    key: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """No worker is ready yet: they are building replicas or waiting for cluster resources."""
+
+    workers: int
+    cpus: float
+    gpus: float
+
+
+Event = Ready | Started | Progress | Died | Lost | Waiting
+
+
+class ReplicaError(RuntimeError):
+    """A worker could not build its replica: the step cannot run anywhere."""
+
+
+@dataclass
+class RunReport:
+    """What a run did: units finished, units lost (key -> reason), worker deaths, time to the first ready worker."""
+
+    done: int = 0
+    lost: dict[int, str] = field(default_factory=dict)
+    deaths: int = 0
+    startup_seconds: float = 0.0
+
+
+def failure_reason(err: BaseException, limit: int = 500) -> str:
+    """Return a one-line reason for `err`: its type and message, cut to `limit` characters."""
+    return f"{type(err).__name__}: {err}"[:limit]
+
+
+class Executor(ABC):
+    """Runs units through a step and reports events; `max_attempts` bounds the tries of each unit."""
+
+    max_attempts: int = 3
+
+    @abstractmethod
+    def run(
+        self,
+        units: Iterable[Unit],
+        step: Step,
+        *,
+        replica: ReplicaFactory | None = None,
+        on_result: Callable[[Unit, Any], None] | None = None,
+        on_event: Callable[[Event], None] | None = None,
+    ) -> RunReport:
+        """Run every unit once to completion (or until lost); call `on_result` with each result."""
+
+
+class InProcessExecutor(Executor):
+    """Run units one after another in this process, with one replica (no Ray)."""
+
+    def __init__(self, *, max_attempts: int = 3) -> None:
+        self.max_attempts = max_attempts
+
+    def run(self, units, step, *, replica=None, on_result=None, on_event=None) -> RunReport:
+        emit = on_event or (lambda ev: None)
+        t0 = time.perf_counter()
+        try:
+            state = replica() if replica is not None else None
+        except Exception as err:
+            raise ReplicaError(f"the replica could not be built: {failure_reason(err)}") from err
+        report = RunReport(startup_seconds=time.perf_counter() - t0)
+        emit(Ready(os.getpid(), report.startup_seconds))
+        queue = deque(units)
+        while queue:
+            unit = queue.popleft()
+            emit(Started(unit.key, unit.attempt, os.getpid()))
+
+            def progress(*counts: int, key: int = unit.key) -> None:
+                emit(Progress(key, tuple(counts)))
+
+            try:
+                result = step(state, unit.payload, progress)
+            except Exception as err:  # a failing unit is retried, bounded, like a failing Ray task
+                if unit.attempt + 1 < self.max_attempts:
+                    queue.appendleft(dataclasses.replace(unit, attempt=unit.attempt + 1))
+                else:
+                    report.lost[unit.key] = failure_reason(err)
+                    emit(Lost(unit.key, report.lost[unit.key]))
+                continue
+            report.done += 1
+            if on_result is not None:
+                on_result(unit, result)
+        return report

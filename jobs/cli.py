@@ -1,0 +1,261 @@
+"""The `vz` command line: it parses arguments, then calls the library (`vzcore`) and the jobs.
+
+    vz methods | vz families
+    vz explain "Many teenagers were helping [MASK]." --layer 5 --words --out map.png
+    vz score --out runs/chatterbot.zarr [--methods ...] [--actors 2] [--address ADDR]
+    vz show runs/chatterbot.zarr --example 3 --words --out example.png
+    vz aggregate runs/chatterbot.zarr [--address ADDR]
+
+Bad arguments exit 2 with one line naming the choices, before any model weights load.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from jobs.config import DEFAULT_LIMIT, DEFAULT_PART_SIZE, JobConfig
+
+__all__ = ["aggregate_main", "app", "score_main"]
+
+app = typer.Typer(help="Value Zeroing and context-mixing scores for Transformers.", no_args_is_help=True)
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+@app.command("methods")
+def methods_command() -> None:
+    """List the registered scoring methods."""
+    from vzcore import list_methods
+
+    for name, doc in list_methods().items():
+        typer.echo(f"{name:24s} {doc}")
+
+
+@app.command("families")
+def families_command() -> None:
+    """List the supported architecture families and their model types."""
+    from vzcore import list_families
+
+    for name, types in list_families().items():
+        typer.echo(f"{name:8s} {', '.join(types)}")
+
+
+@app.command("explain")
+def explain_command(
+    text: Annotated[str, typer.Argument(help="the text to score")],
+    model: Annotated[
+        str, typer.Option(help="short name (minilm, smollm2), local path, GGUF file or hub name")
+    ] = "minilm",
+    method: Annotated[list[str] | None, typer.Option(help="method (repeatable); see `vz methods`")] = None,
+    layer: Annotated[
+        list[int] | None, typer.Option(help="block index (repeatable, negatives from the end); default all")
+    ] = None,
+    words: Annotated[bool, typer.Option(help="group sub-tokens into words")] = False,
+    top: Annotated[int, typer.Option(help="strongest sources printed per token")] = 3,
+    out: Annotated[Path, typer.Option(help="where to write the heatmap (PNG)")] = Path("vz_explain.png"),
+    device: Annotated[str | None, typer.Option(help="torch device, e.g. cuda")] = None,
+) -> None:
+    """Score TEXT and print each token's strongest sources; write a labelled heatmap."""
+    import vzcore
+    from vzcore.explain import strongest_sources
+    from vzcore.plot import result_figure
+
+    methods = method or ["value_zeroing"]
+    try:  # every check before the weights load
+        for m in methods:
+            vzcore.methods.get_method(m)
+        count = vzcore.locate_model(model).geometry.num_layers
+        for k in layer or []:
+            if not -count <= k < count:
+                raise ValueError(f"layer {k} out of range: the model has {count} layers (0..{count - 1})")
+    except (vzcore.UnknownMethodError, vzcore.UnsupportedModelError, ModuleNotFoundError, ValueError) as err:
+        raise _fail(str(err)) from None
+    handle = vzcore.load_model(model, device=device)
+    result = vzcore.score(handle, [text], methods=methods, layers=layer)[0]
+    view = result.word_level() if words else result
+    labels = view.words if words else view.tokens
+    for m in methods:
+        for k, block in enumerate(result.layers):
+            typer.echo(f"{m}, layer {block} ([target] <- strongest sources):")
+            for line in strongest_sources(view.scores[m][k], labels, top):
+                typer.echo(line)
+    fig = result_figure(result, methods=methods, words=words, title=f"{handle.name}: {text[:80]}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    typer.echo(f"heatmap written to {out}")
+
+
+@app.command("show")
+def show_command(
+    store: Annotated[str, typer.Argument(help="store path or fsspec URL")],
+    example: Annotated[int, typer.Option("--example", help="example id (dataset row)")],
+    method: Annotated[
+        list[str] | None, typer.Option("--method", help="method to draw (repeatable; default all)")
+    ] = None,
+    layer: Annotated[int | None, typer.Option(help="block index (default: the last stored layer)")] = None,
+    words: Annotated[bool, typer.Option("--words", help="word-level maps instead of tokens")] = False,
+    out: Annotated[Path | None, typer.Option(help="PNG to write (default example_ID.png)")] = None,
+) -> None:
+    """Draw one example's maps (a heatmap per --method, all by default) at --layer (default: last)."""
+    from vzcore.store import StoreError
+    from vzcore.store.query import show_example
+    from vzcore.store.reader import open_store
+
+    try:
+        fig = show_example(open_store(store), example, method or None, layer, words)
+    except StoreError as err:
+        raise _fail(str(err)) from err
+    out = out or Path(f"example_{example}.png")
+    fig.savefig(out, dpi=120)
+    typer.echo(f"wrote {out}")
+
+
+def _parse_value(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _pairs(items: list[str] | None, what: str) -> tuple[tuple[str, object], ...]:
+    out = []
+    for item in items or []:
+        if "=" not in item:
+            raise typer.BadParameter(f"{what} must look like key=value, got {item!r}")
+        k, v = item.split("=", 1)
+        out.append((k.strip(), _parse_value(v.strip())))
+    return tuple(out)
+
+
+@app.command("score")
+def score_command(
+    out: str = typer.Option(..., "--out", help="store path or fsspec URL (s3://bucket/run.zarr)"),
+    dataset: str | None = typer.Option(
+        None,
+        help="hub name, save_to_disk folder, or local text/CSV/JSON(L)/Parquet; "
+        "default: chatterbot-corpus English lines",
+    ),
+    config: str | None = typer.Option(None, help="dataset configuration name"),
+    split: str = typer.Option("train"),
+    text_column: str = typer.Option("text"),
+    model: str = typer.Option("minilm", help="short name (minilm, smollm2), local path or hub name"),
+    methods: str = typer.Option("value_zeroing,attention", help="comma-separated; see `vz methods`"),
+    option: list[str] | None = typer.Option(None, "--option", help="method option key=value (repeatable)"),
+    limit: int | None = typer.Option(DEFAULT_LIMIT, help="score the first N rows (0: all)"),
+    max_length: int | None = typer.Option(None),
+    layers: str | None = typer.Option(None, help="comma-separated block indices (default: all)"),
+    part_size: int = typer.Option(DEFAULT_PART_SIZE),
+    batch_size: int = typer.Option(8),
+    actors: int = typer.Option(1, help="model replicas (0: score in this process, no Ray)"),
+    device: str = typer.Option(
+        "auto", help="auto (GPUs if the cluster has some now), cpu, or cuda (e.g. GPU nodes still to be scaled up)"
+    ),
+    gpus_per_actor: float = typer.Option(1.0, help="GPUs per actor on GPUs (0.5: two actors per GPU)"),
+    cpus_per_actor: int | None = typer.Option(None),
+    address: str | None = typer.Option(None, help="Ray cluster to join (default: start one on loopback)"),
+    precision: str = typer.Option("float32", help="float32, bfloat16, or tf32 (CUDA only)"),
+    store_dtype: str = typer.Option("float16", help="float16 or float32"),
+    storage_option: list[str] | None = typer.Option(
+        None, "--storage-option", help="fsspec option key=value; endpoint_url goes to client_kwargs"
+    ),
+    overwrite: bool = typer.Option(False, help="replace a store made by another run"),
+    dry_run: bool = typer.Option(False, help="print the plan and estimates, then stop"),
+    progress: bool = typer.Option(True, help="show a live progress bar"),
+) -> None:
+    """Score a corpus into a Zarr store on Ray actors (resumable; see docs/store-layout.md)."""
+    from jobs.score import JobError, ModelLoadError, run_job
+
+    opts = dict(_pairs(storage_option, "--storage-option"))
+    if "endpoint_url" in opts:
+        opts.setdefault("client_kwargs", {})["endpoint_url"] = opts.pop("endpoint_url")
+    try:
+        layer_list = tuple(int(x) for x in layers.split(",")) if layers else None
+    except ValueError:
+        raise _fail(f"--layers must be comma-separated block indices such as 0,3,5, not {layers!r}") from None
+    cfg = JobConfig(
+        out=out,
+        dataset=dataset,
+        config=config,
+        split=split,
+        text_column=text_column,
+        model=model,
+        methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
+        options=_pairs(option, "--option"),
+        limit=limit or None,
+        max_length=max_length,
+        layers=layer_list,
+        part_size=part_size,
+        batch_size=batch_size,
+        actors=actors,
+        device=device,
+        gpus_per_actor=gpus_per_actor,
+        cpus_per_actor=cpus_per_actor,
+        address=address,
+        precision=precision,
+        store_dtype=store_dtype,
+        overwrite=overwrite,
+        dry_run=dry_run,
+        progress=progress,
+        storage_options=opts,
+    )
+    try:
+        summary = run_job(cfg)
+    except JobError as err:
+        raise _fail(str(err)) from None
+    except ModelLoadError as err:  # raised by a worker, after the arguments were checked
+        raise _fail(str(err), 1) from None
+    for line in summary.plan_lines if cfg.dry_run else summary.lines():
+        typer.echo(line)
+    raise typer.Exit(summary.exit_code)
+
+
+@app.command("aggregate")
+def aggregate_command(
+    store: str,
+    out: Path | None = None,
+    address: str | None = None,
+    overwrite: bool = False,
+    top_types: int = 200,
+    plots: bool = True,
+) -> None:
+    """Aggregate a store into Parquet tables, PNG plots and report.md (locally, or on Ray with --address)."""
+    from jobs.aggregate import AggregateConfig, aggregate, default_out
+    from vzcore.store import StoreError
+
+    try:
+        summary = aggregate(
+            store,
+            out,
+            address=address,
+            overwrite=overwrite,
+            config=AggregateConfig(top_types=top_types, plots=plots),
+            log=typer.echo,
+        )
+    except (StoreError, FileExistsError) as err:
+        raise _fail(str(err)) from err
+    typer.echo(
+        f"aggregated {', '.join(f'{v} {k}' for k, v in summary['examples'].items())} examples"
+        f" from {len(summary['parts_used'])} parts"
+        f" in {summary['aggregate_seconds']:.1f}s -> {out or default_out(store)}/report.md"
+    )
+
+
+def score_main() -> None:
+    """`python -m jobs.score ...`: the `vz score` command on its own."""
+    typer.run(score_command)
+
+
+def aggregate_main() -> None:
+    """`python -m jobs.aggregate ...`: the `vz aggregate` command on its own."""
+    typer.run(aggregate_command)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,99 @@
+"""What a store's scores depend on, as hashes: a rerun that would mix in other scores is refused.
+
+`data_identity` covers what the shared example and token arrays depend on (the dataset and its
+cut into parts, the model's files, the token limit, the stored layers); each method's identity
+adds its options, the precision and the store dtype. Package versions are recorded and warned
+about, never refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import warnings
+from pathlib import Path
+
+from jobs.validate import CheckedJob, JobError
+
+__all__ = ["check_identity", "fingerprint", "identities", "versions"]
+
+
+def fingerprint(files: str) -> str:
+    """Hash every file of a local model (weights, config, tokenizer); a hub name hashes as its name."""
+    path = Path(files)
+    h = hashlib.sha256()
+    found = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path] if path.is_file() else []
+    if not found:
+        h.update(f"name:{files}".encode())
+    for p in found:
+        h.update(str(p.relative_to(path) if path.is_dir() else p.name).encode())
+        with p.open("rb") as f:
+            while block := f.read(1 << 22):
+                h.update(block)
+    return h.hexdigest()[:32]
+
+
+def versions() -> dict:
+    """Return the versions of Python and of the packages the scores depend on."""
+    import importlib.metadata as md
+    import platform
+
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for pkg in ("vzcore", "torch", "transformers", "zarr", "ray", "datasets", "numpy"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def _hash(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+def identities(job: CheckedJob) -> tuple[str, dict[str, str]]:
+    """Return `(data_identity, {method: identity})` of a checked job."""
+    cfg = job.cfg
+    data = {
+        "dataset": cfg.dataset,
+        "config": cfg.config,
+        "split": cfg.split,
+        "text_column": cfg.text_column,
+        "part_size": cfg.part_size,
+        "model": fingerprint(job.model.files),
+        "max_length": cfg.max_length,
+        "layers": job.layers,
+    }
+    data_id = _hash(data)
+    per_method = {
+        m: _hash(
+            {
+                "data": data_id,
+                "method": m,
+                "options": job.method_options[m],
+                "precision": cfg.precision,
+                "store_dtype": cfg.store_dtype,
+            }
+        )
+        for m in cfg.methods
+    }
+    return data_id, per_method
+
+
+def check_identity(stored: dict, data_id: str, identity: dict[str, str]) -> None:
+    """Refuse a store (its root attributes `stored`) made by another run; warn on other versions."""
+    if stored.get("data_identity") != data_id:
+        raise JobError(
+            "the store holds another run (dataset, part size, model weights/tokenizer, max length or layers "
+            "differ); pass --overwrite to replace it, or choose another --out"
+        )
+    clash = [m for m, h in identity.items() if m in stored.get("identity", {}) and stored["identity"][m] != h]
+    if clash:
+        raise JobError(
+            f"the store's {clash} scores were made with other options, precision or store dtype; "
+            "pass --overwrite to replace the store, or choose another --out"
+        )
+    if stored.get("versions") and stored["versions"] != versions():
+        warnings.warn(
+            f"package versions differ from the store's: {stored['versions']} (now {versions()})", stacklevel=3
+        )

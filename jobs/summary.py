@@ -1,0 +1,73 @@
+"""What a scoring run did, counted from its parts' reports, and the lines the job ends with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from jobs.score_step import PartReport
+
+__all__ = ["Summary"]
+
+
+@dataclass
+class Summary:
+    """What a run did; `exit_code` is 0 unless parts were lost to repeated actor deaths."""
+
+    store: str
+    planned_parts: int = 0
+    parts_run: int = 0
+    examples: int = 0
+    scored: int = 0
+    skipped: int = 0
+    failed: int = 0
+    truncated: int = 0
+    tokens: int = 0
+    failures: dict[int, str] = field(default_factory=dict)
+    lost_parts: dict[int, str] = field(default_factory=dict)
+    actor_deaths: int = 0
+    devices: set[str] = field(default_factory=set)  # where the replicas scored
+    oom_halvings: int = 0
+    bytes_written: int = 0
+    startup_seconds: float = 0.0
+    scoring_seconds: float = 0.0
+    plan_lines: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.lost_parts else 0
+
+    def add(self, r: PartReport) -> None:
+        """Count one written part's report."""
+        self.examples += r.examples
+        self.scored += r.scored
+        self.failed += r.failed
+        self.skipped += r.skipped
+        self.truncated += r.truncated
+        self.tokens += r.tokens
+        self.failures.update(r.failures)
+        self.devices.add(r.device)
+        self.oom_halvings += r.oom_halvings
+
+    def lines(self) -> list[str]:
+        rate = self.scoring_seconds or float("nan")
+        out = [
+            f"store        {self.store}",
+            f"parts        {self.parts_run} run of {self.planned_parts} planned",
+            f"examples     {self.examples} run: {self.scored} scored, {self.skipped} skipped (empty), "
+            f"{self.failed} failed, {self.truncated} truncated",
+            f"tokens       {self.tokens}",
+            f"throughput   {self.examples / rate:.2f} examples/s, {self.tokens / rate:.1f} tokens/s "
+            f"over {self.scoring_seconds:.1f} s (+{self.startup_seconds:.1f} s start-up)",
+            f"store bytes  {self.bytes_written / 2**20:.2f} MiB",
+        ]
+        if self.devices:
+            out.append(f"devices      {', '.join(sorted(self.devices))}")
+        if self.oom_halvings:
+            out.append(f"memory       out-of-memory errors halved the pair budget {self.oom_halvings} time(s)")
+        if self.actor_deaths:
+            out.append(f"actor deaths {self.actor_deaths} (their parts were redone)")
+        for i, reason in sorted(self.failures.items()):
+            out.append(f"failed       example {i}: {reason}")
+        for p, reason in sorted(self.lost_parts.items()):
+            out.append(f"LOST PART    {p}: {reason}")
+        return out

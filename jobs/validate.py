@@ -1,0 +1,145 @@
+"""Check a scoring job's arguments and inspect its model, before any model weights load.
+
+Every refusal is a `JobError` (the command line exits 2 with its message) naming what is wrong
+and the choices. The model is inspected through `vzcore.locate_model`: its config and tokenizer
+are read, its weights are not.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jobs.config import JobConfig
+from vzcore.loading import ModelSource
+
+__all__ = ["STORE_DTYPES", "CheckedJob", "JobError", "check_job", "check_output"]
+
+STORE_DTYPES = ("float16", "float32")
+
+
+class JobError(ValueError):
+    """Bad arguments or a store that does not match: raised before any model is loaded."""
+
+
+@dataclass(frozen=True)
+class CheckedJob:
+    """A job whose arguments passed every check, with what the checks learnt."""
+
+    cfg: JobConfig
+    method_options: dict[str, dict]  # per method, its resolved config as JSON-safe values
+    model: ModelSource
+    tokenizer: Any
+    layers: list[int]  # the stored block indices, ascending
+
+    @property
+    def max_length(self) -> int | None:
+        from vzcore.loading import max_input_length
+
+        return self.cfg.max_length or max_input_length(self.model.config, self.tokenizer, self.model.family)
+
+
+def check_job(cfg: JobConfig) -> CheckedJob:
+    """Check every argument of `cfg` and inspect its model; raise `JobError` on the first problem."""
+    options = _check_methods(cfg)
+    _check_numbers(cfg)
+    _check_precision(cfg)
+    _check_device(cfg)
+    model, tokenizer = _inspect_model(cfg)
+    return CheckedJob(cfg, options, model, tokenizer, _check_layers(cfg, model.geometry.num_layers))
+
+
+def _jsonable(obj):
+    return json.loads(json.dumps(obj, default=str))
+
+
+def _check_methods(cfg: JobConfig) -> dict[str, dict]:
+    from vzcore.methods.registry import UnknownMethodError, get_method, split_options
+
+    if not cfg.methods:
+        raise JobError("no methods given; see `vz methods`")
+    try:
+        chosen = [get_method(m) for m in cfg.methods]
+        configs = split_options(chosen, dict(cfg.options))
+    except (UnknownMethodError, TypeError, ValueError) as err:
+        raise JobError(str(err)) from None
+    return {name: _jsonable(c.__dict__) for name, c in configs.items()}
+
+
+def _check_numbers(cfg: JobConfig) -> None:
+    if cfg.part_size < 1 or cfg.batch_size < 1 or cfg.actors < 0:
+        raise JobError("--part-size and --batch-size must be at least 1, --actors at least 0")
+    if cfg.limit is not None and cfg.limit < 0:
+        raise JobError(f"--limit must be 0 (all rows) or more, not {cfg.limit}")
+    if cfg.max_length is not None and cfg.max_length < 1:
+        raise JobError(f"--max-length must be at least 1, not {cfg.max_length}")
+    if cfg.store_dtype not in STORE_DTYPES:
+        raise JobError(f"--store-dtype must be one of {', '.join(STORE_DTYPES)}, not {cfg.store_dtype!r}")
+
+
+def _check_precision(cfg: JobConfig) -> None:
+    from vzcore.precision import PRECISIONS
+
+    if cfg.precision not in PRECISIONS:
+        raise JobError(f"unknown --precision {cfg.precision!r}; choose from: {', '.join(PRECISIONS)}")
+    if cfg.precision == "tf32" and cfg.device == "cpu":
+        raise JobError("--precision tf32 needs CUDA devices; use bfloat16 on CPUs")
+
+
+def _check_device(cfg: JobConfig) -> None:
+    from cluster.placement import check_request
+
+    try:
+        check_request(cfg.device, cfg.gpus_per_actor, cfg.cpus_per_actor)
+    except ValueError as err:
+        raise JobError(str(err)) from None
+    if cfg.device == "cuda" and cfg.actors == 0:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise JobError("--device cuda with --actors 0 needs a GPU in this process, and torch sees none")
+
+
+def _inspect_model(cfg: JobConfig) -> tuple[ModelSource, Any]:
+    from vzcore.families import UnsupportedModelError
+    from vzcore.loading import locate_model
+
+    try:
+        model = locate_model(cfg.model)
+        return model, model.load_tokenizer()
+    except (UnsupportedModelError, ModuleNotFoundError) as err:
+        raise JobError(str(err)) from None
+    except Exception as err:
+        raise JobError(f"cannot load model {cfg.model!r}: {type(err).__name__}: {err}") from None
+
+
+def _check_layers(cfg: JobConfig, count: int) -> list[int]:
+    layers = list(range(count)) if cfg.layers is None else list(cfg.layers)
+    for layer in layers:
+        if not -count <= layer < count:
+            raise JobError(f"layer {layer} out of range: the model has {count} layers (0..{count - 1})")
+    return sorted({x % count for x in layers})
+
+
+def check_output(cfg: JobConfig) -> None:
+    """Check that the store's location can be written (a probe file, removed at once)."""
+    location = cfg.location
+    probe = ".vz-write-probe"
+    try:
+        if location.is_url:
+            fs, path = location.filesystem(probe)
+            fs.pipe_file(path, b"ok")
+            fs.rm_file(path)
+        else:
+            out = Path(cfg.out)
+            if out.exists() and not out.is_dir():
+                raise JobError(f"output {cfg.out} exists and is not a directory")
+            out.mkdir(parents=True, exist_ok=True)
+            (out / probe).write_bytes(b"ok")
+            (out / probe).unlink()
+    except JobError:
+        raise
+    except Exception as err:
+        raise JobError(f"cannot write to output {cfg.out}: {type(err).__name__}: {err}") from None

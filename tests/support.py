@@ -1,0 +1,73 @@
+"""Plain helpers the tests share (fixtures live in conftest.py): sample inputs, a small job config."""
+
+from __future__ import annotations
+
+import signal
+import socket
+from contextlib import contextmanager
+
+import torch
+
+VOCAB = 120  # the tiny models' vocabulary
+
+TEXTS = [
+    "The cat sat on the mat.",
+    "Hello there!",
+    "",  # empty: recorded as skipped, never retried
+    "A somewhat longer sentence about value zeroing and context mixing in transformers.",
+    "Short one.",
+    "What is your name?",
+    "I like to read books about science and history.",
+    "Yes.",
+    "Ray actors shard the corpus into parts.",
+    "Zarr stores every layer's maps.",
+    "Good morning, how are you today?",
+    "The end.",
+]
+
+
+def sample_ids(seed: int, n: int) -> list[int]:
+    """Return `n` seeded token ids of the tiny models' vocabulary (above the special ids)."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(3, VOCAB, (n,), generator=g).tolist()
+
+
+def job_config(tmp_path, model: str, data: str, **kw):
+    """A small scoring job over `data` with `model`, in this process unless `actors` says otherwise."""
+    from jobs.config import JobConfig
+
+    base = dict(
+        out=str(tmp_path / "run.zarr"),
+        dataset=data,
+        model=model,
+        methods=("value_zeroing", "attention"),
+        limit=8,
+        part_size=3,
+        batch_size=2,
+        actors=0,
+        progress=False,
+        store_dtype="float32",
+    )
+    return JobConfig(**{**base, **kw})
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def deadline(seconds: int):
+    """Fail the test instead of hanging (main thread only)."""
+
+    def expire(signum, frame):
+        raise TimeoutError(f"gave up after {seconds} s")
+
+    old = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)

@@ -1,0 +1,58 @@
+"""Where a store lives: a local folder or an fsspec URL (`s3://bucket/run.zarr`).
+
+The one place that tells the two apart, opens the Zarr group and reaches plain files beside it.
+zarr and fsspec are imported inside functions so that `import vzcore` stays free of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Location", "is_url"]
+
+
+def is_url(path: str) -> bool:
+    """Return True for a remote fsspec URL such as `s3://bucket/run.zarr` (a `file://` URL is local)."""
+    return "://" in str(path) and not str(path).startswith("file://")
+
+
+@dataclass(frozen=True)
+class Location:
+    """A store's path or URL and the fsspec options that reach it (never recorded anywhere)."""
+
+    path: str
+    storage_options: dict = field(default_factory=dict, hash=False, compare=False, repr=False)
+
+    @property
+    def is_url(self) -> bool:
+        return is_url(self.path)
+
+    def _options(self) -> dict:
+        return dict(self.storage_options) if "://" in self.path else {}
+
+    def absolute(self) -> str:
+        """The path as another process in another working folder must see it."""
+        return self.path if "://" in self.path else str(Path(self.path).resolve())
+
+    def open_group(self, mode: str = "r", path: str | None = None):
+        """Open the store's root group (or the group at `path` inside it) with zarr."""
+        import zarr
+
+        options = self._options()
+        kw: dict[str, Any] = {"storage_options": options} if "://" in self.path else {}
+        return zarr.open_group(store=self.path, mode=mode, path=path, **kw)
+
+    def filesystem(self, name: str = "") -> tuple[Any, str]:
+        """Return `(fs, path)` of `name` inside the store (the store itself for `""`)."""
+        import fsspec
+
+        fs, root = fsspec.core.url_to_fs(self.path, **self._options())
+        return fs, f"{root.rstrip('/')}/{name}" if name else root
+
+    def open_file(self, name: str, mode: str = "rb"):
+        """Open the plain file `name` inside the store (e.g. `tables/examples.parquet`)."""
+        import fsspec
+
+        return fsspec.open(f"{self.path.rstrip('/')}/{name}", mode, **self._options())

@@ -1,0 +1,75 @@
+"""The store's root attributes: what a run holds. One writer (the scoring driver, or a synthetic
+store builder through the same function), any number of readers."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+
+from vzcore.store.errors import StoreError
+from vzcore.store.layout import LAYOUT_VERSION, READABLE_LAYOUTS
+
+__all__ = ["RootAttrs", "write_root_attrs"]
+
+
+@dataclass(frozen=True)
+class RootAttrs:
+    """What the root group's attributes say (docs/store-layout.md)."""
+
+    methods: list[str]
+    layers: list[int]  # the stored block indices, ascending: each example holds `len(layers)` maps
+    model_num_layers: int  # how many blocks the model has (the stored layers may be a subset)
+    causal: bool  # causal maps are stored as their lower triangle
+    model_type: str
+    plan: list[dict]  # parts: `{"part": k, "start": a, "stop": b}`
+    special_token_ids: list[int] = field(default_factory=list)
+    config: dict = field(default_factory=dict)  # the latest run's resolved config (no credentials)
+    identity: dict = field(default_factory=dict)  # per method: hash of what its scores depend on
+    data_identity: str = ""  # hash of what the shared example and token arrays depend on
+    versions: dict = field(default_factory=dict)  # package versions of the run that created the store
+
+    @property
+    def num_maps(self) -> int:
+        """Maps per scored example: one per stored layer."""
+        return len(self.layers)
+
+    def to_attrs(self) -> dict:
+        return {"vz_layout": LAYOUT_VERSION, **asdict(self)}
+
+    @classmethod
+    def from_attrs(cls, attrs: Mapping, where: str) -> RootAttrs:
+        """Parse a root group's attributes; raise `StoreError` naming `where` if they are not a vz store's."""
+        version = attrs.get("vz_layout")
+        if version is None:
+            raise StoreError(
+                f"{where} is a zarr group but not a vz store: no 'vz_layout' attribute"
+                " (a scoring run writes its root attributes first; was it started?)"
+            )
+        if version not in READABLE_LAYOUTS:
+            raise StoreError(
+                f"{where} has store layout v{version}; this vzcore reads v{', v'.join(map(str, READABLE_LAYOUTS))}."
+                " Rescore it, or read it with the vzcore version that wrote it (see its 'versions' attribute)."
+            )
+        # v1 called the model's layer count `num_layers`; its maps were always one per stored layer.
+        count_key = "num_layers" if version == 1 else "model_num_layers"
+        missing = [k for k in ("plan", "methods", "layers", count_key) if k not in attrs]
+        if missing:
+            raise StoreError(f"{where}: root attributes {missing} are missing; the store is damaged or not finished")
+        return cls(
+            methods=list(attrs["methods"]),
+            layers=[int(x) for x in attrs["layers"]],
+            model_num_layers=int(attrs[count_key]),
+            causal=bool(attrs.get("causal", False)),
+            model_type=str(attrs.get("model_type", "")),
+            plan=sorted((dict(p) for p in attrs["plan"]), key=lambda p: p["part"]),
+            special_token_ids=[int(t) for t in attrs.get("special_token_ids", [])],
+            config=dict(attrs.get("config", {})),
+            identity=dict(attrs.get("identity", {})),
+            data_identity=str(attrs.get("data_identity", "")),
+            versions=dict(attrs.get("versions", {})),
+        )
+
+
+def write_root_attrs(group, attrs: RootAttrs) -> None:
+    """Write `attrs` as the root group's attributes (the only writer of the root)."""
+    group.attrs.update(attrs.to_attrs())
