@@ -17,8 +17,8 @@ pytest.importorskip("zarr")
 
 import zarr
 
-from jobs.config import JobConfig
 from cluster.executor import Started
+from jobs.config import JobConfig
 from jobs.score import run_job
 from tests.support import TEXTS, deadline, free_port, job_config
 from vzcore.store.layout import complete_methods, part_path

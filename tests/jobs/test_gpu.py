@@ -10,8 +10,8 @@ import torch
 import vzcore
 from jobs.score import run_job
 from jobs.score_step import ScoreSpec, score_examples
-from vzcore.store.location import Location
 from tests.support import TEXTS, job_config
+from vzcore.store.location import Location
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

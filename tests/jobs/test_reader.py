@@ -136,8 +136,6 @@ def test_import_vzcore_stays_free_of_zarr():
     import subprocess
     import sys
 
-    code = (
-        "import sys, vzcore; print([m for m in ('zarr', 'ray', 'xarray', 'datasets') if m in sys.modules])"
-    )
+    code = "import sys, vzcore; print([m for m in ('zarr', 'ray', 'xarray', 'datasets') if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -6,11 +6,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from vzcore.store.errors import StoreError
-from vzcore.store.reader import Store
+
+if TYPE_CHECKING:  # the reader calls into this module: no import back at run time
+    from vzcore.store.reader import Store
 
 __all__ = ["find_examples", "show_example"]
 

@@ -1,0 +1,80 @@
+"""One job, two executors: in-process and on Ray give identical stores; the Ray executor keeps the
+in-process one's semantics (every unit once, bounded retries, lost units)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+zarr = pytest.importorskip("zarr")
+
+from cluster.executor import InProcessExecutor, Lost, Unit  # noqa: E402
+from jobs.score import run_job  # noqa: E402
+from tests.support import TEXTS, deadline, job_config  # noqa: E402
+from vzcore.store.layout import part_path  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+def _flaky(replica, payload, progress):
+    if payload == 1:
+        raise OSError("unit 1 always fails")
+    return payload * 10
+
+
+def _arrays(group, prefix=""):
+    out = {}
+    for name, node in group.members():
+        if isinstance(node, zarr.Group):
+            out.update(_arrays(node, f"{prefix}{name}/"))
+        else:
+            out[f"{prefix}{name}"] = node[:]
+    return out
+
+
+def test_the_same_job_in_process_and_on_ray_writes_identical_stores(ray_cluster, tmp_path, tiny_model_dir, texts_jsonl):
+    here = job_config(tmp_path / "here", tiny_model_dir, texts_jsonl, limit=len(TEXTS), actors=0)
+    there = job_config(tmp_path / "ray", tiny_model_dir, texts_jsonl, limit=len(TEXTS), actors=1, cpus_per_actor=1)
+    with deadline(180):
+        a, b = run_job(here), run_job(there)
+    assert (a.scored, a.skipped, a.failed) == (b.scored, b.skipped, b.failed) == (len(TEXTS) - 1, 1, 0)
+    ra, rb = zarr.open_group(here.out, mode="r"), zarr.open_group(there.out, mode="r")
+    attrs_a, attrs_b = dict(ra.attrs), dict(rb.attrs)
+    for attrs in (attrs_a, attrs_b):
+        attrs["config"] = {k: v for k, v in attrs["config"].items() if k not in ("out", "actors", "cpus_per_actor")}
+    assert attrs_a == attrs_b
+    for p in attrs_a["plan"]:
+        ga, gb = ra[part_path(p["part"])], rb[part_path(p["part"])]
+        assert dict(ga.attrs) == dict(gb.attrs)
+        xa, xb = _arrays(ga), _arrays(gb)
+        assert sorted(xa) == sorted(xb)
+        for name in xa:
+            np.testing.assert_array_equal(xa[name], xb[name], err_msg=f"part {p['part']}: {name}")
+
+
+def test_ray_tasks_and_actors_keep_the_in_process_semantics(ray_cluster):
+    import sys
+
+    from ray import cloudpickle
+
+    from cluster.ray_executor import RayExecutor
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray's workers cannot import the tests
+
+    units = [Unit(k, k) for k in range(4)]
+    for executor, replica in (
+        (InProcessExecutor(max_attempts=2), None),
+        (RayExecutor(max_attempts=2), None),  # tasks
+        (RayExecutor(workers=1, cpus=1, max_attempts=2), dict),  # an actor holding a replica
+    ):
+        done, events = {}, []
+        report = executor.run(
+            units,
+            _flaky,
+            replica=replica,
+            on_result=lambda u, r, done=done: done.__setitem__(u.key, r),
+            on_event=events.append,
+        )
+        assert done == {0: 0, 2: 20, 3: 30}, (executor, report.lost)
+        assert list(report.lost) == [1] and "unit 1 always fails" in report.lost[1]
+        assert [e.key for e in events if isinstance(e, Lost)] == [1]
