@@ -112,6 +112,6 @@ def test_importing_vzcore_stays_light():
     import subprocess
     import sys
 
-    code = "import sys, vzcore; print(sorted(m for m in %r if m in sys.modules))" % (LAZY_IN_VZCORE,)
+    code = f"import sys, vzcore; print(sorted(m for m in {LAZY_IN_VZCORE!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "[]", out.stdout
