@@ -166,6 +166,7 @@ def score_command(
         None, "--storage-option", help="fsspec option key=value; endpoint_url goes to client_kwargs"
     ),
     overwrite: bool = typer.Option(False, help="replace a store made by another run"),
+    break_lock: bool = typer.Option(False, help="take over the store from a run that is gone (see its lease)"),
     dry_run: bool = typer.Option(False, help="print the plan and estimates, then stop"),
     progress: bool = typer.Option(True, help="show a live progress bar"),
 ) -> None:
@@ -201,6 +202,7 @@ def score_command(
         precision=precision,
         store_dtype=store_dtype,
         overwrite=overwrite,
+        break_lock=break_lock,
         dry_run=dry_run,
         progress=progress,
         storage_options=opts,

@@ -39,6 +39,7 @@ class JobConfig:
     store_dtype: str = "float16"  # float16 loses at most about 2.5e-4 on normalised scores
     memory_budget: int | None = None  # bytes per chunk of pairs (None: vzcore's default per device); halved on OOM
     overwrite: bool = False  # replace a store whose identity differs
+    break_lock: bool = False  # take over the store's lease from a run known to be gone
     dry_run: bool = False
     progress: bool = True
     max_attempts: int = 3  # an actor death on a part is retried this many times in all

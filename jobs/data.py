@@ -50,7 +50,14 @@ def _load(dataset: str | None, config: str | None, split: str):
             raise DatasetError(f"cannot tell the format of {dataset}: need files of one kind among {sorted(_BUILDERS)}")
         builder = kinds.pop()
         kw = {"delimiter": "\t"} if builder == "csv" and files[0].suffix == ".tsv" else {}
-        return datasets.load_dataset(builder, data_files=[str(p) for p in files], split="train", **kw)
+        if all(p.stat().st_size == 0 for p in files):
+            raise DatasetError(f"{dataset} is empty: nothing to score")
+        try:
+            return datasets.load_dataset(builder, data_files=[str(p) for p in files], split="train", **kw)
+        except Exception as err:  # the builders raise many kinds for unreadable or empty files
+            if "corresponds to no data" in str(err):  # a header and no rows
+                raise DatasetError(f"{dataset} has no rows: nothing to score") from None
+            raise DatasetError(f"cannot read {dataset} as {builder}: {type(err).__name__}: {err}") from None
     try:
         return datasets.load_dataset(dataset, config, split=split)
     except Exception as err:  # hub errors come in many types; say what was tried
@@ -69,7 +76,15 @@ def load_texts(dataset: str | None, config: str | None, split: str, text_column:
         raise DatasetError("streaming datasets are not supported: save it with save_to_disk and pass that folder")
     if text_column not in ds.column_names:
         raise DatasetError(f"column {text_column!r} not in the dataset; it has {ds.column_names}")
+    kind = getattr(ds.features[text_column], "dtype", None)
+    if kind not in ("string", "large_string"):
+        texts = [c for c, f in ds.features.items() if getattr(f, "dtype", None) in ("string", "large_string")]
+        raise DatasetError(
+            f"column {text_column!r} holds {kind or ds.features[text_column]}, not text; text columns: {texts}"
+        )
     total = len(ds)
+    if total == 0:
+        raise DatasetError(f"{dataset or 'the dataset'} has no rows: nothing to score")
     n = total if limit is None else min(limit, total)
     texts = ds.select(range(n))[text_column] if n else []
     return list(texts), total

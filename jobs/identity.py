@@ -1,8 +1,9 @@
 """What a store's scores depend on, as hashes: a rerun that would mix in other scores is refused.
 
-`data_identity` covers what the shared example and token arrays depend on (the dataset and its
-cut into parts, the model's files, the token limit, the stored layers); each method's identity
-adds its options, the precision and the store dtype. Package versions are recorded and warned
+`data_identity` covers what the shared example and token arrays depend on besides the rows (the
+cut into parts, the model's files, the token limit, the stored layers); the rows are identified by
+content, per part (`data_hash`, checked by the driver on every rerun). Each method's identity adds
+its options, the precision and the store dtype. Package versions are recorded and warned
 about, never refused.
 """
 
@@ -54,11 +55,9 @@ def _hash(obj) -> str:
 def identities(job: CheckedJob) -> tuple[str, dict[str, str]]:
     """Return `(data_identity, {method: identity})` of a checked job."""
     cfg = job.cfg
+    # The rows themselves are identified by content, part by part (`data_hash`), not by the
+    # dataset's name: the same file moved is the same data, another file at the same path is not.
     data = {
-        "dataset": cfg.dataset,
-        "config": cfg.config,
-        "split": cfg.split,
-        "text_column": cfg.text_column,
         "part_size": cfg.part_size,
         "model": fingerprint(job.model.files),
         "max_length": cfg.max_length,
@@ -84,7 +83,7 @@ def check_identity(stored: dict, data_id: str, identity: dict[str, str]) -> None
     """Refuse a store (its root attributes `stored`) made by another run; warn on other versions."""
     if stored.get("data_identity") != data_id:
         raise JobError(
-            "the store holds another run (dataset, part size, model weights/tokenizer, max length or layers "
+            "the store holds another run (part size, model weights/tokenizer, max length or layers "
             "differ); pass --overwrite to replace it, or choose another --out"
         )
     clash = [m for m, h in identity.items() if m in stored.get("identity", {}) and stored["identity"][m] != h]

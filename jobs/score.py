@@ -39,12 +39,9 @@ def run_job(cfg: JobConfig, *, on_event: Callable[[Event], None] | None = None) 
     data_id, identity = identities(job)
     from jobs.data import DatasetError, load_texts
 
-    stored: dict = {}
-    if not cfg.dry_run:
-        check_output(cfg)
-        stored = {} if cfg.overwrite else _stored_attrs(cfg)
-        if stored:
-            check_identity(stored, data_id, identity)
+    stored = {} if cfg.overwrite or cfg.dry_run else _stored_attrs(cfg)
+    if stored:  # refuse a mismatching store before reading any data
+        check_identity(stored, data_id, identity)
     # A store never shrinks its plan: a smaller --limit finishes the stored one.
     stored_count = max((p["stop"] for p in stored.get("plan", [])), default=0)
     limit = None if cfg.limit is None else max(cfg.limit, stored_count)
@@ -60,25 +57,37 @@ def run_job(cfg: JobConfig, *, on_event: Callable[[Event], None] | None = None) 
     if cfg.dry_run:
         summary.plan_lines = _dry_run_lines(job, texts, total, plan)
         return summary
-    tasks = _missing_parts(cfg, bool(stored), plan, texts)
-    summary.parts_run = len(tasks)
-    # Connect (and check the cluster) before writing anything; a finished store needs no cluster.
-    with _executor(cfg, min(cfg.actors, len(tasks))) as (executor, placement):
-        root = _write_root(job, stored, plan, data_id, identity)
-        if tasks:
-            spec = _score_spec(job, **placement)
-            _score(cfg, executor, spec, tasks, summary, on_event)
-    if not summary.lost_parts:
-        from vzcore.store.tables import write_tables
+    check_output(cfg)  # after the data: a refused input leaves no folder behind
+    from jobs.lease import hold_lease
 
-        write_tables(cfg.location, root, plan, root.attrs.get("special_token_ids", []), _text_of(texts))
+    with hold_lease(cfg.location, break_lock=cfg.break_lock):
+        # Under the lease, read the root again: it is merged with, never overwritten blindly.
+        stored = {} if cfg.overwrite else _stored_attrs(cfg)
+        if stored:
+            check_identity(stored, data_id, identity)
+        tasks = _missing_parts(cfg, bool(stored), plan, texts)
+        summary.parts_run = len(tasks)
+        # Connect (and check the cluster) before writing anything; a finished store needs no cluster.
+        with _executor(cfg, min(cfg.actors, len(tasks))) as (executor, placement):
+            root = _write_root(job, stored, plan, data_id, identity)
+            if tasks:
+                spec = _score_spec(job, **placement)
+                _score(cfg, executor, spec, tasks, summary, on_event)
+        if not summary.lost_parts:
+            from vzcore.store.tables import write_tables
+
+            write_tables(cfg.location, root, plan, root.attrs.get("special_token_ids", []), _text_of(texts))
     summary.bytes_written = _store_bytes(cfg)
     return summary
 
 
 def _stored_attrs(cfg: JobConfig) -> dict:
+    """Return the root attributes of the store at `--out` ({} when there is none yet), reading only."""
+    fs, path = cfg.location.filesystem("zarr.json")
     try:
-        return dict(cfg.location.open_group(mode="a").attrs)
+        if not fs.exists(path):
+            return {}
+        return dict(cfg.location.open_group(mode="r").attrs)
     except Exception as err:
         raise JobError(f"cannot open store {cfg.out}: {type(err).__name__}: {err}") from None
 
@@ -140,9 +149,12 @@ def _executor(cfg: JobConfig, actors: int) -> Iterator[tuple[Executor, dict]]:
 def _write_root(job: CheckedJob, stored: dict, plan: list[dict], data_id: str, identity: dict):
     """Open the store for writing and write its root attributes (only this driver writes them)."""
     from vzcore.store.root import RootAttrs, write_root_attrs
+    from vzcore.store.writer import clear_store
 
     cfg, tok = job.cfg, job.tokenizer
-    root = cfg.location.open_group(mode="w" if cfg.overwrite else "a")
+    if cfg.overwrite:
+        clear_store(cfg.location)  # only the store's own entries; check_output proved it is one
+    root = cfg.location.open_group(mode="a")
     attrs = RootAttrs(
         methods=list(dict.fromkeys([*stored.get("methods", []), *cfg.methods])),
         layers=job.layers,
@@ -162,18 +174,28 @@ def _write_root(job: CheckedJob, stored: dict, plan: list[dict], data_id: str, i
 
 def _missing_parts(cfg: JobConfig, stored: bool, plan: list[dict], texts: list) -> list[PartTask]:
     """Return a task per part of `plan` that lacks some of the run's methods (reading the store only)."""
-    from vzcore.store.layout import complete_methods
+    from vzcore.store.layout import complete_methods, texts_fingerprint
     from vzcore.store.writer import part_state
 
     root = cfg.location.open_group(mode="r") if stored else None
-    tasks = []
+    tasks, changed = [], []
     for p in plan:
+        rows = tuple(texts[p["start"] : p["stop"]])
         state = (part_state(root, p["part"]) if root is not None else None) or {}
         same = state.get("start") == p["start"] and state.get("stop") == p["stop"]
+        if same and state.get("data_hash") and state["data_hash"] != texts_fingerprint(rows):
+            changed.append(p)
         done = complete_methods(state) if same else []
         missing = tuple(m for m in cfg.methods if m not in done)
         if missing:
-            tasks.append(PartTask(p["part"], p["start"], p["stop"], tuple(texts[p["start"] : p["stop"]]), missing))
+            tasks.append(PartTask(p["part"], p["start"], p["stop"], rows, missing))
+    if changed:
+        first = changed[0]
+        raise JobError(
+            f"{len(changed)} of the store's parts were scored from other rows than the dataset holds now "
+            f"(first: part {first['part']}, rows [{first['start']}, {first['stop']})): the data changed or its "
+            "rows moved; pass --overwrite to replace the store, or choose another --out"
+        )
     return tasks
 
 

@@ -190,7 +190,7 @@ def _empty_cache() -> None:
 def score_part(scorer: Scorer, task: PartTask, progress: Callable[[int, int], None] | None = None) -> PartReport:
     """Score `task`'s examples and write its part (arrays, then the methods marked complete)."""
     from vzcore.allocator import bound_freed_memory
-    from vzcore.store.layout import STATUS_FAILED, STATUS_SCORED, STATUS_SKIPPED
+    from vzcore.store.layout import STATUS_FAILED, STATUS_SCORED, STATUS_SKIPPED, texts_fingerprint
     from vzcore.store.writer import write_part
 
     handle, spec = scorer.handle, scorer.spec
@@ -208,6 +208,7 @@ def score_part(scorer: Scorer, task: PartTask, progress: Callable[[int, int], No
         start=task.start,
         stop=task.stop,
         store_dtype=spec.store_dtype,
+        data_hash=texts_fingerprint(task.texts),
     )
     t2 = time.perf_counter()
     # Handing back all that was freed keeps the heap from fragmenting pass after pass (an actor's

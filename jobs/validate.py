@@ -104,15 +104,18 @@ def _check_device(cfg: JobConfig) -> None:
 
 def _inspect_model(cfg: JobConfig) -> tuple[ModelSource, Any]:
     from vzcore.families import UnsupportedModelError
-    from vzcore.loading import locate_model
+    from vzcore.inputs import check_tokenizer
+    from vzcore.loading import ModelNotFoundError, locate_model
 
     try:
         model = locate_model(cfg.model)
-        return model, model.load_tokenizer()
-    except (UnsupportedModelError, ModuleNotFoundError) as err:
+        tokenizer = model.load_tokenizer()
+        check_tokenizer(tokenizer, f"model {cfg.model!r}")
+    except (UnsupportedModelError, ModelNotFoundError, ModuleNotFoundError, ValueError) as err:
         raise JobError(str(err)) from None
     except Exception as err:
-        raise JobError(f"cannot load model {cfg.model!r}: {type(err).__name__}: {err}") from None
+        raise JobError(f"cannot read model {cfg.model!r}: {type(err).__name__}: {err}") from None
+    return model, tokenizer
 
 
 def _check_layers(cfg: JobConfig, count: int) -> list[int]:
@@ -124,9 +127,24 @@ def _check_layers(cfg: JobConfig, count: int) -> list[int]:
 
 
 def check_output(cfg: JobConfig) -> None:
-    """Check that the store's location can be written (a probe file, removed at once)."""
+    """Check that `--out` is a vz store, empty or new (never a folder of someone's files, overwrite
+    or not) and can be written (a probe file, removed at once)."""
+    from vzcore.store.root import folder_state
+
     location = cfg.location
-    probe = ".vz-write-probe"
+    try:
+        state, names = folder_state(location)
+    except Exception as err:
+        raise JobError(f"cannot read output {cfg.out}: {type(err).__name__}: {err}") from None
+    if state == "other":
+        shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+        raise JobError(
+            f"output {cfg.out} is not empty and not a vz store (it holds {shown}); nothing was touched: "
+            "choose a new or empty folder"
+        )
+    from vzcore.store.layout import WRITE_PROBE
+
+    probe = WRITE_PROBE
     try:
         if location.is_url:
             fs, path = location.filesystem(probe)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from vzcore.loading import ModelHandle
 
-__all__ = ["Encoded", "encode"]
+__all__ = ["Encoded", "check_tokenizer", "encode"]
 
 
 @dataclass
@@ -21,6 +21,17 @@ class Encoded:
     offsets: list[tuple[int, int]] | None
     text: str | None
     truncated: bool
+
+
+def check_tokenizer(tokenizer, name: str) -> None:
+    """Raise `ValueError` unless `tokenizer` turns a plain sentence into tokens (a folder saved
+    without its tokenizer files loads one that encodes everything to nothing)."""
+    probe = "The cat sat on the mat."
+    if tokenizer is None or not tokenizer(probe, add_special_tokens=False)["input_ids"]:
+        raise ValueError(
+            f"{name} has no usable tokenizer (it encodes text to no tokens): save one beside the weights, "
+            "e.g. AutoTokenizer.from_pretrained(ORIGINAL).save_pretrained(FOLDER)"
+        )
 
 
 def encode(handle: ModelHandle, texts: Sequence[str | Sequence[int]], max_length: int | None) -> list[Encoded]:
@@ -48,6 +59,8 @@ def encode(handle: ModelHandle, texts: Sequence[str | Sequence[int]], max_length
                 return_overflowing_tokens=False,
             )
             ids = list(enc["input_ids"])
+            if not ids:  # never score nothing: a tokenizer without a vocabulary encodes every text so
+                raise ValueError(f"text #{k} encodes to no tokens: the model's tokenizer is not usable")
             full = len(tok(item, add_special_tokens=True)["input_ids"])
             word_ids = enc.word_ids() if tok.is_fast else None
             offsets = [tuple(o) for o in enc["offset_mapping"]] if tok.is_fast else None

@@ -15,6 +15,7 @@ from vzcore.families import FamilySpec, Geometry, family_for
 __all__ = [
     "SHORT_NAMES",
     "ModelHandle",
+    "ModelNotFoundError",
     "ModelSource",
     "load_model",
     "locate_model",
@@ -41,6 +42,10 @@ def max_input_length(config, tokenizer: object | None, family: FamilySpec) -> in
     if getattr(config, "model_type", "") in family.padded_positions:
         return min(limits[0] - 2, *limits[1:]) if len(limits) > 1 else limits[0] - 2
     return min(limits)
+
+
+class ModelNotFoundError(ValueError):
+    """Nothing loadable at that path or hub name."""
 
 
 @dataclass
@@ -150,10 +155,30 @@ def locate_model(name_or_path: str | Path) -> ModelSource:
 
     name = str(name_or_path)
     source = resolve_short_name(name)
-    gguf = _gguf_file(Path(source))
-    path, gguf_name = (str(gguf[0]), gguf[1]) if gguf is not None else (source, None)
-    config = AutoConfig.from_pretrained(path, **({"gguf_file": gguf_name} if gguf_name else {}))
+    local = Path(source).expanduser()
+    if not local.exists() and _looks_like_a_path(source):
+        raise ModelNotFoundError(f"no such model path: {source}")
+    gguf = _gguf_file(local)
+    path, gguf_name = (str(gguf[0]), gguf[1]) if gguf is not None else (str(local) if local.exists() else source, None)
+    try:
+        config = AutoConfig.from_pretrained(path, **({"gguf_file": gguf_name} if gguf_name else {}))
+    except OSError as err:
+        if local.exists():
+            raise ModelNotFoundError(f"{source} holds no model config (config.json or a .gguf file): {err}") from err
+        why = "the hub is off (HF_HUB_OFFLINE is set)" if _hub_offline() else str(err).splitlines()[0]
+        raise ModelNotFoundError(f"no such path or hub model: {source!r} ({why})") from err
     return ModelSource(name=name, path=path, gguf_file=gguf_name, config=config, family=family_for(config))
+
+
+def _looks_like_a_path(name: str) -> bool:
+    # Hub ids are `name` or `org/name`; anything else with a separator, or rooted, is a path.
+    return name.startswith(("/", ".", "~")) or name.count("/") > 1 or "\\" in name
+
+
+def _hub_offline() -> bool:
+    import os
+
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
 
 
 def load_model(

@@ -5,11 +5,15 @@ Pure numpy; no zarr here, so readers and writers share one definition of where t
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 import numpy as np
 
 __all__ = [
     "EXAMPLE_ARRAYS",
     "LAYOUT_VERSION",
+    "LEASE_FILE",
     "PARTS_GROUP",
     "READABLE_LAYOUTS",
     "SCORES_GROUP",
@@ -20,11 +24,13 @@ __all__ = [
     "TABLES_DIR",
     "TARGET_CHUNK_BYTES",
     "TOKEN_ARRAYS",
+    "WRITE_PROBE",
     "complete_methods",
     "pack_maps",
     "packed_size",
     "part_path",
     "score_path",
+    "texts_fingerprint",
     "unpack_maps",
 ]
 
@@ -34,6 +40,8 @@ READABLE_LAYOUTS = (1, 2)
 PARTS_GROUP = "parts"
 SCORES_GROUP = "scores"  # inside a part group: `scores/{method}`
 TABLES_DIR = "tables"  # `tables/examples.parquet`, `tables/tokens.parquet`
+LEASE_FILE = ".vz-lease.json"  # who writes the store's root now (jobs.lease)
+WRITE_PROBE = ".vz-write-probe"  # written and removed at once by a run checking it may write
 
 # Per-example arrays of a part group (`[m]`, or `[m+1]` for the offsets).
 EXAMPLE_ARRAYS = ("example_id", "status", "length", "truncated", "token_offset", "value_offset")
@@ -92,3 +100,12 @@ def unpack_maps(flat: np.ndarray, n: int, layers: int, causal: bool) -> np.ndarr
     i, j = np.tril_indices(n)
     out[:, i, j] = flat.reshape(layers, -1)
     return out
+
+
+def texts_fingerprint(texts) -> str:
+    """Return the hash of a part's input rows, in order (part attr `data_hash`): what its maps were scored from."""
+    h = hashlib.sha256()
+    for t in texts:
+        h.update(json.dumps(t, default=str, ensure_ascii=False).encode())
+        h.update(b"\n")
+    return h.hexdigest()[:32]

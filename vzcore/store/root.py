@@ -7,9 +7,9 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
 from vzcore.store.errors import StoreError
-from vzcore.store.layout import LAYOUT_VERSION, READABLE_LAYOUTS
+from vzcore.store.layout import LAYOUT_VERSION, LEASE_FILE, READABLE_LAYOUTS, WRITE_PROBE
 
-__all__ = ["RootAttrs", "write_root_attrs"]
+__all__ = ["RootAttrs", "folder_state", "write_root_attrs"]
 
 
 @dataclass(frozen=True)
@@ -73,3 +73,36 @@ class RootAttrs:
 def write_root_attrs(group, attrs: RootAttrs) -> None:
     """Write `attrs` as the root group's attributes (the only writer of the root)."""
     group.attrs.update(attrs.to_attrs())
+
+
+def folder_state(location) -> tuple[str, list[str]]:
+    """Return what is at a store's location, and its entries: `("absent" | "empty" | "store" | "other", names)`.
+
+    `"store"` means the root's attributes prove a vz store; `"empty"` also covers a bare zarr
+    group with no attributes (a run stopped before writing them). Anything else is `"other"`: never ours.
+    """
+    import json
+
+    fs, path = location.filesystem()
+    if not fs.exists(path):
+        return "absent", []
+    if not fs.isdir(path):
+        return "other", [path.rsplit("/", 1)[-1]]
+    ours = {LEASE_FILE, WRITE_PROBE}  # a run's own files, there before the root is written
+    names = sorted(n for p in fs.ls(path, detail=False) if (n := p.rstrip("/").rsplit("/", 1)[-1]) not in ours)
+    if not names:
+        return "empty", names
+    if "zarr.json" not in names:
+        return "other", names
+    try:
+        meta = json.loads(fs.cat_file(f"{path.rstrip('/')}/zarr.json"))
+    except (OSError, ValueError):
+        return "other", names
+    attrs = meta.get("attributes") or {}
+    if "vz_layout" in attrs:
+        return "store", names
+    return (
+        ("empty", names)
+        if names == ["zarr.json"] and not attrs and meta.get("node_type") == "group"
+        else ("other", names)
+    )

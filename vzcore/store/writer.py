@@ -26,7 +26,7 @@ from vzcore.store.layout import (
 )
 from vzcore.store.location import Location
 
-__all__ = ["ExampleOutcome", "part_state", "write_part"]
+__all__ = ["ExampleOutcome", "clear_store", "part_state", "write_part"]
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,27 @@ class ExampleOutcome:
     @property
     def n(self) -> int:
         return len(self.token_ids) if self.status == STATUS_SCORED else 0
+
+
+def clear_store(location: Location) -> None:
+    """Delete a vz store's own entries (its root metadata, parts and tables), and nothing else.
+
+    Refuses (`StoreError`) unless the root's attributes prove a vz store: whatever else sits in
+    the folder is the user's, and stays.
+    """
+    from vzcore.store.errors import StoreError
+    from vzcore.store.layout import PARTS_GROUP, TABLES_DIR
+    from vzcore.store.root import folder_state
+
+    state, names = folder_state(location)
+    if state == "absent":
+        return
+    if state == "other":
+        raise StoreError(f"{location.path} is not a vz store; nothing there is deleted")
+    fs, path = location.filesystem()
+    for name in (PARTS_GROUP, TABLES_DIR, "zarr.json"):
+        if name in names:
+            fs.rm(f"{path.rstrip('/')}/{name}", recursive=True)
 
 
 def part_state(root: Any, part: int) -> dict | None:
@@ -107,8 +128,12 @@ def write_part(
     start: int | None = None,
     stop: int | None = None,
     store_dtype: str = "float16",
+    data_hash: str | None = None,
 ) -> None:
     """Write part `part` holding `outcomes` (in id order) and mark `methods` complete in it.
+
+    `data_hash` (`layout.texts_fingerprint` of the part's input rows) is kept with the part, so a
+    rerun or a reader can tell whether the part was scored from the same rows.
 
     `num_maps` is how many maps each scored example holds (one per stored layer). When the part
     already holds the same examples, only the `methods` arrays are (re)written and appended to the
@@ -155,7 +180,7 @@ def write_part(
         _flat_array(group, "word_ids", np.asarray(flat_words, dtype=np.int32), "int32")
         _flat_array(group, "tokens", np.asarray(flat_tokens, dtype=object), "str")
         failures = {str(o.example_id): o.reason for o in outcomes if o.status != STATUS_SCORED}
-        group.attrs.update({"failures": failures, "base_complete": True})
+        group.attrs.update({"failures": failures, "base_complete": True, "data_hash": data_hash})
         done = []
 
     scores = group.require_group(SCORES_GROUP)
