@@ -1,13 +1,22 @@
-"""Join a Ray cluster, or start a local one on loopback and stop it at the end (the embedded default)."""
+"""Join a Ray cluster, or start a local one on loopback and stop it at the end (the embedded default).
+
+A local cluster's processes are the driver's children; most end with it even when it is killed
+(SIGKILL), but Ray's per-node agents outlive it. So the driver records the processes it started
+(process id and start time) in a file, and the next driver that starts a local cluster ends those
+of a driver that is gone: by process id, never by name.
+"""
 
 from __future__ import annotations
 
+import json
 import os
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
-__all__ = ["ClusterInfo", "connect"]
+__all__ = ["ClusterInfo", "connect", "end_leftovers"]
 
 
 @dataclass(frozen=True)
@@ -29,9 +38,11 @@ def connect(address: str | None, *, num_cpus: int | None = None) -> Iterator[Clu
         yield _info(False)
         return
     address = address or os.environ.get("RAY_ADDRESS")  # set for drivers that `ray job submit` started
+    record: Path | None = None
     if address:
         ray.init(address=address, log_to_driver=False)
     else:
+        end_leftovers()
         ray.init(
             address="local",
             _node_ip_address="127.0.0.1",
@@ -39,10 +50,13 @@ def connect(address: str | None, *, num_cpus: int | None = None) -> Iterator[Clu
             num_cpus=num_cpus or os.cpu_count(),
             log_to_driver=False,
         )
+        record = _record_started()
     try:
         yield _info(not address)
     finally:
         ray.shutdown()
+        if not address and record is not None:
+            record.unlink(missing_ok=True)
 
 
 def _info(started_here: bool) -> ClusterInfo:
@@ -50,3 +64,54 @@ def _info(started_here: bool) -> ClusterInfo:
 
     nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
     return ClusterInfo(started_here=started_here, nodes=nodes, resources=dict(ray.cluster_resources()))
+
+
+def _records_dir() -> Path:
+    return Path(tempfile.gettempdir()) / "vz-local-clusters"
+
+
+def _record_started() -> Path | None:
+    """Write down the processes this driver's `ray.init` started; return the record's path."""
+    try:
+        import psutil
+    except ImportError:
+        return None
+    me = psutil.Process()
+    procs = [[c.pid, c.create_time()] for c in me.children(recursive=True)]
+    folder = _records_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{me.pid}.json"
+    path.write_text(json.dumps({"driver": [me.pid, me.create_time()], "processes": procs}))
+    return path
+
+
+def end_leftovers() -> list[int]:
+    """End the processes of local clusters whose driver is gone; return their process ids."""
+    try:
+        import psutil
+    except ImportError:
+        return []
+    ended = []
+    for path in sorted(_records_dir().glob("*.json")) if _records_dir().is_dir() else []:
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if _same_process(psutil, *record["driver"]):
+            continue  # that driver still runs: its cluster is its own
+        for pid, started in record["processes"]:
+            if _same_process(psutil, pid, started):  # the same process, not a reused id
+                try:
+                    psutil.Process(pid).kill()
+                    ended.append(pid)
+                except psutil.Error:
+                    pass
+        path.unlink(missing_ok=True)
+    return ended
+
+
+def _same_process(psutil, pid: int, started: float) -> bool:
+    try:
+        return abs(psutil.Process(pid).create_time() - started) < 1e-3
+    except psutil.Error:
+        return False

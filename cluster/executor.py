@@ -30,8 +30,10 @@ __all__ = [
     "ReplicaError",
     "ReplicaFactory",
     "RunReport",
+    "RunStopped",
     "Started",
     "Step",
+    "StopRun",
     "Unit",
     "Waiting",
     "failure_reason",
@@ -108,6 +110,18 @@ class ReplicaError(RuntimeError):
     """A worker could not build its replica: the step cannot run anywhere."""
 
 
+class StopRun(Exception):
+    """Raised by a step for a fault that no retry can fix (a full disk): the whole run stops at once."""
+
+
+class RunStopped(RuntimeError):
+    """The run was stopped by a step's `StopRun`; `key` is the unit that raised it."""
+
+    def __init__(self, key: int, reason: str) -> None:
+        super().__init__(reason)
+        self.key = key
+
+
 @dataclass
 class RunReport:
     """What a run did: units finished, units lost (key -> reason), worker deaths, time to the first ready worker."""
@@ -124,7 +138,12 @@ def failure_reason(err: BaseException, limit: int = 500) -> str:
 
 
 class Executor(ABC):
-    """Runs units through a step and reports events; `max_attempts` bounds the tries of each unit."""
+    """Runs units through a step and reports events; `max_attempts` bounds the tries of each unit.
+
+    A step that raises is retried (a transient fault: a dropped connection); one that raises
+    `StopRun` stops the whole run, which raises `RunStopped`. Interrupting the driver
+    (`KeyboardInterrupt`) stops every worker before it propagates.
+    """
 
     max_attempts: int = 3
 
@@ -166,6 +185,8 @@ class InProcessExecutor(Executor):
 
             try:
                 result = step(state, unit.payload, progress)
+            except StopRun as err:
+                raise RunStopped(unit.key, str(err)) from err
             except Exception as err:  # a failing unit is retried, bounded, like a failing Ray task
                 if unit.attempt + 1 < self.max_attempts:
                     queue.appendleft(dataclasses.replace(unit, attempt=unit.attempt + 1))

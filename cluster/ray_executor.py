@@ -30,8 +30,10 @@ from cluster.executor import (
     Ready,
     ReplicaError,
     RunReport,
+    RunStopped,
     Started,
     Step,
+    StopRun,
     Unit,
     Waiting,
     failure_reason,
@@ -98,6 +100,8 @@ class RayExecutor(Executor):
         return _Pool(self, step, replica, done, emit).run(deque(units))
 
     def _run_tasks(self, units: list[Unit], step: Step, done, emit) -> RunReport:
+        # Retried by Ray when the step raises or its worker dies (Ray cannot exempt `StopRun` from
+        # retries: it takes effect once the task's tries are spent).
         remote = ray.remote(_run_task).options(
             num_cpus=self.cpus, max_retries=self.max_attempts - 1, retry_exceptions=True
         )
@@ -113,6 +117,10 @@ class RayExecutor(Executor):
             try:
                 result = ray.get(ready[0])
             except (ray.exceptions.RayTaskError, ray.exceptions.RayError) as err:
+                if isinstance(getattr(err, "cause", None), StopRun):
+                    for ref in pending:
+                        ray.cancel(ref, force=True)
+                    raise RunStopped(unit.key, str(err.cause)) from err
                 report.lost[unit.key] = failure_reason(getattr(err, "cause", None) or err)
                 emit(Lost(unit.key, report.lost[unit.key]))
                 continue
@@ -209,6 +217,8 @@ class _Pool:
             self.new_actor()
             return
         except ray.exceptions.RayTaskError as err:  # the step raised (e.g. a store write failed): retry, bounded
+            if isinstance(getattr(err, "cause", None), StopRun):
+                raise RunStopped(unit.key, str(err.cause)) from err
             self.retry_or_lose(unit, pending, failure_reason(getattr(err, "cause", None) or err))
             self.idle.append(actor)
             return

@@ -171,7 +171,7 @@ def score_command(
     progress: bool = typer.Option(True, help="show a live progress bar"),
 ) -> None:
     """Score a corpus into a Zarr store on Ray actors (resumable; see docs/store-layout.md)."""
-    from jobs.score import JobError, ModelLoadError, run_job
+    from jobs.score import JobError, JobInterrupted, JobStopped, ModelLoadError, run_job
 
     opts = dict(_pairs(storage_option, "--storage-option"))
     if "endpoint_url" in opts:
@@ -211,8 +211,11 @@ def score_command(
         summary = run_job(cfg)
     except JobError as err:
         raise _fail(str(err)) from None
-    except ModelLoadError as err:  # raised by a worker, after the arguments were checked
+    except (ModelLoadError, JobStopped) as err:  # raised by a worker, after the arguments were checked
         raise _fail(str(err), 1) from None
+    except JobInterrupted as err:
+        typer.echo(str(err), err=True)
+        raise typer.Exit(130) from None
     for line in summary.plan_lines if cfg.dry_run else summary.lines():
         typer.echo(line)
     raise typer.Exit(summary.exit_code)

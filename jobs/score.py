@@ -19,18 +19,40 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from cluster.executor import Event, Executor, InProcessExecutor, Progress, ReplicaError, Unit, Waiting
+from cluster.executor import (
+    Event,
+    Executor,
+    InProcessExecutor,
+    Progress,
+    ReplicaError,
+    RunStopped,
+    Started,
+    Unit,
+    Waiting,
+)
 from jobs.config import JobConfig
 from jobs.identity import check_identity, identities, versions
 from jobs.score_step import PartReport, PartTask, ScoreSpec, load_scorer, score_part
 from jobs.summary import Summary
 from jobs.validate import CheckedJob, JobError, check_job, check_output
 
-__all__ = ["JobError", "ModelLoadError", "Summary", "run_job"]
+__all__ = ["JobError", "JobInterrupted", "JobStopped", "ModelLoadError", "Summary", "run_job"]
 
 
 class ModelLoadError(RuntimeError):
     """A worker could not load the model (its config and tokenizer read fine): the job stops, exit 1."""
+
+
+class JobStopped(RuntimeError):
+    """A fault no retry fixes (a full disk) stopped the job; the store stays resumable."""
+
+
+class JobInterrupted(Exception):
+    """The driver was interrupted (Ctrl-C): every worker stopped, the store stays resumable."""
+
+    def __init__(self, done: int, planned: int) -> None:
+        super().__init__(f"interrupted: {done} of {planned} parts done; rerun the same command to resume")
+        self.done, self.planned = done, planned
 
 
 def run_job(cfg: JobConfig, *, on_event: Callable[[Event], None] | None = None) -> Summary:
@@ -231,10 +253,14 @@ def _score(cfg: JobConfig, executor: Executor, spec: ScoreSpec, tasks: list[Part
     )
     tokens = [0]
     t0 = time.perf_counter()
+    counted: dict[int, int] = {}  # examples the bar counted per part, taken back when a part is retried
 
     def event(ev: Event) -> None:
-        if isinstance(ev, Progress):
+        if isinstance(ev, Started) and counted.get(ev.key):
+            bar.update(-counted.pop(ev.key))  # a retried part counts once: the bar never passes the plan
+        elif isinstance(ev, Progress):
             examples, tok = ev.counts
+            counted[ev.key] = counted.get(ev.key, 0) + examples
             tokens[0] += tok
             bar.update(examples)
             bar.set_postfix(tok_s=f"{tokens[0] / max(time.perf_counter() - t0, 1e-9):.0f}", failed=summary.failed)
@@ -246,7 +272,10 @@ def _score(cfg: JobConfig, executor: Executor, spec: ScoreSpec, tasks: list[Part
         if on_event:
             on_event(ev)
 
+    parts_done: list[int] = []
+
     def result(unit: Unit, report: PartReport) -> None:
+        parts_done.append(unit.key)
         summary.add(report)
 
     units = [Unit(t.part, t) for t in tasks]
@@ -260,6 +289,11 @@ def _score(cfg: JobConfig, executor: Executor, spec: ScoreSpec, tasks: list[Part
         )
     except ReplicaError as err:
         raise ModelLoadError(f"a worker could not load the model {cfg.model!r}: {err}") from err
+    except RunStopped as err:
+        raise JobStopped(str(err)) from err
+    except KeyboardInterrupt:
+        done = summary.planned_parts - len(tasks) + len(parts_done)
+        raise JobInterrupted(done, summary.planned_parts) from None
     finally:
         bar.close()
     summary.startup_seconds = run.startup_seconds

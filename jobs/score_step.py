@@ -7,16 +7,26 @@ they do.
 
 from __future__ import annotations
 
+import errno
 import os
 import resource
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from cluster.executor import StopRun
 from vzcore.store.location import Location
 
 __all__ = ["PartReport", "PartTask", "ScoreSpec", "Scorer", "load_scorer", "score_examples", "score_part"]
 
+# Storage faults that retrying cannot fix, with what the user must do: they stop the job at once.
+STORAGE_FAULTS = {
+    errno.ENOSPC: "free space there",
+    errno.EDQUOT: "free space within your quota there",
+    errno.EACCES: "make it writable",
+    errno.EPERM: "make it writable",
+    errno.EROFS: "it is read-only: choose a writable --out",
+}
 MIN_MEMORY_BUDGET = 1 << 20  # below this, an example that still runs out of memory is given up
 FULL_TRIM_SECONDS = 30.0  # at most one full trim of freed memory per this much work (see vzcore.allocator)
 
@@ -198,18 +208,26 @@ def score_part(scorer: Scorer, task: PartTask, progress: Callable[[int, int], No
     ids = list(range(task.start, task.stop))
     outcomes, halvings = score_examples(handle, ids, task.texts, task.methods, spec, progress)
     t1 = time.perf_counter()
-    write_part(
-        spec.location,
-        task.part,
-        outcomes,
-        list(task.methods),
-        causal=spec.causal,
-        num_maps=spec.num_maps,
-        start=task.start,
-        stop=task.stop,
-        store_dtype=spec.store_dtype,
-        data_hash=texts_fingerprint(task.texts),
-    )
+    try:
+        write_part(
+            spec.location,
+            task.part,
+            outcomes,
+            list(task.methods),
+            causal=spec.causal,
+            num_maps=spec.num_maps,
+            start=task.start,
+            stop=task.stop,
+            store_dtype=spec.store_dtype,
+            data_hash=texts_fingerprint(task.texts),
+        )
+    except OSError as err:
+        if err.errno not in STORAGE_FAULTS:
+            raise  # transient (a dropped connection): the executor retries the part
+        raise StopRun(
+            f"cannot write part {task.part} to the store {spec.location.path}: {err.strerror or err} — "
+            f"{STORAGE_FAULTS[err.errno]}, then rerun the same command to resume"
+        ) from err
     t2 = time.perf_counter()
     # Handing back all that was freed keeps the heap from fragmenting pass after pass (an actor's
     # peak then stops rising over a long corpus); paced, since refilling the heap costs time.

@@ -7,6 +7,7 @@ import json
 import os
 import socket
 import time
+from pathlib import Path
 
 import pytest
 
@@ -62,23 +63,23 @@ def test_another_file_at_the_same_path_is_refused(tmp_path, tiny_model_dir):
     s = run_job(cfg.replace(limit=6, overwrite=True))
     assert s.parts_run == 2
     store = vzcore.open_store(cfg.out)
-    assert store.example(0).text == list(reversed(TEXTS))[0] and store.find(text="The end") == [0]
+    assert store.example(0).text == TEXTS[-1] and store.find(text="The end") == [0]
 
 
 def test_the_same_rows_moved_to_another_path_resume(tmp_path, tiny_model_dir, texts_jsonl):
     cfg = job_config(tmp_path, tiny_model_dir, texts_jsonl, methods=("attention",), limit=3)
     run_job(cfg)
     moved = tmp_path / "moved.jsonl"
-    moved.write_text(open(texts_jsonl).read())
+    moved.write_text(Path(texts_jsonl).read_text())
     assert run_job(cfg.replace(dataset=str(moved))).parts_run == 0
 
 
 def test_a_second_run_on_the_same_store_is_refused_naming_the_first(tmp_path, tiny_model_dir, texts_jsonl):
     cfg = job_config(tmp_path, tiny_model_dir, texts_jsonl, methods=("attention",), limit=3)
     run_job(cfg)
-    with hold_lease(cfg.location) as mine:  # a first run, still going
-        with pytest.raises(JobError, match=f"process {mine['pid']} on host {socket.gethostname()}"):
-            run_job(cfg.replace(methods=("attention_norm",)))
+    with hold_lease(cfg.location) as mine, pytest.raises(JobError) as refused:  # a first run, still going
+        run_job(cfg.replace(methods=("attention_norm",)))
+    assert f"process {mine['pid']} on host {socket.gethostname()}" in str(refused.value)
     assert read_lease(cfg.location) is None  # released
     run_job(cfg.replace(methods=("attention_norm",)))
     assert vzcore.open_store(cfg.out).methods == ["attention", "attention_norm"]  # merged, not replaced
@@ -94,7 +95,7 @@ def test_a_crashed_runs_lease_is_taken_over(tmp_path, tiny_model_dir, texts_json
         run_job(cfg)
     elsewhere = {"host": "node-7", "pid": os.getpid(), "run_id": "y", "heartbeat": time.time()}
     fs.pipe_file(path, json.dumps(elsewhere).encode())  # alive as far as we can tell: another host
-    with pytest.raises(JobError, match="process .* on host node-7"):
+    with pytest.raises(JobError, match=r"process .* on host node-7"):
         run_job(cfg)
     with pytest.warns(UserWarning, match="--break-lock"):
         run_job(cfg.replace(break_lock=True))
@@ -113,7 +114,9 @@ def test_a_crashed_runs_lease_is_taken_over(tmp_path, tiny_model_dir, texts_json
         ({}, {"model": "nosuchorg/nosuchmodel"}, "no such path or hub model: 'nosuchorg/nosuchmodel'"),
     ],
 )
-def test_bad_input_is_one_clear_line_and_leaves_nothing(tmp_path, tiny_model_dir, no_model_load, files, change, message):
+def test_bad_input_is_one_clear_line_and_leaves_nothing(
+    tmp_path, tiny_model_dir, no_model_load, files, change, message
+):
     data = str(tmp_path / "texts.jsonl")
     (tmp_path / "texts.jsonl").write_text('{"text": "hello"}\n')
     for name, content in files.items():
@@ -131,5 +134,5 @@ def test_a_model_folder_without_a_tokenizer_is_refused(tmp_path, texts_jsonl, no
     folder = tmp_path / "gpt2-weights-only"
     cfg = transformers.GPT2Config(vocab_size=100, n_embd=32, n_layer=2, n_head=4, n_positions=32)
     transformers.GPT2Model(cfg).save_pretrained(folder)
-    with pytest.raises(JobError, match="has no usable tokenizer .*save_pretrained"):
+    with pytest.raises(JobError, match=r"has no usable tokenizer .*save_pretrained"):
         run_job(job_config(tmp_path, str(folder), texts_jsonl))

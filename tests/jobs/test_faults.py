@@ -1,0 +1,129 @@
+"""Faults that must stop, not spin: a full disk stops the job at once (and it resumes), a transient
+write error is retried with the progress bar counting each part once, Ctrl-C stops the job and its
+cluster, and a killed driver's leftover processes are ended by the next run."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+zarr = pytest.importorskip("zarr")
+
+import vzcore.store.writer as writer  # noqa: E402
+from jobs.score import JobStopped, run_job  # noqa: E402
+from tests.support import deadline, job_config  # noqa: E402
+
+
+def _failing_write(monkeypatch, part: int, err: OSError, times: int):
+    real, calls = writer.write_part, []
+
+    def write_part(location, k, *args, **kw):
+        calls.append(k)
+        if k == part and calls.count(k) <= times:
+            raise err
+        return real(location, k, *args, **kw)
+
+    monkeypatch.setattr(writer, "write_part", write_part)
+    return calls
+
+
+def test_a_full_disk_stops_the_job_at_once_and_the_store_resumes(tmp_path, tiny_model_dir, texts_jsonl, monkeypatch):
+    cfg = job_config(tmp_path, tiny_model_dir, texts_jsonl, methods=("attention",))
+    calls = _failing_write(monkeypatch, 1, OSError(errno.ENOSPC, "No space left on device"), times=99)
+    with pytest.raises(JobStopped) as stopped:
+        run_job(cfg)
+    message = str(stopped.value)
+    assert "\n" not in message and "No space left on device" in message and cfg.out in message
+    assert "free space there, then rerun the same command to resume" in message
+    assert calls == [0, 1]  # part 1 tried once, part 2 never started
+    monkeypatch.undo()
+    s = run_job(cfg)
+    assert s.parts_run == 2 and s.exit_code == 0 and s.examples == 5
+
+
+def test_a_transient_write_error_is_retried_and_each_part_counted_once(
+    tmp_path, tiny_model_dir, texts_jsonl, monkeypatch, capsys
+):
+    calls = _failing_write(monkeypatch, 1, OSError(errno.ECONNRESET, "Connection reset by peer"), times=1)
+    s = run_job(job_config(tmp_path, tiny_model_dir, texts_jsonl, methods=("attention",), progress=True))
+    assert calls == [0, 1, 1, 2] and s.exit_code == 0 and s.examples == 8
+    bar = capsys.readouterr().err
+    assert "8/8" in bar and "11/8" not in bar and "9/8" not in bar
+
+
+@pytest.fixture(scope="module")
+def many_texts(tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("many") / "many.jsonl"
+    path.write_text("".join(json.dumps({"text": f"Sentence {i} is about context mixing."}) + "\n" for i in range(300)))
+    return str(path)
+
+
+def _driver(tiny_model_dir, data, out):
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_JOB_ID", "RAY_RAYLET_PID")}
+    cmd = [sys.executable, "-m", "jobs.score", "--out", out, "--model", tiny_model_dir, "--dataset", data]
+    cmd += ["--methods", "attention", "--limit", "0", "--part-size", "2", "--actors", "1", "--no-progress"]
+    return cmd, env
+
+
+def _started(proc, out: str, part: str = "00001") -> list:
+    import psutil
+
+    for _ in range(240):
+        if os.path.exists(f"{out}/parts/{part}/zarr.json"):
+            return psutil.Process(proc.pid).children(recursive=True)
+        time.sleep(0.25)
+    proc.kill()
+    pytest.fail("the job did not get going")
+
+
+def _alive(procs) -> list:
+    import psutil
+
+    return [p for p in procs if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_job_and_its_cluster_and_says_how_to_resume(tmp_path, tiny_model_dir, many_texts):
+    out = str(tmp_path / "int.zarr")
+    cmd, env = _driver(tiny_model_dir, many_texts, out)
+    with deadline(240):
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        children = _started(proc, out)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 130, err[-2000:]
+        assert "parts done; rerun the same command to resume" in err and "interrupted: " in err
+        assert "Traceback" not in err
+        time.sleep(2)
+        assert not _alive(children)
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=200)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "150 planned" in done.stdout and " 0 failed" in done.stdout
+
+
+@pytest.mark.slow
+def test_a_killed_drivers_leftover_processes_are_ended_by_the_next_run(tmp_path, tiny_model_dir, many_texts):
+    from cluster.connect import end_leftovers
+
+    out = str(tmp_path / "kill.zarr")
+    cmd, env = _driver(tiny_model_dir, many_texts, out)
+    with deadline(240):
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        children = _started(proc, out)
+        proc.kill()
+        proc.wait()
+        time.sleep(1)
+        leftovers = {p.pid for p in _alive(children)}
+        ended = set(end_leftovers())  # what the next run does before it starts its cluster
+        assert leftovers <= ended
+        time.sleep(1)
+        assert not _alive(children)
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=200)
+    assert done.returncode == 0, done.stderr[-2000:]  # the store resumes after a SIGKILL
