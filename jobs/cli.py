@@ -173,9 +173,7 @@ def score_command(
     """Score a corpus into a Zarr store on Ray actors (resumable; see docs/store-layout.md)."""
     from jobs.score import JobError, JobInterrupted, JobStopped, ModelLoadError, run_job
 
-    opts = dict(_pairs(storage_option, "--storage-option"))
-    if "endpoint_url" in opts:
-        opts.setdefault("client_kwargs", {})["endpoint_url"] = opts.pop("endpoint_url")
+    opts = _storage_options(storage_option)
     try:
         layer_list = tuple(int(x) for x in layers.split(",")) if layers else None
     except ValueError:
@@ -250,6 +248,46 @@ def aggregate_command(
         f" from {len(summary['parts_used'])} parts"
         f" in {summary['aggregate_seconds']:.1f}s -> {out or default_out(store)}/report.md"
     )
+
+
+@app.command("verify")
+def verify_command(
+    store: Annotated[str, typer.Argument(help="store path or fsspec URL")],
+    repair: Annotated[bool, typer.Option(help="unmark broken parts so that the next `vz score` rewrites them")] = False,
+    storage_option: Annotated[
+        list[str] | None, typer.Option("--storage-option", help="fsspec option key=value (repeatable)")
+    ] = None,
+) -> None:
+    """Read back every part the store claims complete; report the broken ones (exit 1 if any)."""
+    from contextlib import nullcontext
+
+    from jobs.lease import hold_lease
+    from jobs.validate import JobError
+    from vzcore.store import Location, StoreError
+    from vzcore.store.verify import verify_store
+
+    opts = _storage_options(storage_option)
+    try:
+        with hold_lease(Location(store, opts)) if repair else nullcontext():  # repairing writes: one writer
+            broken = verify_store(store, opts, repair=repair)
+    except (StoreError, JobError) as err:
+        raise _fail(str(err)) from err
+    for b in broken:
+        typer.echo(f"broken part {b.part}: {b.problem}")
+    if not broken:
+        typer.echo(f"{store}: every complete part reads back whole")
+    elif repair:
+        typer.echo(f"unmarked {len(broken)} part(s): rerun the same `vz score` command to rewrite them")
+    else:
+        typer.echo(f"{len(broken)} broken part(s): `vz verify {store} --repair`, then rerun `vz score`")
+    raise typer.Exit(1 if broken and not repair else 0)
+
+
+def _storage_options(items: list[str] | None) -> dict:
+    opts = dict(_pairs(items, "--storage-option"))
+    if "endpoint_url" in opts:
+        opts.setdefault("client_kwargs", {})["endpoint_url"] = opts.pop("endpoint_url")
+    return opts
 
 
 def score_main() -> None:

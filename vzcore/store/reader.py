@@ -238,13 +238,25 @@ class PartReader:
         self.group = group
         self.part = part
         self.info = info
-        self.example_id = group["example_id"][:]
-        self.status = group["status"][:]
-        self.length = group["length"][:]
-        self.truncated = group["truncated"][:]
-        self.token_offset = group["token_offset"][:]
-        self.value_offset = group["value_offset"][:]
+        self.example_id = self.array("example_id")
+        self.status = self.array("status")
+        self.length = self.array("length")
+        self.truncated = self.array("truncated")
+        self.token_offset = self.array("token_offset")
+        self.value_offset = self.array("value_offset")
         self.failures: dict = dict(group.attrs.get("failures", {}))
+
+    def array(self, name: str, where: slice = slice(None), examples: str = "") -> np.ndarray:
+        """Read `where` of the part's array `name`; a damaged chunk is a `StoreError` naming the part,
+        the array and the examples read (`examples`, e.g. "examples 3..5"), and how to repair it."""
+        try:
+            return self.group[name][where]
+        except Exception as err:
+            what = f" ({examples})" if examples else ""
+            raise StoreError(
+                f"part {self.part}: array {name}{what} cannot be read: {type(err).__name__}: {err}; "
+                "`vz verify STORE --repair` unmarks the part so that the next `vz score` rewrites it"
+            ) from err
 
     def index_of(self, example_id: int) -> int:
         k = int(np.searchsorted(self.example_id, example_id))
@@ -279,13 +291,14 @@ class PartReader:
             start = stop
 
     def _read(self, a: int, b: int, methods: Sequence[str], ids=None, text=None) -> Iterator[tuple[int, ScoreResult]]:
-        g = self.group
         t0, t1 = int(self.token_offset[a]), int(self.token_offset[b])
         v0, v1 = int(self.value_offset[a]), int(self.value_offset[b])
-        token_ids = g["token_ids"][t0:t1]
-        word_ids = g["word_ids"][t0:t1]
-        tokens = g["tokens"][t0:t1]
-        values = {meth: g[f"{SCORES_GROUP}/{meth}"][v0:v1] for meth in methods}
+        first, last = int(self.example_id[a]), int(self.example_id[b - 1])
+        span = f"example {first}" if first == last else f"examples {first}..{last}"
+        token_ids = self.array("token_ids", slice(t0, t1), span)
+        word_ids = self.array("word_ids", slice(t0, t1), span)
+        tokens = self.array("tokens", slice(t0, t1), span)
+        values = {meth: self.array(f"{SCORES_GROUP}/{meth}", slice(v0, v1), span) for meth in methods}
         layers, num_maps = self.info.layers, self.info.num_maps
         for k in range(a, b):
             eid = int(self.example_id[k])
