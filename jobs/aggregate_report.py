@@ -15,7 +15,9 @@ SCHEMA = {
         "layer": "int: block index of the map",
         "bucket": "string: 'all' or a sentence-length bucket in tokens, e.g. '16-31', '512+'",
         "examples": "int: scored examples in the bucket",
-        "rows": "int: scored rows (target tokens)",
+        "rows": "int: scored rows (target tokens) with at least two valid entries: every mass is a mean over these",
+        "single_rows": "int: scored rows with a single valid entry (row 0 of a causal map, one-token texts):"
+        " always a single 1, left out of every mass statistic and of entropy",
         "self_mass": "float: mean diagonal entry (mass a token keeps)",
         "context_mass": "float: mean off-diagonal row mass (mass mixed in from context)",
         "special_mass": "float: mean row mass on special source tokens ([CLS], [SEP], BOS, EOS, PAD)",
@@ -52,8 +54,8 @@ SCHEMA = {
         "layer": "int",
         "token_id": "int",
         "token": "string",
-        "count": "int: occurrences in scored rows",
-        "kept": "float: mean diagonal entry of the token's rows (mass it keeps)",
+        "count": "int: occurrences in scored rows with at least two valid entries",
+        "kept": "float: mean diagonal entry of the token's rows (mass it keeps); single-entry rows left out",
         "given": "float: mean, over its occurrences, of the mean mass it gives to one other scored row",
     },
 }
@@ -91,6 +93,7 @@ def stats_tables(stats: PartialStats, layers: list[int], near_max: int, top_type
         r = pick(s["rows"])
         cols = {k: pick(s[k]) for k in ("self_mass", "context_mass", "special_mass", "punct_mass")}
         ent, ent_rows, zero = pick(s["entropy_sum"]), pick(s["entropy_rows"]), pick(s["zero_rows"])
+        single = pick(s["single_rows"])
         om, oc = pick(s["offset_mass"]), pick(s["offset_count"])
         for mi, method in enumerate(spec.methods):
             for li, layer in enumerate(layers):
@@ -99,6 +102,7 @@ def stats_tables(stats: PartialStats, layers: list[int], near_max: int, top_type
                 row.update({k: _div(om[mi, li][m].sum(), r[mi, li]).item() for k, m in sel.items()})
                 row["entropy"] = _div(ent[mi, li], ent_rows[mi, li]).item()
                 row["entropy_rows"] = int(ent_rows[mi, li])
+                row["single_rows"] = int(single[mi, li])
                 row["zero_rows"] = int(zero[mi, li])
                 rows.append(row)
                 for oi, off in enumerate(offsets):

@@ -67,8 +67,11 @@ class StatsSpec:
 
 
 # Names of the per-(method, bucket, layer) sums: shape `[M, B, L]`.
+# Mass statistics leave out rows with a single valid entry (row 0 of a causal map, a one-token
+# text): such a row is always a single 1 and says nothing about mixing. They are counted apart.
 ROW_SUMS = (
-    "rows",  # scored rows
+    "rows",  # scored rows with at least two valid entries (the denominator of every mass)
+    "single_rows",  # scored rows with one valid entry, left out of every mass statistic
     "self_mass",  # diagonal: mass a token keeps
     "context_mass",  # off-diagonal: mass mixed in from context
     "special_mass",  # mass on special source tokens ([CLS], [SEP], BOS, EOS, PAD)
@@ -159,13 +162,16 @@ class PartialStats:
         sums = self.sums
         diag = np.diagonal(x, axis1=1, axis2=2)  # `[L, n]`
         row_sum = x.sum(-1)
+        single = s & (k_valid[None, :] == 1)
+        sums["single_rows"][mi, b] += single.sum(1)
+        sums["zero_rows"][mi, b] += (s & (row_sum == 0)).sum(1)
+        s = s & ~single  # from here on: the rows that can mix
         sums["rows"][mi, b] += s.sum(1)
         sums["self_mass"][mi, b] += (diag * s).sum(1)
         sums["context_mass"][mi, b] += ((row_sum - diag) * s).sum(1)
         sums["special_mass"][mi, b] += (x[:, :, special].sum(-1) * s).sum(1)
         sums["punct_mass"][mi, b] += (x[:, :, punct].sum(-1) * s).sum(1)
-        sums["zero_rows"][mi, b] += (s & (row_sum == 0)).sum(1)
-        ent_ok = s & (k_valid[None, :] >= 2) & (row_sum > 0)  # `[L, n]`
+        ent_ok = s & (row_sum > 0)  # `[L, n]`
         p = x / np.where(row_sum > 0, row_sum, 1.0)[..., None]
         plogp = np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0)
         entropy = -plogp.sum(-1) / np.log(np.maximum(k_valid, 2))[None, :]
@@ -173,13 +179,14 @@ class PartialStats:
         sums["entropy_rows"][mi, b] += ent_ok.sum(1)
         nb = self.spec.num_offsets
         entry_ok = (s[:, :, None] & valid[None]).reshape(s.shape[0], -1)  # `[L, n*n]`
-        flat = x.reshape(x.shape[0], -1)
+        flat = (x * s[:, :, None]).reshape(x.shape[0], -1)
         for layer in range(x.shape[0]):
             sums["offset_mass"][mi, b, layer] += np.bincount(offset_bin, weights=flat[layer], minlength=nb)
             sums["offset_count"][mi, b, layer] += np.bincount(offset_bin, weights=entry_ok[layer], minlength=nb)
 
     def _add_types(self, mi, x, s, valid, where) -> None:
         n = len(where)
+        s = s & (valid.sum(1) >= 2)[None, :]  # single-entry rows keep all by definition: left out
         diag = np.diagonal(x, axis1=1, axis2=2)  # `[L, n]`
         others = s[:, :, None] & valid[None] & ~np.eye(n, dtype=bool)[None]  # `[L, i, j]`: row i takes from j
         given_rows = others.sum(1)  # `[L, n]` other scored rows that can take from source j

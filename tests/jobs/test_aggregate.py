@@ -108,6 +108,11 @@ def _direct(path, cfg: AggregateConfig):
                         if np.isnan(row).any():
                             continue
                         k = len(row)
+                        if k == 1:  # a single 1: left out of every mass statistic, counted apart
+                            for bk in ("all", bucket):
+                                add((m, layer, bk, "single_rows"), 1.0, 0)
+                                add((m, layer, bk, "zero_rows"), float((row == 0).all()), 0)
+                            continue
                         for bk in ("all", bucket):
                             add((m, layer, bk, "self_mass"), row[i])
                             add((m, layer, bk, "context_mass"), row.sum() - row[i])
@@ -187,6 +192,7 @@ def test_merged_parts_equal_direct_single_pass(tmp_path, causal):
         ent_s, ent_c = acc.get((r.method, r.layer, r.bucket, "entropy"), (0.0, 0))
         assert r.entropy_rows == ent_c and r.entropy == pytest.approx(ent_s / ent_c, rel=1e-12)
         assert r.zero_rows == acc[(r.method, r.layer, r.bucket, "zero_rows")][0]
+        assert r.single_rows == acc.get((r.method, r.layer, r.bucket, "single_rows"), (0.0, 0))[0]
         checked += 1
     assert checked >= 3 * 2 * 3
     assert layers[(layers.method == "value_zeroing") & (layers.bucket == "all")].zero_rows.sum() == 1
