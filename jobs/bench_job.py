@@ -238,7 +238,7 @@ def bench(
                         f"store: {per_ex / 1024:.2f} KiB per example for {len(meths)} method(s), compressed "
                         f"(raw float16 [layers,n,n]: {raw / 1024:.2f} KiB, so {per_ex / raw * 100:.0f} %; packed "
                         f"before compression {packed / 1024:.2f} KiB); whole store "
-                        f"{summary.bytes_written / 2**20:.2f} MiB with tables"
+                        f"{summary.store_bytes / 2**20:.2f} MiB with tables"
                     )
                     peaks = " ".join(f"{r.peak_rss_mib:.0f}" for _, r in arrivals)
                     memory_line = f"actor peak RSS (MiB) after each of {len(arrivals)} parts: {peaks}"

@@ -64,17 +64,25 @@ def explain_command(
 ) -> None:
     """Score TEXT and print each token's strongest sources; write a labelled heatmap."""
     import vzcore
+    from vzcore.api import resolve_layers
     from vzcore.explain import strongest_sources
+    from vzcore.inputs import check_tokenizer
     from vzcore.plot import result_figure
 
     methods = method or ["value_zeroing"]
     try:  # every check before the weights load
+        if not text.strip():
+            raise ValueError("the text is empty: nothing to explain")
         for m in methods:
             vzcore.methods.get_method(m)
-        count = vzcore.locate_model(model).geometry.num_layers
-        for k in layer or []:
-            if not -count <= k < count:
-                raise ValueError(f"layer {k} out of range: the model has {count} layers (0..{count - 1})")
+        if device is not None and device.startswith("cuda"):
+            import torch
+
+            if not torch.cuda.is_available():
+                raise ValueError(f"--device {device}: torch sees no CUDA GPU here; leave --device out to use the CPU")
+        located = vzcore.locate_model(model)
+        resolve_layers(layer, located.geometry.num_layers)
+        check_tokenizer(located.load_tokenizer(), f"model {model!r}")
     except (vzcore.UnknownMethodError, vzcore.UnsupportedModelError, ModuleNotFoundError, ValueError) as err:
         raise _fail(str(err)) from None
     handle = vzcore.load_model(model, device=device)

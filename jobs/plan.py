@@ -18,15 +18,18 @@ def plan_parts(count: int, part_size: int) -> list[dict]:
     ]
 
 
-def token_lengths(tokenizer, texts, limit: int | None) -> list[int]:
-    """Return each text's token count as scored (cut at `limit`); 0 for an empty or non-string text."""
-    out = []
+def token_lengths(tokenizer, texts, limit: int | None) -> tuple[list[int], int]:
+    """Return each text's token count as scored (cut at `limit`; 0 for an empty or non-string text)
+    and how many texts are longer than `limit` (they will be truncated)."""
+    out, cut = [], 0
     for t in texts:
         if not isinstance(t, str) or not t.strip():
             out.append(0)
-        else:
-            out.append(len(tokenizer(t, truncation=limit is not None, max_length=limit)["input_ids"]))
-    return out
+            continue
+        n = len(tokenizer(t)["input_ids"])
+        cut += limit is not None and n > limit
+        out.append(min(n, limit) if limit is not None else n)
+    return out, cut
 
 
 @dataclass(frozen=True)
@@ -35,14 +38,15 @@ class Estimate:
 
     examples: int
     empty: int
+    truncated: int  # texts longer than the token limit
     tokens: int
-    pairs: int  # (target, source) pairs over all stored layers
+    pairs: int  # (target, source) pairs computed over all stored layers (causal: j <= i only)
     flops: float
     store_bytes: int
 
     def lines(self) -> list[str]:
         return [
-            f"examples     {self.examples} ({self.empty} empty)",
+            f"examples     {self.examples} ({self.empty} empty, {self.truncated} to be truncated)",
             f"tokens       {self.tokens}",
             f"pairs        {self.pairs}",
             f"FLOPs        {self.flops:.3g} (rough)",
@@ -51,21 +55,32 @@ class Estimate:
 
 
 def estimate(
-    lengths: list[int], *, layers: int, hidden: int, ffn: int, causal: bool, methods: list[str], itemsize: int
+    lengths: list[int],
+    *,
+    layers: int,
+    hidden: int,
+    ffn: int,
+    causal: bool,
+    methods: list[str],
+    itemsize: int,
+    truncated: int = 0,
 ) -> Estimate:
-    """Estimate from token counts (0 = empty). Value zeroing re-runs each stored layer once per source
-    token (attention output + feed-forward for n rows); other methods cost about one forward."""
+    """Estimate from token counts (0 = empty). Value zeroing re-runs each stored layer once per
+    (target, source) pair it computes (attention output + feed-forward per pair: `n²` pairs, or
+    `n(n+1)/2` for causal models, which skip `j > i`); other methods cost about one forward."""
     per_token_layer = 2 * (4 * hidden * hidden + 2 * hidden * ffn)  # one token through one block
     forward = sum(n * per_token_layer * layers for n in lengths)
-    vz = sum(n * n * 2 * (hidden * hidden + 2 * hidden * ffn) * layers for n in lengths)
+    pairs = sum(n * (n + 1) // 2 if causal else n * n for n in lengths) * layers
+    vz = pairs * 2 * (hidden * hidden + 2 * hidden * ffn)
     flops = forward * len(methods) + (vz if "value_zeroing" in methods else 0)
     values = sum(packed_size(n, layers, causal) for n in lengths)
     tokens = sum(lengths)
     return Estimate(
         examples=len(lengths),
         empty=sum(1 for n in lengths if n == 0),
+        truncated=truncated,
         tokens=tokens,
-        pairs=sum(n * n for n in lengths) * layers,
+        pairs=pairs,
         flops=float(flops),
         store_bytes=values * itemsize * len(methods) + tokens * 16,
     )

@@ -24,6 +24,7 @@ from cluster.executor import (
     Executor,
     InProcessExecutor,
     Progress,
+    Ready,
     ReplicaError,
     RunStopped,
     Started,
@@ -99,7 +100,7 @@ def run_job(cfg: JobConfig, *, on_event: Callable[[Event], None] | None = None) 
             from vzcore.store.tables import write_tables
 
             write_tables(cfg.location, root, plan, root.attrs.get("special_token_ids", []), _text_of(texts))
-    summary.bytes_written = _store_bytes(cfg)
+    summary.store_bytes = _store_bytes(cfg)
     return summary
 
 
@@ -118,8 +119,10 @@ def _dry_run_lines(job: CheckedJob, texts: list, total: int, plan: list[dict]) -
     from jobs.plan import estimate, token_lengths
 
     cfg, geo = job.cfg, job.model.geometry
+    lengths, truncated = token_lengths(job.tokenizer, texts, job.max_length)
     est = estimate(
-        token_lengths(job.tokenizer, texts, job.max_length),
+        lengths,
+        truncated=truncated,
         layers=len(job.layers),
         hidden=geo.hidden,
         ffn=geo.ffn,
@@ -244,19 +247,20 @@ def _score_spec(job: CheckedJob, *, device: str | None, num_threads: int | None 
 def _score(cfg: JobConfig, executor: Executor, spec: ScoreSpec, tasks: list[PartTask], summary: Summary, on_event):
     from tqdm.auto import tqdm
 
-    bar = tqdm(
-        total=sum(t.stop - t.start for t in tasks),
-        unit="ex",
-        disable=not cfg.progress,
-        desc="scoring",
-        dynamic_ncols=True,
-    )
+    # The bar's rates are averages from the first ready worker (smoothing=0 and a reset then), the
+    # same span as the summary's throughput: the cluster's start-up is not in them.
+    total = sum(t.stop - t.start for t in tasks)
+    bar = tqdm(total=total, unit="ex", disable=not cfg.progress, desc="scoring", dynamic_ncols=True, smoothing=0)
     tokens = [0]
     t0 = time.perf_counter()
     counted: dict[int, int] = {}  # examples the bar counted per part, taken back when a part is retried
 
     def event(ev: Event) -> None:
-        if isinstance(ev, Started) and counted.get(ev.key):
+        nonlocal t0
+        if isinstance(ev, Ready) and not counted and not tokens[0]:
+            t0 = time.perf_counter()
+            bar.reset(total=total)
+        elif isinstance(ev, Started) and counted.get(ev.key):
             bar.update(-counted.pop(ev.key))  # a retried part counts once: the bar never passes the plan
         elif isinstance(ev, Progress):
             examples, tok = ev.counts
@@ -297,7 +301,7 @@ def _score(cfg: JobConfig, executor: Executor, spec: ScoreSpec, tasks: list[Part
     finally:
         bar.close()
     summary.startup_seconds = run.startup_seconds
-    summary.scoring_seconds = time.perf_counter() - t0 - run.startup_seconds
+    summary.scoring_seconds = time.perf_counter() - t0  # t0: when the first worker was ready
     summary.lost_parts = run.lost
     summary.actor_deaths = run.deaths
 

@@ -81,6 +81,7 @@ class PartReport:
     write_seconds: float = 0.0  # of `seconds`, the time spent writing the part
     device: str = ""  # where the replica scored, e.g. "cuda:0"
     oom_halvings: int = 0  # times an out-of-memory error halved the pair budget
+    bytes: int = 0  # the part's size in the store, once written
 
 
 @dataclass
@@ -200,7 +201,7 @@ def _empty_cache() -> None:
 def score_part(scorer: Scorer, task: PartTask, progress: Callable[[int, int], None] | None = None) -> PartReport:
     """Score `task`'s examples and write its part (arrays, then the methods marked complete)."""
     from vzcore.allocator import bound_freed_memory
-    from vzcore.store.layout import STATUS_FAILED, STATUS_SCORED, STATUS_SKIPPED, texts_fingerprint
+    from vzcore.store.layout import STATUS_FAILED, STATUS_SCORED, STATUS_SKIPPED, part_path, texts_fingerprint
     from vzcore.store.writer import write_part
 
     handle, spec = scorer.handle, scorer.spec
@@ -229,6 +230,8 @@ def score_part(scorer: Scorer, task: PartTask, progress: Callable[[int, int], No
             f"{STORAGE_FAULTS[err.errno]}, then rerun the same command to resume"
         ) from err
     t2 = time.perf_counter()
+    fs, path = spec.location.filesystem(part_path(task.part))
+    written = int(fs.du(path, total=True))
     # Handing back all that was freed keeps the heap from fragmenting pass after pass (an actor's
     # peak then stops rising over a long corpus); paced, since refilling the heap costs time.
     bound_freed_memory(limit=0, every=FULL_TRIM_SECONDS)
@@ -246,5 +249,6 @@ def score_part(scorer: Scorer, task: PartTask, progress: Callable[[int, int], No
         pid=os.getpid(),
         device=str(handle.device),
         oom_halvings=halvings,
+        bytes=written,
         peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # KiB on Linux
     )

@@ -27,7 +27,8 @@ class Summary:
     actor_deaths: int = 0
     devices: set[str] = field(default_factory=set)  # where the replicas scored
     oom_halvings: int = 0
-    bytes_written: int = 0
+    bytes_written: int = 0  # the parts this run wrote
+    store_bytes: int = 0  # the whole store, when the run ended
     startup_seconds: float = 0.0
     scoring_seconds: float = 0.0
     plan_lines: list[str] = field(default_factory=list)
@@ -47,6 +48,7 @@ class Summary:
         self.failures.update(r.failures)
         self.devices.add(r.device)
         self.oom_halvings += r.oom_halvings
+        self.bytes_written += r.bytes
 
     def lines(self) -> list[str]:
         rate = self.scoring_seconds or float("nan")
@@ -57,8 +59,10 @@ class Summary:
             f"{self.failed} failed, {self.truncated} truncated",
             f"tokens       {self.tokens}",
             f"throughput   {self.examples / rate:.2f} examples/s, {self.tokens / rate:.1f} tokens/s "
-            f"over {self.scoring_seconds:.1f} s (+{self.startup_seconds:.1f} s start-up)",
-            f"store bytes  {self.bytes_written / 2**20:.2f} MiB",
+            f"from the first ready worker to the end, {self.scoring_seconds:.1f} s "
+            f"(+{self.startup_seconds:.1f} s start-up before it)",
+            f"store bytes  {self.bytes_written / 2**20:.2f} MiB written by this run "
+            f"({self.store_bytes / 2**20:.2f} MiB in the store)",
         ]
         if self.devices:
             out.append(f"devices      {', '.join(sorted(self.devices))}")
@@ -66,8 +70,22 @@ class Summary:
             out.append(f"memory       out-of-memory errors halved the pair budget {self.oom_halvings} time(s)")
         if self.actor_deaths:
             out.append(f"actor deaths {self.actor_deaths} (their parts were redone)")
-        for i, reason in sorted(self.failures.items()):
-            out.append(f"failed       example {i}: {reason}")
+        out += self._failure_lines()
         for p, reason in sorted(self.lost_parts.items()):
             out.append(f"LOST PART    {p}: {reason}")
+        return out
+
+    def _failure_lines(self, reasons: int = 5, ids: int = 3) -> list[str]:
+        """A line per failure reason (the most frequent `reasons`), with a count and the first few ids."""
+        by_reason: dict[str, list[int]] = {}
+        for i, reason in sorted(self.failures.items()):
+            by_reason.setdefault(reason, []).append(i)
+        ranked = sorted(by_reason.items(), key=lambda kv: (-len(kv[1]), kv[1][0]))
+        out = []
+        for reason, which in ranked[:reasons]:
+            shown = ", ".join(map(str, which[:ids])) + (", ..." if len(which) > ids else "")
+            out.append(f"failed       {len(which)} × {reason} (example{'s' if len(which) > 1 else ''} {shown})")
+        if len(ranked) > reasons:
+            rest = sum(len(w) for _, w in ranked[reasons:])
+            out.append(f"failed       {rest} more, for {len(ranked) - reasons} other reasons (tables/examples.parquet)")
         return out

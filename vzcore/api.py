@@ -17,7 +17,7 @@ from vzcore.methods.registry import get_method, split_options
 from vzcore.precision import precision_context
 from vzcore.result import ScoreResult
 
-__all__ = ["DEFAULT_MEMORY_BUDGET", "default_memory_budget", "score"]
+__all__ = ["DEFAULT_MEMORY_BUDGET", "default_memory_budget", "resolve_layers", "score"]
 
 # Bytes for one chunk of (target, source) pairs. On CPUs small enough that a chunk's temporaries
 # stay below the allocator's mmap threshold once `vzcore.keep_freed_memory()` raised it (see
@@ -31,7 +31,12 @@ def default_memory_budget(device: torch.device | str) -> int:
     return DEFAULT_MEMORY_BUDGET.get(kind, DEFAULT_MEMORY_BUDGET["cpu"])
 
 
-def _resolve_layers(layers: Sequence[int] | int | None, count: int) -> list[int]:
+def resolve_layers(layers: Sequence[int] | int | None, count: int) -> list[int]:
+    """Return block indices `0..count-1` for `layers` (None: all), in the order given, without repeats.
+
+    The one rule for layer indices everywhere (`score`, `vz explain`, `vz show`): a layer is a block
+    index of the model, and negatives count from the model's last block (-1 is the last).
+    """
     if layers is None:
         return list(range(count))
     if isinstance(layers, int):
@@ -113,7 +118,7 @@ def score(
         methods = [methods]
     chosen = [get_method(m) for m in methods]
     configs = split_options(chosen, options)
-    layer_list = _resolve_layers(layers, handle.num_layers)
+    layer_list = resolve_layers(layers, handle.num_layers)
     capture_set = set(layer_list)
     if any(m.needs_all_rows for m in chosen):
         capture_set |= set(range(max(layer_list) + 1))

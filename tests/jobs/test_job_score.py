@@ -30,7 +30,7 @@ def _parts(out):
 def test_dry_run_prints_plan_and_writes_nothing(tmp_path, tiny_model_dir, texts_jsonl):
     s = run_job(job_config(tmp_path, tiny_model_dir, texts_jsonl, dry_run=True))
     text = "\n".join(s.plan_lines)
-    assert "examples     8 (1 empty)" in text and "FLOPs" in text and "store bytes" in text
+    assert "examples     8 (1 empty, 0 to be truncated)" in text and "FLOPs" in text and "store bytes" in text
     assert "parts        3" in text
     assert not (tmp_path / "run.zarr").exists()
 
@@ -114,7 +114,7 @@ def test_deterministic_failure_is_recorded_and_the_job_succeeds(tmp_path, tiny_m
     monkeypatch.setattr(vzcore, "score", flaky)
     s = run_job(job_config(tmp_path, tiny_model_dir, texts_jsonl, limit=4))
     assert s.exit_code == 0 and s.failed == 1 and "boom on purpose" in s.failures[1]
-    assert any("example 1: RuntimeError: boom on purpose" in line for line in s.lines())
+    assert "failed       1 × RuntimeError: boom on purpose (example 1)" in s.lines()
 
 
 @pytest.mark.parametrize(

@@ -25,12 +25,15 @@ def find_examples(
     token: str | int | None = None,
     regex: bool = False,
     case: bool = False,
+    word: bool = False,
     scored_only: bool = True,
 ) -> list[int]:
     """Return the ids of examples whose text contains `text` and/or that hold token `token` (string or id).
 
-    Text search needs `tables/examples.parquet`; token search falls back to the done parts' arrays
-    when the tables are not written yet.
+    `text` matches as a substring, case-insensitively ("cat" finds "sophisticated"), unless
+    `word=True` (whole words only), `case=True` (case-sensitive) or `regex=True` (a regular
+    expression). Text search needs `tables/examples.parquet`; token search falls back to the
+    done parts' arrays when the tables are not written yet.
     """
     if text is None and token is None:
         raise ValueError("give text=..., token=... or both")
@@ -39,7 +42,12 @@ def find_examples(
         ex = store.table("examples", columns=["example_id", "status", "text"]).to_pandas()
         if scored_only:
             ex = ex[ex.status == "scored"]
-        hit = ex.text.fillna("").str.contains(text, case=case, regex=regex)
+        pattern = text
+        if word:
+            import re
+
+            pattern, regex = rf"\b(?:{text if regex else re.escape(text)})\b", True
+        hit = ex.text.fillna("").str.contains(pattern, case=case, regex=regex)
         ids = set(ex.example_id[hit].tolist())
     if token is not None:
         column = "token_id" if isinstance(token, int | np.integer) else "token"
@@ -62,11 +70,18 @@ def show_example(
     words: bool = False,
 ):
     """Return a figure: one labelled heatmap per method of example `example_id` at `layer` (default: last)."""
+    from vzcore.api import resolve_layers
     from vzcore.plot import result_figure
 
     result = store.example(example_id, methods)
     layers = list(result.layers)
-    layer = layers[-1] if layer is None else layer
+    if layer is None:
+        layer = layers[-1]
+    else:
+        try:
+            layer = resolve_layers([layer], store.model_num_layers)[0]  # -1: the model's last block
+        except ValueError as err:
+            raise StoreError(str(err)) from None
     if layer not in layers:
         raise StoreError(f"layer {layer} is not in the store; it holds layers {layers}")
     title = f"example {example_id}" + (f": {result.text[:80]}" if result.text else "")

@@ -1,0 +1,108 @@
+"""What users read: one line naming the fix for bad arguments (exit 2), a short failure summary,
+a dry run that counts what will run, one rule for layer indices, and searches that say what they match."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+import vzcore
+from jobs.cli import app
+from jobs.plan import estimate
+from jobs.score import run_job
+from jobs.summary import Summary
+from tests.support import job_config
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["explain", "   "], "the text is empty: nothing to explain"),
+        (["explain", "hi", "--model", "/no/such/model"], "no such model path: /no/such/model"),
+        (["explain", "hi", "--layer", "-7"], "layer -7 out of range: the model has 6 layers"),
+    ],
+)
+def test_explain_refuses_bad_arguments_in_one_line(args, message, minilm):
+    out = runner.invoke(app, args)
+    assert out.exit_code == 2 and message in out.output and "Traceback" not in out.output
+
+
+def test_explain_on_cuda_without_a_gpu_is_refused(minilm):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    out = runner.invoke(app, ["explain", "hi", "--device", "cuda"])
+    assert out.exit_code == 2 and "torch sees no CUDA GPU here" in out.output
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--layers", "1,a"], "--layers must be comma-separated block indices"),
+        (["--option", "distance=manhattan"], "unknown distance 'manhattan'; choose from: cosine, euclidean"),
+        (["--precision", "float64"], "unknown --precision 'float64'; choose from: float32, bfloat16, tf32"),
+        (["--limit", "-5"], "--limit must be 0 (all rows) or more"),
+    ],
+)
+def test_score_refuses_bad_arguments_in_one_line(tmp_path, tiny_model_dir, texts_jsonl, extra, message):
+    args = ["score", "--out", str(tmp_path / "x.zarr"), "--model", tiny_model_dir, "--dataset", texts_jsonl]
+    out = runner.invoke(app, [*args, *extra])
+    assert out.exit_code == 2, out.output
+    assert message in out.output and out.output.strip().count("\n") == 0
+    assert not (tmp_path / "x.zarr").exists()
+
+
+def test_the_failure_summary_counts_by_reason_and_shows_a_few():
+    s = Summary(store="s")
+    s.failures = {i: f"ValueError: reason {i % 7}" for i in range(40)}
+    lines = [line for line in s.lines() if line.startswith("failed")]
+    assert len(lines) == 6 and lines[0] == "failed       6 × ValueError: reason 0 (examples 0, 7, 14, ...)"
+    assert lines[-1].startswith("failed       10 more, for 2 other reasons")
+
+
+def test_dry_run_counts_causal_pairs_and_truncations(tmp_path, tiny_model_dir, texts_jsonl):
+    enc = estimate([4], layers=1, hidden=8, ffn=16, causal=False, methods=["value_zeroing"], itemsize=2)
+    dec = estimate([4], layers=1, hidden=8, ffn=16, causal=True, methods=["value_zeroing"], itemsize=2)
+    assert (enc.pairs, dec.pairs) == (16, 10) and dec.flops < enc.flops
+    s = run_job(job_config(tmp_path, tiny_model_dir, texts_jsonl, dry_run=True, max_length=6))
+    assert "examples     8 (1 empty, 4 to be truncated)" in "\n".join(s.plan_lines)
+
+
+def test_the_summary_and_the_bar_measure_from_the_first_ready_worker(
+    tmp_path, tiny_model_dir, texts_jsonl, monkeypatch
+):
+    import time
+
+    import jobs.score as driver
+
+    real = driver.load_scorer
+
+    def slow(spec):
+        time.sleep(1.5)  # a slow start (the model loading, the cluster starting) is not scoring time
+        return real(spec)
+
+    monkeypatch.setattr(driver, "load_scorer", slow)
+    t0 = time.perf_counter()
+    cfg = job_config(tmp_path, tiny_model_dir, texts_jsonl, methods=("attention",), limit=3)
+    first = run_job(cfg)
+    assert first.startup_seconds >= 1.5 and first.scoring_seconds < time.perf_counter() - t0 - 1.5
+    again = run_job(cfg.replace(limit=8))
+    assert 0 < again.bytes_written < again.store_bytes  # what this run wrote, not the whole store
+    assert any("written by this run" in line for line in again.lines())
+
+
+def test_one_rule_for_layer_indices_and_whole_word_search(tmp_path, tiny_model_dir, texts_jsonl):
+    cfg = job_config(tmp_path, tiny_model_dir, texts_jsonl, methods=("attention",), limit=4)
+    run_job(cfg)
+    res = runner.invoke(app, ["show", cfg.out, "--example", "0", "--layer", "-1", "--out", str(tmp_path / "a.png")])
+    assert res.exit_code == 0, res.output
+    run_job(job_config(tmp_path / "l0", tiny_model_dir, texts_jsonl, methods=("attention",), limit=4, layers=(0,)))
+    res = runner.invoke(app, ["show", str(tmp_path / "l0" / "run.zarr"), "--example", "0", "--layer", "-1"])
+    assert res.exit_code == 2 and "layer 1 is not in the store; it holds layers [0]" in res.output
+    store = vzcore.open_store(cfg.out)
+    assert store.find(text="the") == [0, 1]  # substring, any case: "The cat ... the mat", "Hello there!"
+    assert store.find(text="the", word=True) == [0] and store.find(text="THE", word=True, case=True) == []
+    assert store.find(text="he", word=True) == []
