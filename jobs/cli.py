@@ -80,7 +80,7 @@ def explain_command(
     handle = vzcore.load_model(model, device=device)
     result = vzcore.score(handle, [text], methods=methods, layers=layer)[0]
     view = result.word_level() if words else result
-    labels = view.words if words else view.tokens
+    labels = view.words if words else view.labels
     for m in methods:
         for k, block in enumerate(result.layers):
             typer.echo(f"{m}, layer {block} ([target] <- strongest sources):")

@@ -40,16 +40,19 @@ def result_figure(
     missing = [layer for layer in layers if layer not in stored]
     if missing:
         raise ValueError(f"layers {missing} were not scored; this result holds layers {stored}")
-    view = result.word_level() if words else result
-    labels = view.words if words else view.tokens
-    methods = list(view.scores) if methods is None else list(methods)
+    if words:
+        word_view = result.word_level()
+        labels, scores = word_view.words, word_view.scores
+    else:
+        labels, scores = result.labels, result.scores
+    methods = list(scores) if methods is None else list(methods)
     side = 3.2 + 0.12 * len(labels)
     fig, axes = plt.subplots(
         len(layers), len(methods), figsize=(side * len(methods) + 1, side * len(layers)), squeeze=False
     )
     for r, layer in enumerate(layers):
         for c, method in enumerate(methods):
-            heatmap(axes[r][c], view.scores[method][stored.index(layer)], labels, f"{method}, layer {layer}")
+            heatmap(axes[r][c], scores[method][stored.index(layer)], labels, f"{method}, layer {layer}")
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
