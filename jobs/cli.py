@@ -86,7 +86,7 @@ def explain_command(
             typer.echo(f"{m}, layer {block} ([target] <- strongest sources):")
             for line in strongest_sources(view.scores[m][k], labels, top):
                 typer.echo(line)
-    fig = result_figure(result, methods=methods, words=words, title=f"{handle.name}: {text[:80]}")
+    fig = result_figure(result, methods=methods, words=words, title=f"{handle.name}: {text}")
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
     typer.echo(f"heatmap written to {out}")

@@ -69,5 +69,5 @@ def show_example(
     layer = layers[-1] if layer is None else layer
     if layer not in layers:
         raise StoreError(f"layer {layer} is not in the store; it holds layers {layers}")
-    title = f"example {example_id}" + (f": {result.text[:80]}" if result.text else "")
+    title = f"example {example_id}" + (f": {result.text}" if result.text else "")  # wrapped by result_figure
     return result_figure(result, layers=[layer], words=words, title=title)
