@@ -37,7 +37,8 @@ def layer_curves(layers, bucket: str = "all"):
         axes[0, 0].legend(fontsize=8)
     title = f"Per-layer context mixing ({bucket} lengths)"
     if dropped:
-        title += "\nnot shown, zero at every layer for every method: " + ", ".join(c.replace("_", " ") for c in dropped)
+        names = ", ".join(c.replace("_", " ") for c in dropped)
+        title += f"\nnot shown (zero or undefined at every layer for every method): {names}"
     fig.suptitle(title)
     return fig
 
