@@ -9,41 +9,74 @@ import numpy as np
 __all__ = ["agreement_heatmap", "distance_profiles", "layer_curves", "write_plots"]
 
 CURVES = ("self_mass", "special_mass", "punct_mass", "prev_mass", "next_mass", "entropy")
+LEGEND_LAYERS = 10  # more layers than this get a colour map and a colour bar instead of a legend
 
 
 def layer_curves(layers, bucket: str = "all"):
-    """Return a figure: one panel per statistic, one line per method, over layers."""
+    """Return a figure: one panel per statistic, one line per method, over layers.
+
+    A statistic that is zero (or undefined) at every layer for every method, such as the mass on
+    special tokens for a tokenizer that adds none, gets no panel; the figure says which were left out.
+    """
     import matplotlib.pyplot as plt
 
     data = layers[layers.bucket == bucket]
-    fig, axes = plt.subplots(2, 3, figsize=(12, 6.5), squeeze=False)
-    for ax, col in zip(axes.ravel(), CURVES, strict=True):
+    shown = [c for c in CURVES if (data[c].fillna(0) != 0).any()]
+    dropped = [c for c in CURVES if c not in shown]
+    cols = min(len(shown), 3) or 1
+    rows = max(-(-len(shown) // cols), 1)
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.25 * rows + 0.3), squeeze=False, layout="constrained")
+    for ax in axes.ravel()[len(shown) :]:
+        ax.set_axis_off()
+    for ax, col in zip(axes.ravel(), shown, strict=False):
         for method, g in data.groupby("method", sort=False):
-            ax.plot(g.layer, g[col], marker="o", label=method)
+            ax.plot(g.layer, g[col], marker="o", markersize=3, label=method)
         ax.set_title(col.replace("_", " "))
         ax.set_xlabel("layer")
-    axes[0, 0].legend(fontsize=8)
-    fig.suptitle(f"Per-layer context mixing ({bucket} lengths)")
-    fig.tight_layout()
+    if shown:
+        axes[0, 0].legend(fontsize=8)
+    title = f"Per-layer context mixing ({bucket} lengths)"
+    if dropped:
+        names = ", ".join(c.replace("_", " ") for c in dropped)
+        title += f"\nnot shown (zero or undefined at every layer for every method): {names}"
+    fig.suptitle(title)
     return fig
 
 
 def distance_profiles(distance, bucket: str = "all"):
-    """Return a figure: mean mass by relative position `j - i`, one panel per method, a line per layer."""
+    """Return a figure: mean mass by relative position `j - i`, one panel per method, a line per layer.
+
+    Up to `LEGEND_LAYERS` layers are told apart by a legend; more by a colour map with a colour bar.
+    """
     import matplotlib.pyplot as plt
 
     data = distance[(distance.bucket == bucket) & ~distance.overflow]
     methods = list(dict.fromkeys(data.method))
-    fig, axes = plt.subplots(1, len(methods), figsize=(4.5 * len(methods), 3.6), squeeze=False, sharey=True)
+    layer_ids = sorted(set(data.layer))
+    many = len(layer_ids) > LEGEND_LAYERS
+    fig, axes = plt.subplots(
+        1,
+        len(methods),
+        figsize=(4.5 * len(methods) + (1 if many else 0), 3.6),
+        squeeze=False,
+        sharey=True,
+        layout="constrained",
+    )
+    cmap = plt.get_cmap("viridis")
+    norm = plt.Normalize(min(layer_ids, default=0), max(layer_ids, default=1))
     for ax, method in zip(axes[0], methods, strict=True):
         g = data[data.method == method]
         for layer, gl in g.groupby("layer"):
-            ax.plot(gl.offset, gl.mass, marker=".", label=f"layer {layer}")
+            colour = {"color": cmap(norm(layer))} if many else {}
+            ax.plot(gl.offset, gl.mass, marker=".", label=f"layer {layer}", linewidth=1, **colour)
         ax.set_title(method)
         ax.set_xlabel("relative position j - i")
     axes[0, 0].set_ylabel("mean mass per row")
-    axes[0, -1].legend(fontsize=7)
-    fig.tight_layout()
+    if many:
+        bar = plt.cm.ScalarMappable(norm=norm, cmap=cmap)
+        fig.colorbar(bar, ax=axes[0].tolist(), label="layer", pad=0.01)
+    else:
+        axes[0, -1].legend(fontsize=7)
     return fig
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from jobs.aggregate_stats import TYPE_SUMS, PartialStats, StatsSpec
+from vzcore.tokens import token_text, vocabulary_scheme
 
 __all__ = ["SCHEMA", "report", "stats_tables"]
 
@@ -53,7 +54,9 @@ SCHEMA = {
         "method": "string",
         "layer": "int",
         "token_id": "int",
-        "token": "string",
+        "token": "string: the raw piece, as the tokenizer writes it (`Ġhas`)",
+        "text": "string: what the piece reads as on its own (`has`; vzcore.tokens.token_text), `�` for"
+        " bytes of a character it holds only part of",
         "count": "int: occurrences in scored rows with at least two valid entries",
         "kept": "float: mean diagonal entry of the token's rows (mass it keeps); single-entry rows left out",
         "given": "float: mean, over its occurrences, of the mean mass it gives to one other scored row",
@@ -146,9 +149,11 @@ def _type_table(stats: PartialStats, layers: list[int], top: int):
 
     t = dict(zip(TYPE_SUMS, stats.type_sums, strict=True))  # each `[M, L, U]`
     order = np.argsort(-t["kept_count"].sum((0, 1)), kind="stable")[:top]
+    scheme = vocabulary_scheme(list(stats.type_tokens.values()))
     rows = []
     for u in order:
         tid = int(stats.type_ids[u])
+        token = stats.type_tokens.get(tid, "")
         for mi, method in enumerate(stats.spec.methods):
             for li, layer in enumerate(layers):
                 rows.append(
@@ -156,7 +161,8 @@ def _type_table(stats: PartialStats, layers: list[int], top: int):
                         "method": method,
                         "layer": layer,
                         "token_id": tid,
-                        "token": stats.type_tokens.get(tid, ""),
+                        "token": token,
+                        "text": token_text(token, scheme) if token else "",
                         "count": int(t["kept_count"][mi, li, u]),
                         "kept": _div(t["kept_sum"][mi, li, u], t["kept_count"][mi, li, u]).item(),
                         "given": _div(t["given_sum"][mi, li, u], t["given_count"][mi, li, u]).item(),

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from vzcore.tokens import decode_piece
+
 __all__ = [
     "DEFAULT_BUCKET_EDGES",
     "PartialStats",
@@ -23,15 +25,11 @@ __all__ = [
 # Sentence-length buckets by token count: [1, 16), [16, 32), ... , [512, inf).
 DEFAULT_BUCKET_EDGES = (1, 16, 32, 64, 128, 256, 512)
 
-_WORD_PREFIXES = ("##", "Ġ", "▁", "Ċ")
-
 
 def is_punctuation(token: str) -> bool:
-    """Return whether a token string (word-piece markers removed) is made only of punctuation."""
-    for prefix in _WORD_PREFIXES:
-        token = token.removeprefix(prefix)
-    token = token.strip()
-    return bool(token) and all(unicodedata.category(c).startswith("P") for c in token)
+    """Return whether a raw token piece reads as punctuation only (`.`, `Ġ,`, `##.`, `▁!`, `ĠâĢĶ` for ` —`)."""
+    text = decode_piece(token).strip()
+    return bool(text) and all(unicodedata.category(c).startswith("P") for c in text)
 
 
 @dataclass(frozen=True)

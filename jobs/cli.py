@@ -88,13 +88,13 @@ def explain_command(
     handle = vzcore.load_model(model, device=device)
     result = vzcore.score(handle, [text], methods=methods, layers=layer)[0]
     view = result.word_level() if words else result
-    labels = view.words if words else view.tokens
+    labels = view.words if words else view.labels
     for m in methods:
         for k, block in enumerate(result.layers):
             typer.echo(f"{m}, layer {block} ([target] <- strongest sources):")
             for line in strongest_sources(view.scores[m][k], labels, top):
                 typer.echo(line)
-    fig = result_figure(result, methods=methods, words=words, title=f"{handle.name}: {text[:80]}")
+    fig = result_figure(result, methods=methods, words=words, title=f"{handle.name}: {text}")
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
     typer.echo(f"heatmap written to {out}")

@@ -112,6 +112,37 @@ def tiny_model_dir(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
+def smollm2_tokenizer():
+    """The real SmolLM2 tokenizer (byte-level BPE, read from its GGUF file: about 15 s)."""
+    try:
+        return vzcore.locate_model("smollm2").load_tokenizer()
+    except ModuleNotFoundError as e:
+        pytest.skip(str(e))
+
+
+@pytest.fixture(scope="session")
+def tiny_smollm2_dir(tmp_path_factory, smollm2_tokenizer) -> str:
+    """A 2-layer seeded LLaMA saved with the real SmolLM2 tokenizer: a byte-level BPE model loadable by path."""
+    import torch
+    import transformers
+
+    torch.manual_seed(0)
+    cfg = transformers.LlamaConfig(
+        vocab_size=len(smollm2_tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
+    path = tmp_path_factory.mktemp("tiny-smollm2")
+    transformers.LlamaModel(cfg).eval().save_pretrained(path)
+    smollm2_tokenizer.save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
 def texts_jsonl(tmp_path_factory) -> str:
     path = tmp_path_factory.mktemp("data") / "texts.jsonl"
     path.write_text("".join(json.dumps({"text": t, "n": k}) + "\n" for k, t in enumerate(TEXTS)))

@@ -2,21 +2,55 @@
 
 from __future__ import annotations
 
+import math
+import textwrap
 from collections.abc import Sequence
 
 import numpy as np
 
+from vzcore.fonts import label_fonts
 from vzcore.result import ScoreResult
 
-__all__ = ["heatmap", "result_figure"]
+__all__ = ["heatmap", "label_step", "result_figure", "wrap_title"]
+
+MAX_INCHES = 20.0  # a figure's longest side: past it, tick labels thin out instead of the figure growing
+LABEL_INCHES = 0.12  # room one 7-point tick label takes along an axis
+MARGIN_INCHES = 3.2  # a panel's room for its tick labels, axis labels and colour bar
+TITLE_LINES = 12  # a longer title is cut, saying how much was left out
 
 
-def heatmap(ax, matrix: np.ndarray, labels: Sequence[str], title: str) -> None:
-    """Draw one `[target, source]` map on `ax` with its labels; unscored (NaN) rows stay blank."""
+def label_step(count: int, axis_inches: float) -> int:
+    """Return k such that labelling every k-th of `count` ticks fits on an axis `axis_inches` long."""
+    fits = max(int(axis_inches / LABEL_INCHES), 1)
+    return max(math.ceil(count / fits), 1)
+
+
+def wrap_title(text: str, width_inches: float, fontsize: float = 10) -> str:
+    """Return `text` wrapped to lines that fit `width_inches`, at most `TITLE_LINES` of them."""
+    chars = max(int(width_inches * 72 / (0.6 * fontsize)), 20)  # a character is about 0.6 em wide
+    lines = textwrap.wrap(" ".join(text.split()), chars) or [""]
+    if len(lines) > TITLE_LINES:
+        left = len(" ".join(lines[TITLE_LINES:]))
+        lines = [*lines[:TITLE_LINES], f"[… {left} more characters]"]
+    return "\n".join(lines)
+
+
+def heatmap(
+    ax,
+    matrix: np.ndarray,
+    labels: Sequence[str],
+    title: str,
+    step: int = 1,
+    fontfamily: list[str] | None = None,
+) -> None:
+    """Draw one `[target, source]` map on `ax`, labelling every `step`-th token; unscored (NaN) rows stay blank."""
     im = ax.imshow(np.ma.masked_invalid(matrix), cmap="viridis", vmin=0)
-    ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=7)
-    ax.set_yticks(range(len(labels)), labels, fontsize=7)
-    ax.set_xlabel("source j (zeroed / attended token)")
+    ticks = range(0, len(labels), step)
+    font = {"fontsize": 7} | ({"fontfamily": fontfamily} if fontfamily else {})
+    ax.set_xticks(ticks, [labels[k] for k in ticks], rotation=90, **font)
+    ax.set_yticks(ticks, [labels[k] for k in ticks], **font)
+    every = f" (one label per {step} tokens)" if step > 1 else ""
+    ax.set_xlabel(f"source j (zeroed / attended token){every}")
     ax.set_ylabel("target i")
     ax.set_title(title, fontsize=9)
     ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
@@ -29,7 +63,11 @@ def result_figure(
     words: bool = False,
     title: str | None = None,
 ):
-    """Return a figure with one heatmap per (layer, method): layers down, methods across."""
+    """Return a figure with one heatmap per (layer, method): layers down, methods across.
+
+    Its longest side is at most `MAX_INCHES`; longer sequences label every k-th token. The title
+    is wrapped to the figure's width.
+    """
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -40,17 +78,28 @@ def result_figure(
     missing = [layer for layer in layers if layer not in stored]
     if missing:
         raise ValueError(f"layers {missing} were not scored; this result holds layers {stored}")
-    view = result.word_level() if words else result
-    labels = view.words if words else view.tokens
-    methods = list(view.scores) if methods is None else list(methods)
-    side = 3.2 + 0.12 * len(labels)
-    fig, axes = plt.subplots(
-        len(layers), len(methods), figsize=(side * len(methods) + 1, side * len(layers)), squeeze=False
-    )
+    if words:
+        word_view = result.word_level()
+        labels, scores = word_view.words, word_view.scores
+    else:
+        labels, scores = result.labels, result.scores
+    methods = list(scores) if methods is None else list(methods)
+    rows, cols = len(layers), len(methods)
+    side = min(MARGIN_INCHES + LABEL_INCHES * len(labels), (MAX_INCHES - 1) / cols, MAX_INCHES / rows)
+    step = label_step(len(labels), max(side - MARGIN_INCHES, side / 2))
+    fonts = label_fonts([*labels, title or ""])
+    fig, axes = plt.subplots(rows, cols, figsize=(side * cols + 1, side * rows), squeeze=False, layout="constrained")
     for r, layer in enumerate(layers):
         for c, method in enumerate(methods):
-            heatmap(axes[r][c], view.scores[method][stored.index(layer)], labels, f"{method}, layer {layer}")
+            heatmap(
+                axes[r][c],
+                scores[method][stored.index(layer)],
+                labels,
+                f"{method}, layer {layer}",
+                step=step,
+                fontfamily=fonts,
+            )
     if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+        font = {"fontfamily": fonts} if fonts else {}
+        fig.suptitle(wrap_title(title, side * cols + 1), fontsize=10, **font)
     return fig

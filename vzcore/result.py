@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from vzcore.tokens import Scheme, display_text, guess_scheme, sequence_texts, span_text
+
 __all__ = ["ScoreResult", "WordResult"]
 
 
@@ -32,6 +34,11 @@ class ScoreResult:
     def n(self) -> int:
         return len(self.token_ids)
 
+    @property
+    def labels(self) -> list[str]:
+        """Return the display text of each token (`Ġhas` -> `has`); the text span where offsets are known."""
+        return sequence_texts(self.tokens, self.text, self.offsets)
+
     def zero_rows(self, method: str) -> np.ndarray:
         """Return `[layers, n]`: scored rows whose entries are all zero."""
         maps = self.scores[method]
@@ -52,7 +59,8 @@ class ScoreResult:
         index_arr = np.asarray(index)
         member = np.zeros((len(units), self.n), dtype=np.float64)  # `[words, n]`
         member[index_arr, np.arange(self.n)] = 1.0
-        labels = [self._unit_label(member[u] > 0) for u in range(len(units))]
+        scheme = guess_scheme(self.tokens)
+        labels = [self._unit_label(member[u] > 0, scheme) for u in range(len(units))]
         scores = {}
         for method, maps in self.scores.items():
             summed = maps.astype(np.float64) @ member.T  # sum over source tokens: `[L, n, W]`
@@ -62,13 +70,13 @@ class ScoreResult:
             scores[method] = np.stack(means, 1).astype(np.float32)  # `[L, W, W]`
         return WordResult(words=labels, layers=self.layers, scores=scores)
 
-    def _unit_label(self, tokens: np.ndarray) -> str:
+    def _unit_label(self, tokens: np.ndarray, scheme: Scheme) -> str:
         ks = np.flatnonzero(tokens)
         if self.text is not None and self.offsets is not None:
             start, end = self.offsets[ks[0]][0], self.offsets[ks[-1]][1]
             if end > start:
-                return self.text[start:end]
-        return "".join(self.tokens[k].replace("##", "").replace("Ġ", "") for k in ks)
+                return display_text(self.text[start:end])
+        return span_text([self.tokens[k] for k in ks], scheme)
 
 
 @dataclass

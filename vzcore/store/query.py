@@ -84,5 +84,5 @@ def show_example(
             raise StoreError(str(err)) from None
     if layer not in layers:
         raise StoreError(f"layer {layer} is not in the store; it holds layers {layers}")
-    title = f"example {example_id}" + (f": {result.text[:80]}" if result.text else "")
+    title = f"example {example_id}" + (f": {result.text}" if result.text else "")  # wrapped by result_figure
     return result_figure(result, layers=[layer], words=words, title=title)

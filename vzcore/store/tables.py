@@ -6,17 +6,19 @@ is done, and a reader builds the same rows from single parts before that.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from vzcore.store.layout import STATUS_NAMES, TABLES_DIR, part_path
 from vzcore.store.location import Location
+from vzcore.tokens import sequence_texts
 
 __all__ = ["EXAMPLE_COLUMNS", "TOKEN_COLUMNS", "part_tables", "write_tables"]
 
 EXAMPLE_COLUMNS = ("example_id", "part", "index_in_part", "status", "reason", "length", "truncated", "text")
-TOKEN_COLUMNS = ("example_id", "position", "token_id", "token", "word_id", "is_special")
+TOKEN_COLUMNS = ("example_id", "position", "token_id", "token", "text", "word_id", "is_special")
 
 
 def part_tables(
@@ -43,12 +45,15 @@ def part_tables(
         }
     )
     counts = np.diff(offsets)
+    pieces = [str(t) for t in group["tokens"][:]]
+    shown = [t for a, b in itertools.pairwise(offsets) for t in sequence_texts(pieces[a:b])]
     tokens = pa.table(
         {
             "example_id": pa.array(np.repeat(ids, counts), pa.int64()),
             "position": pa.array(np.arange(len(token_ids)) - np.repeat(offsets[:-1], counts), pa.int32()),
             "token_id": pa.array(token_ids, pa.int32()),
-            "token": pa.array([str(t) for t in group["tokens"][:]], pa.string()),
+            "token": pa.array(pieces, pa.string()),  # the raw piece, as the tokenizer writes it
+            "text": pa.array(shown, pa.string()),  # what it reads as (vzcore.tokens.sequence_texts)
             "word_id": pa.array(group["word_ids"][:], pa.int32()),
             "is_special": pa.array(np.isin(token_ids, np.asarray(special_ids, dtype=np.int64)), pa.bool_()),
         }
