@@ -9,7 +9,6 @@ LIMIT ?= 200
 
 export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
-export RAY_AUTH_MODE ?= disabled
 export TOKENIZERS_PARALLELISM ?= false
 
 .PHONY: setup demo test lint bench

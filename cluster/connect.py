@@ -16,7 +16,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["ClusterInfo", "connect", "end_leftovers"]
+__all__ = ["LOOPBACK", "ClusterInfo", "connect", "end_leftovers"]
+
+LOOPBACK = "127.0.0.1"
 
 
 @dataclass(frozen=True)
@@ -30,8 +32,12 @@ class ClusterInfo:
 
 @contextmanager
 def connect(address: str | None, *, num_cpus: int | None = None) -> Iterator[ClusterInfo]:
-    """Use the Ray already initialised in this process, join `address` (or `$RAY_ADDRESS`), or start a local one."""
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    """Use the Ray already initialised in this process, join `address` (or `$RAY_ADDRESS`), or start a local one.
+
+    A local cluster listens on loopback only and keeps Ray's token authentication (on by default
+    for local clusters in current Ray): nothing on another host can reach it. Joining a cluster
+    leaves its security to it.
+    """
     import ray
 
     if ray.is_initialized():
@@ -43,14 +49,19 @@ def connect(address: str | None, *, num_cpus: int | None = None) -> Iterator[Clu
         ray.init(address=address, log_to_driver=False)
     else:
         end_leftovers()
-        ray.init(
-            address="local",
-            _node_ip_address="127.0.0.1",
-            include_dashboard=False,
-            num_cpus=num_cpus or os.cpu_count(),
-            log_to_driver=False,
-        )
+        with _loopback_node():
+            ray.init(
+                address="local",
+                _node_ip_address=LOOPBACK,
+                include_dashboard=False,
+                num_cpus=num_cpus or os.cpu_count(),
+                log_to_driver=False,
+            )
         record = _record_started()
+        node_ip = ray.util.get_node_ip_address()
+        if node_ip != LOOPBACK:  # never run a cluster that other hosts could reach
+            ray.shutdown()
+            raise RuntimeError(f"the local Ray cluster came up on {node_ip}, not on loopback; it was stopped")
     try:
         yield _info(not address)
     finally:
@@ -115,3 +126,23 @@ def _same_process(psutil, pid: int, started: float) -> bool:
         return abs(psutil.Process(pid).create_time() - started) < 1e-3
     except psutil.Error:
         return False
+
+
+@contextmanager
+def _loopback_node() -> Iterator[None]:
+    """Keep a local node on 127.0.0.1 while `ray.init` starts it.
+
+    Ray rewrites a loopback node address to the machine's routable one (`resolve_ip_for_localhost`)
+    unless its multi-node mode is off (`RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`, read when Ray is
+    imported); with the node on 127.0.0.1 every server it starts binds loopback only (measured:
+    GCS, raylet, workers, agents). A driver that imported Ray before has read the variable, so the
+    setting it controls is switched for the start only.
+    """
+    import ray._private.ray_constants as constants
+
+    before = constants.ENABLE_RAY_CLUSTER
+    constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        constants.ENABLE_RAY_CLUSTER = before

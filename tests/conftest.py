@@ -8,7 +8,6 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import json
@@ -151,11 +150,13 @@ def texts_jsonl(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="session")
 def ray_cluster():
-    """One local Ray cluster on loopback for the whole session; the jobs join it."""
+    """One local Ray cluster for the whole session, started as the job starts its own (loopback
+    only, token authentication on); the jobs join it."""
     ray = pytest.importorskip("ray")
-    ray.init(address="local", _node_ip_address="127.0.0.2", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray
-    ray.shutdown()
+    from cluster.connect import connect
+
+    with connect(None, num_cpus=2):
+        yield ray
 
 
 @pytest.fixture(scope="session")

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -149,7 +151,9 @@ def test_ray_job_submit_on_a_loopback_head(tmp_path, tiny_model_dir, texts_jsonl
     temp = tempfile.mkdtemp(prefix="vzr", dir="/tmp")  # short: Ray's socket paths are length-limited
     # Not the session cluster's RAY_ADDRESS (ray.init exports it): the head and its job agent would join it.
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_JOB_ID", "RAY_RAYLET_PID")}
-    env["RAY_AUTH_MODE"] = "disabled"
+    env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # keeps the head on 127.0.0.1: it listens on loopback only
+    # Token authentication on, with a token of this test's own (the head, the submitter and the job share it).
+    env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32))
     head = subprocess.Popen(
         [
             ray_bin,
@@ -157,11 +161,11 @@ def test_ray_job_submit_on_a_loopback_head(tmp_path, tiny_model_dir, texts_jsonl
             "--head",
             "--block",
             "--node-ip-address",
-            "127.0.0.3",
+            "127.0.0.1",
             "--port",
             str(port),
             "--dashboard-host",
-            "127.0.0.3",
+            "127.0.0.1",
             "--dashboard-port",
             str(dash),
             "--num-cpus",
@@ -184,11 +188,13 @@ def test_ray_job_submit_on_a_loopback_head(tmp_path, tiny_model_dir, texts_jsonl
         stderr=subprocess.DEVNULL,
         env=env,
     )
-    address = f"http://127.0.0.3:{dash}"
+    address = f"http://127.0.0.1:{dash}"
     try:
         for _ in range(120):
             try:
                 urllib.request.urlopen(f"{address}/api/version", timeout=1)
+                break
+            except urllib.error.HTTPError:  # it answers (401 without Ray's token: authentication is on)
                 break
             except OSError:
                 time.sleep(0.5)
