@@ -14,7 +14,7 @@ from vzcore.batch import Batch
 from vzcore.capture import capture_layers
 from vzcore.inputs import Encoded, encode
 from vzcore.loading import ModelHandle, load_model
-from vzcore.methods.registry import get_method, split_options
+from vzcore.methods.registry import Method, get_method, split_options
 from vzcore.precision import precision_context
 from vzcore.result import ScoreResult
 
@@ -62,6 +62,22 @@ def _resolve_targets(targets, encoded: list[Encoded]) -> list[list[int]]:
             raise ValueError(f"text #{k} has {n} tokens; target rows {bad or rows} are out of range")
         out.append(sorted({r % n for r in rows}))
     return out
+
+
+def _check_applicable(chosen: list[Method], handle: ModelHandle, targets) -> None:
+    """Refuse, before any work, methods that need `targets=` without them, or another family."""
+    need = [m.name for m in chosen if m.needs_targets]
+    if need and targets is None:
+        raise ValueError(
+            f"{', '.join(need)} score target rows only (one backward pass per target): pass targets=[...] "
+            "(rows for every text, or one list per text), e.g. targets=[-1] or the [MASK] position"
+        )
+    wrong = [m.name for m in chosen if not m.supports(handle.family)]
+    if wrong:
+        raise ValueError(
+            f"{', '.join(wrong)} are defined for post-norm encoders only (a norm closes the attention sum); "
+            f"{handle.name!r} is a pre-norm {handle.family.name} model: use attention_norm_res or alti"
+        )
 
 
 def length_batches(lengths: Sequence[int], batch_size: int, cell_bytes: int, budget: int) -> list[list[int]]:
@@ -112,6 +128,7 @@ def score(
     if isinstance(methods, str):
         methods = [methods]
     chosen = [get_method(m) for m in methods]
+    _check_applicable(chosen, handle, targets)
     configs = split_options(chosen, options)
     layer_list = _resolve_layers(layers, handle.num_layers)
     capture_set = set(layer_list)
@@ -152,7 +169,18 @@ def score(
             row_mask[r, : len(target_rows[k])] = True
         with torch.no_grad():
             captures = capture_layers(handle, ids.to(device), mask.to(device), sorted(capture_set))
-            batch = Batch(handle, captures, lengths, rows, row_mask, layer_list, memory_budget, lower_precision)
+            batch = Batch(
+                handle,
+                captures,
+                lengths,
+                rows,
+                row_mask,
+                layer_list,
+                memory_budget,
+                lower_precision,
+                input_ids=ids.to(device),
+                attention_mask=mask.to(device),
+            )
             maps = {m.name: m.compute(batch, configs[m.name]).float().cpu().numpy() for m in chosen}
         for r, k in enumerate(idx):
             e, ln = encoded[k], int(lengths[r])

@@ -10,6 +10,7 @@ import torch
 
 from vzcore.capture import LayerCapture
 from vzcore.loading import ModelHandle
+from vzcore.ops.zeroing import BlockAlgebra
 
 __all__ = ["Batch"]
 
@@ -31,6 +32,8 @@ class Batch:
     memory_budget: int  # bytes for one chunk of pairs
     precision: Callable[[], AbstractContextManager] | None = None  # lower-precision context, when asked for
     memo: dict = field(default_factory=dict)  # results shared between methods of this batch
+    input_ids: torch.Tensor | None = None  # the padded batch `[b, n]` (model's device), for methods that rerun it
+    attention_mask: torch.Tensor | None = None  # `[b, n]`, 1 on real tokens (model's device)
 
     @property
     def n(self) -> int:
@@ -55,7 +58,18 @@ class Batch:
             self.memory_budget,
             self.precision,
             self.memo,
+            self.input_ids,
+            self.attention_mask,
         )
+
+    def projected_values(self, layer: int) -> torch.Tensor:
+        """Return `u_j^h = v_j^h W_O^h` of one block: `[b, n, H, d]`, computed once per batch and shared."""
+        key = ("projected_values", layer)
+        if key not in self.memo:
+            spec = self.handle.family
+            block = self.handle.model.get_submodule(spec.layers)[layer]
+            self.memo[key] = BlockAlgebra.projected_values(block, spec, self.captures[layer])
+        return self.memo[key]
 
     def valid_pairs(self, rows: torch.Tensor, row_mask: torch.Tensor) -> torch.Tensor:
         """Return `[b, t, n]` (CPU): which (target, source) pairs exist (in length; causal: `j <= i`)."""

@@ -20,6 +20,12 @@ class Method:
     compute: Callable[[Any, Any], torch.Tensor]
     needs_all_rows: bool  # rollouts multiply full maps of every earlier layer
     description: str
+    needs_targets: bool = False  # gradient methods: one backward pass per target row, so no full maps
+    post_norm_only: bool = False  # defined for post-norm encoders only (the +LN and GlobEnc decompositions)
+
+    def supports(self, family) -> bool:
+        """Whether the method is defined for a `FamilySpec` (post-norm-only methods refuse decoders)."""
+        return family.post_norm or not self.post_norm_only
 
 
 _METHODS: dict[str, Method] = {}
@@ -32,14 +38,27 @@ class UnknownMethodError(KeyError):
         return str(self.args[0])
 
 
-def register_method(name: str, config_cls: type, *, needs_all_rows: bool = False):
-    """Register `compute` under `name`; refuses to overwrite an existing method."""
+def register_method(
+    name: str,
+    config_cls: type,
+    *,
+    needs_all_rows: bool = False,
+    needs_targets: bool = False,
+    post_norm_only: bool = False,
+):
+    """Register `compute` under `name`; refuses to overwrite an existing method.
+
+    `needs_targets`: the method scores only the rows of `score(targets=...)` and refuses full maps;
+    `post_norm_only`: the method is defined for post-norm blocks only and refuses the others.
+    """
 
     def decorate(compute: Callable[[Any, Any], torch.Tensor]):
         if name in _METHODS:
             raise ValueError(f"method {name!r} is already registered")
         doc = (compute.__doc__ or "").strip().splitlines()
-        _METHODS[name] = Method(name, config_cls, compute, needs_all_rows, doc[0] if doc else "")
+        _METHODS[name] = Method(
+            name, config_cls, compute, needs_all_rows, doc[0] if doc else "", needs_targets, post_norm_only
+        )
         return compute
 
     return decorate
