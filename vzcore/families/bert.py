@@ -25,4 +25,5 @@ BERT = FamilySpec(
     finish=_finish,
     causal=False,
     post_norm=True,
+    out_norm="output.LayerNorm",
 )

@@ -36,6 +36,9 @@ class FamilySpec:
     post_norm: bool
     final_norm: str | None = None  # path relative to the base model, pre-norm models only
     fused_qkv: bool = False  # value projection output is `[q | k | v]` (GPT-2's c_attn)
+    # The norm that closes a post-norm block, applied to `y + feed_forward(y)` (GlobEnc's second
+    # norm); its input is captured. `None` for pre-norm blocks, whose output is the raw residual stream.
+    out_norm: str | None = None
 
 
 def linear_params(module: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]:
