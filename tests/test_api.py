@@ -42,6 +42,10 @@ def test_registries_list_their_choices():
         "attention",
         "attention_rollout",
         "attention_norm",
+        "attention_norm_res",
+        "attention_norm_res_ln",
+        "globenc",
+        "globenc_rollout",
     }
     assert vzcore.list_families()["llama"] == ("llama", "mistral", "qwen2")
 
