@@ -46,6 +46,8 @@ def test_registries_list_their_choices():
         "attention_norm_res_ln",
         "globenc",
         "globenc_rollout",
+        "alti",
+        "alti_rollout",
     }
     assert vzcore.list_families()["llama"] == ("llama", "mistral", "qwen2")
 
@@ -91,7 +93,7 @@ def test_long_text_is_truncated_with_a_warning(text_bert):
 
 
 def test_unknown_method_lists_choices(tiny_models):
-    with pytest.raises(vzcore.UnknownMethodError, match="choose from: attention"):
+    with pytest.raises(vzcore.UnknownMethodError, match=r"choose from: (\w+, )*attention, .*value_zeroing"):
         vzcore.score(tiny_models["bert"], [[5, 6, 7]], methods=["valu_zeroing"])
 
 

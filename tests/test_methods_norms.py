@@ -152,12 +152,12 @@ def _rolled(maps):
     return np.stack(out)
 
 
-@pytest.mark.parametrize("method", ["attention_norm_res", "attention_norm_res_ln", "globenc"])
+@pytest.mark.parametrize("method", ["attention_norm_res", "attention_norm_res_ln", "globenc", "alti"])
 def test_matches_the_published_formula(tiny, method):
     if not vzcore.methods.get_method(method).supports(tiny.family):
         pytest.skip(f"{method} is for post-norm encoders")
     ids = sample_ids(30, 8)
-    rollout = {"globenc": "globenc_rollout"}.get(method)
+    rollout = {"globenc": "globenc_rollout", "alti": "alti_rollout"}.get(method)
     got = vzcore.score(tiny, [ids], methods=[method] + ([rollout] if rollout else []))[0]
     ref = reference(tiny, ids, method)
     np.testing.assert_allclose(got.scores[method], ref, atol=TOL, rtol=0)
@@ -167,7 +167,7 @@ def test_matches_the_published_formula(tiny, method):
 
 def test_chunking_changes_nothing(tiny):
     ids = sample_ids(31, 9)
-    names = ("attention_norm_res", "globenc")
+    names = ("attention_norm_res", "globenc", "alti")
     methods = [m for m in names if vzcore.methods.get_method(m).supports(tiny.family)]
     big = vzcore.score(tiny, [ids], methods=methods)[0]
     small = vzcore.score(tiny, [ids], methods=methods, memory_budget=1)[0]
@@ -186,5 +186,5 @@ def test_attention_norm_keeps_its_numbers_beside_the_new_methods(tiny_models):
     handle = tiny_models["bert"]
     ids = sample_ids(32, 7)
     alone = vzcore.score(handle, [ids], methods=["attention_norm"])[0].scores["attention_norm"]
-    every = vzcore.score(handle, [ids], methods=["attention_norm", "attention_norm_res", "globenc", "value_zeroing"])[0]
+    every = vzcore.score(handle, [ids], methods=["attention_norm", "alti", "globenc", "value_zeroing"])[0]
     np.testing.assert_array_equal(every.scores["attention_norm"], alone)
