@@ -48,6 +48,8 @@ def test_registries_list_their_choices():
         "globenc_rollout",
         "alti",
         "alti_rollout",
+        "grad_x_input",
+        "integrated_gradients",
     }
     assert vzcore.list_families()["llama"] == ("llama", "mistral", "qwen2")
 
