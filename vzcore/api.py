@@ -14,7 +14,7 @@ from vzcore.batch import Batch
 from vzcore.capture import capture_layers
 from vzcore.inputs import Encoded, encode
 from vzcore.loading import ModelHandle, load_model
-from vzcore.methods.registry import Method, get_method, split_options
+from vzcore.methods.registry import check_applicable, get_method, split_options
 from vzcore.precision import precision_context
 from vzcore.result import ScoreResult
 
@@ -62,22 +62,6 @@ def _resolve_targets(targets, encoded: list[Encoded]) -> list[list[int]]:
             raise ValueError(f"text #{k} has {n} tokens; target rows {bad or rows} are out of range")
         out.append(sorted({r % n for r in rows}))
     return out
-
-
-def _check_applicable(chosen: list[Method], handle: ModelHandle, targets) -> None:
-    """Refuse, before any work, methods that need `targets=` without them, or another family."""
-    need = [m.name for m in chosen if m.needs_targets]
-    if need and targets is None:
-        raise ValueError(
-            f"{', '.join(need)} score target rows only (one backward pass per target): pass targets=[...] "
-            "(rows for every text, or one list per text), e.g. targets=[-1] or the [MASK] position"
-        )
-    wrong = [m.name for m in chosen if not m.supports(handle.family)]
-    if wrong:
-        raise ValueError(
-            f"{', '.join(wrong)} are defined for post-norm encoders only (a norm closes the attention sum); "
-            f"{handle.name!r} is a pre-norm {handle.family.name} model: use attention_norm_res or alti"
-        )
 
 
 def length_batches(lengths: Sequence[int], batch_size: int, cell_bytes: int, budget: int) -> list[list[int]]:
@@ -128,7 +112,7 @@ def score(
     if isinstance(methods, str):
         methods = [methods]
     chosen = [get_method(m) for m in methods]
-    _check_applicable(chosen, handle, targets)
+    check_applicable(chosen, handle.family, targets is not None, handle.name)
     configs = split_options(chosen, options)
     layer_list = _resolve_layers(layers, handle.num_layers)
     capture_set = set(layer_list)

@@ -8,7 +8,15 @@ from typing import Any
 
 import torch
 
-__all__ = ["Method", "UnknownMethodError", "get_method", "list_methods", "register_method", "split_options"]
+__all__ = [
+    "Method",
+    "UnknownMethodError",
+    "check_applicable",
+    "get_method",
+    "list_methods",
+    "register_method",
+    "split_options",
+]
 
 
 @dataclass(frozen=True)
@@ -75,6 +83,23 @@ def get_method(name: str) -> Method:
         return _METHODS[name]
     except KeyError:
         raise UnknownMethodError(f"unknown method {name!r}; choose from: {', '.join(sorted(_METHODS))}") from None
+
+
+def check_applicable(methods: list[Method], family, targets_given: bool, model: str = "the model") -> None:
+    """Raise `ValueError` unless every method can serve this call: targets-only methods need
+    `targets=`, post-norm-only methods a post-norm `family` (a `FamilySpec`). Cheap: run it before any work."""
+    need = [m.name for m in methods if m.needs_targets]
+    if need and not targets_given:
+        raise ValueError(
+            f"{', '.join(need)} score target rows only (one backward pass per target): pass targets=[...] "
+            "(rows for every text, or one list per text), e.g. targets=[-1] or the [MASK] position"
+        )
+    wrong = [m.name for m in methods if not m.supports(family)]
+    if wrong:
+        raise ValueError(
+            f"{', '.join(wrong)} are defined for post-norm encoders only (a norm closes the attention sum); "
+            f"{model!r} is a pre-norm {family.name} model: use attention_norm_res or alti"
+        )
 
 
 def split_options(methods: list[Method], options: dict[str, Any]) -> dict[str, Any]:
