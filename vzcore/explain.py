@@ -36,6 +36,10 @@ def explain_command(
     layer: Annotated[
         list[int] | None, typer.Option(help="block index (repeatable, negatives from the end); default all")
     ] = None,
+    target: Annotated[
+        list[int] | None,
+        typer.Option(help="target row to score (repeatable, negatives from the end); gradient methods need one"),
+    ] = None,
     words: Annotated[bool, typer.Option(help="group sub-tokens into words")] = False,
     top: Annotated[int, typer.Option(help="strongest sources printed per token")] = 3,
     out: Annotated[Path, typer.Option(help="where to write the heatmap (PNG)")] = Path("vz_explain.png"),
@@ -49,7 +53,7 @@ def explain_command(
     for m in methods:  # fail before loading the model
         vzcore.methods.get_method(m)
     handle = vzcore.load_model(model, device=device)
-    result = vzcore.score(handle, [text], methods=methods, layers=layer)[0]
+    result = vzcore.score(handle, [text], methods=methods, layers=layer, targets=target)[0]
     view = result.word_level() if words else result
     labels = view.words if words else view.tokens
     for m in methods:
