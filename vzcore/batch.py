@@ -63,13 +63,15 @@ class Batch:
         )
 
     def projected_values(self, layer: int) -> torch.Tensor:
-        """Return `u_j^h = v_j^h W_O^h` of one block: `[b, n, H, d]`, computed once per batch and shared."""
-        key = ("projected_values", layer)
-        if key not in self.memo:
-            spec = self.handle.family
-            block = self.handle.model.get_submodule(spec.layers)[layer]
-            self.memo[key] = BlockAlgebra.projected_values(block, spec, self.captures[layer])
-        return self.memo[key]
+        """Return `u_j^h = v_j^h W_O^h` of one block: `[b, n, H, d]`, from the clean captures.
+
+        Not memoised: it costs one projection per token (`n · d · H · d_h`, below every method's
+        `H · n² · d`), while keeping it for every layer of a batch would hold `H ×` the hidden
+        states beside the captures, outside the memory budget that sizes the batch.
+        """
+        spec = self.handle.family
+        block = self.handle.model.get_submodule(spec.layers)[layer]
+        return BlockAlgebra.projected_values(block, spec, self.captures[layer])
 
     def valid_pairs(self, rows: torch.Tensor, row_mask: torch.Tensor) -> torch.Tensor:
         """Return `[b, t, n]` (CPU): which (target, source) pairs exist (in length; causal: `j <= i`)."""

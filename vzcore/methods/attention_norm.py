@@ -26,7 +26,7 @@ def attention_norm(batch: Batch, config: AttentionNormConfig) -> torch.Tensor:
     b, t, n = valid.shape
     per_layer = []
     for layer in batch.layers:
-        u = batch.projected_values(layer)  # shared with the other norm-based methods of the batch
+        u = batch.projected_values(layer)
         out = torch.zeros((b, t, n), dtype=torch.float64, device=u.device)
         attn_rows = batch.attention_rows(layer, batch.rows)
         for texts, chunk in pair_chunks(b, t, n, 4 * u.shape[-1], batch.memory_budget):

@@ -48,7 +48,7 @@ class GlobEncConfig:
 def layer_scores(batch: Batch, layer: int, score: ChunkScore, bytes_per_pair: int) -> torch.Tensor:
     """Return one block's raw scores `[b, t, n]` (float64), 0 outside valid pairs, chunked by target rows."""
     cap = batch.captures[layer]
-    u = batch.projected_values(layer)  # `[b, n, H, d]`, shared with the other methods of the batch
+    u = batch.projected_values(layer)  # `[b, n, H, d]`
     valid = batch.valid_pairs(batch.rows, batch.row_mask)
     b, t, n = valid.shape
     out = torch.zeros((b, t, n), dtype=torch.float64, device=u.device)
