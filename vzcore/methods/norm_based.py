@@ -6,6 +6,11 @@ Every block's attention sum splits into one vector per source (`vzcore.ops.norms
 values (`x'_j` the value projection's input; a GQA head reads its key/value group's values) and
 `x_i` the residual. Vectors are built in chunks of target rows under the batch's memory budget,
 at `O(H · t · n · d)` per layer.
+
+Family quirks: in post-norm encoders `x'_j = x_j` and the norms are LayerNorms (centring, then
+`γ`, with the model's ε). In pre-norm decoders `x'_j` is the normed input (for LLaMA an RMSNorm,
+which does not centre) while the residual is the raw stream; the norm after the attention sum
+feeds only the feed-forward there, so the +LN and GlobEnc decompositions are refused.
 """
 
 from __future__ import annotations
@@ -26,9 +31,11 @@ __all__ = [
     "NormResConfig",
     "attention_norm_res",
     "attention_norm_res_ln",
+    "first_norm_vectors",
     "globenc",
     "globenc_rollout",
     "layer_scores",
+    "rows_of",
 ]
 
 # score(y, layer, texts, rows) -> `[b', t', n]` raw scores of one chunk of residual vectors `y: [b', t', n, d]`
