@@ -57,6 +57,10 @@ def explain_command(
     layer: Annotated[
         list[int] | None, typer.Option(help="block index (repeatable, negatives from the end); default all")
     ] = None,
+    target: Annotated[
+        list[int] | None,
+        typer.Option(help="target row to score (repeatable, negatives from the end); gradient methods need one"),
+    ] = None,
     words: Annotated[bool, typer.Option(help="group sub-tokens into words")] = False,
     top: Annotated[int, typer.Option(help="strongest sources printed per token")] = 3,
     out: Annotated[Path, typer.Option(help="where to write the heatmap (PNG)")] = Path("vz_explain.png"),
@@ -67,26 +71,27 @@ def explain_command(
     from vzcore.api import resolve_layers
     from vzcore.explain import strongest_sources
     from vzcore.inputs import check_tokenizer
+    from vzcore.methods.registry import check_applicable
     from vzcore.plot import result_figure
 
     methods = method or ["value_zeroing"]
     try:  # every check before the weights load
         if not text.strip():
             raise ValueError("the text is empty: nothing to explain")
-        for m in methods:
-            vzcore.methods.get_method(m)
+        chosen = [vzcore.methods.get_method(m) for m in methods]
         if device is not None and device.startswith("cuda"):
             import torch
 
             if not torch.cuda.is_available():
                 raise ValueError(f"--device {device}: torch sees no CUDA GPU here; leave --device out to use the CPU")
         located = vzcore.locate_model(model)
+        check_applicable(chosen, located.family, targets_given=bool(target), model=model)
         resolve_layers(layer, located.geometry.num_layers)
         check_tokenizer(located.load_tokenizer(), f"model {model!r}")
     except (vzcore.UnknownMethodError, vzcore.UnsupportedModelError, ModuleNotFoundError, ValueError) as err:
         raise _fail(str(err)) from None
     handle = vzcore.load_model(model, device=device)
-    result = vzcore.score(handle, [text], methods=methods, layers=layer)[0]
+    result = vzcore.score(handle, [text], methods=methods, layers=layer, targets=target)[0]
     view = result.word_level() if words else result
     labels = view.words if words else view.labels
     for m in methods:

@@ -48,7 +48,26 @@ def check_job(cfg: JobConfig) -> CheckedJob:
     _check_precision(cfg)
     _check_device(cfg)
     model, tokenizer = _inspect_model(cfg)
+    _check_applicable(cfg, model)
     return CheckedJob(cfg, options, model, tokenizer, _check_layers(cfg, model.geometry.num_layers))
+
+
+def _check_applicable(cfg: JobConfig, model: ModelSource) -> None:
+    """Refuse methods this job cannot serve: target-row methods (the job scores full maps) and
+    post-norm-only methods on a pre-norm model."""
+    from vzcore.methods.registry import check_applicable, get_method
+
+    chosen = [get_method(m) for m in cfg.methods]
+    rows_only = [m.name for m in chosen if m.needs_targets]
+    if rows_only:
+        raise JobError(
+            f"{', '.join(rows_only)} score target rows only, and `vz score` stores full maps: "
+            "score them with vzcore.score(..., targets=...) or `vz explain --target`"
+        )
+    try:
+        check_applicable(chosen, model.family, targets_given=True, model=cfg.model)
+    except ValueError as err:
+        raise JobError(str(err)) from None
 
 
 def _jsonable(obj):

@@ -13,7 +13,7 @@ from vzcore.batch import Batch
 from vzcore.capture import capture_layers
 from vzcore.inputs import Encoded, encode
 from vzcore.loading import ModelHandle, load_model
-from vzcore.methods.registry import get_method, split_options
+from vzcore.methods.registry import check_applicable, get_method, split_options
 from vzcore.precision import precision_context
 from vzcore.result import ScoreResult
 
@@ -117,6 +117,7 @@ def score(
     if isinstance(methods, str):
         methods = [methods]
     chosen = [get_method(m) for m in methods]
+    check_applicable(chosen, handle.family, targets is not None, handle.name)
     configs = split_options(chosen, options)
     layer_list = resolve_layers(layers, handle.num_layers)
     capture_set = set(layer_list)
@@ -155,7 +156,18 @@ def score(
             row_mask[r, : len(target_rows[k])] = True
         with torch.no_grad():
             captures = capture_layers(handle, ids.to(device), mask.to(device), sorted(capture_set))
-            batch = Batch(handle, captures, lengths, rows, row_mask, layer_list, memory_budget, lower_precision)
+            batch = Batch(
+                handle,
+                captures,
+                lengths,
+                rows,
+                row_mask,
+                layer_list,
+                memory_budget,
+                lower_precision,
+                input_ids=ids.to(device),
+                attention_mask=mask.to(device),
+            )
             maps = {m.name: m.compute(batch, configs[m.name]).float().cpu().numpy() for m in chosen}
         for r, k in enumerate(idx):
             e, ln = encoded[k], int(lengths[r])

@@ -10,6 +10,7 @@ import torch
 
 from vzcore.capture import LayerCapture
 from vzcore.loading import ModelHandle
+from vzcore.ops.zeroing import BlockAlgebra
 
 __all__ = ["Batch"]
 
@@ -31,6 +32,8 @@ class Batch:
     memory_budget: int  # bytes for one chunk of pairs
     precision: Callable[[], AbstractContextManager] | None = None  # lower-precision context, when asked for
     memo: dict = field(default_factory=dict)  # results shared between methods of this batch
+    input_ids: torch.Tensor | None = None  # the padded batch `[b, n]` (model's device), for methods that rerun it
+    attention_mask: torch.Tensor | None = None  # `[b, n]`, 1 on real tokens (model's device)
 
     @property
     def n(self) -> int:
@@ -55,7 +58,20 @@ class Batch:
             self.memory_budget,
             self.precision,
             self.memo,
+            self.input_ids,
+            self.attention_mask,
         )
+
+    def projected_values(self, layer: int) -> torch.Tensor:
+        """Return `u_j^h = v_j^h W_O^h` of one block: `[b, n, H, d]`, from the clean captures.
+
+        Not memoised: it costs one projection per token (`n · d · H · d_h`, below every method's
+        `H · n² · d`), while keeping it for every layer of a batch would hold `H ×` the hidden
+        states beside the captures, outside the memory budget that sizes the batch.
+        """
+        spec = self.handle.family
+        block = self.handle.model.get_submodule(spec.layers)[layer]
+        return BlockAlgebra.projected_values(block, spec, self.captures[layer])
 
     def valid_pairs(self, rows: torch.Tensor, row_mask: torch.Tensor) -> torch.Tensor:
         """Return `[b, t, n]` (CPU): which (target, source) pairs exist (in length; causal: `j <= i`)."""

@@ -2,12 +2,15 @@
 
     python -m vzcore.benchmark --model minilm --lengths 16,32,64,128 --runs 5
     python -m vzcore.benchmark --device cuda
+    python -m vzcore.benchmark --costs-only --cost-length 64 --runs 3   # the per-method table alone
 
 Prints, per sentence length, seconds per sentence of both (median and min–max over interleaved
 runs), their ratio, the fast path's useful FLOP rate (the irreducible down projection,
 `2 · pairs · d · d_ff` per layer, over its whole wall time) against the matmul rate at that shape
 measured in the same run, the peak memory above the loaded model, and the error and speed of
-each lower-precision option against float32.
+each lower-precision option against float32. Then a per-method table: each registered method's
+seconds per sentence alone, relative to value zeroing's, on full maps (methods that need targets
+get every row as a target) and on one target row, and the cost of all methods in one call.
 """
 
 from __future__ import annotations
@@ -211,19 +214,73 @@ def run_benchmark(model: str, lengths: list[int], runs: int, device: str | None,
         print(f"n={long}: fast path {t:.2f} s, peak {peak / 2**20:.0f} MiB above the loaded model")
 
 
-def main(
-    model: str = "minilm",
-    lengths: str = "16,32,64,128",
-    runs: int = 5,
-    device: str | None = None,
-    memory_budget: int | None = None,
-    long: int = 512,
-) -> None:
-    """Time the fast value-zeroing path against the reference loop (prints a table)."""
-    run_benchmark(model, [int(x) for x in lengths.split(",")], runs, device, memory_budget, long)
+def method_costs(handle: ModelHandle, n: int, runs: int, budget: int | None) -> None:
+    """Print each applicable method's seconds per sentence of `n` tokens, relative to value zeroing.
+
+    Each method's runs are interleaved with value zeroing's (alternating which goes first) and the
+    ratio is taken against the value-zeroing times measured beside it. On a CPU the ratio uses the
+    process's CPU time, which other work on a shared machine does not inflate as it does wall time.
+    """
+    dev = handle.device
+    clock = time.perf_counter if dev.type == "cuda" else time.process_time
+    ids = sentence(handle, n)
+    names = [m for m in vzcore.list_methods() if vzcore.methods.get_method(m).supports(handle.family)]
+
+    def runner(methods: list[str], targets: list[int] | None):
+        needy = any(vzcore.methods.get_method(m).needs_targets for m in methods)
+        targets = targets if targets is not None else (list(range(n)) if needy else None)
+        return lambda: vzcore.score(handle, [ids], methods=methods, targets=targets, memory_budget=budget)
+
+    def timed(fn) -> tuple[float, float]:
+        _sync(dev)
+        wall, cpu = time.perf_counter(), clock()
+        fn()
+        _sync(dev)
+        return time.perf_counter() - wall, clock() - cpu
+
+    def paired(methods: list[str], targets: list[int] | None) -> tuple[float, float]:
+        fn, base = runner(methods, targets), runner(["value_zeroing"], targets)
+        base()  # warm up
+        first = timed(fn)  # warms up too; a call this slow is timed once (warm-up is noise there)
+        mine, theirs = ([first], [timed(base)]) if first[0] > 5.0 else ([], [])
+        for k in range(runs if not mine else 0):
+            pair = [(mine, fn), (theirs, base)]
+            for times, f in pair if k % 2 == 0 else pair[::-1]:
+                times.append(timed(f))
+        ratio = statistics.median(c for _, c in mine) / statistics.median(c for _, c in theirs)
+        return statistics.median(w for w, _ in mine), ratio
+
+    kind = "wall" if dev.type == "cuda" else "CPU"
+    print(f"\nper-method cost on {handle.name} at n={n} (median of {runs}, interleaved with value_zeroing;")
+    print("full maps: every row, as targets for the methods that need them; calls over 5 s timed once;")
+    print(f"s/sent is wall time, × value_zeroing the ratio of {kind} times):")
+    print("method | full s/sent | × value_zeroing | one row s/sent | × value_zeroing (one row)")
+    plain = [m for m in names if not vzcore.methods.get_method(m).needs_targets]
+    for label, methods in [(m, [m]) for m in names] + [(f"all {len(plain)} full-map methods, one call", plain)]:
+        full, full_x = paired(methods, None)
+        one, one_x = paired(methods, [n // 2])
+        print(f"{label} | {full:.4f} | {full_x:.2f} | {one:.4f} | {one_x:.2f}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Time the fast value-zeroing path against the reference loop, then every method's cost (prints tables)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m vzcore.benchmark", description=main.__doc__)
+    parser.add_argument("--model", default="minilm")
+    parser.add_argument("--lengths", default="16,32,64,128", help="comma-separated sentence lengths in tokens")
+    parser.add_argument("--runs", type=int, default=5, help="interleaved runs per measurement")
+    parser.add_argument("--device", default=None, help="torch device, e.g. cuda")
+    parser.add_argument("--memory-budget", type=int, default=None, help="bytes per chunk of pairs")
+    parser.add_argument("--long", type=int, default=512, help="one long sentence of this length (0: none)")
+    parser.add_argument("--costs-only", action="store_true", help="only the per-method cost table")
+    parser.add_argument("--cost-length", type=int, default=64, help="sentence length of the cost table")
+    args = parser.parse_args(argv)
+    if not args.costs_only:
+        lengths = [int(x) for x in args.lengths.split(",")]
+        run_benchmark(args.model, lengths, args.runs, args.device, args.memory_budget, args.long)
+    method_costs(vzcore.load_model(args.model, device=args.device), args.cost_length, args.runs, args.memory_budget)
 
 
 if __name__ == "__main__":
-    import typer
-
-    typer.run(main)
+    main()

@@ -56,6 +56,9 @@ class ModelHandle:
     tokenizer: object | None
     family: FamilySpec
     name: str
+    # The whole model with its masked-LM or causal-LM head (`lm.base_model is model`), where the
+    # checkpoint really has head weights; `None` otherwise. Only gradient methods use it.
+    lm: nn.Module | None = None
 
     @property
     def config(self):
@@ -181,6 +184,25 @@ def _hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
 
 
+_HEAD_SUFFIXES = ("ForMaskedLM", "ForCausalLM", "LMHeadModel")
+
+
+def _is_lm(module: nn.Module) -> bool:
+    return type(module).__name__.endswith(_HEAD_SUFFIXES)
+
+
+def _wants_head(config, family: FamilySpec, gguf: bool) -> bool:
+    """Whether the checkpoint was saved with a language-model head (GGUF files are causal LMs)."""
+    names = getattr(config, "architectures", None) or []
+    return any(n.endswith((*_HEAD_SUFFIXES, "ForPreTraining")) for n in names) or (gguf and family.causal)
+
+
+def _head_is_missing(module: nn.Module, info: dict) -> bool:
+    """Whether loading left weights outside the base model newly initialised (a head the checkpoint lacks)."""
+    prefix = getattr(module, "base_model_prefix", "") + "."
+    return any(not key.startswith(prefix) for key in info.get("missing_keys", ()))
+
+
 def load_model(
     name_or_path_or_module: str | Path | nn.Module,
     *,
@@ -188,33 +210,46 @@ def load_model(
     dtype: torch.dtype | str | None = None,
     tokenizer: object | None = None,
     attn_implementation: str = "eager",
+    head: bool = True,
 ) -> ModelHandle:
     """Load a model (short name, local path, GGUF file, hub name, or a module) for scoring.
 
     The family is resolved from `config.model_type` before any weights are read, so an
     unsupported architecture fails fast. Models load with eager attention by default, since
     several methods need the attention weights; the scores do not depend on that choice.
+    With `head=True` a checkpoint saved with a masked-LM or causal-LM head (or a module of such a
+    class) keeps it as `handle.lm`, for the gradient methods; a head whose weights the checkpoint
+    lacks is never kept (it would be random).
     """
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype)
+    lm: nn.Module | None = None
     if isinstance(name_or_path_or_module, nn.Module):
         module = name_or_path_or_module
         family = family_for(module.config)
         name = getattr(module.config, "name_or_path", "") or type(module).__name__
+        if head and _is_lm(module):
+            lm = module
     else:
-        from transformers import AutoModel
+        from transformers import AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM
 
         located = locate_model(name_or_path_or_module)
         family, name = located.family, located.name
-        module = AutoModel.from_pretrained(
-            located.path, dtype=dtype or torch.float32, attn_implementation=attn_implementation, **located.kwargs()
-        )
+        load = dict(dtype=dtype or torch.float32, attn_implementation=attn_implementation, **located.kwargs())
+        if head and _wants_head(located.config, family, located.gguf_file is not None):
+            cls = AutoModelForCausalLM if family.causal else AutoModelForMaskedLM
+            module, info = cls.from_pretrained(located.path, output_loading_info=True, **load)
+            lm = None if _head_is_missing(module, info) else module
+        else:
+            module = AutoModel.from_pretrained(located.path, **load)
         if tokenizer is None:
             tokenizer = located.load_tokenizer()
-    module = getattr(module, "base_model", module)
+    # Convert the whole model where its head is kept (the head shares the base model's modules).
+    whole = lm if lm is not None else getattr(module, "base_model", module)
     if dtype is not None:
-        module = module.to(dtype)
+        whole = whole.to(dtype)
     if device is not None:
-        module = module.to(device)
-    module.eval()
-    return ModelHandle(model=module, tokenizer=tokenizer, family=family, name=name)
+        whole = whole.to(device)
+    whole.eval()
+    module = getattr(whole, "base_model", whole)
+    return ModelHandle(model=module, tokenizer=tokenizer, family=family, name=name, lm=lm)

@@ -42,6 +42,14 @@ def test_registries_list_their_choices():
         "attention",
         "attention_rollout",
         "attention_norm",
+        "attention_norm_res",
+        "attention_norm_res_ln",
+        "globenc",
+        "globenc_rollout",
+        "alti",
+        "alti_rollout",
+        "grad_x_input",
+        "integrated_gradients",
     }
     assert vzcore.list_families()["llama"] == ("llama", "mistral", "qwen2")
 
@@ -87,7 +95,7 @@ def test_long_text_is_truncated_with_a_warning(text_bert):
 
 
 def test_unknown_method_lists_choices(tiny_models):
-    with pytest.raises(vzcore.UnknownMethodError, match="choose from: attention"):
+    with pytest.raises(vzcore.UnknownMethodError, match=r"choose from: (\w+, )*attention, .*value_zeroing"):
         vzcore.score(tiny_models["bert"], [[5, 6, 7]], methods=["valu_zeroing"])
 
 

@@ -13,6 +13,30 @@ from vzcore.reference import reference_value_zeroing
 TOL = 1e-5
 
 
+def applicable(handle) -> list[str]:
+    """Every registered method the handle's family supports (post-norm-only methods skip decoders)."""
+    return [m for m in vzcore.list_methods() if vzcore.methods.get_method(m).supports(handle.family)]
+
+
+def score_every_method(handle, ids: list[int], targets: list[int] | None = None, **kwargs):
+    """Score `ids` with every applicable method in one `ScoreResult` (see `score_texts_every_method`)."""
+    return score_texts_every_method(handle, [ids], targets, **kwargs)[0]
+
+
+def score_texts_every_method(handle, texts: list[list[int]], targets: list[int] | None = None, **kwargs):
+    """Score `texts` with every applicable method; those that need targets get every row when `targets` is None."""
+    names = applicable(handle)
+    plain = [m for m in names if not vzcore.methods.get_method(m).needs_targets]
+    results = vzcore.score(handle, texts, methods=plain, targets=targets, **kwargs)
+    needy = [m for m in names if m not in plain]
+    if needy:
+        rows = [list(range(len(t))) for t in texts] if targets is None else targets
+        more = vzcore.score(handle, texts, methods=needy, targets=rows, **kwargs)
+        for result, extra in zip(results, more, strict=True):
+            result.scores.update(extra.scores)
+    return results
+
+
 def test_fast_path_matches_reference(tiny):
     ids = sample_ids(1, 9)
     fast = vzcore.score(tiny, [ids])[0].scores["value_zeroing"]
@@ -31,13 +55,24 @@ def test_padding_changes_nothing(tiny):
         np.testing.assert_allclose(got.scores["value_zeroing"], reference_value_zeroing(tiny, text), atol=TOL, rtol=0)
 
 
+def test_padding_changes_no_method(tiny):
+    texts = [sample_ids(2, 5), sample_ids(3, 11), sample_ids(4, 8)]
+    batched = score_texts_every_method(tiny, texts, batch_size=3)
+    for text, got in zip(texts, batched, strict=True):
+        alone = score_every_method(tiny, text)
+        assert set(got.scores) == set(applicable(tiny))
+        for method in got.scores:
+            np.testing.assert_allclose(got.scores[method], alone.scores[method], atol=TOL, rtol=0, err_msg=method)
+
+
 def test_zeroing_nothing_changes_nothing(tiny):
     ref = reference_value_zeroing(tiny, sample_ids(5, 6), zero=False)
     assert np.all(ref == 0)
 
 
 def test_rows_sum_to_one_and_causal_rows_ignore_the_future(tiny):
-    result = vzcore.score(tiny, [sample_ids(6, 10)], methods=vzcore.list_methods().keys())[0]
+    result = score_every_method(tiny, sample_ids(6, 10))
+    assert set(result.scores) == set(applicable(tiny))
     for method, maps in result.scores.items():
         assert not np.isnan(maps).any(), method
         np.testing.assert_allclose(maps.sum(-1), 1.0, atol=1e-5, err_msg=method)
@@ -58,9 +93,9 @@ def test_future_tokens_do_not_change_causal_scores(tiny):
 
 def test_target_rows_equal_the_full_maps_rows(tiny):
     ids = sample_ids(8, 9)
-    methods = list(vzcore.list_methods())
-    full = vzcore.score(tiny, [ids], methods=methods)[0]
-    part = vzcore.score(tiny, [ids], methods=methods, targets=[2, -1])[0]
+    methods = applicable(tiny)
+    full = score_every_method(tiny, ids)
+    part = score_every_method(tiny, ids, targets=[2, -1])
     assert part.scored_rows.tolist() == [i in (2, 8) for i in range(9)]
     for method in methods:
         np.testing.assert_allclose(part.scores[method][:, [2, 8]], full.scores[method][:, [2, 8]], atol=TOL, rtol=0)
@@ -81,7 +116,7 @@ def test_no_hook_is_left_behind(tiny):
         return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
 
     before = count_hooks(tiny.model)
-    vzcore.score(tiny, [sample_ids(10, 5)], methods=list(vzcore.list_methods()))
+    score_every_method(tiny, sample_ids(10, 5))
     reference_value_zeroing(tiny, sample_ids(10, 5))
     assert count_hooks(tiny.model) == before
 

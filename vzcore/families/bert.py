@@ -26,4 +26,5 @@ BERT = FamilySpec(
     causal=False,
     post_norm=True,
     padded_positions=("roberta", "xlm-roberta", "camembert", "data2vec-text"),
+    out_norm="output.LayerNorm",
 )

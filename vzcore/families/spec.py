@@ -39,6 +39,9 @@ class FamilySpec:
     ffn_size: str = "intermediate_size"  # config field of the feed-forward width (GPT-2: `n_inner`)
     # model types whose position ids start after the padding index (RoBERTa): two positions fewer
     padded_positions: tuple[str, ...] = ()
+    # The norm that closes a post-norm block, applied to `y + feed_forward(y)` (GlobEnc's second
+    # norm); its input is captured. `None` for pre-norm blocks, whose output is the raw residual stream.
+    out_norm: str | None = None
 
     def geometry(self, config) -> Geometry:
         """Return the sizes of a model of this family from its Hugging Face `config`."""

@@ -9,7 +9,7 @@ import torch
 from vzcore.batch import Batch
 from vzcore.methods.registry import register_method
 from vzcore.ops.rollout import normalize_rows
-from vzcore.ops.zeroing import BlockAlgebra, attention_deltas, pair_chunks
+from vzcore.ops.zeroing import attention_deltas, pair_chunks
 
 __all__ = ["AttentionNormConfig", "attention_norm"]
 
@@ -22,13 +22,11 @@ class AttentionNormConfig:
 @register_method("attention_norm", AttentionNormConfig)
 def attention_norm(batch: Batch, config: AttentionNormConfig) -> torch.Tensor:
     """Attention-norm: the norm of each source's weighted, transformed value vector, rows normalised."""
-    spec = batch.handle.family
-    blocks = batch.handle.model.get_submodule(spec.layers)
     valid = batch.valid_pairs(batch.rows, batch.row_mask)
     b, t, n = valid.shape
     per_layer = []
     for layer in batch.layers:
-        u = BlockAlgebra.projected_values(blocks[layer], spec, batch.captures[layer])
+        u = batch.projected_values(layer)
         out = torch.zeros((b, t, n), dtype=torch.float64, device=u.device)
         attn_rows = batch.attention_rows(layer, batch.rows)
         for texts, chunk in pair_chunks(b, t, n, 4 * u.shape[-1], batch.memory_budget):

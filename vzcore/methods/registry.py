@@ -8,7 +8,15 @@ from typing import Any
 
 import torch
 
-__all__ = ["Method", "UnknownMethodError", "get_method", "list_methods", "register_method", "split_options"]
+__all__ = [
+    "Method",
+    "UnknownMethodError",
+    "check_applicable",
+    "get_method",
+    "list_methods",
+    "register_method",
+    "split_options",
+]
 
 
 @dataclass(frozen=True)
@@ -20,6 +28,12 @@ class Method:
     compute: Callable[[Any, Any], torch.Tensor]
     needs_all_rows: bool  # rollouts multiply full maps of every earlier layer
     description: str
+    needs_targets: bool = False  # gradient methods: one backward pass per target row, so no full maps
+    post_norm_only: bool = False  # defined for post-norm encoders only (the +LN and GlobEnc decompositions)
+
+    def supports(self, family) -> bool:
+        """Whether the method is defined for a `FamilySpec` (post-norm-only methods refuse decoders)."""
+        return family.post_norm or not self.post_norm_only
 
 
 _METHODS: dict[str, Method] = {}
@@ -32,14 +46,27 @@ class UnknownMethodError(KeyError):
         return str(self.args[0])
 
 
-def register_method(name: str, config_cls: type, *, needs_all_rows: bool = False):
-    """Register `compute` under `name`; refuses to overwrite an existing method."""
+def register_method(
+    name: str,
+    config_cls: type,
+    *,
+    needs_all_rows: bool = False,
+    needs_targets: bool = False,
+    post_norm_only: bool = False,
+):
+    """Register `compute` under `name`; refuses to overwrite an existing method.
+
+    `needs_targets`: the method scores only the rows of `score(targets=...)` and refuses full maps;
+    `post_norm_only`: the method is defined for post-norm blocks only and refuses the others.
+    """
 
     def decorate(compute: Callable[[Any, Any], torch.Tensor]):
         if name in _METHODS:
             raise ValueError(f"method {name!r} is already registered")
         doc = (compute.__doc__ or "").strip().splitlines()
-        _METHODS[name] = Method(name, config_cls, compute, needs_all_rows, doc[0] if doc else "")
+        _METHODS[name] = Method(
+            name, config_cls, compute, needs_all_rows, doc[0] if doc else "", needs_targets, post_norm_only
+        )
         return compute
 
     return decorate
@@ -56,6 +83,23 @@ def get_method(name: str) -> Method:
         return _METHODS[name]
     except KeyError:
         raise UnknownMethodError(f"unknown method {name!r}; choose from: {', '.join(sorted(_METHODS))}") from None
+
+
+def check_applicable(methods: list[Method], family, targets_given: bool, model: str = "the model") -> None:
+    """Raise `ValueError` unless every method can serve this call: targets-only methods need
+    `targets=`, post-norm-only methods a post-norm `family` (a `FamilySpec`). Cheap: run it before any work."""
+    need = [m.name for m in methods if m.needs_targets]
+    if need and not targets_given:
+        raise ValueError(
+            f"{', '.join(need)} score target rows only (one backward pass per target): pass targets=[...] "
+            "(rows for every text, or one list per text), e.g. targets=[-1] or the [MASK] position"
+        )
+    wrong = [m.name for m in methods if not m.supports(family)]
+    if wrong:
+        raise ValueError(
+            f"{', '.join(wrong)} are defined for post-norm encoders only (a norm closes the attention sum); "
+            f"{model!r} is a pre-norm {family.name} model: use attention_norm_res or alti"
+        )
 
 
 def split_options(methods: list[Method], options: dict[str, Any]) -> dict[str, Any]:

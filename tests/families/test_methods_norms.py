@@ -1,0 +1,190 @@
+"""Independent references for the norm-based methods (+RES, +RES+LN, GlobEnc, ALTI), from the
+published formulas with plain loops over (i, j, h) on the model's own modules and weights.
+
+Nothing here calls vzcore's capture or ops code: the blocks' inputs, attention weights and norm
+inputs come from hooks and the model's outputs, the value vectors from the model's projections.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import vzcore
+from tests.support import sample_ids
+
+TOL = 1e-5
+BERT_LIKE = ("bert", "roberta", "electra")
+
+
+def _parts(handle, block):
+    """Return `(first_norm_or_None, closing_norm_or_None, value_fn, W_O [d, H·d_h], b_O [d] | None)` per family."""
+    kind = handle.config.model_type
+    if kind in BERT_LIKE:
+        att = block.attention
+        return (
+            att.output.LayerNorm,
+            block.output.LayerNorm,
+            lambda h: att.self.value(h),
+            att.output.dense.weight,
+            att.output.dense.bias,
+        )
+    if kind == "gpt2":
+        d = handle.config.hidden_size
+        attn = block.attn
+        return None, None, lambda h: attn.c_attn(block.ln_1(h))[..., 2 * d :], attn.c_proj.weight.t(), attn.c_proj.bias
+    att = block.self_attn
+    return None, None, lambda h: att.v_proj(block.input_layernorm(h)), att.o_proj.weight, att.o_proj.bias
+
+
+@torch.no_grad()
+def _trace(handle, ids):
+    """Run the model once; return per block its input, attention weights, and norms' inputs/outputs."""
+    blocks = handle.model.get_submodule(handle.family.layers)
+    seen = {k: {} for k in range(len(blocks))}
+    hooks = []
+    for k, block in enumerate(blocks):
+        hooks.append(
+            block.register_forward_pre_hook(
+                lambda m, a, kw, k=k: seen[k].__setitem__("x", (a[0] if a else kw["hidden_states"])[0]),
+                with_kwargs=True,
+            )
+        )
+        first, closing, *_ = _parts(handle, block)
+        for name, mod in (("ln1", first), ("ln2", closing)):
+            if mod is not None:
+                put = seen[k].__setitem__
+                hooks.append(mod.register_forward_pre_hook(lambda m, a, n=name, put=put: put(n + "_in", a[0][0])))
+                hooks.append(mod.register_forward_hook(lambda m, a, o, n=name, put=put: put(n + "_out", o[0])))
+    try:
+        out = handle.model(input_ids=torch.tensor([ids], device=handle.device), output_attentions=True)
+    finally:
+        for h in hooks:
+            h.remove()
+    for k in seen:
+        seen[k]["attn"] = out.attentions[k][0].double().cpu()  # `[H, n, n]`, the model's own weights
+    return blocks, seen
+
+
+def _vectors(handle, block, seen):
+    """Return the plain decomposition: `z[i, j, h]` (head parts), `x [n, d]`, `b_O`, all float64 on the CPU."""
+    cfg = handle.config
+    heads = cfg.num_attention_heads
+    kv = getattr(cfg, "num_key_value_heads", None) or heads
+    _, _, value_fn, w_o, b_o = _parts(handle, block)
+    x = seen["x"].double().cpu()
+    v = value_fn(seen["x"][None])[0].double().cpu()  # `[n, H_kv·d_h]`
+    n, dh = x.shape[0], v.shape[-1] // kv
+    v = v.view(n, kv, dh)
+    w_o = w_o.double().cpu().view(-1, heads, dh)  # `[d, H, d_h]`
+    a = seen["attn"]
+    z = torch.zeros(n, n, heads, x.shape[1], dtype=torch.float64)
+    for i in range(n):
+        for j in range(n):
+            for h in range(heads):
+                z[i, j, h] = a[h, i, j] * (w_o[:, h] @ v[j, h // (heads // kv)])  # GQA: the head's kv group
+    bias = b_o.double().cpu() if b_o is not None else torch.zeros(x.shape[1], dtype=torch.float64)
+    return z, x, bias
+
+
+def _res(z, x):
+    """`y_ij = Σ_h z_ijh + δ_ij x_i`: `[n, n, d]`."""
+    y = z.sum(2).clone()
+    for i in range(x.shape[0]):
+        y[i, i] += x[i]
+    return y
+
+
+def _ln_linear(v, norm, stats_of):
+    """γ ⊙ (v − mean v) / sqrt(var(stats_of) + ε) for vectors `v: [..., d]` of one target row."""
+    sigma = torch.sqrt(stats_of.var(unbiased=False) + norm.eps)
+    return norm.weight.double().cpu() * (v - v.mean(-1, keepdim=True)) / sigma
+
+
+def _normalise(c):
+    return c / c.sum(-1, keepdim=True)
+
+
+@torch.no_grad()
+def reference(handle, ids, method):
+    """Return layer-wise maps `[L, n, n]` of `method` (float64), from the published formula."""
+    blocks, seen = _trace(handle, ids)
+    n = len(ids)
+    maps = []
+    for k, block in enumerate(blocks):
+        z, x, b_o = _vectors(handle, block, seen[k])
+        y = _res(z, x)
+        s = y.sum(1) + b_o  # the state after attention, `[n, d]`
+        first, closing, *_ = _parts(handle, block)
+        if first is not None:  # the decomposition adds up to the norm's own input
+            np.testing.assert_allclose(s, seen[k]["ln1_in"].double().cpu(), atol=1e-5)
+        c = torch.zeros(n, n, dtype=torch.float64)
+        for i in range(n):
+            if method == "attention_norm_res":
+                c[i] = y[i].norm(dim=-1)
+            elif method in ("attention_norm_res_ln", "globenc") or (method == "alti" and first is not None):
+                t = _ln_linear(y[i], first, s[i])  # T_i(x_j): `[n, d]`
+                if method == "attention_norm_res_ln":
+                    c[i] = t.norm(dim=-1)
+                elif method == "globenc":
+                    c[i] = _ln_linear(t, closing, seen[k]["ln2_in"][i].double().cpu()).norm(dim=-1)
+                else:
+                    out = seen[k]["ln1_out"][i].double().cpu()  # the norm's real output
+                    c[i] = (out.abs().sum() - (out - t).abs().sum(-1)).clamp(min=0)
+            elif method == "alti":  # Ferrando & Voita 2024: head parts and the residual against s_i
+                total = s[i].abs().sum()
+                for j in range(n):
+                    for h in range(z.shape[2]):
+                        c[i, j] += (total - (s[i] - z[i, j, h]).abs().sum()).clamp(min=0)
+                c[i, i] += (total - (s[i] - x[i]).abs().sum()).clamp(min=0)
+        if handle.family.causal:
+            c = torch.tril(c)
+        maps.append(_normalise(c))
+    return torch.stack(maps).numpy()
+
+
+def _rolled(maps):
+    out, acc = [], None
+    for m in maps:
+        acc = m if acc is None else m @ acc
+        out.append(acc)
+    return np.stack(out)
+
+
+@pytest.mark.parametrize("method", ["attention_norm_res", "attention_norm_res_ln", "globenc", "alti"])
+def test_matches_the_published_formula(tiny, method):
+    if not vzcore.methods.get_method(method).supports(tiny.family):
+        pytest.skip(f"{method} is for post-norm encoders")
+    ids = sample_ids(30, 8)
+    rollout = {"globenc": "globenc_rollout", "alti": "alti_rollout"}.get(method)
+    got = vzcore.score(tiny, [ids], methods=[method] + ([rollout] if rollout else []))[0]
+    ref = reference(tiny, ids, method)
+    np.testing.assert_allclose(got.scores[method], ref, atol=TOL, rtol=0)
+    if rollout:
+        np.testing.assert_allclose(got.scores[rollout], _rolled(ref), atol=TOL, rtol=0)
+
+
+def test_chunking_changes_nothing(tiny):
+    ids = sample_ids(31, 9)
+    names = ("attention_norm_res", "globenc", "alti")
+    methods = [m for m in names if vzcore.methods.get_method(m).supports(tiny.family)]
+    big = vzcore.score(tiny, [ids], methods=methods)[0]
+    small = vzcore.score(tiny, [ids], methods=methods, memory_budget=1)[0]
+    for m in methods:
+        np.testing.assert_allclose(small.scores[m], big.scores[m], atol=1e-6, rtol=0, err_msg=m)
+
+
+def test_post_norm_methods_refuse_decoders_clearly(tiny_models):
+    for kind in ("gpt2", "llama"):
+        for method in ("attention_norm_res_ln", "globenc", "globenc_rollout"):
+            with pytest.raises(ValueError, match=r"post-norm encoders only.*use attention_norm_res or alti"):
+                vzcore.score(tiny_models[kind], [[5, 6, 7]], methods=["value_zeroing", method])
+
+
+def test_attention_norm_keeps_its_numbers_beside_the_new_methods(tiny_models):
+    handle = tiny_models["bert"]
+    ids = sample_ids(32, 7)
+    alone = vzcore.score(handle, [ids], methods=["attention_norm"])[0].scores["attention_norm"]
+    every = vzcore.score(handle, [ids], methods=["attention_norm", "alti", "globenc", "value_zeroing"])[0]
+    np.testing.assert_array_equal(every.scores["attention_norm"], alone)

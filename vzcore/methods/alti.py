@@ -1,0 +1,98 @@
+"""ALTI (Ferrando, Gállego & Costa-jussà, "Measuring the Mixing of Contextual Information in the
+Transformer", EMNLP 2022) and its rollout; decoders use the residual-stream form of Ferrando &
+Voita, "Information Flow Routes: Automatically Interpreting Language Models at Scale", 2024."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from vzcore.batch import Batch
+from vzcore.methods.norm_based import first_norm_vectors, layer_scores, rows_of
+from vzcore.methods.registry import register_method
+from vzcore.ops.norms import l1_proportions
+from vzcore.ops.rollout import normalize_rows, rollout
+from vzcore.ops.zeroing import pair_chunks
+
+__all__ = ["AltiConfig", "alti", "alti_rollout"]
+
+
+@dataclass(frozen=True)
+class AltiConfig:
+    """ALTI takes no options: L1 distances, contributions clipped at 0 and normalised to sum to 1."""
+
+
+def _post_norm_layer(batch: Batch, layer: int) -> torch.Tensor:
+    """ALTI of a post-norm block: `max(0, ‖ỹ_i‖₁ − ‖ỹ_i − T_i(x_j)‖₁)`, `[b, t, n]` (float64)."""
+    spec = batch.handle.family
+    norm = batch.handle.model.get_submodule(spec.layers)[layer].get_submodule(spec.mix_norm)
+    cap = batch.captures[layer]
+
+    def score(y, layer, texts, rows):
+        # ỹ_i: the first norm's real output (β and b_O's part included, as the authors' resultant)
+        out = rows_of(norm(cap.x[texts] + cap.attn_out[texts]), rows)
+        return l1_proportions(first_norm_vectors(batch, y, layer, texts, rows), out)
+
+    return layer_scores(batch, layer, score, 28 * batch.handle.config.hidden_size)
+
+
+def _pre_norm_layer(batch: Batch, layer: int) -> torch.Tensor:
+    """Residual-stream ALTI of a pre-norm block: per-head parts and the residual against `s_i`, `[b, t, n]`.
+
+    The state after attention `s_i = x_i + Σ_h Σ_j a_ij^h u_j^h + b_O` has the parts
+    `z_ij^h = a_ij^h u_j^h` (one per head and source) and the residual `x_i`; each part scores
+    `max(0, ‖s_i‖₁ − ‖s_i − z‖₁)`. A source's score is the sum over its heads (plus the residual's
+    on the diagonal), so normalising over sources normalises over all parts, as Ferrando & Voita do.
+    """
+    cap = batch.captures[layer]
+    u = batch.projected_values(layer)  # `[b, n, H, d]`
+    valid = batch.valid_pairs(batch.rows, batch.row_mask)
+    b, t, n = valid.shape
+    heads, d = u.shape[2], u.shape[3]
+    out = torch.zeros((b, t, n), dtype=torch.float64, device=u.device)
+    attn = batch.attention_rows(layer, batch.rows)  # `[b, H, t, n]`
+    rows = batch.rows.to(u.device)
+    s = cap.x + cap.attn_out  # `[b, n, d]`, the clean state after attention
+    for texts, chunk in pair_chunks(b, t, n, 20 * heads * d, batch.memory_budget):
+        r = rows[texts, chunk]
+        s_rows = rows_of(s[texts], r)  # `[b', t', 1, d]`
+        parts = torch.einsum("bhtj,bjhd->btjhd", attn[texts, :, chunk], u[texts])  # `[b', t', n, H, d]`
+        got = l1_proportions(parts, s_rows[:, :, :, None]).sum(-1)  # `[b', t', n]`
+        residual = l1_proportions(rows_of(cap.x[texts], r), s_rows)[..., 0]  # `[b', t']`
+        got.scatter_add_(2, r[..., None], residual[..., None])
+        out[texts, chunk] = torch.where(valid[texts, chunk].to(out.device), got, 0.0)
+    return out
+
+
+def _maps(batch: Batch, layers: list[int]) -> torch.Tensor:
+    key = ("alti", tuple(layers), batch.rows.numpy().tobytes(), batch.row_mask.numpy().tobytes())
+    if key not in batch.memo:
+        layer_fn = _post_norm_layer if batch.handle.family.post_norm else _pre_norm_layer
+        maps, _ = normalize_rows(torch.stack([layer_fn(batch, layer) for layer in layers], 1))
+        batch.memo[key] = batch.place_rows(maps)
+    return batch.memo[key]
+
+
+@register_method("alti", AltiConfig)
+def alti(batch: Batch, config: AltiConfig) -> torch.Tensor:
+    """ALTI layer-wise ("ALTI¬"): `max(0, ‖y_i‖₁ − ‖y_i − T_i(x_j)‖₁)`, rows normalised.
+
+    `y_i` is the first norm's output and `T_i(x_j)` the part of it due to source j.
+
+    Post-norm encoders: `T_i(x_j)` is the +RES+LN vector (the part of the first norm's output
+    due to source j, with the norm's clean statistics) and `y_i` the norm's real output.
+    Pre-norm decoders, where no norm closes the attention sum: the residual-stream form of
+    Ferrando & Voita 2024, with one part per (head, source) plus the residual, against the
+    state after attention (see `_pre_norm_layer`). Contributions are normalised by their sum
+    (the authors' "min_sum" with the resultant's norm).
+    """
+    return _maps(batch, batch.layers)
+
+
+@register_method("alti_rollout", AltiConfig, needs_all_rows=True)
+def alti_rollout(batch: Batch, config: AltiConfig) -> torch.Tensor:
+    """ALTI rolled out across layers without identity (the residual is already a part): `R^l = A^l @ R^{l−1}`."""
+    full = batch.all_rows()
+    maps = _maps(full, list(range(max(batch.layers) + 1)))
+    return batch.select_rolled(torch.stack([rollout(m.nan_to_num(0.0)) for m in maps]))
