@@ -170,3 +170,43 @@ def test_out_of_memory_halves_the_pair_budget_then_gives_up_on_the_example(
     assert "OutOfMemoryError" in s.failures[0]
     assert s.oom_halvings >= 2 and any("halved the pair budget" in line for line in s.lines())
     assert s.devices == {"cpu"}
+
+
+def test_the_comparison_methods_are_scored_into_the_store(tmp_path, tiny_model_dir, texts_jsonl):
+    methods = ("value_zeroing", "attention_norm_res", "attention_norm_res_ln", "globenc", "alti", "alti_rollout")
+    cfg = job_config(tmp_path, tiny_model_dir, texts_jsonl, methods=methods, limit=4)
+    assert run_job(cfg).exit_code == 0
+    store = vzcore.open_store(cfg.out)
+    got = store.example(0)
+    want = vzcore.score(vzcore.load_model(tiny_model_dir), [TEXTS[0]], methods=list(methods))[0]
+    for m in methods:
+        np.testing.assert_allclose(got.scores[m], want.scores[m], atol=1e-5, err_msg=m)
+
+
+@pytest.mark.parametrize(
+    ("methods", "message"),
+    [
+        (("grad_x_input",), "score target rows only, and `vz score` stores full maps"),
+        (("integrated_gradients", "attention"), "score target rows only"),
+    ],
+)
+def test_methods_the_job_cannot_serve_are_refused_before_loading(
+    tmp_path, tiny_model_dir, texts_jsonl, monkeypatch, methods, message
+):
+    def no_load(*args, **kwargs):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(vzcore, "load_model", no_load)
+    with pytest.raises(JobError, match=message):
+        run_job(job_config(tmp_path, tiny_model_dir, texts_jsonl, methods=methods))
+
+
+def test_a_post_norm_method_on_a_decoder_is_refused_before_loading(
+    tmp_path, tiny_smollm2_dir, texts_jsonl, monkeypatch
+):
+    def no_load(*args, **kwargs):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(vzcore, "load_model", no_load)
+    with pytest.raises(JobError, match="globenc are defined for post-norm encoders only"):
+        run_job(job_config(tmp_path, tiny_smollm2_dir, texts_jsonl, methods=("value_zeroing", "globenc")))
