@@ -274,12 +274,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--memory-budget", type=int, default=None, help="bytes per chunk of pairs")
     parser.add_argument("--long", type=int, default=512, help="one long sentence of this length (0: none)")
     parser.add_argument("--costs-only", action="store_true", help="only the per-method cost table")
+    parser.add_argument("--no-costs", action="store_true", help="leave out the per-method cost table")
     parser.add_argument("--cost-length", type=int, default=64, help="sentence length of the cost table")
     args = parser.parse_args(argv)
     if not args.costs_only:
         lengths = [int(x) for x in args.lengths.split(",")]
         run_benchmark(args.model, lengths, args.runs, args.device, args.memory_budget, args.long)
-    method_costs(vzcore.load_model(args.model, device=args.device), args.cost_length, args.runs, args.memory_budget)
+    if not args.no_costs:
+        method_costs(vzcore.load_model(args.model, device=args.device), args.cost_length, args.runs, args.memory_budget)
 
 
 if __name__ == "__main__":
