@@ -70,7 +70,7 @@ class Batch:
         states beside the captures, outside the memory budget that sizes the batch.
         """
         spec = self.handle.family
-        block = self.handle.model.get_submodule(spec.layers)[layer]
+        block = spec.blocks(self.handle.model)[layer]
         return BlockAlgebra.projected_values(block, spec, self.captures[layer])
 
     def valid_pairs(self, rows: torch.Tensor, row_mask: torch.Tensor) -> torch.Tensor:

@@ -142,7 +142,8 @@ def run_benchmark(model: str, lengths: list[int], runs: int, device: str | None,
         ids = sentence(handle, n)
         vzcore.score(handle, [ids], memory_budget=budget)  # warm up (and fill the per-block weight cache)
         reference_value_zeroing(handle, ids[: min(n, 8)])
-        ref, fast = [], []
+        ref: list[float] = []
+        fast: list[float] = []
         order = [
             (ref, lambda ids=ids: reference_value_zeroing(handle, ids)),
             (fast, lambda ids=ids: vzcore.score(handle, [ids], memory_budget=budget)),

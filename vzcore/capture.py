@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import torch
-from torch import nn
 
 from vzcore.loading import ModelHandle
 
@@ -38,7 +38,7 @@ def hooks(handles: list) -> Iterator[None]:
 
 
 @contextmanager
-def eager_attention(model: nn.Module) -> Iterator[None]:
+def eager_attention(model: Any) -> Iterator[None]:
     """Switch `model` to eager attention (which returns weights) for the duration, then back."""
     before = model.config._attn_implementation
     if before == "eager":
@@ -65,7 +65,7 @@ def capture_layers(
 ) -> dict[int, LayerCapture]:
     """Run one clean pass over `input_ids: [b, n]` and return the tensors of the chosen `layers`."""
     spec, model = handle.family, handle.model
-    blocks = model.get_submodule(spec.layers)
+    blocks = spec.blocks(model)
     got: dict[int, dict[str, torch.Tensor]] = {i: {} for i in layers}
     handles: list = []
 

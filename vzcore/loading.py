@@ -32,11 +32,11 @@ SHORT_NAMES: dict[str, str] = {
 
 def max_input_length(config, tokenizer: object | None, family: FamilySpec) -> int | None:
     """Return the longest input a model takes (its position embeddings, its tokenizer's limit), if known."""
-    limits = [getattr(config, "max_position_embeddings", None)]
+    found = [getattr(config, "max_position_embeddings", None)]
     tok_max = getattr(tokenizer, "model_max_length", None)
     if tok_max is not None and tok_max < 1_000_000:  # tokenizers without a limit say 1e30
-        limits.append(tok_max)
-    limits = [int(x) for x in limits if x]
+        found.append(tok_max)
+    limits: list[int] = [int(x) for x in found if x]
     if not limits:
         return None
     if getattr(config, "model_type", "") in family.padded_positions:
@@ -53,7 +53,7 @@ class ModelHandle:
     """A loaded base model in eval mode, its tokenizer (may be `None`) and its family spec."""
 
     model: nn.Module  # the base model (no task head): its `config`, embeddings and blocks
-    tokenizer: object | None
+    tokenizer: Any  # a Hugging Face tokenizer, or None
     family: FamilySpec
     name: str
     # The whole model with its masked-LM or causal-LM head (`lm.base_model is model`), where the
@@ -78,7 +78,7 @@ class ModelHandle:
 
     @property
     def num_layers(self) -> int:
-        return len(self.model.get_submodule(self.family.layers))
+        return len(self.family.blocks(self.model))
 
     @property
     def max_length(self) -> int | None:
@@ -238,7 +238,8 @@ def load_model(
         load = dict(dtype=dtype or torch.float32, attn_implementation=attn_implementation, **located.kwargs())
         if head and _wants_head(located.config, family, located.gguf_file is not None):
             cls = AutoModelForCausalLM if family.causal else AutoModelForMaskedLM
-            module, info = cls.from_pretrained(located.path, output_loading_info=True, **load)
+            loaded: Any = cls.from_pretrained(located.path, output_loading_info=True, **load)
+            module, info = loaded  # (model, loading info) with output_loading_info
             lm = None if _head_is_missing(module, info) else module
         else:
             module = AutoModel.from_pretrained(located.path, **load)

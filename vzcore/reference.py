@@ -34,7 +34,7 @@ def reference_value_zeroing(
     With `zero=False` nothing is zeroed (every distance must then be 0).
     """
     spec, model = handle.family, handle.model
-    blocks = model.get_submodule(spec.layers)
+    blocks = spec.blocks(model)
     layers = list(range(len(blocks))) if layers is None else list(layers)
     ids = torch.tensor([list(token_ids)], device=handle.device)
     n = ids.shape[1]

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
-from torch import nn
 
 from vzcore.families.spec import FamilySpec
 
 
-def _finish(layer: nn.Module, first: list[torch.Tensor], residual: torch.Tensor) -> torch.Tensor:
+def _finish(layer: Any, first: list[torch.Tensor], residual: torch.Tensor) -> torch.Tensor:
     mlp = layer.mlp
     return residual + mlp.dropout(mlp.c_proj(mlp.act(first[0])))
 

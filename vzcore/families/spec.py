@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, cast
 
 import torch
 from torch import nn
 
 # finish(layer, first_projections, residual) -> block output `[pairs, d]`:
 # the activation, the down projection and the closing residual/norm of the feed-forward part.
-FinishFn = Callable[[nn.Module, list[torch.Tensor], torch.Tensor], torch.Tensor]
+# (Blocks are typed `Any`: their submodules are reached by name, which nn.Module cannot type.)
+FinishFn = Callable[[Any, list[torch.Tensor], torch.Tensor], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,10 @@ class FamilySpec:
     # The norm that closes a post-norm block, applied to `y + feed_forward(y)` (GlobEnc's second
     # norm); its input is captured. `None` for pre-norm blocks, whose output is the raw residual stream.
     out_norm: str | None = None
+
+    def blocks(self, model: nn.Module) -> nn.ModuleList:
+        """Return the base model's blocks, in order."""
+        return cast(nn.ModuleList, model.get_submodule(self.layers))
 
     def geometry(self, config) -> Geometry:
         """Return the sizes of a model of this family from its Hugging Face `config`."""
@@ -83,5 +89,6 @@ def linear_params(module: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]
     if isinstance(module, nn.Linear):
         return module.weight, module.bias
     if type(module).__name__ == "Conv1D":
-        return module.weight.t(), module.bias
+        conv: Any = module
+        return conv.weight.t(), conv.bias
     raise TypeError(f"not a linear projection: {type(module).__name__}")

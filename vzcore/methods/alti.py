@@ -26,7 +26,7 @@ class AltiConfig:
 def _post_norm_layer(batch: Batch, layer: int) -> torch.Tensor:
     """ALTI of a post-norm block: `max(0, ‖ỹ_i‖₁ − ‖ỹ_i − T_i(x_j)‖₁)`, `[b, t, n]` (float64)."""
     spec = batch.handle.family
-    norm = batch.handle.model.get_submodule(spec.layers)[layer].get_submodule(spec.mix_norm)
+    norm = spec.blocks(batch.handle.model)[layer].get_submodule(spec.mix_norm)
     cap = batch.captures[layer]
 
     def score(y, layer, texts, rows):

@@ -68,15 +68,16 @@ def _model(batch: Batch, config: GradientConfig) -> tuple[nn.Module, bool]:
     lm = batch.handle.lm
     if config.readout == "head" and lm is None:
         raise ValueError(f"readout='head' needs a model with an LM head; {batch.handle.name!r} was loaded without one")
-    use_head = lm is not None and config.readout != "norm"
-    return (lm if use_head else batch.handle.model), use_head
+    if lm is not None and config.readout != "norm":
+        return lm, True
+    return batch.handle.model, False
 
 
 @contextmanager
 def _block_inputs(batch: Batch, layers: list[int], replace) -> Iterator[None]:
     """Replace block `l`'s hidden-state input `h` by `replace(l, h)` for `l` in `layers` during the context."""
     spec = batch.handle.family
-    blocks = batch.handle.model.get_submodule(spec.layers)
+    blocks = spec.blocks(batch.handle.model)
     handles: list = []
 
     def hook(layer):

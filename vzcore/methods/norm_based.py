@@ -78,7 +78,7 @@ def first_norm_vectors(batch: Batch, y: torch.Tensor, layer: int, texts: slice, 
     first norm's output due to source j, with `σ_i` the norm's clean statistics of `s_i = x_i + attn_out_i`."""
     spec = batch.handle.family
     cap = batch.captures[layer]
-    norm = batch.handle.model.get_submodule(spec.layers)[layer].get_submodule(spec.mix_norm)
+    norm = spec.blocks(batch.handle.model)[layer].get_submodule(spec.mix_norm)
     weight, centred, eps = norm_params(norm)
     s = rows_of(cap.x[texts] + cap.attn_out[texts], rows)
     return norm_linear(y, weight, inverse_scale(s, centred, eps), centred)
@@ -127,12 +127,14 @@ def attention_norm_res_ln(batch: Batch, config: NormResConfig) -> torch.Tensor:
 
 def _globenc_score(batch: Batch) -> ChunkScore:
     spec = batch.handle.family
-    blocks = batch.handle.model.get_submodule(spec.layers)
+    blocks = spec.blocks(batch.handle.model)
 
     def score(y: torch.Tensor, layer: int, texts: slice, rows: torch.Tensor) -> torch.Tensor:
         t_vec = first_norm_vectors(batch, y, layer, texts, rows)
+        out_norm_in = batch.captures[layer].out_norm_in
+        assert spec.out_norm is not None and out_norm_in is not None  # post-norm only: checked before
         weight, centred, eps = norm_params(blocks[layer].get_submodule(spec.out_norm))
-        inv = inverse_scale(rows_of(batch.captures[layer].out_norm_in[texts], rows), centred, eps)
+        inv = inverse_scale(rows_of(out_norm_in[texts], rows), centred, eps)
         return norm_linear(t_vec, weight, inv, centred).norm(dim=-1)
 
     return score

@@ -31,7 +31,7 @@ class ValueZeroingConfig:
 def layer_distances(batch: Batch, layer: int, config: ValueZeroingConfig, rows, row_mask) -> torch.Tensor:
     """Return the raw distances `C[b, t, j]` (float64) of one block; 0 outside valid pairs."""
     handle, spec = batch.handle, batch.handle.family
-    block = handle.model.get_submodule(spec.layers)[layer]
+    block = spec.blocks(handle.model)[layer]
     cap = batch.captures[layer]
     final = None
     if config.final_norm and spec.final_norm and layer == handle.num_layers - 1:

@@ -11,6 +11,8 @@ vectors for a chunk of target rows; the methods decide which norms and scores to
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -33,7 +35,7 @@ def residual_vectors(attn_rows: torch.Tensor, u: torch.Tensor, x: torch.Tensor, 
     return y
 
 
-def norm_params(norm: nn.Module) -> tuple[torch.Tensor, bool, float]:
+def norm_params(norm: Any) -> tuple[torch.Tensor, bool, float]:
     """Return a norm module's `(γ [d], centred, ε)`: LayerNorm centres, RMSNorm does not."""
     centred = isinstance(norm, nn.LayerNorm)
     eps = norm.eps if centred else getattr(norm, "variance_epsilon", getattr(norm, "eps", 1e-6))

@@ -17,6 +17,7 @@ import weakref
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -54,7 +55,7 @@ class BlockAlgebra:
         values = cap.values.repeat_interleave(heads // cap.values.shape[2], dim=2)  # `[b, n, H, d_h]`
         u = cls.projected_values(block, spec, cap)
         s = cap.x + cap.attn_out
-        norm = block.get_submodule(spec.mix_norm)
+        norm: Any = block.get_submodule(spec.mix_norm)  # LayerNorm or RMSNorm: fields by name
         layer_norm = isinstance(norm, nn.LayerNorm)
         eps = norm.eps if layer_norm else getattr(norm, "variance_epsilon", getattr(norm, "eps", 1e-6))
         s_c = s - s.mean(-1, keepdim=True) if layer_norm else s
@@ -92,7 +93,7 @@ def _folded_weights(block: nn.Module, spec: FamilySpec) -> list[tuple[torch.Tens
     per block, keyed on every weight they read: its identity, storage and version counter (which
     any in-place update bumps: `load_state_dict`, an optimiser step), plus the spec.
     """
-    norm = block.get_submodule(spec.mix_norm)
+    norm: Any = block.get_submodule(spec.mix_norm)  # LayerNorm or RMSNorm: fields by name
     sources = [*block.get_submodule(spec.out_proj).parameters(), *norm.parameters()]
     sources += [p for path in spec.first_projs for p in block.get_submodule(path).parameters()]
     key = (spec.name, *((id(p), p.data_ptr(), p.dtype, p.device, p._version) for p in sources))
@@ -100,7 +101,8 @@ def _folded_weights(block: nn.Module, spec: FamilySpec) -> list[tuple[torch.Tens
     if cached is not None and cached[0] == key:
         return cached[1]
     layer_norm = isinstance(norm, nn.LayerNorm)
-    heads = block.get_submodule(spec.attention).config.num_attention_heads
+    attention: Any = block.get_submodule(spec.attention)
+    heads = attention.config.num_attention_heads
     w_o, _ = linear_params(block.get_submodule(spec.out_proj))  # `[d, H·d_h]`
     if layer_norm:
         w_o = w_o - w_o.mean(0, keepdim=True)
@@ -211,6 +213,7 @@ def zeroed_block_outputs(
     clean = _finish(block, spec, s_rows.view(b * t, -1), clean_first, precision).view(b, 1, t, -1)
     if every:  # `[b, n, t, d]` against `[b, 1, t, d]`: the distance broadcasts, no copy of the clean rows
         return zeroed.view(b, n, t, -1), clean
+    assert valid is not None
     text, _, target = valid.nonzero(as_tuple=True)
     return zeroed, clean[text, 0, target]
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 __all__ = ["Location", "is_url"]
 
@@ -36,7 +36,7 @@ class Location:
         """The path as another process in another working folder must see it."""
         return self.path if "://" in self.path else str(Path(self.path).resolve())
 
-    def open_group(self, mode: str = "r", path: str | None = None):
+    def open_group(self, mode: Literal["r", "r+", "a", "w", "w-"] = "r", path: str | None = None):
         """Open the store's root group (or the group at `path` inside it) with zarr."""
         import zarr
 

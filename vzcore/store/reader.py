@@ -101,8 +101,9 @@ class Store:
     def complete(self) -> bool:
         return len(self.done_parts()) == len(self.parts) and bool(self.parts)
 
-    def describe(self) -> str:
-        """Return a human-readable summary: model, methods, layers, and which parts are usable."""
+    def describe(self, problems: int = 5) -> str:
+        """Return a short summary: model, methods, layers, parts counted by state, and the first
+        `problems` parts that are not usable (a few lines, whatever the store's size)."""
         done = self.done_parts()
         lines = [
             f"store {self.path} (layout v{self.attrs.get('vz_layout')})",
@@ -110,10 +111,23 @@ class Store:
             f"  methods: {', '.join(self.methods)}; layers: {self.layers} of {self.model_num_layers}",
             f"  examples planned: {self.num_examples} in {len(self.parts)} parts; done for all methods: {len(done)}",
         ]
-        for p in self.parts:
-            if not p.done_for(self.methods):
-                why = p.problem or f"done only for {', '.join(p.complete)}"
+        unusable = [
+            (p, p.problem or f"done only for {', '.join(p.complete)}")
+            for p in self.parts
+            if not p.done_for(self.methods)
+        ]
+        if unusable:
+            states: dict[str, int] = {}
+            for _, why in unusable:
+                kind = why.split(":")[0].split(" (")[0]
+                states[kind] = states.get(kind, 0) + 1
+            lines.append(
+                "  not usable: " + ", ".join(f"{k} {why}" for why, k in sorted(states.items(), key=lambda kv: -kv[1]))
+            )
+            for p, why in unusable[:problems]:
                 lines.append(f"  part {p.part} [{p.start}, {p.stop}): {why}")
+            if len(unusable) > problems:
+                lines.append(f"  ... and {len(unusable) - problems} more (store.parts lists every part)")
         return "\n".join(lines)
 
     def _methods(self, methods: Sequence[str] | str | None) -> list[str]:
