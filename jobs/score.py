@@ -80,26 +80,28 @@ def run_job(cfg: JobConfig, *, on_event: Callable[[Event], None] | None = None) 
     if cfg.dry_run:
         summary.plan_lines = _dry_run_lines(job, texts, total, plan)
         return summary
-    check_output(cfg)  # after the data: a refused input leaves no folder behind
+    # What is missing, read only (a changed dataset is refused here); read again under the lease.
+    tasks = _missing_parts(cfg, bool(stored), plan, texts)
     from jobs.lease import hold_lease
 
-    with hold_lease(cfg.location, break_lock=cfg.break_lock):
-        # Under the lease, read the root again: it is merged with, never overwritten blindly.
-        stored = {} if cfg.overwrite else _stored_attrs(cfg)
-        if stored:
-            check_identity(stored, data_id, identity)
-        tasks = _missing_parts(cfg, bool(stored), plan, texts)
-        summary.parts_run = len(tasks)
-        # Connect (and check the cluster) before writing anything; a finished store needs no cluster.
-        with _executor(cfg, min(cfg.actors, len(tasks))) as (executor, placement):
+    # Connect (and check the cluster) before anything is written; a finished store needs no cluster.
+    with _executor(cfg, min(cfg.actors, len(tasks))) as (executor, placement):
+        check_output(cfg)  # after the data and the cluster: a refused run leaves no folder behind
+        with hold_lease(cfg.location, break_lock=cfg.break_lock):
+            # Under the lease, read the root again: it is merged with, never overwritten blindly.
+            stored = {} if cfg.overwrite else _stored_attrs(cfg)
+            if stored:
+                check_identity(stored, data_id, identity)
+            tasks = _missing_parts(cfg, bool(stored), plan, texts)
+            summary.parts_run = len(tasks)
             root = _write_root(job, stored, plan, data_id, identity)
             if tasks:
                 spec = _score_spec(job, **placement)
                 _score(cfg, executor, spec, tasks, summary, on_event)
-        if not summary.lost_parts:
-            from vzcore.store.tables import write_tables
+            if not summary.lost_parts:
+                from vzcore.store.tables import write_tables
 
-            write_tables(cfg.location, root, plan, root.attrs.get("special_token_ids", []), _text_of(texts))
+                write_tables(cfg.location, root, plan, root.attrs.get("special_token_ids", []), _text_of(texts))
     summary.store_bytes = _store_bytes(cfg)
     return summary
 

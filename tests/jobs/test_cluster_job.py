@@ -138,6 +138,9 @@ def test_store_on_s3(ray_cluster, s3_server, tiny_model_dir, texts_jsonl):
         assert run_job(cfg).parts_run == 0  # resume on S3 sees the completed parts
     root = zarr.open_group(store=out, mode="r", storage_options=s3_server)
     _assert_every_example_once(root, 6, ["attention"])
+    import json
+
+    assert "secret" not in json.dumps(dict(root.attrs)) and "storage_options" not in root.attrs["config"]
     import fsspec
 
     fs, _ = fsspec.core.url_to_fs(out, **s3_server)
