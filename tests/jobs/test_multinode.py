@@ -29,19 +29,26 @@ def _ray_start(args: list[str], env: dict) -> subprocess.Popen:
     ports = ["--dashboard-agent-listen-port", "--dashboard-agent-grpc-port", "--metrics-export-port"]
     ports += ["--runtime-env-agent-port"]
     extra = [x for p in ports for x in (p, str(free_port()))]
-    cmd = [ray_bin, "start", "--block", "--temp-dir", temp, "--include-dashboard", "false", *extra, *args]
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if "--head" in args:
+        extra += ["--include-dashboard", "false"]
+    cmd = [ray_bin, "start", "--block", "--temp-dir", temp, *extra, *args]
+    log = open(Path(temp) / "start.log", "w")  # noqa: SIM115 (the process outlives this call)
+    return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
 @pytest.fixture
 def two_nodes():
-    """A head (1 CPU, loopback only) and a second node (2 CPUs) on loopback; yields (address, env, second node)."""
+    """A head (1 CPU) and a second node (2 CPUs) on loopback addresses; yields (address, env, second node).
+
+    Ray clients rewrite 127.0.0.1 to the machine's routable address, so a cluster of several nodes
+    on one machine uses other loopback addresses (whose servers bind every interface: this is a
+    test cluster, with token authentication on; the embedded cluster stays on 127.0.0.1).
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32))
     port = free_port()
-    head_env = {**env, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}  # keeps the head on 127.0.0.1
-    head = _ray_start(["--head", "--node-ip-address", "127.0.0.1", "--port", str(port), "--num-cpus", "1"], head_env)
-    address = f"127.0.0.1:{port}"
+    head = _ray_start(["--head", "--node-ip-address", "127.0.0.3", "--port", str(port), "--num-cpus", "1"], env)
+    address = f"127.0.0.3:{port}"
     nodes = [head]
     try:
         for _ in range(120):  # the second node joins once the head's GCS answers
