@@ -87,3 +87,27 @@ def test_adding_a_method_keeps_base_arrays_and_extends_complete(tmp_path):
     g = zarr.open_group(store, mode="r")[part_path(0)]
     np.testing.assert_array_equal(g["scores/b"][:], maps.reshape(-1))
     assert part_state(zarr.open_group(store, mode="r"), 1) is None
+
+
+def test_a_part_write_reads_nothing_of_the_root(tmp_path, monkeypatch):
+    """Writes do not grow with the store: the root's metadata (which holds the plan) is never read."""
+    from zarr.storage import LocalStore
+
+    store = str(tmp_path / "s.zarr")
+    root = zarr.open_group(store, mode="w")
+    root.attrs.update({"plan": [{"part": k, "start": k, "stop": k + 1} for k in range(1000)]})
+    read: list[str] = []
+    real_get = LocalStore.get
+
+    async def get(self, key, *args, **kwargs):
+        read.append(key)
+        return await real_get(self, key, *args, **kwargs)
+
+    monkeypatch.setattr(LocalStore, "get", get)
+    outcomes = [ExampleOutcome(0, tokens=["a", "b"], token_ids=[1, 2], word_ids=[0, 1], scores={"a": np.eye(2)[None]})]
+    write_part(store, 3, outcomes, ["a"], causal=False, num_maps=1)
+    write_part(store, 3, outcomes, ["b"], causal=False, num_maps=1)  # reuses the part: reads its arrays
+    # Creating the part's arrays checks that their parents exist (zarr reads the root's and `parts/`'s
+    # metadata); nothing else outside the part is read.
+    outside = {k for k in read if not k.startswith("parts/00003/")}
+    assert outside <= {"zarr.json", "parts/zarr.json"}, read

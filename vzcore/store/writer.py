@@ -140,10 +140,8 @@ def write_part(
     part's `complete` list; otherwise the part is rewritten from scratch. `start`/`stop` default
     to the id range of `outcomes`. The caller must be the only writer of this part.
     """
-    import zarr
 
     location = store if isinstance(store, Location) else Location(str(store))
-    root = location.open_group(mode="a")
     outcomes = sorted(outcomes, key=lambda o: o.example_id)
     ids = np.asarray([o.example_id for o in outcomes], dtype=np.int64)
     lengths = np.asarray([o.n for o in outcomes], dtype=np.int32)
@@ -152,18 +150,20 @@ def write_part(
     sizes = np.asarray([packed_size(int(n), num_maps, causal) for n in lengths], dtype=np.int64)
     value_offset = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
 
+    # The part's group is opened by its path: a write reads nothing of the root (nor anything that
+    # grows with the store), only this part's own metadata.
     path = part_path(part)
     try:
-        group = root[path]
-        reuse = isinstance(group, zarr.Group) and _base_matches(group, ids, lengths)
-    except KeyError:
+        group = location.open_group(mode="r+", path=path)
+        reuse = _base_matches(group, ids, lengths)
+    except FileNotFoundError:  # zarr's GroupNotFoundError: not written yet
         reuse = False
     if reuse:
         # Unmark the methods we are about to rewrite first: a reader must never see them as done midway.
         done = [m for m in complete_methods(group.attrs) if m not in methods]
         group.attrs.update({"complete": done, "start": start, "stop": stop})
     else:
-        group = root.create_group(path, overwrite=True)
+        group = location.open_group(mode="w", path=path)  # from scratch: this part's prefix only
         group.attrs.update({"start": start, "stop": stop, "complete": [], "base_complete": False})
         token_offset = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         scored = [o for o in outcomes if o.status == STATUS_SCORED]
