@@ -139,11 +139,12 @@ def _store_sizes(out: str, methods: list[str]):
     import zarr
 
     from vzcore.store.layout import packed_size, part_path
+    from vzcore.store.root import read_plan
 
     root = zarr.open_group(out, mode="r")
     layers, causal = len(root.attrs["layers"]), root.attrs["causal"]
     stored = raw = packed = examples = 0
-    for p in root.attrs["plan"]:
+    for p in read_plan(root):
         g = root[part_path(p["part"])]
         n = g["length"][:]
         examples += int((n > 0).sum())

@@ -108,13 +108,25 @@ def run_job(cfg: JobConfig, *, on_event: Callable[[Event], None] | None = None) 
 
 def _stored_attrs(cfg: JobConfig) -> dict:
     """Return the root attributes of the store at `--out` ({} when there is none yet), reading only."""
+    from vzcore.store.layout import LAYOUT_VERSION
+    from vzcore.store.root import read_plan
+
     fs, path = cfg.location.filesystem("zarr.json")
     try:
         if not fs.exists(path):
             return {}
-        return dict(cfg.location.open_group(mode="r").attrs)
+        root = cfg.location.open_group(mode="r")
+        attrs = dict(root.attrs)
+        if attrs.get("vz_layout", LAYOUT_VERSION) == LAYOUT_VERSION and "vz_layout" in attrs:
+            attrs["plan"] = read_plan(root)
     except Exception as err:
         raise JobError(f"cannot open store {cfg.out}: {type(err).__name__}: {err}") from None
+    if attrs.get("vz_layout", LAYOUT_VERSION) != LAYOUT_VERSION:
+        raise JobError(
+            f"{cfg.out} has store layout v{attrs['vz_layout']}, written by an older vzcore: it still reads"
+            " (vzcore.open_store), but a run cannot extend it; pass --overwrite to rescore it, or choose another --out"
+        )
+    return attrs
 
 
 def _dry_run_lines(job: CheckedJob, texts: list, total: int, plan: list[dict]) -> list[str]:

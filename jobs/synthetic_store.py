@@ -52,12 +52,13 @@ def init_root(
 
 def write_tables(path: str | Path, texts: dict[int, str] | None = None) -> None:
     """Write `tables/` from the store's parts with the store's own table writer."""
+    from vzcore.store.root import read_plan
     from vzcore.store.tables import write_tables as store_write_tables
 
     location = Location(str(path))
     root = location.open_group(mode="r")
     known = texts or {}
-    store_write_tables(location, root, list(root.attrs["plan"]), root.attrs["special_token_ids"], known.get)
+    store_write_tables(location, root, read_plan(root), root.attrs["special_token_ids"], known.get)
 
 
 def write_scored_store(

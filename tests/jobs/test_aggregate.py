@@ -18,6 +18,7 @@ from jobs.aggregate_stats import is_punctuation  # noqa: E402
 from jobs.synthetic_store import init_root, random_maps, write_random_store, write_tables  # noqa: E402
 from vzcore.store.layout import part_path  # noqa: E402
 from vzcore.store.reader import StoreError, open_store  # noqa: E402
+from vzcore.store.root import read_plan  # noqa: E402
 from vzcore.store.writer import ExampleOutcome, write_part  # noqa: E402
 
 METHODS = ("value_zeroing", "attention", "attention_norm")
@@ -78,7 +79,7 @@ def _direct(path, cfg: AggregateConfig):
         s, c = acc.get(key, (0.0, 0.0))
         acc[key] = (s + value, c + count)
 
-    for p in root.attrs["plan"]:
+    for p in read_plan(root):
         g = root[part_path(p["part"])]
         arr = {name: g[name][:] for name in ("token_offset", "value_offset", "status", "length", "token_ids", "tokens")}
         scores = {m: g[f"scores/{m}"][:] for m in METHODS}

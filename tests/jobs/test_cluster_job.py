@@ -24,13 +24,14 @@ from jobs.config import JobConfig
 from jobs.score import run_job
 from tests.support import TEXTS, deadline, free_port, job_config
 from vzcore.store.layout import complete_methods, part_path
+from vzcore.store.root import read_plan
 
 CLUSTER = Path(__file__).resolve().parents[2] / "cluster"
 
 
 def _assert_every_example_once(root, n: int, methods: list[str]) -> None:
     ids = []
-    for p in root.attrs["plan"]:
+    for p in read_plan(root):
         g = root[part_path(p["part"])]
         assert complete_methods(dict(g.attrs)) == sorted(methods)
         ids.extend(g["example_id"][:].tolist())

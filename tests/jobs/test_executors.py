@@ -12,6 +12,7 @@ from cluster.executor import InProcessExecutor, Lost, Unit  # noqa: E402
 from jobs.score import run_job  # noqa: E402
 from tests.support import TEXTS, deadline, job_config  # noqa: E402
 from vzcore.store.layout import part_path  # noqa: E402
+from vzcore.store.root import read_plan  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -43,7 +44,8 @@ def test_the_same_job_in_process_and_on_ray_writes_identical_stores(ray_cluster,
     for attrs in (attrs_a, attrs_b):
         attrs["config"] = {k: v for k, v in attrs["config"].items() if k not in ("out", "actors", "cpus_per_actor")}
     assert attrs_a == attrs_b
-    for p in attrs_a["plan"]:
+    assert read_plan(ra) == read_plan(rb)
+    for p in read_plan(ra):
         ga, gb = ra[part_path(p["part"])], rb[part_path(p["part"])]
         assert dict(ga.attrs) == dict(gb.attrs)
         xa, xb = _arrays(ga), _arrays(gb)

@@ -20,11 +20,12 @@ from vzcore.store.layout import (
     part_path,
     unpack_maps,
 )
+from vzcore.store.root import read_plan
 
 
 def _parts(out):
     root = zarr.open_group(out, mode="r")
-    return root, {p["part"]: dict(root[part_path(p["part"])].attrs) for p in root.attrs["plan"]}
+    return root, {p["part"]: dict(root[part_path(p["part"])].attrs) for p in read_plan(root)}
 
 
 def test_dry_run_prints_plan_and_writes_nothing(tmp_path, tiny_model_dir, texts_jsonl):
@@ -40,7 +41,7 @@ def test_store_matches_library_scores_and_resume_does_nothing(tmp_path, tiny_mod
     s = run_job(cfg)
     assert (s.examples, s.scored, s.skipped, s.failed, s.exit_code) == (8, 7, 1, 0, 0)
     root, parts = _parts(cfg.out)
-    assert root.attrs["plan"] == [
+    assert read_plan(root) == [
         {"part": 0, "start": 0, "stop": 3},
         {"part": 1, "start": 3, "stop": 6},
         {"part": 2, "start": 6, "stop": 8},
@@ -50,7 +51,7 @@ def test_store_matches_library_scores_and_resume_does_nothing(tmp_path, tiny_mod
     want = vzcore.score(handle, [t for t in TEXTS[:8] if t], methods=["value_zeroing", "attention"])
     got_ids = []
     k = 0
-    for p in root.attrs["plan"]:
+    for p in read_plan(root):
         g = root[part_path(p["part"])]
         vo = g["value_offset"][:]
         for e, i in enumerate(g["example_id"][:].tolist()):

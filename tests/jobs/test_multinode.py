@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import free_port
+from vzcore.store.root import read_plan
 
 pytestmark = pytest.mark.slow
 zarr = pytest.importorskip("zarr")
@@ -116,7 +117,7 @@ def test_a_lost_node_loses_nothing_and_doubles_nothing(two_nodes, s3_server, tin
     assert "actor deaths" in stdout
     root = zarr.open_group(store=out, mode="r", storage_options=s3_server)
     ids = []
-    for p in root.attrs["plan"]:
+    for p in read_plan(root):
         g = root[f"parts/{p['part']:05d}"]
         assert "attention" in g.attrs["complete"]
         ids.extend(g["example_id"][:].tolist())

@@ -139,3 +139,30 @@ def test_import_vzcore_stays_free_of_zarr():
     code = "import sys, vzcore; print([m for m in ('zarr', 'ray', 'xarray', 'datasets') if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_a_layout_v1_store_still_reads_and_a_run_refuses_to_extend_it(tmp_path, tiny_model_dir, texts_jsonl):
+    from jobs.score import JobError, run_job
+    from tests.support import job_config
+    from vzcore.store.writer import ExampleOutcome, write_part
+
+    path = tmp_path / "v1.zarr"
+    root = zarr.open_group(str(path), mode="w")
+    root.attrs.update(
+        {
+            "vz_layout": 1,
+            "plan": [{"part": 0, "start": 0, "stop": 1}],
+            "methods": ["attention"],
+            "layers": [1],
+            "num_layers": 2,  # v1's name for the model's layer count
+            "causal": False,
+        }
+    )
+    maps = np.full((1, 2, 2), 0.5, dtype=np.float32)
+    outcome = ExampleOutcome(0, tokens=["a", "b"], token_ids=[1, 2], word_ids=[0, 1], scores={"attention": maps})
+    write_part(str(path), 0, [outcome], ["attention"], causal=False, num_maps=1, start=0, stop=1)
+    store = vzcore.open_store(path)
+    assert store.model_num_layers == 2 and store.layers == [1]
+    np.testing.assert_array_equal(store.example(0).scores["attention"], maps)
+    with pytest.raises(JobError, match="layout v1, written by an older vzcore"):
+        run_job(job_config(tmp_path, tiny_model_dir, texts_jsonl, out=str(path), methods=("attention",)))

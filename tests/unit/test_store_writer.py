@@ -89,13 +89,18 @@ def test_adding_a_method_keeps_base_arrays_and_extends_complete(tmp_path):
     assert part_state(zarr.open_group(store, mode="r"), 1) is None
 
 
-def test_a_part_write_reads_nothing_of_the_root(tmp_path, monkeypatch):
-    """Writes do not grow with the store: the root's metadata (which holds the plan) is never read."""
+def test_a_part_write_reads_nothing_that_grows_with_the_store(tmp_path, monkeypatch):
+    """Writes do not grow with the store: outside its own group a part write reads only the root's
+    and `parts/`'s metadata, which stay small (the plan is an array of its own)."""
     from zarr.storage import LocalStore
 
+    from vzcore.store.root import RootAttrs, write_root_attrs
+
     store = str(tmp_path / "s.zarr")
-    root = zarr.open_group(store, mode="w")
-    root.attrs.update({"plan": [{"part": k, "start": k, "stop": k + 1} for k in range(1000)]})
+    plan = [{"part": k, "start": k, "stop": k + 1} for k in range(100_000)]  # a large store's plan
+    info = RootAttrs(methods=["a", "b"], layers=[0], model_num_layers=1, causal=False, model_type="bert", plan=plan)
+    write_root_attrs(zarr.open_group(store, mode="w"), info)
+    assert (tmp_path / "s.zarr" / "zarr.json").stat().st_size < 4096  # the plan is not in the root's metadata
     read: list[str] = []
     real_get = LocalStore.get
 

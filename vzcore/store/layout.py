@@ -15,6 +15,7 @@ __all__ = [
     "LAYOUT_VERSION",
     "LEASE_FILE",
     "PARTS_GROUP",
+    "PLAN_ARRAY",
     "READABLE_LAYOUTS",
     "SCORES_GROUP",
     "STATUS_FAILED",
@@ -38,6 +39,7 @@ LAYOUT_VERSION = 2  # v2 names the model's layer count `model_num_layers` (v1: `
 READABLE_LAYOUTS = (1, 2)
 
 PARTS_GROUP = "parts"
+PLAN_ARRAY = "plan"  # `[parts, 2]` int64: each part's (start, stop) id range; row k is part k
 SCORES_GROUP = "scores"  # inside a part group: `scores/{method}`
 TABLES_DIR = "tables"  # `tables/examples.parquet`, `tables/tokens.parquet`
 LEASE_FILE = ".vz-lease.json"  # who writes the store's root now (jobs.lease)

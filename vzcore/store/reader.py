@@ -375,4 +375,4 @@ def open_store(path_or_url: Any, storage_options: dict | None = None) -> Store:
         root = location.open_group(mode="r")
     except Exception as err:  # zarr raises several kinds for "nothing there"
         raise StoreError(f"no store at {location.path}: {type(err).__name__}: {err}") from err
-    return Store(location, root, RootAttrs.from_attrs(dict(root.attrs), location.path))
+    return Store(location, root, RootAttrs.read(root, location.path))

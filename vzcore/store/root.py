@@ -1,15 +1,22 @@
-"""The store's root attributes: what a run holds. One writer (the scoring driver, or a synthetic
-store builder through the same function), any number of readers."""
+"""The store's root: what a run holds. One writer (the scoring driver, or a synthetic store
+builder through the same function), any number of readers.
+
+The plan (every part's id range) grows with the corpus, so it is not a root attribute: it is the
+`plan` array `[parts, 2]` (start, stop) beside the parts. The root's metadata, which zarr reads
+whenever a part's arrays are created, stays a few kilobytes whatever the store's size.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
-from vzcore.store.errors import StoreError
-from vzcore.store.layout import LAYOUT_VERSION, LEASE_FILE, READABLE_LAYOUTS, WRITE_PROBE
+import numpy as np
 
-__all__ = ["RootAttrs", "folder_state", "write_root_attrs"]
+from vzcore.store.errors import StoreError
+from vzcore.store.layout import LAYOUT_VERSION, LEASE_FILE, PLAN_ARRAY, READABLE_LAYOUTS, WRITE_PROBE
+
+__all__ = ["RootAttrs", "folder_state", "read_plan", "write_root_attrs"]
 
 
 @dataclass(frozen=True)
@@ -34,11 +41,25 @@ class RootAttrs:
         return len(self.layers)
 
     def to_attrs(self) -> dict:
-        return {"vz_layout": LAYOUT_VERSION, **asdict(self)}
+        """The root attributes (the plan goes to its own array: `write_root_attrs`)."""
+        attrs = asdict(self)
+        attrs.pop("plan")
+        return {"vz_layout": LAYOUT_VERSION, **attrs}
+
+    @classmethod
+    def read(cls, group, where: str) -> RootAttrs:
+        """Read a store's root: its attributes and, from v2 on, its plan array (`StoreError` if not a vz store)."""
+        attrs = dict(group.attrs)
+        if attrs.get("vz_layout") in READABLE_LAYOUTS and attrs["vz_layout"] >= 2:  # v1 kept it in its attributes
+            try:
+                attrs["plan"] = read_plan(group)
+            except Exception as err:
+                raise StoreError(f"{where}: the plan array cannot be read: {type(err).__name__}: {err}") from err
+        return cls.from_attrs(attrs, where)
 
     @classmethod
     def from_attrs(cls, attrs: Mapping, where: str) -> RootAttrs:
-        """Parse a root group's attributes; raise `StoreError` naming `where` if they are not a vz store's."""
+        """Parse a root's attributes (with `plan`); raise `StoreError` naming `where` if they are not a vz store's."""
         version = attrs.get("vz_layout")
         if version is None:
             raise StoreError(
@@ -71,8 +92,23 @@ class RootAttrs:
 
 
 def write_root_attrs(group, attrs: RootAttrs) -> None:
-    """Write `attrs` as the root group's attributes (the only writer of the root)."""
+    """Write `attrs` as the root group's attributes and its plan array (the only writer of the root)."""
+    from zarr.codecs import ZstdCodec
+
+    ranges = np.asarray([[p["start"], p["stop"]] for p in attrs.plan], dtype=np.int64).reshape(-1, 2)
+    chunk = (max(1, min(len(ranges), 1 << 16)), 2)  # 65,536 parts a chunk: a million parts in 16 reads
+    plan = group.create_array(
+        PLAN_ARRAY, shape=ranges.shape, dtype="int64", chunks=chunk, overwrite=True, compressors=ZstdCodec(level=3)
+    )
+    if len(ranges):
+        plan[:] = ranges
     group.attrs.update(attrs.to_attrs())
+
+
+def read_plan(group) -> list[dict]:
+    """Return the plan array of a store's root group as `[{"part": k, "start": a, "stop": b}, ...]`."""
+    ranges = group[PLAN_ARRAY][:]
+    return [{"part": k, "start": int(a), "stop": int(b)} for k, (a, b) in enumerate(ranges)]
 
 
 def folder_state(location) -> tuple[str, list[str]]:

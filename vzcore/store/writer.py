@@ -71,7 +71,7 @@ def clear_store(location: Location) -> None:
     the folder is the user's, and stays.
     """
     from vzcore.store.errors import StoreError
-    from vzcore.store.layout import PARTS_GROUP, TABLES_DIR
+    from vzcore.store.layout import PARTS_GROUP, PLAN_ARRAY, TABLES_DIR
     from vzcore.store.root import folder_state
 
     state, names = folder_state(location)
@@ -80,7 +80,7 @@ def clear_store(location: Location) -> None:
     if state == "other":
         raise StoreError(f"{location.path} is not a vz store; nothing there is deleted")
     fs, path = location.filesystem()
-    for name in (PARTS_GROUP, TABLES_DIR, "zarr.json"):
+    for name in (PARTS_GROUP, PLAN_ARRAY, TABLES_DIR, "zarr.json"):
         if name in names:
             fs.rm(f"{path.rstrip('/')}/{name}", recursive=True)
 
