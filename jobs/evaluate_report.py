@@ -17,6 +17,9 @@ PAPER_NOTE = (
     "not values."
 )
 ALL = "all"
+# The paper's bert-base-uncased figures (pre-trained; peak cue share, and its layer of 12 where given).
+PAPER_PEAKS = {"value_zeroing": "0.28 (layer 9 of 12)", "attention_norm": "0.22", "attention": "0.04–0.13"}
+PAPER_RANDOM = "about 0.12"
 # Fewer removed positions make Spearman's rho ±1 or undefined whatever the method: such examples
 # count as NaN (left out of the mean; `examples` counts the others). Short causal prefixes hit this.
 MIN_POSITIONS = 3
@@ -195,6 +198,22 @@ def cue_pivot(summary):
     return grid.reset_index()
 
 
+def paper_comparison(summary):
+    """Return each method's peak mean cue share over all phenomena (and where), beside the paper's figure."""
+    import pandas as pd
+
+    frame = summary[summary["phenomenon"] == ALL]
+    layers = sorted(frame["layer"].unique())
+    out = []
+    for m, sub in frame.groupby("method", sort=True):
+        best = sub.loc[sub["mean"].idxmax()]
+        where = f"layer {int(best['layer'])} of {len(layers)} (0-based)"
+        ci = f"[{best['ci_low']:.3f}, {best['ci_high']:.3f}]"
+        out.append(dict(method=m, peak=f"{best['mean']:.3f} {ci}", at=where, paper=PAPER_PEAKS.get(m, "—")))
+    out.append(dict(method="random", peak=f"{frame['random'].mean():.3f}", at="every layer", paper=PAPER_RANDOM))
+    return pd.DataFrame(out)
+
+
 def write_outputs(cfg, run, probes, rows, model_side, has_head) -> tuple[dict, list[str]]:
     """Write the run's tables, plot and `report.md` into `run.out`; return the tables and the files written."""
     out: Path = run.out
@@ -218,7 +237,14 @@ def write_outputs(cfg, run, probes, rows, model_side, has_head) -> tuple[dict, l
         ]
         if "accuracy.parquet" in tables:
             lines += ["Agreement accuracy of the model's own LM head:", "", _markdown(tables["accuracy.parquet"]), ""]
-        lines += [PAPER_NOTE, ""]
+        lines += [
+            "Peak cue share over all phenomena (95 % bootstrap interval) next to the paper's figures:",
+            "",
+            _markdown(paper_comparison(tables["summary.parquet"])),
+            "",
+            PAPER_NOTE,
+            "",
+        ]
     else:
         tables = blank_out_tables(probes, rows, model_side, run.methods)
         _spearman_plot(tables["summary.parquet"], out / "spearman.png", title)

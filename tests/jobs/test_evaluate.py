@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from jobs.cli import app
-from jobs.evaluate_report import blank_out_tables, cue_tables
+from jobs.evaluate_report import blank_out_tables, cue_tables, paper_comparison
 from vzcore.evaluation.probes import Probe
 
 runner = CliRunner()
@@ -79,6 +79,8 @@ def test_cue_tables_of_known_maps():
     assert s.loc[(0, "all"), "mean"] == pytest.approx(0.45) and s.loc[(1, "all"), "mean"] == pytest.approx(0.75)
     assert s.loc[(0, "all"), "random"] == pytest.approx((1 / 4 + 2 / 5) / 2)
     assert s.loc[(0, "all"), "examples"] == 2
+    peaks = paper_comparison(tables["summary.parquet"]).set_index("method")
+    assert peaks.loc["m", "peak"].startswith("0.750") and peaks.loc["m", "at"].startswith("layer 1 of 2")
     acc = tables["accuracy.parquet"].set_index("phenomenon")
     assert acc.loc["ana", "accuracy"] == 1.0 and acc.loc["all", "accuracy"] == 0.5
 
