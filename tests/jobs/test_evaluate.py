@@ -264,4 +264,4 @@ def test_cue_alignment_on_ray_equals_in_process(ray_cluster, tiny_mlm_dir, tmp_p
     remote = runner.invoke(app, [*args, "--out", str(tmp_path / "ray"), "--address", "auto", "--chunk-size", "3"])
     assert local.exit_code == 0 and remote.exit_code == 0, remote.output
     a, b = (pd.read_parquet(tmp_path / d / "summary.parquet") for d in ("local", "ray"))
-    pd.testing.assert_frame_equal(a, b, rtol=1e-6)
+    pd.testing.assert_frame_equal(a, b, rtol=1e-4)  # other chunks, other batches: float32 rounding only
