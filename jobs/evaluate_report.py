@@ -85,7 +85,8 @@ def cue_tables(probes, rows: dict, model_side: dict, has_head: bool, methods: li
         for p in probes:
             rec = model_side.get(p.example_id, {})
             g, b = rec.get("good"), rec.get("bad")
-            by_group.setdefault(_group(p), []).append((np.nan if g is None else g, np.nan if b is None else b))
+            # by phenomenon: where the cue sits changes the share, not what the model must choose
+            by_group.setdefault(p.phenomenon, []).append((np.nan if g is None else g, np.nan if b is None else b))
         by_group[ALL] = [x for k, v in by_group.items() for x in v]
         for g, pairs in by_group.items():
             a, n = accuracy([x for x, _ in pairs], [y for _, y in pairs])
