@@ -13,7 +13,7 @@ PAPER_NOTE = (
     "Paper (Mohebbi et al. 2023, bert-base-uncased, pre-trained, 12 layers; as reproduced in the authors' "
     "EACL 2024 tutorial): value zeroing peaks near 0.28 cue share at layer 9, attention-norm reaches about "
     "0.22, raw attention stays at 0.04–0.13, a random baseline sits near 0.12. **Those numbers come from a "
-    "different model** (and cue positions marked on the first sub-token only): compare shapes and orderings, "
+    "different model**; the authors marked the cue's first sub-token only: compare shapes and orderings, "
     "not values."
 )
 ALL = "all"
