@@ -143,7 +143,7 @@ def _heatmap(summary, path: Path, title: str) -> None:
 
     frame = summary[summary["phenomenon"] == ALL]
     grid = frame.pivot(index="method", columns="layer", values="mean")
-    fig, ax = plt.subplots(figsize=(1.0 + 0.55 * grid.shape[1], 0.9 + 0.42 * grid.shape[0]))
+    fig, ax = plt.subplots(figsize=(2.6 + 0.55 * grid.shape[1], 0.9 + 0.42 * grid.shape[0]))
     im = ax.imshow(grid.to_numpy(), cmap="viridis", aspect="auto")
     for i in range(grid.shape[0]):
         for j in range(grid.shape[1]):

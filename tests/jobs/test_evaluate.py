@@ -211,6 +211,7 @@ def test_bad_input_fails_in_one_line_before_any_model_loads(tiny_model_dir, tmp_
         (["--data", str(tmp_path / "missing.jsonl")], "does not exist"),
         (["--data", str(bad_file)], "missing field(s) cues"),
         (["--blimp", str(tmp_path)], "has no anaphor_number_agreement.jsonl"),
+        (["--blimp", "nyu-mll/blimp"], "cannot load nyu-mll/blimp"),  # the hub is offline in tests
     ]
     for extra, message in cases:
         res = runner.invoke(app, [*base, *extra])

@@ -231,7 +231,8 @@ def _paradigm_rows(source: str | Path | None, paradigm: str, limit: int | None) 
         split = "train" if not limit else f"train[:{limit}]"
         return list(datasets.load_dataset(str(source), paradigm, split=split))
     except Exception as err:
-        raise BlimpError(f"cannot load {source} ({paradigm}) from the hub: {type(err).__name__}: {err}") from None
+        first = (str(err).strip().splitlines() or [""])[0]  # one line: hub errors can run to pages
+        raise BlimpError(f"cannot load {source} ({paradigm}) from the hub: {type(err).__name__}: {first}") from None
 
 
 def load_agreement_jsonl(path: str | Path, limit: int | None = None) -> list[AgreementExample]:
