@@ -51,12 +51,12 @@ def bootstrap_ci(
 
 def rank(x: Sequence[float]) -> np.ndarray:
     """Return 1-based ranks of `x`, ties sharing their average rank."""
-    x = np.asarray(x, dtype=np.float64)
-    order = np.argsort(x, kind="mergesort")
-    ranks = np.empty(len(x), dtype=np.float64)
-    ranks[order] = np.arange(1, len(x) + 1)
-    for v in np.unique(x):
-        tied = x == v
+    values = np.asarray(x, dtype=np.float64)
+    order = np.argsort(values, kind="mergesort")
+    ranks = np.empty(len(values), dtype=np.float64)
+    ranks[order] = np.arange(1, len(values) + 1)
+    for v in np.unique(values):
+        tied = values == v
         if tied.sum() > 1:
             ranks[tied] = ranks[tied].mean()
     return ranks
@@ -64,12 +64,12 @@ def rank(x: Sequence[float]) -> np.ndarray:
 
 def spearman(x: Sequence[float], y: Sequence[float]) -> float:
     """Return Spearman's rank correlation of `x` and `y` (NaN when either is constant or too short)."""
-    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    if len(x) != len(y):
-        raise ValueError(f"x and y differ in length ({len(x)} and {len(y)})")
-    if len(x) < 2 or np.isnan(x).any() or np.isnan(y).any():
+    a, b = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if len(a) != len(b):
+        raise ValueError(f"x and y differ in length ({len(a)} and {len(b)})")
+    if len(a) < 2 or np.isnan(a).any() or np.isnan(b).any():
         return float("nan")
-    rx, ry = rank(x), rank(y)
+    rx, ry = rank(a), rank(b)
     rx, ry = rx - rx.mean(), ry - ry.mean()
     denom = np.sqrt((rx * rx).sum() * (ry * ry).sum())
     return float((rx * ry).sum() / denom) if denom > 0 else float("nan")

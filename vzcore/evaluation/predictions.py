@@ -25,6 +25,8 @@ OUTPUTS = ("auto", "prob", "argmax", "diff", "cosine")
 
 def _logits(handle: ModelHandle, ids: torch.Tensor) -> torch.Tensor:
     """Return `[b, n, vocab]` LM logits of `ids` (`[b, n]`)."""
+    if handle.lm is None:
+        raise ValueError(f"{handle.name} has no LM head")
     with torch.no_grad():
         return handle.lm(input_ids=ids.to(handle.device)).logits.float().cpu()
 
