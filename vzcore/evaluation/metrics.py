@@ -49,7 +49,7 @@ def bootstrap_ci(
     return float(lo), float(hi)
 
 
-def rank(x: Sequence[float]) -> np.ndarray:
+def rank(x: Sequence[float] | np.ndarray) -> np.ndarray:
     """Return 1-based ranks of `x`, ties sharing their average rank."""
     values = np.asarray(x, dtype=np.float64)
     order = np.argsort(values, kind="mergesort")
