@@ -47,3 +47,18 @@ def test_a_damaged_chunk_is_named_skipped_verified_and_repaired(tmp_path, tiny_m
     res = runner.invoke(app, ["verify", cfg.out])
     assert res.exit_code == 0 and "every complete part reads back whole" in res.output
     assert vzcore.open_store(cfg.out).example(4).scores["attention"].shape[0] == 2
+
+
+def test_verify_finds_texts_that_are_not_the_rows_a_part_was_scored_from(tmp_path, tiny_model_dir, texts_jsonl):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    cfg = job_config(tmp_path, tiny_model_dir, texts_jsonl, methods=("attention",))
+    run_job(cfg)
+    path = f"{cfg.out}/tables/examples.parquet"
+    table = pq.read_table(path)
+    texts = table.column("text").to_pylist()
+    texts[7] = "Not what was scored."
+    pq.write_table(table.set_column(table.schema.get_field_index("text"), "text", pa.array(texts)), path)
+    res = CliRunner().invoke(app, ["verify", cfg.out])
+    assert res.exit_code == 1 and "broken part 2: part 2: its texts in tables/ are not the rows" in res.output
