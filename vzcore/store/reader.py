@@ -199,6 +199,18 @@ class Store:
         if batch:
             yield batch
 
+    def token_rows(self, token: str | int, layer: int, method: str):
+        """Return every occurrence of `token` at `layer` with the row it receives (see `vzcore.store.corpus`)."""
+        from vzcore.store.corpus import token_rows
+
+        return token_rows(self, token, layer, method)
+
+    def top_examples(self, statistic: str, method: str, layer: int, k: int = 10):
+        """Return the `k` examples ranking highest on `statistic` at `layer` (see `vzcore.store.corpus`)."""
+        from vzcore.store.corpus import top_examples
+
+        return top_examples(self, statistic, method, layer, k)
+
     def find(self, text: str | None = None, token: str | int | None = None, **kw) -> list[int]:
         """Return ids of examples whose text contains `text` and/or that hold `token` (see `find_examples`)."""
         from vzcore.store.query import find_examples
