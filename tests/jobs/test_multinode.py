@@ -83,7 +83,7 @@ def _driver(address, env, tiny_model_dir, data, out, extra=()):
 def test_a_lost_node_loses_nothing_and_doubles_nothing(two_nodes, s3_server, tiny_model_dir, tmp_path):
     address, env, second = two_nodes
     data = tmp_path / "rows.jsonl"
-    data.write_text("".join(json.dumps({"text": f"Row {i} mixes context."}) + "\n" for i in range(90)))
+    data.write_text("".join(json.dumps({"text": f"Row {i} mixes context."}) + "\n" for i in range(240)))
     out = "s3://vzstore/runs/multinode.zarr"
     opts = ["--storage-option", "key=testing", "--storage-option", "secret=testing"]
     opts += ["--storage-option", f"endpoint_url={s3_server['client_kwargs']['endpoint_url']}"]
@@ -121,7 +121,7 @@ def test_a_lost_node_loses_nothing_and_doubles_nothing(two_nodes, s3_server, tin
         g = root[f"parts/{p['part']:05d}"]
         assert "attention" in g.attrs["complete"]
         ids.extend(g["example_id"][:].tolist())
-    assert ids == list(range(90))  # every example exactly once
+    assert ids == list(range(240))  # every example exactly once
 
 
 def test_a_local_output_on_several_nodes_is_refused_before_anything_is_written(two_nodes, tiny_model_dir, tmp_path):
