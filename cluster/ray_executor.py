@@ -116,7 +116,7 @@ class RayExecutor(Executor):
             unit = pending.pop(ready[0])
             try:
                 result = ray.get(ready[0])
-            except (ray.exceptions.RayTaskError, ray.exceptions.RayError) as err:
+            except ray.exceptions.RayError as err:  # the step raised (RayTaskError) or its worker died
                 if isinstance(getattr(err, "cause", None), StopRun):
                     for ref in pending:
                         ray.cancel(ref, force=True)

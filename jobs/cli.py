@@ -89,10 +89,11 @@ def explain_command(
         located = vzcore.locate_model(model)
         check_applicable(chosen, located.family, targets_given=bool(target), model=model)
         resolve_layers(layer, located.geometry.num_layers)
-        check_tokenizer(located.load_tokenizer(), f"model {model!r}")
+        tokenizer = located.load_tokenizer()
+        check_tokenizer(tokenizer, f"model {model!r}")
     except (vzcore.UnknownMethodError, vzcore.UnsupportedModelError, ModuleNotFoundError, ValueError) as err:
         raise _fail(str(err)) from None
-    handle = vzcore.load_model(model, device=device)
+    handle = vzcore.load_model(model, device=device, tokenizer=tokenizer)  # the checked one: not read twice
     result = vzcore.score(handle, [text], methods=methods, layers=layer, targets=target)[0]
     view = result.word_level() if words else result
     labels = view.words if words else view.labels

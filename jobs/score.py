@@ -158,7 +158,7 @@ def _dry_run_lines(job: CheckedJob, texts: list, total: int, plan: list[dict]) -
 def _executor(cfg: JobConfig, actors: int) -> Iterator[tuple[Executor, dict]]:
     """Yield the executor that runs the parts on `actors` actors (0: in this process) and where the
     replicas go (device, threads)."""
-    if actors == 0 or cfg.actors == 0:
+    if actors == 0:  # in this process (--actors 0), or nothing to score
         yield InProcessExecutor(max_attempts=cfg.max_attempts), {"device": None if cfg.device == "auto" else cfg.device}
         return
     from cluster.connect import connect
