@@ -156,8 +156,14 @@ class Executor(ABC):
         replica: ReplicaFactory | None = None,
         on_result: Callable[[Unit, Any], None] | None = None,
         on_event: Callable[[Event], None] | None = None,
+        prepare: Callable[[Any], Any] | None = None,
     ) -> RunReport:
-        """Run every unit once to completion (or until lost); call `on_result` with each result."""
+        """Run every unit once to completion (or until lost); call `on_result` with each result.
+
+        `prepare(payload)`, if given, is called in this process on a unit's payload just before the
+        unit goes to a worker (and again on a retry): the step gets what it returns. Payloads can
+        then stay small (a part's id range) and be filled (its texts) only while in flight.
+        """
 
 
 class InProcessExecutor(Executor):
@@ -166,8 +172,9 @@ class InProcessExecutor(Executor):
     def __init__(self, *, max_attempts: int = 3) -> None:
         self.max_attempts = max_attempts
 
-    def run(self, units, step, *, replica=None, on_result=None, on_event=None) -> RunReport:
+    def run(self, units, step, *, replica=None, on_result=None, on_event=None, prepare=None) -> RunReport:
         emit = on_event or (lambda ev: None)
+        fill = prepare or (lambda payload: payload)
         t0 = time.perf_counter()
         try:
             state = replica() if replica is not None else None
@@ -184,7 +191,7 @@ class InProcessExecutor(Executor):
                 emit(Progress(key, tuple(counts)))
 
             try:
-                result = step(state, unit.payload, progress)
+                result = step(state, fill(unit.payload), progress)
             except StopRun as err:
                 raise RunStopped(unit.key, str(err)) from err
             except Exception as err:  # a failing unit is retried, bounded, like a failing Ray task

@@ -92,14 +92,15 @@ class RayExecutor(Executor):
         self.workers, self.cpus, self.gpus = workers, cpus, gpus
         self.max_attempts, self.max_in_flight = max_attempts, max_in_flight
 
-    def run(self, units, step, *, replica=None, on_result=None, on_event=None) -> RunReport:
+    def run(self, units, step, *, replica=None, on_result=None, on_event=None, prepare=None) -> RunReport:
         emit = on_event or (lambda ev: None)
         done = on_result or (lambda unit, result: None)
+        fill = prepare or (lambda payload: payload)
         if replica is None:
-            return self._run_tasks(list(units), step, done, emit)
-        return _Pool(self, step, replica, done, emit).run(deque(units))
+            return self._run_tasks(list(units), step, done, emit, fill)
+        return _Pool(self, step, replica, done, emit, fill).run(deque(units))
 
-    def _run_tasks(self, units: list[Unit], step: Step, done, emit) -> RunReport:
+    def _run_tasks(self, units: list[Unit], step: Step, done, emit, fill) -> RunReport:
         # Retried by Ray when the step raises or its worker dies (Ray cannot exempt `StopRun` from
         # retries: it takes effect once the task's tries are spent).
         remote = ray.remote(_run_task).options(
@@ -111,7 +112,7 @@ class RayExecutor(Executor):
         while todo or pending:
             while todo and len(pending) < self.max_in_flight:
                 unit = todo.popleft()
-                pending[remote.remote(step, unit.payload)] = unit
+                pending[remote.remote(step, fill(unit.payload))] = unit
             ready, _ = ray.wait(list(pending), num_returns=1)
             unit = pending.pop(ready[0])
             try:
@@ -132,8 +133,8 @@ class RayExecutor(Executor):
 class _Pool:
     """One run of an actor pool: the state a driver keeps while its actors work."""
 
-    def __init__(self, ex: RayExecutor, step: Step, replica, done, emit: Callable[[Event], None]) -> None:
-        self.ex, self.step, self.replica, self.done, self.emit = ex, step, replica, done, emit
+    def __init__(self, ex: RayExecutor, step: Step, replica, done, emit: Callable[[Event], None], fill) -> None:
+        self.ex, self.step, self.replica, self.done, self.emit, self.fill = ex, step, replica, done, emit, fill
         node = ray.get_runtime_context().get_node_id()
         pin = NodeAffinitySchedulingStrategy(node_id=node, soft=False)
         self.events = Queue(actor_options={"num_cpus": 0, "scheduling_strategy": pin})
@@ -158,7 +159,8 @@ class _Pool:
             while pending or self.inflight:
                 while pending and self.idle:
                     actor, unit = self.idle.pop(), pending.popleft()
-                    self.inflight[actor.run.remote(unit)] = (actor, unit)
+                    sent = dataclasses.replace(unit, payload=self.fill(unit.payload))
+                    self.inflight[actor.run.remote(sent)] = (actor, unit)
                 # Returns as soon as a unit is done or an actor is ready; the timeout only paces progress
                 # events (each poll costs remote calls, and on a small machine the driver's cycles are the actors').
                 ready, _ = ray.wait([*self.inflight, *self.starting], num_returns=1, timeout=POLL_SECONDS)

@@ -69,14 +69,16 @@ def test_ray_tasks_and_actors_keep_the_in_process_semantics(ray_cluster):
         (RayExecutor(max_attempts=2), None),  # tasks
         (RayExecutor(workers=1, cpus=1, max_attempts=2), dict),  # an actor holding a replica
     ):
-        done, events = {}, []
+        done, events, prepared = {}, [], []
         report = executor.run(
             units,
             _flaky,
             replica=replica,
             on_result=lambda u, r, done=done: done.__setitem__(u.key, r),
             on_event=events.append,
+            prepare=lambda payload, prepared=prepared: prepared.append(payload) or payload,  # in the driver
         )
         assert done == {0: 0, 2: 20, 3: 30}, (executor, report.lost)
+        assert set(prepared) == {0, 1, 2, 3}
         assert list(report.lost) == [1] and "unit 1 always fails" in report.lost[1]
         assert [e.key for e in events if isinstance(e, Lost)] == [1]

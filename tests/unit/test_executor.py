@@ -52,3 +52,26 @@ def test_a_replica_that_cannot_be_built_stops_the_run():
 
     with pytest.raises(ReplicaError, match="no weights"):
         InProcessExecutor().run([Unit(0, 0)], _double, replica=broken)
+
+
+def test_payloads_are_prepared_just_before_each_try():
+    """`prepare` fills a payload only when its unit goes out (and again on a retry): a driver can
+    keep units small and read a part's texts only while the part is in flight."""
+    log: list[str] = []
+
+    def step(replica, payload, progress):
+        log.append(f"run {payload}")
+        if payload == "1+" and log.count("run 1+") == 1:
+            raise OSError("transient")
+        return payload
+
+    def prepare(payload):
+        log.append(f"prepare {payload}")
+        return f"{payload}+"
+
+    done = []
+    InProcessExecutor(max_attempts=2).run(
+        [Unit(k, k) for k in range(3)], step, on_result=lambda u, r: done.append((u.payload, r)), prepare=prepare
+    )
+    assert log == ["prepare 0", "run 0+", "prepare 1", "run 1+", "prepare 1", "run 1+", "prepare 2", "run 2+"]
+    assert done == [(0, "0+"), (1, "1+"), (2, "2+")]  # the unit itself keeps its small payload
