@@ -1,8 +1,8 @@
 """Build small stores without the job: scored by a model (tests, notebooks) or random but valid (benchmarks).
 
-They write the root attributes, the parts and `tables/` through the store's own writers
-(`vzcore.store.root`, `.writer`, `.tables`), as the job does. The scoring job remains the way to
-build real stores.
+They write the root attributes and the parts through the store's own writers (`vzcore.store.root`,
+`.writer`: arrays and tables) and mark each part in the completion index, as the job's driver
+does. The scoring job remains the way to build real stores.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 from vzcore.store.layout import STATUS_SCORED
 from vzcore.store.location import Location
 
-__all__ = ["init_root", "write_random_store", "write_scored_store", "write_tables"]
+__all__ = ["init_root", "write_random_store", "write_scored_store"]
 
 
 def init_root(
@@ -31,8 +31,9 @@ def init_root(
     config: dict | None = None,
     identity: dict | None = None,
 ) -> None:
-    """Create the root group with the layout's attributes (overwriting whatever was there)."""
-    from vzcore.store.root import RootAttrs, write_root_attrs
+    """Create the root group with the layout's attributes and an empty completion index (overwriting
+    whatever was there)."""
+    from vzcore.store.root import RootAttrs, write_done, write_root_attrs
 
     root = Location(str(path)).open_group(mode="w")
     attrs = RootAttrs(
@@ -48,17 +49,29 @@ def init_root(
         data_identity="synthetic",
     )
     write_root_attrs(root, attrs)
+    write_done(root, [0] * len(plan))
 
 
-def write_tables(path: str | Path, texts: dict[int, str] | None = None) -> None:
-    """Write `tables/` from the store's parts with the store's own table writer."""
-    from vzcore.store.root import read_plan
-    from vzcore.store.tables import write_tables as store_write_tables
+def _write_done_part(path: str | Path, part: int, outcomes, methods, *, causal, num_maps, start, stop, texts, special):
+    """Write one part and mark it done in the index: the worker's write, then the driver's mark."""
+    from vzcore.store.root import RootAttrs, mark_done
+    from vzcore.store.writer import write_part
 
     location = Location(str(path))
-    root = location.open_group(mode="r")
-    known = texts or {}
-    store_write_tables(location, root, read_plan(root), root.attrs["special_token_ids"], known.get)
+    write_part(
+        location,
+        part,
+        outcomes,
+        methods,
+        causal=causal,
+        num_maps=num_maps,
+        start=start,
+        stop=stop,
+        texts=texts,
+        special_ids=special,
+    )
+    root = location.open_group(mode="r+")
+    mark_done(root, part, RootAttrs.read(root, str(path)).mask_of(methods))
 
 
 def write_scored_store(
@@ -67,11 +80,10 @@ def write_scored_store(
     texts: Sequence[str] | Sequence[Sequence[int]],
     methods: Sequence[str],
     part_size: int = 4,
-    tables: bool = True,
 ) -> None:
     """Score `texts` with `vzcore.score` and write them as a store of `part_size`-example parts."""
     import vzcore
-    from vzcore.store.writer import ExampleOutcome, write_part
+    from vzcore.store.writer import ExampleOutcome
 
     results = vzcore.score(handle, list(texts), methods=list(methods))
     causal = handle.family.causal
@@ -93,8 +105,8 @@ def write_scored_store(
     )
     for p in plan:
         outs = [ExampleOutcome.from_result(i, results[i]) for i in range(p["start"], p["stop"])]
-        write_part(
-            str(path),
+        _write_done_part(
+            path,
             p["part"],
             outs,
             methods,
@@ -102,9 +114,9 @@ def write_scored_store(
             num_maps=len(results[0].layers),
             start=p["start"],
             stop=p["stop"],
+            texts=[t if isinstance(t, str) else None for t in texts[p["start"] : p["stop"]]],
+            special=special,
         )
-    if tables:
-        write_tables(path, {i: t if isinstance(t, str) else None for i, t in enumerate(texts)})
 
 
 def random_maps(rng: np.random.Generator, layers: int, n: int, causal: bool) -> np.ndarray:
@@ -134,7 +146,7 @@ def write_random_store(
     Token 0 plays [CLS]/BOS and 1 [SEP]/EOS (special); ids 2..9 are punctuation strings.
     `fail_every > 0` marks every such example failed.
     """
-    from vzcore.store.writer import ExampleOutcome, write_part
+    from vzcore.store.writer import ExampleOutcome
 
     rng = np.random.default_rng(seed)
     punct = [".", ",", "!", "?", ";", ":", "'", "-"]
@@ -171,7 +183,15 @@ def write_random_store(
                     scores={m: random_maps(rng, num_layers, n, causal) for m in methods},
                 )
             )
-        write_part(
-            str(path), p["part"], outs, methods, causal=causal, num_maps=num_layers, start=p["start"], stop=p["stop"]
+        _write_done_part(
+            path,
+            p["part"],
+            outs,
+            methods,
+            causal=causal,
+            num_maps=num_layers,
+            start=p["start"],
+            stop=p["stop"],
+            texts=[f"example {i}" for i in range(p["start"], p["stop"])],
+            special=[0, 1],
         )
-    write_tables(path, {i: f"example {i}" for i in range(num_examples)})

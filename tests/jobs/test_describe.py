@@ -8,6 +8,7 @@ zarr = pytest.importorskip("zarr")
 
 import vzcore  # noqa: E402
 from jobs.synthetic_store import write_random_store  # noqa: E402
+from vzcore.store.root import write_done  # noqa: E402
 
 
 def test_describe_counts_states_and_lists_only_the_first_problems(tmp_path):
@@ -16,8 +17,14 @@ def test_describe_counts_states_and_lists_only_the_first_problems(tmp_path):
     root = zarr.open_group(str(path), mode="a")
     for k in range(3, 60):
         root[f"parts/{k:05d}"].attrs["complete"] = []
-    text = vzcore.open_store(path).describe()
+    text = vzcore.open_store(path, check_parts=True).describe()  # the parts' own attributes
     lines = text.splitlines()
     assert len(lines) <= 11, text
     assert "done for all methods: 3" in text and "not usable: 57 partly written" in text
     assert "... and 52 more" in lines[-1]
+    # What a reader sees by default: the completion index, read without opening a single part.
+    every = vzcore.open_store(path).info.mask_of(("value_zeroing", "attention", "attention_norm"))
+    write_done(root, [every] * 3 + [0] * 57)
+    text = vzcore.open_store(path).describe()
+    assert len(text.splitlines()) <= 11, text
+    assert "done for all methods: 3" in text and "not usable: 57 not done" in text

@@ -75,7 +75,7 @@ def test_store_tables_and_vz_show_read_decoded_tokens(tiny_smollm2_dir, tmp_path
     handle = vzcore.load_model(tiny_smollm2_dir)
     path = tmp_path / "s.zarr"
     write_scored_store(path, handle, [CAFE, "Zoë said: no."], ["attention"], part_size=1)
-    tok = pd.read_parquet(path / "tables" / "tokens.parquet")
+    tok = pd.read_parquet(path / "tables" / "tokens")
     first = tok[tok.example_id == 0]
     assert first.token.tolist()[6] == "ĠcafÃ©" and first.text.tolist() == CAFE_LABELS
     store = vzcore.open_store(path)

@@ -19,6 +19,7 @@ import vzcore  # noqa: E402
 from jobs.synthetic_store import write_scored_store  # noqa: E402
 from vzcore.store.layout import part_path  # noqa: E402
 from vzcore.store.reader import ExampleNotScoredError, StoreError  # noqa: E402
+from vzcore.store.verify import rebuild_index  # noqa: E402
 from vzcore.store.writer import ExampleOutcome, write_part  # noqa: E402
 
 METHODS = ["value_zeroing", "attention", "attention_norm"]
@@ -111,21 +112,22 @@ def test_failed_skipped_and_unfinished_examples(tmp_path):
     )
     outs = [ok, ExampleOutcome.failed(1, "CUDA out of memory"), ExampleOutcome.failed(2, "empty text", skipped=True)]
     write_part(str(path), 0, outs, ["attention", "value_zeroing"], causal=False, num_maps=1, start=0, stop=3)
+    rebuild_index(str(path))  # what a driver does after a part's writer is done
     store = vzcore.open_store(path)
     assert store.done_parts() == [0] and not store.complete
-    assert "part 1 [3, 5): not written" in store.describe()
+    assert "part 1 [3, 5): not done" in store.describe()
     np.testing.assert_allclose(store.example(0).scores["attention"], maps, atol=5e-4)
     with pytest.raises(ExampleNotScoredError, match=r"example 1 has no maps: failed \(CUDA out of memory\)"):
         store.example(1)
     with pytest.raises(ExampleNotScoredError, match=r"example 2 has no maps: skipped \(empty text\)"):
         store.example(2)
-    with pytest.raises(ExampleNotScoredError, match="part 1, which is not usable: not written"):
+    with pytest.raises(ExampleNotScoredError, match="part 1, which is not usable: not done"):
         store.example(4)
-    with pytest.raises(StoreError, match="written only when every part is done"):
-        store.find(text="a")
-    assert store.find(token="b") == [0]  # token search falls back to the finished parts
+    assert store.table("examples").column("example_id").to_pylist() == [0, 1, 2]  # the done part's rows
+    assert store.find(text="a") == []  # written without its texts
+    assert store.find(token="b") == [0]
     zarr.open_group(str(path), mode="a")[part_path(0)].attrs["complete"] = ["attention"]
-    store = vzcore.open_store(path)
+    store = vzcore.open_store(path, check_parts=True)
     assert store.done_parts(["attention"]) == [0] and store.done_parts() == []
     assert list(store.example(0, "attention").scores) == ["attention"]
     with pytest.raises(ExampleNotScoredError, match="done only for"):
@@ -161,6 +163,7 @@ def test_a_layout_v1_store_still_reads_and_a_run_refuses_to_extend_it(tmp_path, 
     maps = np.full((1, 2, 2), 0.5, dtype=np.float32)
     outcome = ExampleOutcome(0, tokens=["a", "b"], token_ids=[1, 2], word_ids=[0, 1], scores={"attention": maps})
     write_part(str(path), 0, [outcome], ["attention"], causal=False, num_maps=1, start=0, stop=1)
+    rebuild_index(str(path))
     store = vzcore.open_store(path)
     assert store.model_num_layers == 2 and store.layers == [1]
     np.testing.assert_array_equal(store.example(0).scores["attention"], maps)

@@ -55,10 +55,10 @@ def test_verify_finds_texts_that_are_not_the_rows_a_part_was_scored_from(tmp_pat
 
     cfg = job_config(tmp_path, tiny_model_dir, texts_jsonl, methods=("attention",))
     run_job(cfg)
-    path = f"{cfg.out}/tables/examples.parquet"
+    path = f"{cfg.out}/tables/examples/00002.parquet"  # part 2: examples 6, 7, 8
     table = pq.read_table(path)
     texts = table.column("text").to_pylist()
-    texts[7] = "Not what was scored."
+    texts[1] = "Not what was scored."
     pq.write_table(table.set_column(table.schema.get_field_index("text"), "text", pa.array(texts)), path)
     res = CliRunner().invoke(app, ["verify", cfg.out])
     assert res.exit_code == 1 and "broken part 2: part 2: its texts in tables/ are not the rows" in res.output

@@ -1,4 +1,4 @@
-"""The store layout contract (v2, see docs/store-layout.md): names, paths and the map packing.
+"""The store layout contract (v3, see docs/store-layout.md): names, paths and the map packing.
 
 Pure numpy; no zarr here, so readers and writers share one definition of where things live.
 """
@@ -11,6 +11,7 @@ import json
 import numpy as np
 
 __all__ = [
+    "DONE_ARRAY",
     "EXAMPLE_ARRAYS",
     "LAYOUT_VERSION",
     "LEASE_FILE",
@@ -31,17 +32,21 @@ __all__ = [
     "packed_size",
     "part_path",
     "score_path",
+    "table_path",
     "texts_fingerprint",
     "unpack_maps",
 ]
 
-LAYOUT_VERSION = 2  # v2 names the model's layer count `model_num_layers` (v1: `num_layers`)
-READABLE_LAYOUTS = (1, 2)
+# v3: the completion index `done`, sharded part arrays, a Parquet file per part under `tables/`.
+# v2 named the model's layer count `model_num_layers` (v1: `num_layers`) and moved the plan to an array.
+LAYOUT_VERSION = 3
+READABLE_LAYOUTS = (1, 2, 3)
 
 PARTS_GROUP = "parts"
 PLAN_ARRAY = "plan"  # `[parts, 2]` int64: each part's (start, stop) id range; row k is part k
+DONE_ARRAY = "done"  # `[parts]` int64: bit i set when the part is complete for root method i (the index)
 SCORES_GROUP = "scores"  # inside a part group: `scores/{method}`
-TABLES_DIR = "tables"  # `tables/examples.parquet`, `tables/tokens.parquet`
+TABLES_DIR = "tables"  # v3: `tables/examples/{k:05d}.parquet`, `tables/tokens/{k:05d}.parquet`; v2: one file each
 LEASE_FILE = ".vz-lease.json"  # who writes the store's root now (jobs.lease)
 WRITE_PROBE = ".vz-write-probe"  # written and removed at once by a run checking it may write
 
@@ -61,6 +66,12 @@ TARGET_CHUNK_BYTES = 1 << 20  # flat arrays are chunked at about 1 MiB
 def part_path(part: int) -> str:
     """Return the group path of part `part`, e.g. `parts/00003`."""
     return f"{PARTS_GROUP}/{part:05d}"
+
+
+def table_path(name: str, part: int | None = None) -> str:
+    """Return where table `name` (`examples` or `tokens`) of part `part` lives; `part=None`: the
+    single file of a v1/v2 store (`tables/examples.parquet`)."""
+    return f"{TABLES_DIR}/{name}.parquet" if part is None else f"{TABLES_DIR}/{name}/{part:05d}.parquet"
 
 
 def score_path(part: int, method: str) -> str:

@@ -1,7 +1,9 @@
 """Read a store (docs/store-layout.md): what it holds, one example, batches, Parquet tables.
 
-`open_store(path_or_url)` checks the layout version and which parts are done, per method; an
-example comes back as a `vzcore.ScoreResult`, read from only the chunks that hold it.
+`open_store(path_or_url)` checks the layout version and reads which parts are done, per method,
+from the completion index (a few reads whatever the store's size; stores without one, v1/v2, read
+every part's attributes); an example comes back as a `vzcore.ScoreResult`, read from only the
+chunks that hold it.
 zarr, pyarrow and xarray are imported inside functions so that `import vzcore` stays free of them.
 """
 
@@ -19,13 +21,13 @@ from vzcore.store.layout import (
     SCORES_GROUP,
     STATUS_NAMES,
     STATUS_SCORED,
-    TABLES_DIR,
     complete_methods,
     part_path,
+    table_path,
     unpack_maps,
 )
 from vzcore.store.location import Location
-from vzcore.store.root import RootAttrs
+from vzcore.store.root import RootAttrs, read_done
 
 __all__ = ["ExampleNotScoredError", "PartInfo", "PartReader", "Store", "StoreError", "open_part", "open_store"]
 
@@ -49,7 +51,7 @@ class PartInfo:
 class Store:
     """A scoring run's store, opened read-only. Build it with `open_store`."""
 
-    def __init__(self, location: Location, root: Any, info: RootAttrs) -> None:
+    def __init__(self, location: Location, root: Any, info: RootAttrs, done: np.ndarray | None = None) -> None:
         self.location = location
         self.path = location.path
         self.storage_options = location.storage_options
@@ -66,11 +68,19 @@ class Store:
         self.model_type: str | None = info.model_type
         self.special_token_ids: list[int] = list(info.special_token_ids)
         self.plan: list[dict] = info.plan
-        self.parts: list[PartInfo] = [self._part_info(p) for p in self.plan]
+        self.layout: int = int(self.attrs.get("vz_layout", 0))
+        if done is None:  # no index (v1/v2), or asked to check the parts themselves: one read per part
+            self.parts: list[PartInfo] = [self._part_info(p) for p in self.plan]
+        else:
+            self.parts = [self._indexed_info(p, int(mask)) for p, mask in zip(self.plan, done, strict=True)]
         self._starts = np.asarray([p["start"] for p in self.plan], dtype=np.int64)
         self._part_readers: dict[int, PartReader] = {}
 
     # ---- what is in the store -----------------------------------------------------------------
+    def _indexed_info(self, planned: dict, mask: int) -> PartInfo:
+        done = self.info.methods_of(mask)
+        return PartInfo(planned["part"], planned["start"], planned["stop"], done, None if done else "not done")
+
     def _part_info(self, planned: dict) -> PartInfo:
         k, start, stop = int(planned["part"]), int(planned["start"]), int(planned["stop"])
         try:
@@ -217,25 +227,50 @@ class Store:
 
         return find_examples(self, text=text, token=token, **kw)
 
-    # ---- tables -------------------------------------------------------------------------------
-    def has_tables(self) -> bool:
-        fs, path = self.location.filesystem(f"{TABLES_DIR}/examples.parquet")
-        return fs.exists(path)
+    # ---- tables ----------------------------------------------------------------------------------
+    def _table_files(self, name: str, parts: Sequence[int] | None = None) -> list[str]:
+        """The files of table `name` (v3: one per done part, or of `parts`; v1/v2: the one file, if written)."""
+        if self.layout < 3:
+            fs, path = self.location.filesystem(table_path(name))
+            return [path] if fs.exists(path) else []
+        parts = self.done_parts() if parts is None else parts
+        return [self.location.filesystem(table_path(name, k))[1] for k in parts]
 
-    def table(self, name: str, columns: Sequence[str] | None = None, filters=None):
-        """Return `tables/{name}.parquet` as a pyarrow Table (a `StoreError` if the tables are not written)."""
+    def has_tables(self) -> bool:
+        """Whether the tables hold rows: v3 writes them with each part; v1/v2 only when every part was done."""
+        return bool(self._table_files("examples"))
+
+    def table(self, name: str, columns: Sequence[str] | None = None, filters=None, parts: Sequence[int] | None = None):
+        """Return table `name` (`examples` or `tokens`) as a pyarrow Table, over the done parts (or `parts`).
+
+        v3 stores keep a Parquet file per part (`tables/{name}/{k:05d}.parquet`, present while a run
+        still goes); v1/v2 one `tables/{name}.parquet`, written when every part was done (a
+        `StoreError` before that)."""
         import pyarrow.parquet as pq
 
-        fs, path = self.location.filesystem(f"{TABLES_DIR}/{name}.parquet")
-        if not fs.exists(path):
+        from vzcore.store.tables import EXAMPLE_COLUMNS, TOKEN_COLUMNS
+
+        files = self._table_files(name, parts)
+        if not files and self.layout < 3:
             raise StoreError(
-                f"{self.path} has no {TABLES_DIR}/{name}.parquet (written only when every part is done);"
+                f"{self.path} has no {table_path(name)} (written only when every part is done);"
                 f" usable parts: {self.done_parts()}"
             )
-        return pq.read_table(path, filesystem=fs, columns=list(columns) if columns else None, filters=filters)
+        fs, _ = self.location.filesystem()
+        if not files:
+            import pyarrow as pa
+
+            names = list(columns or (EXAMPLE_COLUMNS if name == "examples" else TOKEN_COLUMNS))
+            return pa.table({c: pa.array([], pa.string()) for c in names})
+        return pq.read_table(
+            files if len(files) > 1 else files[0],
+            filesystem=fs,
+            columns=list(columns) if columns else None,
+            filters=filters,
+        )
 
     def examples_table(self):
-        """Return the examples table as a pandas DataFrame (built from the done parts if not written)."""
+        """Return the examples table of the done parts as a pandas DataFrame."""
         if self.has_tables():
             return self.table("examples").to_pandas()
         import pandas as pd
@@ -247,7 +282,8 @@ class Store:
         try:
             if not self.has_tables():
                 return None
-            t = self.table("examples", columns=["text"], filters=[("example_id", "=", example_id)])
+            parts = [self.part_of(example_id).part] if self.layout >= 3 else None  # v3: that part's file only
+            t = self.table("examples", columns=["text"], filters=[("example_id", "=", example_id)], parts=parts)
         except Exception:  # the text is a convenience; its absence must not break reading the maps
             return None
         return t.column("text")[0].as_py() if t.num_rows else None
@@ -362,9 +398,10 @@ class PartReader:
         return self._tables()[1].to_pandas()
 
     def _tables(self):
-        from vzcore.store.tables import part_tables
+        from vzcore.store.tables import PART_ARRAYS, part_tables
 
-        return part_tables(self.group, self.part, self.info.special_token_ids)
+        arrays = {name: self.array(name) for name in PART_ARRAYS}
+        return part_tables(arrays, self.part, self.info.special_token_ids, self.failures)
 
 
 def open_part(location: Location, part: int, info: RootAttrs) -> PartReader:
@@ -376,15 +413,20 @@ def open_part(location: Location, part: int, info: RootAttrs) -> PartReader:
     return PartReader(group, part, info)
 
 
-def open_store(path_or_url: Any, storage_options: dict | None = None) -> Store:
+def open_store(path_or_url: Any, storage_options: dict | None = None, *, check_parts: bool = False) -> Store:
     """Open a store (a local path or an fsspec URL such as `s3://bucket/run.zarr`) read-only.
 
-    Raises `StoreError` if nothing is there, if it is not a vz store, or if its layout is not one
-    this version reads. A partly written store opens; `store.describe()` says which parts are usable.
+    Which parts are done comes from the store's completion index; `check_parts=True` reads every
+    part's own attributes instead (one read per part: the truth the index is rebuilt from, for
+    `vz verify`). Raises `StoreError` if nothing is there, if it is not a vz store, or if its layout
+    is not one this version reads. A partly written store opens; `store.describe()` says which
+    parts are usable.
     """
     location = Location(str(path_or_url), dict(storage_options or {}))
     try:
         root = location.open_group(mode="r")
     except Exception as err:  # zarr raises several kinds for "nothing there"
         raise StoreError(f"no store at {location.path}: {type(err).__name__}: {err}") from err
-    return Store(location, root, RootAttrs.read(root, location.path))
+    info = RootAttrs.read(root, location.path)
+    done = None if check_parts else read_done(root, len(info.plan))
+    return Store(location, root, info, done)

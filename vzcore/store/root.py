@@ -4,6 +4,12 @@ builder through the same function), any number of readers.
 The plan (every part's id range) grows with the corpus, so it is not a root attribute: it is the
 `plan` array `[parts, 2]` (start, stop) beside the parts. The root's metadata, which zarr reads
 whenever a part's arrays are created, stays a few kilobytes whatever the store's size.
+
+The completion index `done` `[parts]` says which methods each part holds complete (bit i: root
+method i), so a reader knows what is usable without opening any part: a few reads whatever the
+store's size. Only the driver writes it, after a part's writer marked the part complete; the
+parts' own `complete` attributes stay the truth, and a run rebuilds the index from them first
+(`write_done`), so a driver killed between the two leaves an index that only under-reports.
 """
 
 from __future__ import annotations
@@ -14,9 +20,19 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from vzcore.store.errors import StoreError
-from vzcore.store.layout import LAYOUT_VERSION, LEASE_FILE, PLAN_ARRAY, READABLE_LAYOUTS, WRITE_PROBE
+from vzcore.store.layout import (
+    DONE_ARRAY,
+    LAYOUT_VERSION,
+    LEASE_FILE,
+    PLAN_ARRAY,
+    READABLE_LAYOUTS,
+    WRITE_PROBE,
+)
 
-__all__ = ["RootAttrs", "folder_state", "read_plan", "write_root_attrs"]
+__all__ = ["RootAttrs", "folder_state", "mark_done", "read_done", "read_plan", "write_done", "write_root_attrs"]
+
+INDEX_CHUNK = 1 << 14  # parts per chunk of the plan and the index: marking a part rewrites one small chunk
+MAX_METHODS = 63  # the index keeps a method per bit of an int64
 
 
 @dataclass(frozen=True)
@@ -39,6 +55,14 @@ class RootAttrs:
     def num_maps(self) -> int:
         """Maps per scored example: one per stored layer."""
         return len(self.layers)
+
+    def mask_of(self, methods) -> int:
+        """Return the index bits of `methods` (bit i: `self.methods[i]`)."""
+        return sum(1 << self.methods.index(m) for m in set(methods))
+
+    def methods_of(self, mask: int) -> tuple[str, ...]:
+        """Return the methods whose bits are set in `mask`, in the root's order."""
+        return tuple(m for i, m in enumerate(self.methods) if int(mask) >> i & 1)
 
     def to_attrs(self) -> dict:
         """The root attributes (the plan goes to its own array: `write_root_attrs`)."""
@@ -95,14 +119,55 @@ def write_root_attrs(group, attrs: RootAttrs) -> None:
     """Write `attrs` as the root group's attributes and its plan array (the only writer of the root)."""
     from zarr.codecs import ZstdCodec
 
+    if len(attrs.methods) > MAX_METHODS:
+        raise StoreError(f"a store holds at most {MAX_METHODS} methods; this one would hold {len(attrs.methods)}")
     ranges = np.asarray([[p["start"], p["stop"]] for p in attrs.plan], dtype=np.int64).reshape(-1, 2)
-    chunk = (max(1, min(len(ranges), 1 << 16)), 2)  # 65,536 parts a chunk: a million parts in 16 reads
+    chunk = (max(1, min(len(ranges), INDEX_CHUNK)), 2)
     plan = group.create_array(
         PLAN_ARRAY, shape=ranges.shape, dtype="int64", chunks=chunk, overwrite=True, compressors=ZstdCodec(level=3)
     )
     if len(ranges):
         plan[:] = ranges
     group.attrs.update(attrs.to_attrs())
+
+
+def write_done(group, masks) -> None:
+    """Write the completion index (one int64 mask per planned part), replacing what was there."""
+    from zarr.codecs import ZstdCodec
+
+    masks = np.asarray(masks, dtype=np.int64).reshape(-1)
+    arr = group.create_array(
+        DONE_ARRAY,
+        shape=masks.shape,
+        dtype="int64",
+        chunks=(max(1, min(len(masks), INDEX_CHUNK)),),
+        fill_value=0,
+        overwrite=True,
+        compressors=ZstdCodec(level=3),
+    )
+    if len(masks):
+        arr[:] = masks
+
+
+def mark_done(group, part: int, mask: int) -> None:
+    """Set `mask`'s bits for `part` in the index (read-modify-write of one chunk: the driver's alone)."""
+    arr = group[DONE_ARRAY]
+    arr[part] = int(arr[part]) | int(mask)
+
+
+def read_done(group, parts: int) -> np.ndarray | None:
+    """Return the completion index as `[parts]` int64 masks, or None when the store has none (v1, v2).
+
+    An index shorter than the plan (a driver stopped between writing the plan and the index)
+    reads as not done for the parts it lacks."""
+    try:
+        arr = group[DONE_ARRAY]
+    except KeyError:
+        return None
+    masks = np.zeros(parts, dtype=np.int64)
+    got = np.asarray(arr[: min(parts, arr.shape[0])], dtype=np.int64)
+    masks[: len(got)] = got
+    return masks
 
 
 def read_plan(group) -> list[dict]:

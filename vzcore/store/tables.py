@@ -1,36 +1,46 @@
-"""The store's Parquet tables: one row per example and one per token, built from the part groups.
+"""The store's Parquet tables: one row per example and one per token, a file of each per part.
 
-The one place that knows their columns: the driver writes `tables/` from every part once the plan
-is done, and a reader builds the same rows from single parts before that.
+The one place that knows their columns. A part's writer writes its two files (v3:
+`tables/examples/{k:05d}.parquet`, `tables/tokens/{k:05d}.parquet`) beside its arrays, before it
+marks the part complete, so the tables grow with the run and read as one table
+(`pyarrow.dataset.dataset(f"{store}/tables/examples")`, DuckDB `read_parquet('.../*.parquet')`,
+pandas). Stores of layout v1/v2 hold one file of each, written at the end of a run.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from vzcore.store.layout import STATUS_NAMES, TABLES_DIR, part_path
+from vzcore.store.layout import STATUS_NAMES, table_path
 from vzcore.store.location import Location
 from vzcore.tokens import sequence_texts
 
-__all__ = ["EXAMPLE_COLUMNS", "TOKEN_COLUMNS", "part_tables", "write_tables"]
+__all__ = ["EXAMPLE_COLUMNS", "PART_ARRAYS", "TOKEN_COLUMNS", "part_tables", "write_part_tables"]
 
 EXAMPLE_COLUMNS = ("example_id", "part", "index_in_part", "status", "reason", "length", "truncated", "text")
 TOKEN_COLUMNS = ("example_id", "position", "token_id", "token", "text", "word_id", "is_special")
+# The part arrays the tables are built from.
+PART_ARRAYS = ("example_id", "status", "length", "truncated", "token_offset", "token_ids", "word_ids", "tokens")
 
 
 def part_tables(
-    group, part: int, special_ids: Sequence[int], text_of: Callable[[int], str | None] | None = None
+    arrays: Mapping[str, np.ndarray],
+    part: int,
+    special_ids: Sequence[int],
+    failures: Mapping[str, str] | None = None,
+    text_of: Callable[[int], str | None] | None = None,
 ) -> tuple:
-    """Return `(examples, tokens)` pyarrow tables of one part group; `text_of(example_id)` fills `text`."""
+    """Return `(examples, tokens)` pyarrow tables of one part from its arrays (`PART_ARRAYS`, as a
+    writer holds them, or read from the part's group); `text_of(example_id)` fills `text`."""
     import pyarrow as pa
 
-    ids, status = group["example_id"][:], group["status"][:]
-    offsets = group["token_offset"][:]
-    token_ids = group["token_ids"][:]
-    failures = dict(group.attrs.get("failures", {}))
+    ids, status = np.asarray(arrays["example_id"]), np.asarray(arrays["status"])
+    offsets = np.asarray(arrays["token_offset"])
+    token_ids = np.asarray(arrays["token_ids"])
+    failures = dict(failures or {})
     texts = [text_of(int(i)) if text_of else None for i in ids]
     examples = pa.table(
         {
@@ -39,13 +49,13 @@ def part_tables(
             "index_in_part": pa.array(np.arange(len(ids)), pa.int32()),
             "status": pa.array([STATUS_NAMES.get(int(x), str(x)) for x in status], pa.string()),
             "reason": pa.array([failures.get(str(int(i)), "") for i in ids], pa.string()),
-            "length": pa.array(group["length"][:], pa.int32()),
-            "truncated": pa.array(group["truncated"][:], pa.bool_()),
+            "length": pa.array(np.asarray(arrays["length"]), pa.int32()),
+            "truncated": pa.array(np.asarray(arrays["truncated"]), pa.bool_()),
             "text": pa.array([t if isinstance(t, str) else None for t in texts], pa.string()),
         }
     )
     counts = np.diff(offsets)
-    pieces = [str(t) for t in group["tokens"][:]]
+    pieces = [str(t) for t in arrays["tokens"]]
     shown = [t for a, b in itertools.pairwise(offsets) for t in sequence_texts(pieces[a:b])]
     tokens = pa.table(
         {
@@ -54,33 +64,17 @@ def part_tables(
             "token_id": pa.array(token_ids, pa.int32()),
             "token": pa.array(pieces, pa.string()),  # the raw piece, as the tokenizer writes it
             "text": pa.array(shown, pa.string()),  # what it reads as (vzcore.tokens.sequence_texts)
-            "word_id": pa.array(group["word_ids"][:], pa.int32()),
+            "word_id": pa.array(np.asarray(arrays["word_ids"]), pa.int32()),
             "is_special": pa.array(np.isin(token_ids, np.asarray(special_ids, dtype=np.int64)), pa.bool_()),
         }
     )
     return examples, tokens
 
 
-def write_tables(
-    location: Location,
-    root,
-    plan: Sequence[dict],
-    special_ids: Sequence[int],
-    text_of: Callable[[int], str | None] | None = None,
-) -> None:
-    """Write `tables/examples.parquet` and `tables/tokens.parquet` from the parts of `plan` (all written)."""
-    import pyarrow as pa
+def write_part_tables(location: Location, part: int, tables: tuple) -> None:
+    """Write one part's `(examples, tokens)` tables to their files (the part's writer alone)."""
     import pyarrow.parquet as pq
 
-    pieces = [part_tables(root[part_path(p["part"])], p["part"], special_ids, text_of) for p in plan]
-    for k, name in enumerate(("examples", "tokens")):
-        tables = [piece[k] for piece in pieces]
-        table = pa.concat_tables(tables) if tables else _empty(EXAMPLE_COLUMNS if k == 0 else TOKEN_COLUMNS)
-        with location.open_file(f"{TABLES_DIR}/{name}.parquet", "wb") as f:
+    for name, table in zip(("examples", "tokens"), tables, strict=True):
+        with location.open_file(table_path(name, part), "wb") as f:
             pq.write_table(table, f)
-
-
-def _empty(columns: Sequence[str]):
-    import pyarrow as pa
-
-    return pa.table({c: pa.array([], pa.string()) for c in columns})

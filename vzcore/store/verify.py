@@ -4,7 +4,9 @@ A damaged chunk (a truncated file, a bad copy) is found by decompressing every a
 complete part; a part whose arrays disagree with each other (offsets against lengths) or whose
 texts in `tables/` no longer hash to the part's `data_hash` is broken too. `repair=True` unmarks a
 broken part (no method complete, its example arrays not reusable), so that the next scoring run
-rewrites exactly those parts. The caller must be the store's only writer (the job's lease).
+rewrites exactly those parts, and rewrites the completion index from the parts (which it also
+checks: an index that disagrees with a part is reported). The caller must be the store's only
+writer (the job's lease).
 """
 
 from __future__ import annotations
@@ -17,14 +19,16 @@ import numpy as np
 from vzcore.store.errors import StoreError
 from vzcore.store.layout import EXAMPLE_ARRAYS, SCORES_GROUP, TOKEN_ARRAYS, packed_size, part_path, texts_fingerprint
 from vzcore.store.reader import Store, open_part, open_store
+from vzcore.store.root import read_done, write_done
 
-__all__ = ["BrokenPart", "verify_store"]
+__all__ = ["BrokenPart", "rebuild_index", "verify_store"]
 
 
 @dataclass(frozen=True)
 class BrokenPart:
     part: int
     problem: str
+    index_only: bool = False  # the part reads back whole; only the completion index is wrong about it
 
 
 def _check_part(store: Store, part: int, methods: list[str], texts: dict[int, str | None] | None) -> None:
@@ -53,7 +57,7 @@ def verify_store(
     on_part: Callable[[int], None] | None = None,
 ) -> list[BrokenPart]:
     """Read every part the store at `path_or_url` claims complete; return the broken ones (unmarked if `repair`)."""
-    store = open_store(path_or_url, storage_options)
+    store = open_store(path_or_url, storage_options, check_parts=True)  # the parts' own attributes: the truth
     texts = None
     if store.has_tables():
         table = store.table("examples", columns=["example_id", "text"])
@@ -70,8 +74,31 @@ def verify_store(
             )
         if on_part is not None:
             on_part(info.part)
-    if repair and broken:
-        root = store.location.open_group(mode="r+")
+    truth = np.asarray(
+        [0 if p.problem or p.part in {b.part for b in broken} else store.info.mask_of(p.complete) for p in store.parts],
+        dtype=np.int64,
+    )
+    root = store.location.open_group(mode="r+" if repair else "r")
+    index = read_done(root, len(store.parts))
+    if index is not None:
+        for k in np.flatnonzero(index != truth):
+            said, holds = store.info.methods_of(index[k]), store.info.methods_of(truth[k])
+            if k not in {b.part for b in broken}:
+                problem = f"the completion index says done for {list(said)}, the part for {list(holds)}"
+                broken.append(BrokenPart(int(k), problem, index_only=True))
+    if repair:
         for b in broken:
-            root[part_path(b.part)].attrs.update({"complete": [], "base_complete": False})
-    return broken
+            if not b.index_only:
+                root[part_path(b.part)].attrs.update({"complete": [], "base_complete": False})
+        if index is not None or store.layout >= 3:
+            write_done(root, truth)
+    return sorted(broken, key=lambda b: b.part)
+
+
+def rebuild_index(path_or_url: str, storage_options: dict | None = None) -> int:
+    """Rewrite the completion index from every part's own attributes (what a scoring run does
+    before it dispatches); return how many parts it marks done. The caller must be the only writer."""
+    store = open_store(path_or_url, storage_options, check_parts=True)
+    masks = [0 if p.problem else store.info.mask_of(p.complete) for p in store.parts]
+    write_done(store.location.open_group(mode="r+"), masks)
+    return sum(1 for m in masks if m)

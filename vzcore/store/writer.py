@@ -1,7 +1,8 @@
-"""Write one part of a store (docs/store-layout.md): arrays first, then mark the methods complete.
+"""Write one part of a store (docs/store-layout.md): arrays and tables first, then mark the methods complete.
 
 One writer per part group, always: zarr shards and metadata are read-modify-write, so two writers
 in one group can silently lose data. The scoring job guarantees it by giving each part to one actor.
+An array of several chunks is one shard (one object), written whole by the part's writer.
 zarr is imported inside functions so that `import vzcore` stays free of it.
 """
 
@@ -23,6 +24,7 @@ from vzcore.store.layout import (
     pack_maps,
     packed_size,
     part_path,
+    texts_fingerprint,
 )
 from vzcore.store.location import Location
 
@@ -71,7 +73,7 @@ def clear_store(location: Location) -> None:
     the folder is the user's, and stays.
     """
     from vzcore.store.errors import StoreError
-    from vzcore.store.layout import PARTS_GROUP, PLAN_ARRAY, TABLES_DIR
+    from vzcore.store.layout import DONE_ARRAY, PARTS_GROUP, PLAN_ARRAY, TABLES_DIR
     from vzcore.store.root import folder_state
 
     state, names = folder_state(location)
@@ -80,7 +82,7 @@ def clear_store(location: Location) -> None:
     if state == "other":
         raise StoreError(f"{location.path} is not a vz store; nothing there is deleted")
     fs, path = location.filesystem()
-    for name in (PARTS_GROUP, PLAN_ARRAY, TABLES_DIR, "zarr.json"):
+    for name in (PARTS_GROUP, PLAN_ARRAY, DONE_ARRAY, TABLES_DIR, "zarr.json"):
         if name in names:
             fs.rm(f"{path.rstrip('/')}/{name}", recursive=True)
 
@@ -100,6 +102,8 @@ def _flat_array(group: Any, name: str, values: np.ndarray, dtype: str) -> None:
     itemsize = np.dtype(dtype).itemsize if dtype != "str" else 16
     chunk = max(1, min(len(values), TARGET_CHUNK_BYTES // itemsize))
     kw: dict = {} if dtype == "str" else {"compressors": ZstdCodec(level=3)}
+    if len(values) > chunk:  # several chunks: one shard object holds them (a reader fetches one chunk's bytes)
+        kw["shards"] = (-(-len(values) // chunk) * chunk,)
     arr = group.create_array(
         name, shape=(len(values),), dtype=str if dtype == "str" else dtype, chunks=(chunk,), overwrite=True, **kw
     )
@@ -117,6 +121,13 @@ def _base_matches(group: Any, ids: np.ndarray, lengths: np.ndarray) -> bool:
         return False
 
 
+def _write_tables(location: Location, part: int, arrays: dict, failures: dict, special_ids, ids, texts) -> None:
+    from vzcore.store.tables import part_tables, write_part_tables
+
+    text = dict(zip(ids.tolist(), texts, strict=True)).get if texts is not None else None
+    write_part_tables(location, part, part_tables(arrays, part, special_ids, failures, text))
+
+
 def write_part(
     store: Location | str,
     part: int,
@@ -128,12 +139,15 @@ def write_part(
     start: int | None = None,
     stop: int | None = None,
     store_dtype: str = "float16",
-    data_hash: str | None = None,
+    texts: Sequence[object] | None = None,
+    special_ids: Sequence[int] = (),
 ) -> None:
-    """Write part `part` holding `outcomes` (in id order) and mark `methods` complete in it.
+    """Write part `part` holding `outcomes` (in id order) and its tables, then mark `methods` complete in it.
 
-    `data_hash` (`layout.texts_fingerprint` of the part's input rows) is kept with the part, so a
-    rerun or a reader can tell whether the part was scored from the same rows.
+    `texts` are the part's input rows in id order (the tables' `text`; None: unknown). Their hash
+    (`layout.texts_fingerprint`) is kept with the part as `data_hash`, so a rerun or a reader can
+    tell whether the part was scored from the same rows. `special_ids` mark the tokens table's
+    special tokens.
 
     `num_maps` is how many maps each scored example holds (one per stored layer). When the part
     already holds the same examples, only the `methods` arrays are (re)written and appended to the
@@ -165,21 +179,23 @@ def write_part(
     else:
         group = location.open_group(mode="w", path=path)  # from scratch: this part's prefix only
         group.attrs.update({"start": start, "stop": stop, "complete": [], "base_complete": False})
-        token_offset = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         scored = [o for o in outcomes if o.status == STATUS_SCORED]
-        flat_ids = [i for o in scored for i in o.token_ids]
-        flat_words = [-1 if w is None else int(w) for o in scored for w in o.word_ids]
-        flat_tokens = [str(t) for o in scored for t in o.tokens]
-        _flat_array(group, "example_id", ids, "int64")
-        _flat_array(group, "status", np.asarray([o.status for o in outcomes], dtype=np.int8), "int8")
-        _flat_array(group, "length", lengths, "int32")
-        _flat_array(group, "truncated", np.asarray([o.truncated for o in outcomes], dtype=bool), "bool")
-        _flat_array(group, "token_offset", token_offset, "int64")
-        _flat_array(group, "value_offset", value_offset, "int64")
-        _flat_array(group, "token_ids", np.asarray(flat_ids, dtype=np.int32), "int32")
-        _flat_array(group, "word_ids", np.asarray(flat_words, dtype=np.int32), "int32")
-        _flat_array(group, "tokens", np.asarray(flat_tokens, dtype=object), "str")
+        arrays: dict[str, np.ndarray] = {
+            "example_id": ids,
+            "status": np.asarray([o.status for o in outcomes], dtype=np.int8),
+            "length": lengths,
+            "truncated": np.asarray([o.truncated for o in outcomes], dtype=bool),
+            "token_offset": np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+            "value_offset": value_offset,
+            "token_ids": np.asarray([i for o in scored for i in o.token_ids], dtype=np.int32),
+            "word_ids": np.asarray([-1 if w is None else int(w) for o in scored for w in o.word_ids], dtype=np.int32),
+            "tokens": np.asarray([str(t) for o in scored for t in o.tokens], dtype=object),
+        }
+        for name, values in arrays.items():
+            _flat_array(group, name, values, "str" if name == "tokens" else str(values.dtype))
         failures = {str(o.example_id): o.reason for o in outcomes if o.status != STATUS_SCORED}
+        _write_tables(location, part, arrays, failures, special_ids, ids, texts)
+        data_hash = texts_fingerprint(texts) if texts is not None else None
         group.attrs.update({"failures": failures, "base_complete": True, "data_hash": data_hash})
         done = []
 
