@@ -19,7 +19,7 @@ from typing import Annotated
 
 import typer
 
-from jobs.config import DEFAULT_LIMIT, DEFAULT_PART_SIZE, JobConfig
+from jobs.config import DEFAULT_LIMIT, DEFAULT_PART_MB, JobConfig
 
 __all__ = ["aggregate_main", "app", "score_main"]
 
@@ -167,7 +167,11 @@ def score_command(
     limit: int | None = typer.Option(DEFAULT_LIMIT, help="score the first N rows (0: all)"),
     max_length: int | None = typer.Option(None),
     layers: str | None = typer.Option(None, help="comma-separated block indices (default: all)"),
-    part_size: int = typer.Option(DEFAULT_PART_SIZE),
+    part_mb: float = typer.Option(
+        DEFAULT_PART_MB,
+        help="a part (the unit of work and resume) holds at most this many MiB of float16 maps per method",
+    ),
+    part_size: int | None = typer.Option(None, help="and at most this many examples (default: no cap)"),
     batch_size: int = typer.Option(8),
     actors: int = typer.Option(1, help="model replicas (0: score in this process, no Ray)"),
     device: str = typer.Option(
@@ -206,6 +210,7 @@ def score_command(
         limit=limit or None,
         max_length=max_length,
         layers=layer_list,
+        part_mb=part_mb,
         part_size=part_size,
         batch_size=batch_size,
         actors=actors,
@@ -288,14 +293,18 @@ def verify_command(
             broken = verify_store(store, opts, repair=repair)
     except (StoreError, JobError) as err:
         raise _fail(str(err)) from err
+    parts = [b for b in broken if not b.index_only]
     for b in broken:
-        typer.echo(f"broken part {b.part}: {b.problem}")
+        typer.echo(f"{'index wrong about part' if b.index_only else 'broken part'} {b.part}: {b.problem}")
     if not broken:
         typer.echo(f"{store}: every complete part reads back whole")
     elif repair:
-        typer.echo(f"unmarked {len(broken)} part(s): rerun the same `vz score` command to rewrite them")
+        typer.echo(
+            f"unmarked {len(parts)} part(s) and rebuilt the completion index from the parts:"
+            " rerun the same `vz score` command to rewrite them"
+        )
     else:
-        typer.echo(f"{len(broken)} broken part(s): `vz verify {store} --repair`, then rerun `vz score`")
+        typer.echo(f"{len(broken)} problem(s): `vz verify {store} --repair`, then rerun `vz score`")
     raise typer.Exit(1 if broken and not repair else 0)
 
 

@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 
 from vzcore.store.location import Location
 
-__all__ = ["DEFAULT_LIMIT", "DEFAULT_PART_SIZE", "JobConfig"]
+__all__ = ["DEFAULT_LIMIT", "DEFAULT_PART_MB", "JobConfig"]
 
 DEFAULT_LIMIT = 200  # the quick start scores this many chatterbot lines
-DEFAULT_PART_SIZE = 32
+DEFAULT_PART_MB = 32.0  # MiB of float16 maps per method in a part (jobs.plan)
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,8 @@ class JobConfig:
     limit: int | None = DEFAULT_LIMIT  # score the first `limit` rows; None: all of them
     max_length: int | None = None  # token limit (default: the model's)
     layers: tuple[int, ...] | None = None  # block indices; None: every layer
-    part_size: int = DEFAULT_PART_SIZE  # examples per part (the unit of work, writing and resume)
+    part_mb: float = DEFAULT_PART_MB  # a part (the unit of work, writing and resume) holds at most this much
+    part_size: int | None = None  # and, if set, at most this many examples
     batch_size: int = 8  # examples per forward pass, batched by length within a part
     actors: int = 1  # model replicas; 0 scores in this process without Ray
     device: str = "auto"  # auto: GPUs if the cluster has some when the job starts; cpu; cuda

@@ -1,11 +1,16 @@
-"""Load the job's input as a map-style `datasets.Dataset` whose row index is the example id."""
+"""Open the job's input: a map-style `datasets.Dataset` whose row index is the example id, read a slice at a time."""
 
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-__all__ = ["DatasetError", "chatterbot_lines", "load_texts"]
+__all__ = ["DatasetError", "TextSource", "chatterbot_lines", "open_texts"]
+
+READ_ROWS = 8192  # rows read at once when the driver streams over the input
 
 _BUILDERS = {".txt": "text", ".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 
@@ -64,8 +69,33 @@ def _load(dataset: str | None, config: str | None, split: str):
         raise DatasetError(f"unknown dataset {dataset!r} (not a local path; hub load failed: {err})") from err
 
 
-def load_texts(dataset: str | None, config: str | None, split: str, text_column: str, limit: int | None):
-    """Return `(texts, total_rows)`: the first `limit` rows' `text_column`, ids being list positions.
+@dataclass(frozen=True)
+class TextSource:
+    """The rows a job scores: one text column of a dataset, read a slice at a time.
+
+    A dataset loaded from files or the hub is Arrow on disk, memory-mapped: the driver never holds
+    the corpus's texts, only the slices of the parts in flight and of the pass that plans them.
+    """
+
+    dataset: Any  # a datasets.Dataset
+    column: str
+    count: int  # rows the job covers (its limit applied)
+    total: int  # rows the dataset has
+
+    def rows(self, start: int, stop: int) -> list:
+        """Return the column's values of rows `[start, stop)` (cut at `count`)."""
+        stop = min(stop, self.count)
+        return list(self.dataset[start:stop][self.column]) if stop > start else []
+
+    def batches(self, start: int = 0, stop: int | None = None, size: int = READ_ROWS) -> Iterator[list]:
+        """Yield the rows of `[start, stop)` in order, `size` at a time."""
+        stop = self.count if stop is None else min(stop, self.count)
+        for a in range(start, stop, size):
+            yield self.rows(a, min(a + size, stop))
+
+
+def open_texts(dataset: str | None, config: str | None, split: str, text_column: str, limit: int | None) -> TextSource:
+    """Open the first `limit` rows' `text_column` (all rows for None), ids being row positions.
 
     Streaming datasets are refused: parts are contiguous id ranges, which needs random access.
     """
@@ -85,6 +115,5 @@ def load_texts(dataset: str | None, config: str | None, split: str, text_column:
     total = len(ds)
     if total == 0:
         raise DatasetError(f"{dataset or 'the dataset'} has no rows: nothing to score")
-    n = total if limit is None else min(limit, total)
-    texts = ds.select(range(n))[text_column] if n else []
-    return list(texts), total
+    count = total if limit is None else min(limit, total)
+    return TextSource(ds.select_columns([text_column]), text_column, count, total)

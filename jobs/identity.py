@@ -59,6 +59,7 @@ def identities(job: CheckedJob) -> tuple[str, dict[str, str]]:
     # dataset's name: the same file moved is the same data, another file at the same path is not.
     data = {
         "part_size": cfg.part_size,
+        "part_mb": cfg.part_mb,
         "model": fingerprint(job.model.files),
         "max_length": cfg.max_length,
         "layers": job.layers,

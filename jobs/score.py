@@ -13,11 +13,14 @@ the parts run on Ray actors (`cluster.ray_executor`): one code path, two executo
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+
+import numpy as np
 
 from cluster.executor import (
     Event,
@@ -60,28 +63,27 @@ def run_job(cfg: JobConfig, *, on_event: Callable[[Event], None] | None = None) 
     """Run the scoring job described by `cfg`; return its summary. Raises `JobError` on bad arguments."""
     job = check_job(cfg)
     data_id, identity = identities(job)
-    from jobs.data import DatasetError, load_texts
+    from jobs.data import DatasetError, open_texts
 
     stored = {} if cfg.overwrite or cfg.dry_run else _stored_attrs(cfg)
     if stored:  # refuse a mismatching store before reading any data
         check_identity(stored, data_id, identity)
     # A store never shrinks its plan: a smaller --limit finishes the stored one.
-    stored_count = max((p["stop"] for p in stored.get("plan", [])), default=0)
+    stored_plan = stored.get("plan", [])
+    stored_count = max((p["stop"] for p in stored_plan), default=0)
     limit = None if cfg.limit is None else max(cfg.limit, stored_count)
     try:
-        texts, total = load_texts(cfg.dataset, cfg.config, cfg.split, cfg.text_column, limit)
+        source = open_texts(cfg.dataset, cfg.config, cfg.split, cfg.text_column, limit)
     except DatasetError as err:
         raise JobError(str(err)) from None
 
-    from jobs.plan import plan_parts
-
-    plan = plan_parts(len(texts), cfg.part_size)
+    plan, lengths, truncated = _plan(job, source, stored_plan)
     summary = Summary(store=cfg.out, planned_parts=len(plan))
     if cfg.dry_run:
-        summary.plan_lines = _dry_run_lines(job, texts, total, plan)
+        summary.plan_lines = _dry_run_lines(job, source, plan, lengths, truncated)
         return summary
     # What is missing, read only (a changed dataset is refused here); read again under the lease.
-    tasks = _missing_parts(cfg, bool(stored), plan, texts)
+    tasks, _ = _missing_parts(cfg, bool(stored), plan, source)
     from jobs.lease import hold_lease
 
     # Connect (and check the cluster) before anything is written; a finished store needs no cluster.
@@ -92,18 +94,41 @@ def run_job(cfg: JobConfig, *, on_event: Callable[[Event], None] | None = None) 
             stored = {} if cfg.overwrite else _stored_attrs(cfg)
             if stored:
                 check_identity(stored, data_id, identity)
-            tasks = _missing_parts(cfg, bool(stored), plan, texts)
+            tasks, done = _missing_parts(cfg, bool(stored), plan, source)
             summary.parts_run = len(tasks)
-            root = _write_root(job, stored, plan, data_id, identity)
+            root, attrs = _write_root(job, stored, plan, data_id, identity, done)
             if tasks:
-                spec = _score_spec(job, **placement)
-                _score(cfg, executor, spec, tasks, summary, on_event)
-            if not summary.lost_parts:
-                from vzcore.store.tables import write_tables
-
-                write_tables(cfg.location, root, plan, root.attrs.get("special_token_ids", []), _text_of(texts))
+                spec = _score_spec(job, attrs.special_token_ids, **placement)
+                _score(cfg, executor, spec, tasks, source, summary, on_event, mark=_marker(root, attrs))
     summary.store_bytes = _store_bytes(cfg)
     return summary
+
+
+def _plan(job: CheckedJob, source, stored_plan: list[dict]) -> tuple[list[dict], np.ndarray, int]:
+    """Return the run's plan, and the token counts (and how many will be truncated) of the rows it
+    planned anew: the stored plan is kept but for its last part, which a larger limit may extend.
+    One streaming pass over those rows with batched tokenizer calls; no text is kept."""
+    from jobs.plan import plan_parts, token_lengths
+
+    kept = stored_plan[:-1]
+    start = kept[-1]["stop"] if kept else 0
+    counts, truncated = [], 0
+    for rows in source.batches(start):
+        n, cut = token_lengths(job.tokenizer, rows, job.max_length)
+        counts.append(n)
+        truncated += cut
+    lengths = np.concatenate(counts) if counts else np.zeros(0, dtype=np.int32)
+    cfg = job.cfg
+    fresh = plan_parts(
+        lengths,
+        layers=len(job.layers),
+        causal=job.model.family.causal,
+        part_mb=cfg.part_mb,
+        part_size=cfg.part_size,
+        start=start,
+        first_part=len(kept),
+    )
+    return kept + fresh, lengths, truncated
 
 
 def _stored_attrs(cfg: JobConfig) -> dict:
@@ -129,11 +154,12 @@ def _stored_attrs(cfg: JobConfig) -> dict:
     return attrs
 
 
-def _dry_run_lines(job: CheckedJob, texts: list, total: int, plan: list[dict]) -> list[str]:
-    from jobs.plan import estimate, token_lengths
+def _dry_run_lines(job: CheckedJob, source, plan: list[dict], lengths: np.ndarray, truncated: int) -> list[str]:
+    from jobs.plan import estimate
 
     cfg, geo = job.cfg, job.model.geometry
-    lengths, truncated = token_lengths(job.tokenizer, texts, job.max_length)
+    sizes = [p["stop"] - p["start"] for p in plan]
+    cap = f", at most {cfg.part_size} examples" if cfg.part_size else ""
     est = estimate(
         lengths,
         truncated=truncated,
@@ -146,10 +172,11 @@ def _dry_run_lines(job: CheckedJob, texts: list, total: int, plan: list[dict]) -
     )
     return [
         f"dataset      {cfg.dataset or 'chatterbot-corpus english'} [{cfg.split}] column {cfg.text_column!r}: "
-        f"{len(texts)} of {total} rows",
+        f"{source.count} of {source.total} rows",
         f"model        {cfg.model} ({job.model.config.model_type}, {geo.num_layers} layers, storing {len(job.layers)})",
         f"methods      {', '.join(cfg.methods)}",
-        f"parts        {len(plan)} of up to {cfg.part_size} examples",
+        f"parts        {len(plan)} of up to {cfg.part_mb:g} MiB of maps per method{cap}"
+        f" ({min(sizes, default=0)} to {max(sizes, default=0)} examples)",
         *est.lines(),
     ]
 
@@ -185,9 +212,10 @@ def _executor(cfg: JobConfig, actors: int) -> Iterator[tuple[Executor, dict]]:
         yield executor, {"device": shape.device, "num_threads": shape.threads}
 
 
-def _write_root(job: CheckedJob, stored: dict, plan: list[dict], data_id: str, identity: dict):
-    """Open the store for writing and write its root attributes (only this driver writes them)."""
-    from vzcore.store.root import RootAttrs, write_root_attrs
+def _write_root(job: CheckedJob, stored: dict, plan: list[dict], data_id: str, identity: dict, done: list):
+    """Open the store for writing and write its root attributes, plan and completion index (rebuilt
+    from `done`, each part's complete methods as its own attributes say): only this driver writes them."""
+    from vzcore.store.root import RootAttrs, write_done, write_root_attrs
     from vzcore.store.writer import clear_store
 
     cfg, tok = job.cfg, job.tokenizer
@@ -208,26 +236,42 @@ def _write_root(job: CheckedJob, stored: dict, plan: list[dict], data_id: str, i
         versions=stored.get("versions") or versions(),
     )
     write_root_attrs(root, attrs)
-    return root
+    write_done(root, [attrs.mask_of(methods) for methods in done])
+    return root, attrs
 
 
-def _missing_parts(cfg: JobConfig, stored: bool, plan: list[dict], texts: list) -> list[PartTask]:
-    """Return a task per part of `plan` that lacks some of the run's methods (reading the store only)."""
+def _marker(root, attrs) -> Callable[[int, tuple[str, ...]], None]:
+    """Return what marks a written part done for its methods in the completion index."""
+    from vzcore.store.root import mark_done
+
+    def mark(part: int, methods: tuple[str, ...]) -> None:
+        mark_done(root, part, attrs.mask_of(methods))
+
+    return mark
+
+
+def _missing_parts(cfg: JobConfig, stored: bool, plan: list[dict], source) -> tuple[list[PartTask], list[tuple]]:
+    """Return a task per part of `plan` that lacks some of the run's methods, and each part's complete
+    methods (reading the store only: one read per part, and the rows of each part already written)."""
     from vzcore.store.layout import complete_methods, texts_fingerprint
     from vzcore.store.writer import part_state
 
     root = cfg.location.open_group(mode="r") if stored else None
-    tasks, changed = [], []
+    tasks, done, changed = [], [], []
     for p in plan:
-        rows = tuple(texts[p["start"] : p["stop"]])
         state = (part_state(root, p["part"]) if root is not None else None) or {}
         same = state.get("start") == p["start"] and state.get("stop") == p["stop"]
-        if same and state.get("data_hash") and state["data_hash"] != texts_fingerprint(rows):
+        if (
+            same
+            and state.get("data_hash")
+            and state["data_hash"] != texts_fingerprint(source.rows(p["start"], p["stop"]))
+        ):
             changed.append(p)
-        done = complete_methods(state) if same else []
-        missing = tuple(m for m in cfg.methods if m not in done)
+        complete = tuple(complete_methods(state)) if same else ()
+        done.append(complete)
+        missing = tuple(m for m in cfg.methods if m not in complete)
         if missing:
-            tasks.append(PartTask(p["part"], p["start"], p["stop"], rows, missing))
+            tasks.append(PartTask(p["part"], p["start"], p["stop"], missing))
     if changed:
         first = changed[0]
         raise JobError(
@@ -235,10 +279,10 @@ def _missing_parts(cfg: JobConfig, stored: bool, plan: list[dict], texts: list) 
             f"(first: part {first['part']}, rows [{first['start']}, {first['stop']})): the data changed or its "
             "rows moved; pass --overwrite to replace the store, or choose another --out"
         )
-    return tasks
+    return tasks, done
 
 
-def _score_spec(job: CheckedJob, *, device: str | None, num_threads: int | None = None) -> ScoreSpec:
+def _score_spec(job: CheckedJob, special_ids, *, device: str | None, num_threads: int | None = None) -> ScoreSpec:
     cfg = job.cfg
     return ScoreSpec(
         model=job.model.files,
@@ -255,10 +299,11 @@ def _score_spec(job: CheckedJob, *, device: str | None, num_threads: int | None 
         num_maps=len(job.layers),
         num_threads=num_threads,
         device=device,
+        special_ids=tuple(special_ids),
     )
 
 
-def _score(cfg: JobConfig, executor: Executor, spec: ScoreSpec, tasks: list[PartTask], summary: Summary, on_event):
+def _score(cfg: JobConfig, executor: Executor, spec: ScoreSpec, tasks: list[PartTask], source, summary, on_event, mark):
     from tqdm.auto import tqdm
 
     # The bar's rates are averages from the first ready worker (smoothing=0 and a reset then), the
@@ -293,8 +338,12 @@ def _score(cfg: JobConfig, executor: Executor, spec: ScoreSpec, tasks: list[Part
     parts_done: list[int] = []
 
     def result(unit: Unit, report: PartReport) -> None:
+        mark(unit.key, unit.payload.methods)  # the part marked itself complete: now the index says so
         parts_done.append(unit.key)
         summary.add(report)
+
+    def with_texts(task: PartTask) -> PartTask:  # read just before a part goes out: only parts in flight
+        return dataclasses.replace(task, texts=tuple(source.rows(task.start, task.stop)))
 
     units = [Unit(t.part, t) for t in tasks]
     try:
@@ -304,6 +353,7 @@ def _score(cfg: JobConfig, executor: Executor, spec: ScoreSpec, tasks: list[Part
             replica=functools.partial(load_scorer, spec),
             on_result=result,
             on_event=event,
+            prepare=with_texts,
         )
     except ReplicaError as err:
         raise ModelLoadError(f"a worker could not load the model {cfg.model!r}: {err}") from err
@@ -318,14 +368,6 @@ def _score(cfg: JobConfig, executor: Executor, spec: ScoreSpec, tasks: list[Part
     summary.scoring_seconds = time.perf_counter() - t0  # t0: when the first worker was ready
     summary.lost_parts = run.lost
     summary.actor_deaths = run.deaths
-
-
-def _text_of(texts: list) -> Callable[[int], str | None]:
-    def text(i: int) -> str | None:
-        t = texts[i] if i < len(texts) else None
-        return t if isinstance(t, str) else None
-
-    return text
 
 
 def _store_bytes(cfg: JobConfig) -> int:

@@ -49,18 +49,19 @@ class ScoreSpec:
     num_maps: int  # maps per example: one per stored layer
     num_threads: int | None = None
     device: str | None = None
+    special_ids: tuple[int, ...] = ()  # the tokenizer's special tokens (the tokens table's `is_special`)
 
 
 @dataclass(frozen=True)
 class PartTask:
-    """One part to score: its plan range, its texts in id order, and the methods still missing."""
+    """One part to score: its plan range, the methods still missing, and its texts in id order
+    (filled by the driver just before the part goes to a worker: `Executor.run(prepare=...)`)."""
 
     part: int
     start: int
     stop: int
-    texts: tuple[object, ...]
     methods: tuple[str, ...]
-    attempt: int = 0
+    texts: tuple[object, ...] = ()
 
 
 @dataclass
@@ -201,7 +202,7 @@ def _empty_cache() -> None:
 def score_part(scorer: Scorer, task: PartTask, progress: Callable[[int, int], None] | None = None) -> PartReport:
     """Score `task`'s examples and write its part (arrays, then the methods marked complete)."""
     from vzcore.allocator import bound_freed_memory
-    from vzcore.store.layout import STATUS_FAILED, STATUS_SCORED, STATUS_SKIPPED, part_path, texts_fingerprint
+    from vzcore.store.layout import STATUS_FAILED, STATUS_SCORED, STATUS_SKIPPED, part_path
     from vzcore.store.writer import write_part
 
     handle, spec = scorer.handle, scorer.spec
@@ -220,7 +221,8 @@ def score_part(scorer: Scorer, task: PartTask, progress: Callable[[int, int], No
             start=task.start,
             stop=task.stop,
             store_dtype=spec.store_dtype,
-            data_hash=texts_fingerprint(task.texts),
+            texts=task.texts,
+            special_ids=spec.special_ids,
         )
     except OSError as err:
         if err.errno not in STORAGE_FAULTS:

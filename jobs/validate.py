@@ -88,8 +88,10 @@ def _check_methods(cfg: JobConfig) -> dict[str, dict]:
 
 
 def _check_numbers(cfg: JobConfig) -> None:
-    if cfg.part_size < 1 or cfg.batch_size < 1 or cfg.actors < 0:
+    if (cfg.part_size is not None and cfg.part_size < 1) or cfg.batch_size < 1 or cfg.actors < 0:
         raise JobError("--part-size and --batch-size must be at least 1, --actors at least 0")
+    if not cfg.part_mb > 0:
+        raise JobError(f"--part-mb must be more than 0, not {cfg.part_mb}")
     if cfg.limit is not None and cfg.limit < 0:
         raise JobError(f"--limit must be 0 (all rows) or more, not {cfg.limit}")
     if cfg.max_length is not None and cfg.max_length < 1:

@@ -73,7 +73,7 @@ def test_killed_actor_is_replaced_and_its_part_redone(ray_cluster, tmp_path, tin
     _assert_every_example_once(root, len(TEXTS), ["attention"])
     import pandas as pd
 
-    assert pd.read_parquet(f"{cfg.out}/tables/examples.parquet")["example_id"].tolist() == list(range(len(TEXTS)))
+    assert pd.read_parquet(f"{cfg.out}/tables/examples")["example_id"].tolist() == list(range(len(TEXTS)))
 
 
 @pytest.mark.slow
@@ -145,7 +145,7 @@ def test_store_on_s3(ray_cluster, s3_server, tiny_model_dir, texts_jsonl):
     import fsspec
 
     fs, _ = fsspec.core.url_to_fs(out, **s3_server)
-    assert fs.exists("vzstore/runs/t.zarr/tables/examples.parquet")
+    assert fs.exists("vzstore/runs/t.zarr/tables/examples/00000.parquet")
 
 
 @pytest.mark.slow

@@ -1,0 +1,72 @@
+"""Parts sized by the maps they hold: bounded bytes, deterministic, and stable as the corpus grows."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from jobs.plan import plan_parts
+from vzcore.store.layout import packed_size
+
+
+def _values(plan, lengths, layers, causal):
+    return [sum(packed_size(int(n), layers, causal) for n in lengths[p["start"] : p["stop"]]) for p in plan]
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_parts_hold_at_most_the_budget_and_cover_every_row_once(causal):
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(0, 60, 5000)
+    lengths[100] = 3000  # one example larger than a whole part: a part of its own
+    plan = plan_parts(lengths, layers=6, causal=causal, part_mb=1.0)
+    assert [p["part"] for p in plan] == list(range(len(plan)))
+    assert plan[0]["start"] == 0 and plan[-1]["stop"] == 5000
+    assert all(a["stop"] == b["start"] for a, b in itertools.pairwise(plan))
+    budget = 2**20 / 2
+    values = _values(plan, lengths, 6, causal)
+    for p, v in zip(plan, values, strict=True):
+        assert v <= budget or p["stop"] - p["start"] == 1
+    # Greedy: adding the next part's first example would have passed the budget.
+    for v, nxt in zip(values, plan[1:], strict=False):
+        assert v + packed_size(int(lengths[nxt["start"]]), 6, causal) > budget
+    assert any(p["start"] == 100 and p["stop"] == 101 for p in plan)
+
+
+def test_a_longer_corpus_keeps_every_earlier_part_and_a_cap_on_examples_holds():
+    lengths = np.random.default_rng(1).integers(1, 40, 3000)
+    short = plan_parts(lengths[:1000], layers=2, causal=False, part_mb=0.25)
+    long = plan_parts(lengths, layers=2, causal=False, part_mb=0.25)
+    assert long[: len(short) - 1] == short[:-1]  # only the short last part may grow
+    # Planning from the last stored part's start gives the same parts as planning from scratch.
+    kept = short[:-1]
+    again = plan_parts(
+        lengths[kept[-1]["stop"] :], layers=2, causal=False, part_mb=0.25, start=kept[-1]["stop"], first_part=len(kept)
+    )
+    assert kept + again == long
+    capped = plan_parts(lengths, layers=2, causal=False, part_mb=64.0, part_size=7)
+    assert max(p["stop"] - p["start"] for p in capped) == 7 and capped[-1]["stop"] == 3000
+    assert plan_parts([], layers=2, causal=False) == []
+
+
+@pytest.mark.parametrize("model", ["tiny_model_dir", "tiny_smollm2_dir"])
+def test_token_counts_are_the_tokenizers_own(request, model):
+    import transformers
+
+    from jobs.plan import token_lengths
+
+    tok = transformers.AutoTokenizer.from_pretrained(request.getfixturevalue(model))
+    texts = ["Hello there, how are you?", "", "   ", None, "A longer sentence, with café and 日本.", "ok"] * 300
+    lengths, truncated = token_lengths(tok, texts, 8)
+    want = [len(tok(t)["input_ids"]) if isinstance(t, str) and t.strip() else 0 for t in texts]
+    assert lengths.tolist() == [min(n, 8) for n in want]
+    assert truncated == sum(n > 8 for n in want) > 0
+
+
+def test_the_estimate_does_not_overflow_on_numpy_counts():
+    from jobs.plan import estimate
+
+    kw = dict(layers=30, hidden=576, ffn=1536, causal=True, methods=["value_zeroing"], itemsize=2)
+    counts = np.full(100_000, 300, dtype=np.int32)
+    assert estimate(counts, **kw) == estimate([300] * 100_000, **kw)
