@@ -12,7 +12,10 @@ import pytest
 zarr = pytest.importorskip("zarr")
 pd = pytest.importorskip("pandas")
 
+from typer.testing import CliRunner  # noqa: E402
+
 import vzcore  # noqa: E402
+from jobs.cli import app  # noqa: E402
 from jobs.synthetic_store import init_root, random_maps, write_random_store, write_scored_store  # noqa: E402
 from vzcore.store import ExampleNotScoredError, StoreError  # noqa: E402
 from vzcore.store.corpus import WORD_ROW_COLUMNS, WORD_TOKEN_ROW_COLUMNS  # noqa: E402
@@ -270,3 +273,85 @@ def test_bad_queries_are_clear_errors(word_store):
         word_store.word_rows("it", layer=0, method="attention", sources="tokens")
     with pytest.raises(StoreError, match="the word is empty"):
         word_store.word_rows(" ", layer=0, method="attention")
+
+
+# ---- vz query -------------------------------------------------------------------------------------
+runner = CliRunner()
+
+
+def test_vz_query_rows_prints_a_few_rows_and_writes_them_all(word_store, tmp_path):
+    path = str(word_store.path)
+    out = runner.invoke(app, ["query", "rows", path, "--word", "unaffable", "--layer", "1", "--limit", "3"])
+    assert out.exit_code == 0, out.output
+    lines = out.stdout.splitlines()
+    assert lines[0] == "word 'unaffable' at layer 1 (value_zeroing): 2 occurrences in 2 examples"
+    assert lines[1].split()[:3] == ["example_id", "word_position", "word"] and len(lines) == 6
+    assert lines[-1].startswith("... ") and "more rows" in lines[-1]
+    table = tmp_path / "rows.parquet"
+    args = ["query", "rows", path, "--word", "unaffable", "--layer", "1", "--sources", "token", "--out", str(table)]
+    out = runner.invoke(app, args)
+    assert out.exit_code == 0, out.output
+    want = word_store.word_rows("unaffable", 1, "value_zeroing", sources="token")
+    pd.testing.assert_frame_equal(pd.read_parquet(table), want, check_dtype=False)
+    csv = tmp_path / "tok.csv"
+    out = runner.invoke(
+        app, ["query", "rows", path, "--token-id", "0", "--layer", "0", "--method", "attention", "--out", str(csv)]
+    )
+    assert out.exit_code == 0, out.output
+    assert len(pd.read_csv(csv)) == len(word_store.token_rows(0, 0, "attention")) > 0
+    out = runner.invoke(app, ["query", "rows", path, "--word", "absent", "--layer", "0"])
+    assert out.exit_code == 0 and "0 occurrences in 0 examples" in out.stdout
+
+
+def test_vz_query_top_prints_the_k_best(word_store):
+    path = str(word_store.path)
+    out = runner.invoke(
+        app,
+        ["query", "top", path, "--statistic", "word_mass", "--word", "IT", "--ignore-case", "--layer", "0", "-k", "3"],
+    )
+    assert out.exit_code == 0, out.output
+    want = word_store.top_examples("word_mass", "value_zeroing", 0, 3, word="IT", ignore_case=True)
+    rows = [line.split() for line in out.stdout.splitlines()[2:]]
+    assert [int(r[0]) for r in rows] == want.example_id.tolist()
+    np.testing.assert_allclose([float(r[1]) for r in rows], want.value, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["rows", "--layer", "0"], "give --word, --token or --token-id"),
+        (["rows", "--layer", "0", "--word", "it", "--token", "it"], "not --token and --word"),
+        (["rows", "--layer", "0", "--token", "it", "--ignore-case"], "--ignore-case applies to --word only"),
+        (["rows", "--layer", "0", "--token", "it", "--sources", "token"], "--sources applies to --word only"),
+        (
+            ["rows", "--layer", "0", "--word", "it", "--sources", "tokens"],
+            "--sources 'tokens': choose from word, token",
+        ),
+        (["rows", "--layer", "0", "--word", "it", "--out", "rows.txt"], "write a table as .parquet or .csv"),
+        (["top", "--layer", "0", "--token", "it", "--out", "top.json"], "write a table as .parquet or .csv"),
+    ],
+)
+def test_vz_query_bad_arguments_exit_2_before_the_store_is_opened(args, message, tmp_path):
+    out = runner.invoke(app, ["query", args[0], str(tmp_path / "nothing.zarr"), *args[1:]])
+    assert out.exit_code == 2 and message in out.output, out.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["rows", "--layer", "0", "--word", "it", "--method", "rollout"], "store has no method 'rollout'"),
+        (["rows", "--layer", "7", "--token", "it"], "layer 7 out of range"),
+        (["top", "--layer", "0", "--statistic", "nope"], "unknown statistic 'nope'; choose from: self_mass"),
+        (["top", "--layer", "0", "--statistic", "token_mass"], "statistic 'token_mass' needs token="),
+        (["top", "--layer", "0", "-k", "0"], "k must be at least 1"),
+    ],
+)
+def test_vz_query_bad_queries_exit_2_before_any_part_is_read(args, message, word_store, monkeypatch):
+    from vzcore.store.reader import Store
+
+    def no_read(*a, **kw):
+        raise AssertionError("a part was read")
+
+    monkeypatch.setattr(Store, "done_parts", no_read)
+    out = runner.invoke(app, ["query", args[0], str(word_store.path), *args[1:]])
+    assert out.exit_code == 2 and message in out.output, out.output
