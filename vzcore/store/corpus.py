@@ -134,21 +134,21 @@ class WordQuery:
     def _could_be_in(self, piece: str) -> bool:
         """Return whether `piece` may be one of the word's pieces (a superset test, in any scheme):
         its decoded text is in the word, or is only spaces, or holds part of a character."""
-        if piece not in self._may_hold:
-            word = self._norm(self.word)
-            shown = (display_text(decode_piece(piece, scheme)) for scheme in get_args(Scheme))
-            self._may_hold[piece] = any(
-                "\ufffd" in t or set(t) == {"␣"} or self._norm(t.rstrip(" ")) in word for t in shown
-            )
-        return self._may_hold[piece]
+        word = self._norm(self.word)
+        shown = (display_text(decode_piece(piece, scheme)) for scheme in get_args(Scheme))
+        return any("\ufffd" in t or set(t) == {"␣"} or self._norm(t.rstrip(" ")) in word for t in shown)
 
     def find(self, reader: PartReader) -> dict[int, list[Occurrence]]:
         """Return example id -> occurrences of the word in one part, from its token arrays alone."""
         pieces = np.asarray(reader.array("tokens"))
         if not pieces.size:
             return {}
-        kinds, inverse = np.unique(pieces, return_inverse=True)  # each piece type is decoded once
-        could = np.fromiter((self._could_be_in(str(p)) for p in kinds), bool, len(kinds))[inverse]
+        kinds, inverse = np.unique(pieces, return_inverse=True)
+        kinds_list, cache = kinds.tolist(), self._may_hold  # each piece type is judged once per query
+        for piece in kinds_list:
+            if piece not in cache:
+                cache[piece] = self._could_be_in(piece)
+        could = np.fromiter(map(cache.__getitem__, kinds_list), bool, len(kinds_list))[inverse]
         offsets = reader.token_offset
         owners = np.unique(np.searchsorted(offsets, np.flatnonzero(could), side="right") - 1)
         if not len(owners):
@@ -157,7 +157,7 @@ class WordQuery:
         found: dict[int, list[Occurrence]] = {}
         for k in owners.tolist():
             a, b = int(offsets[k]), int(offsets[k + 1])
-            own = [str(p) for p in pieces[a:b]]
+            own = pieces[a:b].tolist()
             scheme = guess_scheme(own)  # as `ScoreResult.word_level` labels its words
             for u, ks in enumerate(_units(word_ids[a:b])):
                 if could[a + ks].all() and self.matches(span_text([own[i] for i in ks], scheme)):
