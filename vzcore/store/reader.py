@@ -215,11 +215,27 @@ class Store:
 
         return token_rows(self, token, layer, method)
 
-    def top_examples(self, statistic: str, method: str, layer: int, k: int = 10):
+    def word_rows(self, word: str, layer: int, method: str, *, ignore_case: bool = False, sources: str = "word"):
+        """Return every occurrence of `word` (as it reads) at `layer` with its row (see `vzcore.store.corpus`)."""
+        from vzcore.store.corpus import word_rows
+
+        return word_rows(self, word, layer, method, ignore_case=ignore_case, sources=sources)
+
+    def top_examples(
+        self,
+        statistic: str,
+        method: str,
+        layer: int,
+        k: int = 10,
+        *,
+        token: str | int | None = None,
+        word: str | None = None,
+        ignore_case: bool = False,
+    ):
         """Return the `k` examples ranking highest on `statistic` at `layer` (see `vzcore.store.corpus`)."""
         from vzcore.store.corpus import top_examples
 
-        return top_examples(self, statistic, method, layer, k)
+        return top_examples(self, statistic, method, layer, k, token=token, word=word, ignore_case=ignore_case)
 
     def find(self, text: str | None = None, token: str | int | None = None, **kw) -> list[int]:
         """Return ids of examples whose text contains `text` and/or that hold `token` (see `find_examples`)."""
