@@ -14,6 +14,7 @@ argsort); a second sort by position brings the tie-averaged ranks back to their 
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from functools import cache
 
@@ -68,44 +69,45 @@ def _add_group(stats: PartialStats, types, n: int, group, cols, special, punct) 
     sums["examples"][b] += num_e
     sums["tokens"][b] += num_e * n
     t = _template(n, spec.causal, spec.max_offset)
-    weights = np.stack([special, punct], -1).astype(np.float64)  # `[E, n, 2]`
+    ones = np.ones((num_e, n, 1))
+    weights = np.concatenate([ones, special[..., None], punct[..., None]], -1)  # `[E, n, 3]`
     ranks: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     scored: dict[str, np.ndarray] = {}
+    nb = spec.num_offsets
+    layer_bins = (np.arange(num_layers)[:, None] * nb + t.offset_bin).ravel()  # `[L * n * n]`
     for mi, method in enumerate(spec.methods):
         raw = _dense(group[method].reshape(num_e * num_layers, -1), t).reshape(num_e, num_layers, n, n)
         x = raw.astype(np.float64)  # `[E, L, n, n]`, 0 off the valid entries
-        row_sum = x.sum(-1)  # `[E, L, n]`
-        s = ~np.isnan(row_sum)
-        nan = not s.all()
-        if nan:  # unscored rows: their NaNs count as 0, as in the reference
+        masses = _row_masses(x, weights)
+        s = ~np.isnan(masses[..., 0])  # `[E, L, n]` scored rows (a NaN anywhere makes the row sum NaN)
+        if not s.all():  # unscored rows: their NaNs count as 0, as in the reference
             s = ~np.isnan(x).any(-1)
             x[np.isnan(x)] = 0.0
-            row_sum = x.sum(-1)
+            masses = _row_masses(x, weights)
         scored[method] = s
+        row_sum = masses[..., 0]
         single = s & (t.k_valid == 1)
         sums["single_rows"][mi, b] += single.sum((0, 2))
         sums["zero_rows"][mi, b] += (s & (row_sum == 0)).sum((0, 2))
         keep = s & ~single  # the rows that can mix
         if not keep.all():  # from here on every sum is over these rows: zero the others once
             x[~keep] = 0.0
-            row_sum = np.where(keep, row_sum, 0.0)
-        diag = np.diagonal(x, axis1=2, axis2=3)  # `[E, L, n]`
+            masses = np.where(keep[..., None], masses, 0.0)
+            row_sum = masses[..., 0]
+        diag = np.diagonal(x, axis1=2, axis2=3).copy()  # `[E, L, n]`
         sums["rows"][mi, b] += keep.sum((0, 2))
         sums["self_mass"][mi, b] += diag.sum((0, 2))
         sums["context_mass"][mi, b] += (row_sum - diag).sum((0, 2))
-        masses = np.matmul(x.reshape(num_e, num_layers * n, n), weights).reshape(num_e, num_layers, n, 2)
-        sums["special_mass"][mi, b] += masses[..., 0].sum((0, 2))
-        sums["punct_mass"][mi, b] += masses[..., 1].sum((0, 2))
+        sums["special_mass"][mi, b] += masses[..., 1].sum((0, 2))
+        sums["punct_mass"][mi, b] += masses[..., 2].sum((0, 2))
         ent_ok = keep & (row_sum > 0)
-        sums["entropy_sum"][mi, b] += _entropy(x, raw, row_sum, ent_ok, t).sum((0, 2))
+        sums["entropy_sum"][mi, b] += _entropy(x, row_sum, ent_ok, t).sum((0, 2))
         sums["entropy_rows"][mi, b] += ent_ok.sum((0, 2))
-        nb = spec.num_offsets
-        layer_bins = (np.arange(num_layers)[:, None] * nb + t.offset_bin).ravel()  # `[L * n * n]`
         per_entry = x.sum(0).reshape(-1)  # `[L * n * n]`: summed over the group's examples first
         sums["offset_mass"][mi, b] += np.bincount(layer_bins, per_entry, num_layers * nb).reshape(num_layers, nb)
         counts = (keep.sum(0)[:, :, None] * t.valid).reshape(-1)
         sums["offset_count"][mi, b] += np.bincount(layer_bins, counts, num_layers * nb).reshape(num_layers, nb)
-        _add_types(types, mi, x, diag.copy(), keep, cols, t)
+        _add_types(types, mi, x, diag, keep, cols, t)
         if spec.pairs and n >= 3:
             ranks[method] = _centred_ranks2(raw, t)
     for pi, (a, c) in enumerate(spec.pairs):
@@ -121,11 +123,17 @@ def _add_group(stats: PartialStats, types, n: int, group, cols, special, punct) 
         sums["agree_count"][pi, b] += has.sum(0)
 
 
+def _row_masses(x: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Return `[E, L, n, 3]`: each row's sum, and its mass on special and on punctuation sources (one matmul)."""
+    num_e, num_layers, n, _ = x.shape
+    return np.matmul(x.reshape(num_e, num_layers * n, n), weights).reshape(num_e, num_layers, n, 3)
+
+
 def _add_types(types, mi, x, diag, keep, cols, t) -> None:
     """Add kept and given mass per token type; `x` has zero rows where `keep` is false (its diagonal is zeroed here)."""
     num_e, num_layers, n = keep.shape
     x.reshape(num_e, num_layers, n * n)[:, :, :: n + 1] = 0.0  # what a source gives to *other* rows
-    given = x.sum(2)  # `[E, L, n]`: per source column j
+    given = np.einsum("elij->elj", x)  # `[E, L, n]`: per source column j
     kept_rows = keep.astype(np.int64)
     if t.causal:  # rows i > j take from j
         given_rows = np.cumsum(kept_rows[:, :, ::-1], -1)[:, :, ::-1] - kept_rows
@@ -138,60 +146,59 @@ def _add_types(types, mi, x, diag, keep, cols, t) -> None:
         types[ti, mi] += np.bincount(key, w.reshape(-1).astype(np.float64), num_layers * u).reshape(num_layers, u)
 
 
-def _entropy(x, raw, row_sum, ent_ok, t) -> np.ndarray:
+def _entropy(x, row_sum, ent_ok, t) -> np.ndarray:
     """Return `[E, L, n]` normalised row entropies (0 where not `ent_ok`), as `-sum p log p` with `p = x / row_sum`.
 
-    With `T = sum x log x` over positive entries and `S` the row sum: `-sum p log p = log S - T / S`
-    when no entry is negative (`T` from a table of the 65536 float16 values); else the direct way.
+    With no negative entry, from `T = sum x log x` and the row sum `S`: `-sum p log p = log S - T / S`
+    (one log per entry, no division); else the reference's way.
     """
-    if raw.dtype == np.float16 and not (raw.view(np.uint16) & 0x8000).any():
-        xlogx = _xlogx_float16()[raw.view(np.uint16)].sum(-1)  # rows of `x` zeroed above give 0 here too
+    if x.size and x.min() >= 0:
+        buf = np.maximum(x, np.finfo(np.float64).tiny)  # log(tiny) is finite: 0 * log(tiny) = 0
+        np.log(buf, out=buf)
+        xlogx = np.einsum("elij,elij->eli", x, buf)
         total = np.where(ent_ok, row_sum, 1.0)
-        h = np.log(total) - np.where(ent_ok, xlogx, 0.0) / total
-        h = np.where(ent_ok, h, 0.0)
+        h = np.where(ent_ok, np.log(total) - xlogx / total, 0.0)
     else:
         p = x / np.where(row_sum > 0, row_sum, 1.0)[..., None]
-        h = -np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0).sum(-1)
-        h = np.where(ent_ok, h, 0.0)
+        h = np.where(ent_ok, -np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0).sum(-1), 0.0)
     return h / np.log(np.maximum(t.k_valid, 2))
-
-
-@cache
-def _xlogx_float16() -> np.ndarray:
-    """Return `x log x` (float64) of every float16 bit pattern `x`; 0 for `x <= 0`, infinities and NaNs."""
-    x = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(np.float64)
-    ok = np.isfinite(x) & (x > 0)
-    out = np.zeros(1 << 16)
-    out[ok] = x[ok] * np.log(x[ok])
-    return out
 
 
 def _centred_ranks2(raw: np.ndarray, t: _Template) -> tuple[np.ndarray, np.ndarray]:
     """Return `(2 * centred ranks [E, L, n, n] as float64, their row sums of squares [E, L, n])`.
 
     Twice the ranks of `_centred_ranks` in `jobs.aggregate_stats` (ties averaged, 0 off the valid
-    entries), as integers: the Spearman correlation of two rows is the same with either.
+    entries), as integers: the Spearman correlation of two rows is the same with either. Each row
+    is sorted as one int per entry holding (value, place); after the tie runs get their shared
+    rank, a second sort of (place, rank) brings the ranks back to their columns.
     """
     shape = raw.shape
     n = shape[-1]
-    rows = raw.reshape(-1, n)  # `[R, n]`, R = E * L * n
-    reps = len(rows) // n  # maps: row r is row r % n of its map
-    bits, width = _sortable(rows)
-    key_type = np.uint32 if width == 16 and n <= 1 << 16 else np.uint64
-    shift = key_type(16 if key_type is np.uint32 else 32)
-    key = bits.astype(key_type) << shift
-    key |= np.arange(n, dtype=key_type)
-    if t.causal:  # the entries above the diagonal sort last, and are not ranked
-        key.reshape(reps, n, n)[:, ~t.valid] |= key_type((1 << int(shift)) - 1) << shift
-    key.sort(axis=-1)
-    value = key >> shift
-    # Twice the 1-based rank of sorted place p is 2p + 2; a run of ties at places p0..p1 shares p0 + p1 + 2.
-    rank2 = np.tile(np.arange(2, 2 * n + 2, 2, dtype=np.int64), (len(rows), 1))
-    tie = value[:, 1:] == value[:, :-1]
+    if raw.dtype.itemsize not in (2, 4) or n > 1 << 14 or sys.byteorder != "little":  # the reference's way
+        from jobs.aggregate_stats import _centred_ranks
+
+        maps = np.where(np.isnan(raw), 0.0, raw.astype(np.float64)).reshape(-1, n, n)
+        c, ss = _centred_ranks(maps, t.valid, t.k_valid)
+        return 2 * c.reshape(shape), 4 * ss.reshape(shape[:-1])
+    half = np.uint16 if raw.dtype.itemsize == 2 else np.uint32
+    key = np.empty((*raw.shape[:-1], n), dtype=np.uint32 if half is np.uint16 else np.uint64)  # `[E, L, n, n]`
+    parts = key.view(half).reshape(*key.shape, 2)  # little-endian halves: [..., 0] low, [..., 1] high
+    parts[..., 1] = _sortable(raw, half)
+    parts[..., 0] = np.arange(n, dtype=half)
+    if t.causal:  # entries above the diagonal sort last; they are not ranked
+        parts[..., 1][..., ~t.valid] = np.iinfo(half).max
+    rows = key.reshape(-1, n)
+    rows.sort(axis=-1)
+    value = parts.reshape(-1, n, 2)[..., 1]
+    tie = value[:, 1:] == value[:, :-1]  # `[R, n - 1]`: sorted place p + 1 ties with p
     if t.causal:
-        tie &= np.tile(t.valid_sorted[:, 1:], (reps, 1))
+        tie.reshape(-1, n, n - 1)[:] &= t.valid_sorted[:, 1:]
     where = np.flatnonzero(tie)
-    if len(where):  # few entries tie: fix those places only
+    # Second key: high half the column, low half the centred rank (offset to be unsigned).
+    offset = 1 << 14
+    parts[..., 1] = parts[..., 0]
+    parts[..., 0] = t.c2_sorted + offset  # `2p + 1 - k` at sorted place p; 0 off the valid places
+    if len(where):  # ties are rare: fix those places only; a run p0..p1 shares `p0 + p1 + 1 - k`
         r, p = np.divmod(where, n - 1)
         q = r * n + p + 1  # flat sorted places equal to the one before (never a row's first place)
         run_start = np.concatenate([[True], np.diff(q) != 1])
@@ -199,40 +206,25 @@ def _centred_ranks2(raw: np.ndarray, t: _Template) -> tuple[np.ndarray, np.ndarr
         first = q[run_start] - 1
         last = q[np.append(run_start[1:], True)]
         base = (first // n) * n
-        share = (first - base) + (last - base) + 2
-        flat = rank2.reshape(-1)
-        flat[q] = share[run]
-        flat[first] = share
-    if t.causal:
-        c2 = np.where(np.tile(t.valid_sorted, (reps, 1)), rank2 - np.tile(t.k_valid + 1, reps)[:, None], 0)
-    else:
-        c2 = rank2 - (n + 1)
-    ss = (c2 * c2).sum(-1)
-    # Back to column order: sort (place, centred rank) pairs by place.
-    pos = (key & key_type((1 << int(shift)) - 1)).astype(np.int64)
-    if n < 1 << 14:
-        back = (pos.astype(np.uint32) << np.uint32(16)) | (c2 + (1 << 15)).astype(np.uint32)
-        back.sort(axis=-1)
-        centred = (back & np.uint32(0xFFFF)).astype(np.float64) - (1 << 15)
-    else:
-        back = (pos << 32) | (c2 + (1 << 31))
-        back.sort(axis=-1)
-        centred = (back & ((1 << 32) - 1)).astype(np.float64) - (1 << 31)
-    return centred.reshape(shape), ss.reshape(shape[:-1]).astype(np.float64)
+        k = t.k_valid[(first // n) % n] if t.causal else n
+        share = ((first - base) + (last - base) + 1 - k + offset).astype(half)
+        low = parts.reshape(-1, 2)[:, 0]
+        low[q] = share[run]
+        low[first] = share
+    rows.sort(axis=-1)
+    centred = np.subtract(parts[..., 0], float(offset))  # `[E, L, n, n]` float64, in column order
+    return centred, np.einsum("elij,elij->eli", centred, centred)
 
 
-def _sortable(rows: np.ndarray) -> tuple[np.ndarray, int]:
-    """Return unsigned ints that order as the float values of `rows` (-0 as +0), and their bit width."""
-    width = rows.dtype.itemsize * 8
-    utype = {16: np.uint16, 32: np.uint32, 64: np.uint64}[width]
-    bits = rows.view(utype)
-    sign = utype(1 << (width - 1))
-    negative = (bits & sign) != 0
-    if not negative.any():
-        return bits, width
+def _sortable(raw: np.ndarray, utype) -> np.ndarray:
+    """Return unsigned ints that order as the float values of `raw` (-0 as +0; NaNs above +inf)."""
+    bits = raw.view(utype)
+    sign = utype(1 << (8 * np.dtype(utype).itemsize - 1))
+    if not bits.size or bits.max() < sign:  # no sign bit set: the bits already order as the values
+        return bits
     bits = np.where(bits == sign, utype(0), bits)  # -0.0 ties with +0.0
     negative = (bits & sign) != 0
-    return np.where(negative, ~bits, bits | sign), width
+    return np.where(negative, ~bits, bits | sign)
 
 
 @dataclass(frozen=True)
@@ -245,6 +237,7 @@ class _Template:
     offset_bin: np.ndarray  # `[n * n]` offset bin of each entry
     unpack: np.ndarray | None  # `[n * n]` index into the packed row (plus one pad slot) when causal
     valid_sorted: np.ndarray  # `[n, n]` bool: sorted place p < k_valid[i]
+    c2_sorted: np.ndarray  # `[n, n]` int: twice the centred rank at sorted place p of row i, without ties
 
 
 @cache
@@ -257,8 +250,11 @@ def _template(n: int, causal: bool, max_offset: int) -> _Template:
         i, j = np.tril_indices(n)
         unpack = np.full(n * n, len(i), dtype=np.int64)  # the pad slot
         unpack[i * n + j] = np.arange(len(i))
-    valid_sorted = np.arange(n)[None, :] < k_valid[:, None]
-    return _Template(causal, valid, k_valid, (offset_bin + max_offset + 1).ravel(), unpack, valid_sorted)
+    places = np.arange(n)[None, :]
+    valid_sorted = places < k_valid[:, None]
+    c2_sorted = np.where(valid_sorted, 2 * places + 1 - k_valid[:, None], 0)
+    bins = (offset_bin + max_offset + 1).ravel()
+    return _Template(causal, valid, k_valid, bins, unpack, valid_sorted, c2_sorted)
 
 
 def _dense(packed: np.ndarray, t: _Template) -> np.ndarray:
