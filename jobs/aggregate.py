@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from cluster.executor import Executor, InProcessExecutor, Unit
+from jobs.aggregate_block import ExampleBlock, add_block
 from jobs.aggregate_stats import PartialStats, StatsSpec, is_punctuation
 from vzcore.store.location import Location
 from vzcore.store.root import RootAttrs
@@ -48,6 +49,7 @@ class PartJob:
     info: RootAttrs
     part: int
     spec: StatsSpec
+    block_values: int = 1 << 22  # flat values per method read and reduced at once (memory: ~100 bytes each)
 
 
 def aggregate_part(replica: None, job: PartJob, progress=None) -> PartialStats:
@@ -60,14 +62,59 @@ def aggregate_part(replica: None, job: PartJob, progress=None) -> PartialStats:
     for status, count in zip(*np.unique(reader.status, return_counts=True), strict=True):
         stats.count_status(STATUS_NAMES.get(int(status), str(status)), int(count))
     special_ids = np.asarray(job.info.special_token_ids, dtype=np.int64)
-    punct_cache: dict[str, bool] = {}
-    for block in reader.iter_results(job.spec.methods):
-        for _, result in block:
-            ids = np.asarray(result.token_ids, dtype=np.int64)
-            special = np.isin(ids, special_ids)
-            punct = np.asarray([punct_cache.setdefault(t, is_punctuation(t)) for t in result.tokens]) & ~special
-            stats.add_example(result.scores, ids, special, punct, result.tokens)
+    tokens: dict[int, str] = {}  # token string of each id seen in the part
+    punct: dict[int, bool] = {}  # whether each id seen reads as punctuation
+    for block, ids, pieces in _blocks(reader, job.spec.methods, job.block_values):
+        new, first = np.unique(ids, return_index=True)
+        for tid, k in zip(new.tolist(), first.tolist(), strict=True):
+            if tid not in tokens:
+                tokens[tid] = str(pieces[k])
+                punct[tid] = is_punctuation(tokens[tid])
+        is_special = np.isin(ids, special_ids)
+        is_punct = np.asarray([punct[t] for t in ids.tolist()], dtype=bool) & ~is_special
+        cuts = np.cumsum(block["length"])[:-1]
+        add_block(
+            stats,
+            ExampleBlock(
+                length=block["length"],
+                token_ids=np.split(ids, cuts),
+                values=block["values"],
+                special=np.split(is_special, cuts),
+                punct=np.split(is_punct, cuts),
+            ),
+            tokens,
+        )
     return stats
+
+
+def _blocks(reader, methods, max_values: int):
+    """Yield `(block, token ids [T], tokens [T])` per run of examples holding about `max_values` values per method.
+
+    `block` has the scored examples' `length` `[E]` and `values[method]`: E flat arrays as stored.
+    """
+    from vzcore.store.layout import SCORES_GROUP, STATUS_SCORED
+
+    m = len(reader.example_id)
+    vo, to = reader.value_offset, reader.token_offset
+    start = 0
+    while start < m:
+        stop = int(np.searchsorted(vo, vo[start] + max_values, side="right")) - 1
+        stop = min(max(stop, start + 1), m)
+        ks = np.flatnonzero(reader.status[start:stop] == STATUS_SCORED) + start
+        if len(ks):
+            t0, t1, v0, v1 = int(to[start]), int(to[stop]), int(vo[start]), int(vo[stop])
+            first, last = int(reader.example_id[start]), int(reader.example_id[stop - 1])
+            span = f"example {first}" if first == last else f"examples {first}..{last}"
+            token_ids = reader.array("token_ids", slice(t0, t1), span)
+            pieces = reader.array("tokens", slice(t0, t1), span)
+            take = np.concatenate([np.arange(to[k], to[k + 1]) for k in ks]) - t0
+            values = {}
+            for meth in methods:
+                flat = reader.array(f"{SCORES_GROUP}/{meth}", slice(v0, v1), span)
+                values[meth] = [flat[vo[k] - v0 : vo[k + 1] - v0] for k in ks]
+            ids = np.asarray(token_ids[take], dtype=np.int64)
+            yield {"length": np.asarray(reader.length[ks], dtype=np.int64), "values": values}, ids, pieces[take]
+        start = stop
 
 
 def default_out(store_path: str) -> Path:

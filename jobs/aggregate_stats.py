@@ -7,6 +7,7 @@ Each example lands in one sentence-length bucket; corpus totals are sums over bu
 
 from __future__ import annotations
 
+import functools
 import itertools
 import unicodedata
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ __all__ = [
 DEFAULT_BUCKET_EDGES = (1, 16, 32, 64, 128, 256, 512)
 
 
+@functools.lru_cache(maxsize=1 << 18)  # a vocabulary's worth: decoding a piece is slow (~30 us)
 def is_punctuation(token: str) -> bool:
     """Return whether a raw token piece reads as punctuation only (`.`, `Ġ,`, `##.`, `▁!`, `ĠâĢĶ` for ` —`)."""
     text = decode_piece(token).strip()

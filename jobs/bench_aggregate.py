@@ -1,11 +1,19 @@
-"""Benchmark `vz aggregate`: throughput (examples/s, stored MB/s) and peak memory, on random but valid maps.
+"""Benchmark `vz aggregate` on random but valid maps: throughput against a plain read of the maps, and memory.
 
     python -m jobs.bench_aggregate --examples 3000 --out /tmp/vz-bench
+    python -m jobs.bench_aggregate --examples 3000 --out /tmp/vz-bench --mode memory
 
-Builds two stores with `write_part` (a third of the examples, and all of them; MiniLM-shaped by
-default: 6 layers, 3 methods, 8 to 64 tokens, float16), then aggregates each in a fresh child
-process, so that its peak resident memory (ru_maxrss) is the aggregation's alone. The maps are
-random rows that sum to 1: fine for throughput, meaningless as statistics.
+The default mode builds one store with `write_part` (MiniLM-shaped by default: 6 layers, 3
+methods, 8 to 64 tokens, float16; `--causal` for lower-triangular maps) and, in one run, times on it:
+(a) the floor, a plain NumPy pass that reads (decompresses) every done part's score arrays and sums
+them, and (b) the aggregator (no plots), each in this process and then on a local Ray cluster of
+`--workers` CPUs (the floor as a numpy-only step through the same Ray executor, one task per part).
+Throughput is in MB/s of stored maps: the bytes of the files under each part's `scores/` group. The
+best of `--repeats` timed runs counts, after one untimed run (warm page cache, started Ray workers).
+
+`--mode memory` aggregates a third of the examples and all of them, each in a fresh child process,
+so that its peak resident memory (ru_maxrss) is the aggregation's alone.
+The maps are random rows that sum to 1: fine for throughput, meaningless as statistics.
 """
 
 from __future__ import annotations
@@ -15,9 +23,14 @@ import resource
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import typer
+
+from vzcore.store.location import Location
+from vzcore.store.root import RootAttrs
 
 CHILD = """
 import json, sys, time, resource
@@ -28,6 +41,86 @@ s = aggregate(sys.argv[1], sys.argv[2], config=AggregateConfig(plots=sys.argv[3]
 print(json.dumps({"seconds": time.perf_counter() - t, "examples": s["examples"], "tokens": s["tokens"],
                   "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
+
+
+@dataclass(frozen=True)
+class ReadJob:
+    """One part for the floor: read each method's scores array whole and sum it."""
+
+    location: Location
+    info: RootAttrs
+    part: int
+
+
+def read_part(replica: None, job: ReadJob, progress=None) -> float:
+    """Return the sum of one part's score arrays, read through the store's reader (the floor's step)."""
+    from vzcore.store.layout import SCORES_GROUP
+    from vzcore.store.reader import open_part
+
+    reader = open_part(job.location, job.part, job.info)
+    return float(sum(reader.array(f"{SCORES_GROUP}/{m}").sum(dtype=np.float64) for m in job.info.methods))
+
+
+def stored_score_bytes(store) -> int:
+    """Return the bytes of every file under the done parts' `scores/` groups (chunk or shard files alike)."""
+    from vzcore.store.layout import SCORES_GROUP, part_path
+
+    total = 0
+    for k in store.done_parts():
+        fs, path = store.location.filesystem(f"{part_path(k)}/{SCORES_GROUP}")
+        total += int(fs.du(path, total=True))
+    return total
+
+
+def _best(run, repeats: int) -> float:
+    """Return the fastest of `repeats` timed calls of `run`, after one untimed call."""
+    run()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def _throughput(store_path: Path, out: Path, workers: int, repeats: int) -> None:
+    from cluster.connect import connect
+    from cluster.executor import InProcessExecutor, Unit
+    from jobs.aggregate import AggregateConfig, aggregate
+    from vzcore.store.reader import open_store
+
+    store = open_store(store_path)
+    mb = stored_score_bytes(store) / 2**20
+    units = [Unit(k, ReadJob(store.location, store.info, k)) for k in store.done_parts()]
+    config = AggregateConfig(plots=False)
+
+    def floor(executor) -> None:
+        report = executor.run(units, read_part)
+        assert not report.lost, report.lost
+
+    def aggregator(address: str | None) -> None:
+        aggregate(str(store_path), out, address=address, config=config, overwrite=True, log=lambda *a: None)
+
+    rows = [("numpy read+sum, in-process", _best(lambda: floor(InProcessExecutor()), repeats))]
+    rows.append(("aggregator, in-process", _best(lambda: aggregator(None), repeats)))
+    with connect(None, num_cpus=workers) as cluster:
+        import ray
+
+        from cluster.ray_executor import RayExecutor
+
+        address = ray.get_runtime_context().gcs_address  # `aggregate` joins the cluster started here
+        ray_cpus = int(cluster.resources.get("CPU", 0))
+        rows.append((f"numpy read+sum, Ray {ray_cpus} workers", _best(lambda: floor(RayExecutor()), repeats)))
+        rows.append((f"aggregator, Ray {ray_cpus} workers", _best(lambda: aggregator(address), repeats)))
+    print(
+        f"store {store_path}: {len(units)} parts, {store.num_examples} examples, {len(store.methods)} methods,"
+        f" {len(store.layers)} layers, {'causal' if store.causal else 'encoder'}; {mb:.1f} MB of stored maps"
+    )
+    floors = {"in-process": rows[0][1], "Ray": rows[2][1]}
+    for name, seconds in rows:
+        where = "Ray" if "Ray" in name else "in-process"
+        ratio = seconds / floors[where]
+        print(f"  {name:34s} {seconds:7.2f} s  {mb / seconds:7.1f} MB/s  {ratio:4.2f}x the numpy pass ({where})")
 
 
 def _bytes(path: Path) -> int:
@@ -46,25 +139,8 @@ def _run(store: Path, out: Path, plots: bool) -> dict:
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-def main(
-    examples: int = 3000,
-    out: Path = Path("/tmp/vz-bench"),
-    layers: int = 6,
-    causal: bool = False,
-    part_size: int = 250,
-    max_len: int = 64,
-) -> None:
-    """Build the stores (if absent), aggregate them, print the figures."""
-    from jobs.synthetic_store import write_random_store
-
-    for n in (examples // 3, examples):
-        store = out / f"random-{n}-{layers}l-{'causal' if causal else 'enc'}.zarr"
-        if not store.exists():
-            t = time.perf_counter()
-            write_random_store(
-                store, n, num_layers=layers, causal=causal, part_size=part_size, lengths=(8, max_len), fail_every=100
-            )
-            print(f"built {store} in {time.perf_counter() - t:.1f}s")
+def _memory(stores: list[tuple[int, Path]], out: Path) -> None:
+    for n, store in stores:
         mb = _bytes(store) / 2**20
         for plots in (False, True):
             r = _run(store, out / f"{store.stem}.aggregate", plots)
@@ -76,6 +152,39 @@ def main(
                 f" peak RSS {r['maxrss_mb']:.0f} MB"
             )
     print(f"(driver peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB, incl. building)")
+
+
+def main(
+    examples: int = 3000,
+    out: Path = Path("/tmp/vz-bench"),
+    layers: int = 6,
+    causal: bool = False,
+    part_size: int = 250,
+    max_len: int = 64,
+    mode: str = typer.Option("throughput", help="throughput (against a plain read, locally and on Ray) or memory"),
+    workers: int = typer.Option(2, help="CPUs of the local Ray cluster (throughput mode)"),
+    repeats: int = typer.Option(3, help="timed runs of each measurement; the fastest counts"),
+) -> None:
+    """Build the store(s) if absent, then print the figures of `mode`."""
+    from jobs.synthetic_store import write_random_store
+
+    if mode not in ("throughput", "memory"):
+        raise typer.BadParameter(f"unknown mode {mode!r}; choose throughput or memory")
+    sizes = (examples,) if mode == "throughput" else (examples // 3, examples)
+    stores = []
+    for n in sizes:
+        store = out / f"random-{n}-{layers}l-{'causal' if causal else 'enc'}.zarr"
+        if not store.exists():
+            t = time.perf_counter()
+            write_random_store(
+                store, n, num_layers=layers, causal=causal, part_size=part_size, lengths=(8, max_len), fail_every=100
+            )
+            print(f"built {store} in {time.perf_counter() - t:.1f}s")
+        stores.append((n, store))
+    if mode == "throughput":
+        _throughput(stores[0][1], out / f"{stores[0][1].stem}.aggregate", workers, repeats)
+    else:
+        _memory(stores, out)
 
 
 if __name__ == "__main__":

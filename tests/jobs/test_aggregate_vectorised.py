@@ -1,0 +1,115 @@
+"""The block-at-once statistics (`jobs.aggregate_block`) equal the per-example reference (`add_example`)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("zarr")
+
+from jobs.aggregate import PartJob, aggregate_part
+from jobs.aggregate_stats import PartialStats, StatsSpec, is_punctuation
+from jobs.synthetic_store import init_root, random_maps
+from vzcore.store.layout import STATUS_NAMES
+from vzcore.store.reader import open_part, open_store
+from vzcore.store.writer import ExampleOutcome, write_part
+
+METHODS = ("value_zeroing", "attention", "attention_norm")
+NAMES = ["[CLS]", "[SEP]", ".", ",", "Ġ!", "a", "b", "c", "d", "e", "f", "g"]
+
+
+def _store(path, causal: bool, dtype: str, negative: bool = False) -> None:
+    """Two parts of examples with repeated lengths (1 to 13 tokens), ties, zero and NaN rows, failures."""
+    rng = np.random.default_rng(3)
+    layers = 3
+    plan = [{"part": 0, "start": 0, "stop": 20}, {"part": 1, "start": 20, "stop": 34}]
+    init_root(path, methods=METHODS, layers=range(layers), causal=causal, plan=plan, special_token_ids=[0, 1])
+    outcomes = []
+    for i in range(34):
+        if i % 7 == 3:
+            outcomes.append(ExampleOutcome.failed(i, "too long"))
+            continue
+        n = [1, 2, 3, 4, 4, 5, 8, 8, 8, 13][i % 10]
+        ids = rng.integers(0, len(NAMES), n).tolist()
+        scores = {}
+        for k, m in enumerate(METHODS):
+            maps = random_maps(rng, layers, n, causal).astype(np.float64)
+            if k == 1:
+                maps = np.round(maps * 4) / 4  # many ties, and all-zero rows
+            if k == 2 and i % 3 == 0:
+                maps[:, :, : max(n // 2, 1)] = 0.0  # ties at zero
+            if i % 5 == 2 and n > 1:
+                maps[i % layers, n - 1] = np.nan  # an unscored row
+            if i % 11 == 6:
+                maps[1] = np.nan  # a whole unscored map
+            if negative and k == 0:
+                maps = maps - 0.05  # signed scores (and some -0.0 in float16)
+                maps[0, 0, 0] = -0.0
+            scores[m] = np.tril(maps) if causal else maps
+        outcomes.append(
+            ExampleOutcome(i, tokens=[NAMES[t] for t in ids], token_ids=ids, word_ids=list(range(n)), scores=scores)
+        )
+    for p in plan:
+        write_part(
+            str(path),
+            p["part"],
+            outcomes[p["start"] : p["stop"]],
+            METHODS,
+            causal=causal,
+            num_maps=layers,
+            start=p["start"],
+            stop=p["stop"],
+            store_dtype=dtype,
+        )
+
+
+def _per_example(job: PartJob) -> PartialStats:
+    """The reference: every example unpacked to `[L, n, n]` and added on its own."""
+    reader = open_part(job.location, job.part, job.info)
+    stats = PartialStats(job.spec)
+    for status, count in zip(*np.unique(reader.status, return_counts=True), strict=True):
+        stats.count_status(STATUS_NAMES.get(int(status), str(status)), int(count))
+    special_ids = np.asarray(job.info.special_token_ids, dtype=np.int64)
+    for block in reader.iter_results(job.spec.methods):
+        for _, result in block:
+            ids = np.asarray(result.token_ids, dtype=np.int64)
+            special = np.isin(ids, special_ids)
+            punct = np.asarray([is_punctuation(t) for t in result.tokens], dtype=bool) & ~special
+            stats.add_example(result.scores, ids, special, punct, result.tokens)
+    return stats
+
+
+@pytest.mark.parametrize(
+    "causal,dtype,negative",
+    [(False, "float16", False), (True, "float16", False), (False, "float32", False), (True, "float16", True)],
+)
+def test_block_statistics_equal_per_example_reference(tmp_path, causal, dtype, negative):
+    path = tmp_path / "s.zarr"
+    _store(path, causal, dtype, negative)
+    store = open_store(path)
+    spec = StatsSpec(METHODS, 3, causal, bucket_edges=(1, 4, 8), max_offset=2)
+    for part in store.done_parts():
+        job = PartJob(store.location, store.info, part, spec)
+        got, want = aggregate_part(None, job), _per_example(job)
+        assert got.status_counts == want.status_counts
+        assert got.type_tokens == want.type_tokens
+        np.testing.assert_array_equal(got.type_ids, want.type_ids)
+        np.testing.assert_allclose(got.type_sums, want.type_sums, rtol=1e-12, atol=1e-13)
+        assert set(got.sums) == set(want.sums)
+        for name in want.sums:
+            np.testing.assert_allclose(got.sums[name], want.sums[name], rtol=1e-12, atol=1e-13, err_msg=name)
+        assert want.sums["agree_count"].sum() > 0 and want.sums["single_rows"].sum() > 0
+
+
+def test_small_blocks_equal_one_block(tmp_path):
+    """A part read in many blocks (down to one example each) sums to the same as in one block."""
+    path = tmp_path / "s.zarr"
+    _store(path, True, "float16")
+    store = open_store(path)
+    spec = StatsSpec(METHODS, 3, True, bucket_edges=(1, 4, 8), max_offset=2)
+    job = PartJob(store.location, store.info, 0, spec)
+    whole = aggregate_part(None, job)
+    split = aggregate_part(None, PartJob(store.location, store.info, 0, spec, block_values=1))
+    for name in whole.sums:
+        np.testing.assert_allclose(split.sums[name], whole.sums[name], rtol=1e-12, atol=1e-13, err_msg=name)
+    np.testing.assert_allclose(split.type_sums, whole.type_sums, rtol=1e-12, atol=1e-13)
