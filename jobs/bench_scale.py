@@ -106,9 +106,9 @@ def measure(path: str, storage_options: dict, size: int, out: Path, counting: Ca
     step("describe", store.describe)
     eid = size // 2
     step("example", lambda: store.example(eid))
-    done = store.done_parts()
-    part = done[0] if store.part_of(eid).part != done[0] else done[-1]  # not the example's (cached) part
-    step("part", lambda: sum(len(block) for block in store.part_reader(part).iter_results(store.methods)))
+    part = store.done_parts()[0]
+    fresh = vzcore.open_store(path, storage_options=storage_options)  # nothing of any part read yet
+    step("part", lambda: sum(len(block) for block in fresh.part_reader(part).iter_results(fresh.methods)))
     config = AggregateConfig(plots=False)
     summary = step(
         "aggregate",
