@@ -199,7 +199,10 @@ def print_table(backend: str, rows: list[dict], args) -> None:
     print(f"# growth from {first['examples']} to {last['examples']} examples ({scale:g}x the data):")
     for c in cols:
         a, b = _number(first[c]), _number(last[c])
-        grown = b / a if a else float("nan")
+        if not a and not b:
+            print(f"  {c:13s} 0 at every size")
+            continue
+        grown = b / a if a else float("inf")
         line = f"  {c:13s} x{grown:.1f}"
         if grown > max(2.0, scale**0.5):  # grows with the store: at best linearly
             line += f"   linear extrapolation to 10^6 examples: {b * 1e6 / last['examples']:.3g}"
