@@ -19,6 +19,7 @@ from jobs.cli import app  # noqa: E402
 from jobs.synthetic_store import init_root, random_maps, write_random_store, write_scored_store  # noqa: E402
 from vzcore.store import ExampleNotScoredError, StoreError  # noqa: E402
 from vzcore.store.corpus import WORD_ROW_COLUMNS, WORD_TOKEN_ROW_COLUMNS  # noqa: E402
+from vzcore.store.verify import rebuild_index  # noqa: E402
 from vzcore.store.writer import ExampleOutcome, write_part  # noqa: E402
 
 METHODS = ("value_zeroing", "attention")
@@ -70,6 +71,7 @@ def _write_store(path, examples, causal: bool, part_size: int = 2) -> None:
             str(path), p["part"], outs, METHODS, causal=causal, num_maps=2, start=p["start"], stop=p["stop"],
             store_dtype="float32",
         )  # fmt: skip
+    rebuild_index(str(path))  # what the driver does after the parts' writers
 
 
 @pytest.fixture(scope="module", params=["wordpiece", "byte_level"])
