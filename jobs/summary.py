@@ -87,5 +87,5 @@ class Summary:
             out.append(f"failed       {len(which)} × {reason} (example{'s' if len(which) > 1 else ''} {shown})")
         if len(ranked) > reasons:
             rest = sum(len(w) for _, w in ranked[reasons:])
-            out.append(f"failed       {rest} more, for {len(ranked) - reasons} other reasons (tables/examples.parquet)")
+            out.append(f"failed       {rest} more, for {len(ranked) - reasons} other reasons (tables/examples/)")
         return out

@@ -3,6 +3,8 @@ whatever the number of parts; the parts stay the truth the index is rebuilt from
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 zarr = pytest.importorskip("zarr")
@@ -57,3 +59,21 @@ def test_the_index_is_checked_against_the_parts_and_rebuilt_from_them(tmp_path):
     assert read_done(root, 4).tolist() == [1, 1, 0, 1] and not verify_store(str(path))
     write_done(root, [0, 0, 0, 0])
     assert rebuild_index(str(path)) == 3 and vzcore.open_store(path).done_parts() == [0, 1, 3]
+
+
+def test_iterating_a_few_ids_reads_only_the_stretches_that_hold_them(tmp_path, monkeypatch):
+    from vzcore.store.reader import PartReader
+
+    path = tmp_path / "s.zarr"
+    write_random_store(path, 200, methods=("attention",), num_layers=1, part_size=200, lengths=(8, 12))
+    reader = vzcore.open_store(path).part_reader(0)
+    spans: list[tuple[int, int]] = []
+    real = PartReader._read
+    monkeypatch.setattr(
+        PartReader, "_read", lambda self, a, b, *args, **kw: spans.append((a, b)) or real(self, a, b, *args, **kw)
+    )
+    got = [eid for block in reader.iter_results(["attention"], ids={3, 4, 150}, max_values=1000) for eid, _ in block]
+    assert got == [3, 4, 150] and spans == [(3, 5), (150, 151)]
+    spans.clear()
+    assert sum(len(b) for b in reader.iter_results(["attention"], max_values=1000)) == 200  # all, in blocks
+    assert spans[0][0] == 0 and spans[-1][1] == 200 and all(a[1] == b[0] for a, b in itertools.pairwise(spans))

@@ -55,7 +55,7 @@ class Location:
         return fs, f"{root.rstrip('/')}/{name}" if name else root
 
     def open_file(self, name: str, mode: str = "rb"):
-        """Open the plain file `name` inside the store (e.g. `tables/examples.parquet`)."""
+        """Open the plain file `name` inside the store (e.g. `tables/examples/00000.parquet`)."""
         import fsspec
 
         return fsspec.open(f"{self.path.rstrip('/')}/{name}", mode, **self._options())

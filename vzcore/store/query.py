@@ -32,8 +32,9 @@ def find_examples(
 
     `text` matches as a substring, case-insensitively ("cat" finds "sophisticated"), unless
     `word=True` (whole words only), `case=True` (case-sensitive) or `regex=True` (a regular
-    expression). Text search needs `tables/examples.parquet`; token search falls back to the
-    done parts' arrays when the tables are not written yet.
+    expression). Both read the done parts' tables (a v1/v2 store's text search needs its
+    `tables/examples.parquet`, written when every part was done; its token search falls back to
+    the done parts' arrays before that).
     """
     if text is None and token is None:
         raise ValueError("give text=..., token=... or both")

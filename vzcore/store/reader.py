@@ -32,6 +32,7 @@ from vzcore.store.root import RootAttrs, read_done
 __all__ = ["ExampleNotScoredError", "PartInfo", "PartReader", "Store", "StoreError", "open_part", "open_store"]
 
 DEFAULT_BLOCK_VALUES = 1 << 22  # flat values per method read at once when streaming a part
+SKIP_VALUES = 1 << 18  # a gap between wanted examples worth skipping rather than reading (about a chunk)
 
 
 @dataclass(frozen=True)
@@ -358,15 +359,24 @@ class PartReader:
     def iter_results(
         self, methods: Sequence[str], ids: set[int] | None = None, max_values: int = DEFAULT_BLOCK_VALUES
     ) -> Iterator[list[tuple[int, ScoreResult]]]:
-        """Yield blocks of scored examples, each read with one slice per array (about `max_values` values)."""
-        m = len(self.example_id)
-        start = 0
-        while start < m:
-            stop = start + 1
-            while stop < m and self.value_offset[stop + 1] - self.value_offset[start] <= max_values:
-                stop += 1
-            yield list(self._read(start, stop, methods, ids=ids))
-            start = stop
+        """Yield blocks of scored examples, each read with one slice per array (about `max_values` values).
+
+        With `ids`, only the stretches holding those examples are read: a block spans wanted
+        examples at most `SKIP_VALUES` apart, so a rare token's few examples in a large part cost
+        their own chunks, not the part's."""
+        want = range(len(self.example_id)) if ids is None else np.flatnonzero(np.isin(self.example_id, list(ids)))
+        vo = self.value_offset
+        i = 0
+        while i < len(want):
+            j = i + 1
+            while (
+                j < len(want)
+                and vo[want[j] + 1] - vo[want[i]] <= max_values
+                and vo[want[j]] - vo[want[j - 1] + 1] <= SKIP_VALUES
+            ):
+                j += 1
+            yield list(self._read(int(want[i]), int(want[j - 1]) + 1, methods, ids=ids))
+            i = j
 
     def _read(self, a: int, b: int, methods: Sequence[str], ids=None, text=None) -> Iterator[tuple[int, ScoreResult]]:
         t0, t1 = int(self.token_offset[a]), int(self.token_offset[b])
