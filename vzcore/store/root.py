@@ -24,6 +24,7 @@ from vzcore.store.layout import (
     DONE_ARRAY,
     LAYOUT_VERSION,
     LEASE_FILE,
+    PARTS_GROUP,
     PLAN_ARRAY,
     READABLE_LAYOUTS,
     WRITE_PROBE,
@@ -128,6 +129,7 @@ def write_root_attrs(group, attrs: RootAttrs) -> None:
     )
     if len(ranges):
         plan[:] = ranges
+    group.require_group(PARTS_GROUP)  # the parts' parent: their writers then need not check for it
     group.attrs.update(attrs.to_attrs())
 
 

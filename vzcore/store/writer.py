@@ -104,11 +104,53 @@ def _flat_array(group: Any, name: str, values: np.ndarray, dtype: str) -> None:
     kw: dict = {} if dtype == "str" else {"compressors": ZstdCodec(level=3)}
     if len(values) > chunk:  # several chunks: one shard object holds them (a reader fetches one chunk's bytes)
         kw["shards"] = (-(-len(values) // chunk) * chunk,)
+    # Every chunk is written, even one equal to the fill value: a part is published object by
+    # object, and a chunk left out would leave an older one in its place.
+    kw["config"] = {"write_empty_chunks": True}
     arr = group.create_array(
         name, shape=(len(values),), dtype=str if dtype == "str" else dtype, chunks=(chunk,), overwrite=True, **kw
     )
     if len(values):
         arr[:] = values
+
+
+def _existing(location: Location, path: str) -> Any:
+    """Return the part's group as stored (read-only), or None if it was never written."""
+    try:
+        return location.open_group(mode="r", path=path)
+    except FileNotFoundError:  # zarr's GroupNotFoundError: not written yet
+        return None
+
+
+def _require_parts_group(location: Location) -> None:
+    """Create `parts/` (and the root) as zarr groups if missing: one check when a part is first written."""
+    from vzcore.store.layout import PARTS_GROUP
+
+    fs, path = location.filesystem(f"{PARTS_GROUP}/zarr.json")
+    if not fs.exists(path):
+        location.open_group(mode="a", path=PARTS_GROUP)
+
+
+def _memory_group(objects: dict) -> Any:
+    """Return a zarr group whose objects land in `objects` (key -> buffer), to be published at once."""
+    import zarr
+    from zarr.storage import MemoryStore
+
+    return zarr.open_group(store=MemoryStore(objects), mode="w", zarr_format=3)
+
+
+def _publish(location: Location, path: str, objects: dict) -> None:
+    """Write a part built in memory: every object, then its group's `zarr.json` (its `complete` mark)."""
+    import os
+
+    fs, prefix = location.filesystem(path)
+    data = {f"{prefix}/{key}": buf.to_bytes() for key, buf in objects.items()}
+    mark = data.pop(f"{prefix}/zarr.json")
+    if not location.is_url:
+        for folder in {k.rsplit("/", 1)[0] for k in (*data, f"{prefix}/zarr.json")}:
+            os.makedirs(folder, exist_ok=True)
+    fs.pipe(data)
+    fs.pipe_file(f"{prefix}/zarr.json", mark)
 
 
 def _base_matches(group: Any, ids: np.ndarray, lengths: np.ndarray) -> bool:
@@ -164,20 +206,28 @@ def write_part(
     sizes = np.asarray([packed_size(int(n), num_maps, causal) for n in lengths], dtype=np.int64)
     value_offset = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
 
-    # The part's group is opened by its path: a write reads nothing of the root (nor anything that
-    # grows with the store), only this part's own metadata.
+    # The part is built in memory and published object by object, its group's `zarr.json` (which
+    # holds `complete`) last: one PUT per object on object storage, where zarr writing in place
+    # checks and lists the hierarchy for every array (~215 requests a part, against ~25 objects).
+    # Only this part's own metadata is read: nothing of the root, nothing that grows with the store.
     path = part_path(part)
-    try:
-        group = location.open_group(mode="r+", path=path)
-        reuse = _base_matches(group, ids, lengths)
-    except FileNotFoundError:  # zarr's GroupNotFoundError: not written yet
-        reuse = False
+    old = _existing(location, path)
+    reuse = old is not None and _base_matches(old, ids, lengths)
+    objects: dict = {}
+    group = _memory_group(objects)
     if reuse:
-        # Unmark the methods we are about to rewrite first: a reader must never see them as done midway.
-        done = [m for m in complete_methods(group.attrs) if m not in methods]
-        group.attrs.update({"complete": done, "start": start, "stop": stop})
+        assert old is not None
+        done = [m for m in complete_methods(old.attrs) if m not in methods]
+        if done != complete_methods(old.attrs):  # a reader must never see a method done while it is rewritten
+            old_rw = location.open_group(mode="r+", path=path)
+            old_rw.attrs["complete"] = done
+        group.attrs.update({**old.attrs, "complete": done, "start": start, "stop": stop})
     else:
-        group = location.open_group(mode="w", path=path)  # from scratch: this part's prefix only
+        if old is not None:  # rewritten from scratch: nothing stale of the old part stays
+            fs, prefix = location.filesystem(path)
+            fs.rm(prefix, recursive=True)
+        else:
+            _require_parts_group(location)
         group.attrs.update({"start": start, "stop": stop, "complete": [], "base_complete": False})
         scored = [o for o in outcomes if o.status == STATUS_SCORED]
         arrays: dict[str, np.ndarray] = {
@@ -211,3 +261,4 @@ def write_part(
             flat[value_offset[k] : value_offset[k + 1]] = pack_maps(maps, causal)
         _flat_array(scores, method, flat, store_dtype)
     group.attrs["complete"] = sorted(set(done) | set(methods))
+    _publish(location, path, objects)
