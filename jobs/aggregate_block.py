@@ -77,7 +77,7 @@ def _add_group(stats: PartialStats, types, n: int, group, cols, special, punct) 
     layer_bins = (np.arange(num_layers)[:, None] * nb + t.offset_bin).ravel()  # `[L * n * n]`
     for mi, method in enumerate(spec.methods):
         raw = _dense(group[method].reshape(num_e * num_layers, -1), t).reshape(num_e, num_layers, n, n)
-        x = _to_float64(raw)  # `[E, L, n, n]`, 0 off the valid entries
+        x = raw.astype(np.float64)  # `[E, L, n, n]`, 0 off the valid entries
         masses = _row_masses(x, weights)
         s = ~np.isnan(masses[..., 0])  # `[E, L, n]` scored rows (a NaN anywhere makes the row sum NaN)
         if not s.all():  # unscored rows: their NaNs count as 0, as in the reference
@@ -121,20 +121,6 @@ def _add_group(stats: PartialStats, types, n: int, group, cols, special, punct) 
         mean = np.where(has, per_row.sum(-1) / np.maximum(ok.sum(-1), 1), 0.0)
         sums["agree_sum"][pi, b] += mean.sum(0)
         sums["agree_count"][pi, b] += has.sum(0)
-
-
-def _to_float64(raw: np.ndarray) -> np.ndarray:
-    """Return `raw` as float64 (exact): float16 through torch, whose cast is vectorised.
-
-    numpy casts float16 one value at a time in software (3-5 ns a value, slowest on subnormals,
-    which small map entries often are); torch's cast is SIMD (~1 ns) and exact too. torch is
-    already loaded in every aggregating process (the store reader imports it).
-    """
-    if raw.dtype != np.float16 or not raw.flags.c_contiguous or not raw.flags.writeable:
-        return raw.astype(np.float64)
-    import torch
-
-    return torch.from_numpy(raw).to(torch.float64).numpy()
 
 
 def _row_masses(x: np.ndarray, weights: np.ndarray) -> np.ndarray:
