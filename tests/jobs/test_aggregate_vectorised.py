@@ -113,3 +113,34 @@ def test_small_blocks_equal_one_block(tmp_path):
     for name in whole.sums:
         np.testing.assert_allclose(split.sums[name], whole.sums[name], rtol=1e-12, atol=1e-13, err_msg=name)
     np.testing.assert_allclose(split.type_sums, whole.type_sums, rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+@pytest.mark.parametrize("n", [3, 17, 70])
+def test_block_ranks_equal_reference_ranks(causal, dtype, n):
+    """Doubled centred ranks equal the reference's, for rows of neighbouring floats (keys one unit apart), ties and ±0."""
+    from jobs.aggregate_block import _centred_ranks2, _template
+    from jobs.aggregate_stats import _centred_ranks
+
+    rng = np.random.default_rng(n)
+    steps = rng.integers(0, 3, (2, 4, n, n))  # 0: a tie with the previous value; 1: its float neighbour
+    base = np.asarray(0.01 if dtype == np.float16 else 0.3, dtype=dtype)
+    raw = np.empty((2, 4, n, n), dtype=dtype)
+    for idx in np.ndindex(raw.shape[:-1]):
+        v, row = base, []
+        for s in steps[idx]:
+            for _ in range(s):
+                v = np.nextafter(v, dtype(1))
+            row.append(v)
+        raw[idx] = rng.permutation(np.asarray(row, dtype=dtype))
+    raw[0, 0, :, 0] = -0.0  # ties with +0.0
+    raw[0, 0, :, 1] = 0.0
+    raw[1, 1] = -raw[1, 1]  # signed values
+    t = _template(n, causal, 2)
+    if causal:
+        raw = np.where(t.valid, raw, dtype(0))
+    got, got_ss = _centred_ranks2(raw, t)
+    want, want_ss = _centred_ranks(raw.astype(np.float64).reshape(-1, n, n), t.valid, t.k_valid)
+    np.testing.assert_array_equal(got, 2 * want.reshape(raw.shape))
+    np.testing.assert_array_equal(got_ss, 4 * want_ss.reshape(raw.shape[:-1]))
