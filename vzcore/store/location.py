@@ -30,7 +30,15 @@ class Location:
         return is_url(self.path)
 
     def _options(self) -> dict:
-        return dict(self.storage_options) if "://" in self.path else {}
+        if "://" not in self.path:
+            return {}
+        options = dict(self.storage_options)
+        if self.path.startswith(("s3://", "s3a://")):
+            # s3fs asks for an object's size (a HEAD) before every whole-object read, to split large
+            # ones; a store reads whole objects only for small ones (metadata, the index, short
+            # arrays: maps are read by byte range), so that HEAD would double its requests.
+            options.setdefault("max_concurrency", 1)
+        return options
 
     def absolute(self) -> str:
         """The path as another process in another working folder must see it."""
