@@ -15,22 +15,21 @@ Bad arguments exit 2 with one line naming the choices, before any model weights 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from jobs.cli_common import fail, pairs, storage_options
+from jobs.cli_evaluate import evaluate_app
+from jobs.cli_query import query_app
 from jobs.config import DEFAULT_LIMIT, DEFAULT_PART_MB, JobConfig
 
 __all__ = ["aggregate_main", "app", "score_main"]
 
 app = typer.Typer(help="Value Zeroing and context-mixing scores for Transformers.", no_args_is_help=True)
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)
+app.add_typer(query_app, name="query")
+app.add_typer(evaluate_app, name="evaluate")
 
 
 @app.command("methods")
@@ -94,7 +93,7 @@ def explain_command(
         tokenizer = located.load_tokenizer()
         check_tokenizer(tokenizer, f"model {model!r}")
     except (vzcore.UnknownMethodError, vzcore.UnsupportedModelError, ModuleNotFoundError, ValueError) as err:
-        raise _fail(str(err)) from None
+        raise fail(str(err)) from None
     handle = vzcore.load_model(model, device=device, tokenizer=tokenizer)  # the checked one: not read twice
     result = vzcore.score(handle, [text], methods=methods, layers=layer, targets=target)[0]
     view = result.word_level() if words else result
@@ -129,27 +128,10 @@ def show_command(
     try:
         fig = show_example(open_store(store), example, method or None, layer, words)
     except StoreError as err:
-        raise _fail(str(err)) from err
+        raise fail(str(err)) from err
     out = out or Path(f"example_{example}.png")
     fig.savefig(out, dpi=120)
     typer.echo(f"wrote {out}")
-
-
-def _parse_value(text: str):
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
-def _pairs(items: list[str] | None, what: str) -> tuple[tuple[str, object], ...]:
-    out = []
-    for item in items or []:
-        if "=" not in item:
-            raise typer.BadParameter(f"{what} must look like key=value, got {item!r}")
-        k, v = item.split("=", 1)
-        out.append((k.strip(), _parse_value(v.strip())))
-    return tuple(out)
 
 
 @app.command("score")
@@ -195,11 +177,11 @@ def score_command(
     """Score a corpus into a Zarr store on Ray actors (resumable; see docs/store-layout.md)."""
     from jobs.score import JobError, JobInterrupted, JobStopped, ModelLoadError, run_job
 
-    opts = _storage_options(storage_option)
+    opts = storage_options(storage_option)
     try:
         layer_list = tuple(int(x) for x in layers.split(",")) if layers else None
     except ValueError:
-        raise _fail(f"--layers must be comma-separated block indices such as 0,3,5, not {layers!r}") from None
+        raise fail(f"--layers must be comma-separated block indices such as 0,3,5, not {layers!r}") from None
     cfg = JobConfig(
         out=out,
         dataset=dataset,
@@ -208,7 +190,7 @@ def score_command(
         text_column=text_column,
         model=model,
         methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
-        options=_pairs(option, "--option"),
+        options=pairs(option, "--option"),
         limit=limit or None,
         max_length=max_length,
         layers=layer_list,
@@ -231,9 +213,9 @@ def score_command(
     try:
         summary = run_job(cfg)
     except JobError as err:
-        raise _fail(str(err)) from None
+        raise fail(str(err)) from None
     except (ModelLoadError, JobStopped) as err:  # raised by a worker, after the arguments were checked
-        raise _fail(str(err), 1) from None
+        raise fail(str(err), 1) from None
     except JobInterrupted as err:
         typer.echo(str(err), err=True)
         raise typer.Exit(130) from None
@@ -265,7 +247,7 @@ def aggregate_command(
             log=typer.echo,
         )
     except (StoreError, FileExistsError) as err:
-        raise _fail(str(err)) from err
+        raise fail(str(err)) from err
     typer.echo(
         f"aggregated {', '.join(f'{v} {k}' for k, v in summary['examples'].items())} examples"
         f" from {len(summary['parts_used'])} parts"
@@ -289,12 +271,12 @@ def verify_command(
     from vzcore.store import Location, StoreError
     from vzcore.store.verify import verify_store
 
-    opts = _storage_options(storage_option)
+    opts = storage_options(storage_option)
     try:
         with hold_lease(Location(store, opts)) if repair else nullcontext():  # repairing writes: one writer
             broken = verify_store(store, opts, repair=repair)
     except (StoreError, JobError) as err:
-        raise _fail(str(err)) from err
+        raise fail(str(err)) from err
     parts = [b for b in broken if not b.index_only]
     for b in broken:
         typer.echo(f"{'index wrong about part' if b.index_only else 'broken part'} {b.part}: {b.problem}")
@@ -308,258 +290,6 @@ def verify_command(
     else:
         typer.echo(f"{len(broken)} problem(s): `vz verify {store} --repair`, then rerun `vz score`")
     raise typer.Exit(1 if broken and not repair else 0)
-
-
-query_app = typer.Typer(
-    help="Corpus queries, streamed part by part: a token's or word's rows, the top-k examples.", no_args_is_help=True
-)
-app.add_typer(query_app, name="query")
-
-_STORE_HELP = "store path or fsspec URL"
-_WORD_HELP = "a word as it reads (it, café), whatever pieces the tokenizer cut it into"
-_TOKEN_HELP = "a raw token piece as the tokenizer writes it (Ġit, ##ing)"
-
-
-def _query_of(token: str | None, token_id: int | None, word: str | None, ignore_case: bool) -> dict:
-    """Return the one query given as keyword arguments (`token=` or `word=`), or fail (exit 2)."""
-    given = [f"--{n}" for n, v in (("token", token), ("token-id", token_id), ("word", word)) if v is not None]
-    if len(given) > 1:
-        raise _fail(f"give one of --token, --token-id or --word, not {' and '.join(given)}")
-    if ignore_case and word is None:
-        raise _fail("--ignore-case applies to --word only")
-    if word is not None:
-        return {"word": word, "ignore_case": ignore_case}
-    return {"token": token_id if token_id is not None else token} if given else {}
-
-
-def _check_out(out: Path | None) -> None:
-    if out is not None and out.suffix not in (".parquet", ".csv"):
-        raise _fail(f"--out {out}: write a table as .parquet or .csv")
-
-
-def _show_table(table, out: Path | None, limit: int, summary: str) -> None:
-    """Print `summary` and the first `limit` rows; write the whole table to `out` (Parquet or CSV)."""
-    import pandas as pd
-
-    typer.echo(summary)
-    if not table.empty:
-        with pd.option_context("display.width", 200, "display.max_columns", 20, "display.precision", 4):
-            typer.echo(table.head(limit).to_string(index=False))
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        table.to_parquet(out, index=False) if out.suffix == ".parquet" else table.to_csv(out, index=False)
-        typer.echo(f"wrote {len(table)} rows to {out}")
-    elif len(table) > limit:
-        typer.echo(f"... {len(table) - limit} more rows (--out FILE.parquet or .csv writes them all)")
-
-
-@query_app.command("rows")
-def query_rows_command(
-    store: Annotated[str, typer.Argument(help=_STORE_HELP)],
-    layer: Annotated[int, typer.Option(help="block index (negatives from the end)")],
-    method: Annotated[str, typer.Option(help="a method the store holds")] = "value_zeroing",
-    word: Annotated[str | None, typer.Option(help=_WORD_HELP)] = None,
-    token: Annotated[str | None, typer.Option(help=_TOKEN_HELP)] = None,
-    token_id: Annotated[int | None, typer.Option(help="a token id")] = None,
-    ignore_case: Annotated[bool, typer.Option(help="match --word in any case")] = False,
-    sources: Annotated[str, typer.Option(help="a --word's sources: word (summed over tokens) or token")] = "word",
-    out: Annotated[Path | None, typer.Option(help="write every row here (.parquet or .csv)")] = None,
-    limit: Annotated[int, typer.Option(help="rows printed")] = 10,
-) -> None:
-    """Print every occurrence of a --word or --token at --layer with the row it receives (its sources)."""
-    from vzcore.store import StoreError
-    from vzcore.store.reader import open_store
-
-    query = _query_of(token, token_id, word, ignore_case)
-    if not query:
-        raise _fail("give --word, --token or --token-id")
-    if sources not in ("word", "token"):
-        raise _fail(f"--sources {sources!r}: choose from word, token")
-    if sources != "word" and word is None:
-        raise _fail("--sources applies to --word only (a token's sources are tokens)")
-    if limit < 0:
-        raise _fail(f"--limit must be 0 or more, not {limit}")
-    _check_out(out)
-    try:
-        opened = open_store(store)
-        if word is not None:
-            table = opened.word_rows(word, layer, method, ignore_case=ignore_case, sources=sources)
-            at = ["example_id", "word_position"]
-        else:
-            table = opened.token_rows(query["token"], layer, method)
-            at = ["example_id", "position"]
-    except StoreError as err:
-        raise _fail(str(err)) from None
-    what = f"word {word!r}" if word is not None else f"token {query['token']!r}"
-    found = table.groupby(at).ngroups if len(table) else 0
-    examples = table.example_id.nunique()
-    _show_table(table, out, limit, f"{what} at layer {layer} ({method}): {found} occurrences in {examples} examples")
-
-
-@query_app.command("top")
-def query_top_command(
-    store: Annotated[str, typer.Argument(help=_STORE_HELP)],
-    layer: Annotated[int, typer.Option(help="block index (negatives from the end)")],
-    statistic: Annotated[
-        str, typer.Option(help="self_mass, context_mass, special_mass, token_mass (--token), word_mass (--word)")
-    ] = "self_mass",
-    method: Annotated[str, typer.Option(help="a method the store holds")] = "value_zeroing",
-    k: Annotated[int, typer.Option("-k", "--k", help="examples to keep")] = 10,
-    word: Annotated[str | None, typer.Option(help=_WORD_HELP + " (word_mass)")] = None,
-    token: Annotated[str | None, typer.Option(help=_TOKEN_HELP + " (token_mass)")] = None,
-    token_id: Annotated[int | None, typer.Option(help="a token id (token_mass)")] = None,
-    ignore_case: Annotated[bool, typer.Option(help="match --word in any case")] = False,
-    out: Annotated[Path | None, typer.Option(help="write the table here (.parquet or .csv)")] = None,
-) -> None:
-    """Print the -k examples ranking highest on --statistic of --method's map at --layer."""
-    from vzcore.store import StoreError
-    from vzcore.store.reader import open_store
-
-    query = _query_of(token, token_id, word, ignore_case)
-    _check_out(out)
-    try:  # the statistic, its query, k, the method and the layer are checked before any part is read
-        table = open_store(store).top_examples(statistic, method, layer, k, **query)
-    except StoreError as err:
-        raise _fail(str(err)) from None
-    _show_table(table, out, k, f"top {len(table)} examples by {statistic} at layer {layer} ({method}):")
-
-
-evaluate_app = typer.Typer(
-    help="Evaluate methods as the paper does: cue alignment and blank-out.", no_args_is_help=True
-)
-app.add_typer(evaluate_app, name="evaluate")
-
-
-def _split(text: str | None) -> tuple[str, ...] | None:
-    return tuple(x.strip() for x in text.split(",") if x.strip()) if text else None
-
-
-def _run_evaluation(cfg) -> None:
-    from jobs.evaluate import run_evaluation
-    from jobs.evaluate_report import cue_pivot
-    from jobs.validate import JobError
-
-    try:
-        run = run_evaluation(cfg, log=typer.echo)
-    except JobError as err:
-        raise _fail(str(err)) from None
-    except RuntimeError as err:  # after the checks: a model that does not load, a unit that keeps failing
-        raise _fail(str(err), 1) from None
-    import pandas as pd
-
-    with pd.option_context("display.width", 200, "display.max_columns", 40, "display.precision", 3):
-        summary = run.tables["summary.parquet"]
-        if cfg.kind == "cue-alignment":
-            typer.echo("cue share (all phenomena), method x layer:")
-            typer.echo(cue_pivot(summary).to_string(index=False))
-            if "accuracy.parquet" in run.tables:
-                typer.echo("LM agreement accuracy:")
-                typer.echo(run.tables["accuracy.parquet"].to_string(index=False))
-        else:
-            typer.echo("Spearman (mean ± std over examples):")
-            typer.echo(summary.to_string(index=False))
-    typer.echo(f"{run.units_run} unit(s) scored, {run.units_reused} reused -> {run.out}/report.md")
-
-
-_MODEL_HELP = "short name (minilm, smollm2), local path, GGUF file or hub name"
-_METHODS_HELP = "comma-separated (default: every method the model supports but integrated_gradients)"
-_BLIMP_HELP = "BLiMP source: a folder of BLiMP JSONL files or a hub name (nyu-mll/blimp); default: the shipped copy"
-_DATA_HELP = "your agreement JSONL (text, target, cues, optional good/bad) instead of BLiMP"
-
-
-@evaluate_app.command("cue-alignment")
-def cue_alignment_command(
-    model: Annotated[str, typer.Option(help=_MODEL_HELP)] = "minilm",
-    methods: Annotated[str | None, typer.Option(help=_METHODS_HELP)] = None,
-    phenomena: Annotated[str | None, typer.Option(help="comma-separated: ana,dna,dnaa,darn,rpsv (default all)")] = None,
-    limit: Annotated[int, typer.Option(help="examples per phenomenon (0: all)")] = 100,
-    out: Annotated[str | None, typer.Option(help="output folder (default runs/cue-alignment-MODEL)")] = None,
-    blimp: Annotated[str | None, typer.Option(help=_BLIMP_HELP)] = None,
-    data: Annotated[str | None, typer.Option(help=_DATA_HELP)] = None,
-    first_subtoken: Annotated[
-        bool, typer.Option(help="mark only the cue's first sub-token (as the authors did)")
-    ] = False,
-    option: Annotated[list[str] | None, typer.Option("--option", help="method option key=value")] = None,
-    chunk_size: Annotated[int, typer.Option(help="examples per unit of work")] = 16,
-    address: Annotated[str | None, typer.Option(help="Ray cluster to run on ('local': start one here)")] = None,
-    actors: Annotated[int, typer.Option(help="model replicas on the cluster")] = 1,
-    device: Annotated[str | None, typer.Option(help="torch device")] = None,
-    overwrite: Annotated[bool, typer.Option(help="rescore every unit")] = False,
-) -> None:
-    """Share of the target row on the cue word of number agreement, per method and layer."""
-    from jobs.evaluate import EvalConfig
-
-    _run_evaluation(
-        EvalConfig(
-            kind="cue-alignment",
-            model=model,
-            methods=_split(methods),
-            phenomena=_split(phenomena),
-            blimp=blimp,
-            data=data,
-            limit=limit or None,
-            out=out,
-            first_subtoken=first_subtoken,
-            options=_pairs(option, "--option"),
-            chunk_size=chunk_size,
-            address=address,
-            actors=actors,
-            device=device,
-            overwrite=overwrite,
-        )
-    )
-
-
-@evaluate_app.command("blank-out")
-def blank_out_command(
-    model: Annotated[str, typer.Option(help=_MODEL_HELP)] = "minilm",
-    methods: Annotated[str | None, typer.Option(help=_METHODS_HELP)] = None,
-    phenomena: Annotated[str | None, typer.Option(help="comma-separated: ana,dna,dnaa,darn,rpsv (default all)")] = None,
-    limit: Annotated[int, typer.Option(help="examples per phenomenon (0: all)")] = 100,
-    removal: Annotated[str, typer.Option(help="mask (or unk where there is no mask token), unk, delete")] = "mask",
-    output: Annotated[
-        str, typer.Option(help="auto (prob with an LM head, else cosine), prob, argmax, diff (gold - foil), cosine")
-    ] = "auto",
-    out: Annotated[str | None, typer.Option(help="output folder (default runs/blank-out-MODEL)")] = None,
-    blimp: Annotated[str | None, typer.Option(help=_BLIMP_HELP)] = None,
-    data: Annotated[str | None, typer.Option(help=_DATA_HELP)] = None,
-    option: Annotated[list[str] | None, typer.Option("--option", help="method option key=value")] = None,
-    chunk_size: Annotated[int, typer.Option(help="examples per unit of work")] = 16,
-    address: Annotated[str | None, typer.Option(help="Ray cluster to run on ('local': start one here)")] = None,
-    actors: Annotated[int, typer.Option(help="model replicas on the cluster")] = 1,
-    device: Annotated[str | None, typer.Option(help="torch device")] = None,
-    overwrite: Annotated[bool, typer.Option(help="rescore every unit")] = False,
-) -> None:
-    """Spearman correlation of each method's target row with the prediction's change when a token is removed."""
-    from jobs.evaluate import EvalConfig
-
-    _run_evaluation(
-        EvalConfig(
-            kind="blank-out",
-            model=model,
-            methods=_split(methods),
-            phenomena=_split(phenomena),
-            blimp=blimp,
-            data=data,
-            limit=limit or None,
-            out=out,
-            removal=removal,
-            output=output,
-            options=_pairs(option, "--option"),
-            chunk_size=chunk_size,
-            address=address,
-            actors=actors,
-            device=device,
-            overwrite=overwrite,
-        )
-    )
-
-
-def _storage_options(items: list[str] | None) -> dict:
-    opts = dict(_pairs(items, "--storage-option"))
-    if "endpoint_url" in opts:
-        opts.setdefault("client_kwargs", {})["endpoint_url"] = opts.pop("endpoint_url")
-    return opts
 
 
 def score_main() -> None:

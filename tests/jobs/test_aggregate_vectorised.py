@@ -119,7 +119,8 @@ def test_small_blocks_equal_one_block(tmp_path):
 @pytest.mark.parametrize("dtype", [np.float16, np.float32])
 @pytest.mark.parametrize("n", [3, 17, 70])
 def test_block_ranks_equal_reference_ranks(causal, dtype, n):
-    """Doubled centred ranks equal the reference's, for rows of neighbouring floats (keys one unit apart), ties and ±0."""
+    """Doubled centred ranks equal the reference's, for rows of neighbouring floats (keys one unit
+    apart), ties and ±0."""
     from jobs.aggregate_block import _centred_ranks2, _template
     from jobs.aggregate_stats import _centred_ranks
 

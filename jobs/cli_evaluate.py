@@ -1,0 +1,144 @@
+"""`vz evaluate`: the paper's evaluations of the methods, cue alignment and blank-out.
+
+vz evaluate cue-alignment --model minilm [--methods ...] [--phenomena ana,dna] [--limit 50]
+vz evaluate blank-out --model smollm2 [--removal mask|unk|delete] [--output prob|argmax|diff|cosine]
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from jobs.cli_common import fail, pairs
+
+__all__ = ["evaluate_app"]
+
+evaluate_app = typer.Typer(
+    help="Evaluate methods as the paper does: cue alignment and blank-out.", no_args_is_help=True
+)
+
+
+def _split(text: str | None) -> tuple[str, ...] | None:
+    return tuple(x.strip() for x in text.split(",") if x.strip()) if text else None
+
+
+def _run_evaluation(cfg) -> None:
+    from jobs.evaluate import run_evaluation
+    from jobs.evaluate_report import cue_pivot
+    from jobs.validate import JobError
+
+    try:
+        run = run_evaluation(cfg, log=typer.echo)
+    except JobError as err:
+        raise fail(str(err)) from None
+    except RuntimeError as err:  # after the checks: a model that does not load, a unit that keeps failing
+        raise fail(str(err), 1) from None
+    import pandas as pd
+
+    with pd.option_context("display.width", 200, "display.max_columns", 40, "display.precision", 3):
+        summary = run.tables["summary.parquet"]
+        if cfg.kind == "cue-alignment":
+            typer.echo("cue share (all phenomena), method x layer:")
+            typer.echo(cue_pivot(summary).to_string(index=False))
+            if "accuracy.parquet" in run.tables:
+                typer.echo("LM agreement accuracy:")
+                typer.echo(run.tables["accuracy.parquet"].to_string(index=False))
+        else:
+            typer.echo("Spearman (mean ± std over examples):")
+            typer.echo(summary.to_string(index=False))
+    typer.echo(f"{run.units_run} unit(s) scored, {run.units_reused} reused -> {run.out}/report.md")
+
+
+_MODEL_HELP = "short name (minilm, smollm2), local path, GGUF file or hub name"
+_METHODS_HELP = "comma-separated (default: every method the model supports but integrated_gradients)"
+_BLIMP_HELP = "BLiMP source: a folder of BLiMP JSONL files or a hub name (nyu-mll/blimp); default: the shipped copy"
+_DATA_HELP = "your agreement JSONL (text, target, cues, optional good/bad) instead of BLiMP"
+
+
+@evaluate_app.command("cue-alignment")
+def cue_alignment_command(
+    model: Annotated[str, typer.Option(help=_MODEL_HELP)] = "minilm",
+    methods: Annotated[str | None, typer.Option(help=_METHODS_HELP)] = None,
+    phenomena: Annotated[str | None, typer.Option(help="comma-separated: ana,dna,dnaa,darn,rpsv (default all)")] = None,
+    limit: Annotated[int, typer.Option(help="examples per phenomenon (0: all)")] = 100,
+    out: Annotated[str | None, typer.Option(help="output folder (default runs/cue-alignment-MODEL)")] = None,
+    blimp: Annotated[str | None, typer.Option(help=_BLIMP_HELP)] = None,
+    data: Annotated[str | None, typer.Option(help=_DATA_HELP)] = None,
+    first_subtoken: Annotated[
+        bool, typer.Option(help="mark only the cue's first sub-token (as the authors did)")
+    ] = False,
+    option: Annotated[list[str] | None, typer.Option("--option", help="method option key=value")] = None,
+    chunk_size: Annotated[int, typer.Option(help="examples per unit of work")] = 16,
+    address: Annotated[str | None, typer.Option(help="Ray cluster to run on ('local': start one here)")] = None,
+    actors: Annotated[int, typer.Option(help="model replicas on the cluster")] = 1,
+    device: Annotated[str | None, typer.Option(help="torch device")] = None,
+    overwrite: Annotated[bool, typer.Option(help="rescore every unit")] = False,
+) -> None:
+    """Share of the target row on the cue word of number agreement, per method and layer."""
+    from jobs.evaluate import EvalConfig
+
+    _run_evaluation(
+        EvalConfig(
+            kind="cue-alignment",
+            model=model,
+            methods=_split(methods),
+            phenomena=_split(phenomena),
+            blimp=blimp,
+            data=data,
+            limit=limit or None,
+            out=out,
+            first_subtoken=first_subtoken,
+            options=pairs(option, "--option"),
+            chunk_size=chunk_size,
+            address=address,
+            actors=actors,
+            device=device,
+            overwrite=overwrite,
+        )
+    )
+
+
+@evaluate_app.command("blank-out")
+def blank_out_command(
+    model: Annotated[str, typer.Option(help=_MODEL_HELP)] = "minilm",
+    methods: Annotated[str | None, typer.Option(help=_METHODS_HELP)] = None,
+    phenomena: Annotated[str | None, typer.Option(help="comma-separated: ana,dna,dnaa,darn,rpsv (default all)")] = None,
+    limit: Annotated[int, typer.Option(help="examples per phenomenon (0: all)")] = 100,
+    removal: Annotated[str, typer.Option(help="mask (or unk where there is no mask token), unk, delete")] = "mask",
+    output: Annotated[
+        str, typer.Option(help="auto (prob with an LM head, else cosine), prob, argmax, diff (gold - foil), cosine")
+    ] = "auto",
+    out: Annotated[str | None, typer.Option(help="output folder (default runs/blank-out-MODEL)")] = None,
+    blimp: Annotated[str | None, typer.Option(help=_BLIMP_HELP)] = None,
+    data: Annotated[str | None, typer.Option(help=_DATA_HELP)] = None,
+    option: Annotated[list[str] | None, typer.Option("--option", help="method option key=value")] = None,
+    chunk_size: Annotated[int, typer.Option(help="examples per unit of work")] = 16,
+    address: Annotated[str | None, typer.Option(help="Ray cluster to run on ('local': start one here)")] = None,
+    actors: Annotated[int, typer.Option(help="model replicas on the cluster")] = 1,
+    device: Annotated[str | None, typer.Option(help="torch device")] = None,
+    overwrite: Annotated[bool, typer.Option(help="rescore every unit")] = False,
+) -> None:
+    """Spearman correlation of each method's target row with the prediction's change when a token is removed."""
+    from jobs.evaluate import EvalConfig
+
+    _run_evaluation(
+        EvalConfig(
+            kind="blank-out",
+            model=model,
+            methods=_split(methods),
+            phenomena=_split(phenomena),
+            blimp=blimp,
+            data=data,
+            limit=limit or None,
+            out=out,
+            removal=removal,
+            output=output,
+            options=pairs(option, "--option"),
+            chunk_size=chunk_size,
+            address=address,
+            actors=actors,
+            device=device,
+            overwrite=overwrite,
+        )
+    )
