@@ -71,3 +71,18 @@ def deadline(seconds: int):
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, old)
+
+
+def record_reads(monkeypatch) -> list[str]:
+    """Record the key of every object zarr reads from a local store from now on (in order)."""
+    from zarr.storage import LocalStore
+
+    keys: list[str] = []
+    real_get = LocalStore.get
+
+    async def get(self, key, *args, **kwargs):
+        keys.append(key)
+        return await real_get(self, key, *args, **kwargs)
+
+    monkeypatch.setattr(LocalStore, "get", get)
+    return keys

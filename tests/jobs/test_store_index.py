@@ -11,29 +11,16 @@ zarr = pytest.importorskip("zarr")
 
 import vzcore  # noqa: E402
 from jobs.synthetic_store import write_random_store  # noqa: E402
+from tests.support import record_reads  # noqa: E402
 from vzcore.store.root import read_done, write_done  # noqa: E402
 from vzcore.store.verify import rebuild_index, verify_store  # noqa: E402
-
-
-def _reads(monkeypatch) -> list[str]:
-    from zarr.storage import LocalStore
-
-    keys: list[str] = []
-    real_get = LocalStore.get
-
-    async def get(self, key, *args, **kwargs):
-        keys.append(key)
-        return await real_get(self, key, *args, **kwargs)
-
-    monkeypatch.setattr(LocalStore, "get", get)
-    return keys
 
 
 @pytest.mark.parametrize("parts", [3, 60])
 def test_open_describe_and_one_example_read_a_bounded_set_of_objects(tmp_path, monkeypatch, parts):
     path = tmp_path / "s.zarr"
     write_random_store(path, parts * 2, methods=("attention",), num_layers=1, part_size=2, lengths=(3, 4))
-    keys = _reads(monkeypatch)
+    keys = record_reads(monkeypatch)
     store = vzcore.open_store(path)
     assert "done for all methods: " + str(parts) in store.describe()
     assert sorted(keys) == ["done/c/0", "done/zarr.json", "plan/c/0/0", "plan/zarr.json", "zarr.json"]

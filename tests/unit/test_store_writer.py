@@ -92,8 +92,7 @@ def test_adding_a_method_keeps_base_arrays_and_extends_complete(tmp_path):
 def test_a_part_write_reads_nothing_that_grows_with_the_store(tmp_path, monkeypatch):
     """Writes do not grow with the store: outside its own group a part write reads only the root's
     and `parts/`'s metadata, which stay small (the plan is an array of its own)."""
-    from zarr.storage import LocalStore
-
+    from tests.support import record_reads
     from vzcore.store.root import RootAttrs, write_root_attrs
 
     store = str(tmp_path / "s.zarr")
@@ -101,14 +100,7 @@ def test_a_part_write_reads_nothing_that_grows_with_the_store(tmp_path, monkeypa
     info = RootAttrs(methods=["a", "b"], layers=[0], model_num_layers=1, causal=False, model_type="bert", plan=plan)
     write_root_attrs(zarr.open_group(store, mode="w"), info)
     assert (tmp_path / "s.zarr" / "zarr.json").stat().st_size < 4096  # the plan is not in the root's metadata
-    read: list[str] = []
-    real_get = LocalStore.get
-
-    async def get(self, key, *args, **kwargs):
-        read.append(key)
-        return await real_get(self, key, *args, **kwargs)
-
-    monkeypatch.setattr(LocalStore, "get", get)
+    read = record_reads(monkeypatch)
     outcomes = [ExampleOutcome(0, tokens=["a", "b"], token_ids=[1, 2], word_ids=[0, 1], scores={"a": np.eye(2)[None]})]
     write_part(store, 3, outcomes, ["a"], causal=False, num_maps=1)
     write_part(store, 3, outcomes, ["b"], causal=False, num_maps=1)  # reuses the part: reads its arrays
