@@ -55,90 +55,79 @@ _METHODS_HELP = "comma-separated (default: every method the model supports but i
 _BLIMP_HELP = "BLiMP source: a folder of BLiMP JSONL files or a hub name (nyu-mll/blimp); default: the shipped copy"
 _DATA_HELP = "your agreement JSONL (text, target, cues, optional good/bad) instead of BLiMP"
 
+# The options both evaluations take.
+Model = Annotated[str, typer.Option(help=_MODEL_HELP)]
+Methods = Annotated[str | None, typer.Option(help=_METHODS_HELP)]
+Phenomena = Annotated[str | None, typer.Option(help="comma-separated: ana,dna,dnaa,darn,rpsv (default all)")]
+Limit = Annotated[int, typer.Option(help="examples per phenomenon (0: all)")]
+Blimp = Annotated[str | None, typer.Option(help=_BLIMP_HELP)]
+Data = Annotated[str | None, typer.Option(help=_DATA_HELP)]
+Options = Annotated[list[str] | None, typer.Option("--option", help="method option key=value")]
+ChunkSize = Annotated[int, typer.Option(help="examples per unit of work")]
+Address = Annotated[str | None, typer.Option(help="Ray cluster to run on ('local': start one here)")]
+Actors = Annotated[int, typer.Option(help="model replicas on the cluster")]
+Device = Annotated[str | None, typer.Option(help="torch device")]
+Overwrite = Annotated[bool, typer.Option(help="rescore every unit")]
+
+
+def _evaluate(kind: str, methods, phenomena, limit, option, **fields) -> None:
+    """Run evaluation `kind` with the command's options: every option is an `EvalConfig` field of
+    the same name, these four parsed first."""
+    from jobs.evaluate import EvalConfig
+
+    config = EvalConfig(
+        kind=kind,
+        methods=_split(methods),
+        phenomena=_split(phenomena),
+        limit=limit or None,
+        options=pairs(option, "--option"),
+        **fields,
+    )
+    _run_evaluation(config)
+
 
 @evaluate_app.command("cue-alignment")
 def cue_alignment_command(
-    model: Annotated[str, typer.Option(help=_MODEL_HELP)] = "minilm",
-    methods: Annotated[str | None, typer.Option(help=_METHODS_HELP)] = None,
-    phenomena: Annotated[str | None, typer.Option(help="comma-separated: ana,dna,dnaa,darn,rpsv (default all)")] = None,
-    limit: Annotated[int, typer.Option(help="examples per phenomenon (0: all)")] = 100,
+    model: Model = "minilm",
+    methods: Methods = None,
+    phenomena: Phenomena = None,
+    limit: Limit = 100,
     out: Annotated[str | None, typer.Option(help="output folder (default runs/cue-alignment-MODEL)")] = None,
-    blimp: Annotated[str | None, typer.Option(help=_BLIMP_HELP)] = None,
-    data: Annotated[str | None, typer.Option(help=_DATA_HELP)] = None,
+    blimp: Blimp = None,
+    data: Data = None,
     first_subtoken: Annotated[
         bool, typer.Option(help="mark only the cue's first sub-token (as the authors did)")
     ] = False,
-    option: Annotated[list[str] | None, typer.Option("--option", help="method option key=value")] = None,
-    chunk_size: Annotated[int, typer.Option(help="examples per unit of work")] = 16,
-    address: Annotated[str | None, typer.Option(help="Ray cluster to run on ('local': start one here)")] = None,
-    actors: Annotated[int, typer.Option(help="model replicas on the cluster")] = 1,
-    device: Annotated[str | None, typer.Option(help="torch device")] = None,
-    overwrite: Annotated[bool, typer.Option(help="rescore every unit")] = False,
+    option: Options = None,
+    chunk_size: ChunkSize = 16,
+    address: Address = None,
+    actors: Actors = 1,
+    device: Device = None,
+    overwrite: Overwrite = False,
 ) -> None:
     """Share of the target row on the cue word of number agreement, per method and layer."""
-    from jobs.evaluate import EvalConfig
-
-    _run_evaluation(
-        EvalConfig(
-            kind="cue-alignment",
-            model=model,
-            methods=_split(methods),
-            phenomena=_split(phenomena),
-            blimp=blimp,
-            data=data,
-            limit=limit or None,
-            out=out,
-            first_subtoken=first_subtoken,
-            options=pairs(option, "--option"),
-            chunk_size=chunk_size,
-            address=address,
-            actors=actors,
-            device=device,
-            overwrite=overwrite,
-        )
-    )
+    _evaluate("cue-alignment", **locals())
 
 
 @evaluate_app.command("blank-out")
 def blank_out_command(
-    model: Annotated[str, typer.Option(help=_MODEL_HELP)] = "minilm",
-    methods: Annotated[str | None, typer.Option(help=_METHODS_HELP)] = None,
-    phenomena: Annotated[str | None, typer.Option(help="comma-separated: ana,dna,dnaa,darn,rpsv (default all)")] = None,
-    limit: Annotated[int, typer.Option(help="examples per phenomenon (0: all)")] = 100,
+    model: Model = "minilm",
+    methods: Methods = None,
+    phenomena: Phenomena = None,
+    limit: Limit = 100,
     removal: Annotated[str, typer.Option(help="mask (or unk where there is no mask token), unk, delete")] = "mask",
     output: Annotated[
         str, typer.Option(help="auto (prob with an LM head, else cosine), prob, argmax, diff (gold - foil), cosine")
     ] = "auto",
     out: Annotated[str | None, typer.Option(help="output folder (default runs/blank-out-MODEL)")] = None,
-    blimp: Annotated[str | None, typer.Option(help=_BLIMP_HELP)] = None,
-    data: Annotated[str | None, typer.Option(help=_DATA_HELP)] = None,
-    option: Annotated[list[str] | None, typer.Option("--option", help="method option key=value")] = None,
-    chunk_size: Annotated[int, typer.Option(help="examples per unit of work")] = 16,
-    address: Annotated[str | None, typer.Option(help="Ray cluster to run on ('local': start one here)")] = None,
-    actors: Annotated[int, typer.Option(help="model replicas on the cluster")] = 1,
-    device: Annotated[str | None, typer.Option(help="torch device")] = None,
-    overwrite: Annotated[bool, typer.Option(help="rescore every unit")] = False,
+    blimp: Blimp = None,
+    data: Data = None,
+    option: Options = None,
+    chunk_size: ChunkSize = 16,
+    address: Address = None,
+    actors: Actors = 1,
+    device: Device = None,
+    overwrite: Overwrite = False,
 ) -> None:
     """Spearman correlation of each method's target row with the prediction's change when a token is removed."""
-    from jobs.evaluate import EvalConfig
-
-    _run_evaluation(
-        EvalConfig(
-            kind="blank-out",
-            model=model,
-            methods=_split(methods),
-            phenomena=_split(phenomena),
-            blimp=blimp,
-            data=data,
-            limit=limit or None,
-            out=out,
-            removal=removal,
-            output=output,
-            options=pairs(option, "--option"),
-            chunk_size=chunk_size,
-            address=address,
-            actors=actors,
-            device=device,
-            overwrite=overwrite,
-        )
-    )
+    _evaluate("blank-out", **locals())
