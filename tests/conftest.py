@@ -21,11 +21,10 @@ import torch
 import transformers
 
 import vzcore
-from tests.support import TEXTS, VOCAB, free_port
+from tests.support import TEXTS, TINY, VOCAB, free_port
 
 # Where the tiny models live: "cpu" (default) or e.g. "cuda" to run the suite on a GPU.
 DEVICE = os.environ.get("VZ_TEST_DEVICE", "cpu")
-TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)
 
 
 def _tiny(kind: str, attn: str = "eager") -> torch.nn.Module:
@@ -96,14 +95,7 @@ def tiny_model_dir(tmp_path_factory) -> str:
 
     tok = transformers.AutoTokenizer.from_pretrained(resolve_short_name("minilm"))
     torch.manual_seed(0)
-    cfg = transformers.BertConfig(
-        vocab_size=tok.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-        max_position_embeddings=64,
-    )
+    cfg = transformers.BertConfig(vocab_size=tok.vocab_size, max_position_embeddings=64, **TINY)
     path = tmp_path_factory.mktemp("tiny-bert")
     transformers.BertModel(cfg).eval().save_pretrained(path)
     tok.save_pretrained(path)
@@ -127,13 +119,7 @@ def tiny_smollm2_dir(tmp_path_factory, smollm2_tokenizer) -> str:
 
     torch.manual_seed(0)
     cfg = transformers.LlamaConfig(
-        vocab_size=len(smollm2_tokenizer),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
+        vocab_size=len(smollm2_tokenizer), num_key_value_heads=2, max_position_embeddings=64, **TINY
     )
     path = tmp_path_factory.mktemp("tiny-smollm2")
     transformers.LlamaModel(cfg).eval().save_pretrained(path)

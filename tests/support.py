@@ -9,6 +9,8 @@ from contextlib import contextmanager
 import torch
 
 VOCAB = 120  # the tiny models' vocabulary
+# The tiny models' shape (BERT and LLaMA configs; LLaMA adds `num_key_value_heads=2`): built seeded.
+TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)
 
 TEXTS = [
     "The cat sat on the mat.",

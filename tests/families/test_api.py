@@ -8,7 +8,7 @@ import torch
 import transformers
 
 import vzcore
-from tests.support import sample_ids
+from tests.support import TINY, sample_ids
 from vzcore.loading import resolve_short_name
 from vzcore.reference import reference_value_zeroing
 
@@ -24,14 +24,7 @@ def bert_tok():
 @pytest.fixture(scope="session")
 def text_bert(bert_tok, tiny_builder):
     torch.manual_seed(0)
-    cfg = transformers.BertConfig(
-        vocab_size=bert_tok.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-        max_position_embeddings=32,
-    )
+    cfg = transformers.BertConfig(vocab_size=bert_tok.vocab_size, max_position_embeddings=32, **TINY)
     return vzcore.load_model(transformers.BertModel(cfg).eval(), tokenizer=bert_tok)
 
 

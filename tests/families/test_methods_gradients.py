@@ -10,7 +10,7 @@ import torch
 import transformers
 
 import vzcore
-from tests.support import VOCAB, sample_ids
+from tests.support import TINY, VOCAB, sample_ids
 
 TOL = 1e-5
 
@@ -18,15 +18,14 @@ TOL = 1e-5
 def _tiny_lm(kind: str) -> torch.nn.Module:
     """A tiny seeded model of `kind` with its LM head (norms and biases perturbed, as in conftest)."""
     torch.manual_seed(0)
-    tiny = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)
     if kind == "bert":
-        cfg = transformers.BertConfig(vocab_size=VOCAB, max_position_embeddings=64, **tiny)
+        cfg = transformers.BertConfig(vocab_size=VOCAB, max_position_embeddings=64, **TINY)
         model = transformers.BertForMaskedLM(cfg)
     elif kind == "gpt2":
         cfg = transformers.GPT2Config(vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=4, n_inner=64, n_positions=64)
         model = transformers.GPT2LMHeadModel(cfg)
     else:
-        cfg = transformers.LlamaConfig(vocab_size=VOCAB, num_key_value_heads=2, max_position_embeddings=64, **tiny)
+        cfg = transformers.LlamaConfig(vocab_size=VOCAB, num_key_value_heads=2, max_position_embeddings=64, **TINY)
         model = transformers.LlamaForCausalLM(cfg)
     model.config._attn_implementation = "eager"
     with torch.no_grad():

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from jobs.cli import app
 from jobs.evaluate_report import blank_out_tables, cue_tables, paper_comparison
+from tests.support import TINY
 from vzcore.evaluation.probes import Probe
 
 runner = CliRunner()
@@ -23,24 +24,11 @@ def _head_model(path, tokenizer, causal: bool) -> str:
     torch.manual_seed(0)
     if causal:
         cfg = transformers.LlamaConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            intermediate_size=64,
-            max_position_embeddings=64,
+            vocab_size=len(tokenizer), num_key_value_heads=2, max_position_embeddings=64, **TINY
         )
         model = transformers.LlamaForCausalLM(cfg)
     else:
-        cfg = transformers.BertConfig(
-            vocab_size=tokenizer.vocab_size,
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            intermediate_size=64,
-            max_position_embeddings=64,
-        )
+        cfg = transformers.BertConfig(vocab_size=tokenizer.vocab_size, max_position_embeddings=64, **TINY)
         model = transformers.BertForMaskedLM(cfg)
     model.eval().save_pretrained(path)
     tokenizer.save_pretrained(path)

@@ -17,6 +17,7 @@ import transformers  # noqa: E402
 
 import vzcore  # noqa: E402
 from jobs.synthetic_store import write_scored_store  # noqa: E402
+from tests.support import TINY  # noqa: E402
 from vzcore.store.layout import part_path  # noqa: E402
 from vzcore.store.reader import ExampleNotScoredError, StoreError  # noqa: E402
 from vzcore.store.verify import rebuild_index  # noqa: E402
@@ -31,9 +32,7 @@ IDS = [[5, 9, 3], [7, 1, 2, 8, 4, 6], [2, 2], [11, 12, 13, 14]]
 def bert_store(tmp_path_factory):
     tok = transformers.AutoTokenizer.from_pretrained(vzcore.loading.resolve_short_name("minilm"))
     torch.manual_seed(0)
-    cfg = transformers.BertConfig(
-        vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64
-    )
+    cfg = transformers.BertConfig(vocab_size=30522, **TINY)
     handle = vzcore.load_model(transformers.BertModel(cfg).eval(), tokenizer=tok)
     path = tmp_path_factory.mktemp("bert") / "s.zarr"
     write_scored_store(path, handle, TEXTS, METHODS, part_size=2)
