@@ -52,26 +52,21 @@ def init_root(
     write_done(root, [0] * len(plan))
 
 
-def _write_done_part(path: str | Path, part: int, outcomes, methods, *, causal, num_maps, start, stop, texts, special):
+def _plan(count: int, part_size: int) -> list[dict]:
+    """Parts of `part_size` examples (the job sizes its parts by bytes; fixed counts suit tests)."""
+    starts = range(0, count, part_size)
+    return [{"part": k, "start": a, "stop": min(a + part_size, count)} for k, a in enumerate(starts)]
+
+
+def _write_done_part(location: Location, planned: dict, outcomes, methods, **write) -> None:
     """Write one part and mark it done in the index: the worker's write, then the driver's mark."""
-    from vzcore.store.root import RootAttrs, mark_done
+    from vzcore.store.root import mark_done
     from vzcore.store.writer import write_part
 
-    location = Location(str(path))
-    write_part(
-        location,
-        part,
-        outcomes,
-        methods,
-        causal=causal,
-        num_maps=num_maps,
-        start=start,
-        stop=stop,
-        texts=texts,
-        special_ids=special,
-    )
-    root = location.open_group(mode="r+")
-    mark_done(root, part, RootAttrs.read(root, str(path)).mask_of(methods))
+    k = planned["part"]
+    write_part(location, k, outcomes, methods, start=planned["start"], stop=planned["stop"], **write)
+    # The store's methods are these, in this order (`init_root`): the part is done for every bit.
+    mark_done(location.open_group(mode="r+"), k, (1 << len(methods)) - 1)
 
 
 def write_scored_store(
@@ -88,10 +83,7 @@ def write_scored_store(
     results = vzcore.score(handle, list(texts), methods=list(methods))
     causal = handle.family.causal
     special = list(getattr(handle.tokenizer, "all_special_ids", None) or [])
-    plan = [
-        {"part": k, "start": a, "stop": min(a + part_size, len(texts))}
-        for k, a in enumerate(range(0, len(texts), part_size))
-    ]
+    plan = _plan(len(texts), part_size)
     init_root(
         path,
         methods=methods,
@@ -106,16 +98,14 @@ def write_scored_store(
     for p in plan:
         outs = [ExampleOutcome.from_result(i, results[i]) for i in range(p["start"], p["stop"])]
         _write_done_part(
-            path,
-            p["part"],
+            Location(str(path)),
+            p,
             outs,
             methods,
             causal=causal,
             num_maps=len(results[0].layers),
-            start=p["start"],
-            stop=p["stop"],
             texts=[t if isinstance(t, str) else None for t in texts[p["start"] : p["stop"]]],
-            special=special,
+            special_ids=special,
         )
 
 
@@ -151,10 +141,7 @@ def write_random_store(
     rng = np.random.default_rng(seed)
     punct = [".", ",", "!", "?", ";", ":", "'", "-"]
     names = ["[CLS]", "[SEP]", *punct] + [f"w{k}" for k in range(10, vocab)]
-    plan = [
-        {"part": k, "start": a, "stop": min(a + part_size, num_examples)}
-        for k, a in enumerate(range(0, num_examples, part_size))
-    ]
+    plan = _plan(num_examples, part_size)
     init_root(
         path,
         methods=methods,
@@ -184,14 +171,12 @@ def write_random_store(
                 )
             )
         _write_done_part(
-            path,
-            p["part"],
+            Location(str(path)),
+            p,
             outs,
             methods,
             causal=causal,
             num_maps=num_layers,
-            start=p["start"],
-            stop=p["stop"],
             texts=[f"example {i}" for i in range(p["start"], p["stop"])],
-            special=[0, 1],
+            special_ids=[0, 1],
         )
