@@ -251,7 +251,8 @@ class Store:
             fs, path = self.location.filesystem(table_path(name))
             return [path] if fs.exists(path) else []
         parts = self.done_parts() if parts is None else parts
-        return [self.location.filesystem(table_path(name, k))[1] for k in parts]
+        _, root = self.location.filesystem()
+        return [f"{root.rstrip('/')}/{table_path(name, k)}" for k in parts]
 
     def has_tables(self) -> bool:
         """Whether the tables hold rows: v3 writes them with each part; v1/v2 only when every part was done."""
@@ -297,9 +298,9 @@ class Store:
 
     def _text(self, example_id: int) -> str | None:
         try:
-            if not self.has_tables():
-                return None
             parts = [self.part_of(example_id).part] if self.layout >= 3 else None  # v3: that part's file only
+            if parts is None and not self.has_tables():
+                return None
             t = self.table("examples", columns=["text"], filters=[("example_id", "=", example_id)], parts=parts)
         except Exception:  # the text is a convenience; its absence must not break reading the maps
             return None

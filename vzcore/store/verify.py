@@ -74,8 +74,9 @@ def verify_store(
             )
         if on_part is not None:
             on_part(info.part)
+    unmarked = {b.part for b in broken}
     truth = np.asarray(
-        [0 if p.problem or p.part in {b.part for b in broken} else store.info.mask_of(p.complete) for p in store.parts],
+        [0 if p.problem or p.part in unmarked else store.info.mask_of(p.complete) for p in store.parts],
         dtype=np.int64,
     )
     root = store.location.open_group(mode="r+" if repair else "r")
@@ -83,7 +84,7 @@ def verify_store(
     if index is not None:
         for k in np.flatnonzero(index != truth):
             said, holds = store.info.methods_of(index[k]), store.info.methods_of(truth[k])
-            if k not in {b.part for b in broken}:
+            if k not in unmarked:
                 problem = f"the completion index says done for {list(said)}, the part for {list(holds)}"
                 broken.append(BrokenPart(int(k), problem, index_only=True))
     if repair:
