@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
+import time
+from collections.abc import Callable
 from contextlib import contextmanager
 
 import torch
@@ -59,9 +62,28 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# A hang guard, not a time limit: on a loaded machine (2 cores shared with other work) a Ray test may
+# take minutes, and only a real hang should fail it. Tests wait on events (a file appears, a process
+# ends); every such wait is bounded by this one generous number, never by a guess of how long it takes.
+HANG_S = int(os.environ.get("VZ_TEST_HANG_S", "1800"))
+
+
+def wait_until(condition: Callable[[], object], what: str, proc=None, poll: float = 0.25):
+    """Return `condition()` once it is true; fail at once if `proc` ends first (the event cannot come)."""
+    end = time.monotonic() + HANG_S
+    while time.monotonic() < end:
+        got = condition()
+        if got:
+            return got
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"the process ended (exit {proc.returncode}) before {what}")
+        time.sleep(poll)
+    raise TimeoutError(f"hung: no {what} after {HANG_S} s")
+
+
 @contextmanager
-def deadline(seconds: int):
-    """Fail the test instead of hanging (main thread only)."""
+def hang_guard(seconds: int = HANG_S):
+    """Fail the test instead of hanging forever (main thread only)."""
 
     def expire(signum, frame):
         raise TimeoutError(f"gave up after {seconds} s")

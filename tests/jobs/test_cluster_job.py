@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -22,7 +21,7 @@ import zarr
 from cluster.executor import Started
 from jobs.config import JobConfig
 from jobs.score import run_job
-from tests.support import TEXTS, deadline, free_port, job_config
+from tests.support import HANG_S, TEXTS, free_port, hang_guard, job_config, wait_until
 from vzcore.store.layout import complete_methods, part_path
 from vzcore.store.root import read_plan
 
@@ -65,7 +64,7 @@ def test_killed_actor_is_replaced_and_its_part_redone(ray_cluster, tmp_path, tin
             killed.append(ev.worker)
 
     cfg = job_config(tmp_path, tiny_model_dir, texts_jsonl, methods=("attention",), limit=len(TEXTS), actors=2)
-    with deadline(180):
+    with hang_guard():
         s = run_job(cfg, on_event=kill_on_part_1)
     assert killed and s.actor_deaths == 1 and s.exit_code == 0
     assert (s.scored, s.skipped) == (len(TEXTS) - 1, 1)
@@ -88,7 +87,7 @@ def test_more_actors_than_fit_run_on_those_that_start(ray_cluster, tmp_path, tin
         device="cpu",  # GPUs, where the machine has some, would fit another number of actors
         cpus_per_actor=1,  # the session cluster has 2 CPUs: the third actor never starts
     )
-    with deadline(120), pytest.warns(UserWarning, match="holds 2 of the 3 actors"):
+    with hang_guard(), pytest.warns(UserWarning, match="holds 2 of the 3 actors"):
         s = run_job(cfg)
     assert s.exit_code == 0 and (s.scored, s.skipped) == (len(TEXTS) - 1, 1)
     _assert_every_example_once(zarr.open_group(cfg.out, mode="r"), len(TEXTS), ["attention"])
@@ -104,7 +103,7 @@ def test_a_replica_that_cannot_load_is_a_clear_error(ray_cluster, tmp_path, tiny
     shutil.copytree(tiny_model_dir, broken)
     (broken / "model.safetensors").write_bytes(b"not weights")  # config and tokenizer still read fine
     cfg = job_config(tmp_path, str(broken), texts_jsonl, actors=1)
-    with deadline(120), pytest.raises(ModelLoadError, match="could not load the model"):
+    with hang_guard(), pytest.raises(ModelLoadError, match="could not load the model"):
         run_job(cfg)
 
 
@@ -114,7 +113,7 @@ def test_cuda_actors_on_a_local_cluster_without_gpus_are_refused(tmp_path, tiny_
     env["CUDA_VISIBLE_DEVICES"] = ""  # a machine with GPUs looks like one without
     cmd = [sys.executable, "-m", "jobs.score", "--out", str(tmp_path / "g.zarr"), "--model", tiny_model_dir]
     cmd += ["--dataset", texts_jsonl, "--device", "cuda", "--no-progress"]
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=HANG_S)
     assert done.returncode == 2, done.stderr
     assert "an actor needs 1 CPU and 1 GPU but this machine's local cluster has" in done.stderr
 
@@ -133,7 +132,7 @@ def test_store_on_s3(ray_cluster, s3_server, tiny_model_dir, texts_jsonl):
         progress=False,
         storage_options=s3_server,
     )
-    with deadline(120):
+    with hang_guard():
         s = run_job(cfg)
         assert s.exit_code == 0 and s.examples == 6 and s.bytes_written > 0
         assert run_job(cfg).parts_run == 0  # resume on S3 sees the completed parts
@@ -194,16 +193,17 @@ def test_ray_job_submit_on_a_loopback_head(tmp_path, tiny_model_dir, texts_jsonl
     )
     address = f"http://127.0.0.1:{dash}"
     try:
-        for _ in range(120):
+
+        def answers() -> bool:
             try:
                 urllib.request.urlopen(f"{address}/api/version", timeout=1)
-                break
             except urllib.error.HTTPError:  # it answers (401 without Ray's token: authentication is on)
-                break
+                pass
             except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("the Ray head did not come up")
+                return False
+            return True
+
+        wait_until(answers, "answer from the Ray head", head, poll=0.5)
         out = tmp_path / "sub.zarr"
         cmd = [
             ray_bin,
@@ -233,17 +233,18 @@ def test_ray_job_submit_on_a_loopback_head(tmp_path, tiny_model_dir, texts_jsonl
             "1",
             "--no-progress",
         ]
-        for _ in range(20):  # the dashboard answers before its job agent is ready
-            res = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
-            if "No available agent" not in res.stdout + res.stderr:
-                break
-            time.sleep(2)
+
+        def submitted():  # the dashboard answers before its job agent is ready: until then, submit again
+            res = subprocess.run(cmd, capture_output=True, text=True, timeout=HANG_S, env=env)
+            return None if "No available agent" in res.stdout + res.stderr else res
+
+        res = wait_until(submitted, "job agent on the head", head, poll=2)
         assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
         assert "5 scored" in res.stdout or "4 scored" in res.stdout
         _assert_every_example_once(zarr.open_group(str(out), mode="r"), 5, ["attention"])
     finally:
         head.terminate()  # `ray start --block` drains and stops the processes it started
         try:
-            head.wait(timeout=60)
+            head.wait(timeout=HANG_S)
         except subprocess.TimeoutExpired:
             head.kill()

@@ -10,7 +10,7 @@ zarr = pytest.importorskip("zarr")
 
 from cluster.executor import InProcessExecutor, Lost, Unit  # noqa: E402
 from jobs.score import run_job  # noqa: E402
-from tests.support import TEXTS, deadline, job_config  # noqa: E402
+from tests.support import TEXTS, hang_guard, job_config  # noqa: E402
 from vzcore.store.layout import part_path  # noqa: E402
 from vzcore.store.root import read_plan  # noqa: E402
 
@@ -36,7 +36,7 @@ def _arrays(group, prefix=""):
 def test_the_same_job_in_process_and_on_ray_writes_identical_stores(ray_cluster, tmp_path, tiny_model_dir, texts_jsonl):
     here = job_config(tmp_path / "here", tiny_model_dir, texts_jsonl, limit=len(TEXTS), actors=0)
     there = job_config(tmp_path / "ray", tiny_model_dir, texts_jsonl, limit=len(TEXTS), actors=1, cpus_per_actor=1)
-    with deadline(180):
+    with hang_guard():
         a, b = run_job(here), run_job(there)
     assert (a.scored, a.skipped, a.failed) == (b.scored, b.skipped, b.failed) == (len(TEXTS) - 1, 1, 0)
     ra, rb = zarr.open_group(here.out, mode="r"), zarr.open_group(there.out, mode="r")
@@ -51,7 +51,12 @@ def test_the_same_job_in_process_and_on_ray_writes_identical_stores(ray_cluster,
         xa, xb = _arrays(ga), _arrays(gb)
         assert sorted(xa) == sorted(xb)
         for name in xa:
-            np.testing.assert_array_equal(xa[name], xb[name], err_msg=f"part {p['part']}: {name}")
+            if xa[name].dtype.kind == "f":
+                # Float scores may differ in the last bit: the actor's torch uses 1 thread, this process
+                # may use 2, and a reduction split across threads rounds differently (seen: 7.5e-9).
+                np.testing.assert_allclose(xa[name], xb[name], rtol=0, atol=1e-6, err_msg=f"part {p['part']}: {name}")
+            else:
+                np.testing.assert_array_equal(xa[name], xb[name], err_msg=f"part {p['part']}: {name}")
 
 
 def test_ray_tasks_and_actors_keep_the_in_process_semantics(ray_cluster):

@@ -18,7 +18,7 @@ zarr = pytest.importorskip("zarr")
 
 import vzcore.store.writer as writer  # noqa: E402
 from jobs.score import JobStopped, run_job  # noqa: E402
-from tests.support import deadline, job_config  # noqa: E402
+from tests.support import HANG_S, hang_guard, job_config, wait_until  # noqa: E402
 
 
 def _failing_write(monkeypatch, part: int, err: OSError, times: int):
@@ -75,12 +75,12 @@ def _driver(tiny_model_dir, data, out):
 def _started(proc, out: str, part: str = "00001") -> list:
     import psutil
 
-    for _ in range(240):
-        if os.path.exists(f"{out}/parts/{part}/zarr.json"):
-            return psutil.Process(proc.pid).children(recursive=True)
-        time.sleep(0.25)
-    proc.kill()
-    pytest.fail("the job did not get going")
+    try:
+        wait_until(lambda: os.path.exists(f"{out}/parts/{part}/zarr.json"), f"part {part} written", proc)
+    except BaseException:
+        proc.kill()
+        raise
+    return psutil.Process(proc.pid).children(recursive=True)
 
 
 def _alive(procs) -> list:
@@ -93,17 +93,16 @@ def _alive(procs) -> list:
 def test_ctrl_c_stops_the_job_and_its_cluster_and_says_how_to_resume(tmp_path, tiny_model_dir, many_texts):
     out = str(tmp_path / "int.zarr")
     cmd, env = _driver(tiny_model_dir, many_texts, out)
-    with deadline(240):
+    with hang_guard():
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         children = _started(proc, out)
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=120)
+        _, err = proc.communicate(timeout=HANG_S)
         assert proc.returncode == 130, err[-2000:]
         assert "parts done; rerun the same command to resume" in err and "interrupted: " in err
         assert "Traceback" not in err
-        time.sleep(2)
-        assert not _alive(children)
-        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=200)
+        wait_until(lambda: not _alive(children), "the end of the cluster's processes")
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=HANG_S)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "150 planned" in done.stdout and " 0 failed" in done.stdout
 
@@ -114,7 +113,7 @@ def test_a_killed_drivers_leftover_processes_are_ended_by_the_next_run(tmp_path,
 
     out = str(tmp_path / "kill.zarr")
     cmd, env = _driver(tiny_model_dir, many_texts, out)
-    with deadline(240):
+    with hang_guard():
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         children = _started(proc, out)
         proc.kill()
@@ -123,7 +122,6 @@ def test_a_killed_drivers_leftover_processes_are_ended_by_the_next_run(tmp_path,
         leftovers = {p.pid for p in _alive(children)}
         ended = set(end_leftovers())  # what the next run does before it starts its cluster
         assert leftovers <= ended
-        time.sleep(1)
-        assert not _alive(children)
-        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=200)
+        wait_until(lambda: not _alive(children), "the end of the leftover processes")
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=HANG_S)
     assert done.returncode == 0, done.stderr[-2000:]  # the store resumes after a SIGKILL

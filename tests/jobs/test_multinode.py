@@ -11,12 +11,11 @@ import secrets
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.support import free_port
+from tests.support import HANG_S, free_port, wait_until
 from vzcore.store.root import read_plan
 
 pytestmark = pytest.mark.slow
@@ -52,16 +51,16 @@ def two_nodes():
     address = f"127.0.0.3:{port}"
     nodes = [head]
     try:
-        for _ in range(120):  # the second node joins once the head's GCS answers
-            time.sleep(0.5)
-            if any(c.name() == "gcs_server" for c in psutil.Process(head.pid).children(recursive=True)):
-                break
+
+        def gcs() -> bool:  # the second node joins once the head's GCS answers
+            return any(c.name() == "gcs_server" for c in psutil.Process(head.pid).children(recursive=True))
+
+        wait_until(gcs, "GCS server on the head", head, poll=0.5)
         second = _ray_start(["--address", address, "--node-ip-address", "127.0.0.2", "--num-cpus", "2"], env)
         nodes.append(second)
         probe = f"import ray; ray.init(address={address!r}); import time\n"
-        probe += "for _ in range(120):\n    n = sum(x['Alive'] for x in ray.nodes())\n    if n == 2: break\n"
-        probe += "    time.sleep(0.5)\nprint(n)"
-        seen = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
+        probe += "while sum(x['Alive'] for x in ray.nodes()) < 2:\n    time.sleep(0.5)\nprint(2)"
+        seen = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=HANG_S)
         assert seen.stdout.strip().endswith("2"), seen.stderr[-2000:]
         yield address, env, second
     finally:
@@ -69,7 +68,7 @@ def two_nodes():
             proc.terminate()  # `ray start --block` stops the processes it started
         for proc in nodes:
             try:
-                proc.wait(timeout=60)
+                proc.wait(timeout=HANG_S)
             except subprocess.TimeoutExpired:
                 proc.kill()
 
@@ -99,20 +98,16 @@ def test_a_lost_node_loses_nothing_and_doubles_nothing(two_nodes, s3_server, tin
     import s3fs
 
     fs = s3fs.S3FileSystem(**s3_server)
-    killed = False
-    for _ in range(600):
-        time.sleep(0.2)
-        if len(fs.glob("vzstore/runs/multinode.zarr/parts/*/scores/attention/zarr.json", refresh=True)) >= 3:
-            raylets = [c for c in psutil.Process(second.pid).children(recursive=True) if c.name() == "raylet"]
-            assert raylets, "the second node has no raylet"
-            for r in raylets:
-                r.kill()  # the node is lost: its raylet, and with it its workers
-            killed = True
-            break
-        if driver.poll() is not None:
-            break
-    stdout, stderr = driver.communicate(timeout=300)
-    assert killed, "the job finished before the node could be lost"
+
+    def three_parts() -> bool:
+        return len(fs.glob("vzstore/runs/multinode.zarr/parts/*/scores/attention/zarr.json", refresh=True)) >= 3
+
+    wait_until(three_parts, "three parts written", driver, poll=0.2)  # fails if the job ended first
+    raylets = [c for c in psutil.Process(second.pid).children(recursive=True) if c.name() == "raylet"]
+    assert raylets, "the second node has no raylet"
+    for r in raylets:
+        r.kill()  # the node is lost: its raylet, and with it its workers
+    stdout, stderr = driver.communicate(timeout=HANG_S)
     assert driver.returncode == 0, stdout[-2000:] + stderr[-3000:]
     assert "actor deaths" in stdout
     root = zarr.open_group(store=out, mode="r", storage_options=s3_server)
@@ -130,7 +125,7 @@ def test_a_local_output_on_several_nodes_is_refused_before_anything_is_written(t
     data.write_text(json.dumps({"text": "one row"}) + "\n")
     out = tmp_path / "local.zarr"
     cmd, env = _driver(address, env, tiny_model_dir, str(data), str(out))
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=HANG_S)
     assert done.returncode == 2, done.stderr[-2000:]
     assert "is a local path but the cluster has 2 nodes" in done.stderr
     assert not out.exists()

@@ -10,6 +10,8 @@ import sys
 
 import pytest
 
+from tests.support import HANG_S
+
 pytestmark = pytest.mark.slow
 
 PROBE = """
@@ -42,7 +44,7 @@ def _loopback(ip: str) -> bool:
 
 def test_the_embedded_cluster_listens_on_loopback_only_with_token_authentication():
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}  # a user's plain shell
-    done = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, env=env, timeout=180)
+    done = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, env=env, timeout=HANG_S)
     assert done.returncode == 0, done.stderr[-3000:]
     got = json.loads(done.stdout.strip().splitlines()[-1])
     assert got["started_here"] and got["node_ip"] == "127.0.0.1"
