@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from jobs.cli_common import fail
+from jobs.cli_common import StorageOption, fail, storage_options
 
 __all__ = ["query_app"]
 
@@ -69,6 +69,7 @@ def query_rows_command(
     sources: Annotated[str, typer.Option(help="a --word's sources: word (summed over tokens) or token")] = "word",
     out: Annotated[Path | None, typer.Option(help="write every row here (.parquet or .csv)")] = None,
     limit: Annotated[int, typer.Option(help="rows printed")] = 10,
+    storage_option: StorageOption = None,
 ) -> None:
     """Print every occurrence of a --word or --token at --layer with the row it receives (its sources)."""
     from vzcore.store import StoreError
@@ -85,7 +86,7 @@ def query_rows_command(
         raise fail(f"--limit must be 0 or more, not {limit}")
     _check_out(out)
     try:
-        opened = open_store(store)
+        opened = open_store(store, storage_options(storage_option))
         if word is not None:
             table = opened.word_rows(word, layer, method, ignore_case=ignore_case, sources=sources)
             at = ["example_id", "word_position"]
@@ -114,6 +115,7 @@ def query_top_command(
     token_id: Annotated[int | None, typer.Option(help="a token id (token_mass)")] = None,
     ignore_case: Annotated[bool, typer.Option(help="match --word in any case")] = False,
     out: Annotated[Path | None, typer.Option(help="write the table here (.parquet or .csv)")] = None,
+    storage_option: StorageOption = None,
 ) -> None:
     """Print the -k examples ranking highest on --statistic of --method's map at --layer."""
     from vzcore.store import StoreError
@@ -122,7 +124,7 @@ def query_top_command(
     query = _query_of(token, token_id, word, ignore_case)
     _check_out(out)
     try:  # the statistic, its query, k, the method and the layer are checked before any part is read
-        table = open_store(store).top_examples(statistic, method, layer, k, **query)
+        table = open_store(store, storage_options(storage_option)).top_examples(statistic, method, layer, k, **query)
     except StoreError as err:
         raise fail(str(err)) from None
     _show_table(table, out, k, f"top {len(table)} examples by {statistic} at layer {layer} ({method}):")

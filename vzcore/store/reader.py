@@ -453,6 +453,9 @@ def open_store(path_or_url: Any, storage_options: dict | None = None, *, check_p
     try:
         root = location.open_group(mode="r")
     except Exception as err:  # zarr raises several kinds for "nothing there"
+        problem = location.access_problem(err)
+        if problem:
+            raise StoreError(f"cannot read {location.path}: {problem}") from err
         raise StoreError(f"no store at {location.path}: {type(err).__name__}: {err}") from err
     info = RootAttrs.read(root, location.path)
     done = None if check_parts else read_done(root, len(info.plan))
