@@ -226,15 +226,21 @@ def score_command(
 @app.command("aggregate")
 def aggregate_command(
     store: Annotated[str, typer.Argument(help="store path or fsspec URL")],
-    out: Path | None = None,
+    out: Annotated[
+        str | None,
+        typer.Option(help="folder or fsspec URL: new, empty, or this store's aggregate (default STORE.aggregate)"),
+    ] = None,
     address: str | None = None,
-    overwrite: bool = False,
+    overwrite: Annotated[
+        bool, typer.Option(help="replace another store's aggregate (never a folder of other files)")
+    ] = False,
     top_types: int = 200,
     plots: bool = True,
     storage_option: StorageOption = None,
 ) -> None:
     """Aggregate a store into Parquet tables, PNG plots and report.md (locally, or on Ray with --address)."""
     from jobs.aggregate import AggregateConfig, aggregate, default_out
+    from jobs.aggregate_out import OutputError
     from vzcore.store import StoreError
 
     try:
@@ -247,7 +253,7 @@ def aggregate_command(
             storage_options=storage_options(storage_option),
             log=typer.echo,
         )
-    except (StoreError, FileExistsError) as err:
+    except (StoreError, OutputError) as err:
         raise fail(str(err)) from err
     typer.echo(
         f"aggregated {', '.join(f'{v} {k}' for k, v in summary['examples'].items())} examples"

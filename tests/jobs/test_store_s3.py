@@ -81,3 +81,39 @@ def test_the_aws_variables_stand_in_for_storage_options(s3_store, no_aws_setup, 
     res = runner.invoke(app, _commands(tmp_path)["show"])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "ex.png").stat().st_size > 0
+
+
+def test_an_aggregate_on_object_storage_is_finished_only_by_its_summary(s3_store, no_aws_setup, monkeypatch, tmp_path):
+    from jobs.aggregate import AggregateConfig, aggregate
+    from jobs.aggregate_out import SUMMARY, WRITING, AggregateOut, OutputError
+
+    store = tmp_path / "s.zarr"
+    write_random_store(store, 6, methods=("attention",), num_layers=1, part_size=3, lengths=(3, 5))
+    config, out = AggregateConfig(bucket_edges=(1, 8), max_offset=2, plots=False), "s3://vzstore/agg"
+    fs, path = AggregateOut(out, s3_store).location.filesystem()  # the instance the aggregator uses (cached)
+
+    def names(prefix: str = path) -> list[str]:
+        fs.invalidate_cache()
+        return sorted(p.rsplit("/", 1)[-1] for p in fs.ls(prefix, detail=False))
+
+    aggregate(str(store), out, config=config, storage_options=s3_store, log=lambda *a: None)
+    assert SUMMARY in names() and "report.md" in names() and WRITING not in names()
+    put_file, uploaded = fs.put_file, []
+
+    def cut_short(lpath, rpath, *args, **kwargs):
+        if len(uploaded) == 2:
+            raise ConnectionError("connection lost")
+        uploaded.append(rpath)
+        return put_file(lpath, rpath, *args, **kwargs)
+
+    monkeypatch.setattr(fs, "put_file", cut_short)
+    with pytest.raises(ConnectionError):
+        aggregate(str(store), out, config=config, storage_options=s3_store, log=lambda *a: None)
+    assert SUMMARY not in names() and WRITING in names()  # unfinished, and marked as this aggregator's
+    monkeypatch.setattr(fs, "put_file", put_file)
+    aggregate(str(store), out, config=config, storage_options=s3_store, log=lambda *a: None)  # recognised: replaced
+    assert SUMMARY in names() and WRITING not in names()
+    fs.pipe_file("vzstore/mine/notes.txt", b"what I found")
+    with pytest.raises(OutputError, match=r"holds files this aggregate did not write \(notes.txt\)"):
+        aggregate(str(store), "s3://vzstore/mine", config=config, storage_options=s3_store, overwrite=True)
+    assert names("vzstore/mine") == ["notes.txt"]
