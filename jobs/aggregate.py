@@ -23,6 +23,7 @@ import numpy as np
 
 from cluster.executor import Executor, InProcessExecutor, Unit
 from jobs.aggregate_block import ExampleBlock, add_block
+from jobs.aggregate_out import REPORT, SUMMARY, AggregateOut, store_source
 from jobs.aggregate_stats import PartialStats, StatsSpec, is_punctuation
 from vzcore.store.location import Location
 from vzcore.store.root import RootAttrs
@@ -135,18 +136,26 @@ def aggregate(
     overwrite: bool = False,
     log=print,
 ) -> dict:
-    """Aggregate the done parts of a store into `out`; return the summary (also `out/summary.json`)."""
+    """Aggregate the done parts of a store into `out` (a folder or an fsspec URL, reached with the
+    store's `storage_options`); return the summary (also `out/summary.json`).
+
+    `out` must be new, empty or this store's aggregate (another store's: with `overwrite`); the
+    aggregate appears there whole or not at all (`jobs.aggregate_out`)."""
     from jobs.aggregate_report import report, stats_tables
     from vzcore.store.reader import StoreError, open_store
 
     config = config or AggregateConfig()
     t0 = time.perf_counter()
     store = open_store(store_path, storage_options)
-    out = Path(out) if out is not None else default_out(str(store_path))
-    _check_out(out, store, overwrite)
     parts = store.done_parts()
     if not parts:
-        raise StoreError(f"nothing to aggregate: no part is done for every method.\n{store.describe()}")
+        raise StoreError(
+            f"nothing to aggregate: none of the {len(store.parts)} parts of {store.path} is done for every method"
+            f" ({', '.join(store.methods)}); rerun the `vz score` command that made it to finish it"
+        )
+    source = store_source(store)
+    target = AggregateOut(out if out is not None else default_out(str(store_path)), storage_options)
+    previous = target.check(store, source, overwrite)  # before any part is read
     skipped = {
         str(p.part): p.problem or f"done only for {list(p.complete)}" for p in store.parts if p.part not in parts
     }
@@ -166,12 +175,10 @@ def aggregate(
         log(f"part {k} left out: {reason}")
         skipped[str(k)] = f"could not be read: {reason}"
     seconds = time.perf_counter() - t0
-    out.mkdir(parents=True, exist_ok=True)
     tables = stats_tables(total, store.layers, config.near_max, config.top_types)
-    for name, frame in tables.items():
-        frame.to_parquet(out / name, index=False)
     summary = {
         "store": str(store_path),
+        "source": source,
         "identity": store.identity,
         "model": store.config.get("model"),
         "methods": store.methods,
@@ -186,12 +193,16 @@ def aggregate(
         "config": asdict(config),
         "outputs": sorted(tables),
     }
-    if config.plots:
-        from jobs.aggregate_plots import write_plots
+    with target.staging() as staged:
+        for name, frame in tables.items():
+            frame.to_parquet(staged / name, index=False)
+        if config.plots:
+            from jobs.aggregate_plots import write_plots
 
-        summary["plots"] = write_plots(tables, out)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    (out / "report.md").write_text(report(summary, tables))
+            summary["plots"] = write_plots(tables, staged)
+        (staged / REPORT).write_text(report(summary, tables))
+        (staged / SUMMARY).write_text(json.dumps(summary, indent=2))
+        target.publish(staged, previous, source, log)
     return summary
 
 
@@ -206,18 +217,6 @@ def _executor(address: str | None) -> Iterator[Executor]:
 
     with connect(address):
         yield RayExecutor()
-
-
-def _check_out(out: Path, store, overwrite: bool) -> None:
-    """Refuse to mix outputs of different runs in one directory unless overwriting."""
-    previous = out / "summary.json"
-    if previous.exists() and not overwrite:
-        old = json.loads(previous.read_text())
-        if old.get("identity") != store.identity:
-            raise FileExistsError(
-                f"{out} holds the aggregate of another run ({old.get('store')}, identity {old.get('identity')});"
-                " pass --overwrite or choose another --out"
-            )
 
 
 if __name__ == "__main__":

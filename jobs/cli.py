@@ -20,7 +20,7 @@ from typing import Annotated
 
 import typer
 
-from jobs.cli_common import fail, pairs, storage_options
+from jobs.cli_common import StorageOption, fail, pairs, storage_options
 from jobs.cli_evaluate import evaluate_app
 from jobs.cli_query import query_app
 from jobs.config import DEFAULT_LIMIT, DEFAULT_PART_MB, JobConfig
@@ -119,6 +119,7 @@ def show_command(
     layer: Annotated[int | None, typer.Option(help="block index (default: the last stored layer)")] = None,
     words: Annotated[bool, typer.Option("--words", help="word-level maps instead of tokens")] = False,
     out: Annotated[Path | None, typer.Option(help="PNG to write (default example_ID.png)")] = None,
+    storage_option: StorageOption = None,
 ) -> None:
     """Draw one example's maps (a heatmap per --method, all by default) at --layer (default: last)."""
     from vzcore.store import StoreError
@@ -126,7 +127,7 @@ def show_command(
     from vzcore.store.reader import open_store
 
     try:
-        fig = show_example(open_store(store), example, method or None, layer, words)
+        fig = show_example(open_store(store, storage_options(storage_option)), example, method or None, layer, words)
     except StoreError as err:
         raise fail(str(err)) from err
     out = out or Path(f"example_{example}.png")
@@ -166,9 +167,7 @@ def score_command(
     address: str | None = typer.Option(None, help="Ray cluster to join (default: start one on loopback)"),
     precision: str = typer.Option("float32", help="float32, bfloat16, or tf32 (CUDA only)"),
     store_dtype: str = typer.Option("float16", help="float16 or float32"),
-    storage_option: list[str] | None = typer.Option(
-        None, "--storage-option", help="fsspec option key=value; endpoint_url goes to client_kwargs"
-    ),
+    storage_option: StorageOption = None,
     overwrite: bool = typer.Option(False, help="replace a store made by another run"),
     break_lock: bool = typer.Option(False, help="take over the store from a run that is gone (see its lease)"),
     dry_run: bool = typer.Option(False, help="print the plan and estimates, then stop"),
@@ -226,15 +225,22 @@ def score_command(
 
 @app.command("aggregate")
 def aggregate_command(
-    store: str,
-    out: Path | None = None,
+    store: Annotated[str, typer.Argument(help="store path or fsspec URL")],
+    out: Annotated[
+        str | None,
+        typer.Option(help="folder or fsspec URL: new, empty, or this store's aggregate (default STORE.aggregate)"),
+    ] = None,
     address: str | None = None,
-    overwrite: bool = False,
+    overwrite: Annotated[
+        bool, typer.Option(help="replace another store's aggregate (never a folder of other files)")
+    ] = False,
     top_types: int = 200,
     plots: bool = True,
+    storage_option: StorageOption = None,
 ) -> None:
     """Aggregate a store into Parquet tables, PNG plots and report.md (locally, or on Ray with --address)."""
     from jobs.aggregate import AggregateConfig, aggregate, default_out
+    from jobs.aggregate_out import OutputError
     from vzcore.store import StoreError
 
     try:
@@ -244,9 +250,10 @@ def aggregate_command(
             address=address,
             overwrite=overwrite,
             config=AggregateConfig(top_types=top_types, plots=plots),
+            storage_options=storage_options(storage_option),
             log=typer.echo,
         )
-    except (StoreError, FileExistsError) as err:
+    except (StoreError, OutputError) as err:
         raise fail(str(err)) from err
     typer.echo(
         f"aggregated {', '.join(f'{v} {k}' for k, v in summary['examples'].items())} examples"
@@ -259,9 +266,7 @@ def aggregate_command(
 def verify_command(
     store: Annotated[str, typer.Argument(help="store path or fsspec URL")],
     repair: Annotated[bool, typer.Option(help="unmark broken parts so that the next `vz score` rewrites them")] = False,
-    storage_option: Annotated[
-        list[str] | None, typer.Option("--storage-option", help="fsspec option key=value (repeatable)")
-    ] = None,
+    storage_option: StorageOption = None,
 ) -> None:
     """Read back every part the store claims complete; report the broken ones (exit 1 if any)."""
     from contextlib import nullcontext

@@ -1,12 +1,24 @@
-"""What the `vz` commands share: failing with exit 2 and one line, and `key=value` options."""
+"""What the `vz` commands share: failing with exit 2 and one line, `key=value` options, and the
+`--storage-option` that every command opening a store takes."""
 
 from __future__ import annotations
 
 import json
+from typing import Annotated
 
 import typer
 
-__all__ = ["fail", "pairs", "parse_value", "storage_options"]
+__all__ = ["StorageOption", "fail", "pairs", "parse_value", "storage_options"]
+
+# One definition for every command that opens a store (score, verify, show, query, aggregate).
+StorageOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--storage-option",
+        help="fsspec option key=value for a store URL (repeatable): key=, secret=, endpoint_url= (goes to the"
+        " S3 client); without them s3fs reads AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL",
+    ),
+]
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from jobs.cli_common import fail
+from jobs.cli_common import StorageOption, fail, storage_options
 
 __all__ = ["query_app"]
 
@@ -47,7 +47,9 @@ def _show_table(table, out: Path | None, limit: int, summary: str) -> None:
 
     typer.echo(summary)
     if not table.empty:
-        with pd.option_context("display.width", 200, "display.max_columns", 20, "display.precision", 4):
+        with pd.option_context(
+            "display.width", 200, "display.max_columns", 20, "display.precision", 4, "display.max_colwidth", 80
+        ):
             typer.echo(table.head(limit).to_string(index=False))
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -69,6 +71,7 @@ def query_rows_command(
     sources: Annotated[str, typer.Option(help="a --word's sources: word (summed over tokens) or token")] = "word",
     out: Annotated[Path | None, typer.Option(help="write every row here (.parquet or .csv)")] = None,
     limit: Annotated[int, typer.Option(help="rows printed")] = 10,
+    storage_option: StorageOption = None,
 ) -> None:
     """Print every occurrence of a --word or --token at --layer with the row it receives (its sources)."""
     from vzcore.store import StoreError
@@ -85,7 +88,7 @@ def query_rows_command(
         raise fail(f"--limit must be 0 or more, not {limit}")
     _check_out(out)
     try:
-        opened = open_store(store)
+        opened = open_store(store, storage_options(storage_option))
         if word is not None:
             table = opened.word_rows(word, layer, method, ignore_case=ignore_case, sources=sources)
             at = ["example_id", "word_position"]
@@ -113,16 +116,22 @@ def query_top_command(
     token: Annotated[str | None, typer.Option(help=_TOKEN_HELP + " (token_mass)")] = None,
     token_id: Annotated[int | None, typer.Option(help="a token id (token_mass)")] = None,
     ignore_case: Annotated[bool, typer.Option(help="match --word in any case")] = False,
+    min_tokens: Annotated[
+        int, typer.Option(help="rank only examples of at least this many tokens (one-word texts top self_mass)")
+    ] = 1,
     out: Annotated[Path | None, typer.Option(help="write the table here (.parquet or .csv)")] = None,
+    storage_option: StorageOption = None,
 ) -> None:
-    """Print the -k examples ranking highest on --statistic of --method's map at --layer."""
+    """Print the -k examples ranking highest on --statistic of --method's map at --layer, with their texts."""
     from vzcore.store import StoreError
     from vzcore.store.reader import open_store
 
     query = _query_of(token, token_id, word, ignore_case)
     _check_out(out)
     try:  # the statistic, its query, k, the method and the layer are checked before any part is read
-        table = open_store(store).top_examples(statistic, method, layer, k, **query)
+        opened = open_store(store, storage_options(storage_option))
+        table = opened.top_examples(statistic, method, layer, k, min_tokens=min_tokens, **query)
     except StoreError as err:
         raise fail(str(err)) from None
-    _show_table(table, out, k, f"top {len(table)} examples by {statistic} at layer {layer} ({method}):")
+    longer = f", of at least {min_tokens} tokens" if min_tokens > 1 else ""
+    _show_table(table, out, k, f"top {len(table)} examples by {statistic} at layer {layer} ({method}){longer}:")

@@ -51,16 +51,13 @@ class Summary:
         self.bytes_written += r.bytes
 
     def lines(self) -> list[str]:
-        rate = self.scoring_seconds or float("nan")
         out = [
             f"store        {self.store}",
             f"parts        {self.parts_run} run of {self.planned_parts} planned",
             f"examples     {self.examples} run: {self.scored} scored, {self.skipped} skipped (empty), "
             f"{self.failed} failed, {self.truncated} truncated",
             f"tokens       {self.tokens}",
-            f"throughput   {self.examples / rate:.2f} examples/s, {self.tokens / rate:.1f} tokens/s "
-            f"from the first ready worker to the end, {self.scoring_seconds:.1f} s "
-            f"(+{self.startup_seconds:.1f} s start-up before it)",
+            f"throughput   {self._throughput()}",
             f"store bytes  {self.bytes_written / 2**20:.2f} MiB written by this run "
             f"({self.store_bytes / 2**20:.2f} MiB in the store)",
         ]
@@ -74,6 +71,19 @@ class Summary:
         for p, reason in sorted(self.lost_parts.items()):
             out.append(f"LOST PART    {p}: {reason}")
         return out
+
+    def _throughput(self) -> str:
+        # A rerun on a finished store starts no worker: no time was measured, so there is no rate.
+        if not self.parts_run:
+            return "none: every planned part was already done (nothing to score)"
+        if self.scoring_seconds <= 0:
+            return "not measured: no worker became ready"
+        seconds = self.scoring_seconds
+        return (
+            f"{self.examples / seconds:.2f} examples/s, {self.tokens / seconds:.1f} tokens/s "
+            f"from the first ready worker to the end, {seconds:.1f} s "
+            f"(+{self.startup_seconds:.1f} s start-up before it)"
+        )
 
     def _failure_lines(self, reasons: int = 5, ids: int = 3) -> list[str]:
         """A line per failure reason (the most frequent `reasons`), with a count and the first few ids."""

@@ -14,6 +14,7 @@ pd = pytest.importorskip("pandas")
 from scipy.stats import spearmanr  # noqa: E402
 
 from jobs.aggregate import AggregateConfig, aggregate  # noqa: E402
+from jobs.aggregate_out import OutputError  # noqa: E402
 from jobs.aggregate_stats import is_punctuation  # noqa: E402
 from jobs.synthetic_store import init_root, random_maps, write_random_store  # noqa: E402
 from vzcore.store.layout import part_path  # noqa: E402
@@ -264,7 +265,7 @@ def test_out_dir_of_another_run_is_refused(tmp_path):
     zarr.open_group(str(b), mode="a").attrs["identity"] = {"attention": "other"}
     aggregate(str(a), tmp_path / "out", config=CFG, log=lambda *a: None)
     aggregate(str(a), tmp_path / "out", config=CFG, log=lambda *a: None)  # same run: fine
-    with pytest.raises(FileExistsError, match="aggregate of another run"):
+    with pytest.raises(OutputError, match="aggregate of another store"):
         aggregate(str(b), tmp_path / "out", config=CFG, log=lambda *a: None)
     aggregate(str(b), tmp_path / "out", config=CFG, overwrite=True, log=lambda *a: None)
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["identity"] == {"attention": "other"}

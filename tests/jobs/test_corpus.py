@@ -258,6 +258,25 @@ def test_top_examples_by_mass_on_a_word(word_store, word):
     _same_top(got, _mass_reference(word_store, "attention", 0, mask_of), 3)
 
 
+def test_top_examples_show_each_examples_length_and_text(store):
+    got = store.top_examples("self_mass", method="value_zeroing", layer=1, k=5)
+    assert list(got.columns) == ["example_id", "value", "length", "text"]
+    for row in got.itertuples():
+        assert row.text == f"example {row.example_id}" and row.length == store.example(row.example_id).n
+
+
+@pytest.mark.parametrize(("statistic", "query"), [("self_mass", {}), ("token_mass", {"token": "w12"})])
+def test_top_examples_rank_only_examples_of_at_least_min_tokens(store, statistic, query):
+    lengths = {eid: r.n for eid, r in _every_example(store)}
+    assert min(lengths.values()) < 7 <= max(lengths.values())
+    got = store.top_examples(statistic, method="value_zeroing", layer=1, k=40, min_tokens=7, **query)
+    full = store.top_examples(statistic, method="value_zeroing", layer=1, k=40, **query)
+    want = full[full.example_id.map(lengths) >= 7]
+    assert got.example_id.tolist() == want.example_id.tolist() and len(got) < len(full)
+    np.testing.assert_allclose(got.value, want.value)
+    assert (got.length >= 7).all()
+
+
 def test_bad_queries_are_clear_errors(word_store):
     with pytest.raises(StoreError, match="unknown statistic 'nope'; choose from: self_mass"):
         word_store.top_examples("nope", method="value_zeroing", layer=1)
@@ -271,6 +290,8 @@ def test_bad_queries_are_clear_errors(word_store):
         word_store.top_examples("self_mass", method="attention", layer=0, word="it")
     with pytest.raises(StoreError, match="k must be at least 1"):
         word_store.top_examples("self_mass", method="attention", layer=0, k=0)
+    with pytest.raises(StoreError, match="min_tokens must be at least 1, not 0"):
+        word_store.top_examples("self_mass", method="attention", layer=0, min_tokens=0)
     with pytest.raises(StoreError, match="unknown sources 'tokens'; choose from: word, token"):
         word_store.word_rows("it", layer=0, method="attention", sources="tokens")
     with pytest.raises(StoreError, match="the word is empty"):
@@ -303,6 +324,17 @@ def test_vz_query_rows_prints_a_few_rows_and_writes_them_all(word_store, tmp_pat
     assert len(pd.read_csv(csv)) == len(word_store.token_rows(0, 0, "attention")) > 0
     out = runner.invoke(app, ["query", "rows", path, "--word", "absent", "--layer", "0"])
     assert out.exit_code == 0 and "0 occurrences in 0 examples" in out.stdout
+
+
+def test_vz_query_top_shows_the_texts_and_takes_a_minimum_length(store):
+    out = runner.invoke(app, ["query", "top", str(store.path), "--layer", "1", "--min-tokens", "7", "-k", "3"])
+    assert out.exit_code == 0, out.output
+    want = store.top_examples("self_mass", "value_zeroing", 1, 3, min_tokens=7)
+    assert "of at least 7 tokens" in out.stdout.splitlines()[0]
+    for eid in want.example_id:
+        assert f"example {eid}" in out.stdout
+    rows = [line.split() for line in out.stdout.splitlines()[2:]]
+    assert [int(r[0]) for r in rows] == want.example_id.tolist() and all(int(r[2]) >= 7 for r in rows)
 
 
 def test_vz_query_top_prints_the_k_best(word_store):
@@ -346,6 +378,7 @@ def test_vz_query_bad_arguments_exit_2_before_the_store_is_opened(args, message,
         (["top", "--layer", "0", "--statistic", "nope"], "unknown statistic 'nope'; choose from: self_mass"),
         (["top", "--layer", "0", "--statistic", "token_mass"], "statistic 'token_mass' needs token="),
         (["top", "--layer", "0", "-k", "0"], "k must be at least 1"),
+        (["top", "--layer", "0", "--min-tokens", "0"], "min_tokens must be at least 1"),
     ],
 )
 def test_vz_query_bad_queries_exit_2_before_any_part_is_read(args, message, word_store, monkeypatch):

@@ -106,3 +106,10 @@ def test_one_rule_for_layer_indices_and_whole_word_search(tmp_path, tiny_model_d
     assert store.find(text="the") == [0, 1]  # substring, any case: "The cat ... the mat", "Hello there!"
     assert store.find(text="the", word=True) == [0] and store.find(text="THE", word=True, case=True) == []
     assert store.find(text="he", word=True) == []
+
+
+def test_a_run_that_scored_nothing_says_so_instead_of_a_nan_rate():
+    finished = Summary(store="s", planned_parts=3)  # a rerun on a finished store: no part to score
+    lines = finished.lines()
+    assert not any("nan" in line for line in lines), lines
+    assert "throughput   none: every planned part was already done (nothing to score)" in lines

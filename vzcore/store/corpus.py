@@ -294,10 +294,13 @@ def top_examples(
     token: str | int | None = None,
     word: str | None = None,
     ignore_case: bool = False,
+    min_tokens: int = 1,
 ):
     """Return the `k` examples with the highest `statistic` (see `STATISTICS`) of `method` at `layer`:
-    a pandas table `example_id, value`, highest first (ties: the lower id); a heap of k, whatever the
-    store's size. `token_mass` needs `token=` (a raw piece or an id), `word_mass` needs `word=`:
+    a pandas table `example_id, value, length` (tokens), `text` (None where the store keeps none),
+    highest first (ties: the lower id); a heap of k, whatever the store's size. Only examples of at
+    least `min_tokens` tokens (special tokens included) are ranked: the shortest texts otherwise top
+    `self_mass`. `token_mass` needs `token=` (a raw piece or an id), `word_mass` needs `word=`:
     the mean over the example's rows of the weight on that token's (that word's tokens') columns.
     An example without it scores 0 and its maps are not read."""
     import pandas as pd
@@ -311,30 +314,44 @@ def top_examples(
         raise StoreError(f"statistic {statistic!r} {want}" + (f" (given: {', '.join(given)})" if given else ""))
     if k < 1:
         raise StoreError(f"k must be at least 1, not {k}")
+    if min_tokens < 1:
+        raise StoreError(f"min_tokens must be at least 1, not {min_tokens}")
     li = _layer_index(store, layer)
     _check_method(store, method)
     query = _query(token, word, ignore_case) if needs else None
     stat = STATISTICS[statistic]
     special_ids = np.asarray(store.special_token_ids, dtype=np.int64)
     heap: list[tuple[float, int]] = []
+    lengths: dict[int, int] = {}  # of the examples in the heap
 
-    def offer(value: float, eid: int) -> None:
+    def offer(value: float, eid: int, n: int) -> None:
         item = (value, -eid)  # ties: the lower id first
         if len(heap) < k:
             heapq.heappush(heap, item)
         elif item > heap[0]:
-            heapq.heapreplace(heap, item)
+            lengths.pop(-heapq.heapreplace(heap, item)[1])
+        else:
+            return
+        lengths[eid] = n
 
     for part in store.done_parts([method]):
         reader = store.part_reader(part)
+        kept = (reader.status == STATUS_SCORED) & (reader.length >= min_tokens)
+        eligible = dict(zip(reader.example_id[kept].tolist(), reader.length[kept].tolist(), strict=True))
+        if not eligible:
+            continue
         found = query.find(reader) if query is not None else None
         if found is not None:  # an example without a hit scores 0: its maps are not read
-            for eid in reader.example_id[reader.status == STATUS_SCORED].tolist():
+            found = {eid: occ for eid, occ in found.items() if eid in eligible}
+            for eid, n in eligible.items():
                 if eid not in found:
-                    offer(0.0, eid)
+                    offer(0.0, eid, n)
             if not found:
                 continue
-        for block in reader.iter_results([method], ids=None if found is None else set(found)):
+            ids: set[int] | None = set(found)
+        else:  # every scored example, or only the long enough ones (the others' maps are not read)
+            ids = None if min_tokens == 1 else set(eligible)
+        for block in reader.iter_results([method], ids=ids):
             for eid, result in block:
                 if found is None:
                     mask = np.isin(np.asarray(result.token_ids, dtype=np.int64), special_ids)
@@ -342,8 +359,15 @@ def top_examples(
                     mask = np.zeros(result.n, dtype=bool)
                     for occ in found[eid]:
                         mask[occ.positions] = True
-                offer(stat(result.scores[method][li], mask), eid)
-    best = sorted(heap, reverse=True)
-    return pd.DataFrame({"example_id": [-e for _, e in best], "value": [v for v, _ in best]}).astype(
-        {"example_id": "int64", "value": "float64"}
+                offer(stat(result.scores[method][li], mask), eid, result.n)
+    ranked = sorted(heap, reverse=True)
+    best = [-e for _, e in ranked]
+    texts = store.texts(best)  # the k texts, from their parts' tables only
+    return pd.DataFrame(
+        {
+            "example_id": pd.Series(best, dtype="int64"),
+            "value": pd.Series([v for v, _ in ranked], dtype="float64"),
+            "length": pd.Series([lengths[e] for e in best], dtype="int64"),
+            "text": pd.Series([texts.get(e) for e in best], dtype="object"),
+        }
     )

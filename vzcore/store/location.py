@@ -18,6 +18,15 @@ def is_url(path: str) -> bool:
     return "://" in str(path) and not str(path).startswith("file://")
 
 
+# What botocore raises when it finds no credentials, or only some (matched by name: vzcore does not import it).
+_NO_CREDENTIALS = ("NoCredentialsError", "PartialCredentialsError")
+CREDENTIALS_HELP = (
+    "pass them as storage options (`--storage-option key=... --storage-option secret=...`, plus"
+    " `endpoint_url=...` for a server other than AWS; in Python `storage_options={...}`) or set"
+    " AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_ENDPOINT_URL)"
+)
+
+
 @dataclass(frozen=True)
 class Location:
     """A store's path or URL and the fsspec options that reach it (never recorded anywhere)."""
@@ -39,6 +48,19 @@ class Location:
             # arrays: maps are read by byte range), so that HEAD would double its requests.
             options.setdefault("max_concurrency", 1)
         return options
+
+    def access_problem(self, err: BaseException) -> str | None:
+        """Say what is missing when `err` (or an error it came from) is object storage refusing
+        access; None otherwise (and always for a local folder). Without this, a store that cannot
+        be reached for want of credentials reads as "no store"."""
+        seen: BaseException | None = err if self.is_url else None
+        while seen is not None:
+            if type(seen).__name__ in _NO_CREDENTIALS:
+                return f"no credentials for object storage ({seen}): {CREDENTIALS_HELP}"
+            if isinstance(seen, PermissionError):
+                return f"access denied ({seen}): check the credentials; {CREDENTIALS_HELP}"
+            seen = seen.__cause__ or seen.__context__
+        return None
 
     def absolute(self) -> str:
         """The path as another process in another working folder must see it."""

@@ -232,11 +232,15 @@ class Store:
         token: str | int | None = None,
         word: str | None = None,
         ignore_case: bool = False,
+        min_tokens: int = 1,
     ):
-        """Return the `k` examples ranking highest on `statistic` at `layer` (see `vzcore.store.corpus`)."""
+        """Return the `k` examples ranking highest on `statistic` at `layer`, with their texts (see
+        `vzcore.store.corpus`); only examples of at least `min_tokens` tokens are ranked."""
         from vzcore.store.corpus import top_examples
 
-        return top_examples(self, statistic, method, layer, k, token=token, word=word, ignore_case=ignore_case)
+        return top_examples(
+            self, statistic, method, layer, k, token=token, word=word, ignore_case=ignore_case, min_tokens=min_tokens
+        )
 
     def find(self, text: str | None = None, token: str | int | None = None, **kw) -> list[int]:
         """Return ids of examples whose text contains `text` and/or that hold `token` (see `find_examples`)."""
@@ -296,15 +300,21 @@ class Store:
         frames = [self.part_reader(k).examples_frame() for k in self.done_parts()]
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
-    def _text(self, example_id: int) -> str | None:
+    def texts(self, example_ids: Sequence[int]) -> dict[int, str]:
+        """Return the texts of `example_ids` that the tables hold (v3: read from their parts' files only)."""
+        ids = sorted({int(i) for i in example_ids})
         try:
-            parts = [self.part_of(example_id).part] if self.layout >= 3 else None  # v3: that part's file only
-            if parts is None and not self.has_tables():
-                return None
-            t = self.table("examples", columns=["text"], filters=[("example_id", "=", example_id)], parts=parts)
+            parts = sorted({self.part_of(i).part for i in ids}) if self.layout >= 3 else None
+            if not ids or (parts is None and not self.has_tables()):
+                return {}
+            t = self.table("examples", columns=["example_id", "text"], filters=[("example_id", "in", ids)], parts=parts)
         except Exception:  # the text is a convenience; its absence must not break reading the maps
-            return None
-        return t.column("text")[0].as_py() if t.num_rows else None
+            return {}
+        pairs = zip(t.column("example_id").to_pylist(), t.column("text").to_pylist(), strict=True)
+        return {int(i): text for i, text in pairs if text is not None}
+
+    def _text(self, example_id: int) -> str | None:
+        return self.texts([example_id]).get(int(example_id))
 
 
 class PartReader:
@@ -453,6 +463,9 @@ def open_store(path_or_url: Any, storage_options: dict | None = None, *, check_p
     try:
         root = location.open_group(mode="r")
     except Exception as err:  # zarr raises several kinds for "nothing there"
+        problem = location.access_problem(err)
+        if problem:
+            raise StoreError(f"cannot read {location.path}: {problem}") from err
         raise StoreError(f"no store at {location.path}: {type(err).__name__}: {err}") from err
     info = RootAttrs.read(root, location.path)
     done = None if check_parts else read_done(root, len(info.plan))
