@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from vzcore.maps import TOKENS, Site, Stream, layer_position, map_entries, resolve_layers, self_site, valid_entries
+from vzcore.store.layout import pack_maps, packed_size, unpack_maps
 
 DECODER, ENCODER = Stream("decoder"), Stream("encoder")
 
@@ -36,6 +37,39 @@ def test_valid_entries_are_every_entry_or_the_causal_lower_triangle():
     for call in (valid_entries, map_entries):
         with pytest.raises(ValueError, match="a causal map is square; got 2 targets and 3 sources"):
             call(2, 3, True)
+
+
+# Maps `[2, 3, 3]` holding 0..17, and their flat values as the v3 layout stores them: every entry,
+# layer after layer, row after row; causal maps their lower triangle only, row after row.
+KNOWN = np.arange(18, dtype=np.float32).reshape(2, 3, 3)
+GOLDEN = {
+    False: list(range(18)),
+    True: [0, 3, 4, 6, 7, 8, 9, 12, 13, 15, 16, 17],
+}
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_self_maps_keep_the_v3_flat_layout(causal):
+    maps = np.tril(KNOWN) if causal else KNOWN
+    flat = pack_maps(maps, causal)
+    assert flat.dtype == np.float32 and flat.tolist() == GOLDEN[causal]
+    assert packed_size(3, 3, 2, causal) == len(GOLDEN[causal])
+    np.testing.assert_array_equal(unpack_maps(np.asarray(GOLDEN[causal], np.float32), 3, 3, 2, causal), maps)
+
+
+def test_a_non_square_map_round_trips_and_is_never_packed_causal():
+    maps = np.random.default_rng(0).random((2, 3, 5), dtype=np.float32)  # `[layers, decoder tokens, encoder tokens]`
+    flat = pack_maps(maps, causal=False)
+    assert flat.size == packed_size(3, 5, 2, causal=False) == 30
+    np.testing.assert_array_equal(unpack_maps(flat, 3, 5, 2, causal=False), maps)
+    with pytest.raises(ValueError, match="a causal map is square"):
+        pack_maps(maps, causal=True)
+    with pytest.raises(ValueError, match="a causal map is square"):
+        unpack_maps(flat[:12], 3, 5, 2, causal=True)
+    with pytest.raises(ValueError, match="a causal map is square"):
+        packed_size(3, 5, 2, causal=True)
+    with pytest.raises(ValueError, match="expected 30 values for 5 targets, 3 sources"):
+        unpack_maps(flat[:-1], 5, 3, 2, causal=False)
 
 
 def test_one_rule_for_layer_indices():

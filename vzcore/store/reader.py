@@ -397,7 +397,7 @@ class PartReader:
             ts = slice(int(self.token_offset[k]) - t0, int(self.token_offset[k + 1]) - t0)
             vs = slice(int(self.value_offset[k]) - v0, int(self.value_offset[k + 1]) - v0)
             scores = {
-                meth: unpack_maps(values[meth][vs], n, num_maps, self.info.causal).astype(np.float32)
+                meth: unpack_maps(values[meth][vs], n, n, num_maps, self.info.causal).astype(np.float32)
                 for meth in methods
             }
             scored = ~np.any([np.isnan(s).any(axis=(0, 2)) for s in scores.values()], axis=0)
