@@ -13,7 +13,7 @@ from vzcore.batch import Batch
 from vzcore.capture import capture_layers
 from vzcore.inputs import Encoded, encode
 from vzcore.loading import ModelHandle, load_model
-from vzcore.maps import resolve_layers
+from vzcore.maps import resolve_layers, self_site
 from vzcore.methods.registry import check_applicable, get_method, split_options
 from vzcore.precision import precision_context
 from vzcore.result import ScoreResult
@@ -122,6 +122,7 @@ def score(
 
         batches = tqdm(batches, desc="scoring", unit="batch")
     results: list[ScoreResult | None] = [None] * len(encoded)
+    site = self_site(handle.family.causal)
     pad_id = getattr(handle.tokenizer, "pad_token_id", None) or 0
     for idx in batches:
         lengths = torch.tensor([len(encoded[k].token_ids) for k in idx])
@@ -165,5 +166,6 @@ def score(
                 offsets=e.offsets,
                 truncated=e.truncated,
                 scored_rows=scored.numpy(),
+                site=site,
             )
     return results  # type: ignore[return-value]

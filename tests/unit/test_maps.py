@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from vzcore.maps import TOKENS, Site, Stream, layer_position, map_entries, resolve_layers, self_site, valid_entries
+from vzcore.result import ScoreResult
 from vzcore.store.layout import pack_maps, packed_size, unpack_maps
 
 DECODER, ENCODER = Stream("decoder"), Stream("encoder")
@@ -81,3 +82,11 @@ def test_one_rule_for_layer_indices():
     assert layer_position(-1, 30, [0, 15, 29]) == 2  # -1: the model's last block, wherever it is stored
     with pytest.raises(ValueError, match=r"layer 14 is not in the store; it holds layers \[0, 15, 29\]"):
         layer_position(-16, 30, [0, 15, 29], "the store")
+
+
+def test_a_result_documents_its_site_and_holds_self_maps_only():
+    maps = np.full((1, 2, 2), 0.5, dtype=np.float32)
+    r = ScoreResult(tokens=["a", "b"], token_ids=[1, 2], word_ids=None, layers=[0], scores={"m": maps})
+    assert r.site == self_site(causal=False) and r.n == 2
+    with pytest.raises(ValueError, match="a ScoreResult holds one token list; site 'cross' relates decoder to encoder"):
+        ScoreResult(["a"], [1], None, [0], {}, site=Site("cross", DECODER, ENCODER))
