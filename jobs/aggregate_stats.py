@@ -3,6 +3,8 @@
 Everything is a float64 sum (or count) that merges by addition, so per-part partial statistics
 computed anywhere (locally, or as Ray tasks) merge into the same result up to float64 rounding.
 Each example lands in one sentence-length bucket; corpus totals are sums over buckets.
+The statistics are of self-attention maps (`vzcore.maps.self_site`), `[L, n, n]` over one token
+list: the diagonal is what a token keeps, `j - i` a relative offset, a row and a column one token.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from vzcore.maps import valid_entries
 from vzcore.tokens import decode_piece
 
 __all__ = [
@@ -40,7 +43,7 @@ class StatsSpec:
 
     methods: tuple[str, ...]
     num_layers: int  # maps per example (the store's `layers`)
-    causal: bool
+    causal: bool  # the self site's: maps hold only their lower triangle
     bucket_edges: tuple[int, ...] = DEFAULT_BUCKET_EDGES  # lower bounds of the length buckets
     max_offset: int = 16  # relative positions |j - i| beyond this fall into two overflow bins
 
@@ -133,7 +136,7 @@ class PartialStats:
         b = spec.bucket_of(n)
         self.sums["examples"][b] += 1
         self.sums["tokens"][b] += n
-        valid = np.tril(np.ones((n, n), dtype=bool)) if spec.causal else np.ones((n, n), dtype=bool)
+        valid = valid_entries(n, n, spec.causal)  # `[n, n]`
         k_valid = valid.sum(1)  # `[n]` valid entries per row
         offset_bin = np.clip(np.arange(n)[None, :] - np.arange(n)[:, None], -spec.max_offset - 1, spec.max_offset + 1)
         offset_bin = (offset_bin + spec.max_offset + 1).ravel()  # `[n*n]` bin index of each entry

@@ -149,7 +149,7 @@ def _store_sizes(out: str, methods: list[str]):
         n = g["length"][:]
         examples += int((n > 0).sum())
         raw += int(sum(layers * int(k) * int(k) * 2 for k in n)) * len(methods)
-        packed += int(sum(packed_size(int(k), layers, causal) * 2 for k in n)) * len(methods)
+        packed += int(sum(packed_size(int(k), int(k), layers, causal) * 2 for k in n)) * len(methods)
         for m in methods:
             stored += g[f"scores/{m}"].nbytes_stored()
     return stored / examples, raw / examples, packed / examples

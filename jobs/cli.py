@@ -71,9 +71,9 @@ def explain_command(
 ) -> None:
     """Score TEXT and print each token's strongest sources; write a labelled heatmap."""
     import vzcore
-    from vzcore.api import resolve_layers
     from vzcore.explain import strongest_sources
     from vzcore.inputs import check_tokenizer
+    from vzcore.maps import resolve_layers
     from vzcore.methods.registry import check_applicable
     from vzcore.plot import result_figure
 

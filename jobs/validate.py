@@ -14,6 +14,7 @@ from typing import Any
 
 from jobs.config import JobConfig
 from vzcore.loading import ModelSource
+from vzcore.maps import resolve_layers
 
 __all__ = ["STORE_DTYPES", "CheckedJob", "JobError", "check_job", "check_output"]
 
@@ -140,11 +141,11 @@ def _inspect_model(cfg: JobConfig) -> tuple[ModelSource, Any]:
 
 
 def _check_layers(cfg: JobConfig, count: int) -> list[int]:
-    layers = list(range(count)) if cfg.layers is None else list(cfg.layers)
-    for layer in layers:
-        if not -count <= layer < count:
-            raise JobError(f"layer {layer} out of range: the model has {count} layers (0..{count - 1})")
-    return sorted({x % count for x in layers})
+    """Return the blocks to store, ascending (a store's `layers` are)."""
+    try:
+        return sorted(resolve_layers(cfg.layers, count))
+    except ValueError as err:
+        raise JobError(str(err)) from None
 
 
 def check_output(cfg: JobConfig) -> None:

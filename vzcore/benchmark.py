@@ -26,6 +26,7 @@ import torch
 
 import vzcore
 from vzcore.loading import ModelHandle
+from vzcore.maps import map_entries
 from vzcore.reference import reference_value_zeroing
 
 __all__ = ["main", "run_benchmark"]
@@ -151,7 +152,7 @@ def run_benchmark(model: str, lengths: list[int], runs: int, device: str | None,
         for k in range(runs):  # interleaved, alternating which goes first
             for times, fn in order if k % 2 == 0 else order[::-1]:
                 times.append(_timed(fn, dev))
-        pairs = n * (n + 1) // 2 if handle.family.causal else n * n
+        pairs = map_entries(n, n, handle.family.causal)
         useful = 2 * pairs * d * d_ff * layers / statistics.median(fast)
         rate = matmul_rate(pairs, d_ff, d, dev)
         peak = peak_memory(handle, model, n, budget)

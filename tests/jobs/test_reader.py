@@ -18,6 +18,7 @@ import transformers  # noqa: E402
 import vzcore  # noqa: E402
 from jobs.synthetic_store import write_scored_store  # noqa: E402
 from tests.support import TINY  # noqa: E402
+from vzcore.maps import self_site  # noqa: E402
 from vzcore.store.layout import part_path  # noqa: E402
 from vzcore.store.reader import ExampleNotScoredError, StoreError  # noqa: E402
 from vzcore.store.verify import rebuild_index  # noqa: E402
@@ -60,6 +61,7 @@ def test_example_matches_score(request, which):
         assert isinstance(got, vzcore.ScoreResult)
         assert got.tokens == want.tokens and got.token_ids == want.token_ids and got.layers == want.layers
         assert got.word_ids == want.word_ids
+        assert got.site == want.site == self_site(causal=which == "gpt2_store")  # the store's one site
         for m in METHODS:
             assert got.scores[m].shape == (2, want.n, want.n) and got.scores[m].dtype == np.float32
             np.testing.assert_allclose(got.scores[m], want.scores[m], atol=5e-4)  # float16 storage
