@@ -9,7 +9,7 @@ pytest.importorskip("zarr")
 
 from jobs.aggregate import PartJob, aggregate_part
 from jobs.aggregate_stats import PartialStats, StatsSpec, is_punctuation
-from jobs.synthetic_store import init_root, random_maps
+from tests.harness.synthetic_store import init_root, random_maps
 from vzcore.store.layout import STATUS_NAMES
 from vzcore.store.reader import open_part, open_store
 from vzcore.store.writer import ExampleOutcome, write_part

@@ -15,7 +15,7 @@ from typer.testing import CliRunner  # noqa: E402
 
 import vzcore  # noqa: E402
 from jobs.cli import app  # noqa: E402
-from jobs.synthetic_store import write_scored_store  # noqa: E402
+from tests.harness.synthetic_store import write_scored_store  # noqa: E402
 from vzcore.plot import result_figure  # noqa: E402
 from vzcore.store.tables import TOKEN_COLUMNS  # noqa: E402
 from vzcore.tokens import decode_piece  # noqa: E402

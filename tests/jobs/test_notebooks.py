@@ -16,7 +16,7 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
 @pytest.fixture(scope="module")
 def tiny_store(tmp_path_factory):
-    from jobs.synthetic_store import write_random_store
+    from tests.harness.synthetic_store import write_random_store
 
     path = tmp_path_factory.mktemp("nb") / "tiny.zarr"
     write_random_store(path, 12, num_layers=2, part_size=5, lengths=(4, 10), fail_every=6)

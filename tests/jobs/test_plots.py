@@ -13,7 +13,7 @@ pytest.importorskip("matplotlib")
 import matplotlib.pyplot as plt
 
 import vzcore
-from jobs.synthetic_store import write_scored_store
+from tests.harness.synthetic_store import write_scored_store
 from vzcore.plot import result_figure
 from vzcore.result import ScoreResult
 

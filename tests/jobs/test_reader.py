@@ -16,7 +16,7 @@ import torch  # noqa: E402
 import transformers  # noqa: E402
 
 import vzcore  # noqa: E402
-from jobs.synthetic_store import write_scored_store  # noqa: E402
+from tests.harness.synthetic_store import write_scored_store  # noqa: E402
 from tests.support import TINY  # noqa: E402
 from vzcore.maps import self_site  # noqa: E402
 from vzcore.store.layout import part_path  # noqa: E402
@@ -99,7 +99,7 @@ def test_xarray_iter_and_find(bert_store):
 
 def test_failed_skipped_and_unfinished_examples(tmp_path):
     path = tmp_path / "f.zarr"
-    from jobs.synthetic_store import init_root, random_maps
+    from tests.harness.synthetic_store import init_root, random_maps
 
     plan = [{"part": 0, "start": 0, "stop": 3}, {"part": 1, "start": 3, "stop": 5}]
     init_root(path, methods=["attention", "value_zeroing"], layers=[0], causal=False, plan=plan)
