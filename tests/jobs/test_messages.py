@@ -106,3 +106,21 @@ def test_one_rule_for_layer_indices_and_whole_word_search(tmp_path, tiny_model_d
     assert store.find(text="the") == [0, 1]  # substring, any case: "The cat ... the mat", "Hello there!"
     assert store.find(text="the", word=True) == [0] and store.find(text="THE", word=True, case=True) == []
     assert store.find(text="he", word=True) == []
+
+
+def test_our_loads_show_no_per_tensor_progress_bars_and_the_callers_own_still_do(tiny_model_dir, capfd):
+    import transformers
+    from transformers import modeling_gguf_pytorch_utils as gguf_loading
+
+    capfd.readouterr()
+    vzcore.load_model(tiny_model_dir)
+    assert "Loading weights" not in capfd.readouterr().err  # today: a bar of one step per tensor
+    from vzcore.loading import quiet_loading
+
+    with quiet_loading():  # the GGUF reader's own bar (272 steps for SmolLM2), past transformers' hook
+        list(gguf_loading.tqdm(range(3), desc="de-quantizing"))
+    assert "de-quantizing" not in capfd.readouterr().err
+    transformers.AutoModel.from_pretrained(tiny_model_dir)  # a load of the caller's own keeps its bar
+    list(gguf_loading.tqdm(range(3), desc="de-quantizing"))
+    err = capfd.readouterr().err
+    assert "Loading weights" in err and "de-quantizing" in err
