@@ -47,6 +47,7 @@ def check_job(cfg: JobConfig) -> CheckedJob:
     _check_numbers(cfg)
     _check_precision(cfg)
     _check_device(cfg)
+    _check_input(cfg)
     model, tokenizer = _inspect_model(cfg)
     _check_max_length(cfg, model, tokenizer)
     _check_applicable(cfg, model)
@@ -97,6 +98,13 @@ def _check_numbers(cfg: JobConfig) -> None:
         raise JobError(f"--limit must be 0 (all rows) or more, not {cfg.limit}")
     if cfg.store_dtype not in STORE_DTYPES:
         raise JobError(f"--store-dtype must be one of {', '.join(STORE_DTYPES)}, not {cfg.store_dtype!r}")
+
+
+def _check_input(cfg: JobConfig) -> None:
+    from jobs.data import FORMATS
+
+    if cfg.format is not None and cfg.format not in FORMATS:
+        raise JobError(f"unknown --format {cfg.format!r}; choose from: {', '.join(FORMATS)}")
 
 
 def _check_max_length(cfg: JobConfig, model: ModelSource, tokenizer: Any) -> None:
