@@ -144,8 +144,11 @@ def score_command(
         "default: chatterbot-corpus English lines",
     ),
     config: str | None = typer.Option(None, help="dataset configuration name"),
-    split: str = typer.Option("train"),
-    text_column: str = typer.Option("text"),
+    split: str = typer.Option("train", help="hub datasets and saved DatasetDicts (plain files are one split: train)"),
+    text_column: str = typer.Option("text", help="the column to score; a nested field as doc.text"),
+    data_format: str | None = typer.Option(
+        None, "--format", help="read local files as text, csv, json or parquet (default: from the extension)"
+    ),
     model: str = typer.Option("minilm", help="short name (minilm, smollm2), local path or hub name"),
     methods: str = typer.Option("value_zeroing,attention", help="comma-separated; see `vz methods`"),
     option: list[str] | None = typer.Option(None, "--option", help="method option key=value (repeatable)"),
@@ -187,6 +190,7 @@ def score_command(
         config=config,
         split=split,
         text_column=text_column,
+        format=data_format,
         model=model,
         methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
         options=pairs(option, "--option"),

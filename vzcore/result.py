@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from vzcore.maps import Site, self_site
-from vzcore.tokens import Scheme, display_text, guess_scheme, sequence_texts, span_text
+from vzcore.tokens import Scheme, guess_scheme, sequence_texts, span_text
 
 __all__ = ["ScoreResult", "WordResult"]
 
@@ -49,8 +49,8 @@ class ScoreResult:
 
     @property
     def labels(self) -> list[str]:
-        """Return the display text of each token (`Ġhas` -> `has`); the text span where offsets are known."""
-        return sequence_texts(self.tokens, self.text, self.offsets)
+        """Return the display text of each token (`Ġhas` -> `has`), from the pieces alone (see `vzcore.tokens`)."""
+        return sequence_texts(self.tokens)
 
     def zero_rows(self, method: str) -> np.ndarray:
         """Return `[layers, n]`: scored target rows whose entries are all zero."""
@@ -84,12 +84,7 @@ class ScoreResult:
         return WordResult(words=labels, layers=self.layers, scores=scores)
 
     def _unit_label(self, tokens: np.ndarray, scheme: Scheme) -> str:
-        ks = np.flatnonzero(tokens)
-        if self.text is not None and self.offsets is not None:
-            start, end = self.offsets[ks[0]][0], self.offsets[ks[-1]][1]
-            if end > start:
-                return display_text(self.text[start:end])
-        return span_text([self.tokens[k] for k in ks], scheme)
+        return span_text([self.tokens[k] for k in np.flatnonzero(tokens)], scheme)
 
 
 @dataclass

@@ -57,7 +57,7 @@ def test_store_matches_library_scores_and_resume_does_nothing(tmp_path, tiny_mod
         for e, i in enumerate(g["example_id"][:].tolist()):
             got_ids.append(i)
             if not TEXTS[i]:
-                assert g["status"][e] == STATUS_SKIPPED and g.attrs["failures"][str(i)] == "empty text"
+                assert g["status"][e] == STATUS_SKIPPED and g.attrs["failures"][str(i)] == "missing text"
                 continue
             assert g["status"][e] == STATUS_SCORED
             n = int(g["length"][e])
