@@ -18,14 +18,15 @@ def layer_curves(layers, bucket: str = "all"):
     A statistic that is zero (or undefined) at every layer for every method, such as the mass on
     special tokens for a tokenizer that adds none, gets no panel; the figure says which were left out.
     """
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: the caller's backend and figures are left alone
 
     data = layers[layers.bucket == bucket]
     shown = [c for c in CURVES if (data[c].fillna(0) != 0).any()]
     dropped = [c for c in CURVES if c not in shown]
     cols = min(len(shown), 3) or 1
     rows = max(-(-len(shown) // cols), 1)
-    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.25 * rows + 0.3), squeeze=False, layout="constrained")
+    fig = Figure(figsize=(4 * cols, 3.25 * rows + 0.3), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax in axes.ravel()[len(shown) :]:
         ax.set_axis_off()
     for ax, col in zip(axes.ravel(), shown, strict=False):
@@ -48,22 +49,17 @@ def distance_profiles(distance, bucket: str = "all"):
 
     Up to `LEGEND_LAYERS` layers are told apart by a legend; more by a colour map with a colour bar.
     """
-    import matplotlib.pyplot as plt
+    import matplotlib
+    from matplotlib.figure import Figure  # no pyplot: the caller's backend and figures are left alone
 
     data = distance[(distance.bucket == bucket) & ~distance.overflow]
     methods = list(dict.fromkeys(data.method))
     layer_ids = sorted(set(data.layer))
     many = len(layer_ids) > LEGEND_LAYERS
-    fig, axes = plt.subplots(
-        1,
-        len(methods),
-        figsize=(4.5 * len(methods) + (1 if many else 0), 3.6),
-        squeeze=False,
-        sharey=True,
-        layout="constrained",
-    )
-    cmap = plt.get_cmap("viridis")
-    norm = plt.Normalize(min(layer_ids, default=0), max(layer_ids, default=1))
+    fig = Figure(figsize=(4.5 * len(methods) + (1 if many else 0), 3.6), layout="constrained")
+    axes = fig.subplots(1, max(len(methods), 1), squeeze=False, sharey=True)
+    cmap = matplotlib.colormaps["viridis"]
+    norm = matplotlib.colors.Normalize(min(layer_ids, default=0), max(layer_ids, default=1))
     for ax, method in zip(axes[0], methods, strict=True):
         g = data[data.method == method]
         for layer, gl in g.groupby("layer"):
@@ -73,7 +69,7 @@ def distance_profiles(distance, bucket: str = "all"):
         ax.set_xlabel("relative position j - i")
     axes[0, 0].set_ylabel("mean mass per row")
     if many:
-        bar = plt.cm.ScalarMappable(norm=norm, cmap=cmap)
+        bar = matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap)
         fig.colorbar(bar, ax=axes[0].tolist(), label="layer", pad=0.01)
     else:
         axes[0, -1].legend(fontsize=7)
@@ -82,7 +78,7 @@ def distance_profiles(distance, bucket: str = "all"):
 
 def agreement_heatmap(agreement, bucket: str = "all"):
     """Return a figure: method pairs by layer, coloured by mean Spearman correlation."""
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: the caller's backend and figures are left alone
 
     data = agreement[agreement.bucket == bucket]
     pairs = list(dict.fromkeys(zip(data.method_a, data.method_b, strict=True)))
@@ -90,7 +86,8 @@ def agreement_heatmap(agreement, bucket: str = "all"):
     grid = np.full((len(pairs), len(layers)), np.nan)
     for r in data.itertuples():
         grid[pairs.index((r.method_a, r.method_b)), layers.index(r.layer)] = r.spearman
-    fig, ax = plt.subplots(figsize=(4.5 + 0.6 * len(layers), 1.5 + 0.5 * max(len(pairs), 1)))
+    fig = Figure(figsize=(4.5 + 0.6 * len(layers), 1.5 + 0.5 * max(len(pairs), 1)))
+    ax = fig.subplots()
     im = ax.imshow(grid, vmin=-1, vmax=1, cmap="RdBu_r", aspect="auto")
     ax.set_yticks(range(len(pairs)), [f"{a} / {b}" for a, b in pairs], fontsize=8)
     ax.set_xticks(range(len(layers)), layers)
@@ -106,11 +103,12 @@ def agreement_heatmap(agreement, bucket: str = "all"):
 
 def length_buckets(layers, column: str = "self_mass"):
     """Return a figure: `column` over layers per sentence-length bucket, one panel per method."""
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: the caller's backend and figures are left alone
 
     data = layers[(layers.bucket != "all") & (layers.examples > 0)]
     methods = list(dict.fromkeys(data.method))
-    fig, axes = plt.subplots(1, max(len(methods), 1), figsize=(4.5 * max(len(methods), 1), 3.6), squeeze=False)
+    fig = Figure(figsize=(4.5 * max(len(methods), 1), 3.6))
+    axes = fig.subplots(1, max(len(methods), 1), squeeze=False)
     for ax, method in zip(axes[0], methods, strict=False):
         for bucket, g in data[data.method == method].groupby("bucket", sort=False):
             ax.plot(g.layer, g[column], marker="o", label=f"{bucket} tokens")
@@ -123,8 +121,6 @@ def length_buckets(layers, column: str = "self_mass"):
 
 def write_plots(tables: dict, out: Path) -> list[str]:
     """Write the plots of `tables` into `out` and return their file names."""
-    import matplotlib.pyplot as plt
-
     figures = {
         "layer_curves.png": layer_curves(tables["layers.parquet"]),
         "distance_profile.png": distance_profiles(tables["distance.parquet"]),
@@ -134,5 +130,4 @@ def write_plots(tables: dict, out: Path) -> list[str]:
         figures["agreement.png"] = agreement_heatmap(tables["agreement.parquet"])
     for name, fig in figures.items():
         fig.savefig(Path(out) / name, dpi=110)
-        plt.close(fig)
     return list(figures)

@@ -136,14 +136,12 @@ def blank_out_tables(probes, rows: dict, model_side: dict, methods: list[str]) -
 
 
 def _heatmap(summary, path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: never the caller's backend or figures
 
     frame = summary[summary["phenomenon"] == ALL]
     grid = frame.pivot(index="method", columns="layer", values="mean")
-    fig, ax = plt.subplots(figsize=(2.6 + 0.55 * grid.shape[1], 0.9 + 0.42 * grid.shape[0]))
+    fig = Figure(figsize=(2.6 + 0.55 * grid.shape[1], 0.9 + 0.42 * grid.shape[0]))
+    ax = fig.subplots()
     im = ax.imshow(grid.to_numpy(), cmap="viridis", aspect="auto")
     for i in range(grid.shape[0]):
         for j in range(grid.shape[1]):
@@ -156,16 +154,13 @@ def _heatmap(summary, path: Path, title: str) -> None:
     fig.colorbar(im, ax=ax, label="cue share")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def _spearman_plot(summary, path: Path, title: str) -> None:
-    import matplotlib
+    from matplotlib.figure import Figure  # no pyplot: never the caller's backend or figures
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    fig = Figure(figsize=(8, 4.5))
+    ax = fig.subplots()
     for m, frame in summary.groupby("method", sort=False):
         frame = frame.sort_values("layer")
         if bool(frame["rollout"].iloc[0]):
@@ -179,7 +174,6 @@ def _spearman_plot(summary, path: Path, title: str) -> None:
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def _markdown(frame, floatfmt: str = ".3f") -> str:

@@ -51,10 +51,9 @@ def test_distance_profile_of_30_layers_has_a_colour_bar_and_distinct_colours():
     for ax in panels:
         colours = {tuple(line.get_color()) for line in ax.get_lines()}
         assert len(ax.get_lines()) == 30 and len(colours) == 30  # today: 10 colours repeat
-    plt.close(fig)
+
     few = distance_profiles(_distance_table(6))
     assert few.axes[-1].get_legend() is not None and len(few.axes) == 2  # a legend while it fits
-    plt.close(few)
 
 
 def test_layer_curves_leave_out_statistics_zero_for_every_method():
@@ -63,9 +62,41 @@ def test_layer_curves_leave_out_statistics_zero_for_every_method():
     assert "special mass" not in titles and "entropy" not in titles
     assert set(titles) == {"self mass", "punct mass", "prev mass", "next mass"}
     assert "special mass" in fig.get_suptitle() and "entropy" in fig.get_suptitle()
-    plt.close(fig)
+
     table = _layers_table(3)
     table.loc[table.method == "attention", "special_mass"] = 0.2  # nonzero for one method: kept
     fig = layer_curves(table)
     assert "special mass" in [ax.get_title() for ax in fig.axes]
-    plt.close(fig)
+
+
+def test_aggregate_and_evaluation_plots_change_no_backend_and_no_pyplot_state(tmp_path):
+    import matplotlib
+
+    from jobs.aggregate_plots import agreement_heatmap, length_buckets
+    from jobs.evaluate_report import _heatmap, _spearman_plot
+
+    agreement = pd.DataFrame(
+        [{"method_a": "a", "method_b": "b", "layer": k, "bucket": "all", "spearman": 0.5} for k in range(3)]
+    )
+    layers = _layers_table(3).assign(bucket="1-8", examples=4)
+    summary = pd.DataFrame(
+        [
+            {"phenomenon": "all", "method": m, "layer": k, "mean": 0.3, "std": 0.1, "random": 0.2, "rollout": False}
+            for m in ("a", "b")
+            for k in range(3)
+        ]
+    )
+    before = matplotlib.get_backend()
+    matplotlib.use("svg")  # a backend other than Agg, as a notebook's inline one is
+    try:
+        figures = plt.get_fignums()
+        drawn = [layer_curves(_layers_table(3)), distance_profiles(_distance_table(3)), agreement_heatmap(agreement)]
+        drawn.append(length_buckets(layers))
+        _heatmap(summary, tmp_path / "h.png", "cue")  # today: switched the process to Agg
+        _spearman_plot(summary, tmp_path / "s.png", "agreement")
+        assert matplotlib.get_backend() == "svg"
+        assert plt.get_fignums() == figures  # plain Figures: nothing for pyplot to show or leak
+        assert all((tmp_path / f).read_bytes()[:4] == b"\x89PNG" for f in ("h.png", "s.png"))
+        assert all(fig.axes for fig in drawn)
+    finally:
+        matplotlib.use(before)
