@@ -145,7 +145,8 @@ def _stored_attrs(cfg: JobConfig) -> dict:
         if attrs.get("vz_layout", LAYOUT_VERSION) == LAYOUT_VERSION and "vz_layout" in attrs:
             attrs["plan"] = read_plan(root)
     except Exception as err:
-        raise JobError(f"cannot open store {cfg.out}: {type(err).__name__}: {err}") from None
+        why = cfg.location.access_problem(err) or f"{type(err).__name__}: {err}"
+        raise JobError(f"cannot open store {cfg.out}: {why}") from None
     if attrs.get("vz_layout", LAYOUT_VERSION) != LAYOUT_VERSION:
         raise JobError(
             f"{cfg.out} has store layout v{attrs['vz_layout']}, written by an older vzcore: it still reads"

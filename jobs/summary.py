@@ -54,7 +54,7 @@ class Summary:
         out = [
             f"store        {self.store}",
             f"parts        {self.parts_run} run of {self.planned_parts} planned",
-            f"examples     {self.examples} run: {self.scored} scored, {self.skipped} skipped (empty), "
+            f"examples     {self.examples} run: {self.scored} scored, {self.skipped} skipped (nothing to score), "
             f"{self.failed} failed, {self.truncated} truncated",
             f"tokens       {self.tokens}",
             f"throughput   {self._throughput()}",

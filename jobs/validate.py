@@ -177,7 +177,8 @@ def check_output(cfg: JobConfig) -> None:
     try:
         state, names = folder_state(location)
     except Exception as err:
-        raise JobError(f"cannot read output {cfg.out}: {type(err).__name__}: {err}") from None
+        why = location.access_problem(err) or f"{type(err).__name__}: {err}"
+        raise JobError(f"cannot read output {cfg.out}: {why}") from None
     if state == "other":
         shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
         raise JobError(

@@ -51,6 +51,7 @@ def _commands(tmp_path) -> dict[str, list[str]]:
         "query top": ["query", "top", URL, "--layer", "0", "--method", "attention", "-k", "2"],
         "aggregate": ["aggregate", URL, "--out", str(tmp_path / "agg"), "--no-plots"],
         "verify": ["verify", URL],
+        "score": ["score", "--out", URL.replace(".zarr", "-new.zarr"), "--limit", "2", "--actors", "0"],
     }
 
 
@@ -61,7 +62,7 @@ def test_every_store_command_takes_storage_options(s3_store, no_aws_setup, tmp_p
     assert res.exit_code == 0, res.output
 
 
-@pytest.mark.parametrize("command", ["show", "query rows", "query top", "aggregate", "verify"])
+@pytest.mark.parametrize("command", ["show", "query rows", "query top", "aggregate", "verify", "score"])
 def test_missing_credentials_are_named_not_reported_as_no_store(s3_store, no_aws_setup, tmp_path, command):
     endpoint = s3_store["client_kwargs"]["endpoint_url"]
     args = [*_commands(tmp_path)[command], "--storage-option", f"endpoint_url={endpoint}"]

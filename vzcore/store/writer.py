@@ -58,7 +58,7 @@ class ExampleOutcome:
 
     @classmethod
     def failed(cls, example_id: int, reason: str, *, skipped: bool = False) -> ExampleOutcome:
-        """Build an outcome with no maps: failed (with a reason) or skipped (empty text)."""
+        """Build an outcome with no maps: failed (with a reason) or skipped (nothing to score)."""
         return cls(int(example_id), STATUS_SKIPPED if skipped else STATUS_FAILED, reason)
 
     @property
