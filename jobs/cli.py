@@ -72,15 +72,16 @@ def explain_command(
     """Score TEXT and print each token's strongest sources; write a labelled heatmap."""
     import vzcore
     from vzcore.explain import strongest_sources
-    from vzcore.inputs import check_tokenizer
+    from vzcore.inputs import check_tokenizer, text_problem
     from vzcore.maps import resolve_layers
     from vzcore.methods.registry import check_applicable
     from vzcore.plot import result_figure
 
     methods = method or ["value_zeroing"]
     try:  # every check before the weights load
-        if not text.strip():
-            raise ValueError("the text is empty: nothing to explain")
+        problem = text_problem(text)
+        if problem is not None:
+            raise ValueError(f"nothing to explain: {problem}")
         chosen = [vzcore.methods.get_method(m) for m in methods]
         if device is not None and device.startswith("cuda"):
             import torch

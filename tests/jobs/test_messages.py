@@ -19,7 +19,8 @@ runner = CliRunner()
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["explain", "   "], "the text is empty: nothing to explain"),
+        (["explain", "   "], "nothing to explain: missing text"),
+        (["explain", "\u200b\u200d\u2060"], "nothing to explain: only invisible characters"),  # today: after loading
         (["explain", "hi", "--model", "/no/such/model"], "no such model path: /no/such/model"),
         (["explain", "hi", "--layer", "-7"], "layer -7 out of range: the model has 6 layers"),
     ],
