@@ -13,13 +13,13 @@ zarr = pytest.importorskip("zarr")
 pd = pytest.importorskip("pandas")
 
 from typer.testing import CliRunner  # noqa: E402
+from vzcore.store.corpus import WORD_ROW_COLUMNS, WORD_TOKEN_ROW_COLUMNS  # noqa: E402
 
 import vzcore  # noqa: E402
 from jobs.cli import app  # noqa: E402
 from jobs.synthetic_store import init_root, random_maps, write_random_store, write_scored_store  # noqa: E402
 from vzcore.store import ExampleNotScoredError, StoreError  # noqa: E402
-from vzcore.store.corpus import WORD_ROW_COLUMNS, WORD_TOKEN_ROW_COLUMNS  # noqa: E402
-from vzcore.store.verify import rebuild_index  # noqa: E402
+from vzcore.store.completion import rebuild_index  # noqa: E402
 from vzcore.store.writer import ExampleOutcome, write_part  # noqa: E402
 
 METHODS = ("value_zeroing", "attention")

@@ -18,9 +18,9 @@ import transformers  # noqa: E402
 import vzcore  # noqa: E402
 from jobs.synthetic_store import write_scored_store  # noqa: E402
 from tests.support import TINY  # noqa: E402
+from vzcore.store.completion import rebuild_index  # noqa: E402
 from vzcore.store.layout import part_path  # noqa: E402
 from vzcore.store.reader import ExampleNotScoredError, StoreError  # noqa: E402
-from vzcore.store.verify import rebuild_index  # noqa: E402
 from vzcore.store.writer import ExampleOutcome, write_part  # noqa: E402
 
 METHODS = ["value_zeroing", "attention", "attention_norm"]
