@@ -70,7 +70,7 @@ def test_vz_explain_prints_decoded_tokens(tiny_smollm2_dir, tmp_path):
 
 
 def test_store_tables_and_vz_show_read_decoded_tokens(tiny_smollm2_dir, tmp_path):
-    from vzcore.store.query import show_example
+    from vzcore.queries import show_example
 
     handle = vzcore.load_model(tiny_smollm2_dir)
     path = tmp_path / "s.zarr"

@@ -22,17 +22,15 @@ import heapq
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, get_args
+from typing import get_args
 
 import numpy as np
 
+from vzcore.result import ScoreResult
 from vzcore.store.errors import StoreError
 from vzcore.store.layout import STATUS_SCORED
+from vzcore.store.reader import PartReader, Store
 from vzcore.tokens import Scheme, decode_piece, display_text, guess_scheme, sequence_texts, span_text
-
-if TYPE_CHECKING:
-    from vzcore.result import ScoreResult
-    from vzcore.store.reader import PartReader, Store
 
 __all__ = [
     "ROW_COLUMNS",
