@@ -118,7 +118,7 @@ def query_top_command(
     token_id: Annotated[int | None, typer.Option(help="a token id (token_mass)")] = None,
     ignore_case: Annotated[bool, typer.Option(help="match --word in any case")] = False,
     min_tokens: Annotated[
-        int, typer.Option(help="rank only examples of at least this many tokens (one-word texts top self_mass)")
+        int, typer.Option(help="rank only examples of at least this many tokens (short texts: few rows, noisy values)")
     ] = 1,
     out: Annotated[Path | None, typer.Option(help="write the table here (.parquet or .csv)")] = None,
     storage_option: StorageOption = None,

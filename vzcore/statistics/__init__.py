@@ -5,10 +5,18 @@ corpus sums that merge by addition (`partial`), and those sums for a block of ex
 
 from vzcore.statistics.block import ExampleBlock, add_block
 from vzcore.statistics.partial import DEFAULT_BUCKET_EDGES, PartialStats, StatsSpec, is_punctuation
-from vzcore.statistics.rows import counted_rows, example_masses, row_masses, scored_rows, valid_entries
+from vzcore.statistics.rows import (
+    MIN_ROW_ENTRIES,
+    counted_rows,
+    example_masses,
+    row_masses,
+    scored_rows,
+    valid_entries,
+)
 
 __all__ = [
     "DEFAULT_BUCKET_EDGES",
+    "MIN_ROW_ENTRIES",
     "ExampleBlock",
     "PartialStats",
     "StatsSpec",

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["counted_rows", "example_masses", "row_masses", "scored_rows", "valid_entries"]
+__all__ = ["MIN_ROW_ENTRIES", "counted_rows", "example_masses", "row_masses", "scored_rows", "valid_entries"]
+
+MIN_ROW_ENTRIES = 2  # valid entries a row needs to count: a single entry cannot mix
 
 
 def valid_entries(n: int, causal: bool) -> np.ndarray:
@@ -37,7 +39,7 @@ def scored_rows(maps: np.ndarray) -> np.ndarray:
 def counted_rows(scored: np.ndarray, k_valid: np.ndarray) -> np.ndarray:
     """Return the rows that count (module docstring): `scored` `[..., n]` rows with at least two of
     `k_valid` `[n]` valid entries."""
-    return scored & (k_valid >= 2)
+    return scored & (k_valid >= MIN_ROW_ENTRIES)
 
 
 def row_masses(maps: np.ndarray, weights: np.ndarray) -> np.ndarray:
