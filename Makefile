@@ -35,4 +35,4 @@ lint: setup
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy
 
 bench: setup
-	$(PY) -m vzcore.benchmark
+	$(PY) -m bench.core

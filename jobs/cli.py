@@ -71,9 +71,9 @@ def explain_command(
 ) -> None:
     """Score TEXT and print each token's strongest sources; write a labelled heatmap."""
     import vzcore
-    from vzcore.api import resolve_layers
     from vzcore.explain import strongest_sources
     from vzcore.inputs import check_tokenizer
+    from vzcore.maps import resolve_layers
     from vzcore.methods.registry import check_applicable
     from vzcore.plot import result_figure
 
@@ -144,8 +144,11 @@ def score_command(
         "default: chatterbot-corpus English lines",
     ),
     config: str | None = typer.Option(None, help="dataset configuration name"),
-    split: str = typer.Option("train"),
-    text_column: str = typer.Option("text"),
+    split: str = typer.Option("train", help="hub datasets and saved DatasetDicts (plain files are one split: train)"),
+    text_column: str = typer.Option("text", help="the column to score; a nested field as doc.text"),
+    data_format: str | None = typer.Option(
+        None, "--format", help="read local files as text, csv, json or parquet (default: from the extension)"
+    ),
     model: str = typer.Option("minilm", help="short name (minilm, smollm2), local path or hub name"),
     methods: str = typer.Option("value_zeroing,attention", help="comma-separated; see `vz methods`"),
     option: list[str] | None = typer.Option(None, "--option", help="method option key=value (repeatable)"),
@@ -187,6 +190,7 @@ def score_command(
         config=config,
         split=split,
         text_column=text_column,
+        format=data_format,
         model=model,
         methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
         options=pairs(option, "--option"),

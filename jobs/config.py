@@ -20,8 +20,9 @@ class JobConfig:
     out: str  # the store: a local path or an fsspec URL (s3://...)
     dataset: str | None = None  # hub name, save_to_disk folder, or a local file/folder; None: chatterbot English
     config: str | None = None  # the dataset's configuration name (hub datasets)
-    split: str = "train"
-    text_column: str = "text"
+    split: str = "train"  # hub datasets and save_to_disk folders with splits; plain files are one split, train
+    text_column: str = "text"  # a nested field as `doc.text`
+    format: str | None = None  # local files: text, csv, json or parquet; None: from each file's extension
     model: str = "minilm"  # short name, local path, GGUF file or hub name
     methods: tuple[str, ...] = ("value_zeroing", "attention")
     options: tuple[tuple[str, object], ...] = ()  # method options, e.g. (("distance", "cosine"),)

@@ -12,7 +12,9 @@ __all__ = ["DatasetError", "TextSource", "chatterbot_lines", "open_texts"]
 
 READ_ROWS = 8192  # rows read at once when the driver streams over the input
 
+FORMATS = ("text", "csv", "json", "parquet")  # `--format`: the `datasets` builders for local files
 _BUILDERS = {".txt": "text", ".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+DEFAULT_SPLIT = "train"  # what `datasets` calls the one split of plain files
 
 
 class DatasetError(ValueError):
@@ -35,38 +37,72 @@ def chatterbot_lines() -> list[str]:
     return lines
 
 
-def _load(dataset: str | None, config: str | None, split: str):
+def _one_split(dataset: str, split: str, what: str) -> None:
+    """Refuse a `--split` other than the default for data that has no splits (it would be ignored)."""
+    if split != DEFAULT_SPLIT:
+        raise DatasetError(f"--split {split}: {dataset} is {what}, with no splits to choose from; leave --split out")
+
+
+def _load(dataset: str | None, config: str | None, split: str, data_format: str | None):
     import datasets
 
     if dataset is None:
+        if data_format is not None:
+            raise DatasetError("--format is for local files given as --dataset")
+        _one_split("the default dataset (chatterbot-corpus)", split, "one list of lines")
         return datasets.Dataset.from_dict({"text": chatterbot_lines()})
     path = Path(dataset)
     if path.exists():
         if path.is_dir() and ((path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists()):
+            if data_format is not None:
+                raise DatasetError(f"--format {data_format}: {dataset} is a saved dataset, not files to read")
             ds = datasets.load_from_disk(str(path))
             if isinstance(ds, datasets.DatasetDict):
                 if split not in ds:
                     raise DatasetError(f"split {split!r} not in {dataset}; it has {sorted(ds)}")
-                ds = ds[split]
+                return ds[split]
+            _one_split(dataset, split, "a saved single dataset")
             return ds
-        files = sorted(p for p in path.rglob("*") if p.suffix in _BUILDERS) if path.is_dir() else [path]
-        kinds = {_BUILDERS.get(p.suffix) for p in files}
-        if not files or None in kinds or len(kinds) != 1:
-            raise DatasetError(f"cannot tell the format of {dataset}: need files of one kind among {sorted(_BUILDERS)}")
-        builder = kinds.pop()
-        kw = {"delimiter": "\t"} if builder == "csv" and files[0].suffix == ".tsv" else {}
-        if all(p.stat().st_size == 0 for p in files):
-            raise DatasetError(f"{dataset} is empty: nothing to score")
-        try:
-            return datasets.load_dataset(builder, data_files=[str(p) for p in files], split="train", **kw)
-        except Exception as err:  # the builders raise many kinds for unreadable or empty files
-            if "corresponds to no data" in str(err):  # a header and no rows
-                raise DatasetError(f"{dataset} has no rows: nothing to score") from None
-            raise DatasetError(f"cannot read {dataset} as {builder}: {type(err).__name__}: {err}") from None
+        return _load_files(path, dataset, split, data_format)
+    if data_format is not None:
+        raise DatasetError(f"--format {data_format}: {dataset} is not a local file or folder")
     try:
         return datasets.load_dataset(dataset, config, split=split)
     except Exception as err:  # hub errors come in many types; say what was tried
         raise DatasetError(f"unknown dataset {dataset!r} (not a local path; hub load failed: {err})") from err
+
+
+def _load_files(path: Path, dataset: str, split: str, data_format: str | None):
+    """Read a local file, or a folder's files, with one `datasets` builder (from `data_format` or the extensions)."""
+    import datasets
+
+    if path.is_dir():
+        visible = (p for p in sorted(path.rglob("*")) if p.is_file() and not p.name.startswith("."))
+        files = [p for p in visible if data_format is not None or p.suffix in _BUILDERS]
+    else:
+        files = [path]
+    if data_format is not None:
+        builder = data_format
+    else:
+        kinds = {_BUILDERS.get(p.suffix) for p in files}
+        if not files or None in kinds or len(kinds) != 1:
+            raise DatasetError(
+                f"cannot tell the format of {dataset}: need files of one kind among {sorted(_BUILDERS)},"
+                f" or --format {'|'.join(FORMATS)}"
+            )
+        builder = kinds.pop()
+    if not files:
+        raise DatasetError(f"{dataset} holds no files: nothing to score")
+    _one_split(dataset, split, "plain files" if path.is_dir() else "a plain file")
+    kw = {"delimiter": "\t"} if builder == "csv" and files[0].suffix == ".tsv" else {}
+    if all(p.stat().st_size == 0 for p in files):
+        raise DatasetError(f"{dataset} is empty: nothing to score")
+    try:
+        return datasets.load_dataset(builder, data_files=[str(p) for p in files], split=DEFAULT_SPLIT, **kw)
+    except Exception as err:  # the builders raise many kinds for unreadable or empty files
+        if "corresponds to no data" in str(err):  # a header and no rows
+            raise DatasetError(f"{dataset} has no rows: nothing to score") from None
+        raise DatasetError(f"cannot read {dataset} as {builder}: {type(err).__name__}: {err}") from None
 
 
 @dataclass(frozen=True)
@@ -94,26 +130,70 @@ class TextSource:
             yield self.rows(a, min(a + size, stop))
 
 
-def open_texts(dataset: str | None, config: str | None, split: str, text_column: str, limit: int | None) -> TextSource:
-    """Open the first `limit` rows' `text_column` (all rows for None), ids being row positions.
+def open_texts(
+    dataset: str | None,
+    config: str | None,
+    split: str,
+    text_column: str,
+    limit: int | None,
+    data_format: str | None = None,
+) -> TextSource:
+    """Open the first `limit` rows' `text_column` (all rows for None; `doc.text` for a nested
+    field), ids being row positions. Local files are read as `data_format` (one of `FORMATS`),
+    or as their extensions say.
 
     Streaming datasets are refused: parts are contiguous id ranges, which needs random access.
     """
     import datasets
 
-    ds = _load(dataset, config, split)
+    ds = _load(dataset, config, split, data_format)
     if isinstance(ds, datasets.IterableDataset):
         raise DatasetError("streaming datasets are not supported: save it with save_to_disk and pass that folder")
-    if text_column not in ds.column_names:
-        raise DatasetError(f"column {text_column!r} not in the dataset; it has {ds.column_names}")
-    kind = getattr(ds.features[text_column], "dtype", None)
-    if kind not in ("string", "large_string"):
-        texts = [c for c, f in ds.features.items() if getattr(f, "dtype", None) in ("string", "large_string")]
-        raise DatasetError(
-            f"column {text_column!r} holds {kind or ds.features[text_column]}, not text; text columns: {texts}"
-        )
+    texts = _texts(ds)
+    ds = _select(ds, text_column, texts)
     total = len(ds)
     if total == 0:
         raise DatasetError(f"{dataset or 'the dataset'} has no rows: nothing to score")
     count = total if limit is None else min(limit, total)
-    return TextSource(ds.select_columns([text_column]), text_column, count, total)
+    feature = ds.features[text_column]
+    if isinstance(feature, datasets.Json):  # `datasets` reads a JSON field whose rows differ in type so
+        seen = ", ".join(_json_types(ds.data.column(text_column).slice(0, count)))
+        raise DatasetError(
+            f"column {text_column!r} holds values of several types ({seen}), not text: make every value a"
+            " string (rows without text may be null), or choose another column"
+        )
+    kind = getattr(feature, "dtype", None)
+    if kind not in _TEXT_TYPES:
+        raise DatasetError(f"column {text_column!r} holds {kind or feature}, not text; text columns: {texts}")
+    return TextSource(ds, text_column, count, total)
+
+
+_TEXT_TYPES = ("string", "large_string")
+
+
+def _texts(ds) -> list[str]:
+    """Return the dataset's text columns, nested fields as `doc.text`."""
+    return [c for c, f in ds.features.flatten().items() if getattr(f, "dtype", None) in _TEXT_TYPES]
+
+
+def _select(ds, column: str, texts: list[str]):
+    """Return `ds` with only `column`: a top-level column, or a nested field `doc.text` (flattened to that name)."""
+    if column in ds.column_names:
+        return ds.select_columns([column])
+    top = column.split(".")[0]
+    if "." in column and top in ds.column_names:
+        flat = ds.select_columns([top]).flatten()
+        if column in flat.column_names:
+            return flat.select_columns([column])
+    raise DatasetError(f"column {column!r} not in the dataset; it has {ds.column_names}, text columns: {texts}")
+
+
+def _json_types(values) -> list[str]:
+    """Return the JSON types but null of a column `datasets` read as JSON (an Arrow array of JSON texts)."""
+    import pyarrow.compute as pc
+
+    names = {'"': "string", "{": "object", "[": "array", "t": "boolean", "f": "boolean"}
+    storage = values.combine_chunks()
+    storage = getattr(storage, "storage", storage)  # the extension array's JSON texts
+    starts = pc.utf8_slice_codeunits(pc.utf8_trim_whitespace(storage), 0, 1).to_pylist()
+    return sorted({names.get(c, "number") for c in starts if c not in (None, "n")})  # nulls are allowed

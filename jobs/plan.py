@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from jobs.config import DEFAULT_PART_MB
+from vzcore.maps import map_entries
 from vzcore.store.layout import packed_size
 
 __all__ = ["Estimate", "estimate", "plan_parts", "token_lengths"]
@@ -41,7 +42,7 @@ def plan_parts(
     cap = part_size or len(lengths) or 1
     plan, a, values = [], start, 0
     for i, n in enumerate(np.asarray(lengths, dtype=np.int64).tolist(), start):
-        size = packed_size(n, layers, causal)
+        size = packed_size(n, n, layers, causal)
         if i > a and (values + size > budget or i - a >= cap):
             plan.append({"part": first_part + len(plan), "start": a, "stop": i})
             a, values = i, 0
@@ -126,10 +127,10 @@ def estimate(
     lengths = [int(n) for n in lengths]  # Python ints: numpy's int32 would overflow these sums
     per_token_layer = 2 * (4 * hidden * hidden + 2 * hidden * ffn)  # one token through one block
     forward = sum(n * per_token_layer * layers for n in lengths)
-    pairs = sum(n * (n + 1) // 2 if causal else n * n for n in lengths) * layers
+    pairs = sum(map_entries(n, n, causal) for n in lengths) * layers
     vz = pairs * 2 * (hidden * hidden + 2 * hidden * ffn)
     flops = forward * len(methods) + (vz if "value_zeroing" in methods else 0)
-    values = sum(packed_size(n, layers, causal) for n in lengths)
+    values = sum(packed_size(n, n, layers, causal) for n in lengths)
     tokens = sum(lengths)
     return Estimate(
         examples=len(lengths),

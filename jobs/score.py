@@ -73,7 +73,7 @@ def run_job(cfg: JobConfig, *, on_event: Callable[[Event], None] | None = None) 
     stored_count = max((p["stop"] for p in stored_plan), default=0)
     limit = None if cfg.limit is None else max(cfg.limit, stored_count)
     try:
-        source = open_texts(cfg.dataset, cfg.config, cfg.split, cfg.text_column, limit)
+        source = open_texts(cfg.dataset, cfg.config, cfg.split, cfg.text_column, limit, cfg.format)
     except DatasetError as err:
         raise JobError(str(err)) from None
 

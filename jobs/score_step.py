@@ -11,6 +11,7 @@ import errno
 import os
 import resource
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -124,22 +125,26 @@ def score_examples(
     """Score `texts` (ids `ids`) batched by length; return one `ExampleOutcome` per example, in id
     order, and how many times an out-of-memory error halved the pair budget.
 
-    Empty texts are skipped; an example that raises is recorded as failed with the reason. On an
-    out-of-memory error the pair-chunk budget is halved and the batch retried, then each example
-    alone, before an example is given up. `progress(examples, tokens)` is called after each batch.
+    Texts with nothing to score (missing: null or blank; only invisible characters; no token
+    besides the special ones) are skipped with the reason; an example that raises is recorded as
+    failed with the reason. On an out-of-memory error the pair-chunk budget is halved and the batch
+    retried, then each example alone, before an example is given up. `progress(examples, tokens)`
+    is called after each batch. The library's truncation warning is left out: `score_part` says
+    which examples were cut.
     """
     import vzcore
     from vzcore.allocator import bound_freed_memory
     from vzcore.api import default_memory_budget
+    from vzcore.inputs import TruncationWarning, UnscorableTextError, text_problem
     from vzcore.store.writer import ExampleOutcome
 
     outcomes: dict[int, ExampleOutcome] = {}
     todo = []
     for i, t in zip(ids, texts, strict=True):
-        if not isinstance(t, str):
+        if t is not None and not isinstance(t, str):
             outcomes[i] = ExampleOutcome.failed(i, f"text is {type(t).__name__}, not a string")
-        elif not t.strip():
-            outcomes[i] = ExampleOutcome.failed(i, "empty text", skipped=True)
+        elif (problem := text_problem(t)) is not None:
+            outcomes[i] = ExampleOutcome.failed(i, problem, skipped=True)
         else:
             todo.append((i, t))
     if progress and outcomes:
@@ -150,36 +155,45 @@ def score_examples(
     halvings = 0
 
     def run(batch):
+        """Return `(item, result)` of each example of `batch` that has something to score."""
         nonlocal budget, halvings
-        while True:
+        while batch:
             try:
-                return vzcore.score(
-                    handle,
-                    [t for _, t in batch],
-                    methods=list(methods),
-                    layers=spec.layers,
-                    max_length=spec.max_length,
-                    batch_size=len(batch),
-                    memory_budget=budget,
-                    precision=spec.precision,
-                    **options,
-                )
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", TruncationWarning)
+                    results = vzcore.score(
+                        handle,
+                        [t for _, t in batch],
+                        methods=list(methods),
+                        layers=spec.layers,
+                        max_length=spec.max_length,
+                        batch_size=len(batch),
+                        memory_budget=budget,
+                        precision=spec.precision,
+                        **options,
+                    )
+                return list(zip(batch, results, strict=True))
+            except UnscorableTextError as err:  # found while tokenising: skip those, score the rest
+                for k, reason in err.reasons.items():
+                    outcomes[batch[k][0]] = ExampleOutcome.failed(batch[k][0], reason, skipped=True)
+                batch = [item for k, item in enumerate(batch) if k not in err.reasons]
             except Exception as err:
                 if not _is_oom(err) or budget <= MIN_MEMORY_BUDGET:
                     raise
                 budget //= 2
                 halvings += 1
                 _empty_cache()
+        return []
 
     for b in range(0, len(todo), spec.batch_size):
         batch = todo[b : b + spec.batch_size]
         try:
-            results = list(zip(batch, run(batch), strict=True))
+            results = run(batch)
         except Exception:
             results = []
             for item in batch:  # find which example fails and why; the others still count
                 try:
-                    results.append((item, run([item])[0]))
+                    results.extend(run([item]))
                 except Exception as err:
                     reason = f"{type(err).__name__}: {err}"[:500]
                     outcomes[item[0]] = ExampleOutcome.failed(item[0], reason)
@@ -232,6 +246,12 @@ def score_part(scorer: Scorer, task: PartTask, progress: Callable[[int, int], No
             f"{STORAGE_FAULTS[err.errno]}, then rerun the same command to resume"
         ) from err
     t2 = time.perf_counter()
+    cut = [o.example_id for o in outcomes if o.truncated]
+    if cut:
+        shown = ", ".join(map(str, cut[:5])) + (", ..." if len(cut) > 5 else "")
+        limit = f"{spec.max_length} tokens" if spec.max_length else "the model's token limit"
+        said = f"part {task.part}: {len(cut)} example(s) longer than {limit} were truncated to it: {shown}"
+        warnings.warn(said, stacklevel=1)  # about the data, not about a caller's line
     fs, path = spec.location.filesystem(part_path(task.part))
     written = int(fs.du(path, total=True))
     # Handing back all that was freed keeps the heap from fragmenting pass after pass (an actor's

@@ -14,6 +14,7 @@ from typing import Any
 
 from jobs.config import JobConfig
 from vzcore.loading import ModelSource
+from vzcore.maps import resolve_layers
 
 __all__ = ["STORE_DTYPES", "CheckedJob", "JobError", "check_job", "check_output"]
 
@@ -47,7 +48,9 @@ def check_job(cfg: JobConfig) -> CheckedJob:
     _check_numbers(cfg)
     _check_precision(cfg)
     _check_device(cfg)
+    _check_input(cfg)
     model, tokenizer = _inspect_model(cfg)
+    _check_max_length(cfg, model, tokenizer)
     _check_applicable(cfg, model)
     return CheckedJob(cfg, options, model, tokenizer, _check_layers(cfg, model.geometry.num_layers))
 
@@ -94,10 +97,28 @@ def _check_numbers(cfg: JobConfig) -> None:
         raise JobError(f"--part-mb must be more than 0, not {cfg.part_mb}")
     if cfg.limit is not None and cfg.limit < 0:
         raise JobError(f"--limit must be 0 (all rows) or more, not {cfg.limit}")
-    if cfg.max_length is not None and cfg.max_length < 1:
-        raise JobError(f"--max-length must be at least 1, not {cfg.max_length}")
     if cfg.store_dtype not in STORE_DTYPES:
         raise JobError(f"--store-dtype must be one of {', '.join(STORE_DTYPES)}, not {cfg.store_dtype!r}")
+
+
+def _check_input(cfg: JobConfig) -> None:
+    from jobs.data import FORMATS
+
+    if cfg.format is not None and cfg.format not in FORMATS:
+        raise JobError(f"unknown --format {cfg.format!r}; choose from: {', '.join(FORMATS)}")
+
+
+def _check_max_length(cfg: JobConfig, model: ModelSource, tokenizer: Any) -> None:
+    """Refuse a token limit that cannot hold one text token beside the special tokens the tokenizer
+    adds, or that is longer than the model takes."""
+    from vzcore.inputs import check_max_length
+    from vzcore.loading import max_input_length
+
+    most = max_input_length(model.config, tokenizer, model.family)
+    try:
+        check_max_length(cfg.max_length, tokenizer, most, option="--max-length ")
+    except ValueError as err:
+        raise JobError(str(err)) from None
 
 
 def _check_precision(cfg: JobConfig) -> None:
@@ -140,11 +161,11 @@ def _inspect_model(cfg: JobConfig) -> tuple[ModelSource, Any]:
 
 
 def _check_layers(cfg: JobConfig, count: int) -> list[int]:
-    layers = list(range(count)) if cfg.layers is None else list(cfg.layers)
-    for layer in layers:
-        if not -count <= layer < count:
-            raise JobError(f"layer {layer} out of range: the model has {count} layers (0..{count - 1})")
-    return sorted({x % count for x in layers})
+    """Return the blocks to store, ascending (a store's `layers` are)."""
+    try:
+        return sorted(resolve_layers(cfg.layers, count))
+    except ValueError as err:
+        raise JobError(str(err)) from None
 
 
 def check_output(cfg: JobConfig) -> None:

@@ -127,6 +127,16 @@ def tiny_smollm2_dir(tmp_path_factory, smollm2_tokenizer) -> str:
     return str(path)
 
 
+@pytest.fixture
+def no_model_load(monkeypatch):
+    """Fail the test if any model's weights load (bad arguments must be refused before)."""
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(vzcore, "load_model", no_load)
+
+
 @pytest.fixture(scope="session")
 def texts_jsonl(tmp_path_factory) -> str:
     path = tmp_path_factory.mktemp("data") / "texts.jsonl"

@@ -13,11 +13,12 @@ from vzcore.batch import Batch
 from vzcore.capture import capture_layers
 from vzcore.inputs import Encoded, encode
 from vzcore.loading import ModelHandle, load_model
+from vzcore.maps import resolve_layers, self_site
 from vzcore.methods.registry import check_applicable, get_method, split_options
 from vzcore.precision import precision_context
 from vzcore.result import ScoreResult
 
-__all__ = ["DEFAULT_MEMORY_BUDGET", "default_memory_budget", "resolve_layers", "score"]
+__all__ = ["DEFAULT_MEMORY_BUDGET", "default_memory_budget", "score"]
 
 # Bytes for one chunk of (target, source) pairs. On CPUs small enough that a chunk's temporaries
 # stay below the allocator's mmap threshold once `vzcore.keep_freed_memory()` raised it (see
@@ -29,25 +30,6 @@ def default_memory_budget(device: torch.device | str) -> int:
     """Return the default bytes per chunk of pairs on `device` (a device type or device)."""
     kind = torch.device(device).type
     return DEFAULT_MEMORY_BUDGET.get(kind, DEFAULT_MEMORY_BUDGET["cpu"])
-
-
-def resolve_layers(layers: Sequence[int] | int | None, count: int) -> list[int]:
-    """Return block indices `0..count-1` for `layers` (None: all), in the order given, without repeats.
-
-    The one rule for layer indices everywhere (`score`, `vz explain`, `vz show`): a layer is a block
-    index of the model, and negatives count from the model's last block (-1 is the last).
-    """
-    if layers is None:
-        return list(range(count))
-    if isinstance(layers, int):
-        layers = [layers]
-    out = []
-    for layer in layers:
-        if not -count <= layer < count:
-            raise ValueError(f"layer {layer} out of range: the model has {count} layers (0..{count - 1})")
-        if layer % count not in out:
-            out.append(layer % count)
-    return out
 
 
 def _resolve_targets(targets, encoded: list[Encoded]) -> list[list[int]]:
@@ -140,6 +122,7 @@ def score(
 
         batches = tqdm(batches, desc="scoring", unit="batch")
     results: list[ScoreResult | None] = [None] * len(encoded)
+    site = self_site(handle.family.causal)
     pad_id = getattr(handle.tokenizer, "pad_token_id", None) or 0
     for idx in batches:
         lengths = torch.tensor([len(encoded[k].token_ids) for k in idx])
@@ -183,5 +166,6 @@ def score(
                 offsets=e.offsets,
                 truncated=e.truncated,
                 scored_rows=scored.numpy(),
+                site=site,
             )
     return results  # type: ignore[return-value]

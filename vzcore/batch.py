@@ -10,7 +10,7 @@ import torch
 
 from vzcore.capture import LayerCapture
 from vzcore.loading import ModelHandle
-from vzcore.ops.zeroing import BlockAlgebra
+from vzcore.ops.block import BlockView
 
 __all__ = ["Batch"]
 
@@ -62,16 +62,15 @@ class Batch:
             self.attention_mask,
         )
 
-    def projected_values(self, layer: int) -> torch.Tensor:
-        """Return `u_j^h = v_j^h W_O^h` of one block: `[b, n, H, d]`, from the clean captures.
+    def block(self, layer: int) -> BlockView:
+        """Return one block's view (its spec, module and clean capture): what methods ask of a block.
 
-        Not memoised: it costs one projection per token (`n · d · H · d_h`, below every method's
-        `H · n² · d`), while keeping it for every layer of a batch would hold `H ×` the hidden
-        states beside the captures, outside the memory budget that sizes the batch.
+        Nothing of it is memoised across calls: `u_j^h` costs one projection per token
+        (`n · d · H · d_h`, below every method's `H · n² · d`), while keeping it for every layer of a
+        batch would hold `H ×` the hidden states beside the captures, outside the memory budget.
         """
         spec = self.handle.family
-        block = spec.blocks(self.handle.model)[layer]
-        return BlockAlgebra.projected_values(block, spec, self.captures[layer])
+        return BlockView(spec, spec.blocks(self.handle.model)[layer], self.captures[layer])
 
     def valid_pairs(self, rows: torch.Tensor, row_mask: torch.Tensor) -> torch.Tensor:
         """Return `[b, t, n]` (CPU): which (target, source) pairs exist (in length; causal: `j <= i`)."""

@@ -23,7 +23,7 @@ class LayerCapture:
     values: torch.Tensor  # value vectors `[b, n, H_kv, d_h]`, bias included
     attn_out: torch.Tensor  # attention output after W_O and its bias `[b, n, d]`
     out: torch.Tensor  # block output `[b, n, d]`
-    out_norm_in: torch.Tensor | None = None  # input of the block's closing norm `[b, n, d]` (post-norm only)
+    closing_in: torch.Tensor | None = None  # input of the norm closing the block `[b, n, d]`, where it has one
 
 
 @contextmanager
@@ -100,10 +100,11 @@ def capture_layers(
             handles.append(
                 block.get_submodule(spec.out_proj).register_forward_hook(keep(i, "attn_out", lambda a, o: o))
             )
-            if spec.out_norm is not None:
+            closing = spec.shape.after_ffn_sum
+            if closing is not None:
                 handles.append(
-                    block.get_submodule(spec.out_norm).register_forward_pre_hook(
-                        keep(i, "out_norm_in", lambda a, kw: a[0] if a else kw["input"]), with_kwargs=True
+                    block.get_submodule(closing.path).register_forward_pre_hook(
+                        keep(i, "closing_in", lambda a, kw: a[0] if a else kw["input"]), with_kwargs=True
                     )
                 )
         model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)

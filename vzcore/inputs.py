@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
+import unicodedata
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from vzcore.loading import ModelHandle
 
-__all__ = ["Encoded", "check_tokenizer", "encode"]
+__all__ = [
+    "Encoded",
+    "TruncationWarning",
+    "UnscorableTextError",
+    "check_max_length",
+    "check_tokenizer",
+    "encode",
+    "text_problem",
+]
+
+# Unicode categories that draw nothing: controls, format characters (zero-width space, joiners,
+# direction marks) and separators.
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})
+# Characters of other categories that draw nothing either: the combining grapheme joiner, the
+# Hangul fillers, the blank Braille pattern and the variation selectors.
+_BLANKS = frozenset("\u034f\u115f\u1160\u2800\u3164\uffa0" + "".join(map(chr, range(0xFE00, 0xFE10))))
 
 
 @dataclass
@@ -23,6 +39,29 @@ class Encoded:
     truncated: bool
 
 
+class TruncationWarning(UserWarning):
+    """Some inputs were longer than the token limit and were cut to it."""
+
+
+class UnscorableTextError(ValueError):
+    """Texts with nothing to score; `reasons` maps each one's position among the inputs to why."""
+
+    def __init__(self, reasons: dict[int, str]) -> None:
+        self.reasons = reasons
+        k, why = next(iter(reasons.items()))
+        more = f" ({len(reasons) - 1} more texts likewise)" if len(reasons) > 1 else ""
+        super().__init__(f"text #{k} has nothing to score: {why}{more}")
+
+
+def text_problem(text: str | None) -> str | None:
+    """Return why `text` has nothing to score before it is tokenised (None when it may have)."""
+    if text is None or not text.strip():
+        return "missing text"
+    if all(c in _BLANKS or unicodedata.category(c) in _INVISIBLE_CATEGORIES for c in text):
+        return "only invisible characters"
+    return None
+
+
 def check_tokenizer(tokenizer, name: str) -> None:
     """Raise `ValueError` unless `tokenizer` turns a plain sentence into tokens (a folder saved
     without its tokenizer files loads one that encodes everything to nothing)."""
@@ -34,19 +73,44 @@ def check_tokenizer(tokenizer, name: str) -> None:
         )
 
 
+def _least_length(tokenizer) -> int:
+    """Return the smallest token limit that keeps one text token: the special tokens `tokenizer` adds, plus one."""
+    return tokenizer.num_special_tokens_to_add(pair=False) + 1 if tokenizer is not None else 1
+
+
+def check_max_length(max_length: int | None, tokenizer, most: int | None, option: str = "max_length=") -> None:
+    """Raise `ValueError` unless a text cut to `max_length` tokens keeps at least one text token and
+    fits the model (`most`: its longest input, if known)."""
+    if max_length is None:
+        return
+    least = _least_length(tokenizer)
+    if max_length < least:
+        added = least - 1
+        why = f"the tokenizer adds {added} special token{'s' * (added != 1)} to each text, so " if added else ""
+        raise ValueError(f"{option}{max_length} leaves no room for text: {why}it must be at least {least}")
+    if most is not None and max_length > most:
+        raise ValueError(f"{option}{max_length} is longer than the model takes: at most {most} tokens")
+
+
 def encode(handle: ModelHandle, texts: Sequence[str | Sequence[int]], max_length: int | None) -> list[Encoded]:
     """Tokenise `texts` with the model's tokenizer (special tokens included) or take id lists as given.
 
-    Inputs longer than `max_length` (default: the model's limit) are truncated with a warning;
-    empty inputs are refused.
+    Inputs longer than `max_length` (default: the model's limit) are truncated with a
+    `TruncationWarning`. A limit too small to keep one text token is refused, and so are texts with
+    nothing to score (`UnscorableTextError`: missing, only invisible characters, or no token besides
+    the special ones) and empty id lists.
     """
-    limit = max_length or handle.max_length
     tok = handle.tokenizer
+    check_max_length(max_length, tok if any(isinstance(t, str) for t in texts) else None, handle.max_length)
+    limit = max_length or handle.max_length
     out = []
+    unscorable: dict[int, str] = {}
     for k, item in enumerate(texts):
         if isinstance(item, str):
-            if not item.strip():
-                raise ValueError(f"text #{k} is empty; nothing to score")
+            problem = text_problem(item)
+            if problem is not None:
+                unscorable[k] = problem
+                continue
             if tok is None:
                 raise ValueError(
                     "this model has no tokenizer: pass one to load_model(..., tokenizer=) or give token id lists"
@@ -61,7 +125,12 @@ def encode(handle: ModelHandle, texts: Sequence[str | Sequence[int]], max_length
             ids = list(enc["input_ids"])
             if not ids:  # never score nothing: a tokenizer without a vocabulary encodes every text so
                 raise ValueError(f"text #{k} encodes to no tokens: the model's tokenizer is not usable")
-            full = len(tok(item, add_special_tokens=True)["input_ids"])
+            if len(ids) <= tok.num_special_tokens_to_add(pair=False):
+                unscorable[k] = "no text token (the tokenizer keeps none of its characters)"
+                continue
+            # Counting the untruncated length is no risk: `verbose=False` drops the tokenizer's
+            # "will result in indexing errors" warning, which the truncation above makes untrue.
+            full = len(tok(item, add_special_tokens=True, verbose=False)["input_ids"])
             word_ids = enc.word_ids() if tok.is_fast else None
             offsets = [tuple(o) for o in enc["offset_mapping"]] if tok.is_fast else None
             out.append(Encoded(ids, tok.convert_ids_to_tokens(ids), word_ids, offsets, item, full > len(ids)))
@@ -73,7 +142,14 @@ def encode(handle: ModelHandle, texts: Sequence[str | Sequence[int]], max_length
             ids = ids[:limit] if truncated else ids
             tokens = tok.convert_ids_to_tokens(ids) if tok is not None else [str(i) for i in ids]
             out.append(Encoded(ids, tokens, None, None, None, truncated))
+    if unscorable:
+        raise UnscorableTextError(unscorable)
     cut = [k for k, e in enumerate(out) if e.truncated]
     if cut:
-        warnings.warn(f"{len(cut)} input(s) longer than {limit} tokens were truncated (first: #{cut[0]})", stacklevel=3)
+        shown = ", ".join(f"#{k}" for k in cut[:5]) + (", ..." if len(cut) > 5 else "")
+        warnings.warn(
+            f"{len(cut)} input(s) longer than {limit} tokens were truncated to it (texts {shown})",
+            TruncationWarning,
+            stacklevel=3,
+        )
     return out

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,7 @@ __all__ = [
     "load_model",
     "locate_model",
     "max_input_length",
+    "quiet_loading",
     "resolve_short_name",
 ]
 
@@ -203,6 +207,29 @@ def _head_is_missing(module: nn.Module, info: dict) -> bool:
     return any(not key.startswith(prefix) for key in info.get("missing_keys", ()))
 
 
+@contextmanager
+def quiet_loading() -> Iterator[None]:
+    """Hide transformers' per-tensor progress bars ("Loading weights", GGUF de-quantising: hundreds
+    of steps on every load, in every worker's log) while vzcore loads a model; loads of the
+    caller's own keep theirs."""
+    from transformers import modeling_gguf_pytorch_utils as gguf_loading
+    from transformers.utils import logging as hf_logging
+
+    def hide(factory, args, kwargs):
+        return factory(*args, **{**kwargs, "disable": True})
+
+    previous = hf_logging.set_tqdm_hook(hide)
+    bar = getattr(gguf_loading, "tqdm", None)  # the GGUF reader calls tqdm directly, past the hook
+    if bar is not None:
+        gguf_loading.tqdm = functools.partial(bar, disable=True)
+    try:
+        yield
+    finally:
+        hf_logging.set_tqdm_hook(previous)
+        if bar is not None:
+            gguf_loading.tqdm = bar
+
+
 def load_model(
     name_or_path_or_module: str | Path | nn.Module,
     *,
@@ -236,13 +263,14 @@ def load_model(
         located = locate_model(name_or_path_or_module)
         family, name = located.family, located.name
         load = dict(dtype=dtype or torch.float32, attn_implementation=attn_implementation, **located.kwargs())
-        if head and _wants_head(located.config, family, located.gguf_file is not None):
-            cls = AutoModelForCausalLM if family.causal else AutoModelForMaskedLM
-            loaded: Any = cls.from_pretrained(located.path, output_loading_info=True, **load)
-            module, info = loaded  # (model, loading info) with output_loading_info
-            lm = None if _head_is_missing(module, info) else module
-        else:
-            module = AutoModel.from_pretrained(located.path, **load)
+        with quiet_loading():
+            if head and _wants_head(located.config, family, located.gguf_file is not None):
+                cls = AutoModelForCausalLM if family.causal else AutoModelForMaskedLM
+                loaded: Any = cls.from_pretrained(located.path, output_loading_info=True, **load)
+                module, info = loaded  # (model, loading info) with output_loading_info
+                lm = None if _head_is_missing(module, info) else module
+            else:
+                module = AutoModel.from_pretrained(located.path, **load)
         if tokenizer is None:
             tokenizer = located.load_tokenizer()
     # Convert the whole model where its head is kept (the head shares the base model's modules).

@@ -1,4 +1,8 @@
-"""Labelled heatmaps of mixing maps (tokens or words on both axes)."""
+"""Labelled heatmaps of mixing maps (tokens or words on both axes).
+
+Labels are drawn as they are stored, in logical order: matplotlib (3.11 and later) lays text out
+with libraqm, so right-to-left words (Hebrew, Arabic) read right to left and Arabic letters join.
+"""
 
 from __future__ import annotations
 
@@ -66,12 +70,11 @@ def result_figure(
     """Return a figure with one heatmap per (layer, method): layers down, methods across.
 
     Its longest side is at most `MAX_INCHES`; longer sequences label every k-th token. The title
-    is wrapped to the figure's width.
+    is wrapped to the figure's width. The figure is a plain `matplotlib.figure.Figure`, outside
+    pyplot: drawing it changes no backend and no pyplot state (a notebook shows it as a cell's
+    value; `fig.savefig` writes it).
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     stored = list(result.layers)
     layers = stored if layers is None else list(layers)
@@ -88,7 +91,8 @@ def result_figure(
     side = min(MARGIN_INCHES + LABEL_INCHES * len(labels), (MAX_INCHES - 1) / cols, MAX_INCHES / rows)
     step = label_step(len(labels), max(side - MARGIN_INCHES, side / 2))
     fonts = label_fonts([*labels, title or ""])
-    fig, axes = plt.subplots(rows, cols, figsize=(side * cols + 1, side * rows), squeeze=False, layout="constrained")
+    fig = Figure(figsize=(side * cols + 1, side * rows), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False)
     for r, layer in enumerate(layers):
         for c, method in enumerate(methods):
             heatmap(

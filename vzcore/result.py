@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vzcore.tokens import Scheme, display_text, guess_scheme, sequence_texts, span_text
+from vzcore.maps import Site, self_site
+from vzcore.tokens import Scheme, guess_scheme, sequence_texts, span_text
 
 __all__ = ["ScoreResult", "WordResult"]
 
@@ -16,31 +17,43 @@ __all__ = ["ScoreResult", "WordResult"]
 class ScoreResult:
     """Scores of one text. Every map is `[layer, target i, source j]` float32, rows summing to 1.
 
+    The maps come from `site` (see `vzcore.maps`): its targets' stream indexes the rows, its
+    sources' stream the columns. A result holds one token list, which serves as both streams, so
+    its site is a self-attention site and every map is `[layers, n, n]` over the `n` tokens.
     Rows that were not asked for (see `score(targets=...)`) are NaN; a scored row whose distances
-    were all zero stays all zeros (see `zero_rows`). In causal models `j > i` entries are 0.
+    were all zero stays all zeros (see `zero_rows`). In causal sites `j > i` entries are 0.
     """
 
     tokens: list[str]
     token_ids: list[int]
     word_ids: list[int | None] | None  # which word each token belongs to, where the tokenizer knows
     layers: list[int]  # block index of each map's first axis
-    scores: dict[str, np.ndarray]  # method -> `[layers, n, n]`
+    scores: dict[str, np.ndarray]  # method -> `[layers, targets, sources]`: `[layers, n, n]` here
     text: str | None = None
     offsets: list[tuple[int, int]] | None = None  # character span of each token in `text`
     truncated: bool = False
     scored_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))  # `[n]`
+    site: Site = field(default_factory=lambda: self_site(causal=False))  # what the maps relate
+
+    def __post_init__(self) -> None:
+        if not self.site.square:
+            raise ValueError(
+                f"a ScoreResult holds one token list; site {self.site.name!r} relates "
+                f"{self.site.targets.name} to {self.site.sources.name}"
+            )
 
     @property
     def n(self) -> int:
+        """Return the number of tokens: the targets and the sources of every map."""
         return len(self.token_ids)
 
     @property
     def labels(self) -> list[str]:
-        """Return the display text of each token (`Ġhas` -> `has`); the text span where offsets are known."""
-        return sequence_texts(self.tokens, self.text, self.offsets)
+        """Return the display text of each token (`Ġhas` -> `has`), from the pieces alone (see `vzcore.tokens`)."""
+        return sequence_texts(self.tokens)
 
     def zero_rows(self, method: str) -> np.ndarray:
-        """Return `[layers, n]`: scored rows whose entries are all zero."""
+        """Return `[layers, n]`: scored target rows whose entries are all zero."""
         maps = self.scores[method]
         return self.scored_rows[None, :] & (maps == 0).all(-1)
 
@@ -71,12 +84,7 @@ class ScoreResult:
         return WordResult(words=labels, layers=self.layers, scores=scores)
 
     def _unit_label(self, tokens: np.ndarray, scheme: Scheme) -> str:
-        ks = np.flatnonzero(tokens)
-        if self.text is not None and self.offsets is not None:
-            start, end = self.offsets[ks[0]][0], self.offsets[ks[-1]][1]
-            if end > start:
-                return display_text(self.text[start:end])
-        return span_text([self.tokens[k] for k in ks], scheme)
+        return span_text([self.tokens[k] for k in np.flatnonzero(tokens)], scheme)
 
 
 @dataclass

@@ -11,8 +11,12 @@ Tokenizers write pieces in one of a few schemes:
 A byte-level piece can hold part of a multi-byte character (`æĹ` is two of the three bytes of
 `日`). Decoded along with its sequence, such a piece shows every character its bytes belong to
 (both pieces of `日` show `日`, as the tokenizers' own offsets do); decoded alone it shows what
-decodes and `�` for the rest (`errors="replace"`). Where character offsets into the text are
-known, the text span is the ground truth.
+decodes and `�` for the rest (`errors="replace"`).
+
+Labels come from the pieces alone, never from the text they were cut from: a result scored now
+(`vz explain`) and one read back from a store, which keeps no character offsets (`vz show`), read
+the same. They show the text as the tokenizer normalised it: an uncased WordPiece tokenizer
+lowercases and strips accents, so MiniLM's `Café` reads `cafe`.
 
 Display text has its leading spaces stripped (words show without the space before them),
 newlines and tabs written as `\\n` and `\\t`, and a piece made only of spaces as `␣`.
@@ -155,27 +159,12 @@ def span_text(pieces: Sequence[str], scheme: Scheme | None = None) -> str:
     return display_text(b"".join(_piece_bytes(p, scheme) for p in pieces).decode("utf-8", errors="replace"))
 
 
-def sequence_texts(
-    pieces: Sequence[str],
-    text: str | None = None,
-    offsets: Sequence[tuple[int, int]] | None = None,
-    scheme: Scheme | None = None,
-) -> list[str]:
-    """Return the display text of every piece of one sequence.
-
-    A piece with a non-empty character span `offsets[k]` into `text` shows that span; any other
-    shows its decoded bytes, with every character that its bytes are part of (a piece holding
-    part of `日` shows `日`).
-    """
+def sequence_texts(pieces: Sequence[str], scheme: Scheme | None = None) -> list[str]:
+    """Return the display text of every piece of one sequence: its decoded bytes, with every
+    character that its bytes are part of (a piece holding part of `日` shows `日`)."""
     scheme = scheme or guess_scheme(pieces)
-    raw = [_piece_bytes(p, scheme) for p in pieces]
-    decoded = _decode_with_neighbours(raw)
-    out = []
-    for k, shown in enumerate(decoded):
-        if text is not None and offsets is not None and offsets[k][1] > offsets[k][0]:
-            shown = text[offsets[k][0] : offsets[k][1]]
-        out.append(display_text(shown) if shown else display_text(pieces[k]))
-    return out
+    decoded = _decode_with_neighbours([_piece_bytes(p, scheme) for p in pieces])
+    return [display_text(shown) if shown else display_text(piece) for piece, shown in zip(pieces, decoded, strict=True)]
 
 
 def _decode_with_neighbours(raw: Sequence[bytes]) -> list[str]:

@@ -53,7 +53,7 @@ def test_text_results_carry_tokens_and_words(text_bert):
     assert len(result.token_ids) == len(result.word_ids) == result.n
     assert result.word_ids[0] is None and result.word_ids[1] == 0
     words = result.word_level()
-    assert words.words[:3] == ["[CLS]", "Many", "teenagers"]
+    assert words.words[:3] == ["[CLS]", "many", "teenagers"]  # as the uncased tokenizer cut the text
     w = words.scores["value_zeroing"]
     assert w.shape == (2, len(words.words), len(words.words))
     np.testing.assert_allclose(w.sum(-1), 1.0, atol=1e-5)  # summing sources keeps rows normalised
@@ -77,8 +77,33 @@ def test_word_view_sums_sources_and_averages_targets():
 
 
 def test_empty_text_is_refused(text_bert):
-    with pytest.raises(ValueError, match="empty"):
+    with pytest.raises(ValueError, match="text #1 has nothing to score: missing text"):
         vzcore.score(text_bert, ["fine", "   "])
+
+
+def test_texts_with_nothing_to_score_are_refused_by_position(text_bert):
+    from vzcore.inputs import UnscorableTextError
+
+    with pytest.raises(UnscorableTextError) as caught:  # today: scored as `[CLS] [SEP]`
+        vzcore.score(text_bert, ["fine", "\u200b\u2060\ufe0f", "\ufffd", "also fine"])
+    assert caught.value.reasons == {
+        1: "only invisible characters",  # zero-width space, word joiner, variation selector
+        2: "no text token (the tokenizer keeps none of its characters)",  # BERT drops U+FFFD
+    }
+
+
+def test_a_token_limit_must_hold_a_text_token_and_fit_the_model(text_bert):
+    for small in (0, 1, 2):  # today: 1 is ignored (nothing truncated), 2 scores only [CLS] [SEP]
+        with pytest.raises(ValueError, match=rf"max_length={small} leaves no room for text: .* at least 3"):
+            vzcore.score(text_bert, "Many teenagers were helping.", max_length=small)
+    with pytest.raises(ValueError, match="max_length=33 is longer than the model takes: at most 32 tokens"):
+        vzcore.score(text_bert, "Many teenagers were helping.", max_length=33)
+    with pytest.warns(UserWarning, match="truncated"):
+        (result,) = vzcore.score(text_bert, "Many teenagers were helping.", max_length=3)
+    assert result.tokens == ["[CLS]", "many", "[SEP]"] and result.truncated
+    with pytest.warns(UserWarning, match="truncated"):
+        (ids,) = vzcore.score(text_bert, [[101, 2116, 102]], max_length=1)  # id lists are cut as given
+    assert ids.token_ids == [101] and ids.truncated
 
 
 def test_long_text_is_truncated_with_a_warning(text_bert):

@@ -3,11 +3,15 @@ outputs are the model's block outputs. (The conformance suite compares it with t
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 
 import vzcore
 from tests.support import sample_ids
 from vzcore.capture import capture_layers
+from vzcore.families import NormKind
+from vzcore.ops.block import BlockView
 from vzcore.ops.distances import cosine_distance
 from vzcore.ops.zeroing import BlockAlgebra, zeroed_block_outputs
 
@@ -24,11 +28,31 @@ def test_zeroing_nothing_on_the_fast_path_changes_nothing(tiny):
     n = ids.shape[1]
     rows = torch.arange(n)[None]
     for layer, cap in captures.items():
-        alg = BlockAlgebra.build(blocks[layer], spec, cap)
+        view = BlockView(spec, blocks[layer], cap)
+        alg = BlockAlgebra.build(view)
         # No attention from any target to any source: zeroing a source's values removes nothing.
         nothing = torch.zeros_like(cap.attn)
-        zeroed, clean = zeroed_block_outputs(blocks[layer], spec, alg, nothing, rows.to(cap.attn.device), None)
+        zeroed, clean = zeroed_block_outputs(view, alg, nothing, rows.to(cap.attn.device), None)
         assert cosine_distance(zeroed, clean).abs().max() < 1e-12, layer
         # With the real weights, the pair arithmetic's clean rows are the model's own block outputs.
-        _, clean = zeroed_block_outputs(blocks[layer], spec, alg, cap.attn, rows.to(cap.attn.device), None)
+        _, clean = zeroed_block_outputs(view, alg, cap.attn, rows.to(cap.attn.device), None)
         torch.testing.assert_close(clean[:, 0], cap.out, atol=1e-5, rtol=1e-5)
+
+
+@torch.no_grad()
+def test_the_folded_weights_follow_the_norm_kind(tiny_models):
+    """The per-block cache of folded weights is keyed on the mix norm's kind: the same block read as
+    an offset RMSNorm (`1 + γ`) folds other weights, never the cached ones."""
+    handle = tiny_models["llama"]
+    ids = torch.tensor([sample_ids(5, 6)], device=handle.device)
+    cap = capture_layers(handle, ids, torch.ones_like(ids), [0])[0]
+    block = handle.family.blocks(handle.model)[0]
+    mix = handle.family.shape.before_ffn
+    assert mix is not None
+    offset = replace(mix, kind=NormKind.RMS_NORM_OFFSET)
+    spec = replace(handle.family, shape=replace(handle.family.shape, before_ffn=offset))
+    plain = BlockAlgebra.build(BlockView(handle.family, block, cap))
+    shifted = BlockAlgebra.build(BlockView(spec, block, cap))
+    # W diag(1 + γ) − W diag(γ) = W, for the gate projection's rows of clean states
+    w_gate = block.get_submodule(handle.family.first_projs[0]).weight
+    torch.testing.assert_close(shifted.proj_s[0] - plain.proj_s[0], plain.s @ w_gate.t(), atol=1e-5, rtol=1e-5)

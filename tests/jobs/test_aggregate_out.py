@@ -18,7 +18,7 @@ from typer.testing import CliRunner  # noqa: E402
 from jobs.aggregate import AggregateConfig, aggregate  # noqa: E402
 from jobs.aggregate_out import OutputError  # noqa: E402
 from jobs.cli import app  # noqa: E402
-from jobs.synthetic_store import write_random_store  # noqa: E402
+from tests.harness.synthetic_store import write_random_store  # noqa: E402
 from vzcore.store.layout import part_path  # noqa: E402
 from vzcore.store.reader import open_store  # noqa: E402
 

@@ -7,7 +7,7 @@ import pytest
 pd = pytest.importorskip("pandas")
 
 from jobs.aggregate import AggregateConfig, aggregate  # noqa: E402
-from jobs.synthetic_store import write_random_store  # noqa: E402
+from tests.harness.synthetic_store import write_random_store  # noqa: E402
 from vzcore.queries import find_examples  # noqa: E402
 
 pytestmark = pytest.mark.slow

@@ -8,7 +8,7 @@ import pytest
 pytest.importorskip("zarr")
 
 from jobs.aggregate import PartJob, aggregate_part
-from jobs.synthetic_store import init_root, random_maps
+from tests.harness.synthetic_store import init_root, random_maps
 from vzcore.statistics import PartialStats, StatsSpec, is_punctuation
 from vzcore.store.layout import STATUS_NAMES
 from vzcore.store.reader import open_part, open_store

@@ -16,7 +16,7 @@ from typer.testing import CliRunner  # noqa: E402
 
 import vzcore  # noqa: E402
 from jobs.cli import app  # noqa: E402
-from jobs.synthetic_store import init_root, random_maps, write_random_store, write_scored_store  # noqa: E402
+from tests.harness.synthetic_store import init_root, random_maps, write_random_store, write_scored_store  # noqa: E402
 from vzcore.queries import token_rows, top_examples, word_rows  # noqa: E402
 from vzcore.queries.corpus import WORD_ROW_COLUMNS, WORD_TOKEN_ROW_COLUMNS  # noqa: E402
 from vzcore.store import ExampleNotScoredError, StoreError  # noqa: E402

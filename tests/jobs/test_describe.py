@@ -7,7 +7,7 @@ import pytest
 zarr = pytest.importorskip("zarr")
 
 import vzcore  # noqa: E402
-from jobs.synthetic_store import write_random_store  # noqa: E402
+from tests.harness.synthetic_store import write_random_store  # noqa: E402
 from vzcore.store.completion import write_done  # noqa: E402
 
 

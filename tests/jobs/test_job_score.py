@@ -57,12 +57,12 @@ def test_store_matches_library_scores_and_resume_does_nothing(tmp_path, tiny_mod
         for e, i in enumerate(g["example_id"][:].tolist()):
             got_ids.append(i)
             if not TEXTS[i]:
-                assert g["status"][e] == STATUS_SKIPPED and g.attrs["failures"][str(i)] == "empty text"
+                assert g["status"][e] == STATUS_SKIPPED and g.attrs["failures"][str(i)] == "missing text"
                 continue
             assert g["status"][e] == STATUS_SCORED
             n = int(g["length"][e])
             for m in ("value_zeroing", "attention"):
-                maps = unpack_maps(g[f"scores/{m}"][vo[e] : vo[e + 1]], n, 2, False)
+                maps = unpack_maps(g[f"scores/{m}"][vo[e] : vo[e + 1]], n, n, 2, False)
                 np.testing.assert_allclose(maps, want[k].scores[m], atol=1e-4)  # padding differs with batching
             k += 1
     assert got_ids == list(range(8))

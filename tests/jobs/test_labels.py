@@ -15,7 +15,7 @@ from typer.testing import CliRunner  # noqa: E402
 
 import vzcore  # noqa: E402
 from jobs.cli import app  # noqa: E402
-from jobs.synthetic_store import write_scored_store  # noqa: E402
+from tests.harness.synthetic_store import write_scored_store  # noqa: E402
 from vzcore.plot import result_figure  # noqa: E402
 from vzcore.store.tables import TOKEN_COLUMNS  # noqa: E402
 from vzcore.tokens import decode_piece  # noqa: E402
@@ -108,5 +108,20 @@ def test_wordpiece_labels_drop_the_continuation_marker(tiny_model_dir, tmp_path)
     path = tmp_path / "s.zarr"
     write_scored_store(path, handle, ["The unaffable chairs."], ["attention"])
     back = vzcore.open_store(path).example(0)  # no offsets: the pieces decode alone
-    assert [x.lower() for x in back.labels] == [x.lower() for x in r.labels]  # uncased pieces, cased text
+    assert back.labels == r.labels
     assert "unaffable" in back.word_level().words
+
+
+def test_vz_explain_and_vz_show_label_alike(tiny_model_dir, tmp_path):
+    from vzcore.queries import show_example
+
+    text = "Kristen fixed the Café."  # MiniLM's uncased tokenizer lowercases and strips the accent
+    out = CliRunner().invoke(
+        app, ["explain", text, "--model", tiny_model_dir, "--layer", "-1", "--out", str(tmp_path / "m.png")]
+    )
+    assert out.exit_code == 0, out.output
+    explained = [line.split(" <- ")[0].strip() for line in out.stdout.splitlines() if line.startswith("  ")]
+    path = tmp_path / "s.zarr"
+    write_scored_store(path, vzcore.load_model(tiny_model_dir), [text], ["value_zeroing"])
+    shown = _tick_labels(show_example(vzcore.open_store(path), 0))
+    assert explained == shown and "cafe" in shown  # today: "café" in one, "cafe" in the other

@@ -117,3 +117,44 @@ def test_a_run_that_scored_nothing_says_so_instead_of_a_nan_rate():
     lines = finished.lines()
     assert not any("nan" in line for line in lines), lines
     assert "throughput   none: every planned part was already done (nothing to score)" in lines
+
+
+def test_our_loads_show_no_per_tensor_progress_bars_and_the_callers_own_still_do(tiny_model_dir, capfd):
+    import transformers
+    from transformers import modeling_gguf_pytorch_utils as gguf_loading
+
+    capfd.readouterr()
+    vzcore.load_model(tiny_model_dir)
+    assert "Loading weights" not in capfd.readouterr().err  # today: a bar of one step per tensor
+    from vzcore.loading import quiet_loading
+
+    with quiet_loading():  # the GGUF reader's own bar (272 steps for SmolLM2), past transformers' hook
+        list(gguf_loading.tqdm(range(3), desc="de-quantizing"))
+    assert "de-quantizing" not in capfd.readouterr().err
+    transformers.AutoModel.from_pretrained(tiny_model_dir)  # a load of the caller's own keeps its bar
+    list(gguf_loading.tqdm(range(3), desc="de-quantizing"))
+    err = capfd.readouterr().err
+    assert "Loading weights" in err and "de-quantizing" in err
+
+
+def test_truncation_names_example_ids_and_no_indexing_error_scare(tmp_path, tiny_model_dir, caplog):
+    import json
+
+    import transformers
+
+    data = tmp_path / "long.jsonl"
+    # The tiny model takes 64 tokens; its tokenizer says 512, past which it warns of "indexing errors".
+    rows = ["short one.", "word " * 600, "fine.", "word " * 90]
+    data.write_text("".join(json.dumps({"text": t}) + "\n" for t in rows))
+    handle = vzcore.load_model(tiny_model_dir)
+    handle.tokenizer = transformers.AutoTokenizer.from_pretrained(tiny_model_dir)  # one that never warned yet
+    with pytest.warns(UserWarning, match=r"truncated") as record:
+        vzcore.score(handle, rows[1], methods=["attention"])
+    assert "indexing errors" not in caplog.text  # the text was truncated: no such risk
+    assert "texts #0" in str(record[0].message)
+    cfg = job_config(tmp_path, tiny_model_dir, str(data), methods=("attention",), part_size=4)
+    with pytest.warns(UserWarning) as record:
+        s = run_job(cfg)
+    assert s.truncated == 2
+    said = [str(w.message) for w in record if "truncated" in str(w.message)]
+    assert said == ["part 0: 2 example(s) longer than the model's token limit were truncated to it: 1, 3"], said

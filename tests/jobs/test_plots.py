@@ -13,7 +13,7 @@ pytest.importorskip("matplotlib")
 import matplotlib.pyplot as plt
 
 import vzcore
-from jobs.synthetic_store import write_scored_store
+from tests.harness.synthetic_store import write_scored_store
 from vzcore.plot import result_figure
 from vzcore.result import ScoreResult
 
@@ -99,6 +99,43 @@ def test_vz_explain_passes_the_whole_text_as_title(tiny_model_dir, tmp_path, mon
     out = CliRunner().invoke(app, ["explain", text, "--model", tiny_model_dir, "--out", str(tmp_path / "m.png")])
     assert out.exit_code == 0, out.output
     assert len(titles) == 1 and titles[0].endswith(f": {text}")  # today: cut at 80 characters
+
+
+def test_drawing_changes_no_backend_and_no_pyplot_state(tmp_path):
+    import matplotlib
+
+    before = matplotlib.get_backend()
+    matplotlib.use("svg")  # a backend other than Agg, as a notebook's inline one is
+    try:
+        figures = plt.get_fignums()
+        fig = result_figure(_result(["a", "b", "c"]), title="t")
+        assert matplotlib.get_backend() == "svg"  # today: switched to Agg, and a notebook shows nothing
+        assert plt.get_fignums() == figures  # a plain Figure: nothing for pyplot to show or leak
+        fig.savefig(tmp_path / "m.png")  # saving still writes a PNG
+        assert (tmp_path / "m.png").read_bytes()[:4] == b"\x89PNG"
+    finally:
+        matplotlib.use(before)
+
+
+def test_right_to_left_labels_are_stored_logically_and_drawn_right_to_left():
+    from matplotlib import font_manager
+    from matplotlib.textpath import TextToPath
+
+    hebrew, arabic = "שלום", "مرحبا"
+    fig = result_figure(_result([hebrew, arabic, "abc"]))
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == [hebrew, arabic, "abc"]  # never pre-shaped
+    font = font_manager.get_font(font_manager.findfont(font_manager.FontProperties()))
+
+    def glyphs(text: str) -> list[int]:  # the glyphs matplotlib draws, left to right ("DejaVuSans-533")
+        return [int(g.rsplit("-", 1)[1], 16) for g, *_ in TextToPath().get_glyphs_with_font(font, text)[0]]
+
+    def alone(text: str) -> list[int]:  # each character's own (isolated) glyph, in logical order
+        return [font.get_char_index(ord(c)) for c in text]
+
+    assert glyphs(hebrew) == alone(hebrew)[::-1]  # the last letter is drawn leftmost: read right to left
+    assert glyphs("abc") == alone("abc")
+    joined = glyphs(arabic)
+    assert len(joined) == len(arabic) and set(joined).isdisjoint(alone(arabic))  # joined forms, not isolated
 
 
 # ---- fonts -----------------------------------------------------------------------------------

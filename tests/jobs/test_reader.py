@@ -16,8 +16,9 @@ import torch  # noqa: E402
 import transformers  # noqa: E402
 
 import vzcore  # noqa: E402
-from jobs.synthetic_store import write_scored_store  # noqa: E402
+from tests.harness.synthetic_store import write_scored_store  # noqa: E402
 from tests.support import TINY  # noqa: E402
+from vzcore.maps import self_site  # noqa: E402
 from vzcore.queries import find_examples  # noqa: E402
 from vzcore.store.completion import rebuild_index  # noqa: E402
 from vzcore.store.layout import part_path  # noqa: E402
@@ -61,6 +62,7 @@ def test_example_matches_score(request, which):
         assert isinstance(got, vzcore.ScoreResult)
         assert got.tokens == want.tokens and got.token_ids == want.token_ids and got.layers == want.layers
         assert got.word_ids == want.word_ids
+        assert got.site == want.site == self_site(causal=which == "gpt2_store")  # the store's one site
         for m in METHODS:
             assert got.scores[m].shape == (2, want.n, want.n) and got.scores[m].dtype == np.float32
             np.testing.assert_allclose(got.scores[m], want.scores[m], atol=5e-4)  # float16 storage
@@ -98,7 +100,7 @@ def test_xarray_iter_and_find(bert_store):
 
 def test_failed_skipped_and_unfinished_examples(tmp_path):
     path = tmp_path / "f.zarr"
-    from jobs.synthetic_store import init_root, random_maps
+    from tests.harness.synthetic_store import init_root, random_maps
 
     plan = [{"part": 0, "start": 0, "stop": 3}, {"part": 1, "start": 3, "stop": 5}]
     init_root(path, methods=["attention", "value_zeroing"], layers=[0], causal=False, plan=plan)

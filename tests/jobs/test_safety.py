@@ -20,14 +20,6 @@ from tests.support import TEXTS, job_config  # noqa: E402
 from vzcore.queries import find_examples  # noqa: E402
 
 
-@pytest.fixture
-def no_model_load(monkeypatch):
-    def no_load(*args, **kwargs):
-        raise AssertionError("a model was loaded")
-
-    monkeypatch.setattr(vzcore, "load_model", no_load)
-
-
 def _thesis(folder):
     (folder / "sub").mkdir(parents=True)
     (folder / "thesis.tex").write_text("years of work")

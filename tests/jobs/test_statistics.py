@@ -14,7 +14,7 @@ pd = pytest.importorskip("pandas")
 
 import vzcore  # noqa: E402
 from jobs.aggregate import AggregateConfig, aggregate  # noqa: E402
-from jobs.synthetic_store import init_root, random_maps  # noqa: E402
+from tests.harness.synthetic_store import init_root, random_maps  # noqa: E402
 from vzcore.queries import top_examples  # noqa: E402
 from vzcore.statistics import example_masses  # noqa: E402
 from vzcore.store.completion import rebuild_index  # noqa: E402

@@ -10,7 +10,7 @@ import pytest
 zarr = pytest.importorskip("zarr")
 
 import vzcore  # noqa: E402
-from jobs.synthetic_store import write_random_store  # noqa: E402
+from tests.harness.synthetic_store import write_random_store  # noqa: E402
 from tests.support import record_reads  # noqa: E402
 from vzcore.store.completion import read_done, rebuild_index, write_done  # noqa: E402
 from vzcore.store.verify import verify_store  # noqa: E402

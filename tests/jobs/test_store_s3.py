@@ -10,7 +10,7 @@ s3fs = pytest.importorskip("s3fs")
 from typer.testing import CliRunner  # noqa: E402
 
 from jobs.cli import app  # noqa: E402
-from jobs.synthetic_store import write_random_store  # noqa: E402
+from tests.harness.synthetic_store import write_random_store  # noqa: E402
 
 runner = CliRunner()
 URL = "s3://vzstore/cmds.zarr"

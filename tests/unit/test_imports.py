@@ -19,10 +19,10 @@ FLOORS = {"vzcore": 0, "cluster": 1, "jobs": 2}
 FORBIDDEN = {"vzcore": ("typer", "click", "ray"), "cluster": ("jobs", "vzcore"), "jobs": ()}
 # Imports that must not run when the package is imported (only inside functions): they keep `import vzcore` light.
 LAZY_IN_VZCORE = ("zarr", "pyarrow", "xarray", "datasets", "fsspec", "pandas", "matplotlib", "ray")
-# All the store package may reach in the project, directly or through what it imports: itself and the plain
-# data it reads into. Not `vzcore` itself (its `__init__` loads the scoring API), nor anything that draws
-# (`vzcore.plot`), scores (`vzcore.api`, methods) or queries (`vzcore.queries`).
-STORE_MAY_REACH = ("vzcore.store", "vzcore.result", "vzcore.tokens")
+# All the store package may reach in the project, directly or through what it imports: itself, the map
+# contract and the plain data it reads into. Not `vzcore` itself (its `__init__` loads the scoring API), nor
+# anything that draws (`vzcore.plot`), scores (`vzcore.api`, methods) or queries (`vzcore.queries`).
+STORE_MAY_REACH = ("vzcore.store", "vzcore.maps", "vzcore.result", "vzcore.tokens")
 STORE_NEVER_IMPORTS = ("torch", "transformers", "matplotlib")  # scoring and drawing, wherever imported from
 
 

@@ -12,7 +12,7 @@ from vzcore.store.layout import packed_size
 
 
 def _values(plan, lengths, layers, causal):
-    return [sum(packed_size(int(n), layers, causal) for n in lengths[p["start"] : p["stop"]]) for p in plan]
+    return [sum(packed_size(int(n), int(n), layers, causal) for n in lengths[p["start"] : p["stop"]]) for p in plan]
 
 
 @pytest.mark.parametrize("causal", [False, True])
@@ -30,7 +30,8 @@ def test_parts_hold_at_most_the_budget_and_cover_every_row_once(causal):
         assert v <= budget or p["stop"] - p["start"] == 1
     # Greedy: adding the next part's first example would have passed the budget.
     for v, nxt in zip(values, plan[1:], strict=False):
-        assert v + packed_size(int(lengths[nxt["start"]]), 6, causal) > budget
+        n = int(lengths[nxt["start"]])
+        assert v + packed_size(n, n, 6, causal) > budget
     assert any(p["start"] == 100 and p["stop"] == 101 for p in plan)
 
 

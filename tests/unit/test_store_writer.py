@@ -32,8 +32,8 @@ def test_pack_unpack_roundtrip(causal):
     for n in (1, 2, 7):
         m = _maps(rng, 3, n, causal)
         flat = pack_maps(m, causal)
-        assert flat.size == packed_size(n, 3, causal)
-        np.testing.assert_array_equal(unpack_maps(flat, n, 3, causal), m)
+        assert flat.size == packed_size(n, n, 3, causal)
+        np.testing.assert_array_equal(unpack_maps(flat, n, n, 3, causal), m)
 
 
 @pytest.mark.parametrize("causal", [False, True])
@@ -71,8 +71,17 @@ def test_write_part_reads_back_with_plain_zarr(tmp_path, causal):
     assert list(g["tokens"][to[2] : to[3]]) == ["x", "y"]
     assert g["scores/a"].dtype == np.float16
     for k in (0, 2):
-        got = unpack_maps(g["scores/a"][vo[k] : vo[k + 1]], outcomes[k].n, 2, causal)
+        got = unpack_maps(g["scores/a"][vo[k] : vo[k + 1]], outcomes[k].n, outcomes[k].n, 2, causal)
         np.testing.assert_allclose(got, outcomes[k].scores["a"], atol=2.5e-4)
+
+
+def test_maps_that_are_not_the_examples_self_maps_are_refused(tmp_path):
+    """A store's maps are `[layers, n, n]` over each example's tokens: another shape is a clear error."""
+    tokens = dict(tokens=["a", "b", "c"], token_ids=[1, 2, 3], word_ids=[0, 1, 2])
+    for maps in (np.ones((1, 3, 2)), np.ones((1, 2, 2))):  # a non-square map; a map of another text's length
+        outcome = ExampleOutcome(7, scores={"a": maps}, **tokens)
+        with pytest.raises(ValueError, match=r"example 7: maps of shape .* the store holds 1 layers of \[3, 3\]"):
+            write_part(str(tmp_path / "s.zarr"), 0, [outcome], ["a"], causal=False, num_maps=1)
 
 
 def test_adding_a_method_keeps_base_arrays_and_extends_complete(tmp_path):

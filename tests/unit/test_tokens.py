@@ -43,12 +43,21 @@ def test_sentencepiece_and_wordpiece():
     assert token_text("é") == "é" and token_text("##é") == "é"  # a Latin-1 WordPiece piece stays as written
 
 
-def test_offsets_into_the_text_are_the_ground_truth():
-    text = "Kristen has fixed the café."
-    offsets = [(0, 1), (1, 5), (5, 7), (7, 11), (11, 17), (17, 21), (21, 26), (26, 27)]
-    assert sequence_texts(CAFE, text, offsets)[3:7] == ["has", "fixed", "the", "café"]
-    lowered = ["[CLS]", "kristen", "[SEP]"]  # an uncased WordPiece tokenizer lower-cases; the text does not
-    assert sequence_texts(lowered, "Kristen", [(0, 0), (0, 7), (0, 0)]) == ["[CLS]", "Kristen", "[SEP]"]
+def test_labels_read_the_pieces_not_the_text_they_were_cut_from():
+    from vzcore.result import ScoreResult
+
+    # As MiniLM's uncased tokenizer cuts "Café" (lowercased, accent stripped), with its offsets.
+    r = ScoreResult(
+        tokens=["[CLS]", "cafe", "[SEP]"],
+        token_ids=[101, 7668, 102],
+        word_ids=[None, 0, None],
+        layers=[0],
+        scores={},
+        text="Café",
+        offsets=[(0, 0), (0, 4), (0, 0)],
+    )
+    assert r.labels == ["[CLS]", "cafe", "[SEP]"]  # as a store, which keeps no offsets, reads it back
+    assert r.word_level().words == ["[CLS]", "cafe", "[SEP]"]
 
 
 def test_vocabulary_scheme_and_punctuation_on_raw_pieces():

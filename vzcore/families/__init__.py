@@ -5,9 +5,34 @@ from __future__ import annotations
 from vzcore.families.bert import BERT
 from vzcore.families.gpt2 import GPT2
 from vzcore.families.llama import LLAMA
-from vzcore.families.spec import FamilySpec, Geometry, linear_params
+from vzcore.families.spec import (
+    LAYOUTS,
+    POST_NORM,
+    PRE_NORM,
+    BlockShape,
+    FamilySpec,
+    Geometry,
+    Layout,
+    Norm,
+    NormKind,
+    linear_params,
+)
 
-__all__ = ["FamilySpec", "Geometry", "UnsupportedModelError", "family_for", "linear_params", "list_families"]
+__all__ = [
+    "LAYOUTS",
+    "POST_NORM",
+    "PRE_NORM",
+    "BlockShape",
+    "FamilySpec",
+    "Geometry",
+    "Layout",
+    "Norm",
+    "NormKind",
+    "UnsupportedModelError",
+    "family_for",
+    "linear_params",
+    "list_families",
+]
 
 _FAMILIES: tuple[FamilySpec, ...] = (BERT, GPT2, LLAMA)
 

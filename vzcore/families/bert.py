@@ -6,11 +6,11 @@ from typing import Any
 
 import torch
 
-from vzcore.families.spec import FamilySpec
+from vzcore.families.spec import BlockShape, FamilySpec, Norm, NormKind
 
 
 def _finish(layer: Any, first: list[torch.Tensor], residual: torch.Tensor) -> torch.Tensor:
-    # BertOutput: LayerNorm(dense(act(h)) + residual)
+    # BertOutput: LayerNorm(dense(act(h)) + residual), the closing norm (after_ffn_sum) included
     return layer.output(layer.intermediate.intermediate_act_fn(first[0]), residual)
 
 
@@ -21,11 +21,12 @@ BERT = FamilySpec(
     attention="attention.self",
     value_proj="attention.self.value",
     out_proj="attention.output.dense",
-    mix_norm="attention.output.LayerNorm",
     first_projs=("intermediate.dense",),
     finish=_finish,
     causal=False,
-    post_norm=True,
+    shape=BlockShape(
+        after_attn_sum=Norm("attention.output.LayerNorm", NormKind.LAYER_NORM),
+        after_ffn_sum=Norm("output.LayerNorm", NormKind.LAYER_NORM),
+    ),
     padded_positions=("roberta", "xlm-roberta", "camembert", "data2vec-text"),
-    out_norm="output.LayerNorm",
 )

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from vzcore.families.spec import FamilySpec
+from vzcore.families.spec import BlockShape, FamilySpec, Norm, NormKind
 
 
 def _finish(layer: Any, first: list[torch.Tensor], residual: torch.Tensor) -> torch.Tensor:
@@ -21,11 +21,13 @@ GPT2 = FamilySpec(
     attention="attn",
     value_proj="attn.c_attn",
     out_proj="attn.c_proj",
-    mix_norm="ln_2",
     first_projs=("mlp.c_fc",),
     finish=_finish,
     causal=True,
-    post_norm=False,
+    shape=BlockShape(
+        before_attn=Norm("ln_1", NormKind.LAYER_NORM),
+        before_ffn=Norm("ln_2", NormKind.LAYER_NORM),
+    ),
     final_norm="ln_f",
     fused_qkv=True,
     ffn_size="n_inner",

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from vzcore.families.spec import FamilySpec
+from vzcore.families.spec import BlockShape, FamilySpec, Norm, NormKind
 
 
 def _finish(layer: Any, first: list[torch.Tensor], residual: torch.Tensor) -> torch.Tensor:
@@ -22,10 +22,13 @@ LLAMA = FamilySpec(
     attention="self_attn",
     value_proj="self_attn.v_proj",
     out_proj="self_attn.o_proj",
-    mix_norm="post_attention_layernorm",
     first_projs=("mlp.gate_proj", "mlp.up_proj"),
     finish=_finish,
     causal=True,
-    post_norm=False,
+    shape=BlockShape(
+        before_attn=Norm("input_layernorm", NormKind.RMS_NORM),
+        # named "post attention" in the model, it sits before the feed-forward
+        before_ffn=Norm("post_attention_layernorm", NormKind.RMS_NORM),
+    ),
     final_norm="norm",
 )

@@ -1,28 +1,99 @@
-"""What differs between architecture families, as data: where each module of a block lives."""
+"""What differs between architecture families, as data: where each module of a block lives, and
+where each of its norms sits and of what kind."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from enum import Enum
+from typing import Any, Literal, cast
 
 import torch
 from torch import nn
 
-# finish(layer, first_projections, residual) -> block output `[pairs, d]`:
-# the activation, the down projection and the closing residual/norm of the feed-forward part.
+# finish(layer, first_projections, residual) -> block output `[pairs, d]`: everything after the
+# feed-forward input projections, through the model's own modules (the activation, the down
+# projection, the feed-forward output's norm, the residual add and the closing norm, as the block has them).
 # (Blocks are typed `Any`: their submodules are reached by name, which nn.Module cannot type.)
 FinishFn = Callable[[Any, list[torch.Tensor], torch.Tensor], torch.Tensor]
+
+# The block layouts the scoring algebra knows (`BlockShape.layout`).
+Layout = Literal["post-norm", "pre-norm"]
+POST_NORM: Layout = "post-norm"  # `x + attention`, then a norm whose output the feed-forward adds to (BERT)
+PRE_NORM: Layout = "pre-norm"  # norms before attention and before the feed-forward only (GPT-2, LLaMA)
+LAYOUTS: tuple[Layout, ...] = (POST_NORM, PRE_NORM)
+
+
+class NormKind(Enum):
+    """How a norm scales: `Norm(s) = scale ⊙ C s / sqrt(mean((C s)²) + ε) + β`."""
+
+    LAYER_NORM = "layernorm"  # centres (C), scales by γ, adds β where it has one
+    RMS_NORM = "rmsnorm"  # no centring, scales by γ
+    RMS_NORM_OFFSET = "rmsnorm_offset"  # no centring, scales by `1 + γ` (Gemma's RMSNorm)
+
+
+@dataclass(frozen=True)
+class Norm:
+    """One norm of a block: its module path (relative to the block) and its kind."""
+
+    path: str
+    kind: NormKind
+
+
+@dataclass(frozen=True)
+class BlockShape:
+    """Where a block's norms sit, each named by its position (TransformerLens's name in brackets).
+
+    A sequential block computes, with every absent norm the identity:
+    `s = x + on_attn_out(attention(before_attn(x)))`, `r = after_attn_sum(s)`,
+    `o = r + on_ffn_out(ffn(before_ffn(r)))`, `out = after_ffn_sum(o)`.
+    """
+
+    before_attn: Norm | None = None  # on the block input, before attention [ln1]: GPT-2 ln_1, LLaMA input_layernorm
+    on_attn_out: Norm | None = None  # on the attention output, before the residual add [ln1_post]: Gemma 2/3, OLMo 2
+    after_attn_sum: Norm | None = (
+        None  # on the attention residual sum `x + attention` (post-norm): BERT's first LayerNorm
+    )
+    # before the feed-forward [ln2]: GPT-2 ln_2, LLaMA post_attention_layernorm, Gemma 2 pre_feedforward_layernorm
+    before_ffn: Norm | None = None
+    on_ffn_out: Norm | None = None  # on the feed-forward output, before the residual add [ln2_post]: Gemma 2/3, OLMo 2
+    after_ffn_sum: Norm | None = None  # closing the block, on the feed-forward residual sum: BERT's output.LayerNorm
+    parallel: bool = False  # attention and feed-forward both read the block input (GPT-NeoX, GPT-J, Phi)
+
+    @property
+    def layout(self) -> Layout | None:
+        """Return the known layout this shape has, or `None` (then `unsupported()` says why)."""
+        if self.unsupported():
+            return None
+        return POST_NORM if self.after_attn_sum is not None else PRE_NORM
+
+    @property
+    def mix_norm(self) -> Norm | None:
+        """The norm that reads the state after attention: on the sum (post-norm) or before the feed-forward."""
+        return self.after_attn_sum or self.before_ffn
+
+    def unsupported(self) -> list[str]:
+        """Return what this shape has that neither known layout has (empty for a known layout)."""
+        extra = (("attention output", self.on_attn_out), ("feed-forward output", self.on_ffn_out))
+        why = [f"a norm on the {what} ({norm.path})" for what, norm in extra if norm is not None]
+        if self.parallel:
+            return ["attention and feed-forward running in parallel", *why]
+        if self.after_attn_sum is not None:  # nearest: post-norm
+            before = (("attention", self.before_attn), ("the feed-forward", self.before_ffn))
+            why += [f"a norm before {what} ({norm.path}) in a post-norm block" for what, norm in before if norm]
+        elif self.before_ffn is None:
+            why.append("no norm after attention")
+        elif self.after_ffn_sum is not None:
+            why.append(f"a closing norm ({self.after_ffn_sum.path}) in a pre-norm block")
+        return why
 
 
 @dataclass(frozen=True)
 class FamilySpec:
-    """One architecture family: module paths inside a block, and the few things data cannot say.
+    """One architecture family: module paths inside a block, its norms, and the few things data cannot say.
 
-    Every path is relative to one block (layer) unless noted. A block computes
-    `s = x + out_proj(attention(value_proj(...)))`, then either (post-norm)
-    `y = mix_norm(s); out = finish(first_proj(y), residual=y)` or (pre-norm)
-    `out = finish(first_proj(mix_norm(s)), residual=s)`.
+    Every path is relative to one block (layer) unless noted. `shape` places the norms; the
+    feed-forward reads `first_projs` and `finish` does the rest of the block.
     """
 
     name: str
@@ -31,19 +102,15 @@ class FamilySpec:
     attention: str  # module whose output is `(attn_output, attn_weights)`
     value_proj: str  # module whose output holds the value vectors
     out_proj: str  # attention output projection (W_O)
-    mix_norm: str  # the norm applied to `x + attention output`
     first_projs: tuple[str, ...]  # feed-forward input projections (one, or gate and up)
     finish: FinishFn
     causal: bool
-    post_norm: bool
+    shape: BlockShape  # where the block's norms sit, and of what kind
     final_norm: str | None = None  # path relative to the base model, pre-norm models only
     fused_qkv: bool = False  # value projection output is `[q | k | v]` (GPT-2's c_attn)
     ffn_size: str = "intermediate_size"  # config field of the feed-forward width (GPT-2: `n_inner`)
     # model types whose position ids start after the padding index (RoBERTa): two positions fewer
     padded_positions: tuple[str, ...] = ()
-    # The norm that closes a post-norm block, applied to `y + feed_forward(y)` (GlobEnc's second
-    # norm); its input is captured. `None` for pre-norm blocks, whose output is the raw residual stream.
-    out_norm: str | None = None
 
     def blocks(self, model: nn.Module) -> nn.ModuleList:
         """Return the base model's blocks, in order."""

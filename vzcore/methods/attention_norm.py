@@ -8,8 +8,8 @@ import torch
 
 from vzcore.batch import Batch
 from vzcore.methods.registry import register_method
+from vzcore.ops.pairs import attention_deltas, pair_chunks
 from vzcore.ops.rollout import normalize_rows
-from vzcore.ops.zeroing import attention_deltas, pair_chunks
 
 __all__ = ["AttentionNormConfig", "attention_norm"]
 
@@ -26,7 +26,7 @@ def attention_norm(batch: Batch, config: AttentionNormConfig) -> torch.Tensor:
     b, t, n = valid.shape
     per_layer = []
     for layer in batch.layers:
-        u = batch.projected_values(layer)
+        u = batch.block(layer).projected_values()
         out = torch.zeros((b, t, n), dtype=torch.float64, device=u.device)
         attn_rows = batch.attention_rows(layer, batch.rows)
         for texts, chunk in pair_chunks(b, t, n, 4 * u.shape[-1], batch.memory_budget):

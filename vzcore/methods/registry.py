@@ -8,6 +8,8 @@ from typing import Any
 
 import torch
 
+from vzcore.families import LAYOUTS, POST_NORM, PRE_NORM, FamilySpec, Layout
+
 __all__ = [
     "Method",
     "UnknownMethodError",
@@ -29,14 +31,22 @@ class Method:
     needs_all_rows: bool  # rollouts multiply full maps of every earlier layer
     description: str
     needs_targets: bool = False  # gradient methods: one backward pass per target row, so no full maps
-    post_norm_only: bool = False  # defined for post-norm encoders only (the +LN and GlobEnc decompositions)
+    # The block layouts the method's algebra is exact for; `None`: any block (the method reads only
+    # the model's own attention weights, values or gradients).
+    layouts: tuple[Layout, ...] | None = None
 
-    def supports(self, family) -> bool:
-        """Whether the method is defined for a `FamilySpec` (post-norm-only methods refuse decoders)."""
-        return family.post_norm or not self.post_norm_only
+    def supports(self, family: FamilySpec) -> bool:
+        """Whether the method is exact for the blocks of a `FamilySpec` (their layout is one it knows)."""
+        return self.layouts is None or family.shape.layout in self.layouts
 
 
 _METHODS: dict[str, Method] = {}
+
+# How a refusal names the blocks a method is defined for.
+_ONLY = {
+    POST_NORM: "post-norm encoders only (a norm closes the attention sum)",
+    PRE_NORM: "pre-norm decoders only",
+}
 
 
 class UnknownMethodError(KeyError):
@@ -52,12 +62,13 @@ def register_method(
     *,
     needs_all_rows: bool = False,
     needs_targets: bool = False,
-    post_norm_only: bool = False,
+    layouts: tuple[Layout, ...] | None = None,
 ):
     """Register `compute` under `name`; refuses to overwrite an existing method.
 
     `needs_targets`: the method scores only the rows of `score(targets=...)` and refuses full maps;
-    `post_norm_only`: the method is defined for post-norm blocks only and refuses the others.
+    `layouts`: the block layouts (`vzcore.families.LAYOUTS`) the method is exact for; it refuses
+    the others, and every block shape that has no layout. `None`: any block.
     """
 
     def decorate(compute: Callable[[Any, Any], torch.Tensor]):
@@ -65,7 +76,7 @@ def register_method(
             raise ValueError(f"method {name!r} is already registered")
         doc = (compute.__doc__ or "").strip().splitlines()
         _METHODS[name] = Method(
-            name, config_cls, compute, needs_all_rows, doc[0] if doc else "", needs_targets, post_norm_only
+            name, config_cls, compute, needs_all_rows, doc[0] if doc else "", needs_targets, layouts
         )
         return compute
 
@@ -85,9 +96,10 @@ def get_method(name: str) -> Method:
         raise UnknownMethodError(f"unknown method {name!r}; choose from: {', '.join(sorted(_METHODS))}") from None
 
 
-def check_applicable(methods: list[Method], family, targets_given: bool, model: str = "the model") -> None:
+def check_applicable(methods: list[Method], family: FamilySpec, targets_given: bool, model: str = "the model") -> None:
     """Raise `ValueError` unless every method can serve this call: targets-only methods need
-    `targets=`, post-norm-only methods a post-norm `family` (a `FamilySpec`). Cheap: run it before any work."""
+    `targets=`, and a method with `layouts` needs blocks of one of them (an unknown block shape is
+    refused, never guessed). Cheap: run it before any work."""
     need = [m.name for m in methods if m.needs_targets]
     if need and not targets_given:
         raise ValueError(
@@ -95,11 +107,21 @@ def check_applicable(methods: list[Method], family, targets_given: bool, model: 
             "(rows for every text, or one list per text), e.g. targets=[-1] or the [MASK] position"
         )
     wrong = [m.name for m in methods if not m.supports(family)]
-    if wrong:
+    if not wrong:
+        return
+    layout = family.shape.layout
+    if layout is None:
+        free = ", ".join(name for name, m in sorted(_METHODS.items()) if m.layouts is None)
         raise ValueError(
-            f"{', '.join(wrong)} are defined for post-norm encoders only (a norm closes the attention sum); "
-            f"{model!r} is a pre-norm {family.name} model: use attention_norm_res or alti"
+            f"{', '.join(wrong)} cannot score {model!r} exactly: its {family.name} blocks have "
+            f"{', '.join(family.shape.unsupported())}, which no exact algebra here handles yet "
+            f"(it knows post-norm and pre-norm blocks); these methods take any block: {free}"
         )
+    wanted = {x for m in methods if not m.supports(family) for x in m.layouts or ()}
+    raise ValueError(
+        f"{', '.join(wrong)} are defined for {' and '.join(_ONLY[x] for x in LAYOUTS if x in wanted)}; "
+        f"{model!r} is a {layout} {family.name} model: use attention_norm_res or alti"
+    )
 
 
 def split_options(methods: list[Method], options: dict[str, Any]) -> dict[str, Any]:

@@ -8,10 +8,12 @@ from dataclasses import dataclass
 import torch
 
 from vzcore.batch import Batch
+from vzcore.families import LAYOUTS
 from vzcore.methods.registry import register_method
 from vzcore.ops.distances import DISTANCES
+from vzcore.ops.pairs import pair_chunks
 from vzcore.ops.rollout import normalize_rows, rollout
-from vzcore.ops.zeroing import BlockAlgebra, pair_chunks, zeroed_block_outputs
+from vzcore.ops.zeroing import BlockAlgebra, zeroed_block_outputs
 
 __all__ = ["ValueZeroingConfig", "value_zeroing", "value_zeroing_rollout"]
 
@@ -31,8 +33,8 @@ class ValueZeroingConfig:
 def layer_distances(batch: Batch, layer: int, config: ValueZeroingConfig, rows, row_mask) -> torch.Tensor:
     """Return the raw distances `C[b, t, j]` (float64) of one block; 0 outside valid pairs."""
     handle, spec = batch.handle, batch.handle.family
-    block = spec.blocks(handle.model)[layer]
-    cap = batch.captures[layer]
+    view = batch.block(layer)
+    cap = view.cap
     final = None
     if config.final_norm and spec.final_norm and layer == handle.num_layers - 1:
         final = handle.model.get_submodule(spec.final_norm)
@@ -40,7 +42,7 @@ def layer_distances(batch: Batch, layer: int, config: ValueZeroingConfig, rows, 
     valid = batch.valid_pairs(rows, row_mask)
     b, t, n = valid.shape
     dist = torch.zeros((b, t, n), dtype=torch.float64, device=cap.x.device)
-    alg = BlockAlgebra.build(block, spec, cap)
+    alg = BlockAlgebra.build(view)
     f = sum(p.shape[-1] for p in alg.proj_s)
     d = alg.s.shape[-1]
     bytes_per_pair = cap.x.element_size() * (2 * f + 8 * d)
@@ -53,7 +55,7 @@ def layer_distances(batch: Batch, layer: int, config: ValueZeroingConfig, rows, 
         every = bool(v.all())
         v_dev = None if every else v.to(dist.device)
         zeroed, clean = zeroed_block_outputs(
-            block, spec, alg.texts(texts), attn[texts, :, chunk], rows_dev[texts, chunk], v_dev, batch.precision
+            view, alg.texts(texts), attn[texts, :, chunk], rows_dev[texts, chunk], v_dev, batch.precision
         )
         if final is not None:
             zeroed, clean = final(zeroed), final(clean)
@@ -79,13 +81,13 @@ def _maps(batch: Batch, config: ValueZeroingConfig, layers: list[int]) -> torch.
     return batch.memo[key]
 
 
-@register_method("value_zeroing", ValueZeroingConfig)
+@register_method("value_zeroing", ValueZeroingConfig, layouts=LAYOUTS)
 def value_zeroing(batch: Batch, config: ValueZeroingConfig) -> torch.Tensor:
     """Layer-wise value zeroing: cosine distance of each output when one token's values are zeroed."""
     return _maps(batch, config, batch.layers)
 
 
-@register_method("value_zeroing_rollout", ValueZeroingConfig, needs_all_rows=True)
+@register_method("value_zeroing_rollout", ValueZeroingConfig, needs_all_rows=True, layouts=LAYOUTS)
 def value_zeroing_rollout(batch: Batch, config: ValueZeroingConfig) -> torch.Tensor:
     """Value zeroing rolled out across layers without identity: `R^l = VZ^l @ R^{l-1}`."""
     full = batch.all_rows()

@@ -9,6 +9,9 @@ The feed-forward input projection of the norm that follows is factored the same 
 (`W·Norm(s_i − Δ_ij)` from `W(γ⊙s_i)`, `W(γ⊙u_j^h)` and the pair's own norm statistics), so per
 pair only `O(H·d_ff)` work precedes the activation and the down projection, which run on
 `[pairs, d_ff]` through the model's own modules.
+
+This is exact where the correction reaches the norm unchanged: the post-norm and pre-norm layouts
+(`BlockView` refuses the others; a norm on the attention output, for one, is not linear in `Δ_ij`).
 """
 
 from __future__ import annotations
@@ -20,12 +23,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import nn
 
-from vzcore.capture import LayerCapture
-from vzcore.families import FamilySpec, linear_params
+from vzcore.families import linear_params
+from vzcore.ops.block import BlockView
+from vzcore.ops.norms import NormParams
+from vzcore.ops.pairs import gather_rows
 
-__all__ = ["BlockAlgebra", "attention_deltas", "pair_chunks", "zeroed_block_outputs"]
+__all__ = ["BlockAlgebra", "zeroed_block_outputs"]
 
 
 @dataclass
@@ -33,41 +37,29 @@ class BlockAlgebra:
     """Per-layer quantities shared by every pair (`b` texts, `n` positions, `H` heads)."""
 
     u: torch.Tensor  # projected values `[b, n, H, d]`: u_j^h = v_j^h W_O^h
-    s: torch.Tensor  # clean pre-norm sum `x + attn_out`: `[b, n, d]`
+    s: torch.Tensor  # clean state after attention, the mix norm's input: `[b, n, d]`
     proj_s: list[torch.Tensor]  # W(γ⊙s'): `[b, n, F]` per input projection (s' centred for LayerNorm)
     proj_u: list[torch.Tensor]  # W(γ⊙u'), then W β + b: `[b, n, H + 1, F]` per input projection
     proj_bias: list[torch.Tensor]  # W β + b: `[F]` per input projection
-    layer_norm: bool  # LayerNorm (centred) rather than RMSNorm
-    eps: float
-
-    @staticmethod
-    def projected_values(block: nn.Module, spec: FamilySpec, cap: LayerCapture) -> torch.Tensor:
-        """Return `u_j^h = v_j^h W_O^h`: `[b, n, H, d]` (a key/value head serves all its query heads)."""
-        heads = cap.attn.shape[1]
-        values = cap.values.repeat_interleave(heads // cap.values.shape[2], dim=2)  # `[b, n, H, d_h]`
-        w_o, _ = linear_params(block.get_submodule(spec.out_proj))  # `[d, H·d_h]`
-        # contiguous: every chunk reshapes it to `[b·n, H, d]`, which must not copy
-        return torch.einsum("bjhk,dhk->bjhd", values, w_o.unflatten(1, (heads, -1))).contiguous()
+    norm: NormParams  # the mix norm (γ stands for its scale: `1 + γ` for the offset kind)
 
     @classmethod
-    def build(cls, block: nn.Module, spec: FamilySpec, cap: LayerCapture) -> BlockAlgebra:
-        heads = cap.attn.shape[1]
-        values = cap.values.repeat_interleave(heads // cap.values.shape[2], dim=2)  # `[b, n, H, d_h]`
-        u = cls.projected_values(block, spec, cap)
-        s = cap.x + cap.attn_out
-        norm: Any = block.get_submodule(spec.mix_norm)  # LayerNorm or RMSNorm: fields by name
-        layer_norm = isinstance(norm, nn.LayerNorm)
-        eps = norm.eps if layer_norm else getattr(norm, "variance_epsilon", getattr(norm, "eps", 1e-6))
-        s_c = s - s.mean(-1, keepdim=True) if layer_norm else s
+    def build(cls, view: BlockView) -> BlockAlgebra:
+        """Build the algebra of one block; raises `UnsupportedBlockError` for a shape it is not exact for."""
+        norm = view.mix_params()
+        values = view.head_values()  # `[b, n, H, d_h]`
+        u = view.projected_values()
+        s = view.state_after_attention
+        s_c = norm.centre(s)
         proj_s, proj_u, proj_bias = [], [], []
-        for wg, head_maps, bias in _folded_weights(block, spec):
+        for wg, head_maps, bias in _folded_weights(view, norm):
             proj_s.append(s_c @ wg.t())
             # W(γ⊙u'_j^h) = (W diag(γ) C W_O^h) v_j^h at the cost of one projection per token, with the
             # constant W β + b appended as a last "head": `[b, n, H + 1, F]`.
             per_head = torch.einsum("bjhk,fhk->bjhf", values, head_maps)
             proj_u.append(torch.cat([per_head, bias.expand(*per_head.shape[:2], 1, -1)], 2))
             proj_bias.append(bias)
-        return cls(u, s, proj_s, proj_u, proj_bias, layer_norm, float(eps))
+        return cls(u, s, proj_s, proj_u, proj_bias, norm)
 
     def texts(self, k: slice) -> BlockAlgebra:
         """The same algebra for texts `k` of the batch."""
@@ -77,8 +69,7 @@ class BlockAlgebra:
             [p[k] for p in self.proj_s],
             [p[k] for p in self.proj_u],
             self.proj_bias,
-            self.layer_norm,
-            self.eps,
+            self.norm,
         )
 
 
@@ -86,54 +77,37 @@ _FOLDED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 @torch.no_grad()
-def _folded_weights(block: nn.Module, spec: FamilySpec) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """Return, per feed-forward input projection `W, b` after the mix norm `γ, β`:
+def _folded_weights(view: BlockView, norm: NormParams) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Return, per feed-forward input projection `W, b` after the mix norm `norm` (scale `γ`, bias `β`):
     `W diag(γ)` `[F, d]`, the per-head maps `W diag(γ) C W_O^h` `[F, H, d_h]` (C centres for LayerNorm)
-    and the constant `W β + b` `[F]`. They depend on the block's weights only, so they are cached
-    per block, keyed on every weight they read: its identity, storage and version counter (which
-    any in-place update bumps: `load_state_dict`, an optimiser step), plus the spec.
+    and the constant `W β + b` `[F]`. They depend on the block's weights and the norm's position and
+    kind only, so they are cached per block, keyed on every weight they read: its identity, storage
+    and version counter (which any in-place update bumps: `load_state_dict`, an optimiser step),
+    plus the family, the norm's path and its kind (which says how its weight scales).
     """
-    norm: Any = block.get_submodule(spec.mix_norm)  # LayerNorm or RMSNorm: fields by name
-    sources = [*block.get_submodule(spec.out_proj).parameters(), *norm.parameters()]
+    block, spec, mix = view.block, view.spec, view.mix_norm
+    sources = [*block.get_submodule(spec.out_proj).parameters(), *block.get_submodule(mix.path).parameters()]
     sources += [p for path in spec.first_projs for p in block.get_submodule(path).parameters()]
-    key = (spec.name, *((id(p), p.data_ptr(), p.dtype, p.device, p._version) for p in sources))
+    key = (spec.name, mix, *((id(p), p.data_ptr(), p.dtype, p.device, p._version) for p in sources))
     cached = _FOLDED.get(block)
     if cached is not None and cached[0] == key:
         return cached[1]
-    layer_norm = isinstance(norm, nn.LayerNorm)
     attention: Any = block.get_submodule(spec.attention)
     heads = attention.config.num_attention_heads
     w_o, _ = linear_params(block.get_submodule(spec.out_proj))  # `[d, H·d_h]`
-    if layer_norm:
-        w_o = w_o - w_o.mean(0, keepdim=True)
+    w_o = norm.centre(w_o.t()).t()  # C W_O: each column centred over `d` for LayerNorm
     folded = []
     for path in spec.first_projs:
         w, b = linear_params(block.get_submodule(path))
-        wg = w * norm.weight  # `[F, d]`
+        wg = w * norm.scale  # `[F, d]`
         bias = torch.zeros(w.shape[0], dtype=w.dtype, device=w.device)
-        if layer_norm and norm.bias is not None:
+        if norm.bias is not None:
             bias = bias + w @ norm.bias
         if b is not None:
             bias = bias + b
         folded.append((wg, (wg @ w_o).unflatten(1, (heads, -1)), bias))
     _FOLDED[block] = (key, folded)
     return folded
-
-
-def attention_deltas(attn_rows: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """Return `Δ[b, t, j] = Σ_h a[b, h, t, j] u[b, j, h]` for `attn_rows: [b, H, t, n]`, `u: [b, n, H, d]`."""
-    return torch.einsum("bhtj,bjhd->btjd", attn_rows, u)
-
-
-def pair_chunks(b: int, t: int, n: int, bytes_per_pair: int, budget: int) -> list[tuple[slice, slice]]:
-    """Cut a `[b texts, t targets, n sources]` grid into `(texts, rows)` chunks of at most `budget` bytes.
-
-    Rows are split first (a chunk of one text keeps its matrix products tall); texts are grouped
-    when whole texts fit.
-    """
-    rows = max(1, min(t, budget // max(1, n * bytes_per_pair)))
-    texts = max(1, min(b, budget // max(1, rows * n * bytes_per_pair))) if rows == t else 1
-    return [(slice(k, k + texts), slice(r, r + rows)) for k in range(0, b, texts) for r in range(0, t, rows)]
 
 
 def _minus_mixed(rows: torch.Tensor, a: torch.Tensor, per_head: torch.Tensor) -> torch.Tensor:
@@ -147,39 +121,31 @@ def _minus_mixed(rows: torch.Tensor, a: torch.Tensor, per_head: torch.Tensor) ->
     return torch.sub(rows[:, None], mixed, out=mixed)
 
 
-def _inverse_scale(alg: BlockAlgebra, s: torch.Tensor) -> torch.Tensor:
-    """Return the mix norm's `1/σ` (LayerNorm) or `1/rms` (RMSNorm) of sums `s: [..., d]` as `[..., 1]`."""
-    centred = s - s.mean(-1, keepdim=True) if alg.layer_norm else s
-    return torch.rsqrt(centred.pow(2).mean(-1, keepdim=True) + alg.eps)
-
-
 def _finish(
-    block: nn.Module,
-    spec: FamilySpec,
+    view: BlockView,
     s: torch.Tensor,
     first: list[torch.Tensor],
     precision: Callable[[], AbstractContextManager] | None,
 ) -> torch.Tensor:
-    """Finish the block from pre-norm sums `s: [p, d]` and the first projections `first: [p, F]`.
+    """Finish the block from states after attention `s: [p, d]` and the first projections `first: [p, F]`.
 
     Only the activation and down projection run under `precision` (lower, when asked for):
     they are the bulk of the work, while the sums before them carry the small differences.
     """
-    residual = block.get_submodule(spec.mix_norm)(s) if spec.post_norm else s
+    residual = view.ffn_residual(s)
     with precision() if precision else nullcontext():
-        return spec.finish(block, first, residual).float()
+        return view.spec.finish(view.block, first, residual).float()
 
 
 def zeroed_block_outputs(
-    block: nn.Module,
-    spec: FamilySpec,
+    view: BlockView,
     alg: BlockAlgebra,
     attn_rows: torch.Tensor,
     rows: torch.Tensor,
     valid: torch.Tensor | None,
     precision: Callable[[], AbstractContextManager] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return `(zeroed, clean)` block outputs for the valid pairs of a batch, as `[p, d]` each or,
+    """Return `(zeroed, clean)` outputs of the block `view` for the valid pairs of a batch, as `[p, d]` each or,
     when every pair is valid, as broadcastable `[b, n, t, d]` and `[b, 1, t, d]`.
 
     `attn_rows: [b, H, t, n]` are the attention rows of targets `rows: [b, t]`; `valid: [b, n, t]`
@@ -189,9 +155,9 @@ def zeroed_block_outputs(
     """
     b, heads, t, n = attn_rows.shape
     a = attn_rows.permute(0, 3, 2, 1).reshape(b * n, t, heads)  # `[b·n, t, H]`
-    s_rows = _gather_rows(alg.s, rows)  # `[b, t, d]`
+    s_rows = gather_rows(alg.s, rows)  # `[b, t, d]`
     s = _minus_mixed(s_rows, a, alg.u)  # s_i − Δ_ij: `[b, n, t, d]`
-    inv = _inverse_scale(alg, s)  # `[b, n, t, 1]`
+    inv = alg.norm.inverse_scale(s)  # `[b, n, t, 1]`
     a_bias = torch.cat([a * inv.view(b * n, t, 1).neg(), torch.ones_like(a[..., :1])], -1)  # `[b·n, t, H+1]`
     every = valid is None
 
@@ -199,25 +165,20 @@ def zeroed_block_outputs(
         return x.reshape(-1, x.shape[-1]) if every else x[valid]  # all pairs wanted: no copy
 
     first, clean_first = [], []
-    rows_inv = _inverse_scale(alg, s_rows)  # `[b, t, 1]`
+    rows_inv = alg.norm.inverse_scale(s_rows)  # `[b, t, 1]`
     for ps, pu, bias in zip(alg.proj_s, alg.proj_u, alg.proj_bias, strict=True):
-        p_rows = _gather_rows(ps, rows)  # W(γ⊙s_i'): `[b, t, F]`
+        p_rows = gather_rows(ps, rows)  # W(γ⊙s_i'): `[b, t, F]`
         # (W(γ⊙s_i') − Σ_h a_ij^h W(γ⊙u_j^h')) / σ_ij + Wβ + b: the bias rides along as an extra
         # "head" of weight 1 in one batched product (baddbmm would loop over the batch), then one pass.
         pre = torch.bmm(a_bias, pu.reshape(b * n, heads + 1, -1)).view(b, n, t, -1)  # `[b, n, t, F]`
         pre.addcmul_(p_rows[:, None], inv)
         first.append(pick(pre))
         clean_first.append(torch.addcmul(bias, p_rows, rows_inv).view(b * t, -1))
-    zeroed = _finish(block, spec, pick(s), first, precision)
+    zeroed = _finish(view, pick(s), first, precision)
     # The clean outputs go through the same arithmetic, so zeroing nothing gives distance 0.
-    clean = _finish(block, spec, s_rows.view(b * t, -1), clean_first, precision).view(b, 1, t, -1)
+    clean = _finish(view, s_rows.view(b * t, -1), clean_first, precision).view(b, 1, t, -1)
     if every:  # `[b, n, t, d]` against `[b, 1, t, d]`: the distance broadcasts, no copy of the clean rows
         return zeroed.view(b, n, t, -1), clean
     assert valid is not None
     text, _, target = valid.nonzero(as_tuple=True)
     return zeroed, clean[text, 0, target]
-
-
-def _gather_rows(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    """Return `x[k, rows[k]]` for every text k: `[b, t, ...]` from `x: [b, n, ...]`, `rows: [b, t]`."""
-    return x[torch.arange(x.shape[0], device=x.device)[:, None], rows]

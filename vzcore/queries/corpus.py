@@ -181,15 +181,12 @@ def _hits(
 
 # ---- checks, before anything is read ----------------------------------------------------------
 def _layer_index(store: Store, layer: int) -> int:
-    from vzcore.api import resolve_layers
+    from vzcore.maps import layer_position
 
     try:
-        block = resolve_layers([layer], store.model_num_layers)[0]
+        return layer_position(layer, store.model_num_layers, store.layers, "the store")
     except ValueError as err:
         raise StoreError(str(err)) from None
-    if block not in store.layers:
-        raise StoreError(f"layer {layer} is not in the store; it holds layers {store.layers}")
-    return store.layers.index(block)
 
 
 def _check_method(store: Store, method: str) -> None:

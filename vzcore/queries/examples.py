@@ -68,7 +68,7 @@ def show_example(
     words: bool = False,
 ):
     """Return a figure: one labelled heatmap per method of example `example_id` at `layer` (default: last)."""
-    from vzcore.api import resolve_layers
+    from vzcore.maps import layer_position
     from vzcore.plot import result_figure
 
     result = store.example(example_id, methods)
@@ -77,10 +77,8 @@ def show_example(
         layer = layers[-1]
     else:
         try:
-            layer = resolve_layers([layer], store.model_num_layers)[0]  # -1: the model's last block
+            layer = layers[layer_position(layer, store.model_num_layers, layers, "the store")]
         except ValueError as err:
             raise StoreError(str(err)) from None
-    if layer not in layers:
-        raise StoreError(f"layer {layer} is not in the store; it holds layers {layers}")
     title = f"example {example_id}" + (f": {result.text}" if result.text else "")  # wrapped by result_figure
     return result_figure(result, layers=[layer], words=words, title=title)

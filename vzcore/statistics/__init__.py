@@ -11,7 +11,6 @@ from vzcore.statistics.rows import (
     example_masses,
     row_masses,
     scored_rows,
-    valid_entries,
 )
 
 __all__ = [
@@ -26,5 +25,4 @@ __all__ = [
     "is_punctuation",
     "row_masses",
     "scored_rows",
-    "valid_entries",
 ]

@@ -20,8 +20,10 @@ from functools import cache
 
 import numpy as np
 
+from vzcore.maps import valid_entries
 from vzcore.statistics.partial import PartialStats, _centred_ranks
-from vzcore.statistics.rows import counted_rows, row_masses, scored_rows, valid_entries
+from vzcore.statistics.rows import counted_rows, row_masses, scored_rows
+from vzcore.store.layout import packed_positions
 
 __all__ = ["ExampleBlock", "add_block"]
 
@@ -32,7 +34,7 @@ class ExampleBlock:
 
     length: np.ndarray  # `[E]` tokens per example
     token_ids: list[np.ndarray]  # E arrays `[n]`
-    values: dict[str, list[np.ndarray]]  # method -> E flat arrays `[L * n * n]` (`[L * n(n+1)/2]` if causal)
+    values: dict[str, list[np.ndarray]]  # method -> E flat arrays `[packed_size(n, n, L, causal)]`
     special: list[np.ndarray]  # E arrays `[n]` bool: special source tokens
     punct: list[np.ndarray]  # E arrays `[n]` bool: punctuation (and not special) source tokens
 
@@ -227,21 +229,21 @@ class _Template:
     valid: np.ndarray  # `[n, n]` bool
     k_valid: np.ndarray  # `[n]` valid entries per row
     offset_bin: np.ndarray  # `[n * n]` offset bin of each entry
-    unpack: np.ndarray | None  # `[n * n]` index into the packed row (plus one pad slot) when causal
+    unpack: np.ndarray | None  # `[n * n]` index into one map's packed values (plus one pad slot) when causal
     valid_sorted: np.ndarray  # `[n, n]` bool: sorted place p < k_valid[i]
     c2_sorted: np.ndarray  # `[n, n]` int: twice the centred rank at sorted place p of row i, without ties
 
 
 @cache
 def _template(n: int, causal: bool, max_offset: int) -> _Template:
-    valid = valid_entries(n, causal)
+    valid = valid_entries(n, n, causal)
     k_valid = valid.sum(1)
     offset_bin = np.clip(np.arange(n)[None, :] - np.arange(n)[:, None], -max_offset - 1, max_offset + 1)
     unpack = None
     if causal:
-        i, j = np.tril_indices(n)
-        unpack = np.full(n * n, len(i), dtype=np.int64)  # the pad slot
-        unpack[i * n + j] = np.arange(len(i))
+        where = packed_positions(n, n, causal)
+        unpack = np.full(n * n, len(where), dtype=np.int64)  # the pad slot
+        unpack[where] = np.arange(len(where))
     places = np.arange(n)[None, :]
     valid_sorted = places < k_valid[:, None]
     c2_sorted = np.where(valid_sorted, 2 * places + 1 - k_valid[:, None], 0)

@@ -5,6 +5,8 @@ computed anywhere (locally, or as Ray tasks) merge into the same result up to fl
 Each example lands in one sentence-length bucket; corpus totals are sums over buckets. The rows
 summed are the rows that count (`vzcore.statistics.rows`). `PartialStats.add_example` is the
 per-example reference; `vzcore.statistics.block` adds a block of examples at once (the fast path).
+The statistics are of self-attention maps (`vzcore.maps.self_site`), `[L, n, n]` over one token
+list: the diagonal is what a token keeps, `j - i` a relative offset, a row and a column one token.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vzcore.statistics.rows import counted_rows, scored_rows, valid_entries
+from vzcore.maps import valid_entries
+from vzcore.statistics.rows import counted_rows, scored_rows
 from vzcore.tokens import decode_piece
 
 __all__ = [
@@ -43,7 +46,7 @@ class StatsSpec:
 
     methods: tuple[str, ...]
     num_layers: int  # maps per example (the store's `layers`)
-    causal: bool
+    causal: bool  # the self site's: maps hold only their lower triangle
     bucket_edges: tuple[int, ...] = DEFAULT_BUCKET_EDGES  # lower bounds of the length buckets
     max_offset: int = 16  # relative positions |j - i| beyond this fall into two overflow bins
 
@@ -135,7 +138,7 @@ class PartialStats:
         b = spec.bucket_of(n)
         self.sums["examples"][b] += 1
         self.sums["tokens"][b] += n
-        valid = valid_entries(n, spec.causal)
+        valid = valid_entries(n, n, spec.causal)  # `[n, n]`
         k_valid = valid.sum(1)  # `[n]` valid entries per row
         offset_bin = np.clip(np.arange(n)[None, :] - np.arange(n)[:, None], -spec.max_offset - 1, spec.max_offset + 1)
         offset_bin = (offset_bin + spec.max_offset + 1).ravel()  # `[n*n]` bin index of each entry

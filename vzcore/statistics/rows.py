@@ -7,10 +7,10 @@ corpus) and one example's value (`vzcore.queries.top_examples`, `vz query top`).
 
 - it was scored: a row holding a NaN was not (left out by `score(targets=...)`), and it is left
   out, never read as zeros;
-- it has at least two valid entries (`valid_entries`: every source in an encoder's map, sources
-  `j <= i` in a causal one). A single-entry row (row 0 of a causal map, the only row of a one-token
-  text) is a single 1 by construction and says nothing about mixing; the aggregate counts such rows
-  apart (`single_rows`), and an example with no row that counts (a one-token text) has no value.
+- it has at least two valid entries (`vzcore.maps.valid_entries`: every source in an encoder's
+  map, sources `j <= i` in a causal one). A single-entry row (row 0 of a causal map, the only row
+  of a one-token text) is a single 1 by construction and says nothing about mixing; the aggregate
+  counts such rows apart (`single_rows`), and an example with no row that counts has no value.
 
 Every other row counts, special tokens' own rows ([CLS], BOS) included: what a special token
 takes from its context is mixing too. Special tokens as *sources* are what `special_mass` weighs.
@@ -20,15 +20,11 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["MIN_ROW_ENTRIES", "counted_rows", "example_masses", "row_masses", "scored_rows", "valid_entries"]
+from vzcore.maps import valid_entries
+
+__all__ = ["MIN_ROW_ENTRIES", "counted_rows", "example_masses", "row_masses", "scored_rows"]
 
 MIN_ROW_ENTRIES = 2  # valid entries a row needs to count: a single entry cannot mix
-
-
-def valid_entries(n: int, causal: bool) -> np.ndarray:
-    """Return the `[n, n]` bool mask of the entries a map can hold: all, or `j <= i` when causal."""
-    full = np.ones((n, n), dtype=bool)
-    return np.tril(full) if causal else full
 
 
 def scored_rows(maps: np.ndarray) -> np.ndarray:
@@ -56,7 +52,7 @@ def example_masses(m: np.ndarray, causal: bool, sources: np.ndarray) -> np.ndarr
     `sources` `[n]` bool, each the mean over the rows of map `m` `[n, n]` that count; None when no
     row counts."""
     n = m.shape[-1]
-    valid = valid_entries(n, causal)
+    valid = valid_entries(n, n, causal)
     keep = counted_rows(scored_rows(m), valid.sum(1))
     if not keep.any():
         return None

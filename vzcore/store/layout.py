@@ -1,5 +1,8 @@
 """The store layout contract (v3, see docs/store-layout.md): names, paths and the map packing.
 
+Maps are packed as `vzcore.maps` defines them (`[layers, targets, sources]`, valid entries only);
+a self-attention map is `[layers, n, n]` over the example's `n` tokens.
+
 Pure numpy; no zarr here, so readers and writers share one definition of where things live.
 """
 
@@ -9,6 +12,8 @@ import hashlib
 import json
 
 import numpy as np
+
+from vzcore.maps import map_entries, valid_entries
 
 __all__ = [
     "DONE_ARRAY",
@@ -28,6 +33,7 @@ __all__ = [
     "TOKEN_ARRAYS",
     "WRITE_PROBE",
     "pack_maps",
+    "packed_positions",
     "packed_size",
     "part_path",
     "score_path",
@@ -78,34 +84,45 @@ def score_path(part: int, method: str) -> str:
     return f"{part_path(part)}/{SCORES_GROUP}/{method}"
 
 
-def packed_size(n: int, layers: int, causal: bool) -> int:
-    """Return how many flat values one example with `n` tokens and `layers` maps takes."""
-    return layers * (n * (n + 1) // 2 if causal else n * n)
+def packed_size(n_targets: int, n_sources: int, layers: int, causal: bool) -> int:
+    """Return how many flat values one example's `layers` maps of `[n_targets, n_sources]` take."""
+    return layers * map_entries(n_targets, n_sources, causal)
+
+
+def packed_positions(n_targets: int, n_sources: int, causal: bool) -> np.ndarray:
+    """Return where each packed value of one map sits in the map flattened row-major (`[targets * sources]`).
+
+    The one packing order: every entry, or the valid lower triangle (row by row) if causal.
+    """
+    return np.flatnonzero(valid_entries(n_targets, n_sources, causal))
 
 
 def pack_maps(maps: np.ndarray, causal: bool) -> np.ndarray:
-    """Flatten `[layers, n, n]` maps to `[V]`: all entries, or the lower triangle (row-major) if causal."""
+    """Flatten `[layers, targets, sources]` maps to `[V]`, layer after layer (causal maps must be square)."""
     maps = np.asarray(maps)
-    if maps.ndim != 3 or maps.shape[1] != maps.shape[2]:
-        raise ValueError(f"expected maps of shape [layers, n, n], got {maps.shape}")
+    if maps.ndim != 3:
+        raise ValueError(f"expected maps of shape [layers, targets, sources], got {maps.shape}")
+    layers, n_targets, n_sources = maps.shape
     if not causal:
         return maps.reshape(-1)
-    i, j = np.tril_indices(maps.shape[1])
-    return maps[:, i, j].reshape(-1)
+    where = packed_positions(n_targets, n_sources, causal)
+    return maps.reshape(layers, -1)[:, where].reshape(-1)
 
 
-def unpack_maps(flat: np.ndarray, n: int, layers: int, causal: bool) -> np.ndarray:
-    """Rebuild `[layers, n, n]` maps from `pack_maps` output (upper triangle zero when causal)."""
+def unpack_maps(flat: np.ndarray, n_targets: int, n_sources: int, layers: int, causal: bool) -> np.ndarray:
+    """Rebuild `[layers, targets, sources]` maps from `pack_maps` output (0 above the diagonal when causal)."""
     flat = np.asarray(flat)
-    want = packed_size(n, layers, causal)
+    want = packed_size(n_targets, n_sources, layers, causal)
     if flat.size != want:
-        raise ValueError(f"expected {want} values for n={n}, layers={layers}, causal={causal}; got {flat.size}")
+        raise ValueError(
+            f"expected {want} values for {n_targets} targets, {n_sources} sources, layers={layers}, "
+            f"causal={causal}; got {flat.size}"
+        )
     if not causal:
-        return flat.reshape(layers, n, n)
-    out = np.zeros((layers, n, n), dtype=flat.dtype)
-    i, j = np.tril_indices(n)
-    out[:, i, j] = flat.reshape(layers, -1)
-    return out
+        return flat.reshape(layers, n_targets, n_sources)
+    out = np.zeros((layers, n_targets * n_sources), dtype=flat.dtype)
+    out[:, packed_positions(n_targets, n_sources, causal)] = flat.reshape(layers, -1)
+    return out.reshape(layers, n_targets, n_sources)
 
 
 def texts_fingerprint(texts) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from vzcore.maps import self_site
 from vzcore.result import ScoreResult
 from vzcore.store.completion import PartInfo, store_parts
 from vzcore.store.errors import ExampleNotScoredError, StoreError
@@ -300,6 +301,7 @@ class PartReader:
         tokens = self.array("tokens", slice(t0, t1), span)
         values = {meth: self.array(f"{SCORES_GROUP}/{meth}", slice(v0, v1), span) for meth in methods}
         layers, num_maps = self.info.layers, self.info.num_maps
+        site = self_site(self.info.causal)  # a v3 store holds one site: self-attention over each example's tokens
         for k in range(a, b):
             eid = int(self.example_id[k])
             if self.status[k] != STATUS_SCORED or (ids is not None and eid not in ids):
@@ -308,8 +310,7 @@ class PartReader:
             ts = slice(int(self.token_offset[k]) - t0, int(self.token_offset[k + 1]) - t0)
             vs = slice(int(self.value_offset[k]) - v0, int(self.value_offset[k + 1]) - v0)
             scores = {
-                meth: unpack_maps(values[meth][vs], n, num_maps, self.info.causal).astype(np.float32)
-                for meth in methods
+                meth: unpack_maps(values[meth][vs], n, n, num_maps, site.causal).astype(np.float32) for meth in methods
             }
             scored = ~np.any([np.isnan(s).any(axis=(0, 2)) for s in scores.values()], axis=0)
             yield (
@@ -324,6 +325,7 @@ class PartReader:
                     text=text,
                     truncated=bool(self.truncated[k]),
                     scored_rows=np.asarray(scored, dtype=bool).reshape(n),
+                    site=site,
                 ),
             )
 

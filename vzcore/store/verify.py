@@ -38,7 +38,7 @@ def _check_part(store: Store, part: int, methods: list[str], texts: dict[int, st
     n = reader.length.astype(np.int64)
     if reader.token_offset[-1] != n.sum() or len(reader.token_offset) != len(n) + 1:
         raise StoreError(f"part {part}: token offsets do not match the lengths")
-    want = sum(packed_size(int(k), store.info.num_maps, store.causal) for k in n)
+    want = sum(packed_size(int(k), int(k), store.info.num_maps, store.causal) for k in n)
     for method in methods:
         values = reader.array(f"{SCORES_GROUP}/{method}")
         if len(values) != want or reader.value_offset[-1] != want:

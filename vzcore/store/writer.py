@@ -33,7 +33,7 @@ __all__ = ["ExampleOutcome", "clear_store", "write_part"]
 
 @dataclass(frozen=True)
 class ExampleOutcome:
-    """What scoring one example produced: its tokens and `[layers, n, n]` maps, or why it has none."""
+    """What scoring one example produced: its tokens and self-attention maps `[layers, n, n]`, or why it has none."""
 
     example_id: int
     status: int = STATUS_SCORED
@@ -194,7 +194,7 @@ def write_part(
     lengths = np.asarray([o.n for o in outcomes], dtype=np.int32)
     start = int(ids[0]) if start is None and len(ids) else (start or 0)
     stop = int(ids[-1]) + 1 if stop is None and len(ids) else (stop or 0)
-    sizes = np.asarray([packed_size(int(n), num_maps, causal) for n in lengths], dtype=np.int64)
+    sizes = np.asarray([packed_size(int(n), int(n), num_maps, causal) for n in lengths], dtype=np.int64)
     value_offset = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
 
     # The part is built in memory and published object by object, its group's `zarr.json` (which
@@ -247,8 +247,11 @@ def write_part(
             maps = o.scores.get(method) if o.status == STATUS_SCORED else None
             if maps is None:
                 continue  # scored before for other methods but not now: stays NaN
-            if maps.shape[0] != num_maps:
-                raise ValueError(f"example {o.example_id}: {maps.shape[0]} maps, the store holds {num_maps} layers")
+            if maps.shape != (num_maps, o.n, o.n):  # the store's one site: self-attention over the example's tokens
+                raise ValueError(
+                    f"example {o.example_id}: maps of shape {maps.shape}; the store holds {num_maps} layers "
+                    f"of [{o.n}, {o.n}] (its {o.n} tokens)"
+                )
             flat[value_offset[k] : value_offset[k + 1]] = pack_maps(maps, causal)
         _flat_array(scores, method, flat, store_dtype)
     set_complete(group, [*done, *methods])

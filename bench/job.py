@@ -1,10 +1,11 @@
 """Benchmark the scoring job against in-process `vzcore.score` on the same examples and threads.
 
-    python -m jobs.bench_job                       # MiniLM, 384 chatterbot lines cut at 64 tokens, parts of 32
-    python -m jobs.bench_job --limit 160 --part-size 16 --methods value_zeroing
-    python -m jobs.bench_job --memory-examples 8838   # then twice through the corpus, no token limit
-    python -m jobs.bench_job --repeats 0 --memory-examples 13257   # only that: three times through
-    python -m jobs.bench_job --device cuda --limit 4400 --part-size 250 --batch-size 32 --max-length 128 --repeats 1
+    python -m bench.job                       # MiniLM, 384 chatterbot lines cut at 64 tokens, parts of 32
+    python -m bench.job --limit 160 --part-size 16 --methods value_zeroing
+    python -m bench.job --memory-examples 8838   # then twice through the corpus, no token limit
+    python -m bench.job --repeats 0 --memory-examples 13257   # only that: three times through
+    python -m bench.job --device cuda --limit 4400 --part-size 250 --batch-size 32 --max-length 128 --repeats 1
+    python -m bench.job --quick                    # a small run of every code path (the tests run it)
 
 Prints, from one run: steady-state throughput (after the first part) of in-process scoring and of
 the job with 1 and 2 actors, the job's fixed start-up cost, store bytes per example against raw
@@ -102,7 +103,7 @@ def _job(
     real_score = score_mod._score
     scoring: list[float] = []  # when the driver entered and left the scoring step
 
-    def record(cfg_, executor, spec, tasks, summary, on_event):  # note when each part's report arrives
+    def record(cfg_, executor, *args, **kwargs):  # note when each part's report arrives
         real_run = executor.run
 
         def run(units, step, *, on_result=None, **kw):
@@ -115,7 +116,7 @@ def _job(
         executor.run = run
         scoring.append(time.perf_counter())
         try:
-            return real_score(cfg_, executor, spec, tasks, summary, on_event)
+            return real_score(cfg_, executor, *args, **kwargs)
         finally:
             scoring.append(time.perf_counter())
 
@@ -149,7 +150,7 @@ def _store_sizes(out: str, methods: list[str]):
         n = g["length"][:]
         examples += int((n > 0).sum())
         raw += int(sum(layers * int(k) * int(k) * 2 for k in n)) * len(methods)
-        packed += int(sum(packed_size(int(k), layers, causal) * 2 for k in n)) * len(methods)
+        packed += int(sum(packed_size(int(k), int(k), layers, causal) * 2 for k in n)) * len(methods)
         for m in methods:
             stored += g[f"scores/{m}"].nbytes_stored()
     return stored / examples, raw / examples, packed / examples
@@ -168,8 +169,11 @@ def bench(
     memory_examples: int = typer.Option(
         0, help="then score this many lines (cycling the corpus) on 1 actor, no token limit; print its peak RSS"
     ),
+    quick: bool = typer.Option(False, help="a small run of every code path (the test suite runs it)"),
 ) -> None:
     """Print the job's throughput, start-up cost, store size and actor memory against in-process scoring."""
+    if quick:  # six parts: a steady-state window for two actors
+        limit, max_length, part_size, batch_size, repeats, memory_examples = 48, 16, 8, 4, 1, min(memory_examples, 16)
     from jobs.data import chatterbot_lines
 
     meths = [m for m in methods.split(",") if m]

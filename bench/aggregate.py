@@ -1,7 +1,8 @@
 """Benchmark `vz aggregate` on random but valid maps: throughput against a plain read of the maps, and memory.
 
-    python -m jobs.bench_aggregate --examples 3000 --out /tmp/vz-bench
-    python -m jobs.bench_aggregate --examples 3000 --out /tmp/vz-bench --mode memory
+    python -m bench.aggregate --examples 3000 --out /tmp/vz-bench
+    python -m bench.aggregate --examples 3000 --out /tmp/vz-bench --mode memory
+    python -m bench.aggregate --quick   # a small run of every code path (the test suite runs it)
 
 The default mode builds one store with `write_part` (MiniLM-shaped by default: 6 layers, 3
 methods, 8 to 64 tokens, float16; `--causal` for lower-triangular maps) and, in one run, times on it:
@@ -164,9 +165,16 @@ def main(
     mode: str = typer.Option("throughput", help="throughput (against a plain read, locally and on Ray) or memory"),
     workers: int = typer.Option(2, help="CPUs of the local Ray cluster (throughput mode)"),
     repeats: int = typer.Option(3, help="timed runs of each measurement; the fastest counts"),
+    quick: bool = typer.Option(False, help="a small run of every code path in a temporary folder (the tests run it)"),
 ) -> None:
     """Build the store(s) if absent, then print the figures of `mode`."""
-    from jobs.synthetic_store import write_random_store
+    if quick:
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="vz-bench-") as tmp:
+            main(60, Path(tmp), 2, causal, 20, 16, mode, workers, 1, False)
+        return
+    from tests.harness.synthetic_store import write_random_store
 
     if mode not in ("throughput", "memory"):
         raise typer.BadParameter(f"unknown mode {mode!r}; choose throughput or memory")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from jobs import bench_scale
-from jobs.s3_counts import have_moto, request_kind
+from bench import scale as bench_scale
+from bench.s3_counts import have_moto, request_kind
 
 ARGS = ["--sizes", "16,64", "--part-size", "8"]
 

@@ -1,8 +1,9 @@
 """Benchmark the fast value-zeroing path against the one-call-per-token reference.
 
-    python -m vzcore.benchmark --model minilm --lengths 16,32,64,128 --runs 5
-    python -m vzcore.benchmark --device cuda
-    python -m vzcore.benchmark --costs-only --cost-length 64 --runs 3   # the per-method table alone
+    python -m bench.core --model minilm --lengths 16,32,64,128 --runs 5
+    python -m bench.core --device cuda
+    python -m bench.core --costs-only --cost-length 64 --runs 3   # the per-method table alone
+    python -m bench.core --quick   # a small run of every code path (the test suite runs it)
 
 Prints, per sentence length, seconds per sentence of both (median and min–max over interleaved
 runs), their ratio, the fast path's useful FLOP rate (the irreducible down projection,
@@ -26,6 +27,7 @@ import torch
 
 import vzcore
 from vzcore.loading import ModelHandle
+from vzcore.maps import map_entries
 from vzcore.reference import reference_value_zeroing
 
 __all__ = ["main", "run_benchmark"]
@@ -151,7 +153,7 @@ def run_benchmark(model: str, lengths: list[int], runs: int, device: str | None,
         for k in range(runs):  # interleaved, alternating which goes first
             for times, fn in order if k % 2 == 0 else order[::-1]:
                 times.append(_timed(fn, dev))
-        pairs = n * (n + 1) // 2 if handle.family.causal else n * n
+        pairs = map_entries(n, n, handle.family.causal)
         useful = 2 * pairs * d * d_ff * layers / statistics.median(fast)
         rate = matmul_rate(pairs, d_ff, d, dev)
         peak = peak_memory(handle, model, n, budget)
@@ -267,7 +269,7 @@ def main(argv: list[str] | None = None) -> None:
     """Time the fast value-zeroing path against the reference loop, then every method's cost (prints tables)."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m vzcore.benchmark", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m bench.core", description=main.__doc__)
     parser.add_argument("--model", default="minilm")
     parser.add_argument("--lengths", default="16,32,64,128", help="comma-separated sentence lengths in tokens")
     parser.add_argument("--runs", type=int, default=5, help="interleaved runs per measurement")
@@ -277,7 +279,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--costs-only", action="store_true", help="only the per-method cost table")
     parser.add_argument("--no-costs", action="store_true", help="leave out the per-method cost table")
     parser.add_argument("--cost-length", type=int, default=64, help="sentence length of the cost table")
+    parser.add_argument("--quick", action="store_true", help="a small run of every code path (the test suite runs it)")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.lengths, args.runs, args.long, args.cost_length = "8,16", 1, 24, 12
     if not args.costs_only:
         lengths = [int(x) for x in args.lengths.split(",")]
         run_benchmark(args.model, lengths, args.runs, args.device, args.memory_budget, args.long)

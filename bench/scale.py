@@ -1,7 +1,8 @@
 """How a store's costs grow with its size, locally and on a local S3 server: times, objects, requests.
 
-    python -m jobs.bench_scale                              # 10^3, 10^4, 10^5 examples; local and S3 (if moto)
-    python -m jobs.bench_scale --sizes 1000,10000 --part-size 32 --backends local
+    python -m bench.scale                              # 10^3, 10^4, 10^5 examples; local and S3 (if moto)
+    python -m bench.scale --sizes 1000,10000 --part-size 32 --backends local
+    python -m bench.scale --quick --backends local   # a small run of every code path
 
 For each size, one synthetic store is built locally with the store's own writers (random but valid
 maps: one method, `--layers` layers, 8 to 24 tokens) and measured where it lies; then, for the S3
@@ -10,7 +11,7 @@ pid) and measured there. Per store: seconds to `open_store`, `describe()`, read 
 iterate one part (`part_reader(k).iter_results`), aggregate (in this process, no plots; with its
 throughput in MB of stored maps per second) and rewrite one part with new maps (`write_part`),
 and the store's objects and bytes. On S3 each of these also has its HTTP request count, taken
-from the server's log (`jobs.s3_counts`), with the counts by kind listed under the table. Each
+from the server's log (`bench.s3_counts`), with the counts by kind listed under the table. Each
 table ends with every figure's growth from the smallest to the largest store and, for those that
 grow, the linear extrapolation to 10^6 examples.
 
@@ -51,7 +52,7 @@ def _rewrite_part(path: str, storage_options: dict, store, part: int, seed: int)
     """Write part `part` again with new random maps (new lengths, so the part is rewritten in full)."""
     import numpy as np
 
-    from jobs.synthetic_store import random_maps
+    from tests.harness.synthetic_store import random_maps
     from vzcore.store.location import Location
     from vzcore.store.writer import ExampleOutcome, write_part
 
@@ -127,7 +128,7 @@ def _maps_bytes(names_sizes: list[tuple[str, int]]) -> int:
 
 def bench_local(size: int, args, folder: Path) -> tuple[dict, Path]:
     """Build the store of `size` examples in `folder` and measure it there."""
-    from jobs.synthetic_store import write_random_store
+    from tests.harness.synthetic_store import write_random_store
 
     path = folder / f"s{size}.zarr"
     build, _ = _timed(
@@ -211,9 +212,9 @@ def print_table(backend: str, rows: list[dict], args) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Print how the store's costs grow with the number of examples (see the module docstring)."""
-    from jobs.s3_counts import have_moto, local_s3
+    from bench.s3_counts import have_moto, local_s3
 
-    parser = argparse.ArgumentParser(prog="python -m jobs.bench_scale", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m bench.scale", description=main.__doc__)
     parser.add_argument("--sizes", default="1000,10000,100000", help="comma-separated store sizes in examples")
     parser.add_argument(
         "--part-size",
@@ -225,7 +226,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--backends", default=None, help="comma-separated: local, s3 (default: both, s3 only where moto is installed)"
     )
+    parser.add_argument("--quick", action="store_true", help="a small run of every code path (the test suite runs it)")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.sizes, args.part_size = "16,64", 8
     sizes = [int(x) for x in args.sizes.split(",")]
     backends = args.backends.split(",") if args.backends else ["local", "s3"] if have_moto() else ["local"]
     if "s3" in backends and not have_moto():
