@@ -4,7 +4,7 @@
     vz aggregate runs/minilm.zarr --out runs/minilm.aggregate --address 127.0.0.1:6379
 
 One streaming pass: each done part is read once, in blocks of examples, and reduced to float64
-sums (`jobs.aggregate_stats.PartialStats`), which merge by addition. Memory stays at one block plus
+sums (`vzcore.statistics.PartialStats`), which merge by addition. Memory stays at one block plus
 one partial per part in flight, whatever the corpus size. The parts run through an executor: in this
 process without `--address`, as Ray tasks with it (`cluster`), one step (`aggregate_part`) either
 way. Tables and the report: `jobs.aggregate_report`.
@@ -22,9 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from cluster.executor import Executor, InProcessExecutor, Unit
-from jobs.aggregate_block import ExampleBlock, add_block
 from jobs.aggregate_out import REPORT, SUMMARY, AggregateOut, store_source
-from jobs.aggregate_stats import PartialStats, StatsSpec, is_punctuation
+from vzcore.statistics import ExampleBlock, PartialStats, StatsSpec, add_block, is_punctuation
 from vzcore.store.location import Location
 from vzcore.store.root import RootAttrs
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from jobs.aggregate_stats import TYPE_SUMS, PartialStats, StatsSpec
+from vzcore.statistics.partial import TYPE_SUMS, PartialStats, StatsSpec
 from vzcore.tokens import token_text, vocabulary_scheme
 
 __all__ = ["SCHEMA", "report", "stats_tables"]

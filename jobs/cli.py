@@ -123,8 +123,8 @@ def show_command(
     storage_option: StorageOption = None,
 ) -> None:
     """Draw one example's maps (a heatmap per --method, all by default) at --layer (default: last)."""
+    from vzcore.queries import show_example
     from vzcore.store import StoreError
-    from vzcore.store.query import show_example
     from vzcore.store.reader import open_store
 
     try:

@@ -74,6 +74,7 @@ def query_rows_command(
     storage_option: StorageOption = None,
 ) -> None:
     """Print every occurrence of a --word or --token at --layer with the row it receives (its sources)."""
+    from vzcore.queries import token_rows, word_rows
     from vzcore.store import StoreError
     from vzcore.store.reader import open_store
 
@@ -90,10 +91,10 @@ def query_rows_command(
     try:
         opened = open_store(store, storage_options(storage_option))
         if word is not None:
-            table = opened.word_rows(word, layer, method, ignore_case=ignore_case, sources=sources)
+            table = word_rows(opened, word, layer, method, ignore_case=ignore_case, sources=sources)
             at = ["example_id", "word_position"]
         else:
-            table = opened.token_rows(query["token"], layer, method)
+            table = token_rows(opened, query["token"], layer, method)
             at = ["example_id", "position"]
     except StoreError as err:
         raise fail(str(err)) from None
@@ -117,12 +118,13 @@ def query_top_command(
     token_id: Annotated[int | None, typer.Option(help="a token id (token_mass)")] = None,
     ignore_case: Annotated[bool, typer.Option(help="match --word in any case")] = False,
     min_tokens: Annotated[
-        int, typer.Option(help="rank only examples of at least this many tokens (one-word texts top self_mass)")
+        int, typer.Option(help="rank only examples of at least this many tokens (short texts: few rows, noisy values)")
     ] = 1,
     out: Annotated[Path | None, typer.Option(help="write the table here (.parquet or .csv)")] = None,
     storage_option: StorageOption = None,
 ) -> None:
     """Print the -k examples ranking highest on --statistic of --method's map at --layer, with their texts."""
+    from vzcore.queries import top_examples
     from vzcore.store import StoreError
     from vzcore.store.reader import open_store
 
@@ -130,7 +132,7 @@ def query_top_command(
     _check_out(out)
     try:  # the statistic, its query, k, the method and the layer are checked before any part is read
         opened = open_store(store, storage_options(storage_option))
-        table = opened.top_examples(statistic, method, layer, k, min_tokens=min_tokens, **query)
+        table = top_examples(opened, statistic, method, layer, k, min_tokens=min_tokens, **query)
     except StoreError as err:
         raise fail(str(err)) from None
     longer = f", of at least {min_tokens} tokens" if min_tokens > 1 else ""

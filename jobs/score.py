@@ -216,7 +216,8 @@ def _executor(cfg: JobConfig, actors: int) -> Iterator[tuple[Executor, dict]]:
 def _write_root(job: CheckedJob, stored: dict, plan: list[dict], data_id: str, identity: dict, done: list):
     """Open the store for writing and write its root attributes, plan and completion index (rebuilt
     from `done`, each part's complete methods as its own attributes say): only this driver writes them."""
-    from vzcore.store.root import RootAttrs, write_done, write_root_attrs
+    from vzcore.store.completion import write_done
+    from vzcore.store.root import RootAttrs, write_root_attrs
     from vzcore.store.writer import clear_store
 
     cfg, tok = job.cfg, job.tokenizer
@@ -243,7 +244,7 @@ def _write_root(job: CheckedJob, stored: dict, plan: list[dict], data_id: str, i
 
 def _marker(root, attrs) -> Callable[[int, tuple[str, ...]], None]:
     """Return what marks a written part done for its methods in the completion index."""
-    from vzcore.store.root import mark_done
+    from vzcore.store.completion import mark_done
 
     def mark(part: int, methods: tuple[str, ...]) -> None:
         mark_done(root, part, attrs.mask_of(methods))
@@ -254,33 +255,20 @@ def _marker(root, attrs) -> Callable[[int, tuple[str, ...]], None]:
 def _missing_parts(cfg: JobConfig, stored: bool, plan: list[dict], source) -> tuple[list[PartTask], list[tuple]]:
     """Return a task per part of `plan` that lacks some of the run's methods, and each part's complete
     methods (reading the store only: one read per part, and the rows of each part already written)."""
-    from vzcore.store.layout import complete_methods, texts_fingerprint
-    from vzcore.store.writer import part_state
+    from vzcore.store.completion import read_parts, remaining
+    from vzcore.store.layout import texts_fingerprint
 
-    root = cfg.location.open_group(mode="r") if stored else None
-    tasks, done, changed = [], [], []
-    for p in plan:
-        state = (part_state(root, p["part"]) if root is not None else None) or {}
-        same = state.get("start") == p["start"] and state.get("stop") == p["stop"]
-        if (
-            same
-            and state.get("data_hash")
-            and state["data_hash"] != texts_fingerprint(source.rows(p["start"], p["stop"]))
-        ):
-            changed.append(p)
-        complete = tuple(complete_methods(state)) if same else ()
-        done.append(complete)
-        missing = tuple(m for m in cfg.methods if m not in complete)
-        if missing:
-            tasks.append(PartTask(p["part"], p["start"], p["stop"], missing))
+    parts = read_parts(cfg.location.open_group(mode="r") if stored else None, plan)
+    changed = [p for p in parts if p.data_hash and p.data_hash != texts_fingerprint(source.rows(p.start, p.stop))]
     if changed:
         first = changed[0]
         raise JobError(
             f"{len(changed)} of the store's parts were scored from other rows than the dataset holds now "
-            f"(first: part {first['part']}, rows [{first['start']}, {first['stop']})): the data changed or its "
+            f"(first: part {first.part}, rows [{first.start}, {first.stop})): the data changed or its "
             "rows moved; pass --overwrite to replace the store, or choose another --out"
         )
-    return tasks, done
+    tasks = [PartTask(p.part, p.start, p.stop, missing) for p, missing in remaining(parts, cfg.methods)]
+    return tasks, [p.usable for p in parts]
 
 
 def _score_spec(job: CheckedJob, special_ids, *, device: str | None, num_threads: int | None = None) -> ScoreSpec:

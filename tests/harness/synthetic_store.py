@@ -1,8 +1,8 @@
 """Build small stores without the job: scored by a model (tests, notebooks) or random but valid (benchmarks).
 
 They write the root attributes and the parts through the store's own writers (`vzcore.store.root`,
-`.writer`: arrays and tables) and mark each part in the completion index, as the job's driver
-does. The scoring job remains the way to build real stores.
+`.writer`: arrays and tables) and mark each part in the completion index (`.completion`), as the
+job's driver does. The scoring job remains the way to build real stores.
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ def init_root(
 ) -> None:
     """Create the root group with the layout's attributes and an empty completion index (overwriting
     whatever was there)."""
-    from vzcore.store.root import RootAttrs, write_done, write_root_attrs
+    from vzcore.store.completion import write_done
+    from vzcore.store.root import RootAttrs, write_root_attrs
 
     root = Location(str(path)).open_group(mode="w")
     attrs = RootAttrs(
@@ -60,7 +61,7 @@ def _plan(count: int, part_size: int) -> list[dict]:
 
 def _write_done_part(location: Location, planned: dict, outcomes, methods, **write) -> None:
     """Write one part and mark it done in the index: the worker's write, then the driver's mark."""
-    from vzcore.store.root import mark_done
+    from vzcore.store.completion import mark_done
     from vzcore.store.writer import write_part
 
     k = planned["part"]

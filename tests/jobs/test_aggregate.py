@@ -15,12 +15,12 @@ from scipy.stats import spearmanr  # noqa: E402
 
 from jobs.aggregate import AggregateConfig, aggregate  # noqa: E402
 from jobs.aggregate_out import OutputError  # noqa: E402
-from jobs.aggregate_stats import is_punctuation  # noqa: E402
 from tests.harness.synthetic_store import init_root, random_maps, write_random_store  # noqa: E402
+from vzcore.statistics import is_punctuation  # noqa: E402
+from vzcore.store.completion import rebuild_index  # noqa: E402
 from vzcore.store.layout import part_path  # noqa: E402
 from vzcore.store.reader import StoreError, open_store  # noqa: E402
 from vzcore.store.root import read_plan  # noqa: E402
-from vzcore.store.verify import rebuild_index  # noqa: E402
 from vzcore.store.writer import ExampleOutcome, write_part  # noqa: E402
 
 METHODS = ("value_zeroing", "attention", "attention_norm")

@@ -8,6 +8,7 @@ pd = pytest.importorskip("pandas")
 
 from jobs.aggregate import AggregateConfig, aggregate  # noqa: E402
 from tests.harness.synthetic_store import write_random_store  # noqa: E402
+from vzcore.queries import find_examples  # noqa: E402
 
 pytestmark = pytest.mark.slow
 CFG = AggregateConfig(bucket_edges=(1, 8, 16), max_offset=4, plots=False)
@@ -37,4 +38,4 @@ def test_open_store_from_s3_url(s3_server, tmp_path):
     want = vzcore.open_store(local).example(4)
     got = store.example(4)
     assert got.tokens == want.tokens and (got.scores["attention"] == want.scores["attention"]).all()
-    assert store.find(text="example 5") == [5]
+    assert find_examples(store, text="example 5") == [5]

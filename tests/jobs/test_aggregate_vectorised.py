@@ -1,4 +1,4 @@
-"""The block-at-once statistics (`jobs.aggregate_block`) equal the per-example reference (`add_example`)."""
+"""The block-at-once statistics (`vzcore.statistics.block`) equal the per-example reference (`add_example`)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 pytest.importorskip("zarr")
 
 from jobs.aggregate import PartJob, aggregate_part
-from jobs.aggregate_stats import PartialStats, StatsSpec, is_punctuation
 from tests.harness.synthetic_store import init_root, random_maps
+from vzcore.statistics import PartialStats, StatsSpec, is_punctuation
 from vzcore.store.layout import STATUS_NAMES
 from vzcore.store.reader import open_part, open_store
 from vzcore.store.writer import ExampleOutcome, write_part
@@ -121,8 +121,8 @@ def test_small_blocks_equal_one_block(tmp_path):
 def test_block_ranks_equal_reference_ranks(causal, dtype, n):
     """Doubled centred ranks equal the reference's, for rows of neighbouring floats (keys one unit
     apart), ties and ±0."""
-    from jobs.aggregate_block import _centred_ranks2, _template
-    from jobs.aggregate_stats import _centred_ranks
+    from vzcore.statistics.block import _centred_ranks2, _template
+    from vzcore.statistics.partial import _centred_ranks
 
     rng = np.random.default_rng(n)
     steps = rng.integers(0, 3, (2, 4, n, n))  # 0: a tie with the previous value; 1: its float neighbour

@@ -22,7 +22,8 @@ from cluster.executor import Started
 from jobs.config import JobConfig
 from jobs.score import run_job
 from tests.support import HANG_S, TEXTS, free_port, hang_guard, job_config, wait_until
-from vzcore.store.layout import complete_methods, part_path
+from vzcore.store.completion import complete_methods
+from vzcore.store.layout import part_path
 from vzcore.store.root import read_plan
 
 CLUSTER = Path(__file__).resolve().parents[2] / "cluster"

@@ -8,7 +8,7 @@ zarr = pytest.importorskip("zarr")
 
 import vzcore  # noqa: E402
 from tests.harness.synthetic_store import write_random_store  # noqa: E402
-from vzcore.store.root import write_done  # noqa: E402
+from vzcore.store.completion import write_done  # noqa: E402
 
 
 def test_describe_counts_states_and_lists_only_the_first_problems(tmp_path):

@@ -13,10 +13,10 @@ import zarr
 import vzcore
 from jobs.score import JobError, run_job
 from tests.support import TEXTS, job_config
+from vzcore.store.completion import complete_methods
 from vzcore.store.layout import (
     STATUS_SCORED,
     STATUS_SKIPPED,
-    complete_methods,
     part_path,
     unpack_maps,
 )

@@ -70,7 +70,7 @@ def test_vz_explain_prints_decoded_tokens(tiny_smollm2_dir, tmp_path):
 
 
 def test_store_tables_and_vz_show_read_decoded_tokens(tiny_smollm2_dir, tmp_path):
-    from vzcore.store.query import show_example
+    from vzcore.queries import show_example
 
     handle = vzcore.load_model(tiny_smollm2_dir)
     path = tmp_path / "s.zarr"
@@ -113,7 +113,7 @@ def test_wordpiece_labels_drop_the_continuation_marker(tiny_model_dir, tmp_path)
 
 
 def test_vz_explain_and_vz_show_label_alike(tiny_model_dir, tmp_path):
-    from vzcore.store.query import show_example
+    from vzcore.queries import show_example
 
     text = "Kristen fixed the Café."  # MiniLM's uncased tokenizer lowercases and strips the accent
     out = CliRunner().invoke(

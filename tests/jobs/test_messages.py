@@ -12,6 +12,7 @@ from jobs.plan import estimate
 from jobs.score import run_job
 from jobs.summary import Summary
 from tests.support import job_config
+from vzcore.queries import find_examples
 
 runner = CliRunner()
 
@@ -104,9 +105,12 @@ def test_one_rule_for_layer_indices_and_whole_word_search(tmp_path, tiny_model_d
     res = runner.invoke(app, ["show", str(tmp_path / "l0" / "run.zarr"), "--example", "0", "--layer", "-1"])
     assert res.exit_code == 2 and "layer 1 is not in the store; it holds layers [0]" in res.output
     store = vzcore.open_store(cfg.out)
-    assert store.find(text="the") == [0, 1]  # substring, any case: "The cat ... the mat", "Hello there!"
-    assert store.find(text="the", word=True) == [0] and store.find(text="THE", word=True, case=True) == []
-    assert store.find(text="he", word=True) == []
+    assert find_examples(store, text="the") == [0, 1]  # substring, any case: "The cat ... the mat", "Hello there!"
+    assert (
+        find_examples(store, text="the", word=True) == [0]
+        and find_examples(store, text="THE", word=True, case=True) == []
+    )
+    assert find_examples(store, text="he", word=True) == []
 
 
 def test_a_run_that_scored_nothing_says_so_instead_of_a_nan_rate():

@@ -67,7 +67,7 @@ def test_a_grid_of_heatmaps_stays_within_the_cap():
 
 
 def test_titles_are_wrapped_not_cut(tiny_model_dir, tmp_path):
-    from vzcore.store.query import show_example
+    from vzcore.queries import show_example
 
     text = " ".join(["Many teenagers were helping with the chairs"] * 6) + " at the end."  # 270 characters
     fig = result_figure(_result(["a", "b", "c"]), title=f"model: {text}")

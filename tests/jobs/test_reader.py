@@ -19,9 +19,10 @@ import vzcore  # noqa: E402
 from tests.harness.synthetic_store import write_scored_store  # noqa: E402
 from tests.support import TINY  # noqa: E402
 from vzcore.maps import self_site  # noqa: E402
+from vzcore.queries import find_examples  # noqa: E402
+from vzcore.store.completion import rebuild_index  # noqa: E402
 from vzcore.store.layout import part_path  # noqa: E402
 from vzcore.store.reader import ExampleNotScoredError, StoreError  # noqa: E402
-from vzcore.store.verify import rebuild_index  # noqa: E402
 from vzcore.store.writer import ExampleOutcome, write_part  # noqa: E402
 
 METHODS = ["value_zeroing", "attention", "attention_norm"]
@@ -84,11 +85,11 @@ def test_xarray_iter_and_find(bert_store):
     assert [i for b in batches for i, _ in b] == list(range(len(TEXTS)))
     assert list(batches[0][0][1].scores) == ["attention"]
     assert [i for b in store.iter_examples(ids=[3, 0]) for i, _ in b] == [0, 3]
-    assert store.find(text="cat") == [1]
-    assert store.find(token="cat") == [1]
-    assert store.find(token=results[1].token_ids[2]) == [1]
-    assert store.find(token="[CLS]") == list(range(len(TEXTS)))
-    assert store.find(text="o", token="dog") == [4]
+    assert find_examples(store, text="cat") == [1]
+    assert find_examples(store, token="cat") == [1]
+    assert find_examples(store, token=results[1].token_ids[2]) == [1]
+    assert find_examples(store, token="[CLS]") == list(range(len(TEXTS)))
+    assert find_examples(store, text="o", token="dog") == [4]
     table = store.examples_table()
     assert list(table.status) == ["scored"] * len(TEXTS)
     with pytest.raises(StoreError, match="no method"):
@@ -125,8 +126,8 @@ def test_failed_skipped_and_unfinished_examples(tmp_path):
     with pytest.raises(ExampleNotScoredError, match="part 1, which is not usable: not done"):
         store.example(4)
     assert store.table("examples").column("example_id").to_pylist() == [0, 1, 2]  # the done part's rows
-    assert store.find(text="a") == []  # written without its texts
-    assert store.find(token="b") == [0]
+    assert find_examples(store, text="a") == []  # written without its texts
+    assert find_examples(store, token="b") == [0]
     zarr.open_group(str(path), mode="a")[part_path(0)].attrs["complete"] = ["attention"]
     store = vzcore.open_store(path, check_parts=True)
     assert store.done_parts(["attention"]) == [0] and store.done_parts() == []

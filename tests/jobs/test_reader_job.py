@@ -12,6 +12,7 @@ import vzcore
 from jobs.aggregate import AggregateConfig, aggregate
 from jobs.score import run_job
 from tests.support import TEXTS, job_config
+from vzcore.queries import find_examples
 from vzcore.store.reader import ExampleNotScoredError
 
 
@@ -29,6 +30,6 @@ def test_job_store_reads_and_aggregates(tmp_path, tiny_model_dir, texts_jsonl):
     np.testing.assert_allclose(got.scores["value_zeroing"], want.scores["value_zeroing"], atol=5e-4)
     with pytest.raises(ExampleNotScoredError, match="example 2 has no maps: skipped"):
         store.example(2)
-    assert store.find(text="cat") == [0]
+    assert find_examples(store, text="cat") == [0]
     summary = aggregate(out, tmp_path / "agg", config=AggregateConfig(plots=False), log=lambda *a: None)
     assert summary["examples"] == {"scored": 7, "skipped": 1} and summary["complete"]

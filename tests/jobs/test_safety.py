@@ -17,6 +17,7 @@ import vzcore  # noqa: E402
 from jobs.lease import hold_lease, read_lease  # noqa: E402
 from jobs.score import JobError, run_job  # noqa: E402
 from tests.support import TEXTS, job_config  # noqa: E402
+from vzcore.queries import find_examples  # noqa: E402
 
 
 def _thesis(folder):
@@ -55,7 +56,7 @@ def test_another_file_at_the_same_path_is_refused(tmp_path, tiny_model_dir):
     s = run_job(cfg.replace(limit=6, overwrite=True))
     assert s.parts_run == 2
     store = vzcore.open_store(cfg.out)
-    assert store.example(0).text == TEXTS[-1] and store.find(text="The end") == [0]
+    assert store.example(0).text == TEXTS[-1] and find_examples(store, text="The end") == [0]
 
 
 def test_the_same_rows_moved_to_another_path_resume(tmp_path, tiny_model_dir, texts_jsonl):

@@ -12,8 +12,8 @@ zarr = pytest.importorskip("zarr")
 import vzcore  # noqa: E402
 from tests.harness.synthetic_store import write_random_store  # noqa: E402
 from tests.support import record_reads  # noqa: E402
-from vzcore.store.root import read_done, write_done  # noqa: E402
-from vzcore.store.verify import rebuild_index, verify_store  # noqa: E402
+from vzcore.store.completion import read_done, rebuild_index, write_done  # noqa: E402
+from vzcore.store.verify import verify_store  # noqa: E402
 
 
 @pytest.mark.parametrize("parts", [3, 60])

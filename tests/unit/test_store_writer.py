@@ -7,16 +7,16 @@ import pytest
 
 zarr = pytest.importorskip("zarr")
 
+from vzcore.store.completion import complete_methods, part_state  # noqa: E402
 from vzcore.store.layout import (  # noqa: E402
     STATUS_SCORED,
     STATUS_SKIPPED,
-    complete_methods,
     pack_maps,
     packed_size,
     part_path,
     unpack_maps,
 )
-from vzcore.store.writer import ExampleOutcome, part_state, write_part  # noqa: E402
+from vzcore.store.writer import ExampleOutcome, write_part  # noqa: E402
 
 
 def _maps(rng, layers, n, causal):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from jobs.aggregate_stats import is_punctuation
+from vzcore.statistics import is_punctuation
 from vzcore.tokens import guess_scheme, sequence_texts, span_text, token_text, vocabulary_scheme
 
 # Pieces exactly as SmolLM2's tokenizer writes them (tests/jobs/test_labels.py checks the real one).

@@ -1,8 +1,11 @@
 """The on-disk store of a scoring run (docs/store-layout.md).
 
 `layout` (names, paths, map packing), `location` (local folder or URL), `root` (the root
-attributes), `writer` (one part), `reader` (`open_store`), `tables` (Parquet rows of the parts),
-`query` (find and draw examples). Importing this package does not import zarr.
+attributes and the plan), `completion` (which parts are complete: their marks and the index),
+`writer` (one part), `reader` (`open_store`: examples and parts), `tables` (Parquet rows of the
+parts), `verify` (read every complete part back). The store reads and writes; it neither scores,
+nor draws, nor asks corpus questions (`vzcore.queries` does, above it). Importing this package does
+not import zarr.
 """
 
 from vzcore.store.errors import ExampleNotScoredError, StoreError

@@ -32,7 +32,6 @@ __all__ = [
     "TARGET_CHUNK_BYTES",
     "TOKEN_ARRAYS",
     "WRITE_PROBE",
-    "complete_methods",
     "pack_maps",
     "packed_positions",
     "packed_size",
@@ -83,12 +82,6 @@ def table_path(name: str, part: int | None = None) -> str:
 def score_path(part: int, method: str) -> str:
     """Return the array path of `method`'s flat scores in part `part`."""
     return f"{part_path(part)}/{SCORES_GROUP}/{method}"
-
-
-def complete_methods(attrs: dict) -> list[str]:
-    """Return the methods a part group's attrs mark complete (`complete: [methods]`)."""
-    done = attrs.get("complete", [])
-    return list(done) if isinstance(done, list | tuple) else []
 
 
 def packed_size(n_targets: int, n_sources: int, layers: int, causal: bool) -> int:

@@ -10,50 +10,36 @@ zarr, pyarrow and xarray are imported inside functions so that `import vzcore` s
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from vzcore.maps import self_site
 from vzcore.result import ScoreResult
+from vzcore.store.completion import PartInfo, store_parts
 from vzcore.store.errors import ExampleNotScoredError, StoreError
 from vzcore.store.layout import (
     SCORES_GROUP,
     STATUS_NAMES,
     STATUS_SCORED,
-    complete_methods,
     part_path,
     table_path,
     unpack_maps,
 )
 from vzcore.store.location import Location
-from vzcore.store.root import RootAttrs, read_done
+from vzcore.store.root import RootAttrs
+from vzcore.store.tables import PART_ARRAYS, part_tables, read_table, table_files
 
-__all__ = ["ExampleNotScoredError", "PartInfo", "PartReader", "Store", "StoreError", "open_part", "open_store"]
+__all__ = ["ExampleNotScoredError", "PartReader", "Store", "StoreError", "open_part", "open_store"]
 
 DEFAULT_BLOCK_VALUES = 1 << 22  # flat values per method read at once when streaming a part
 SKIP_VALUES = 1 << 18  # a gap between wanted examples worth skipping rather than reading (about a chunk)
 
 
-@dataclass(frozen=True)
-class PartInfo:
-    """One planned part: its id range, the methods it holds complete, and why it is unusable (if so)."""
-
-    part: int
-    start: int
-    stop: int
-    complete: tuple[str, ...]  # methods whose scores are fully written
-    problem: str | None = None  # None when the part can be read
-
-    def done_for(self, methods: Sequence[str]) -> bool:
-        return self.problem is None and all(m in self.complete for m in methods)
-
-
 class Store:
     """A scoring run's store, opened read-only. Build it with `open_store`."""
 
-    def __init__(self, location: Location, root: Any, info: RootAttrs, done: np.ndarray | None = None) -> None:
+    def __init__(self, location: Location, root: Any, info: RootAttrs, parts: list[PartInfo]) -> None:
         self.location = location
         self.path = location.path
         self.storage_options = location.storage_options
@@ -71,34 +57,11 @@ class Store:
         self.special_token_ids: list[int] = list(info.special_token_ids)
         self.plan: list[dict] = info.plan
         self.layout: int = int(self.attrs.get("vz_layout", 0))
-        if done is None:  # no index (v1/v2), or asked to check the parts themselves: one read per part
-            self.parts: list[PartInfo] = [self._part_info(p) for p in self.plan]
-        else:
-            self.parts = [self._indexed_info(p, int(mask)) for p, mask in zip(self.plan, done, strict=True)]
+        self.parts = parts  # which methods each planned part holds complete (`vzcore.store.completion`)
         self._starts = np.asarray([p["start"] for p in self.plan], dtype=np.int64)
         self._part_readers: dict[int, PartReader] = {}
 
     # ---- what is in the store -----------------------------------------------------------------
-    def _indexed_info(self, planned: dict, mask: int) -> PartInfo:
-        done = self.info.methods_of(mask)
-        return PartInfo(planned["part"], planned["start"], planned["stop"], done, None if done else "not done")
-
-    def _part_info(self, planned: dict) -> PartInfo:
-        k, start, stop = int(planned["part"]), int(planned["start"]), int(planned["stop"])
-        try:
-            group = self._root[part_path(k)]
-        except (KeyError, FileNotFoundError):
-            return PartInfo(k, start, stop, (), "not written")
-        attrs = dict(group.attrs)
-        done = tuple(m for m in complete_methods(attrs) if m in self.methods)
-        if (attrs.get("start"), attrs.get("stop")) != (start, stop):
-            got = f"[{attrs.get('start')}, {attrs.get('stop')})"
-            problem = f"holds ids {got} but the plan says [{start}, {stop}): left from a different run or plan"
-            return PartInfo(k, start, stop, done, problem)
-        if not done:
-            return PartInfo(k, start, stop, done, "partly written (no method marked complete)")
-        return PartInfo(k, start, stop, done)
-
     @property
     def num_examples(self) -> int:
         """Planned examples (dataset rows) over all parts."""
@@ -211,57 +174,10 @@ class Store:
         if batch:
             yield batch
 
-    def token_rows(self, token: str | int, layer: int, method: str):
-        """Return every occurrence of `token` at `layer` with the row it receives (see `vzcore.store.corpus`)."""
-        from vzcore.store.corpus import token_rows
-
-        return token_rows(self, token, layer, method)
-
-    def word_rows(self, word: str, layer: int, method: str, *, ignore_case: bool = False, sources: str = "word"):
-        """Return every occurrence of `word` (as it reads) at `layer` with its row (see `vzcore.store.corpus`)."""
-        from vzcore.store.corpus import word_rows
-
-        return word_rows(self, word, layer, method, ignore_case=ignore_case, sources=sources)
-
-    def top_examples(
-        self,
-        statistic: str,
-        method: str,
-        layer: int,
-        k: int = 10,
-        *,
-        token: str | int | None = None,
-        word: str | None = None,
-        ignore_case: bool = False,
-        min_tokens: int = 1,
-    ):
-        """Return the `k` examples ranking highest on `statistic` at `layer`, with their texts (see
-        `vzcore.store.corpus`); only examples of at least `min_tokens` tokens are ranked."""
-        from vzcore.store.corpus import top_examples
-
-        return top_examples(
-            self, statistic, method, layer, k, token=token, word=word, ignore_case=ignore_case, min_tokens=min_tokens
-        )
-
-    def find(self, text: str | None = None, token: str | int | None = None, **kw) -> list[int]:
-        """Return ids of examples whose text contains `text` and/or that hold `token` (see `find_examples`)."""
-        from vzcore.store.query import find_examples
-
-        return find_examples(self, text=text, token=token, **kw)
-
     # ---- tables ----------------------------------------------------------------------------------
-    def _table_files(self, name: str, parts: Sequence[int] | None = None) -> list[str]:
-        """The files of table `name` (v3: one per done part, or of `parts`; v1/v2: the one file, if written)."""
-        if self.layout < 3:
-            fs, path = self.location.filesystem(table_path(name))
-            return [path] if fs.exists(path) else []
-        parts = self.done_parts() if parts is None else parts
-        _, root = self.location.filesystem()
-        return [f"{root.rstrip('/')}/{table_path(name, k)}" for k in parts]
-
     def has_tables(self) -> bool:
         """Whether the tables hold rows: v3 writes them with each part; v1/v2 only when every part was done."""
-        return bool(self._table_files("examples"))
+        return bool(table_files(self.location, self.layout, "examples", self.done_parts()))
 
     def table(self, name: str, columns: Sequence[str] | None = None, filters=None, parts: Sequence[int] | None = None):
         """Return table `name` (`examples` or `tokens`) as a pyarrow Table, over the done parts (or `parts`).
@@ -269,28 +185,13 @@ class Store:
         v3 stores keep a Parquet file per part (`tables/{name}/{k:05d}.parquet`, present while a run
         still goes); v1/v2 one `tables/{name}.parquet`, written when every part was done (a
         `StoreError` before that)."""
-        import pyarrow.parquet as pq
-
-        from vzcore.store.tables import EXAMPLE_COLUMNS, TOKEN_COLUMNS
-
-        files = self._table_files(name, parts)
+        files = table_files(self.location, self.layout, name, self.done_parts() if parts is None else parts)
         if not files and self.layout < 3:
             raise StoreError(
                 f"{self.path} has no {table_path(name)} (written only when every part is done);"
                 f" usable parts: {self.done_parts()}"
             )
-        fs, _ = self.location.filesystem()
-        if not files:
-            import pyarrow as pa
-
-            names = list(columns or (EXAMPLE_COLUMNS if name == "examples" else TOKEN_COLUMNS))
-            return pa.table({c: pa.array([], pa.string()) for c in names})
-        return pq.read_table(
-            files if len(files) > 1 else files[0],
-            filesystem=fs,
-            columns=list(columns) if columns else None,
-            filters=filters,
-        )
+        return read_table(self.location, name, files, columns, filters)
 
     def examples_table(self):
         """Return the examples table of the done parts as a pandas DataFrame."""
@@ -437,8 +338,6 @@ class PartReader:
         return self._tables()[1].to_pandas()
 
     def _tables(self):
-        from vzcore.store.tables import PART_ARRAYS, part_tables
-
         arrays = {name: self.array(name) for name in PART_ARRAYS}
         return part_tables(arrays, self.part, self.info.special_token_ids, self.failures)
 
@@ -470,5 +369,4 @@ def open_store(path_or_url: Any, storage_options: dict | None = None, *, check_p
             raise StoreError(f"cannot read {location.path}: {problem}") from err
         raise StoreError(f"no store at {location.path}: {type(err).__name__}: {err}") from err
     info = RootAttrs.read(root, location.path)
-    done = None if check_parts else read_done(root, len(info.plan))
-    return Store(location, root, info, done)
+    return Store(location, root, info, store_parts(root, info, check_parts=check_parts))

@@ -5,11 +5,8 @@ The plan (every part's id range) grows with the corpus, so it is not a root attr
 `plan` array `[parts, 2]` (start, stop) beside the parts. The root's metadata, which zarr reads
 whenever a part's arrays are created, stays a few kilobytes whatever the store's size.
 
-The completion index `done` `[parts]` says which methods each part holds complete (bit i: root
-method i), so a reader knows what is usable without opening any part: a few reads whatever the
-store's size. Only the driver writes it, after a part's writer marked the part complete; the
-parts' own `complete` attributes stay the truth, and a run rebuilds the index from them first
-(`write_done`), so a driver killed between the two leaves an index that only under-reports.
+Which parts are complete (their marks and the completion index `done` beside the plan) is
+`vzcore.store.completion`'s.
 """
 
 from __future__ import annotations
@@ -21,7 +18,6 @@ import numpy as np
 
 from vzcore.store.errors import StoreError
 from vzcore.store.layout import (
-    DONE_ARRAY,
     LAYOUT_VERSION,
     LEASE_FILE,
     PARTS_GROUP,
@@ -30,7 +26,7 @@ from vzcore.store.layout import (
     WRITE_PROBE,
 )
 
-__all__ = ["RootAttrs", "folder_state", "mark_done", "read_done", "read_plan", "write_done", "write_root_attrs"]
+__all__ = ["RootAttrs", "folder_state", "read_plan", "write_root_attrs"]
 
 INDEX_CHUNK = 1 << 14  # parts per chunk of the plan and the index: marking a part rewrites one small chunk
 MAX_METHODS = 63  # the index keeps a method per bit of an int64
@@ -131,45 +127,6 @@ def write_root_attrs(group, attrs: RootAttrs) -> None:
         plan[:] = ranges
     group.require_group(PARTS_GROUP)  # the parts' parent: their writers then need not check for it
     group.attrs.update(attrs.to_attrs())
-
-
-def write_done(group, masks) -> None:
-    """Write the completion index (one int64 mask per planned part), replacing what was there."""
-    from zarr.codecs import ZstdCodec
-
-    masks = np.asarray(masks, dtype=np.int64).reshape(-1)
-    arr = group.create_array(
-        DONE_ARRAY,
-        shape=masks.shape,
-        dtype="int64",
-        chunks=(max(1, min(len(masks), INDEX_CHUNK)),),
-        fill_value=0,
-        overwrite=True,
-        compressors=ZstdCodec(level=3),
-    )
-    if len(masks):
-        arr[:] = masks
-
-
-def mark_done(group, part: int, mask: int) -> None:
-    """Set `mask`'s bits for `part` in the index (read-modify-write of one chunk: the driver's alone)."""
-    arr = group[DONE_ARRAY]
-    arr[part] = int(arr[part]) | int(mask)
-
-
-def read_done(group, parts: int) -> np.ndarray | None:
-    """Return the completion index as `[parts]` int64 masks, or None when the store has none (v1, v2).
-
-    An index shorter than the plan (a driver stopped between writing the plan and the index)
-    reads as not done for the parts it lacks."""
-    try:
-        arr = group[DONE_ARRAY]
-    except KeyError:
-        return None
-    masks = np.zeros(parts, dtype=np.int64)
-    got = np.asarray(arr[: min(parts, arr.shape[0])], dtype=np.int64)
-    masks[: len(got)] = got
-    return masks
 
 
 def read_plan(group) -> list[dict]:

@@ -5,6 +5,7 @@ The one place that knows their columns. A part's writer writes its two files (v3
 marks the part complete, so the tables grow with the run and read as one table
 (`pyarrow.dataset.dataset(f"{store}/tables/examples")`, DuckDB `read_parquet('.../*.parquet')`,
 pandas). Stores of layout v1/v2 hold one file of each, written at the end of a run.
+`vzcore.store.reader.Store.table` reads them through `table_files` and `read_table`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,15 @@ from vzcore.store.layout import STATUS_NAMES, table_path
 from vzcore.store.location import Location
 from vzcore.tokens import sequence_texts
 
-__all__ = ["EXAMPLE_COLUMNS", "PART_ARRAYS", "TOKEN_COLUMNS", "part_tables", "write_part_tables"]
+__all__ = [
+    "EXAMPLE_COLUMNS",
+    "PART_ARRAYS",
+    "TOKEN_COLUMNS",
+    "part_tables",
+    "read_table",
+    "table_files",
+    "write_part_tables",
+]
 
 EXAMPLE_COLUMNS = ("example_id", "part", "index_in_part", "status", "reason", "length", "truncated", "text")
 TOKEN_COLUMNS = ("example_id", "position", "token_id", "token", "text", "word_id", "is_special")
@@ -78,3 +87,29 @@ def write_part_tables(location: Location, part: int, tables: tuple) -> None:
     for name, table in zip(("examples", "tokens"), tables, strict=True):
         with location.open_file(table_path(name, part), "wb") as f:
             pq.write_table(table, f)
+
+
+def table_files(location: Location, layout: int, name: str, parts: Sequence[int]) -> list[str]:
+    """Return the files of table `name`: v3, one per part of `parts`; v1/v2, the one file if written."""
+    if layout < 3:
+        fs, path = location.filesystem(table_path(name))
+        return [path] if fs.exists(path) else []
+    _, root = location.filesystem()
+    return [f"{root.rstrip('/')}/{table_path(name, k)}" for k in parts]
+
+
+def read_table(location: Location, name: str, files: Sequence[str], columns: Sequence[str] | None = None, filters=None):
+    """Return `files` of table `name` read as one pyarrow Table (with no file, an empty one of `columns`)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if not files:
+        names = list(columns or (EXAMPLE_COLUMNS if name == "examples" else TOKEN_COLUMNS))
+        return pa.table({c: pa.array([], pa.string()) for c in names})
+    fs, _ = location.filesystem()
+    return pq.read_table(
+        files if len(files) > 1 else files[0],
+        filesystem=fs,
+        columns=list(columns) if columns else None,
+        filters=filters,
+    )

@@ -16,12 +16,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vzcore.store.completion import read_done, unmark, write_done
 from vzcore.store.errors import StoreError
 from vzcore.store.layout import EXAMPLE_ARRAYS, SCORES_GROUP, TOKEN_ARRAYS, packed_size, part_path, texts_fingerprint
 from vzcore.store.reader import Store, open_part, open_store
-from vzcore.store.root import read_done, write_done
 
-__all__ = ["BrokenPart", "rebuild_index", "verify_store"]
+__all__ = ["BrokenPart", "verify_store"]
 
 
 @dataclass(frozen=True)
@@ -75,10 +75,7 @@ def verify_store(
         if on_part is not None:
             on_part(info.part)
     unmarked = {b.part for b in broken}
-    truth = np.asarray(
-        [0 if p.problem or p.part in unmarked else store.info.mask_of(p.complete) for p in store.parts],
-        dtype=np.int64,
-    )
+    truth = np.asarray([0 if p.part in unmarked else store.info.mask_of(p.usable) for p in store.parts], np.int64)
     root = store.location.open_group(mode="r+" if repair else "r")
     index = read_done(root, len(store.parts))
     if index is not None:
@@ -90,16 +87,7 @@ def verify_store(
     if repair:
         for b in broken:
             if not b.index_only:
-                root[part_path(b.part)].attrs.update({"complete": [], "base_complete": False})
+                unmark(root[part_path(b.part)])
         if index is not None or store.layout >= 3:
             write_done(root, truth)
     return sorted(broken, key=lambda b: b.part)
-
-
-def rebuild_index(path_or_url: str, storage_options: dict | None = None) -> int:
-    """Rewrite the completion index from every part's own attributes (what a scoring run does
-    before it dispatches); return how many parts it marks done. The caller must be the only writer."""
-    store = open_store(path_or_url, storage_options, check_parts=True)
-    masks = [0 if p.problem else store.info.mask_of(p.complete) for p in store.parts]
-    write_done(store.location.open_group(mode="r+"), masks)
-    return sum(1 for m in masks if m)

@@ -14,13 +14,13 @@ from typing import Any
 
 import numpy as np
 
+from vzcore.store.completion import complete_methods, set_complete
 from vzcore.store.layout import (
     SCORES_GROUP,
     STATUS_FAILED,
     STATUS_SCORED,
     STATUS_SKIPPED,
     TARGET_CHUNK_BYTES,
-    complete_methods,
     pack_maps,
     packed_size,
     part_path,
@@ -28,7 +28,7 @@ from vzcore.store.layout import (
 )
 from vzcore.store.location import Location
 
-__all__ = ["ExampleOutcome", "clear_store", "part_state", "write_part"]
+__all__ = ["ExampleOutcome", "clear_store", "write_part"]
 
 
 @dataclass(frozen=True)
@@ -85,15 +85,6 @@ def clear_store(location: Location) -> None:
     for name in (PARTS_GROUP, PLAN_ARRAY, DONE_ARRAY, TABLES_DIR, "zarr.json"):
         if name in names:
             fs.rm(f"{path.rstrip('/')}/{name}", recursive=True)
-
-
-def part_state(root: Any, part: int) -> dict | None:
-    """Return a part group's attrs (`start`, `stop`, `complete`, ...), or None if it does not exist."""
-    try:
-        group = root[part_path(part)]
-    except KeyError:
-        return None
-    return dict(group.attrs)
 
 
 def _flat_array(group: Any, name: str, values: np.ndarray, dtype: str) -> None:
@@ -219,9 +210,9 @@ def write_part(
         assert old is not None
         done = [m for m in complete_methods(old.attrs) if m not in methods]
         if done != complete_methods(old.attrs):  # a reader must never see a method done while it is rewritten
-            old_rw = location.open_group(mode="r+", path=path)
-            old_rw.attrs["complete"] = done
-        group.attrs.update({**old.attrs, "complete": done, "start": start, "stop": stop})
+            set_complete(location.open_group(mode="r+", path=path), done)
+        group.attrs.update({**old.attrs, "start": start, "stop": stop})
+        set_complete(group, done)
     else:
         if old is not None:  # rewritten from scratch: nothing stale of the old part stays
             fs, prefix = location.filesystem(path)
@@ -263,5 +254,5 @@ def write_part(
                 )
             flat[value_offset[k] : value_offset[k + 1]] = pack_maps(maps, causal)
         _flat_array(scores, method, flat, store_dtype)
-    group.attrs["complete"] = sorted(set(done) | set(methods))
+    set_complete(group, [*done, *methods])
     _publish(location, path, objects)

@@ -2,7 +2,9 @@
 
 Everything is a float64 sum (or count) that merges by addition, so per-part partial statistics
 computed anywhere (locally, or as Ray tasks) merge into the same result up to float64 rounding.
-Each example lands in one sentence-length bucket; corpus totals are sums over buckets.
+Each example lands in one sentence-length bucket; corpus totals are sums over buckets. The rows
+summed are the rows that count (`vzcore.statistics.rows`). `PartialStats.add_example` is the
+per-example reference; `vzcore.statistics.block` adds a block of examples at once (the fast path).
 The statistics are of self-attention maps (`vzcore.maps.self_site`), `[L, n, n]` over one token
 list: the diagonal is what a token keeps, `j - i` a relative offset, a row and a column one token.
 """
@@ -17,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from vzcore.maps import valid_entries
+from vzcore.statistics.rows import counted_rows, scored_rows
 from vzcore.tokens import decode_piece
 
 __all__ = [
@@ -69,11 +72,10 @@ class StatsSpec:
         return [f"{a}-{b - 1}" for a, b in itertools.pairwise(edges)] + [f"{edges[-1]}+"]
 
 
-# Names of the per-(method, bucket, layer) sums: shape `[M, B, L]`.
-# Mass statistics leave out rows with a single valid entry (row 0 of a causal map, a one-token
-# text): such a row is always a single 1 and says nothing about mixing. They are counted apart.
+# Names of the per-(method, bucket, layer) sums: shape `[M, B, L]`. Every mass is summed over the
+# rows that count (`vzcore.statistics.rows`); scored rows with a single valid entry are counted apart.
 ROW_SUMS = (
-    "rows",  # scored rows with at least two valid entries (the denominator of every mass)
+    "rows",  # the rows that count: scored, at least two valid entries (the denominator of every mass)
     "single_rows",  # scored rows with one valid entry, left out of every mass statistic
     "self_mass",  # diagonal: mass a token keeps
     "context_mass",  # off-diagonal: mass mixed in from context
@@ -87,7 +89,7 @@ ROW_SUMS = (
 
 def _new_sums(spec: StatsSpec) -> dict[str, np.ndarray]:
     m, b, layers = len(spec.methods), len(spec.bucket_edges), spec.num_layers
-    sums = {name: np.zeros((m, b, layers)) for name in ROW_SUMS}
+    sums: dict[str, np.ndarray] = {name: np.zeros((m, b, layers)) for name in ROW_SUMS}
     sums["offset_mass"] = np.zeros((m, b, layers, spec.num_offsets))
     sums["offset_count"] = np.zeros((m, b, layers, spec.num_offsets))
     sums["agree_sum"] = np.zeros((len(spec.pairs), b, layers))
@@ -108,14 +110,14 @@ class PartialStats:
     spec: StatsSpec
     sums: dict[str, np.ndarray] = field(default_factory=dict)
     type_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # `[U]` sorted
-    type_sums: np.ndarray | None = None  # `[4, M, L, U]`
+    type_sums: np.ndarray = field(default_factory=lambda: np.zeros((len(TYPE_SUMS), 0, 0, 0)))  # `[4, M, L, U]`
     status_counts: dict[str, int] = field(default_factory=dict)  # scored / failed / skipped
     type_tokens: dict[int, str] = field(default_factory=dict)  # token string of each seen type id
 
     def __post_init__(self) -> None:
         if not self.sums:
             self.sums = _new_sums(self.spec)
-        if self.type_sums is None:
+        if not self.type_sums.size and not len(self.type_ids):  # shaped by the spec, holding no type yet
             self.type_sums = np.zeros((len(TYPE_SUMS), len(self.spec.methods), self.spec.num_layers, 0))
 
     # ---- accumulation -------------------------------------------------------------------------
@@ -148,7 +150,7 @@ class PartialStats:
         scored: dict[str, np.ndarray] = {}
         for mi, method in enumerate(spec.methods):
             x = np.asarray(maps[method], dtype=np.float64)  # `[L, n, n]`
-            s = ~np.isnan(x).any(-1)  # `[L, n]` scored rows
+            s = scored_rows(x)  # `[L, n]`
             x = np.where(np.isnan(x) | ~valid, 0.0, x)
             clean[method], scored[method] = x, s
             self._add_rows(mi, b, x, s, valid, k_valid, special, punct, offset_bin)
@@ -165,10 +167,10 @@ class PartialStats:
         sums = self.sums
         diag = np.diagonal(x, axis1=1, axis2=2)  # `[L, n]`
         row_sum = x.sum(-1)
-        single = s & (k_valid[None, :] == 1)
-        sums["single_rows"][mi, b] += single.sum(1)
+        keep = counted_rows(s, k_valid)
+        sums["single_rows"][mi, b] += (s & ~keep).sum(1)
         sums["zero_rows"][mi, b] += (s & (row_sum == 0)).sum(1)
-        s = s & ~single  # from here on: the rows that can mix
+        s = keep  # from here on: the rows that count
         sums["rows"][mi, b] += s.sum(1)
         sums["self_mass"][mi, b] += (diag * s).sum(1)
         sums["context_mass"][mi, b] += ((row_sum - diag) * s).sum(1)
@@ -189,7 +191,7 @@ class PartialStats:
 
     def _add_types(self, mi, x, s, valid, where) -> None:
         n = len(where)
-        s = s & (valid.sum(1) >= 2)[None, :]  # single-entry rows keep all by definition: left out
+        s = counted_rows(s, valid.sum(1))
         diag = np.diagonal(x, axis1=1, axis2=2)  # `[L, n]`
         others = s[:, :, None] & valid[None] & ~np.eye(n, dtype=bool)[None]  # `[L, i, j]`: row i takes from j
         given_rows = others.sum(1)  # `[L, n]` other scored rows that can take from source j

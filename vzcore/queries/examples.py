@@ -1,4 +1,4 @@
-"""Ask a store questions: find examples by text or token (through its Parquet tables), draw one example.
+"""Ask a store about examples: find them by text or token (through its Parquet tables), draw one.
 
 `vz show STORE --example ID` (jobs.cli) is the command-line face of `show_example`.
 """
@@ -6,14 +6,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from vzcore.store.errors import StoreError
-
-if TYPE_CHECKING:  # the reader calls into this module: no import back at run time
-    from vzcore.store.reader import Store
+from vzcore.store.reader import Store
 
 __all__ = ["find_examples", "show_example"]
 

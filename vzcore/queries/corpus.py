@@ -3,7 +3,8 @@
 `token_rows`: every occurrence of a token type (a raw piece or an id) at a layer, with the map row
 it receives (its sources and their weights), as one table. `word_rows`: the same for a word as a
 reader sees it (`it`, `café`), whatever pieces the tokenizer cut it into. `top_examples`: the k
-examples that rank highest on a per-example statistic of one layer's map.
+examples that rank highest on a per-example statistic of one layer's map, a mean over the rows that
+count as `vz aggregate` counts them (`vzcore.statistics.rows`).
 
 All of them read only the done parts, one part at a time, and find occurrences in a part's token
 arrays with numpy before reading any map: a part's maps are read only when it holds a hit (and
@@ -20,19 +21,18 @@ from __future__ import annotations
 
 import heapq
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, get_args
+from typing import get_args
 
 import numpy as np
 
+from vzcore.result import ScoreResult
+from vzcore.statistics.rows import MIN_ROW_ENTRIES, example_masses
 from vzcore.store.errors import StoreError
 from vzcore.store.layout import STATUS_SCORED
+from vzcore.store.reader import PartReader, Store
 from vzcore.tokens import Scheme, decode_piece, display_text, guess_scheme, sequence_texts, span_text
-
-if TYPE_CHECKING:
-    from vzcore.result import ScoreResult
-    from vzcore.store.reader import PartReader, Store
 
 __all__ = [
     "ROW_COLUMNS",
@@ -58,26 +58,14 @@ _TEXT = ("word", "source_word", "source_token", "source_text")
 _DTYPES = {"example_id": "int64", "weight": "float32"} | dict.fromkeys(_TEXT, "object")  # the rest: int32
 
 
-def _mean_diagonal(m: np.ndarray, mask: np.ndarray) -> float:
-    return float(np.nanmean(np.diagonal(m)))
-
-
-def _mean_context(m: np.ndarray, mask: np.ndarray) -> float:
-    return float(np.nanmean(np.nansum(m, -1) - np.diagonal(m)))
-
-
-def _mean_mass(m: np.ndarray, mask: np.ndarray) -> float:
-    return float(np.nanmean(np.nansum(m[:, mask], -1))) if mask.any() else 0.0
-
-
-# Per-example statistics of one `[n, n]` map and a `[n]` mask of sources: the mean over its rows
-# (every row, a masked token's own row included).
-STATISTICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
-    "self_mass": _mean_diagonal,  # most self-mixing: what tokens keep
-    "context_mass": _mean_context,  # most mixing from context
-    "special_mass": _mean_mass,  # most mass on special tokens ([CLS], [SEP], BOS, ...)
-    "token_mass": _mean_mass,  # most mass on a token type: token=... (a raw piece or an id)
-    "word_mass": _mean_mass,  # most mass on a word's tokens: word=... (ignore_case=)
+# Per-example statistics of one layer's `[n, n]` map: the mean over the rows that count of what
+# each row keeps, takes from context, or puts on some sources (the columns of `example_masses`).
+STATISTICS: dict[str, int] = {
+    "self_mass": 0,  # most self-mixing: what tokens keep
+    "context_mass": 1,  # most mixing from context
+    "special_mass": 2,  # most mass on special tokens ([CLS], [SEP], BOS, ...)
+    "token_mass": 2,  # most mass on a token type: token=... (a raw piece or an id)
+    "word_mass": 2,  # most mass on a word's tokens: word=... (ignore_case=)
 }
 _NEEDS = {"token_mass": "token", "word_mass": "word"}  # the statistics that need a query, and which
 
@@ -295,11 +283,13 @@ def top_examples(
 ):
     """Return the `k` examples with the highest `statistic` (see `STATISTICS`) of `method` at `layer`:
     a pandas table `example_id, value, length` (tokens), `text` (None where the store keeps none),
-    highest first (ties: the lower id); a heap of k, whatever the store's size. Only examples of at
-    least `min_tokens` tokens (special tokens included) are ranked: the shortest texts otherwise top
-    `self_mass`. `token_mass` needs `token=` (a raw piece or an id), `word_mass` needs `word=`:
-    the mean over the example's rows of the weight on that token's (that word's tokens') columns.
-    An example without it scores 0 and its maps are not read."""
+    highest first (ties: the lower id); a heap of k, whatever the store's size. Each value is a mean
+    over the example's rows that count (`vzcore.statistics.rows`: scored rows with at least two
+    valid entries, as in `vz aggregate`), so an example with none (one token) is not ranked; nor is
+    one shorter than `min_tokens` tokens (special tokens included: short texts, few rows, the
+    noisiest values). `token_mass` needs `token=` (a raw piece or an id), `word_mass` needs `word=`:
+    the mean weight of a row on that token's (that word's tokens') columns. An example without it
+    scores 0 and its maps are not read."""
     import pandas as pd
 
     if statistic not in STATISTICS:
@@ -316,7 +306,7 @@ def top_examples(
     li = _layer_index(store, layer)
     _check_method(store, method)
     query = _query(token, word, ignore_case) if needs else None
-    stat = STATISTICS[statistic]
+    column = STATISTICS[statistic]
     special_ids = np.asarray(store.special_token_ids, dtype=np.int64)
     heap: list[tuple[float, int]] = []
     lengths: dict[int, int] = {}  # of the examples in the heap
@@ -333,7 +323,8 @@ def top_examples(
 
     for part in store.done_parts([method]):
         reader = store.part_reader(part)
-        kept = (reader.status == STATUS_SCORED) & (reader.length >= min_tokens)
+        scored = reader.status == STATUS_SCORED
+        kept = scored & (reader.length >= max(min_tokens, MIN_ROW_ENTRIES))  # a row has at most n entries
         eligible = dict(zip(reader.example_id[kept].tolist(), reader.length[kept].tolist(), strict=True))
         if not eligible:
             continue
@@ -347,7 +338,7 @@ def top_examples(
                 continue
             ids: set[int] | None = set(found)
         else:  # every scored example, or only the long enough ones (the others' maps are not read)
-            ids = None if min_tokens == 1 else set(eligible)
+            ids = None if len(eligible) == scored.sum() else set(eligible)
         for block in reader.iter_results([method], ids=ids):
             for eid, result in block:
                 if found is None:
@@ -356,7 +347,9 @@ def top_examples(
                     mask = np.zeros(result.n, dtype=bool)
                     for occ in found[eid]:
                         mask[occ.positions] = True
-                offer(stat(result.scores[method][li], mask), eid, result.n)
+                values = example_masses(result.scores[method][li], store.causal, mask)
+                if values is not None:  # None: no row counts (every one unscored)
+                    offer(float(values[column]), eid, result.n)
     ranked = sorted(heap, reverse=True)
     best = [-e for _, e in ranked]
     texts = store.texts(best)  # the k texts, from their parts' tables only

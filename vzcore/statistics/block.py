@@ -1,4 +1,4 @@
-"""The statistics of `jobs.aggregate_stats` for a whole block of examples at once (the fast path).
+"""The statistics of `vzcore.statistics.partial` for a whole block of examples at once (the fast path).
 
 `PartialStats.add_example` is the reference: one example at a time, in the map layout readers
 return. Here a block of a part is taken as stored (flat values and offsets), its examples are
@@ -20,8 +20,9 @@ from functools import cache
 
 import numpy as np
 
-from jobs.aggregate_stats import PartialStats
 from vzcore.maps import valid_entries
+from vzcore.statistics.partial import PartialStats, _centred_ranks
+from vzcore.statistics.rows import counted_rows, row_masses, scored_rows
 from vzcore.store.layout import packed_positions
 
 __all__ = ["ExampleBlock", "add_block"]
@@ -80,18 +81,17 @@ def _add_group(stats: PartialStats, types, n: int, group, cols, special, punct) 
     for mi, method in enumerate(spec.methods):
         raw = _dense(group[method].reshape(num_e * num_layers, -1), t).reshape(num_e, num_layers, n, n)
         x = raw.astype(np.float64)  # `[E, L, n, n]`, 0 off the valid entries
-        masses = _row_masses(x, weights)
+        masses = row_masses(x, weights)
         s = ~np.isnan(masses[..., 0])  # `[E, L, n]` scored rows (a NaN anywhere makes the row sum NaN)
         if not s.all():  # unscored rows: their NaNs count as 0, as in the reference
-            s = ~np.isnan(x).any(-1)
+            s = scored_rows(x)
             x[np.isnan(x)] = 0.0
-            masses = _row_masses(x, weights)
+            masses = row_masses(x, weights)
         scored[method] = s
         row_sum = masses[..., 0]
-        single = s & (t.k_valid == 1)
-        sums["single_rows"][mi, b] += single.sum((0, 2))
+        keep = counted_rows(s, t.k_valid)
+        sums["single_rows"][mi, b] += (s & ~keep).sum((0, 2))
         sums["zero_rows"][mi, b] += (s & (row_sum == 0)).sum((0, 2))
-        keep = s & ~single  # the rows that can mix
         if not keep.all():  # from here on every sum is over these rows: zero the others once
             x[~keep] = 0.0
             masses = np.where(keep[..., None], masses, 0.0)
@@ -123,12 +123,6 @@ def _add_group(stats: PartialStats, types, n: int, group, cols, special, punct) 
         mean = np.where(has, per_row.sum(-1) / np.maximum(ok.sum(-1), 1), 0.0)
         sums["agree_sum"][pi, b] += mean.sum(0)
         sums["agree_count"][pi, b] += has.sum(0)
-
-
-def _row_masses(x: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Return `[E, L, n, 3]`: each row's sum, and its mass on special and on punctuation sources (one matmul)."""
-    num_e, num_layers, n, _ = x.shape
-    return np.matmul(x.reshape(num_e, num_layers * n, n), weights).reshape(num_e, num_layers, n, 3)
 
 
 def _add_types(types, mi, x, diag, keep, cols, t) -> None:
@@ -169,7 +163,7 @@ def _entropy(x, row_sum, ent_ok, t) -> np.ndarray:
 def _centred_ranks2(raw: np.ndarray, t: _Template) -> tuple[np.ndarray, np.ndarray]:
     """Return `(2 * centred ranks [E, L, n, n] as float64, their row sums of squares [E, L, n])`.
 
-    Twice the ranks of `_centred_ranks` in `jobs.aggregate_stats` (ties averaged, 0 off the valid
+    Twice the ranks of `_centred_ranks` in `vzcore.statistics.partial` (ties averaged, 0 off the valid
     entries), as integers: the Spearman correlation of two rows is the same with either. Each row
     is sorted as one int per entry holding (value, place); after the tie runs get their shared
     rank, a second sort of (place, rank) brings the ranks back to their columns.
@@ -177,8 +171,6 @@ def _centred_ranks2(raw: np.ndarray, t: _Template) -> tuple[np.ndarray, np.ndarr
     shape = raw.shape
     n = shape[-1]
     if raw.dtype.itemsize not in (2, 4) or n > 1 << 14 or sys.byteorder != "little":  # the reference's way
-        from jobs.aggregate_stats import _centred_ranks
-
         maps = np.where(np.isnan(raw), 0.0, raw.astype(np.float64)).reshape(-1, n, n)
         c, ss = _centred_ranks(maps, t.valid, t.k_valid)
         return 2 * c.reshape(shape), 4 * ss.reshape(shape[:-1])
