@@ -153,24 +153,3 @@ def test_the_store_imports_nothing_that_draws_scores_or_queries():
         for name, _ in _imports(MODULES[module]):
             root = name.split(".")[0]
             assert root not in STORE_NEVER_IMPORTS, f"{module}, which the store imports, imports {name}"
-
-
-def test_importing_vzcore_stays_light():
-    import subprocess
-    import sys
-
-    code = f"import sys, vzcore; print(sorted(m for m in {LAZY_IN_VZCORE!r} if m in sys.modules))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
-    assert out.stdout.strip() == "[]", out.stdout
-
-
-def test_the_documented_fast_test_command_imports_the_tests():
-    """`.venv/bin/pytest -m "not slow"` (the console script, not `python -m pytest`) finds `tests.support`."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    pytest_bin = Path(sys.executable).with_name("pytest")
-    target = "tests/families/test_fast_path.py"  # imports tests.support
-    done = subprocess.run([str(pytest_bin), "-q", "-m", "not slow", target], capture_output=True, text=True, cwd=ROOT)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
