@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import signal
 import socket
+import subprocess
+import sys
+import tempfile
 from contextlib import contextmanager
+from pathlib import Path
 
 import torch
 
@@ -57,6 +61,32 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def ray_start(args: list[str], env: dict) -> subprocess.Popen:
+    """Start a Ray node with `ray start --block ARGS` (one process to end by its id; its own temp
+    folder and free ports for its agents, so that it never meets another cluster on this machine)."""
+    ray_bin = str(Path(sys.executable).with_name("ray"))
+    temp = tempfile.mkdtemp(prefix="vzn", dir="/tmp")  # short: Ray's socket paths are length-limited
+    ports = ["--dashboard-agent-listen-port", "--dashboard-agent-grpc-port", "--metrics-export-port"]
+    ports += ["--runtime-env-agent-port"]
+    extra = [x for p in ports for x in (p, str(free_port()))]
+    if "--head" in args:
+        extra += ["--include-dashboard", "false"]
+    cmd = [ray_bin, "start", "--block", "--temp-dir", temp, *extra, *args]
+    log = open(Path(temp) / "start.log", "w")  # noqa: SIM115 (the process outlives this call)
+    return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def stop_nodes(nodes: list[subprocess.Popen]) -> None:
+    """End nodes that `ray_start` started, by process id (`ray start --block` stops what it started)."""
+    for proc in reversed(nodes):
+        proc.terminate()
+    for proc in nodes:
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 @contextmanager
