@@ -15,6 +15,7 @@ Bad arguments exit 2 with one line naming the choices, before any model weights 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -304,7 +305,8 @@ def main() -> None:
     run_cli(app)
 
 
-def _alone(command) -> None:
+def _alone(command: Callable[..., None]) -> None:
+    """Run one command as a program of its own (`python -m jobs.score`), ending as `main` does."""
     from jobs.entry import run_cli
 
     one = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
