@@ -1,24 +1,49 @@
-"""Join a Ray cluster, or start a local one on loopback and stop it at the end (the embedded default).
+"""Connect a driver to Ray: join a cluster, or start a local one on loopback and stop it at the end
+(the embedded default). `vz score`, `vz aggregate --address` and `vz evaluate --address` all come here.
 
-A local cluster's processes are the driver's children; most end with it even when it is killed
-(SIGKILL), but Ray's per-node agents outlive it. So the driver records the processes it started
-(process id and start time) in a file, and the next driver that starts a local cluster ends those
-of a driver that is gone: by process id, never by name.
+One rule: without an address a run starts its own local cluster, whatever `RAY_ADDRESS` says (it
+warns when that is set); it joins a cluster only when given one, `HOST:PORT` (the head's GCS port)
+or `auto` (`RAY_ADDRESS`, which `ray job submit` sets for its drivers, else the cluster that
+`ray start` last started on this machine). A join waits at most `VZ_RAY_JOIN_TIMEOUT` seconds for
+the head to answer (`cluster.join`); a local start may take `VZ_RAY_START_TIMEOUT` seconds, over
+several of Ray's fixed 30-second tries. Failures are `ClusterError`s of one line. While connected,
+SIGTERM stops the driver the way Ctrl-C does (`Terminated`).
 """
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
-from collections.abc import Iterator
+import signal
+import threading
+import time
+import warnings
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["LOOPBACK", "ClusterInfo", "connect", "end_leftovers"]
+from cluster.join import GcsAddress, join
+from cluster.leftovers import children, end_leftovers, end_started, record_started
+from cluster.rayinit import ClusterError, log_note, loopback_node, ray_output
+
+__all__ = [
+    "LOOPBACK",
+    "ClusterError",
+    "ClusterInfo",
+    "Settings",
+    "Terminated",
+    "connect",
+    "interrupt_on_sigterm",
+]
 
 LOOPBACK = "127.0.0.1"
+RAY_NODE_START_S = 30  # how long Ray waits for a node it starts, fixed in Ray: a longer start is another try
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM reached the driver (a batch scheduler stopping it): handled like Ctrl-C."""
+
+    signum = signal.SIGTERM
 
 
 @dataclass(frozen=True)
@@ -30,9 +55,41 @@ class ClusterInfo:
     resources: dict[str, float]  # total resources (`CPU`, `GPU`, ...)
 
 
+@dataclass(frozen=True)
+class Settings:
+    """What the environment says about clusters; read once, here."""
+
+    ray_address: str | None  # RAY_ADDRESS: joined only with `--address auto`
+    join_timeout_s: float  # VZ_RAY_JOIN_TIMEOUT: how long a join waits for the head to answer
+    start_timeout_s: float  # VZ_RAY_START_TIMEOUT: how long a local cluster may take to start, tries included
+    tls: bool  # RAY_USE_TLS: Ray's servers speak TLS
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
+        return cls(
+            ray_address=env.get("RAY_ADDRESS") or None,
+            join_timeout_s=_seconds(env, "VZ_RAY_JOIN_TIMEOUT", 60.0),
+            start_timeout_s=_seconds(env, "VZ_RAY_START_TIMEOUT", 120.0),
+            tls=env.get("RAY_USE_TLS", "0").lower() in ("1", "true"),
+        )
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    text = env.get(name)
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:  # also NaN
+        raise ClusterError(f"{name} must be a number of seconds, not {text!r}")
+    return value
+
+
 @contextmanager
 def connect(address: str | None, *, num_cpus: int | None = None) -> Iterator[ClusterInfo]:
-    """Use the Ray already initialised in this process, join `address` (or `$RAY_ADDRESS`), or start a local one.
+    """Use the Ray already initialised in this process, join `address` (`HOST:PORT` or `auto`), or start a local one.
 
     A local cluster listens on loopback only and keeps Ray's token authentication (on by default
     for local clusters in current Ray): nothing on another host can reach it. Joining a cluster
@@ -43,31 +100,29 @@ def connect(address: str | None, *, num_cpus: int | None = None) -> Iterator[Clu
     if ray.is_initialized():
         yield _info(False)
         return
-    address = address or os.environ.get("RAY_ADDRESS")  # set for drivers that `ray job submit` started
+    settings = Settings.from_env()
+    before = signal.getsignal(signal.SIGTERM)
     record: Path | None = None
-    if address:
-        ray.init(address=address, log_to_driver=False)
-    else:
-        end_leftovers()
-        with _loopback_node():
-            ray.init(
-                address="local",
-                _node_ip_address=LOOPBACK,
-                include_dashboard=False,
-                num_cpus=num_cpus or os.cpu_count(),
-                log_to_driver=False,
-            )
-        record = _record_started()
-        node_ip = ray.util.get_node_ip_address()
-        if node_ip != LOOPBACK:  # never run a cluster that other hosts could reach
-            ray.shutdown()
-            raise RuntimeError(f"the local Ray cluster came up on {node_ip}, not on loopback; it was stopped")
     try:
-        yield _info(not address)
+        if address:
+            join(GcsAddress.parse(address, settings.ray_address), settings.join_timeout_s, tls=settings.tls)
+        else:
+            if settings.ray_address:
+                warnings.warn(
+                    f"RAY_ADDRESS={settings.ray_address} is set but not used: without --address a run starts its"
+                    " own local cluster; pass --address auto to join that cluster",
+                    stacklevel=3,
+                )
+            record = _start_local(num_cpus, settings.start_timeout_s)
+        # ray.init set Ray's SIGTERM handler: it tears the node down under the running driver, which then aborts.
+        _restore_sigterm(before)
+        with interrupt_on_sigterm():
+            yield _info(not address)
     finally:
         ray.shutdown()
-        if not address and record is not None:
+        if record is not None:
             record.unlink(missing_ok=True)
+        _restore_sigterm(before)
 
 
 def _info(started_here: bool) -> ClusterInfo:
@@ -77,72 +132,91 @@ def _info(started_here: bool) -> ClusterInfo:
     return ClusterInfo(started_here=started_here, nodes=nodes, resources=dict(ray.cluster_resources()))
 
 
-def _records_dir() -> Path:
-    return Path(tempfile.gettempdir()) / "vz-local-clusters"
+def _start_local(num_cpus: int | None, timeout_s: float) -> Path | None:
+    """Start a local cluster on loopback, trying again while Ray's node times out and `timeout_s` allows;
+    return the record of the processes it started (`cluster.leftovers`)."""
+    import ray
+
+    end_leftovers()
+    t0 = time.monotonic()
+    tries = 0
+    while True:
+        tries += 1
+        before = children()
+        with ray_output("start") as log:
+            try:
+                with loopback_node():
+                    ray.init(
+                        address="local",
+                        _node_ip_address=LOOPBACK,
+                        include_dashboard=False,
+                        num_cpus=num_cpus or os.cpu_count(),
+                        log_to_driver=False,
+                    )
+                break
+            except OSError as err:
+                end_started(before)
+                raise ClusterError(_start_failure(err) + log_note(log), exit_code=1) from err
+            except Exception as err:
+                end_started(before)  # what the failed try started: the next try starts anew
+                if "timed out during startup" not in str(err):
+                    raise
+                spent = time.monotonic() - t0
+                if spent + RAY_NODE_START_S > timeout_s:
+                    counted = f"{tries} {'try' if tries == 1 else 'tries'}"
+                    raise ClusterError(
+                        f"the local Ray cluster did not start in {spent:.0f} s ({counted}; Ray gives a starting"
+                        f" node {RAY_NODE_START_S} s): this machine is too busy; rerun when it is less loaded, or"
+                        f" allow more time with VZ_RAY_START_TIMEOUT=SECONDS (now {timeout_s:g})" + log_note(log),
+                        exit_code=1,
+                    ) from err
+        warnings.warn(
+            f"the local Ray node did not start in Ray's {RAY_NODE_START_S} s (this machine is busy): trying again"
+            f" ({spent:.0f} of VZ_RAY_START_TIMEOUT={timeout_s:g} s spent)",
+            stacklevel=3,
+        )
+    record = record_started(before)
+    node_ip = ray.util.get_node_ip_address()
+    if node_ip != LOOPBACK:  # never run a cluster that other hosts could reach
+        ray.shutdown()
+        raise RuntimeError(f"the local Ray cluster came up on {node_ip}, not on loopback; it was stopped")
+    return record
 
 
-def _record_started() -> Path | None:
-    """Write down the processes this driver's `ray.init` started; return the record's path."""
-    try:
-        import psutil
-    except ImportError:
-        return None
-    me = psutil.Process()
-    procs = [[c.pid, c.create_time()] for c in me.children(recursive=True)]
-    folder = _records_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{me.pid}.json"
-    path.write_text(json.dumps({"driver": [me.pid, me.create_time()], "processes": procs}))
-    return path
-
-
-def end_leftovers() -> list[int]:
-    """End the processes of local clusters whose driver is gone; return their process ids."""
-    try:
-        import psutil
-    except ImportError:
-        return []
-    ended = []
-    for path in sorted(_records_dir().glob("*.json")) if _records_dir().is_dir() else []:
-        try:
-            record = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        if _same_process(psutil, *record["driver"]):
-            continue  # that driver still runs: its cluster is its own
-        for pid, started in record["processes"]:
-            if _same_process(psutil, pid, started):  # the same process, not a reused id
-                try:
-                    psutil.Process(pid).kill()
-                    ended.append(pid)
-                except psutil.Error:
-                    pass
-        path.unlink(missing_ok=True)
-    return ended
-
-
-def _same_process(psutil, pid: int, started: float) -> bool:
-    try:
-        return abs(psutil.Process(pid).create_time() - started) < 1e-3
-    except psutil.Error:
-        return False
+def _start_failure(err: OSError) -> str:
+    home = str(Path.home())
+    if err.filename and str(err.filename).startswith(home):
+        return (
+            f"cannot start a local Ray cluster: Ray keeps its authentication token in {home}/.ray, which cannot be"
+            f" written ({err.strerror}: {err.filename}): make HOME a writable folder, or set RAY_AUTH_TOKEN to a"
+            " token of your own (`python -c 'import secrets; print(secrets.token_hex(32))'`)"
+        )
+    return f"cannot start a local Ray cluster: {type(err).__name__}: {err}"
 
 
 @contextmanager
-def _loopback_node() -> Iterator[None]:
-    """Keep a local node on 127.0.0.1 while `ray.init` starts it.
+def interrupt_on_sigterm() -> Iterator[None]:
+    """Raise `Terminated` (a KeyboardInterrupt) in the main thread on SIGTERM, as Ctrl-C raises
+    KeyboardInterrupt: the driver stops its workers and says how to resume. Once only: a second
+    SIGTERM while it stops changes nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    armed = [True]
 
-    Ray rewrites a loopback node address to the machine's routable one (`resolve_ip_for_localhost`)
-    unless its multi-node mode is off (`RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`, read when Ray is
-    imported); with the node on 127.0.0.1 every server it starts binds loopback only (measured:
-    GCS, raylet, workers, agents). A driver that imported Ray before has read the variable, so the
-    setting it controls is switched for the start only.
-    """
-    import ray._private.ray_constants as constants
+    def handler(signum, frame):
+        if armed[0]:
+            armed[0] = False
+            raise Terminated()
 
-    before = constants.ENABLE_RAY_CLUSTER
-    constants.ENABLE_RAY_CLUSTER = False
+    before = signal.signal(signal.SIGTERM, handler)
     try:
         yield
     finally:
-        constants.ENABLE_RAY_CLUSTER = before
+        armed[0] = False
+        _restore_sigterm(before)
+
+
+def _restore_sigterm(handler) -> None:
+    if threading.current_thread() is threading.main_thread() and handler is not None:
+        signal.signal(signal.SIGTERM, handler)

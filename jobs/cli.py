@@ -15,6 +15,7 @@ Bad arguments exit 2 with one line naming the choices, before any model weights 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -25,9 +26,14 @@ from jobs.cli_evaluate import evaluate_app
 from jobs.cli_query import query_app
 from jobs.config import DEFAULT_LIMIT, DEFAULT_PART_MB, JobConfig
 
-__all__ = ["aggregate_main", "app", "score_main"]
+__all__ = ["aggregate_main", "app", "main", "score_main"]
 
-app = typer.Typer(help="Value Zeroing and context-mixing scores for Transformers.", no_args_is_help=True)
+# No rich tracebacks: an unexpected error is one line, its traceback kept in a file (`jobs.entry`).
+app = typer.Typer(
+    help="Value Zeroing and context-mixing scores for Transformers.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 app.add_typer(query_app, name="query")
 app.add_typer(evaluate_app, name="evaluate")
 
@@ -222,7 +228,7 @@ def score_command(
         raise fail(str(err), 1) from None
     except JobInterrupted as err:
         typer.echo(str(err), err=True)
-        raise typer.Exit(130) from None
+        raise typer.Exit(err.exit_code) from None
     for line in summary.plan_lines if cfg.dry_run else summary.lines():
         typer.echo(line)
     raise typer.Exit(summary.exit_code)
@@ -302,15 +308,31 @@ def verify_command(
     raise typer.Exit(1 if broken and not repair else 0)
 
 
+def main() -> None:
+    """The `vz` command (`[project.scripts]`): what a command lets through is said in one line."""
+    from jobs.entry import run_cli
+
+    run_cli(app)
+
+
+def _alone(command: Callable[..., None]) -> None:
+    """Run one command as a program of its own (`python -m jobs.score`), ending as `main` does."""
+    from jobs.entry import run_cli
+
+    one = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    one.command()(command)
+    run_cli(one)
+
+
 def score_main() -> None:
     """`python -m jobs.score ...`: the `vz score` command on its own."""
-    typer.run(score_command)
+    _alone(score_command)
 
 
 def aggregate_main() -> None:
     """`python -m jobs.aggregate ...`: the `vz aggregate` command on its own."""
-    typer.run(aggregate_command)
+    _alone(aggregate_command)
 
 
 if __name__ == "__main__":
-    app()
+    main()

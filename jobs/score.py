@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -22,6 +23,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from cluster.connect import interrupt_on_sigterm
 from cluster.executor import (
     Event,
     Executor,
@@ -52,11 +54,13 @@ class JobStopped(RuntimeError):
 
 
 class JobInterrupted(Exception):
-    """The driver was interrupted (Ctrl-C): every worker stopped, the store stays resumable."""
+    """The driver was interrupted (Ctrl-C, or SIGTERM from a batch scheduler): every worker stopped,
+    the store stays resumable. The exit code is the shell's for that signal (130, 143)."""
 
-    def __init__(self, done: int, planned: int) -> None:
-        super().__init__(f"interrupted: {done} of {planned} parts done; rerun the same command to resume")
-        self.done, self.planned = done, planned
+    def __init__(self, done: int, planned: int, signum: int = signal.SIGINT) -> None:
+        how = "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
+        super().__init__(f"{how}: {done} of {planned} parts done; rerun the same command to resume")
+        self.done, self.planned, self.exit_code = done, planned, 128 + signum
 
 
 def run_job(cfg: JobConfig, *, on_event: Callable[[Event], None] | None = None) -> Summary:
@@ -87,7 +91,8 @@ def run_job(cfg: JobConfig, *, on_event: Callable[[Event], None] | None = None) 
     from jobs.lease import hold_lease
 
     # Connect (and check the cluster) before anything is written; a finished store needs no cluster.
-    with _executor(cfg, min(cfg.actors, len(tasks))) as (executor, placement):
+    # SIGTERM (a batch scheduler's first word) stops the run as Ctrl-C does, in this process or on Ray.
+    with interrupt_on_sigterm(), _executor(cfg, min(cfg.actors, len(tasks))) as (executor, placement):
         check_output(cfg)  # after the data and the cluster: a refused run leaves no folder behind
         with hold_lease(cfg.location, break_lock=cfg.break_lock):
             # Under the lease, read the root again: it is merged with, never overwritten blindly.
@@ -348,9 +353,9 @@ def _score(cfg: JobConfig, executor: Executor, spec: ScoreSpec, tasks: list[Part
         raise ModelLoadError(f"a worker could not load the model {cfg.model!r}: {err}") from err
     except RunStopped as err:
         raise JobStopped(str(err)) from err
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM (`cluster.connect.Terminated`)
         done = summary.planned_parts - len(tasks) + len(parts_done)
-        raise JobInterrupted(done, summary.planned_parts) from None
+        raise JobInterrupted(done, summary.planned_parts, getattr(err, "signum", signal.SIGINT)) from None
     finally:
         bar.close()
     summary.startup_seconds = run.startup_seconds

@@ -5,9 +5,13 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
+from pathlib import Path
 
 import torch
 
@@ -79,6 +83,32 @@ def wait_until(condition: Callable[[], object], what: str, proc=None, poll: floa
             raise AssertionError(f"the process ended (exit {proc.returncode}) before {what}")
         time.sleep(poll)
     raise TimeoutError(f"hung: no {what} after {HANG_S} s")
+
+
+def ray_start(args: list[str], env: dict) -> subprocess.Popen:
+    """Start a Ray node with `ray start --block ARGS` (one process to end by its id; its own temp
+    folder and free ports for its agents, so that it never meets another cluster on this machine)."""
+    ray_bin = str(Path(sys.executable).with_name("ray"))
+    temp = tempfile.mkdtemp(prefix="vzn", dir="/tmp")  # short: Ray's socket paths are length-limited
+    ports = ["--dashboard-agent-listen-port", "--dashboard-agent-grpc-port", "--metrics-export-port"]
+    ports += ["--runtime-env-agent-port"]
+    extra = [x for p in ports for x in (p, str(free_port()))]
+    if "--head" in args:
+        extra += ["--include-dashboard", "false"]
+    cmd = [ray_bin, "start", "--block", "--temp-dir", temp, *extra, *args]
+    log = open(Path(temp) / "start.log", "w")  # noqa: SIM115 (the process outlives this call)
+    return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def stop_nodes(nodes: list[subprocess.Popen]) -> None:
+    """End nodes that `ray_start` started, by process id (`ray start --block` stops what it started)."""
+    for proc in reversed(nodes):
+        proc.terminate()
+    for proc in nodes:
+        try:
+            proc.wait(timeout=HANG_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 @contextmanager

@@ -52,6 +52,8 @@ def test_cluster_configs_parse():
     yaml.safe_load(job["spec"]["runtimeEnvYAML"])
     submit = (CLUSTER / "submit.sh").read_text()
     assert "ray job submit" in submit and "-m jobs.score" in submit and '--device "${DEVICE:-cuda}"' in submit
+    # A driver joins the cluster it was submitted to only when told to (`auto`: RAY_ADDRESS, which Ray sets).
+    assert "--address auto" in submit and "--address auto" in job["spec"]["entrypoint"]
     subprocess.run(["bash", "-n", str(CLUSTER / "submit.sh")], check=True)
 
 
@@ -232,6 +234,8 @@ def test_ray_job_submit_on_a_loopback_head(tmp_path, tiny_model_dir, texts_jsonl
             "3",
             "--actors",
             "1",
+            "--address",
+            "auto",  # the cluster `ray job submit` names in RAY_ADDRESS
             "--no-progress",
         ]
 

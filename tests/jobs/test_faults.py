@@ -1,6 +1,6 @@
 """Faults that must stop, not spin: a full disk stops the job at once (and it resumes), a transient
-write error is retried with the progress bar counting each part once, Ctrl-C stops the job and its
-cluster, and a killed driver's leftover processes are ended by the next run."""
+write error is retried with the progress bar counting each part once, Ctrl-C or SIGTERM stops the
+job and its cluster, and a killed driver's leftover processes are ended by the next run."""
 
 from __future__ import annotations
 
@@ -90,17 +90,23 @@ def _alive(procs) -> list:
 
 
 @pytest.mark.slow
-def test_ctrl_c_stops_the_job_and_its_cluster_and_says_how_to_resume(tmp_path, tiny_model_dir, many_texts):
+@pytest.mark.parametrize(
+    ("signum", "code", "said"),
+    [(signal.SIGINT, 130, "interrupted: "), (signal.SIGTERM, 143, "stopped by SIGTERM: ")],  # Ctrl-C; a scheduler
+)
+def test_ctrl_c_or_sigterm_stops_the_job_and_its_cluster_and_says_how_to_resume(
+    tmp_path, tiny_model_dir, many_texts, signum, code, said
+):
     out = str(tmp_path / "int.zarr")
     cmd, env = _driver(tiny_model_dir, many_texts, out)
     with hang_guard():
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         children = _started(proc, out)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
         _, err = proc.communicate(timeout=HANG_S)
-        assert proc.returncode == 130, err[-2000:]
-        assert "parts done; rerun the same command to resume" in err and "interrupted: " in err
-        assert "Traceback" not in err
+        assert proc.returncode == code, err[-2000:]
+        assert "parts done; rerun the same command to resume" in err and said in err
+        assert "Traceback" not in err and "SIGTERM received" not in err  # no stack dump from Ray's C++ handler
         wait_until(lambda: not _alive(children), "the end of the cluster's processes")
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=HANG_S)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -109,7 +115,7 @@ def test_ctrl_c_stops_the_job_and_its_cluster_and_says_how_to_resume(tmp_path, t
 
 @pytest.mark.slow
 def test_a_killed_drivers_leftover_processes_are_ended_by_the_next_run(tmp_path, tiny_model_dir, many_texts):
-    from cluster.connect import end_leftovers
+    from cluster.leftovers import end_leftovers
 
     out = str(tmp_path / "kill.zarr")
     cmd, env = _driver(tiny_model_dir, many_texts, out)

@@ -10,30 +10,15 @@ import os
 import secrets
 import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
 import pytest
 
-from tests.support import HANG_S, free_port, wait_until
+from tests.support import HANG_S, free_port, ray_start, stop_nodes, wait_until
 from vzcore.store.root import read_plan
 
 pytestmark = pytest.mark.slow
 zarr = pytest.importorskip("zarr")
 psutil = pytest.importorskip("psutil")
-
-
-def _ray_start(args: list[str], env: dict) -> subprocess.Popen:
-    ray_bin = str(Path(sys.executable).with_name("ray"))
-    temp = tempfile.mkdtemp(prefix="vzn", dir="/tmp")  # short: Ray's socket paths are length-limited
-    ports = ["--dashboard-agent-listen-port", "--dashboard-agent-grpc-port", "--metrics-export-port"]
-    ports += ["--runtime-env-agent-port"]
-    extra = [x for p in ports for x in (p, str(free_port()))]
-    if "--head" in args:
-        extra += ["--include-dashboard", "false"]
-    cmd = [ray_bin, "start", "--block", "--temp-dir", temp, *extra, *args]
-    log = open(Path(temp) / "start.log", "w")  # noqa: SIM115 (the process outlives this call)
-    return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
 @pytest.fixture
@@ -47,7 +32,7 @@ def two_nodes():
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32))
     port = free_port()
-    head = _ray_start(["--head", "--node-ip-address", "127.0.0.3", "--port", str(port), "--num-cpus", "1"], env)
+    head = ray_start(["--head", "--node-ip-address", "127.0.0.3", "--port", str(port), "--num-cpus", "1"], env)
     address = f"127.0.0.3:{port}"
     nodes = [head]
     try:
@@ -56,7 +41,7 @@ def two_nodes():
             return any(c.name() == "gcs_server" for c in psutil.Process(head.pid).children(recursive=True))
 
         wait_until(gcs, "GCS server on the head", head, poll=0.5)
-        second = _ray_start(["--address", address, "--node-ip-address", "127.0.0.2", "--num-cpus", "2"], env)
+        second = ray_start(["--address", address, "--node-ip-address", "127.0.0.2", "--num-cpus", "2"], env)
         nodes.append(second)
         probe = f"import ray; ray.init(address={address!r}); import time\n"
         probe += "while sum(x['Alive'] for x in ray.nodes()) < 2:\n    time.sleep(0.5)\nprint(2)"
@@ -64,13 +49,7 @@ def two_nodes():
         assert seen.stdout.strip().endswith("2"), seen.stderr[-2000:]
         yield address, env, second
     finally:
-        for proc in reversed(nodes):
-            proc.terminate()  # `ray start --block` stops the processes it started
-        for proc in nodes:
-            try:
-                proc.wait(timeout=HANG_S)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_nodes(nodes)
 
 
 def _driver(address, env, tiny_model_dir, data, out, extra=()):
