@@ -257,7 +257,8 @@ def test_an_unexpected_error_is_one_line_and_its_traceback_is_kept(tmp_path):
     script = "from jobs.cli import app, main\n\n@app.command('boom')\ndef boom():\n"
     script += "    raise ValueError('a bug\\nwith a second line')\n\nmain()\n"
     env = _plain_env(TMPDIR=str(tmp_path))
-    done = subprocess.run([sys.executable, "-c", script, "boom"], capture_output=True, text=True, env=env, timeout=HANG_S)
+    cmd = [sys.executable, "-c", script, "boom"]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=HANG_S)
     assert done.returncode == 1, done.stderr[-3000:]
     err = done.stderr
     assert err.count("\n") == 1 and err.startswith("error: unexpected ValueError: a bug (the full traceback is in ")
