@@ -79,8 +79,8 @@ def _job(
     dataset: str | None = None,
     device: str = "cpu",
 ):
-    from jobs.config import JobConfig
     from jobs.score import run_job
+    from jobs.score.config import JobConfig
 
     arrivals: list[tuple[float, object]] = []
     cfg = JobConfig(
@@ -97,7 +97,7 @@ def _job(
         gpus_per_actor=1 / actors,  # on cuda: the actors share the one GPU
         progress=False,
     )
-    import jobs.score as score_mod
+    import jobs.score.driver as score_mod
 
     t0 = time.perf_counter()
     real_score = score_mod._score
@@ -174,7 +174,7 @@ def bench(
     """Print the job's throughput, start-up cost, store size and actor memory against in-process scoring."""
     if quick:  # six parts: a steady-state window for two actors
         limit, max_length, part_size, batch_size, repeats, memory_examples = 48, 16, 8, 4, 1, min(memory_examples, 16)
-    from jobs.data import chatterbot_lines
+    from jobs.score.data import chatterbot_lines
 
     meths = [m for m in methods.split(",") if m]
     texts = chatterbot_lines()[:limit]
@@ -270,7 +270,7 @@ def _memory_run(model: str, methods: list[str], examples: int, part_size: int, b
     import json
     import math
 
-    from jobs.data import chatterbot_lines
+    from jobs.score.data import chatterbot_lines
 
     lines = chatterbot_lines()
     with tempfile.TemporaryDirectory(prefix="vzbench") as tmp:

@@ -43,7 +43,7 @@ def sample_ids(seed: int, n: int) -> list[int]:
 
 def job_config(tmp_path, model: str, data: str, **kw):
     """A small scoring job over `data` with `model`, in this process unless `actors` says otherwise."""
-    from jobs.config import JobConfig
+    from jobs.score.config import JobConfig
 
     base = dict(
         out=str(tmp_path / "run.zarr"),

@@ -7,7 +7,7 @@ One streaming pass: each done part is read once, in blocks of examples, and redu
 sums (`vzcore.statistics.PartialStats`), which merge by addition. Memory stays at one block plus
 one partial per part in flight, whatever the corpus size. The parts run through an executor: in this
 process without `--address`, as Ray tasks with it (`cluster`), one step (`aggregate_part`) either
-way. Tables and the report: `jobs.aggregate_report`.
+way. Tables and the report: `jobs.aggregate.report`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from cluster.executor import Executor, InProcessExecutor, Unit
-from jobs.aggregate_out import REPORT, SUMMARY, AggregateOut, store_source
+from jobs.aggregate.out import REPORT, SUMMARY, AggregateOut, store_source
 from vzcore.statistics import ExampleBlock, PartialStats, StatsSpec, add_block, is_punctuation
 from vzcore.store.location import Location
 from vzcore.store.root import RootAttrs
@@ -139,8 +139,8 @@ def aggregate(
     store's `storage_options`); return the summary (also `out/summary.json`).
 
     `out` must be new, empty or this store's aggregate (another store's: with `overwrite`); the
-    aggregate appears there whole or not at all (`jobs.aggregate_out`)."""
-    from jobs.aggregate_report import report, stats_tables
+    aggregate appears there whole or not at all (`jobs.aggregate.out`)."""
+    from jobs.aggregate.report import report, stats_tables
     from vzcore.store.reader import StoreError, open_store
 
     config = config or AggregateConfig()
@@ -196,7 +196,7 @@ def aggregate(
         for name, frame in tables.items():
             frame.to_parquet(staged / name, index=False)
         if config.plots:
-            from jobs.aggregate_plots import write_plots
+            from jobs.aggregate.plots import write_plots
 
             summary["plots"] = write_plots(tables, staged)
         (staged / REPORT).write_text(report(summary, tables))
@@ -216,9 +216,3 @@ def _executor(address: str | None) -> Iterator[Executor]:
 
     with connect(address):
         yield RayExecutor()
-
-
-if __name__ == "__main__":
-    from jobs.cli import aggregate_main
-
-    aggregate_main()

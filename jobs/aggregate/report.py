@@ -201,5 +201,5 @@ def report(summary: dict, tables: dict) -> str:
     lines += ["", "## Files", ""]
     lines += [f"- ![{p}]({p})" for p in summary.get("plots", [])]
     lines += [f"- [{t}]({t})" for t in summary["outputs"]]
-    lines += ["- [summary.json](summary.json)", "", "Column meanings: `jobs.aggregate_report.SCHEMA`.", ""]
+    lines += ["- [summary.json](summary.json)", "", "Column meanings: `jobs.aggregate.report.SCHEMA`.", ""]
     return "\n".join(lines)

@@ -21,14 +21,14 @@ from typing import Annotated
 
 import typer
 
-from jobs.cli_common import StorageOption, fail, pairs, storage_options
-from jobs.cli_evaluate import evaluate_app
-from jobs.cli_query import query_app
-from jobs.config import DEFAULT_LIMIT, DEFAULT_PART_MB, JobConfig
+from jobs.cli.common import StorageOption, fail, pairs, storage_options
+from jobs.cli.evaluate import evaluate_app
+from jobs.cli.query import query_app
+from jobs.score.config import DEFAULT_LIMIT, DEFAULT_PART_MB, JobConfig
 
 __all__ = ["aggregate_main", "app", "main", "score_main"]
 
-# No rich tracebacks: an unexpected error is one line, its traceback kept in a file (`jobs.entry`).
+# No rich tracebacks: an unexpected error is one line, its traceback kept in a file (`jobs.cli.entry`).
 app = typer.Typer(
     help="Value Zeroing and context-mixing scores for Transformers.",
     no_args_is_help=True,
@@ -251,7 +251,7 @@ def aggregate_command(
 ) -> None:
     """Aggregate a store into Parquet tables, PNG plots and report.md (locally, or on Ray with --address)."""
     from jobs.aggregate import AggregateConfig, aggregate, default_out
-    from jobs.aggregate_out import OutputError
+    from jobs.aggregate.out import OutputError
     from vzcore.store import StoreError
 
     try:
@@ -282,8 +282,8 @@ def verify_command(
     """Read back every part the store claims complete; report the broken ones (exit 1 if any)."""
     from contextlib import nullcontext
 
-    from jobs.lease import hold_lease
-    from jobs.validate import JobError
+    from jobs.score.lease import hold_lease
+    from jobs.score.validate import JobError
     from vzcore.store import Location, StoreError
     from vzcore.store.verify import verify_store
 
@@ -310,14 +310,14 @@ def verify_command(
 
 def main() -> None:
     """The `vz` command (`[project.scripts]`): what a command lets through is said in one line."""
-    from jobs.entry import run_cli
+    from jobs.cli.entry import run_cli
 
     run_cli(app)
 
 
 def _alone(command: Callable[..., None]) -> None:
     """Run one command as a program of its own (`python -m jobs.score`), ending as `main` does."""
-    from jobs.entry import run_cli
+    from jobs.cli.entry import run_cli
 
     one = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
     one.command()(command)
@@ -334,5 +334,8 @@ def aggregate_main() -> None:
     _alone(aggregate_command)
 
 
-if __name__ == "__main__":
-    main()
+def evaluate_main() -> None:
+    """`python -m jobs.evaluate cue-alignment|blank-out ...`: the `vz evaluate` commands on their own."""
+    from jobs.cli.entry import run_cli
+
+    run_cli(evaluate_app)

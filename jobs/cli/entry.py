@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from cluster.rayinit import ClusterError
 from cluster.userdir import UnsafeFolderError, private_dir
-from jobs.cli_common import fail
+from jobs.cli.common import fail
 
 __all__ = ["run_cli"]
 

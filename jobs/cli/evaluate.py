@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from jobs.cli_common import fail, pairs
+from jobs.cli.common import fail, pairs
 
 __all__ = ["evaluate_app"]
 
@@ -25,8 +25,8 @@ def _split(text: str | None) -> tuple[str, ...] | None:
 
 def _run_evaluation(cfg) -> None:
     from jobs.evaluate import run_evaluation
-    from jobs.evaluate_report import cue_pivot
-    from jobs.validate import JobError
+    from jobs.evaluate.report import cue_pivot
+    from jobs.score.validate import JobError
 
     try:
         run = run_evaluation(cfg, log=typer.echo)

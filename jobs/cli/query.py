@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from jobs.cli_common import StorageOption, fail, storage_options
+from jobs.cli.common import StorageOption, fail, storage_options
 
 __all__ = ["query_app"]
 

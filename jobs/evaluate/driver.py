@@ -5,10 +5,10 @@
     vz evaluate cue-alignment --model smollm2 --address 127.0.0.1:6379 --actors 4
 
 Plan (no weights: the tokenizer turns examples into probes), then score chunks of probes through
-an executor (in this process, or Ray actors with `--address`) with `jobs.evaluate_step`: target
+an executor (in this process, or Ray actors with `--address`) with `jobs.evaluate.step`: target
 rows only, `|targets| · n` pairs per layer. Each chunk writes its rows and a completion marker into
 `OUT/units/`; a rerun skips the chunks already done. Tables, plots and the report come from the
-stored rows (`jobs.evaluate_report`), so changing `--cue-tokens` needs no scoring at all.
+stored rows (`jobs.evaluate.report`), so changing `--cue-tokens` needs no scoring at all.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from cluster.executor import Executor, InProcessExecutor, ReplicaError, Unit
-from jobs.evaluate_step import EvalTask, evaluate_chunk, load_evaluator, unit_paths
-from jobs.validate import JobError
+from jobs.evaluate.step import EvalTask, evaluate_chunk, load_evaluator, unit_paths
+from jobs.score.validate import JobError
 
 __all__ = ["KINDS", "EvalConfig", "EvalRun", "default_methods", "run_evaluation"]
 
@@ -234,7 +234,7 @@ def _identity(cfg: EvalConfig, methods: list[str], probes) -> str:
 
 def run_evaluation(cfg: EvalConfig, log: Callable[[str], None] = print) -> EvalRun:
     """Run the evaluation `cfg` describes and write its tables, plots and report; return what it did."""
-    from jobs.evaluate_report import write_outputs
+    from jobs.evaluate.report import write_outputs
 
     methods, notes, probes, skipped = _plan(cfg, log)
     out = cfg.out_dir

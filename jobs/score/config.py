@@ -10,7 +10,7 @@ from vzcore.store.location import Location
 __all__ = ["DEFAULT_LIMIT", "DEFAULT_PART_MB", "JobConfig"]
 
 DEFAULT_LIMIT = 200  # the quick start scores this many chatterbot lines
-DEFAULT_PART_MB = 32.0  # MiB of float16 maps per method in a part (jobs.plan)
+DEFAULT_PART_MB = 32.0  # MiB of float16 maps per method in a part (jobs.score.plan)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import signal
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -36,11 +35,11 @@ from cluster.executor import (
     Unit,
     Waiting,
 )
-from jobs.config import JobConfig
-from jobs.identity import check_identity, identities, versions
-from jobs.score_step import PartReport, PartTask, ScoreSpec, load_scorer, score_part
-from jobs.summary import Summary
-from jobs.validate import CheckedJob, JobError, check_job, check_output
+from jobs.score.config import JobConfig
+from jobs.score.identity import check_identity, identities, versions
+from jobs.score.step import PartReport, PartTask, ScoreSpec, load_scorer, score_part
+from jobs.score.summary import Summary
+from jobs.score.validate import CheckedJob, JobError, check_job, check_output
 
 __all__ = ["JobError", "JobInterrupted", "JobStopped", "ModelLoadError", "Summary", "run_job"]
 
@@ -67,7 +66,7 @@ def run_job(cfg: JobConfig, *, on_event: Callable[[Event], None] | None = None) 
     """Run the scoring job described by `cfg`; return its summary. Raises `JobError` on bad arguments."""
     job = check_job(cfg)
     data_id, identity = identities(job)
-    from jobs.data import DatasetError, open_texts
+    from jobs.score.data import DatasetError, open_texts
 
     stored = {} if cfg.overwrite or cfg.dry_run else _stored_attrs(cfg)
     if stored:  # refuse a mismatching store before reading any data
@@ -88,7 +87,7 @@ def run_job(cfg: JobConfig, *, on_event: Callable[[Event], None] | None = None) 
         return summary
     # What is missing, read only (a changed dataset is refused here); read again under the lease.
     tasks, _ = _missing_parts(cfg, bool(stored), plan, source)
-    from jobs.lease import hold_lease
+    from jobs.score.lease import hold_lease
 
     # Connect (and check the cluster) before anything is written; a finished store needs no cluster.
     # SIGTERM (a batch scheduler's first word) stops the run as Ctrl-C does, in this process or on Ray.
@@ -113,7 +112,7 @@ def _plan(job: CheckedJob, source, stored_plan: list[dict]) -> tuple[list[dict],
     """Return the run's plan, and the token counts (and how many will be truncated) of the rows it
     planned anew: the stored plan is kept but for its last part, which a larger limit may extend.
     One streaming pass over those rows with batched tokenizer calls; no text is kept."""
-    from jobs.plan import plan_parts, token_lengths
+    from jobs.score.plan import plan_parts, token_lengths
 
     kept = stored_plan[:-1]
     start = kept[-1]["stop"] if kept else 0
@@ -161,7 +160,7 @@ def _stored_attrs(cfg: JobConfig) -> dict:
 
 
 def _dry_run_lines(job: CheckedJob, source, plan: list[dict], lengths: np.ndarray, truncated: int) -> list[str]:
-    from jobs.plan import estimate
+    from jobs.score.plan import estimate
 
     cfg, geo = job.cfg, job.model.geometry
     sizes = [p["stop"] - p["start"] for p in plan]
@@ -370,9 +369,3 @@ def _store_bytes(cfg: JobConfig) -> int:
         return int(fs.du(path, total=True))
     except FileNotFoundError:
         return 0
-
-
-if __name__ == "__main__":
-    from jobs.cli import score_main
-
-    sys.exit(score_main())

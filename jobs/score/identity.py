@@ -14,7 +14,7 @@ import json
 import warnings
 from pathlib import Path
 
-from jobs.validate import CheckedJob, JobError
+from jobs.score.validate import CheckedJob, JobError
 
 __all__ = ["check_identity", "fingerprint", "identities", "versions"]
 

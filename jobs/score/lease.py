@@ -21,7 +21,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from jobs.validate import JobError
+from jobs.score.validate import JobError
 from vzcore.store.layout import LEASE_FILE
 from vzcore.store.location import Location
 

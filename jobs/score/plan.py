@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from jobs.config import DEFAULT_PART_MB
+from jobs.score.config import DEFAULT_PART_MB
 from vzcore.maps import map_entries
 from vzcore.store.layout import packed_size
 

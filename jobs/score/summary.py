@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from jobs.score_step import PartReport
+from jobs.score.step import PartReport
 
 __all__ = ["Summary"]
 

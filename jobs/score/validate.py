@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jobs.config import JobConfig
+from jobs.score.config import JobConfig
 from vzcore.loading import ModelSource
 from vzcore.maps import resolve_layers
 
@@ -102,7 +102,7 @@ def _check_numbers(cfg: JobConfig) -> None:
 
 
 def _check_input(cfg: JobConfig) -> None:
-    from jobs.data import FORMATS
+    from jobs.score.data import FORMATS
 
     if cfg.format is not None and cfg.format not in FORMATS:
         raise JobError(f"unknown --format {cfg.format!r}; choose from: {', '.join(FORMATS)}")

@@ -14,7 +14,7 @@ pd = pytest.importorskip("pandas")
 from scipy.stats import spearmanr  # noqa: E402
 
 from jobs.aggregate import AggregateConfig, aggregate  # noqa: E402
-from jobs.aggregate_out import OutputError  # noqa: E402
+from jobs.aggregate.out import OutputError  # noqa: E402
 from tests.harness.synthetic_store import init_root, random_maps, write_random_store  # noqa: E402
 from vzcore.statistics import is_punctuation  # noqa: E402
 from vzcore.store.completion import rebuild_index  # noqa: E402

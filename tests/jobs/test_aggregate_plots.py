@@ -10,7 +10,7 @@ pd = pytest.importorskip("pandas")
 
 import matplotlib.pyplot as plt  # noqa: E402
 
-from jobs.aggregate_plots import CURVES, distance_profiles, layer_curves  # noqa: E402
+from jobs.aggregate.plots import CURVES, distance_profiles, layer_curves  # noqa: E402
 
 
 def _layers_table(num_layers: int, methods=("value_zeroing", "attention")) -> pd.DataFrame:
@@ -72,8 +72,8 @@ def test_layer_curves_leave_out_statistics_zero_for_every_method():
 def test_aggregate_and_evaluation_plots_change_no_backend_and_no_pyplot_state(tmp_path):
     import matplotlib
 
-    from jobs.aggregate_plots import agreement_heatmap, length_buckets
-    from jobs.evaluate_report import _heatmap, _spearman_plot
+    from jobs.aggregate.plots import agreement_heatmap, length_buckets
+    from jobs.evaluate.report import _heatmap, _spearman_plot
 
     agreement = pd.DataFrame(
         [{"method_a": "a", "method_b": "b", "layer": k, "bucket": "all", "spearman": 0.5} for k in range(3)]

@@ -7,7 +7,7 @@ import pytest
 
 pytest.importorskip("zarr")
 
-from jobs.aggregate import PartJob, aggregate_part
+from jobs.aggregate.driver import PartJob, aggregate_part
 from tests.harness.synthetic_store import init_root, random_maps
 from vzcore.statistics import PartialStats, StatsSpec, is_punctuation
 from vzcore.store.layout import STATUS_NAMES

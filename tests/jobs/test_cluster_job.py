@@ -19,8 +19,8 @@ pytest.importorskip("zarr")
 import zarr
 
 from cluster.executor import Started
-from jobs.config import JobConfig
 from jobs.score import run_job
+from jobs.score.config import JobConfig
 from tests.support import HANG_S, TEXTS, free_port, hang_guard, job_config, wait_until
 from vzcore.store.completion import complete_methods
 from vzcore.store.layout import part_path

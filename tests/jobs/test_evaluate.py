@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from jobs.cli import app
-from jobs.evaluate_report import blank_out_tables, cue_tables, paper_comparison
+from jobs.evaluate.report import blank_out_tables, cue_tables, paper_comparison
 from tests.support import TINY
 from vzcore.evaluation.probes import Probe
 

@@ -9,7 +9,7 @@ import torch
 
 import vzcore
 from jobs.score import run_job
-from jobs.score_step import ScoreSpec, score_examples
+from jobs.score.step import ScoreSpec, score_examples
 from tests.support import TEXTS, job_config
 from vzcore.store.location import Location
 

@@ -8,9 +8,9 @@ from typer.testing import CliRunner
 
 import vzcore
 from jobs.cli import app
-from jobs.plan import estimate
 from jobs.score import run_job
-from jobs.summary import Summary
+from jobs.score.plan import estimate
+from jobs.score.summary import Summary
 from tests.support import job_config
 from vzcore.queries import find_examples
 
@@ -78,7 +78,7 @@ def test_the_summary_and_the_bar_measure_from_the_first_ready_worker(
 ):
     import time
 
-    import jobs.score as driver
+    import jobs.score.driver as driver
 
     real = driver.load_scorer
 

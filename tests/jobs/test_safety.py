@@ -14,8 +14,8 @@ import pytest
 zarr = pytest.importorskip("zarr")
 
 import vzcore  # noqa: E402
-from jobs.lease import hold_lease, read_lease  # noqa: E402
 from jobs.score import JobError, run_job  # noqa: E402
+from jobs.score.lease import hold_lease, read_lease  # noqa: E402
 from tests.support import TEXTS, job_config  # noqa: E402
 from vzcore.queries import find_examples  # noqa: E402
 

@@ -86,7 +86,7 @@ def test_the_aws_variables_stand_in_for_storage_options(s3_store, no_aws_setup, 
 
 def test_an_aggregate_on_object_storage_is_finished_only_by_its_summary(s3_store, no_aws_setup, monkeypatch, tmp_path):
     from jobs.aggregate import AggregateConfig, aggregate
-    from jobs.aggregate_out import SUMMARY, WRITING, AggregateOut, OutputError
+    from jobs.aggregate.out import SUMMARY, WRITING, AggregateOut, OutputError
 
     store = tmp_path / "s.zarr"
     write_random_store(store, 6, methods=("attention",), num_layers=1, part_size=3, lengths=(3, 5))

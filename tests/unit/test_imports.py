@@ -126,11 +126,6 @@ def test_no_import_circle():
     _assert_no_circle(_graph(scripts=False))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="jobs.cli imports jobs.score and jobs.aggregate, whose `if __name__ == '__main__':` blocks import"
-    " jobs.cli back (`python -m jobs.score` runs `jobs.cli.score_main`)",
-)
 def test_no_import_circle_counting_script_blocks():
     """No circle even through `if __name__ == "__main__":` blocks: every import is an arrow."""
     _assert_no_circle(_graph(scripts=True))

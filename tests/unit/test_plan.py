@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from jobs.plan import plan_parts
+from jobs.score.plan import plan_parts
 from vzcore.store.layout import packed_size
 
 
@@ -55,7 +55,7 @@ def test_a_longer_corpus_keeps_every_earlier_part_and_a_cap_on_examples_holds():
 def test_token_counts_are_the_tokenizers_own(request, model):
     import transformers
 
-    from jobs.plan import token_lengths
+    from jobs.score.plan import token_lengths
 
     tok = transformers.AutoTokenizer.from_pretrained(request.getfixturevalue(model))
     texts = ["Hello there, how are you?", "", "   ", None, "A longer sentence, with café and 日本.", "ok"] * 300
@@ -66,7 +66,7 @@ def test_token_counts_are_the_tokenizers_own(request, model):
 
 
 def test_the_estimate_does_not_overflow_on_numpy_counts():
-    from jobs.plan import estimate
+    from jobs.score.plan import estimate
 
     kw = dict(layers=30, hidden=576, ffn=1536, causal=True, methods=["value_zeroing"], itemsize=2)
     counts = np.full(100_000, 300, dtype=np.int32)

@@ -52,7 +52,7 @@ PLAN_ARRAY = "plan"  # `[parts, 2]` int64: each part's (start, stop) id range; r
 DONE_ARRAY = "done"  # `[parts]` int64: bit i set when the part is complete for root method i (the index)
 SCORES_GROUP = "scores"  # inside a part group: `scores/{method}`
 TABLES_DIR = "tables"  # v3: `tables/examples/{k:05d}.parquet`, `tables/tokens/{k:05d}.parquet`; v2: one file each
-LEASE_FILE = ".vz-lease.json"  # who writes the store's root now (jobs.lease)
+LEASE_FILE = ".vz-lease.json"  # who writes the store's root now (jobs.score.lease)
 WRITE_PROBE = ".vz-write-probe"  # written and removed at once by a run checking it may write
 
 # Per-example arrays of a part group (`[m]`, or `[m+1]` for the offsets).
