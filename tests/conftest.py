@@ -10,6 +10,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import functools
 import json
 import subprocess
 import sys
@@ -21,49 +22,17 @@ import torch
 import transformers
 
 import vzcore
-from tests.support import TEXTS, TINY, VOCAB, free_port
+from tests.harness.models import FAMILY_KINDS, tiny_model
+from tests.support import TEXTS, TINY, free_port
 
 # Where the tiny models live: "cpu" (default) or e.g. "cuda" to run the suite on a GPU.
 DEVICE = os.environ.get("VZ_TEST_DEVICE", "cpu")
 
 
-def _tiny(kind: str, attn: str = "eager") -> torch.nn.Module:
-    torch.manual_seed(0)
-    if kind in ("bert", "roberta", "electra"):
-        cls = {
-            "bert": transformers.BertConfig,
-            "roberta": transformers.RobertaConfig,
-            "electra": transformers.ElectraConfig,
-        }[kind]
-        cfg = cls(vocab_size=VOCAB, max_position_embeddings=64, **TINY)
-        if kind == "electra":
-            cfg.embedding_size = 16
-    elif kind == "gpt2":
-        cfg = transformers.GPT2Config(vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=4, n_inner=64, n_positions=64)
-    else:
-        cls = {
-            "llama": transformers.LlamaConfig,
-            "mistral": transformers.MistralConfig,
-            "qwen2": transformers.Qwen2Config,
-        }[kind]
-        cfg = cls(vocab_size=VOCAB, num_key_value_heads=2, max_position_embeddings=64, **TINY)
-    cfg._attn_implementation = attn
-    model = transformers.AutoModel.from_config(cfg, attn_implementation=attn).eval()
-    # Random init leaves LayerNorm at identity and biases at zero: perturb them so the algebra is exercised.
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "norm" in name.lower() or name.endswith("bias") or "ln_" in name:
-                p.add_(0.1 * torch.randn_like(p))
-    return model.to(DEVICE)
-
-
-FAMILY_KINDS = ["bert", "roberta", "electra", "gpt2", "llama", "mistral", "qwen2"]
-
-
 @pytest.fixture(scope="session")
 def tiny_models() -> dict[str, vzcore.ModelHandle]:
     """One tiny handle per model type (never mutate these)."""
-    return {kind: vzcore.load_model(_tiny(kind)) for kind in FAMILY_KINDS}
+    return {kind: vzcore.load_model(tiny_model(kind, device=DEVICE)) for kind in FAMILY_KINDS}
 
 
 @pytest.fixture(scope="session", params=FAMILY_KINDS)
@@ -74,7 +43,7 @@ def tiny(request, tiny_models) -> vzcore.ModelHandle:
 @pytest.fixture(scope="session")
 def tiny_builder():
     """Build a fresh tiny model of a kind (e.g. with another attention implementation)."""
-    return _tiny
+    return functools.partial(tiny_model, device=DEVICE)
 
 
 @pytest.fixture(scope="session")
@@ -88,8 +57,6 @@ def minilm() -> vzcore.ModelHandle:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> str:
     """A 2-layer seeded BERT saved with the real MiniLM tokenizer: loadable by path in any process."""
-    import torch
-    import transformers
 
     from vzcore.loading import resolve_short_name
 
@@ -114,8 +81,6 @@ def smollm2_tokenizer():
 @pytest.fixture(scope="session")
 def tiny_smollm2_dir(tmp_path_factory, smollm2_tokenizer) -> str:
     """A 2-layer seeded LLaMA saved with the real SmolLM2 tokenizer: a byte-level BPE model loadable by path."""
-    import torch
-    import transformers
 
     torch.manual_seed(0)
     cfg = transformers.LlamaConfig(
