@@ -119,6 +119,7 @@ def test_a_failed_aggregation_leaves_the_folder_as_it_was(tmp_path, monkeypatch,
     assert sorted(p.name for p in tmp_path.iterdir()) == (["agg", "s.zarr"] if earlier else ["s.zarr"])
 
 
+@pytest.mark.slow  # starts another process
 def test_a_killed_aggregation_never_looks_finished(tmp_path):
     """SIGTERM while the report is written (after the tables): nothing appears at --out."""
     store = _store(tmp_path / "s.zarr")
