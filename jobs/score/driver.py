@@ -8,7 +8,7 @@
 
 Rerunning a command finishes what is missing (and does nothing on a finished store); a larger
 `--limit` or another method scores only what is new. `--actors 0` scores in this process; otherwise
-the parts run on Ray actors (`cluster.ray_executor`): one code path, two executors.
+the parts run on Ray actors (`cluster.where` chooses and places them): one code path, two executors.
 """
 
 from __future__ import annotations
@@ -17,16 +17,15 @@ import dataclasses
 import functools
 import signal
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 import numpy as np
 
 from cluster.connect import interrupt_on_sigterm
+from cluster.credentials import public_options
 from cluster.executor import (
     Event,
     Executor,
-    InProcessExecutor,
     Progress,
     Ready,
     ReplicaError,
@@ -35,11 +34,13 @@ from cluster.executor import (
     Unit,
     Waiting,
 )
+from cluster.where import Placement, open_executor
 from jobs.score.config import JobConfig
 from jobs.score.identity import check_identity, identities, versions
 from jobs.score.step import PartReport, PartTask, ScoreSpec, load_scorer, score_part
 from jobs.score.summary import Summary
 from jobs.score.validate import CheckedJob, JobError, check_job, check_output
+from vzcore.store.location import Location
 
 __all__ = ["JobError", "JobInterrupted", "JobStopped", "ModelLoadError", "Summary", "run_job"]
 
@@ -63,7 +64,8 @@ class JobInterrupted(Exception):
 
 
 def run_job(cfg: JobConfig, *, on_event: Callable[[Event], None] | None = None) -> Summary:
-    """Run the scoring job described by `cfg`; return its summary. Raises `JobError` on bad arguments."""
+    """Run the scoring job described by `cfg`; return its summary. Raises `JobError` on bad arguments,
+    `cluster.connect.ClusterError` where the run cannot go as `cfg.where` asks."""
     job = check_job(cfg)
     data_id, identity = identities(job)
     from jobs.score.data import DatasetError, open_texts
@@ -91,7 +93,8 @@ def run_job(cfg: JobConfig, *, on_event: Callable[[Event], None] | None = None) 
 
     # Connect (and check the cluster) before anything is written; a finished store needs no cluster.
     # SIGTERM (a batch scheduler's first word) stops the run as Ctrl-C does, in this process or on Ray.
-    with interrupt_on_sigterm(), _executor(cfg, min(cfg.actors, len(tasks))) as (executor, placement):
+    where = dataclasses.replace(cfg.where, actors=min(cfg.actors, len(tasks)))
+    with interrupt_on_sigterm(), open_executor(where, replica=True, outputs=[cfg.location]) as (executor, placement):
         check_output(cfg)  # after the data and the cluster: a refused run leaves no folder behind
         with hold_lease(cfg.location, break_lock=cfg.break_lock):
             # Under the lease, read the root again: it is merged with, never overwritten blindly.
@@ -102,7 +105,7 @@ def run_job(cfg: JobConfig, *, on_event: Callable[[Event], None] | None = None) 
             summary.parts_run = len(tasks)
             root, attrs = _write_root(job, stored, plan, data_id, identity, done)
             if tasks:
-                spec = _score_spec(job, attrs.special_token_ids, **placement)
+                spec = _score_spec(job, attrs.special_token_ids, placement)
                 _score(cfg, executor, spec, tasks, source, summary, on_event, mark=_marker(root, attrs))
     summary.store_bytes = _store_bytes(cfg)
     return summary
@@ -186,37 +189,6 @@ def _dry_run_lines(job: CheckedJob, source, plan: list[dict], lengths: np.ndarra
     ]
 
 
-@contextmanager
-def _executor(cfg: JobConfig, actors: int) -> Iterator[tuple[Executor, dict]]:
-    """Yield the executor that runs the parts on `actors` actors (0: in this process) and where the
-    replicas go (device, threads)."""
-    if actors == 0:  # in this process (--actors 0), or nothing to score
-        yield InProcessExecutor(max_attempts=cfg.max_attempts), {"device": None if cfg.device == "auto" else cfg.device}
-        return
-    from cluster.connect import connect
-    from cluster.placement import PlacementError, place_actors
-    from cluster.ray_executor import RayExecutor
-
-    with connect(cfg.address) as cluster:
-        if cluster.nodes > 1 and not cfg.location.is_url:
-            raise JobError(
-                f"{cfg.out} is a local path but the cluster has {cluster.nodes} nodes: "
-                "write to shared object storage (s3://...) instead"
-            )
-        try:
-            shape = place_actors(
-                cluster,
-                device=cfg.device,
-                actors=actors,
-                gpus_per_actor=cfg.gpus_per_actor,
-                cpus_per_actor=cfg.cpus_per_actor,
-            )
-        except PlacementError as err:
-            raise JobError(str(err)) from None
-        executor = RayExecutor(workers=actors, cpus=shape.cpus, gpus=shape.gpus, max_attempts=cfg.max_attempts)
-        yield executor, {"device": shape.device, "num_threads": shape.threads}
-
-
 def _write_root(job: CheckedJob, stored: dict, plan: list[dict], data_id: str, identity: dict, done: list):
     """Open the store for writing and write its root attributes, plan and completion index (rebuilt
     from `done`, each part's complete methods as its own attributes say): only this driver writes them."""
@@ -275,7 +247,8 @@ def _missing_parts(cfg: JobConfig, stored: bool, plan: list[dict], source) -> tu
     return tasks, [p.usable for p in parts]
 
 
-def _score_spec(job: CheckedJob, special_ids, *, device: str | None, num_threads: int | None = None) -> ScoreSpec:
+def _score_spec(job: CheckedJob, special_ids, placement: Placement) -> ScoreSpec:
+    """What each worker scores with: sent to every worker, so its store carries no secret (`cluster.credentials`)."""
     cfg = job.cfg
     return ScoreSpec(
         model=job.model.files,
@@ -286,12 +259,12 @@ def _score_spec(job: CheckedJob, special_ids, *, device: str | None, num_threads
         precision=cfg.precision,
         batch_size=cfg.batch_size,
         memory_budget=cfg.memory_budget,
-        location=cfg.location,
+        location=Location(cfg.out, public_options(cfg.out, cfg.storage_options)),
         store_dtype=cfg.store_dtype,
         causal=job.model.family.causal,
         num_maps=len(job.layers),
-        num_threads=num_threads,
-        device=device,
+        num_threads=placement.num_threads,
+        device=placement.device,
         special_ids=tuple(special_ids),
     )
 

@@ -131,10 +131,8 @@ def _check_precision(cfg: JobConfig) -> None:
 
 
 def _check_device(cfg: JobConfig) -> None:
-    from cluster.placement import check_request
-
     try:
-        check_request(cfg.device, cfg.gpus_per_actor, cfg.cpus_per_actor)
+        cfg.where.check()
     except ValueError as err:
         raise JobError(str(err)) from None
     if cfg.device == "cuda" and cfg.actors == 0:
