@@ -24,8 +24,12 @@ from cluster.credentials import public_options
 from cluster.executor import Unit
 from cluster.where import Where, open_executor
 from jobs.aggregate.out import REPORT, SUMMARY, AggregateOut, store_source
+from jobs.aggregate.plots import write_plots
+from jobs.aggregate.report import report, stats_tables
 from vzcore.statistics import ExampleBlock, PartialStats, StatsSpec, add_block, is_punctuation
+from vzcore.store.layout import SCORES_GROUP, STATUS_NAMES, STATUS_SCORED
 from vzcore.store.location import Location
+from vzcore.store.reader import StoreError, open_part, open_store
 from vzcore.store.root import RootAttrs
 
 __all__ = ["AggregateConfig", "PartJob", "aggregate", "aggregate_part", "default_out"]
@@ -55,8 +59,6 @@ class PartJob:
 
 def aggregate_part(replica: None, job: PartJob, progress=None) -> PartialStats:
     """Return the partial statistics of one part (the step every executor runs; it reads only that part)."""
-    from vzcore.store.layout import STATUS_NAMES
-    from vzcore.store.reader import open_part
 
     reader = open_part(job.location, job.part, job.info)
     stats = PartialStats(job.spec)
@@ -93,7 +95,6 @@ def _blocks(reader, methods, max_values: int):
 
     `block` has the scored examples' `length` `[E]` and `values[method]`: E flat arrays as stored.
     """
-    from vzcore.store.layout import SCORES_GROUP, STATUS_SCORED
 
     m = len(reader.example_id)
     vo, to = reader.value_offset, reader.token_offset
@@ -146,8 +147,6 @@ def aggregate(
 
     `out` must be new, empty or this store's aggregate (another store's: with `overwrite`); the
     aggregate appears there whole or not at all (`jobs.aggregate.out`)."""
-    from jobs.aggregate.report import report, stats_tables
-    from vzcore.store.reader import StoreError, open_store
 
     if where is not None and address is not None:
         raise ValueError("give where or address, not both")
@@ -209,8 +208,6 @@ def aggregate(
         for name, frame in tables.items():
             frame.to_parquet(staged / name, index=False)
         if config.plots:
-            from jobs.aggregate.plots import write_plots
-
             summary["plots"] = write_plots(tables, staged)
         (staged / REPORT).write_text(report(summary, tables))
         (staged / SUMMARY).write_text(json.dumps(summary, indent=2))

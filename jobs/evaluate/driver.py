@@ -26,8 +26,16 @@ import numpy as np
 
 from cluster.executor import ReplicaError, Unit
 from cluster.where import Where, open_executor
+from jobs.evaluate.report import write_outputs
 from jobs.evaluate.step import EvalTask, evaluate_chunk, load_evaluator, unit_paths
 from jobs.score.validate import JobError
+from vzcore.evaluation.blimp import PARADIGMS, BlimpError, load_agreement_jsonl, load_blimp
+from vzcore.evaluation.predictions import OUTPUTS, REMOVALS, removal_token
+from vzcore.evaluation.probes import make_probes
+from vzcore.families import UnsupportedModelError
+from vzcore.inputs import check_tokenizer
+from vzcore.loading import ModelNotFoundError, locate_model, max_input_length
+from vzcore.methods.registry import _METHODS, UnknownMethodError, get_method, split_options
 from vzcore.store.location import Location
 
 __all__ = ["KINDS", "EvalConfig", "EvalRun", "default_methods", "run_evaluation"]
@@ -97,7 +105,6 @@ class EvalRun:
 
 def default_methods(family) -> tuple[list[str], list[str]]:
     """Return every registered method this `family` supports but the slow ones, and notes on those left out."""
-    from vzcore.methods.registry import _METHODS
 
     methods, notes = [], []
     for name, m in sorted(_METHODS.items()):
@@ -111,7 +118,6 @@ def default_methods(family) -> tuple[list[str], list[str]]:
 
 
 def _check_methods(cfg: EvalConfig, family) -> tuple[list[str], list[str]]:
-    from vzcore.methods.registry import UnknownMethodError, get_method, split_options
 
     if cfg.methods is None:
         methods, notes = default_methods(family)
@@ -136,7 +142,6 @@ def _check_methods(cfg: EvalConfig, family) -> tuple[list[str], list[str]]:
 
 
 def _examples(cfg: EvalConfig):
-    from vzcore.evaluation.blimp import PARADIGMS, BlimpError, load_agreement_jsonl, load_blimp
 
     try:
         if cfg.data is not None:
@@ -158,7 +163,6 @@ def _examples(cfg: EvalConfig):
 
 
 def _check_simple(cfg: EvalConfig) -> None:
-    from vzcore.evaluation.predictions import OUTPUTS, REMOVALS
 
     if cfg.kind not in KINDS:
         raise JobError(f"unknown evaluation {cfg.kind!r}; choose from: {', '.join(KINDS)}")
@@ -196,11 +200,6 @@ def _check_out(cfg: EvalConfig) -> None:
 
 def _plan(cfg: EvalConfig, log: Callable[[str], None]):
     """Check everything and build the probes and units; no weights are read."""
-    from vzcore.evaluation.predictions import removal_token
-    from vzcore.evaluation.probes import make_probes
-    from vzcore.families import UnsupportedModelError
-    from vzcore.inputs import check_tokenizer
-    from vzcore.loading import ModelNotFoundError, locate_model, max_input_length
 
     _check_simple(cfg)
     try:
@@ -257,7 +256,6 @@ def _identity(cfg: EvalConfig, methods: list[str], probes) -> str:
 
 def run_evaluation(cfg: EvalConfig, log: Callable[[str], None] = print) -> EvalRun:
     """Run the evaluation `cfg` describes and write its tables, plots and report; return what it did."""
-    from jobs.evaluate.report import write_outputs
 
     methods, notes, probes, skipped = _plan(cfg, log)
     out = cfg.out_dir

@@ -36,11 +36,18 @@ from cluster.executor import (
 )
 from cluster.where import Placement, open_executor
 from jobs.score.config import JobConfig
+from jobs.score.data import DatasetError, open_texts
 from jobs.score.identity import check_identity, identities, versions
+from jobs.score.lease import hold_lease
+from jobs.score.plan import estimate, plan_parts, token_lengths
 from jobs.score.step import PartReport, PartTask, ScoreSpec, load_scorer, score_part
 from jobs.score.summary import Summary
 from jobs.score.validate import CheckedJob, JobError, check_job, check_output
+from vzcore.store.completion import mark_done, read_parts, remaining, write_done
+from vzcore.store.layout import LAYOUT_VERSION, texts_fingerprint
 from vzcore.store.location import Location
+from vzcore.store.root import RootAttrs, read_plan, write_root_attrs
+from vzcore.store.writer import clear_store
 
 __all__ = ["JobError", "JobInterrupted", "JobStopped", "ModelLoadError", "Summary", "run_job"]
 
@@ -68,7 +75,6 @@ def run_job(cfg: JobConfig, *, on_event: Callable[[Event], None] | None = None) 
     `cluster.connect.ClusterError` where the run cannot go as `cfg.where` asks."""
     job = check_job(cfg)
     data_id, identity = identities(job)
-    from jobs.score.data import DatasetError, open_texts
 
     stored = {} if cfg.overwrite or cfg.dry_run else _stored_attrs(cfg)
     if stored:  # refuse a mismatching store before reading any data
@@ -89,7 +95,6 @@ def run_job(cfg: JobConfig, *, on_event: Callable[[Event], None] | None = None) 
         return summary
     # What is missing, read only (a changed dataset is refused here); read again under the lease.
     tasks, _ = _missing_parts(cfg, bool(stored), plan, source)
-    from jobs.score.lease import hold_lease
 
     # Connect (and check the cluster) before anything is written; a finished store needs no cluster.
     # SIGTERM (a batch scheduler's first word) stops the run as Ctrl-C does, in this process or on Ray.
@@ -115,7 +120,6 @@ def _plan(job: CheckedJob, source, stored_plan: list[dict]) -> tuple[list[dict],
     """Return the run's plan, and the token counts (and how many will be truncated) of the rows it
     planned anew: the stored plan is kept but for its last part, which a larger limit may extend.
     One streaming pass over those rows with batched tokenizer calls; no text is kept."""
-    from jobs.score.plan import plan_parts, token_lengths
 
     kept = stored_plan[:-1]
     start = kept[-1]["stop"] if kept else 0
@@ -140,8 +144,6 @@ def _plan(job: CheckedJob, source, stored_plan: list[dict]) -> tuple[list[dict],
 
 def _stored_attrs(cfg: JobConfig) -> dict:
     """Return the root attributes of the store at `--out` ({} when there is none yet), reading only."""
-    from vzcore.store.layout import LAYOUT_VERSION
-    from vzcore.store.root import read_plan
 
     fs, path = cfg.location.filesystem("zarr.json")
     try:
@@ -163,7 +165,6 @@ def _stored_attrs(cfg: JobConfig) -> dict:
 
 
 def _dry_run_lines(job: CheckedJob, source, plan: list[dict], lengths: np.ndarray, truncated: int) -> list[str]:
-    from jobs.score.plan import estimate
 
     cfg, geo = job.cfg, job.model.geometry
     sizes = [p["stop"] - p["start"] for p in plan]
@@ -192,9 +193,6 @@ def _dry_run_lines(job: CheckedJob, source, plan: list[dict], lengths: np.ndarra
 def _write_root(job: CheckedJob, stored: dict, plan: list[dict], data_id: str, identity: dict, done: list):
     """Open the store for writing and write its root attributes, plan and completion index (rebuilt
     from `done`, each part's complete methods as its own attributes say): only this driver writes them."""
-    from vzcore.store.completion import write_done
-    from vzcore.store.root import RootAttrs, write_root_attrs
-    from vzcore.store.writer import clear_store
 
     cfg, tok = job.cfg, job.tokenizer
     if cfg.overwrite:
@@ -220,7 +218,6 @@ def _write_root(job: CheckedJob, stored: dict, plan: list[dict], data_id: str, i
 
 def _marker(root, attrs) -> Callable[[int, tuple[str, ...]], None]:
     """Return what marks a written part done for its methods in the completion index."""
-    from vzcore.store.completion import mark_done
 
     def mark(part: int, methods: tuple[str, ...]) -> None:
         mark_done(root, part, attrs.mask_of(methods))
@@ -231,8 +228,6 @@ def _marker(root, attrs) -> Callable[[int, tuple[str, ...]], None]:
 def _missing_parts(cfg: JobConfig, stored: bool, plan: list[dict], source) -> tuple[list[PartTask], list[tuple]]:
     """Return a task per part of `plan` that lacks some of the run's methods, and each part's complete
     methods (reading the store only: one read per part, and the rows of each part already written)."""
-    from vzcore.store.completion import read_parts, remaining
-    from vzcore.store.layout import texts_fingerprint
 
     parts = read_parts(cfg.location.open_group(mode="r") if stored else None, plan)
     changed = [p for p in parts if p.data_hash and p.data_hash != texts_fingerprint(source.rows(p.start, p.stop))]
