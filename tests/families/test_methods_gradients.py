@@ -21,6 +21,11 @@ def _tiny_lm(kind: str) -> torch.nn.Module:
     if kind == "bert":
         cfg = transformers.BertConfig(vocab_size=VOCAB, max_position_embeddings=64, **TINY)
         model = transformers.BertForMaskedLM(cfg)
+    elif kind == "distilbert":
+        cfg = transformers.DistilBertConfig(
+            vocab_size=VOCAB, dim=32, n_layers=2, n_heads=4, hidden_dim=64, max_position_embeddings=64
+        )
+        model = transformers.DistilBertForMaskedLM(cfg)
     elif kind == "gpt2":
         cfg = transformers.GPT2Config(vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=4, n_inner=64, n_positions=64)
         model = transformers.GPT2LMHeadModel(cfg)
@@ -35,7 +40,7 @@ def _tiny_lm(kind: str) -> torch.nn.Module:
     return model.eval()
 
 
-@pytest.fixture(scope="module", params=["bert", "gpt2", "llama"])
+@pytest.fixture(scope="module", params=["bert", "gpt2", "llama", "distilbert"])
 def tiny_lm(request) -> vzcore.ModelHandle:
     handle = vzcore.load_model(_tiny_lm(request.param))
     assert handle.lm is not None and handle.lm.base_model is handle.model

@@ -30,6 +30,9 @@ def _parts(handle, block):
             att.output.dense.weight,
             att.output.dense.bias,
         )
+    if kind == "distilbert":
+        att = block.attention
+        return block.sa_layer_norm, block.output_layer_norm, att.v_lin, att.out_lin.weight, att.out_lin.bias
     if kind == "gpt2":
         d = handle.config.hidden_size
         attn = block.attn

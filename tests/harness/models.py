@@ -42,6 +42,9 @@ TINY_CONFIGS: dict[str, Callable[[], transformers.PretrainedConfig]] = {
     "llama": _decoder(transformers.LlamaConfig),
     "mistral": _decoder(transformers.MistralConfig),
     "qwen2": _decoder(transformers.Qwen2Config),
+    "distilbert": lambda: transformers.DistilBertConfig(
+        vocab_size=VOCAB, dim=32, n_layers=2, n_heads=4, hidden_dim=64, max_position_embeddings=64
+    ),
 }
 FAMILY_KINDS = list(TINY_CONFIGS)
 

@@ -57,8 +57,10 @@ def test_a_gguf_is_dequantised_once_then_read_from_the_cache(cache, tmp_path):
     located = vzcore.locate_model(gguf)
     assert (located.path, located.gguf_file, located.family.name) == (str(folder), None, "llama")
     handle = vzcore.load_model(gguf)
-    for (name, want), got in zip(tiny_model("llama").state_dict().items(), handle.model.state_dict().values()):
-        torch.testing.assert_close(got, want, rtol=0, atol=0, msg=name)
+    want, got = tiny_model("llama").state_dict(), handle.model.state_dict()
+    assert want.keys() == got.keys()
+    for name in want:
+        torch.testing.assert_close(got[name], want[name], rtol=0, atol=0, msg=name)
     # another file (another hash) is another entry
     other = tmp_path / "other" / "model.gguf"
     other.parent.mkdir()
