@@ -107,5 +107,6 @@ def capture_layers(
                         keep(i, "closing_in", lambda a, kw: a[0] if a else kw["input"]), with_kwargs=True
                     )
                 )
-        model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+        asked = {"output_attentions": True} if spec.weights_on_request else {}
+        model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **asked)
     return {i: LayerCapture(**got[i]) for i in layers}

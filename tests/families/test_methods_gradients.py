@@ -10,6 +10,7 @@ import torch
 import transformers
 
 import vzcore
+from tests.harness.models import TINY_CONFIGS
 from tests.support import TINY, VOCAB, sample_ids
 
 TOL = 1e-5
@@ -21,6 +22,8 @@ def _tiny_lm(kind: str) -> torch.nn.Module:
     if kind == "bert":
         cfg = transformers.BertConfig(vocab_size=VOCAB, max_position_embeddings=64, **TINY)
         model = transformers.BertForMaskedLM(cfg)
+    elif kind == "deberta-v2":
+        model = transformers.DebertaV2ForMaskedLM(TINY_CONFIGS[kind]())
     elif kind == "distilbert":
         cfg = transformers.DistilBertConfig(
             vocab_size=VOCAB, dim=32, n_layers=2, n_heads=4, hidden_dim=64, max_position_embeddings=64
@@ -40,7 +43,7 @@ def _tiny_lm(kind: str) -> torch.nn.Module:
     return model.eval()
 
 
-@pytest.fixture(scope="module", params=["bert", "gpt2", "llama", "distilbert"])
+@pytest.fixture(scope="module", params=["bert", "gpt2", "llama", "distilbert", "deberta-v2"])
 def tiny_lm(request) -> vzcore.ModelHandle:
     handle = vzcore.load_model(_tiny_lm(request.param))
     assert handle.lm is not None and handle.lm.base_model is handle.model

@@ -30,6 +30,10 @@ def _parts(handle, block):
             att.output.dense.weight,
             att.output.dense.bias,
         )
+    if kind == "deberta-v2":
+        att = block.attention
+        w_o = att.output.dense
+        return att.output.LayerNorm, block.output.LayerNorm, att.self.value_proj, w_o.weight, w_o.bias
     if kind == "distilbert":
         att = block.attention
         return block.sa_layer_norm, block.output_layer_norm, att.v_lin, att.out_lin.weight, att.out_lin.bias

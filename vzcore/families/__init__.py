@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from vzcore.families.bert import BERT
+from vzcore.families.deberta import DEBERTA_V2
 from vzcore.families.distilbert import DISTILBERT
 from vzcore.families.gpt2 import GPT2
 from vzcore.families.llama import LLAMA
@@ -35,7 +36,7 @@ __all__ = [
     "list_families",
 ]
 
-_FAMILIES: tuple[FamilySpec, ...] = (BERT, GPT2, LLAMA, DISTILBERT)
+_FAMILIES: tuple[FamilySpec, ...] = (BERT, GPT2, LLAMA, DISTILBERT, DEBERTA_V2)
 
 
 class UnsupportedModelError(ValueError):

@@ -111,6 +111,9 @@ class FamilySpec:
     ffn_size: str = "intermediate_size"  # config field of the feed-forward width (GPT-2: `n_inner`)
     # model types whose position ids start after the padding index (RoBERTa): two positions fewer
     padded_positions: tuple[str, ...] = ()
+    # the attention module returns its weights only when the model is called with
+    # `output_attentions=True` (DeBERTa-v2's disentangled attention), whatever its implementation
+    weights_on_request: bool = False
 
     def blocks(self, model: nn.Module) -> nn.ModuleList:
         """Return the base model's blocks, in order."""
