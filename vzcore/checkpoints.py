@@ -139,7 +139,7 @@ def dequantise_gguf(gguf: Path) -> Path:
 
     def load():
         with quiet_loading():  # GGUF files hold causal LMs: the head is kept, for every later load
-            model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+            model: Any = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
         # The weights are plain float32 tensors now; the GGUF marker left on the model only makes
         # `save_pretrained` refuse, and must not be saved into the cached config either.
         model.hf_quantizer = None
