@@ -1,6 +1,6 @@
 """The `vz` command line: it parses arguments, then calls the library (`vzcore`) and the jobs.
 
-    vz methods | vz families
+    vz methods | vz families | vz cache list | vz cache clear
     vz explain "Many teenagers were helping [MASK]." --layer 5 --words --out map.png
     vz score --out runs/chatterbot.zarr [--methods ...] [--actors 2] [--address ADDR]
     vz show runs/chatterbot.zarr --example 3 --words --out example.png
@@ -21,6 +21,7 @@ from typing import Annotated
 
 import typer
 
+from jobs.cli.cache import cache_app
 from jobs.cli.common import StorageOption, fail, pairs, storage_options
 from jobs.cli.evaluate import evaluate_app
 from jobs.cli.query import query_app
@@ -36,6 +37,7 @@ app = typer.Typer(
 )
 app.add_typer(query_app, name="query")
 app.add_typer(evaluate_app, name="evaluate")
+app.add_typer(cache_app, name="cache")
 
 
 @app.command("methods")
