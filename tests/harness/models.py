@@ -44,6 +44,11 @@ def _deberta_v3() -> transformers.PretrainedConfig:
     )
 
 
+def _albert() -> transformers.PretrainedConfig:
+    # two layers from one shared layer (num_hidden_groups=1): each application is its own map
+    return transformers.AlbertConfig(vocab_size=VOCAB, max_position_embeddings=64, embedding_size=16, **TINY)
+
+
 def _decoder(cls) -> Callable[[], transformers.PretrainedConfig]:
     return lambda: cls(vocab_size=VOCAB, num_key_value_heads=2, max_position_embeddings=64, **TINY)
 
@@ -60,6 +65,7 @@ TINY_CONFIGS: dict[str, Callable[[], transformers.PretrainedConfig]] = {
     "mistral": _decoder(transformers.MistralConfig),
     "qwen2": _decoder(transformers.Qwen2Config),
     "deberta-v2": _deberta_v3,
+    "albert": _albert,
     "distilbert": lambda: transformers.DistilBertConfig(
         vocab_size=VOCAB, dim=32, n_layers=2, n_heads=4, hidden_dim=64, max_position_embeddings=64
     ),
