@@ -51,11 +51,21 @@ def methods_command() -> None:
 
 @app.command("families")
 def families_command() -> None:
-    """List the supported architecture families and their model types."""
-    from vzcore import list_families
+    """List the supported families: their model types, the fast path their blocks take, and the
+    methods that apply to them (asked of the method registry)."""
+    from vzcore import list_methods
+    from vzcore.families import family_specs
+    from vzcore.methods import get_method
 
-    for name, types in list_families().items():
-        typer.echo(f"{name:8s} {', '.join(types)}")
+    names = list(list_methods())
+    for family in family_specs():
+        layout = family.shape.layout
+        path = f"{layout} fast path" if layout else "no fast path: " + "; ".join(family.shape.unsupported())
+        apply = [m for m in names if get_method(m).supports(family)]
+        typer.echo(f"{family.name} ({path}): {', '.join(family.model_types)}")
+        typer.echo(f"  methods: {', '.join(apply)}")
+        if len(apply) < len(names):
+            typer.echo(f"  not: {', '.join(m for m in names if m not in apply)}")
 
 
 @app.command("explain")
