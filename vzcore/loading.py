@@ -96,10 +96,15 @@ class ModelSource:
     gguf_file: str | None  # the GGUF file inside `path`, for GGUF checkpoints
     config: Any
     family: FamilySpec
+    # the GGUF file whose de-quantised copy in the cache `path` is: still the model's identity
+    gguf_origin: str | None = None
 
     @property
     def files(self) -> str:
-        """The local file or folder holding the model (a hub name stays a name)."""
+        """The local file or folder holding the model (a hub name stays a name); for a GGUF checkpoint
+        loaded from the cache, the GGUF file (what a run's identity hashes, cached or not)."""
+        if self.gguf_origin:
+            return self.gguf_origin
         return str(Path(self.path) / self.gguf_file) if self.gguf_file else self.path
 
     @property
@@ -148,8 +153,10 @@ def locate_model(name_or_path: str | Path) -> ModelSource:
     if not local.exists() and _looks_like_a_path(source):
         raise ModelNotFoundError(f"no such model path: {source}")
     gguf = _gguf_file(local)
+    origin = None
     if gguf is not None and (cached := cached_model(gguf[0] / gguf[1])) is not None:
-        gguf, local = None, cached  # de-quantised once already: an ordinary folder loads in seconds
+        # de-quantised once already: an ordinary folder loads in seconds
+        origin, gguf, local = str(gguf[0] / gguf[1]), None, cached
     path, gguf_name = (str(gguf[0]), gguf[1]) if gguf is not None else (str(local) if local.exists() else source, None)
     try:
         config = AutoConfig.from_pretrained(path, **({"gguf_file": gguf_name} if gguf_name else {}))
@@ -158,7 +165,7 @@ def locate_model(name_or_path: str | Path) -> ModelSource:
             raise ModelNotFoundError(f"{source} holds no model config (config.json or a .gguf file): {err}") from err
         why = "the hub is off (HF_HUB_OFFLINE is set)" if _hub_offline() else str(err).splitlines()[0]
         raise ModelNotFoundError(f"no such path or hub model: {source!r} ({why})") from err
-    return ModelSource(name=name, path=path, gguf_file=gguf_name, config=config, family=family_for(config))
+    return ModelSource(name, path, gguf_name, config, family_for(config), gguf_origin=origin)
 
 
 def _looks_like_a_path(name: str) -> bool:
@@ -246,7 +253,8 @@ def load_model(
 
         located = locate_model(name_or_path_or_module)
         if located.gguf_file is not None:  # de-quantised once into the cache (minutes), then loaded from there
-            located = replace(locate_model(dequantise_gguf(Path(located.files))), name=located.name)
+            folder = dequantise_gguf(Path(located.files))
+            located = replace(locate_model(folder), name=located.name, gguf_origin=located.files)
         family, name = located.family, located.name
         load = dict(dtype=dtype or torch.float32, attn_implementation=attn_implementation, **located.kwargs())
         with quiet_loading():

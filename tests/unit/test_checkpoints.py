@@ -56,6 +56,7 @@ def test_a_gguf_is_dequantised_once_then_read_from_the_cache(cache, tmp_path):
     # locate_model and load_model take the cached folder in place of the GGUF (never reading it)
     located = vzcore.locate_model(gguf)
     assert (located.path, located.gguf_file, located.family.name) == (str(folder), None, "llama")
+    assert located.files == str(gguf)  # a run's identity still hashes the GGUF file, cached or not
     handle = vzcore.load_model(gguf)
     want, got = tiny_model("llama").state_dict(), handle.model.state_dict()
     assert want.keys() == got.keys()
