@@ -29,7 +29,6 @@ __all__ = [
     "cache_entries",
     "cached_model",
     "clear_cache",
-    "dequantise_gguf",
     "dequantised",
     "file_sha256",
     "join_parts",
@@ -128,26 +127,6 @@ def dequantised(gguf: Path, load: Callable[[], tuple[Any, Any]]) -> Path:
         tokenizer.save_pretrained(tmp)
     (tmp / "SOURCE").write_text(f"{gguf.name}\n")  # what `vz cache list` shows
     return _publish(tmp, folder)
-
-
-def dequantise_gguf(gguf: Path) -> Path:
-    """Return the cache folder of a GGUF file's de-quantised causal LM and tokenizer, filling it the first time."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from vzcore.loading import quiet_loading
-
-    def load():
-        with quiet_loading():  # GGUF files hold causal LMs: the head is kept, for every later load
-            model: Any = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-        # The weights are plain float32 tensors now; the GGUF marker left on the model only makes
-        # `save_pretrained` refuse, and must not be saved into the cached config either.
-        model.hf_quantizer = None
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
-        return model, AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-
-    return dequantised(gguf, load)
 
 
 def cache_entries() -> list[tuple[Path, int]]:

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from vzcore.checkpoints import CHECKPOINTS, cached_model, dequantise_gguf
+from vzcore.checkpoints import CHECKPOINTS, cached_model, dequantised
 from vzcore.families import FamilySpec, Geometry, family_for
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "ModelHandle",
     "ModelNotFoundError",
     "ModelSource",
+    "dequantise_gguf",
     "load_model",
     "locate_model",
     "max_input_length",
@@ -219,6 +220,23 @@ def quiet_loading() -> Iterator[None]:
         hf_logging.set_tqdm_hook(previous)
         if bar is not None:
             gguf_loading.tqdm = bar
+
+
+def dequantise_gguf(gguf: Path) -> Path:
+    """Return the cache folder of a GGUF file's de-quantised causal LM and tokenizer, filling it the first time."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    def load():
+        with quiet_loading():  # GGUF files hold causal LMs: the head is kept, for every later load
+            model: Any = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        # The weights are plain float32 tensors now; the GGUF marker left on the model only makes
+        # `save_pretrained` refuse, and must not be saved into the cached config either.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        return model, AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+
+    return dequantised(gguf, load)
 
 
 def load_model(

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import vzcore
-from vzcore.checkpoints import cached_model, dequantise_gguf
-from vzcore.loading import resolve_short_name
+from vzcore.checkpoints import cached_model
+from vzcore.loading import dequantise_gguf, resolve_short_name
 from vzcore.reference import reference_value_zeroing
 
 pytestmark = pytest.mark.slow
