@@ -1,6 +1,6 @@
 """The `vz` command line: it parses arguments, then calls the library (`vzcore`) and the jobs.
 
-    vz methods | vz families
+    vz methods | vz families | vz cache list | vz cache clear
     vz explain "Many teenagers were helping [MASK]." --layer 5 --words --out map.png
     vz score --out runs/chatterbot.zarr [--methods ...] [--actors 2] [--address ADDR] [--device cuda]
     vz show runs/chatterbot.zarr --example 3 --words --out example.png
@@ -22,6 +22,7 @@ from typing import Annotated
 
 import typer
 
+from jobs.cli.cache import cache_app
 from jobs.cli.common import (
     ActorsOption,
     AddressOption,
@@ -47,6 +48,7 @@ app = typer.Typer(
 )
 app.add_typer(query_app, name="query")
 app.add_typer(evaluate_app, name="evaluate")
+app.add_typer(cache_app, name="cache")
 
 
 @app.command("methods")
@@ -60,11 +62,21 @@ def methods_command() -> None:
 
 @app.command("families")
 def families_command() -> None:
-    """List the supported architecture families and their model types."""
-    from vzcore import list_families
+    """List the supported families: their model types, the fast path their blocks take, and the
+    methods that apply to them (asked of the method registry)."""
+    from vzcore import list_methods
+    from vzcore.families import family_specs
+    from vzcore.methods import get_method
 
-    for name, types in list_families().items():
-        typer.echo(f"{name:8s} {', '.join(types)}")
+    names = list(list_methods())
+    for family in family_specs():
+        layout = family.shape.layout
+        path = f"{layout} fast path" if layout else "no fast path: " + "; ".join(family.shape.unsupported())
+        apply = [m for m in names if get_method(m).supports(family)]
+        typer.echo(f"{family.name} ({path}): {', '.join(family.model_types)}")
+        typer.echo(f"  methods: {', '.join(apply)}")
+        if len(apply) < len(names):
+            typer.echo(f"  not: {', '.join(m for m in names if m not in apply)}")
 
 
 @app.command("explain")

@@ -9,7 +9,7 @@ from torch import nn
 from transformers.models.gemma2.modeling_gemma2 import Gemma2RMSNorm
 from transformers.models.llama.modeling_llama import LlamaRMSNorm
 
-from vzcore.families import POST_NORM, PRE_NORM, BlockShape, Norm, NormKind, list_families
+from vzcore.families import POST_NORM, PRE_NORM, BlockShape, Norm, NormKind, family_specs, list_families
 from vzcore.families.bert import BERT
 from vzcore.families.gpt2 import GPT2
 from vzcore.families.llama import LLAMA
@@ -66,7 +66,9 @@ def test_eps_is_read_by_one_rule():
 def test_every_family_has_a_known_layout():
     assert BERT.shape.layout == POST_NORM
     assert GPT2.shape.layout == LLAMA.shape.layout == PRE_NORM
-    assert {BERT.name, GPT2.name, LLAMA.name} == set(list_families())
+    layouts = {family.name: family.shape.layout for family in family_specs()}
+    assert set(layouts) == set(list_families()) and None not in layouts.values()
+    assert layouts["distilbert"] == layouts["deberta-v2"] == layouts["albert"] == POST_NORM
 
 
 def test_shapes_without_a_layout_say_why():

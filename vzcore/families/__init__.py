@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from vzcore.families.albert import ALBERT
 from vzcore.families.bert import BERT
+from vzcore.families.deberta import DEBERTA_V2
+from vzcore.families.distilbert import DISTILBERT
 from vzcore.families.gpt2 import GPT2
 from vzcore.families.llama import LLAMA
 from vzcore.families.spec import (
@@ -30,15 +33,21 @@ __all__ = [
     "NormKind",
     "UnsupportedModelError",
     "family_for",
+    "family_specs",
     "linear_params",
     "list_families",
 ]
 
-_FAMILIES: tuple[FamilySpec, ...] = (BERT, GPT2, LLAMA)
+_FAMILIES: tuple[FamilySpec, ...] = (BERT, GPT2, LLAMA, DISTILBERT, DEBERTA_V2, ALBERT)
 
 
 class UnsupportedModelError(ValueError):
     """The model's architecture has no family spec."""
+
+
+def family_specs() -> tuple[FamilySpec, ...]:
+    """Return every registered family's spec, in registration order."""
+    return _FAMILIES
 
 
 def list_families() -> dict[str, tuple[str, ...]]:
