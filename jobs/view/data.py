@@ -224,3 +224,54 @@ class ViewData:
         maps = (words if unit == "word" else r).scores[method]
         m = rollout(maps[: li + 1])[li] if mode == "rollout" else maps[li]
         return np.ascontiguousarray(m, dtype="<f4")
+
+    # ---- concordance ----------------------------------------------------------------------------
+    def concordance(
+        self, method: str, layer: int, *, word: str = "", token: str = "", limit: int = 100, max_offset: int = 8
+    ) -> dict:
+        """Every occurrence of a word (or a raw token) at `layer` with the row it receives
+        (`vzcore.queries.word_rows` / `token_rows`), and their mean source profile: by relative
+        position (`source - target`, clipped to `±max_offset`) and by source type (the 20 heaviest)."""
+        from vzcore.queries import token_rows, word_rows
+
+        if bool(word) == bool(token):
+            raise ViewError("give word= or token=, one of them")
+        try:
+            if word:
+                rows = word_rows(self.store, word, int(layer), method, ignore_case=True)
+                rows = rows.rename(
+                    columns={
+                        "word_position": "position",
+                        "source_word_position": "source_position",
+                        "source_word": "source",
+                    }
+                )
+            else:
+                rows = token_rows(self.store, token, int(layer), method).rename(columns={"source_token": "source"})
+        except StoreError as err:
+            raise ViewError(str(err)) from err
+        keys = ["example_id", "position"]
+        groups = rows.groupby(keys, sort=True)
+        count = groups.ngroups
+        offset = (rows["source_position"] - rows["position"]).clip(-max_offset, max_offset)
+        by_offset = rows.assign(offset=offset).groupby("offset")["weight"].sum() / max(count, 1)
+        by_type = (rows.groupby("source")["weight"].sum() / max(count, 1)).sort_values(ascending=False).head(20)
+        occurrences = [
+            {
+                "example_id": int(eid),
+                "position": int(pos),
+                "sources": [str(s) for s in g["source"]],
+                "weights": [float(w) for w in g["weight"]],
+            }
+            for (eid, pos), g in list(groups)[: max(1, min(int(limit), MAX_PAGE))]
+        ]
+        return {
+            "query": word or token,
+            "unit": "word" if word else "token",
+            "method": method,
+            "layer": int(layer),
+            "count": count,
+            "by_offset": [[int(k), float(v)] for k, v in by_offset.items()],
+            "by_type": [[str(k), float(v)] for k, v in by_type.items()],
+            "occurrences": occurrences,
+        }

@@ -77,6 +77,16 @@ class ViewServer(ThreadingHTTPServer):
             ),
             (re.compile(rf"/data/example/{_ID}\.json"), lambda p, i: d.example(int(i))),
             (
+                re.compile(r"/data/concordance\.json"),
+                lambda p: d.concordance(
+                    p.get("method", [""])[0],
+                    _int(p, "layer") or 0,
+                    word=p.get("word", [""])[0],
+                    token=p.get("token", [""])[0],
+                    limit=_int(p, "limit") or 100,
+                ),
+            ),
+            (
                 re.compile(rf"/data/maps/{_ID}/{_NAME}/(token|word)/(layer|rollout)/(\d{{1,4}})\.f32"),
                 lambda p, i, m, u, mode, layer: d.maps(int(i), m, int(layer), u, mode).tobytes(),
             ),

@@ -99,3 +99,19 @@ def live(view_data):
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
     server.server_close()
+
+
+SHOTS = pytest.StashKey[Path]()
+
+
+@pytest.fixture(scope="session")
+def shots(tmp_path_factory, request) -> Path:
+    """The folder of the browser tests' screenshots (named at the end of the run)."""
+    folder = tmp_path_factory.mktemp("view-screenshots")
+    request.config.stash[SHOTS] = folder
+    return folder
+
+
+def pytest_terminal_summary(terminalreporter, config) -> None:
+    if SHOTS in config.stash:
+        terminalreporter.write_line(f"vz view screenshots: {config.stash[SHOTS]}")

@@ -204,3 +204,23 @@ def test_the_server_loads_no_torch(view_store):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_concordance_is_the_stores_rows(live, view_store):
+    from vzcore.queries import token_rows, word_rows
+
+    store = open_store(view_store)
+    c = get_json(live, "/data/concordance.json?word=CAT&method=attention&layer=1")
+    rows = word_rows(store, "cat", 1, "attention", ignore_case=True)
+    occurrences = rows.groupby(["example_id", "word_position"])
+    assert c["count"] == occurrences.ngroups > 0
+    first = c["occurrences"][0]
+    (eid, pos), g = next(iter(occurrences))
+    assert (first["example_id"], first["position"]) == (eid, pos)
+    np.testing.assert_allclose(first["weights"], g["weight"])
+    # The mean row by offset sums to 1 (each row does), as does the mean row by source type over all types.
+    assert sum(v for _, v in c["by_offset"]) == pytest.approx(1, abs=1e-3)
+    t = get_json(live, "/data/concordance.json?token=%3Cscript%3E&method=value_zeroing&layer=0")
+    assert t["count"] == token_rows(store, "<script>", 0, "value_zeroing").groupby(["example_id", "position"]).ngroups
+    assert get(live, "/data/concordance.json?word=cat&token=cat&method=attention&layer=1")[0] == 400
+    assert get(live, "/data/concordance.json?word=cat&method=nope&layer=1")[0] == 400

@@ -7,6 +7,7 @@ const $ = (tag, attrs = {}, ...kids) => {
   const el = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) {
     if (k === "text") el.textContent = v;
+    else if (k === "color") el.style.color = v;  // through the CSSOM: the CSP refuses style attributes
     else if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
     else el.setAttribute(k, v);
   }
@@ -46,6 +47,7 @@ async function route() {
     }
     if (parts[0] === "examples") await examplesPage(q);
     else if (parts[0] === "example") await examplePage(Number(parts[1]), q);
+    else if (parts[0] === "concordance") await concordancePage(q);
     else overviewPage();
   } catch (err) {
     page().replaceChildren($("p", { class: "error", text: String(err.message || err) }));
@@ -112,7 +114,7 @@ function lineChart(title, series, w = 300, h = 180) {
       g.stroke();
     });
   }
-  const legend = $("div", { class: "muted" }, ...series.map((s, k) => $("span", { style: `color:${PALETTE[k % PALETTE.length]}`, text: `■ ${s.name}  ` })));
+  const legend = $("div", { class: "muted" }, ...series.map((s, k) => $("span", { color: PALETTE[k % PALETTE.length], text: `■ ${s.name}  ` })));
   return $("div", { class: "card" }, $("h3", { text: title }), c, legend);
 }
 
@@ -334,8 +336,8 @@ function drawHeatmap(p, k, labels, scale, onHover) {
   if (margin) {
     g.fillStyle = "#333"; g.font = `${Math.min(11, cell)}px sans-serif`; g.textAlign = "right"; g.textBaseline = "middle";
     labels.forEach((t, i) => g.fillText(t.slice(0, 14), margin - 3, margin + (i + 0.5) * cell));
-    g.save(); g.rotate(-Math.PI / 2);
-    labels.forEach((t, j) => g.fillText(t.slice(0, 14), -margin + 3 + 0, margin + (j + 0.5) * cell));
+    g.save(); g.rotate(-Math.PI / 2); g.textAlign = "left";  // rotated: x runs up the canvas, y across it
+    labels.forEach((t, j) => g.fillText(t.slice(0, 14), -(margin - 3), margin + (j + 0.5) * cell));
     g.restore();
   }
   c.addEventListener("mousemove", (e) => {
@@ -346,6 +348,43 @@ function drawHeatmap(p, k, labels, scale, onHover) {
   });
   c.addEventListener("mouseleave", () => onHover(null));
   return c;
+}
+
+// ---- concordance: every occurrence of a word or token with the row it receives --------------
+async function concordancePage(q) {
+  const o = OVERVIEW, kind = q.get("token") !== null ? "token" : "word";
+  const method = o.methods.includes(q.get("method")) ? q.get("method") : o.methods[0];
+  const layer = o.layers.includes(Number(q.get("layer"))) ? Number(q.get("layer")) : o.layers[o.layers.length - 1];
+  const sel = (name, values, value) => { const el = $("select", { name, id: `c-${name}` }, ...values.map((v) => $("option", { value: v, text: v }))); el.value = String(value); return el; };
+  const form = $("form", { class: "controls", onsubmit: (e) => {
+    e.preventDefault();
+    const n = new URLSearchParams({ [form.elements.kind.value]: form.elements.query.value, method: form.elements.method.value, layer: form.elements.layer.value });
+    go(["concordance"], n);
+  } }, sel("kind", ["word", "token"], kind), $("input", { name: "query", id: "c-query", value: q.get(kind) || "" }),
+  $("span", { text: "method" }), sel("method", o.methods, method), $("span", { text: "layer" }), sel("layer", o.layers, layer), $("button", { text: "Find" }));
+  const kids = [$("h2", { text: "Concordance" }), form];
+  if (o.mode === "static") kids.push($("p", { class: "muted", text: "A static site answers no corpus query: serve the store with `vz view STORE`." }));
+  else if (q.get(kind)) {
+    const c = await getJSON(`data/concordance.json?${kind}=${encodeURIComponent(q.get(kind))}&method=${encodeURIComponent(method)}&layer=${layer}`);
+    kids.push($("p", { class: "muted", id: "c-count", text: `${c.count} occurrences of ${c.unit} “${c.query}” at layer ${c.layer} (${c.method}); the first ${c.occurrences.length} below` }));
+    const types = $("table", { id: "by-type" }, $("tr", {}, $("th", { text: "source" }), $("th", { text: "mean weight" })),
+      ...c.by_type.map(([t, v]) => $("tr", {}, $("td", { text: t }), $("td", { class: "num", text: v.toFixed(4) }))));
+    kids.push($("div", { class: "row" }, lineChart("mean row by relative position (source − target)", [{ name: c.method, points: c.by_offset }]),
+      $("div", { class: "card" }, $("h3", { text: "mean row by source type" }), types)));
+    const rows = c.occurrences.map((occ) => {
+      const max = Math.max(...occ.weights) || 1;
+      const spans = occ.sources.map((t, j) => {
+        const sp = $("span", { class: "tok" + (j === occ.position ? " focus" : ""), text: t });
+        const [r, g, b] = colour(occ.weights[j], max, false);
+        sp.style.background = `rgb(${r | 0},${g | 0},${b | 0})`; sp.dataset.value = String(occ.weights[j]);
+        return sp;
+      });
+      const link = $("a", { href: `#/example/${occ.example_id}?m=${method}&l=${layer}&unit=${c.unit}`, text: String(occ.example_id) });
+      return $("tr", {}, $("td", { class: "num" }, link), $("td", { class: "sentence" }, ...spans.flatMap((sp) => [sp, " "])));
+    });
+    kids.push($("table", { id: "occurrences" }, $("tr", {}, $("th", { text: "example" }), $("th", { text: "the row the occurrence (outlined) receives" })), ...rows));
+  }
+  page().replaceChildren(...kids);
 }
 
 // ---- exports -------------------------------------------------------------------------------
