@@ -25,6 +25,13 @@ def view_command(
     aggregate: Annotated[
         str | None, typer.Option(help="`vz aggregate` output to draw curves from (default STORE.aggregate if there)")
     ] = None,
+    compare: Annotated[
+        str | None,
+        typer.Option(help="another store of the same texts to compare with (its aggregate: OTHER.aggregate)"),
+    ] = None,
+    evaluation: Annotated[
+        list[str] | None, typer.Option(help="a `vz evaluate` output folder to show (repeatable)")
+    ] = None,
     build: Annotated[Path | None, typer.Option(help="write a static site into this new or empty folder")] = None,
     limit: Annotated[int, typer.Option(help="examples a static site carries (the first scored ones)")] = 200,
     storage_option: StorageOption = None,
@@ -32,6 +39,7 @@ def view_command(
     """Serve a browser viewer of STORE on this machine, or write it as a static site with --build."""
     from jobs.aggregate.driver import default_out
     from jobs.view import ViewData, build_site, make_server
+    from jobs.view.evaluation import check_evaluation
     from vzcore.store import StoreError
     from vzcore.store.reader import open_store
 
@@ -41,16 +49,25 @@ def view_command(
         raise fail(f"--limit must be at least 1, not {limit}")
     if build is not None and build.exists() and (not build.is_dir() or any(build.iterdir())):
         raise fail(f"--build {build}: not a new or empty folder")
-    options = storage_options(storage_option)
-    try:
-        opened = open_store(store, options)
-    except StoreError as err:
-        raise fail(str(err)) from err
-    if aggregate is None and "://" not in store and (default_out(store) / "layers.parquet").is_file():
-        aggregate = str(default_out(store))
-    elif aggregate is not None and "://" not in aggregate and not (Path(aggregate) / "layers.parquet").is_file():
+    for folder in evaluation or []:
+        if problem := check_evaluation(folder):
+            raise fail(f"--evaluation {problem}")
+    if aggregate is not None and "://" not in aggregate and not (Path(aggregate) / "layers.parquet").is_file():
         raise fail(f"--aggregate {aggregate}: no layers.parquet there (the output of `vz aggregate`)")
-    data = ViewData(opened, aggregate)
+    options = storage_options(storage_option)
+
+    def view_of(path: str, aggregate: str | None) -> ViewData:
+        try:
+            opened = open_store(path, options)
+        except StoreError as err:
+            raise fail(str(err)) from err
+        if aggregate is None and "://" not in path and (default_out(path) / "layers.parquet").is_file():
+            aggregate = str(default_out(path))
+        return ViewData(opened, aggregate)
+
+    data = view_of(store, aggregate)
+    data.evaluations = list(evaluation or [])
+    data.other = None if compare is None else view_of(compare, None)
     if build is not None:
         count = build_site(data, build, limit=limit)
         typer.echo(f"wrote a static site of {count} examples to {build}: serve it with any static file server")

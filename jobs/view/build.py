@@ -37,7 +37,9 @@ def build_site(data: ViewData, out: Path, limit: int = 200, ids: Sequence[int] |
         if offset >= page["total"]:
             break
     rows = rows[:limit]
-    _write(out / "data/overview.json", data.overview() | {"mode": "static"})
+    # A static site answers no corpus question (top-k, concordance, compare): those need the server.
+    _write(out / "data/overview.json", data.overview() | {"mode": "static", "compare": None})
+    _write(out / "data/evaluations.json", {"evaluations": data.evaluation_summaries()})
     _write(out / "data/examples.json", {"total": len(rows), "offset": 0, "rows": rows})
     layers = data.store.layers
     for row in rows:

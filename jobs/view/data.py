@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -20,7 +21,7 @@ import numpy as np
 from vzcore.store.errors import StoreError
 from vzcore.store.reader import Store
 
-__all__ = ["MODES", "UNITS", "ViewData", "ViewError", "rollout"]
+__all__ = ["MODES", "UNITS", "ViewData", "ViewError", "records", "rollout"]
 
 MODES = ("layer", "rollout")  # a layer's own map, or the product of the maps up to it
 UNITS = ("token", "word")
@@ -47,7 +48,7 @@ def rollout(maps: np.ndarray) -> np.ndarray:
     return out.astype(np.float32)
 
 
-def _records(frame) -> list[dict]:
+def records(frame) -> list[dict]:
     """Rows of a pandas frame as JSON-ready dicts (NaN as None)."""
     frame = frame.astype(object).where(frame.notna(), None)
     return frame.to_dict(orient="records")
@@ -56,9 +57,19 @@ def _records(frame) -> list[dict]:
 class ViewData:
     """The pages' data of one store (and its aggregate): JSON-ready dicts and float32 map bytes."""
 
-    def __init__(self, store: Store, aggregate: Any | None = None, cache: int = 8) -> None:
+    def __init__(
+        self,
+        store: Store,
+        aggregate: Any | None = None,
+        *,
+        evaluations: Sequence[str] = (),
+        other: ViewData | None = None,
+        cache: int = 16,
+    ) -> None:
         self.store = store
         self.aggregate = aggregate  # a folder or URL holding `vz aggregate` output, or None
+        self.evaluations = list(evaluations)  # `vz evaluate` output folders
+        self.other = other  # the store to compare with (same texts), or None
         self._examples = None
         self._results: OrderedDict[int, Any] = OrderedDict()  # the last few examples read (an LRU)
         self._cache = cache
@@ -85,6 +96,8 @@ class ViewData:
             "identity": s.identity,
             "special_token_ids": s.special_token_ids,
             "aggregate": self._aggregate_curves(),
+            "evaluations": len(self.evaluations),
+            "compare": None if self.other is None else self.other.store.path,
         }
 
     def _aggregate_curves(self) -> dict | None:
@@ -102,8 +115,22 @@ class ViewData:
             except FileNotFoundError:
                 out[name] = []
                 continue
-            out[name] = _records(frame[frame["bucket"] == "all"].drop(columns="bucket"))
+            out[name] = records(frame[frame["bucket"] == "all"].drop(columns="bucket"))
         return out
+
+    def evaluation_summaries(self) -> list[dict]:
+        """The summary of each `vz evaluate` output folder the viewer was given."""
+        from jobs.view.evaluation import read_evaluation
+
+        return [read_evaluation(path, self.store.storage_options) for path in self.evaluations]
+
+    def compare(self, method: str, layer: int, k: int = 20, scan: int = 2000) -> dict:
+        """The examples that changed most between this store and the other (`jobs.view.compare`)."""
+        from jobs.view.compare import changed_most
+
+        if self.other is None:
+            raise ViewError("no store to compare with: `vz view STORE --compare OTHER`", 404)
+        return changed_most(self.store, self.other.store, method, layer, k, scan)
 
     # ---- examples table -------------------------------------------------------------------------
     def _table(self):
@@ -150,7 +177,7 @@ class ViewData:
         limit = max(1, min(int(limit), MAX_PAGE))
         page = hits.iloc[max(0, int(offset)) : max(0, int(offset)) + limit].copy()
         page["text"] = page["text"].map(lambda t: t if t is None or len(t) <= TEXT_PREVIEW else t[:TEXT_PREVIEW] + "…")
-        return {"total": len(hits), "offset": int(offset), "rows": _records(page)}
+        return {"total": len(hits), "offset": int(offset), "rows": records(page)}
 
     def top(self, statistic: str, method: str, layer: int, k: int = 20, deciles: bool = False) -> dict:
         """The `k` examples highest on a per-example statistic (`vzcore.queries.top_examples`)."""
@@ -163,33 +190,46 @@ class ViewData:
         frame["text"] = frame["text"].map(
             lambda t: t if t is None or len(t) <= TEXT_PREVIEW else t[:TEXT_PREVIEW] + "…"
         )
-        return {"statistic": statistic, "method": method, "layer": int(layer), "rows": _records(frame)}
+        return {"statistic": statistic, "method": method, "layer": int(layer), "rows": records(frame)}
 
     # ---- one example ----------------------------------------------------------------------------
-    def _result(self, example_id: int) -> tuple:
-        """`(ScoreResult, WordResult)` of one example, from the cache of the last few read."""
+    def _cached(self, key: tuple, make):
+        """Return `make()` kept under `key` among the last few read (an LRU: an example page asks
+        for one method's layers one at a time, and comes back to them)."""
         with self._lock:
-            if example_id in self._results:
-                self._results.move_to_end(example_id)
-                return self._results[example_id]
-        try:
-            result = self.store.example(example_id)
-        except StoreError as err:
-            raise ViewError(str(err), 404) from err
-        result = (result, result.word_level())  # the word view of every map, computed once
+            if key in self._results:
+                self._results.move_to_end(key)
+                return self._results[key]
+        value = make()
         with self._lock:
-            self._results[example_id] = result
+            self._results[key] = value
             while len(self._results) > self._cache:
                 self._results.popitem(last=False)
-        return result
+        return value
+
+    def _result(self, example_id: int, method: str):
+        """One example with one method's maps (only that method's values are read)."""
+        if method not in self.store.methods:
+            raise ViewError(f"no method {method!r}; the store holds {', '.join(self.store.methods)}", 404)
+
+        def read():
+            try:
+                return self.store.example(example_id, [method])
+            except StoreError as err:
+                raise ViewError(str(err), 404) from err
+
+        return self._cached((example_id, method, "token"), read)
+
+    def _words(self, example_id: int, method: str):
+        return self._cached((example_id, method, "word"), lambda: self._result(example_id, method).word_level())
 
     def example(self, example_id: int) -> dict:
         """One example's tokens and words (display texts, special flags), without its maps."""
         from vzcore.tokens import sequence_texts
 
-        r, words = self._result(int(example_id))
+        r = self._result(int(example_id), self.store.methods[0])
         special = set(self.store.special_token_ids)
-        word_of = self._word_index(r)
+        words = replace(r, scores={}).word_level()  # the word labels alone: no map is grouped
         return {
             "example_id": int(example_id),
             "text": r.text,
@@ -200,7 +240,7 @@ class ViewData:
             "pieces": list(r.tokens),
             "special": [int(t) in special for t in r.token_ids],
             "words": list(words.words),
-            "word_special": [bool(all(int(r.token_ids[k]) in special for k in ks)) for ks in word_of],
+            "word_special": [all(int(r.token_ids[k]) in special for k in ks) for ks in self._word_index(r)],
         }
 
     @staticmethod
@@ -213,15 +253,13 @@ class ViewData:
 
     def maps(self, example_id: int, method: str, layer: int, unit: str = "token", mode: str = "layer") -> np.ndarray:
         """One `[n, n]` float32 map (target rows, source columns) of one method at one stored layer."""
-        if method not in self.store.methods:
-            raise ViewError(f"no method {method!r}; the store holds {', '.join(self.store.methods)}", 404)
         if unit not in UNITS or mode not in MODES:
             raise ViewError(f"unit is one of {UNITS}, mode one of {MODES}")
-        r, words = self._result(int(example_id))
+        r = self._result(int(example_id), method)
         if int(layer) not in r.layers:
             raise ViewError(f"no layer {layer}; the store holds {r.layers}", 404)
         li = r.layers.index(int(layer))
-        maps = (words if unit == "word" else r).scores[method]
+        maps = (self._words(int(example_id), method) if unit == "word" else r).scores[method]
         m = rollout(maps[: li + 1])[li] if mode == "rollout" else maps[li]
         return np.ascontiguousarray(m, dtype="<f4")
 

@@ -66,31 +66,50 @@ class ViewServer(ThreadingHTTPServer):
 
     def routes(self) -> list[tuple[re.Pattern, Callable]]:
         d = self.data
-        return [
-            (re.compile(r"/data/overview\.json"), lambda p: d.overview() | {"mode": "live"}),
-            (re.compile(r"/data/examples\.json"), lambda p, *_: d.examples(**_example_query(p))),
+        one = _str
+        routes = [
+            (r"/data/overview\.json", lambda p: d.overview() | {"mode": "live"}),
+            (r"/data/examples\.json", lambda p: d.examples(**_example_query(p))),
             (
-                re.compile(r"/data/top\.json"),
-                lambda p: d.top(
-                    p.get("statistic", [""])[0], p.get("method", [""])[0], _int(p, "layer") or 0, _int(p, "k") or 20
-                ),
+                r"/data/top\.json",
+                lambda p: d.top(one(p, "statistic"), one(p, "method"), _int(p, "layer") or 0, _int(p, "k") or 20),
             ),
-            (re.compile(rf"/data/example/{_ID}\.json"), lambda p, i: d.example(int(i))),
             (
-                re.compile(r"/data/concordance\.json"),
+                r"/data/concordance\.json",
                 lambda p: d.concordance(
-                    p.get("method", [""])[0],
+                    one(p, "method"),
                     _int(p, "layer") or 0,
-                    word=p.get("word", [""])[0],
-                    token=p.get("token", [""])[0],
+                    word=one(p, "word"),
+                    token=one(p, "token"),
                     limit=_int(p, "limit") or 100,
                 ),
             ),
+            (r"/data/evaluations\.json", lambda p: {"evaluations": d.evaluation_summaries()}),
             (
-                re.compile(rf"/data/maps/{_ID}/{_NAME}/(token|word)/(layer|rollout)/(\d{{1,4}})\.f32"),
-                lambda p, i, m, u, mode, layer: d.maps(int(i), m, int(layer), u, mode).tobytes(),
+                r"/data/compare\.json",
+                lambda p: d.compare(
+                    one(p, "method"), _int(p, "layer") or 0, _int(p, "k") or 20, _int(p, "scan") or 2000
+                ),
             ),
         ]
+        # One example's tokens and maps, of this store and (under `other/`) of the one compared with.
+        for prefix, data in (("", d), ("other/", d.other)):
+            if data is None:
+                continue
+            routes += [
+                (rf"/data/{prefix}example/{_ID}\.json", lambda p, i, data=data: data.example(int(i))),
+                (
+                    rf"/data/{prefix}maps/{_ID}/{_NAME}/(token|word)/(layer|rollout)/(\d{{1,4}})\.f32",
+                    lambda p, i, m, u, mode, layer, data=data: data.maps(int(i), m, int(layer), u, mode).tobytes(),
+                ),
+            ]
+        if d.other is not None:
+            routes.append((r"/data/other/overview\.json", lambda p: d.other.overview()))
+        return [(re.compile(pattern), answer) for pattern, answer in routes]
+
+
+def _str(params: dict, key: str) -> str:
+    return params.get(key, [""])[0]
 
 
 def _example_query(p: dict) -> dict:

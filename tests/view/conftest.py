@@ -22,8 +22,9 @@ HOSTILE = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned
 PIECES = ["[CLS]", "the", "cat", "sat", "on", "##to", "mat", "<script>", "&amp;", "[SEP]"]
 
 
-def write_view_store(path: Path, count: int = 10, part_size: int = 2) -> None:
-    rng = np.random.default_rng(7)
+def write_view_store(path: Path, count: int = 10, part_size: int = 2, maps_seed: int = 8) -> None:
+    """Write the test store; another `maps_seed` gives the same texts and tokens with other maps."""
+    rng, maps_rng = np.random.default_rng(7), np.random.default_rng(maps_seed)
     plan = [
         {"part": k, "start": a, "stop": min(a + part_size, count)} for k, a in enumerate(range(0, count, part_size))
     ]
@@ -54,7 +55,7 @@ def write_view_store(path: Path, count: int = 10, part_size: int = 2) -> None:
                     tokens=[PIECES[t] for t in ids],
                     token_ids=ids,
                     word_ids=words,
-                    scores={m: random_maps(rng, LAYERS, n, False) for m in METHODS},
+                    scores={m: random_maps(maps_rng, LAYERS, n, False) for m in METHODS},
                 )
             )
             texts.append(HOSTILE if i == 0 else " ".join(PIECES[t] for t in body))
@@ -70,20 +71,74 @@ def view_store(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def view_aggregate(view_store) -> Path:
+def aggregate_of(store: Path) -> Path:
     from jobs.aggregate import AggregateConfig, aggregate
 
-    out = view_store.parent / "store.aggregate"
-    aggregate(str(view_store), out, config=AggregateConfig(plots=False), log=lambda *a: None)
+    out = store.with_suffix(".aggregate")
+    aggregate(str(store), out, config=AggregateConfig(plots=False), log=lambda *a: None)
     return out
 
 
 @pytest.fixture(scope="session")
-def view_data(view_store, view_aggregate) -> ViewData:
+def view_aggregate(view_store) -> Path:
+    return aggregate_of(view_store)
+
+
+@pytest.fixture(scope="session")
+def other_store(view_store) -> Path:
+    """The same texts as `view_store`, other maps (as a fine-tuned model would give)."""
+    path = view_store.parent / "other.zarr"
+    write_view_store(path, maps_seed=9)
+    return path
+
+
+def write_evaluations(folder: Path) -> list[Path]:
+    """Write a cue-alignment and a blank-out output folder with the columns `vz evaluate` writes."""
+    import json
+
+    import pandas as pd
+
+    cue, blank = folder / "cue", folder / "blank"
+    for path, kind in ((cue, "cue-alignment"), (blank, "blank-out")):
+        path.mkdir(parents=True)
+        (path / "config.json").write_text(json.dumps({"kind": kind, "model": "minilm", "methods": list(METHODS)}))
+    rows = [
+        dict(
+            method=m,
+            layer=layer,
+            phenomenon=ph,
+            mean=0.1 * layer + k / 10,
+            ci_low=0.0,
+            ci_high=0.5,
+            random=0.12,
+            examples=40,
+        )
+        for k, m in enumerate(METHODS)
+        for layer in range(LAYERS)
+        for ph in ("ana", "all")
+    ]
+    pd.DataFrame(rows).to_parquet(cue / "summary.parquet")
+    pd.DataFrame([dict(phenomenon="all", accuracy=0.9, pairs=80, undecided=0)]).to_parquet(cue / "accuracy.parquet")
+    rows = [
+        dict(method=m, layer=layer, rollout=False, mean=0.2 + 0.05 * layer, std=0.1, examples=30)
+        for m in METHODS
+        for layer in range(LAYERS)
+    ]
+    pd.DataFrame(rows).to_parquet(blank / "summary.parquet")
+    return [cue, blank]
+
+
+@pytest.fixture(scope="session")
+def view_data(view_store, view_aggregate, other_store) -> ViewData:
     from vzcore.store.reader import open_store
 
-    return ViewData(open_store(view_store), view_aggregate)
+    evaluations = write_evaluations(view_store.parent / "evaluations")
+    return ViewData(
+        open_store(view_store),
+        view_aggregate,
+        evaluations=[str(p) for p in evaluations],
+        other=ViewData(open_store(other_store), aggregate_of(other_store)),
+    )
 
 
 def serve(data: ViewData, host: str = "127.0.0.1"):

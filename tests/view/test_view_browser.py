@@ -192,3 +192,30 @@ def view_data_concordance(view_store) -> dict:
     from jobs.view import ViewData
 
     return ViewData(open_store(view_store)).concordance("value_zeroing", 1, word="cat")
+
+
+def test_evaluation(page, live, shots):
+    page.goto(f"{live}/#/evaluation")
+    page.wait_for_selector("#cue-summary tr >> nth=1")
+    assert page.locator("#cue-summary tr").count() == 1 + len(METHODS) * 3  # the 'all' rows only
+    assert page.locator("#blank-out-summary tr").count() == 1 + len(METHODS) * 3
+    assert "random baseline" in page.inner_text("#page")
+    page.screenshot(path=str(shots / "evaluation.png"), full_page=True)
+
+
+def test_compare(page, live, view_store, other_store, shots):
+    page.goto(f"{live}/#/compare?method=attention&layer=2&run=1")
+    page.wait_for_selector("#changed tr >> nth=1")
+    assert page.locator("#compare-curves canvas").count() == 3
+    page.screenshot(path=str(shots / "compare.png"), full_page=True)
+    eid = int(page.inner_text("#changed tr:nth-child(2) a"))
+    page.click("#changed tr:nth-child(2) a")
+    page.wait_for_selector("#sentence .tok")
+    assert page.locator("canvas.heatmap").count() == 2  # this store's map beside the other's
+    page.screenshot(path=str(shots / "compare-example.png"), full_page=True)
+    page.check("#diff")
+    page.wait_for_function("() => location.hash.includes('diff=1')")
+    page.wait_for_selector("#sentence .tok")
+    # The difference panel: this store's row minus the other's.
+    a, b = (open_store(p).example(eid).scores["attention"][2] for p in (view_store, other_store))
+    np.testing.assert_allclose(hover_values(page, 1), a[1] - b[1], rtol=1e-5, atol=1e-7)

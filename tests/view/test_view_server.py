@@ -182,6 +182,8 @@ def test_command_line_refusals(tmp_path, view_store):
         ([str(view_store), "--port", "70000"], "--port"),
         ([str(view_store), "--build", str(tmp_path / "full")], "not a new or empty folder"),
         ([str(view_store), "--aggregate", str(tmp_path)], "layers.parquet"),
+        ([str(view_store), "--evaluation", str(tmp_path)], "summary.parquet"),
+        ([str(view_store), "--compare", str(tmp_path / "missing.zarr")], "no store"),
     ]:
         result = runner.invoke(app, ["view", *args])
         assert result.exit_code == 2, result.output
@@ -224,3 +226,40 @@ def test_concordance_is_the_stores_rows(live, view_store):
     assert t["count"] == token_rows(store, "<script>", 0, "value_zeroing").groupby(["example_id", "position"]).ngroups
     assert get(live, "/data/concordance.json?word=cat&token=cat&method=attention&layer=1")[0] == 400
     assert get(live, "/data/concordance.json?word=cat&method=nope&layer=1")[0] == 400
+
+
+def test_evaluations_are_the_folders_tables(live, view_store):
+    import pandas as pd
+
+    got = get_json(live, "/data/evaluations.json")["evaluations"]
+    assert [e["kind"] for e in got] == ["cue-alignment", "blank-out"]
+    want = pd.read_parquet(view_store.parent / "evaluations/cue/summary.parquet")
+    assert pd.DataFrame(got[0]["summary"]).equals(want)
+    assert got[0]["accuracy"][0]["accuracy"] == 0.9 and got[1]["accuracy"] == []
+
+
+def test_compare_ranks_by_the_stores_rows(live, view_store, other_store):
+    from jobs.view.compare import row_change
+
+    a, b = open_store(view_store), open_store(other_store)
+    c = get_json(live, "/data/compare.json?method=attention&layer=2&k=3")
+    assert (c["compared"], c["different_tokens"]) == (10, 0)
+    changes = {
+        i: row_change(a.example(i).scores["attention"][2], b.example(i).scores["attention"][2]) for i in range(10)
+    }
+    assert [r["example_id"] for r in c["rows"]] == sorted(changes, key=lambda i: -changes[i])[:3]
+    assert c["rows"][0]["value"] == pytest.approx(changes[c["rows"][0]["example_id"]])
+    _, body, _ = get(live, "/data/other/maps/4/attention/token/layer/1.f32")
+    other = b.example(4).scores["attention"][1]
+    np.testing.assert_array_equal(np.frombuffer(body, "<f4").reshape(other.shape), other)
+    assert get_json(live, "/data/other/overview.json")["store"] == str(other_store)
+    assert get(live, "/data/compare.json?method=nope&layer=2")[0] == 400
+
+
+def test_row_change_is_the_total_variation_distance():
+    from jobs.view.compare import row_change
+
+    a = np.array([[1.0, 0.0], [0.5, 0.5]])
+    b = np.array([[0.0, 1.0], [0.5, 0.5]])
+    assert row_change(a, b) == 0.5  # one row moved all its mass, the other none
+    assert row_change(a, a) == 0.0
