@@ -13,7 +13,7 @@ import heapq
 
 import numpy as np
 
-from jobs.view.data import MAX_PAGE, ViewError
+from jobs.view.data import MAX_PAGE, ViewError, preview
 from vzcore.store.errors import StoreError
 from vzcore.store.reader import Store
 
@@ -60,5 +60,5 @@ def changed_most(a: Store, b: Store, method: str, layer: int, k: int = 20, scan:
         raise ViewError(str(err)) from err
     top = sorted(heap, reverse=True)
     texts = a.texts([-e for _, e, _ in top])
-    rows = [{"example_id": -e, "value": c, "length": n, "text": texts.get(-e)} for c, e, n in top]
+    rows = [{"example_id": -e, "value": c, "length": n, "text": preview(texts.get(-e))} for c, e, n in top]
     return {"method": method, "layer": int(layer), "compared": compared, "different_tokens": differ, "rows": rows}

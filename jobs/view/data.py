@@ -21,7 +21,7 @@ import numpy as np
 from vzcore.store.errors import StoreError
 from vzcore.store.reader import Store
 
-__all__ = ["MODES", "UNITS", "ViewData", "ViewError", "records", "rollout"]
+__all__ = ["MODES", "UNITS", "ViewData", "ViewError", "preview", "records", "rollout"]
 
 MODES = ("layer", "rollout")  # a layer's own map, or the product of the maps up to it
 UNITS = ("token", "word")
@@ -46,6 +46,11 @@ def rollout(maps: np.ndarray) -> np.ndarray:
         acc = m if acc is None else m @ acc
         out[layer] = acc
     return out.astype(np.float32)
+
+
+def preview(text: str | None) -> str | None:
+    """An example's text as a table shows it: its first `TEXT_PREVIEW` characters."""
+    return text if text is None or len(text) <= TEXT_PREVIEW else text[:TEXT_PREVIEW] + "…"
 
 
 def records(frame) -> list[dict]:
@@ -176,7 +181,7 @@ class ViewData:
             hits = hits.sort_values([sort, "example_id"], ascending=[not desc, True], kind="stable")
         limit = max(1, min(int(limit), MAX_PAGE))
         page = hits.iloc[max(0, int(offset)) : max(0, int(offset)) + limit].copy()
-        page["text"] = page["text"].map(lambda t: t if t is None or len(t) <= TEXT_PREVIEW else t[:TEXT_PREVIEW] + "…")
+        page["text"] = page["text"].map(preview)
         return {"total": len(hits), "offset": int(offset), "rows": records(page)}
 
     def top(self, statistic: str, method: str, layer: int, k: int = 20, deciles: bool = False) -> dict:

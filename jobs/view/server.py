@@ -22,6 +22,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from jobs.view.data import ViewData, ViewError
+from jobs.view.samples import decile_sample
 
 __all__ = ["ASSETS", "LOOPBACK", "ViewServer", "make_server", "safe_asset"]
 
@@ -82,6 +83,17 @@ class ViewServer(ThreadingHTTPServer):
                     word=one(p, "word"),
                     token=one(p, "token"),
                     limit=_int(p, "limit") or 100,
+                ),
+            ),
+            (
+                r"/data/deciles\.json",
+                lambda p: decile_sample(
+                    d.store,
+                    one(p, "statistic"),
+                    one(p, "method"),
+                    _int(p, "layer") or 0,
+                    _int(p, "per") or 2,
+                    _int(p, "scan") or 5000,
                 ),
             ),
             (r"/data/evaluations\.json", lambda p: {"evaluations": d.evaluation_summaries()}),

@@ -85,6 +85,13 @@ def test_examples_table(page, live, shots):
     page.press("#q", "Enter")
     page.wait_for_function("() => document.querySelectorAll('#examples tr').length === 2")
     assert HOSTILE in page.inner_text("#examples")  # shown as text, never as markup
+    page.select_option("#top-sample", "deciles")
+    page.select_option("#top-top", "context_mass")
+    page.click("#top button")
+    page.wait_for_function("() => location.hash.includes('sample=deciles')")
+    page.wait_for_selector("#examples tr >> nth=1")
+    assert page.inner_text("#examples tr >> nth=0").split("\t")[0] == "decile"
+    page.screenshot(path=str(shots / "examples-deciles.png"), full_page=True)
     page.goto(f"{live}/#/examples?sort=length&desc=1")
     page.wait_for_selector("#examples tr >> nth=1")
     page.screenshot(path=str(shots / "examples.png"), full_page=True)

@@ -263,3 +263,17 @@ def test_row_change_is_the_total_variation_distance():
     b = np.array([[0.0, 1.0], [0.5, 0.5]])
     assert row_change(a, b) == 0.5  # one row moved all its mass, the other none
     assert row_change(a, a) == 0.0
+
+
+def test_decile_sample_spans_the_statistic(live, view_store):
+    from vzcore.queries import top_examples
+
+    d = get_json(live, "/data/deciles.json?statistic=context_mass&method=attention&layer=1&per=1")
+    everyone = top_examples(open_store(view_store), "context_mass", "attention", 1, k=10).set_index("example_id")
+    assert d["scanned"] == len(everyone) == 10
+    # Ten examples, one a decile: each of them once, from the lowest value to the highest.
+    assert [r["decile"] for r in d["rows"]] == list(range(1, 11))
+    assert [r["example_id"] for r in d["rows"]] == list(everyone.sort_values("value").index)
+    for r in d["rows"]:
+        assert r["value"] == pytest.approx(everyone.loc[r["example_id"], "value"])
+    assert get(live, "/data/deciles.json?statistic=word_mass&method=attention&layer=1")[0] == 400

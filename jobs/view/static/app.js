@@ -142,22 +142,25 @@ async function examplesPage(q) {
   if (!statics) kids.push(topForm(q));
   let data;
   if (q.get("top")) {
-    data = await getJSON(`data/top.json?statistic=${encodeURIComponent(q.get("top"))}&method=${encodeURIComponent(q.get("method"))}&layer=${q.get("layer")}&k=${q.get("k") || 20}`);
-    data = { total: data.rows.length, offset: 0, rows: data.rows };
+    const ask = `statistic=${encodeURIComponent(q.get("top"))}&method=${encodeURIComponent(q.get("method"))}&layer=${q.get("layer")}`;
+    data = await getJSON(q.get("sample") === "deciles" ? `data/deciles.json?${ask}` : `data/top.json?${ask}&k=${q.get("k") || 20}`);
+    data = { total: data.rows.length, offset: 0, rows: data.rows, scanned: data.scanned };
   } else if (statics) {
     data = filterLocally(await getJSON("data/examples.json"), q);
   } else {
     data = await getJSON(`data/examples.json?${q.toString()}`);
   }
   const sortBy = (col) => () => { const n = new URLSearchParams(q); n.set("desc", n.get("sort") === col && n.get("desc") !== "1" ? "1" : "0"); n.set("sort", col); n.delete("offset"); go(["examples"], n); };
-  const cols = data.rows.length && "value" in data.rows[0] ? ["example_id", "value", "length", "text"] : ["example_id", "length", "status", "text"];
+  const cols = !data.rows.length || !("value" in data.rows[0]) ? ["example_id", "length", "status", "text"]
+    : "decile" in data.rows[0] ? ["decile", "example_id", "value", "length", "text"] : ["example_id", "value", "length", "text"];
   const head = $("tr", {}, ...cols.map((c) => (c === "example_id" || c === "length") && !q.get("top") ? $("th", { class: "sort", text: c, onclick: sortBy(c) }) : $("th", { text: c })));
   const rows = data.rows.map((r) => $("tr", {}, ...cols.map((c) => c === "example_id"
     ? $("td", { class: "num" }, $("a", { href: `#/example/${r.example_id}`, text: String(r.example_id) }))
     : $("td", { class: typeof r[c] === "number" ? "num" : "", text: r[c] === null ? "" : typeof r[c] === "number" && !Number.isInteger(r[c]) ? r[c].toFixed(4) : String(r[c]) }))));
   const offset = Number(q.get("offset") || 0), limit = 50;
   const pager = (delta, text) => $("button", { text, onclick: () => { const n = new URLSearchParams(q); n.set("offset", Math.max(0, offset + delta)); go(["examples"], n); } });
-  kids.push($("p", { class: "muted", id: "count", text: `${data.total} examples` }), $("table", { id: "examples" }, head, ...rows));
+  const counted = data.scanned === undefined ? `${data.total} examples` : `${data.total} examples drawn from the deciles of the first ${data.scanned} scored`;
+  kids.push($("p", { class: "muted", id: "count", text: counted }), $("table", { id: "examples" }, head, ...rows));
   if (!q.get("top")) kids.push($("div", { class: "controls" }, pager(-limit, "← previous"), pager(limit, "next →")));
   page().replaceChildren(...kids);
 }
@@ -176,13 +179,13 @@ function filterLocally(all, q) {
 
 function topForm(q) {
   const o = OVERVIEW;
-  const sel = (name, values, value) => $("select", { name }, ...values.map((v) => { const op = $("option", { value: v, text: v }); if (String(v) === String(value)) op.selected = true; return op; }));
+  const sel = (name, values, value) => $("select", { name, id: `top-${name}` }, ...values.map((v) => { const op = $("option", { value: v, text: v }); if (String(v) === String(value)) op.selected = true; return op; }));
   const form = $("form", { class: "controls", id: "top", onsubmit: (e) => {
     e.preventDefault();
     const n = new URLSearchParams();
     for (const el of form.elements) if (el.name) n.set(el.name, el.value);
     go(["examples"], n);
-  } }, $("span", { text: "top examples by" }),
+  } }, sel("sample", ["top-k", "deciles"], q.get("sample") || "top-k"), $("span", { text: "examples by" }),
   sel("top", ["self_mass", "context_mass", "special_mass"], q.get("top")),
   sel("method", o.methods, q.get("method")), $("span", { text: "layer" }), sel("layer", o.layers, q.get("layer")),
   $("label", { text: "k " }, $("input", { name: "k", size: 3, value: q.get("k") || 20 })), $("button", { text: "Rank" }));
