@@ -1,8 +1,10 @@
 """`vz view`: a browser viewer of a store, served live on loopback or written as a static site.
 
-`data` (what each page shows, read lazily from the store and its aggregate), `server` (the local,
-read-only HTTP server), `build` (the static site), `command` (the `vz view` command), `static/`
-(the app: HTML, CSS and one small JavaScript file; no CDN, nothing fetched from elsewhere).
+`data` (what each page shows, read lazily from the store and its aggregate), `samples` (decile
+samples of an example statistic), `evaluation` (`vz evaluate` summaries), `compare` (two stores of
+the same texts), `server` (the local, read-only HTTP server), `build` (the static site), and
+`static/` (the app: HTML, CSS and three small scripts; no CDN, nothing fetched from elsewhere).
+The command itself is `jobs.cli.view`. User guide: docs/viewer.md.
 """
 
 from jobs.view.build import build_site

@@ -226,3 +226,16 @@ def test_compare(page, live, view_store, other_store, shots):
     # The difference panel: this store's row minus the other's.
     a, b = (open_store(p).example(eid).scores["attention"][2] for p in (view_store, other_store))
     np.testing.assert_allclose(hover_values(page, 1), a[1] - b[1], rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("query", ["m=attention&l=1", "m=value_zeroing,attention&l=2&unit=word&mode=rollout"])
+def test_copy_python_reads_the_same_numbers(page, live, view_data, query):
+    open_example(page, live, 4, query)
+    page.click("#python")
+    lines = page.inner_text("#python-lines")
+    scope: dict = {}
+    exec(lines, scope)  # the lines as a user pastes them
+    state = dict(p.split("=") for p in query.split("&"))
+    for t, method in enumerate(state["m"].split(",")):
+        want = view_data.maps(4, method, int(state["l"]), state.get("unit", "token"), state.get("mode", "layer"))
+        np.testing.assert_allclose(scope[f"maps_{t}"], want, rtol=1e-5, atol=1e-6)
