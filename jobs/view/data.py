@@ -79,6 +79,8 @@ class ViewData:
         self._results: OrderedDict[int, Any] = OrderedDict()  # the last few examples read (an LRU)
         self._cache = cache
         self._lock = threading.Lock()
+        self._reading: dict[tuple, threading.Lock] = {}  # keys being read now
+        self._curves: dict | None = None  # the aggregate's curves, read once
 
     # ---- overview -------------------------------------------------------------------------------
     def overview(self) -> dict:
@@ -100,13 +102,13 @@ class ViewData:
             "versions": s.versions,
             "identity": s.identity,
             "special_token_ids": s.special_token_ids,
-            "aggregate": self._aggregate_curves(),
+            "aggregate": self._aggregate_curves() if self._curves is None else self._curves,
             "evaluations": len(self.evaluations),
             "compare": None if self.other is None else self.other.store.path,
         }
 
     def _aggregate_curves(self) -> dict | None:
-        """The aggregate's `bucket == 'all'` rows of its layer, distance and agreement tables."""
+        """The aggregate's `bucket == 'all'` rows of its layer, distance and agreement tables (read once)."""
         if self.aggregate is None:
             return None
         import pandas as pd
@@ -121,6 +123,7 @@ class ViewData:
                 out[name] = []
                 continue
             out[name] = records(frame[frame["bucket"] == "all"].drop(columns="bucket"))
+        self._curves = out  # an aggregate is written whole, once: a new one needs a restart
         return out
 
     def evaluation_summaries(self) -> list[dict]:
@@ -192,24 +195,34 @@ class ViewData:
             frame = top_examples(self.store, statistic, method, int(layer), k=int(k))
         except StoreError as err:
             raise ViewError(str(err)) from err
-        frame["text"] = frame["text"].map(
-            lambda t: t if t is None or len(t) <= TEXT_PREVIEW else t[:TEXT_PREVIEW] + "…"
-        )
+        frame["text"] = frame["text"].map(preview)
         return {"statistic": statistic, "method": method, "layer": int(layer), "rows": records(frame)}
 
     # ---- one example ----------------------------------------------------------------------------
     def _cached(self, key: tuple, make):
         """Return `make()` kept under `key` among the last few read (an LRU: an example page asks
-        for one method's layers one at a time, and comes back to them)."""
+        for one method's layers one at a time, and comes back to them). Requests for the same key
+        at once (the page fetches an example's tokens and its first map together) read it once."""
         with self._lock:
             if key in self._results:
                 self._results.move_to_end(key)
                 return self._results[key]
-        value = make()
-        with self._lock:
-            self._results[key] = value
-            while len(self._results) > self._cache:
-                self._results.popitem(last=False)
+            reading = self._reading.setdefault(key, threading.Lock())
+        with reading:
+            with self._lock:
+                if key in self._results:
+                    return self._results[key]
+            try:
+                value = make()
+            except BaseException:
+                with self._lock:
+                    self._reading.pop(key, None)
+                raise
+            with self._lock:
+                self._results[key] = value
+                self._reading.pop(key, None)
+                while len(self._results) > self._cache:
+                    self._results.popitem(last=False)
         return value
 
     def _result(self, example_id: int, method: str):

@@ -139,6 +139,7 @@ def _example_query(p: dict) -> dict:
 class Handler(BaseHTTPRequestHandler):
     server: ViewServer
     server_version = "vz-view"
+    protocol_version = "HTTP/1.1"  # keep-alive: a page's dozen requests share one connection
     sys_version = ""
 
     def log_message(self, format: str, *args) -> None:  # one line per error only; a page makes many requests
@@ -164,6 +165,7 @@ class Handler(BaseHTTPRequestHandler):
         self._send(200, body, kind, head=head, cookie=cookie)
 
     def _method_not_allowed(self) -> None:
+        self.close_connection = True  # its body, if any, is never read: the connection cannot go on
         self._send(405, b"read-only\n", "text/plain")
 
     do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _method_not_allowed

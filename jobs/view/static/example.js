@@ -5,11 +5,11 @@
 
 // ---- one example ---------------------------------------------------------------------------
 // The view's state, all of it in the URL: methods (m), layer (l), unit, mode, hide, scale, diff, topk.
-function exampleState(q, ex) {
-  const methods = (q.get("m") || ex.methods[0]).split(",").filter((m) => ex.methods.includes(m));
-  const layer = ex.layers.includes(Number(q.get("l"))) ? Number(q.get("l")) : ex.layers[ex.layers.length - 1];
+function exampleState(q, store) {
+  const methods = (q.get("m") || store.methods[0]).split(",").filter((m) => store.methods.includes(m));
+  const layer = store.layers.includes(Number(q.get("l"))) ? Number(q.get("l")) : store.layers[store.layers.length - 1];
   return {
-    methods: methods.length ? methods : [ex.methods[0]], layer,
+    methods: methods.length ? methods : [store.methods[0]], layer,
     unit: q.get("unit") === "word" ? "word" : "token", mode: q.get("mode") === "rollout" ? "rollout" : "layer",
     hide: q.get("hide") === "1", scale: q.get("scale") === "global" ? "global" : "row",
     diff: q.get("diff") === "1", cmp: q.get("cmp") === "1" && Boolean(OVERVIEW.compare), topk: Number(q.get("topk") || 0), hover: q.get("hover") === "source" ? "source" : "target",
@@ -56,16 +56,19 @@ function scaleOf(m, k, i, scale, diverging) {
 }
 
 async function examplePage(id, q) {
-  const ex = await getJSON(`data/example/${id}.json`);
-  const s = exampleState(q, ex);
+  // The maps are fetched with the tokens, not after them: the state needs only the store's methods and layers.
+  const s = exampleState(q, OVERVIEW);
+  const fetched = getJSON(`data/example/${id}.json`);
+  const sources = s.methods.flatMap((m) => (s.cmp ? [[m, "", "A: "], [m, "other/", "B: "]] : [[m, "", ""]]));
+  const fetching = Promise.all(sources.map(([m, where]) => getMap(id, m, s.unit, s.mode, s.layer, where)));
+  fetching.catch(() => {});  // reported below, after the tokens' own error if any
+  const ex = await fetched;
   const labels = s.unit === "word" ? ex.words : ex.tokens;
   const special = s.unit === "word" ? ex.word_special : ex.special;
   const n = labels.length;
   const keep = [...Array(n).keys()].filter((i) => !(s.hide && special[i]));
   const k = keep.length;
-  // With cmp, each method twice: this store's map, then the compared store's (the same tokens).
-  const sources = s.methods.flatMap((m) => (s.cmp ? [[m, "", "A: "], [m, "other/", "B: "]] : [[m, "", ""]]));
-  const raws = await Promise.all(sources.map(([m, where]) => getMap(id, m, s.unit, s.mode, s.layer, where)));
+  const raws = await fetching;  // with cmp, each method twice: this store's map, then the compared store's
   let panels = sources.map(([m, , tag], t) => ({ name: tag + m, m: topkRows(viewMatrix(raws[t], n, keep, s.hide), k, s.topk), diverging: false }));
   if (s.diff && panels.length >= 2) {
     const d = panels[0].m.map((v, x) => v - panels[1].m[x]);
