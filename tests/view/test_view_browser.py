@@ -153,6 +153,7 @@ def test_example_side_by_side_words_and_hidden_specials(page, live, view_store, 
 
 def test_markup_in_the_store_is_only_text(page, live):
     open_example(page, live, 0)
+    assert ready(page) == "0:value_zeroing:2:token:layer"  # no state in the URL: the first method, the last layer
     assert page.evaluate("window.__pwned") is None
     assert HOSTILE in page.inner_text("#page")
     assert "<script>" in page.locator("#sentence .tok").all_inner_texts()

@@ -42,7 +42,7 @@ async function route() {
   page().replaceChildren($("p", { text: "Loading…" }));
   try {
     if (!OVERVIEW) {
-      OVERVIEW = await getJSON("data/overview.json");
+      OVERVIEW = await OVERVIEW_FETCH;
       document.getElementById("store").textContent = OVERVIEW.store + (OVERVIEW.compare ? `  vs  ${OVERVIEW.compare}` : "");
       // Only the pages this store can fill are linked.
       if (OVERVIEW.evaluations) document.querySelector("nav").append(" ", $("a", { href: "#/evaluation", text: "Evaluation" }));
@@ -60,6 +60,9 @@ async function route() {
     page().replaceChildren($("p", { class: "error", text: String(err.message || err) }));
   }
 }
+// Asked for as soon as this script runs, not when the document is ready: every page needs it first.
+const OVERVIEW_FETCH = getJSON("data/overview.json");
+OVERVIEW_FETCH.catch(() => {});  // reported by the first route
 window.addEventListener("hashchange", route);
 window.addEventListener("DOMContentLoaded", route);
 

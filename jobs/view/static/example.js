@@ -7,7 +7,7 @@
 // The view's state, all of it in the URL: methods (m), layer (l), unit, mode, hide, scale, diff, topk.
 function exampleState(q, store) {
   const methods = (q.get("m") || store.methods[0]).split(",").filter((m) => store.methods.includes(m));
-  const layer = store.layers.includes(Number(q.get("l"))) ? Number(q.get("l")) : store.layers[store.layers.length - 1];
+  const layer = q.has("l") && store.layers.includes(Number(q.get("l"))) ? Number(q.get("l")) : store.layers[store.layers.length - 1];
   return {
     methods: methods.length ? methods : [store.methods[0]], layer,
     unit: q.get("unit") === "word" ? "word" : "token", mode: q.get("mode") === "rollout" ? "rollout" : "layer",
