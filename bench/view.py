@@ -83,6 +83,28 @@ def paint_ms(browser, url: str, ready: str) -> float:
         page.close()
 
 
+def step_ms(browser, url: str, hashes: list[str]) -> list[float]:
+    """Open `url`, then go to each of `hashes` in the same tab (as the n/p keys do); return the
+    milliseconds from each route change to the first frame after it drew."""
+    page = browser.new_page()
+    try:
+        page.goto(url)
+        page.wait_for_function("() => performance.getEntriesByName('vz-rendered').length > 0")
+        times = []
+        for k, h in enumerate(hashes, start=2):
+            page.evaluate(f"() => {{ location.hash = {h!r}; }}")
+            page.wait_for_function(f"() => performance.getEntriesByName('vz-rendered').length >= {k}")
+            times.append(
+                page.evaluate(
+                    "() => performance.getEntriesByName('vz-rendered').at(-1).startTime"
+                    " - performance.getEntriesByName('vz-route').at(-1).startTime"
+                )
+            )
+        return times
+    finally:
+        page.close()
+
+
 def figure(name: str, times: list[float], limit_ms: float | None = None) -> None:
     med = statistics.median(times)
     verdict = "" if limit_ms is None else f"  (goal < {limit_ms:.0f} ms: {'met' if med < limit_ms else 'MISSED'})"
@@ -115,7 +137,10 @@ def run(args: argparse.Namespace) -> None:
     big, built = cached_store(args.cache, f"view-{args.examples}", args.examples, (8, 16), 10_000)
     agg_source, _ = cached_store(args.cache, "view-aggregated", 2000, (8, 16), 500)
     aggregate = cached_aggregate(args.cache, agg_source)
-    long = {n: cached_store(args.cache, f"view-n{n}-{args.repeat}", args.repeat, (n, n), 500)[0] for n in (128, 512)}
+    long = {
+        n: cached_store(args.cache, f"view-n{n}-{2 * args.repeat + 1}", 2 * args.repeat + 1, (n, n), 500)[0]
+        for n in (128, 512)
+    }
     print(
         f"store: {args.examples} examples, {len(METHODS)} methods, {LAYERS} layers, 8-16 tokens; built in {built:.0f} s"
     )
@@ -131,6 +156,9 @@ def run(args: argparse.Namespace) -> None:
             ids = [(k * 7919) % args.examples for k in range(1, args.repeat + 1)]
             times = [paint_ms(browser, f"{viewer.url}/#/example/{i}", "canvas.heatmap") for i in ids]
             figure("example page, n = 8-16 (this store)", times, 300)
+            others = [(k * 7919 + 13) % args.examples for k in range(1, args.repeat + 1)]  # not read yet
+            times = step_ms(browser, f"{viewer.url}/#/example/1", [f"#/example/{i}" for i in others])
+            figure("  next example in the same tab", times, 300)
         finally:
             viewer.close()
         for n, path in long.items():
@@ -138,6 +166,9 @@ def run(args: argparse.Namespace) -> None:
             try:
                 times = [paint_ms(browser, f"{viewer.url}/#/example/{i}", "canvas.heatmap") for i in range(args.repeat)]
                 figure(f"example page, n = {n}", times, 300 if n <= 128 else 1000)
+                later = [f"#/example/{i}" for i in range(args.repeat + 1, 2 * args.repeat + 1)]  # not read yet
+                times = step_ms(browser, f"{viewer.url}/#/example/{args.repeat}", later)
+                figure("  next example in the same tab", times, 300 if n <= 128 else 1000)
             finally:
                 viewer.close()
         browser.close()

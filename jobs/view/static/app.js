@@ -39,6 +39,7 @@ function go(parts, q) {
 }
 async function route() {
   const { parts, q } = parseHash();
+  performance.mark("vz-route");
   page().replaceChildren($("p", { text: "Loading…" }));
   try {
     if (!OVERVIEW) {
@@ -54,7 +55,7 @@ async function route() {
     else if (parts[0] === "evaluation") await evaluationPage();
     else if (parts[0] === "compare") await comparePage(q);
     else overviewPage();
-    // The bench (bench/view.py) reads this mark: the page is drawn once the next frame starts.
+    // The bench (bench/view.py) reads these marks: the page is drawn once the next frame starts.
     requestAnimationFrame(() => performance.mark("vz-rendered"));
   } catch (err) {
     page().replaceChildren($("p", { class: "error", text: String(err.message || err) }));
