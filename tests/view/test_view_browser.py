@@ -240,3 +240,29 @@ def test_copy_python_reads_the_same_numbers(page, live, view_data, query):
     for t, method in enumerate(state["m"].split(",")):
         want = view_data.maps(4, method, int(state["l"]), state.get("unit", "token"), state.get("mode", "layer"))
         np.testing.assert_allclose(scope[f"maps_{t}"], want, rtol=1e-5, atol=1e-6)
+
+
+def test_png_svg_and_top_k_exports(page, live, view_store):
+    from xml.etree import ElementTree
+
+    result = open_store(view_store).example(0)
+    n = result.n
+    open_example(page, live, 0, "m=attention&l=1&topk=2")
+    with page.expect_download() as info:
+        page.click("#png")
+    assert Path(info.value.path()).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with page.expect_download() as info:
+        page.click("#svg")
+    svg = ElementTree.parse(info.value.path()).getroot()
+    ns = "{http://www.w3.org/2000/svg}"
+    assert len(svg.findall(f"{ns}rect")) == n * n
+    assert "<script>" in [t.text for t in svg.findall(f"{ns}text")]  # a label, escaped in the file, never markup
+    with page.expect_download() as info:
+        page.click("#csv")
+    rows = list(csv.reader(io.StringIO(Path(info.value.path()).read_text())))[1:]
+    values = np.array([[float(v) for v in r[2:]] for r in rows])
+    want = result.scores["attention"][1]
+    for got_row, row in zip(values, want, strict=True):  # each row keeps its two largest entries, the rest 0
+        top = np.argsort(row)[-2:]
+        np.testing.assert_allclose(got_row[top], row[top], rtol=1e-6)
+        assert np.count_nonzero(got_row) == 2
