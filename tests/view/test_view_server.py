@@ -277,3 +277,25 @@ def test_decile_sample_spans_the_statistic(live, view_store):
     for r in d["rows"]:
         assert r["value"] == pytest.approx(everyone.loc[r["example_id"], "value"])
     assert get(live, "/data/deciles.json?statistic=word_mass&method=attention&layer=1")[0] == 400
+
+
+def test_the_command_warns_off_loopback_and_needs_its_token(view_store):
+    """`python -m jobs.view --host 0.0.0.0` warns and prints the token every request then needs."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jobs.view", str(view_store), "--host", "0.0.0.0", "--port", "0"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = proc.stderr.readline()
+        url = line.split()[-1]
+        assert line.startswith("warning:") and "?token=" in url
+        base = "http://127.0.0.1:" + url.split(":")[2].split("/")[0]
+        token = url.split("?token=")[1]
+        assert get(base, "/data/overview.json")[0] == 403
+        assert get(base, f"/data/overview.json?token={token}")[0] == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
