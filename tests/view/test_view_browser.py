@@ -266,3 +266,15 @@ def test_png_svg_and_top_k_exports(page, live, view_store):
         top = np.argsort(row)[-2:]
         np.testing.assert_allclose(got_row[top], row[top], rtol=1e-6)
         assert np.count_nonzero(got_row) == 2
+
+
+def test_unscored_rows_stay_unscored(page, live):
+    """A NaN row (a target not scored) is neither zeros nor renormalised, and no top-k turns it into numbers."""
+    open_example(page, live, 1)
+    got = page.evaluate(
+        "() => { const m = viewMatrix(new Float32Array([NaN, NaN, 0.5, 1.5]), 2, [0, 1], true);"
+        " return [Array.from(m, String), Array.from(topkRows(m, 2, 1), String), colour(NaN, 1, false)]; }"
+    )
+    assert got[0] == ["NaN", "NaN", "0.25", "0.75"]
+    assert got[1] == ["NaN", "NaN", "0", "0.75"]
+    assert got[2] == [225, 225, 225]

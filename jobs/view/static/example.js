@@ -25,11 +25,12 @@ function stateQuery(s) {
 }
 
 // Keep the kept units' rows and columns; with specials hidden, rows are renormalised to sum to 1.
+// An unscored row (NaN) stays NaN: drawn grey, written NaN, never read as zeros.
 function viewMatrix(raw, n, keep, renorm) {
   const k = keep.length, out = new Float64Array(k * k);
   for (let i = 0; i < k; i++) {
     let sum = 0;
-    for (let j = 0; j < k; j++) { const v = raw[keep[i] * n + keep[j]]; out[i * k + j] = Number.isFinite(v) ? v : 0; sum += out[i * k + j]; }
+    for (let j = 0; j < k; j++) { const v = raw[keep[i] * n + keep[j]]; out[i * k + j] = v; if (Number.isFinite(v)) sum += v; }
     if (renorm && sum > 0) for (let j = 0; j < k; j++) out[i * k + j] /= sum;
   }
   return out;
@@ -38,12 +39,15 @@ function topkRows(m, k, top) {
   if (!top || top >= k) return m;
   const out = new Float64Array(m.length);
   for (let i = 0; i < k; i++) {
-    const row = Array.from(m.subarray(i * k, i * k + k), (v, j) => [v, j]).sort((a, b) => b[0] - a[0]);
+    const row = Array.from(m.subarray(i * k, i * k + k), (v, j) => [v, j]);
+    if (row.some(([v]) => Number.isNaN(v))) { out.set(m.subarray(i * k, i * k + k), i * k); continue; }  // unscored
+    row.sort((a, b) => b[0] - a[0]);
     for (const [v, j] of row.slice(0, top)) out[i * k + j] = v;
   }
   return out;
 }
 function colour(v, max, diverging) {
+  if (!Number.isFinite(v)) return [225, 225, 225];  // not scored
   const t = Math.max(-1, Math.min(1, max > 0 ? v / max : 0));
   if (diverging) return t >= 0 ? [255, 255 * (1 - t), 255 * (1 - t)] : [255 * (1 + t), 255 * (1 + t), 255];
   return [255 - 225 * t, 255 - 160 * t, 255 - 60 * t];  // white to a deep blue
@@ -51,7 +55,7 @@ function colour(v, max, diverging) {
 function scaleOf(m, k, i, scale, diverging) {
   let max = 0;
   const [a, b] = scale === "row" && i !== null ? [i * k, i * k + k] : [0, m.length];
-  for (let x = a; x < b; x++) max = Math.max(max, diverging ? Math.abs(m[x]) : m[x]);
+  for (let x = a; x < b; x++) { const v = diverging ? Math.abs(m[x]) : m[x]; if (v > max) max = v; }  // NaN never wins
   return max;
 }
 
@@ -104,7 +108,7 @@ async function examplePage(id, q) {
   const recolour = (i, axis) => {  // recolour the sentence by row i (target) or column i (source) of the first panel
     const p = panels[0];
     const values = [...Array(k).keys()].map((j) => (axis === "source" ? p.m[j * k + i] : p.m[i * k + j]));
-    const max = Math.max(...values.map(Math.abs)) || 1;
+    const max = Math.max(0, ...values.filter(Number.isFinite).map(Math.abs)) || 1;
     spans.forEach((sp, j) => {
       const [r, g, b] = colour(values[j], s.scale === "row" ? max : scaleOf(p.m, k, null, "global", p.diverging), p.diverging);
       sp.style.background = `rgb(${r | 0},${g | 0},${b | 0})`;
