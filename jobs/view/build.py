@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from jobs.view.data import MAX_PAGE, MODES, UNITS, ViewData
+from jobs.view.evaluation import read_evaluations
 from jobs.view.server import ASSETS
 
 __all__ = ["build_site"]
@@ -39,7 +40,7 @@ def build_site(data: ViewData, out: Path, limit: int = 200, ids: Sequence[int] |
     rows = rows[:limit]
     # A static site answers no corpus question (top-k, concordance, compare): those need the server.
     _write(out / "data/overview.json", data.overview() | {"mode": "static", "compare": None})
-    _write(out / "data/evaluations.json", {"evaluations": data.evaluation_summaries()})
+    _write(out / "data/evaluations.json", read_evaluations(data))
     _write(out / "data/examples.json", {"total": len(rows), "offset": 0, "rows": rows})
     layers = data.store.layers
     for row in rows:

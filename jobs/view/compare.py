@@ -13,11 +13,11 @@ import heapq
 
 import numpy as np
 
-from jobs.view.data import MAX_PAGE, ViewError, preview
+from jobs.view.data import MAX_PAGE, ViewData, ViewError, preview
 from vzcore.store.errors import StoreError
 from vzcore.store.reader import Store
 
-__all__ = ["changed_most", "row_change"]
+__all__ = ["changed_most", "compare", "row_change"]
 
 
 def row_change(a: np.ndarray, b: np.ndarray) -> float:
@@ -62,3 +62,10 @@ def changed_most(a: Store, b: Store, method: str, layer: int, k: int = 20, scan:
     texts = a.texts([-e for _, e, _ in top])
     rows = [{"example_id": -e, "value": c, "length": n, "text": preview(texts.get(-e))} for c, e, n in top]
     return {"method": method, "layer": int(layer), "compared": compared, "different_tokens": differ, "rows": rows}
+
+
+def compare(data: ViewData, method: str, layer: int, k: int = 20, scan: int = 2000) -> dict:
+    """The examples that changed most between the store of `data` and the one it is compared with."""
+    if data.other is None:
+        raise ViewError("no store to compare with: `vz view STORE --compare OTHER`", 404)
+    return changed_most(data.store, data.other.store, method, layer, k, scan)

@@ -126,20 +126,6 @@ class ViewData:
         self._curves = out  # an aggregate is written whole, once: a new one needs a restart
         return out
 
-    def evaluation_summaries(self) -> list[dict]:
-        """The summary of each `vz evaluate` output folder the viewer was given."""
-        from jobs.view.evaluation import read_evaluation
-
-        return [read_evaluation(path, self.store.storage_options) for path in self.evaluations]
-
-    def compare(self, method: str, layer: int, k: int = 20, scan: int = 2000) -> dict:
-        """The examples that changed most between this store and the other (`jobs.view.compare`)."""
-        from jobs.view.compare import changed_most
-
-        if self.other is None:
-            raise ViewError("no store to compare with: `vz view STORE --compare OTHER`", 404)
-        return changed_most(self.store, self.other.store, method, layer, k, scan)
-
     # ---- examples table -------------------------------------------------------------------------
     def _table(self):
         """The examples table's id, status, length and text columns, read once and kept."""

@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from jobs.view.data import ViewError, records
+from jobs.view.data import ViewData, ViewError, records
 
-__all__ = ["check_evaluation", "read_evaluation"]
+__all__ = ["check_evaluation", "read_evaluation", "read_evaluations"]
 
 FILES = ("config.json", "summary.parquet")
 
@@ -53,3 +53,8 @@ def read_evaluation(path: str, storage_options: dict | None = None) -> dict:
         "summary": records(summary),
         "accuracy": accuracy,
     }
+
+
+def read_evaluations(data: ViewData) -> dict:
+    """The summaries of every evaluation folder the viewer of `data` was given (the page's JSON)."""
+    return {"evaluations": [read_evaluation(path, data.store.storage_options) for path in data.evaluations]}

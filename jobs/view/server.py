@@ -21,7 +21,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from jobs.view.compare import compare
 from jobs.view.data import ViewData, ViewError
+from jobs.view.evaluation import read_evaluations
 from jobs.view.samples import decile_sample
 
 __all__ = ["ASSETS", "LOOPBACK", "ViewServer", "make_server", "safe_asset"]
@@ -96,11 +98,11 @@ class ViewServer(ThreadingHTTPServer):
                     _int(p, "scan") or 5000,
                 ),
             ),
-            (r"/data/evaluations\.json", lambda p: {"evaluations": d.evaluation_summaries()}),
+            (r"/data/evaluations\.json", lambda p: read_evaluations(d)),
             (
                 r"/data/compare\.json",
-                lambda p: d.compare(
-                    one(p, "method"), _int(p, "layer") or 0, _int(p, "k") or 20, _int(p, "scan") or 2000
+                lambda p: compare(
+                    d, one(p, "method"), _int(p, "layer") or 0, _int(p, "k") or 20, _int(p, "scan") or 2000
                 ),
             ),
         ]
