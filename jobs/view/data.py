@@ -39,10 +39,11 @@ class ViewError(ValueError):
 
 def rollout(maps: np.ndarray) -> np.ndarray:
     """Roll `maps: [layers, n, n]` across layers as `vzcore.ops.rollout` does with no identity mixing
-    (`R^1 = M^1`, `R^l = M^l @ R^{l-1}`), in numpy so that the server loads no torch."""
+    (`R^1 = M^1`, `R^l = M^l @ R^{l-1}`; an unscored row's NaN spreads as it does there), in numpy
+    so that the server loads no torch."""
     out = np.empty_like(maps, dtype=np.float64)
     acc = None
-    for layer, m in enumerate(np.nan_to_num(maps.astype(np.float64))):
+    for layer, m in enumerate(maps.astype(np.float64)):
         acc = m if acc is None else m @ acc
         out[layer] = acc
     return out.astype(np.float32)

@@ -299,3 +299,14 @@ def test_the_command_warns_off_loopback_and_needs_its_token(view_store):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_rollout_is_vzcores_with_unscored_rows_too():
+    from jobs.view.data import rollout
+
+    rng = np.random.default_rng(0)
+    maps = rng.random((3, 5, 5)).astype(np.float32)
+    maps /= maps.sum(-1, keepdims=True)
+    maps[1, 2] = np.nan  # a row not scored at the middle layer
+    want = torch_rollout(torch.from_numpy(maps).double()).numpy()
+    np.testing.assert_allclose(rollout(maps), want, rtol=1e-6, equal_nan=True)
