@@ -122,13 +122,18 @@ class ViewServer(ThreadingHTTPServer):
         return [(re.compile(pattern), answer) for pattern, answer in routes]
 
 
+def _same(given: str, token: str) -> bool:
+    """Compare in constant time, as bytes (`compare_digest` refuses text that is not ASCII)."""
+    return bool(given) and hmac.compare_digest(given.encode(), token.encode())
+
+
 def _str(params: dict, key: str) -> str:
     return params.get(key, [""])[0]
 
 
 def _example_query(p: dict) -> dict:
     return {
-        "q": p.get("q", [""])[0],
+        "q": _str(p, "q"),
         "min_len": _int(p, "min_len"),
         "max_len": _int(p, "max_len"),
         "sort": p.get("sort", ["example_id"])[0],
@@ -162,6 +167,8 @@ class Handler(BaseHTTPRequestHandler):
             body, kind = self._route(path, params)
         except ViewError as err:
             return self._send(err.status, f"{err}\n".encode(), "text/plain")
+        except Exception as err:  # a store that cannot be read: one line to the page, not a dropped connection
+            return self._send(500, f"{type(err).__name__}: {err}\n".encode(), "text/plain")
         if body is None:
             return self._send(404, b"not found\n", "text/plain")
         self._send(200, body, kind, head=head, cookie=cookie)
@@ -180,12 +187,11 @@ class Handler(BaseHTTPRequestHandler):
             host = (self.headers.get("Host") or "").rsplit(":", 1)[0].strip("[]")
             return "" if host in LOOPBACK else None
         token = self.server.token or ""
-        given = params.get("token", [""])[0]
-        if given and hmac.compare_digest(given, token):
+        if _same(params.get("token", [""])[0], token):
             return f"vz_token={token}; HttpOnly; SameSite=Strict; Path=/"
         for part in (self.headers.get("Cookie") or "").split(";"):
             key, _, value = part.strip().partition("=")
-            if key == "vz_token" and hmac.compare_digest(value, token):
+            if key == "vz_token" and _same(value, token):
                 return ""
         return None
 

@@ -156,6 +156,7 @@ def test_off_loopback_needs_the_token(view_data):
         cookie = headers["Set-Cookie"].split(";")[0]
         assert get(url, "/data/overview.json", headers={"Cookie": cookie})[0] == 200
         assert get(url, "/data/overview.json", headers={"Cookie": "vz_token=nope"})[0] == 403
+        assert get(url, "/data/overview.json?token=%C3%A9t%C3%A9")[0] == 403  # not ASCII: refused, not a crash
     finally:
         server.shutdown()
         server.server_close()
