@@ -18,8 +18,10 @@ from typing import Any
 
 import numpy as np
 
+from vzcore.queries import token_rows, top_examples, word_rows
 from vzcore.store.errors import StoreError
 from vzcore.store.reader import Store
+from vzcore.tokens import sequence_texts
 
 __all__ = ["MODES", "UNITS", "ViewData", "ViewError", "preview", "records", "rollout"]
 
@@ -176,8 +178,6 @@ class ViewData:
 
     def top(self, statistic: str, method: str, layer: int, k: int = 20, deciles: bool = False) -> dict:
         """The `k` examples highest on a per-example statistic (`vzcore.queries.top_examples`)."""
-        from vzcore.queries import top_examples
-
         try:
             frame = top_examples(self.store, statistic, method, int(layer), k=int(k))
         except StoreError as err:
@@ -230,8 +230,6 @@ class ViewData:
 
     def example(self, example_id: int) -> dict:
         """One example's tokens and words (display texts, special flags), without its maps."""
-        from vzcore.tokens import sequence_texts
-
         r = self._result(int(example_id), self.store.methods[0])
         special = set(self.store.special_token_ids)
         words = replace(r, scores={}).word_level()  # the word labels alone: no map is grouped
@@ -275,8 +273,6 @@ class ViewData:
         """Every occurrence of a word (or a raw token) at `layer` with the row it receives
         (`vzcore.queries.word_rows` / `token_rows`), and their mean source profile: by relative
         position (`source - target`, clipped to `±max_offset`) and by source type (the 20 heaviest)."""
-        from vzcore.queries import token_rows, word_rows
-
         if bool(word) == bool(token):
             raise ViewError("give word= or token=, one of them")
         try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from jobs.view.data import ViewError, preview
+from vzcore.statistics.rows import example_masses
 from vzcore.store.errors import StoreError
 from vzcore.store.reader import Store
 
@@ -23,8 +24,6 @@ def decile_sample(
     store: Store, statistic: str, method: str, layer: int, per: int = 2, scan: int = 5000, seed: int = 0
 ) -> dict:
     """Return `per` examples from each decile of `statistic` over the first `scan` scored examples."""
-    from vzcore.statistics.rows import example_masses
-
     if statistic not in STATISTICS or method not in store.methods or int(layer) not in store.layers:
         raise ViewError(
             f"statistic is one of {', '.join(STATISTICS)}; method one of {', '.join(store.methods)};"
