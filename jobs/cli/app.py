@@ -8,6 +8,7 @@
     vz query rows runs/chatterbot.zarr --word it --layer 4 [--sources token] [--out rows.parquet]
     vz query top runs/chatterbot.zarr --statistic word_mass --word it --layer 4 -k 10
     vz evaluate cue-alignment --model minilm [--methods ...] [--phenomena ana,dna] [--limit 50]
+    vz view runs/chatterbot.zarr [--port 8765] [--aggregate DIR] | --build site/
     vz evaluate blank-out --model smollm2 [--removal mask|unk|delete] [--output prob|argmax|diff|cosine]
 
 Bad arguments exit 2 with one line naming the choices, before any model weights load. Where the
@@ -36,6 +37,7 @@ from jobs.cli.common import (
 )
 from jobs.cli.evaluate import evaluate_app
 from jobs.cli.query import query_app
+from jobs.cli.view import view_command
 from jobs.score.config import DEFAULT_LIMIT, DEFAULT_PART_MB, JobConfig
 
 __all__ = ["aggregate_main", "app", "main", "score_main"]
@@ -49,6 +51,7 @@ app = typer.Typer(
 app.add_typer(query_app, name="query")
 app.add_typer(evaluate_app, name="evaluate")
 app.add_typer(cache_app, name="cache")
+app.command("view")(view_command)
 
 
 @app.command("methods")
