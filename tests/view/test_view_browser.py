@@ -20,6 +20,7 @@ from tests.view.conftest import HOSTILE, METHODS
 from vzcore.store.reader import open_store
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.slow  # a real Chromium: another process
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed (pip: dev extra)")
 if CHROMIUM is None:
     pytest.skip("no system Chromium (`make setup` installs Debian's chromium)", allow_module_level=True)
