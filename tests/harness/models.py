@@ -27,8 +27,8 @@ def _electra() -> transformers.PretrainedConfig:
     return cfg
 
 
-def _decoder(cls) -> Callable[[], transformers.PretrainedConfig]:
-    return lambda: cls(vocab_size=VOCAB, num_key_value_heads=2, max_position_embeddings=64, **TINY)
+def _decoder(cls, **extra) -> Callable[[], transformers.PretrainedConfig]:
+    return lambda: cls(vocab_size=VOCAB, num_key_value_heads=2, max_position_embeddings=64, **TINY, **extra)
 
 
 # model type -> its tiny config (seeded weights come from `tiny_model`)
@@ -42,6 +42,31 @@ TINY_CONFIGS: dict[str, Callable[[], transformers.PretrainedConfig]] = {
     "llama": _decoder(transformers.LlamaConfig),
     "mistral": _decoder(transformers.MistralConfig),
     "qwen2": _decoder(transformers.Qwen2Config),
+    "qwen3": _decoder(transformers.Qwen3Config, head_dim=8),
+    "gemma": _decoder(transformers.GemmaConfig, head_dim=8),
+    # sliding windows of 4 tokens and soft-capping at 5: both bite on the suite's texts
+    "gemma2": _decoder(
+        transformers.Gemma2Config, head_dim=8, sliding_window=4, attn_logit_softcapping=5.0, query_pre_attn_scalar=8
+    ),
+    "gemma3_text": _decoder(
+        transformers.Gemma3TextConfig,
+        head_dim=8,
+        sliding_window=4,
+        attn_logit_softcapping=5.0,
+        layer_types=["sliding_attention", "full_attention"],
+    ),
+    "olmo2": _decoder(transformers.Olmo2Config),
+    "mixtral": _decoder(transformers.MixtralConfig, num_local_experts=4, num_experts_per_tok=2),
+    "qwen2_moe": _decoder(
+        transformers.Qwen2MoeConfig,
+        num_experts=4,
+        num_experts_per_tok=2,
+        moe_intermediate_size=32,
+        shared_expert_intermediate_size=32,
+    ),
+    "qwen3_moe": _decoder(
+        transformers.Qwen3MoeConfig, head_dim=8, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32
+    ),
 }
 FAMILY_KINDS = list(TINY_CONFIGS)
 

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from vzcore.families.bert import BERT
+from vzcore.families.gemma import GEMMA, GEMMA2, GEMMA3
 from vzcore.families.gpt2 import GPT2
 from vzcore.families.llama import LLAMA
+from vzcore.families.moe import MOE
+from vzcore.families.olmo import OLMO2
 from vzcore.families.spec import (
     LAYOUTS,
+    PARALLEL,
     POST_NORM,
     PRE_NORM,
+    SANDWICH,
     BlockShape,
     FamilySpec,
     Geometry,
@@ -20,8 +25,10 @@ from vzcore.families.spec import (
 
 __all__ = [
     "LAYOUTS",
+    "PARALLEL",
     "POST_NORM",
     "PRE_NORM",
+    "SANDWICH",
     "BlockShape",
     "FamilySpec",
     "Geometry",
@@ -34,7 +41,16 @@ __all__ = [
     "list_families",
 ]
 
-_FAMILIES: tuple[FamilySpec, ...] = (BERT, GPT2, LLAMA)
+_FAMILIES: tuple[FamilySpec, ...] = (
+    BERT,
+    GPT2,
+    LLAMA,
+    GEMMA,
+    GEMMA2,
+    GEMMA3,
+    OLMO2,
+    MOE,
+)
 
 
 class UnsupportedModelError(ValueError):
