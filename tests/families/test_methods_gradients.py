@@ -10,6 +10,7 @@ import torch
 import transformers
 
 import vzcore
+from tests.harness.models import FAMILY_KINDS
 from tests.support import TINY, VOCAB, sample_ids
 
 TOL = 1e-5
@@ -115,7 +116,7 @@ def test_matches_the_published_formula_with_a_head(tiny_lm, method):
     np.testing.assert_allclose(got, ref, atol=TOL, rtol=0)
 
 
-@pytest.mark.parametrize("kind", ["bert", "gpt2", "llama"])
+@pytest.mark.parametrize("kind", FAMILY_KINDS)
 def test_headless_models_explain_the_final_norm(tiny_models, kind):
     handle = tiny_models[kind]
     assert handle.lm is None

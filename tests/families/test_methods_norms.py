@@ -35,6 +35,14 @@ def _parts(handle, block):
         attn = block.attn
         return None, None, lambda h: attn.c_attn(block.ln_1(h))[..., 2 * d :], attn.c_proj.weight.t(), attn.c_proj.bias
     att = block.self_attn
+    if kind == "phi3":  # fused `[q | k | v]`: the values are the last key/value heads' columns
+        cfg = handle.config
+        width = cfg.num_key_value_heads * (cfg.hidden_size // cfg.num_attention_heads)
+        return None, None, lambda h: att.qkv_proj(block.input_layernorm(h))[..., -width:], att.o_proj.weight, None
+    if kind == "opt":
+        value = lambda h: att.v_proj(block.self_attn_layer_norm(h))  # noqa: E731
+        return None, None, value, att.out_proj.weight, att.out_proj.bias
+    # the LLaMA-like pre-norm blocks: llama, mistral, qwen2/3, gemma, the mixtures of experts
     return None, None, lambda h: att.v_proj(block.input_layernorm(h)), att.o_proj.weight, att.o_proj.bias
 
 

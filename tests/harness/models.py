@@ -67,6 +67,29 @@ TINY_CONFIGS: dict[str, Callable[[], transformers.PretrainedConfig]] = {
     "qwen3_moe": _decoder(
         transformers.Qwen3MoeConfig, head_dim=8, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32
     ),
+    "gpt_neox": lambda: transformers.GPTNeoXConfig(vocab_size=VOCAB, max_position_embeddings=64, **TINY),
+    "gptj": lambda: transformers.GPTJConfig(
+        vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=4, n_inner=64, n_positions=64, rotary_dim=4
+    ),
+    "phi": lambda: transformers.PhiConfig(vocab_size=VOCAB, max_position_embeddings=64, qk_layernorm=True, **TINY),
+    "phi3": _decoder(transformers.Phi3Config, pad_token_id=0),
+    "opt": lambda: transformers.OPTConfig(
+        vocab_size=VOCAB, ffn_dim=64, max_position_embeddings=64, word_embed_proj_dim=32, pad_token_id=1, **TINY
+    ),
+    # local attention over 4 tokens in the first layer, global in the second; LayerNorms with biases
+    "modernbert": lambda: transformers.ModernBertConfig(
+        vocab_size=VOCAB,
+        max_position_embeddings=64,
+        local_attention=4,
+        global_attn_every_n_layers=2,
+        norm_bias=True,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        cls_token_id=1,
+        sep_token_id=2,
+        **TINY,
+    ),
 }
 FAMILY_KINDS = list(TINY_CONFIGS)
 

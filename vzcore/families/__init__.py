@@ -6,8 +6,12 @@ from vzcore.families.bert import BERT
 from vzcore.families.gemma import GEMMA, GEMMA2, GEMMA3
 from vzcore.families.gpt2 import GPT2
 from vzcore.families.llama import LLAMA
+from vzcore.families.modernbert import MODERNBERT
 from vzcore.families.moe import MOE
 from vzcore.families.olmo import OLMO2
+from vzcore.families.opt import OPT
+from vzcore.families.parallel import GPT_NEOX, GPTJ, PHI
+from vzcore.families.phi3 import PHI3
 from vzcore.families.spec import (
     LAYOUTS,
     PARALLEL,
@@ -50,6 +54,12 @@ _FAMILIES: tuple[FamilySpec, ...] = (
     GEMMA3,
     OLMO2,
     MOE,
+    GPT_NEOX,
+    GPTJ,
+    PHI,
+    PHI3,
+    OPT,
+    MODERNBERT,
 )
 
 
@@ -72,5 +82,5 @@ def family_for(config) -> FamilySpec:
         )
     for family in _FAMILIES:
         if model_type in family.model_types:
-            return family
+            return family.variant(config) if family.variant else family
     raise UnsupportedModelError(f"unsupported model type {model_type!r}; supported model types: {supported}")

@@ -116,8 +116,9 @@ class FamilySpec:
     out_proj: str  # attention output projection (W_O)
     causal: bool
     shape: BlockShape  # where the block's norms sit, and of what kind
-    # The feed-forward module (called on `[1, pairs, d]`): what the generic exact path runs per pair.
-    ffn: str = "mlp"
+    # The feed-forward module (called on `[1, pairs, d]`): what the generic exact path runs per pair
+    # (`None` where the feed-forward is no module of its own; the factored path reads `first_projs`).
+    ffn: str | None = "mlp"
     # Feed-forward input projections (one, or gate and up) and the rest of the block after them, for
     # the factored fast path; none for a feed-forward with no cheaper algebra (a routed mixture of experts).
     first_projs: tuple[str, ...] = ()
@@ -128,6 +129,9 @@ class FamilySpec:
     ffn_size: str = "intermediate_size"  # config field of the feed-forward width (GPT-2: `n_inner`)
     # model types whose position ids start after the padding index (RoBERTa): two positions fewer
     padded_positions: tuple[str, ...] = ()
+    # the spec for one Hugging Face config, where a config field changes the block's shape
+    # (OPT's `do_layer_norm_before`, GPT-NeoX's `use_parallel_residual`); `None`: this spec for all
+    variant: Callable[[Any], FamilySpec] | None = None
 
     def blocks(self, model: nn.Module) -> nn.ModuleList:
         """Return the base model's blocks, in order."""

@@ -141,16 +141,16 @@ class BlockView:
         The feed-forward (a mixture of experts routes each row by itself) sees `[1, p, d]`; it alone runs
         under `precision` (lower, when asked for), as the factored path's down projection does.
         """
-        shape = self.spec.shape
-        if shape.parallel:
-            raise UnsupportedBlockError(f"{self.spec.name} blocks are parallel: the feed-forward reads the input")
+        shape, ffn = self.spec.shape, self.spec.ffn
+        if shape.parallel or ffn is None:
+            raise UnsupportedBlockError(f"{self.spec.name} blocks have no feed-forward module to run after attention")
 
         def norm(where: Norm | None, v: torch.Tensor) -> torch.Tensor:
             return v if where is None else self.block.get_submodule(where.path)(v)
 
         r = norm(shape.after_attn_sum, x + norm(shape.on_attn_out, attn_out))
         with precision() if precision else nullcontext():
-            f = self.block.get_submodule(self.spec.ffn)(norm(shape.before_ffn, r)[None])
+            f = self.block.get_submodule(ffn)(norm(shape.before_ffn, r)[None])
         f = (f[0] if isinstance(f, tuple) else f)[0].to(r.dtype)  # MoE blocks may return router logits too
         return norm(shape.after_ffn_sum, r + norm(shape.on_ffn_out, f))
 

@@ -80,7 +80,7 @@ class ZeroingPlan:
             return cls(path, view, rows, size * 4 * d)
         # The feed-forward's intermediates per pair: bounded by its parameters per model dimension
         # (gate, up and down: 3 × d_ff; a mixture of experts counts every expert, which errs small).
-        ffn = sum(p.numel() for p in view.block.get_submodule(view.spec.ffn).parameters()) // d
+        ffn = sum(p.numel() for p in view.block.get_submodule(view.spec.ffn or "").parameters()) // d
         return cls(path, view, rows, size * (ffn + 8 * d))
 
     def texts(self, k: slice) -> ZeroingPlan:
