@@ -34,6 +34,9 @@ def _parts(handle, block):
         d = handle.config.hidden_size
         attn = block.attn
         return None, None, lambda h: attn.c_attn(block.ln_1(h))[..., 2 * d :], attn.c_proj.weight.t(), attn.c_proj.bias
+    if kind == "modernbert":  # fused `[q | k | v]`; the first block's attention norm is the identity
+        d = handle.config.hidden_size
+        return None, None, lambda h: block.attn.Wqkv(block.attn_norm(h))[..., 2 * d :], block.attn.Wo.weight, None
     att = block.self_attn
     if kind == "phi3":  # fused `[q | k | v]`: the values are the last key/value heads' columns
         cfg = handle.config

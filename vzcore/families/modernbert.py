@@ -1,21 +1,14 @@
 """ModernBERT family: an encoder with pre-norm blocks (the first block's attention norm is the
 identity), a fused `Wqkv` (`[q | k | v]`), a fused gated `Wi` (`[input | gate]`) and alternating
-local (sliding-window) and global attention, inside the attention weights the model returns."""
+local (sliding-window) and global attention, inside the attention weights the model returns.
+
+Value zeroing takes the generic path: the factored one is exact in algebra too, but on ModernBERT's
+weights its cancellations cost float32 digits (up to 2e-5 against the reference on the tiny model,
+where the generic path stays under 1e-5)."""
 
 from __future__ import annotations
 
-from typing import Any
-
-import torch
-
 from vzcore.families.spec import BlockShape, FamilySpec, Norm, NormKind
-
-
-def _finish(layer: Any, first: list[torch.Tensor], residual: torch.Tensor) -> torch.Tensor:
-    mlp = layer.mlp
-    value, gate = first[0].chunk(2, dim=-1)
-    return residual + mlp.Wo(mlp.drop(mlp.act(value) * gate))
-
 
 MODERNBERT = FamilySpec(
     name="modernbert",
@@ -28,8 +21,6 @@ MODERNBERT = FamilySpec(
     shape=BlockShape(
         before_attn=Norm("attn_norm", NormKind.LAYER_NORM), before_ffn=Norm("mlp_norm", NormKind.LAYER_NORM)
     ),
-    first_projs=("mlp.Wi",),
-    finish=_finish,
     final_norm="final_norm",
     fused_qkv=True,
 )
