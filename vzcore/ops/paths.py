@@ -23,7 +23,7 @@ from typing import Literal
 import torch
 
 from vzcore.families import PARALLEL, POST_NORM, PRE_NORM, FamilySpec
-from vzcore.ops.block import BlockView
+from vzcore.ops.block import BlockView, UnsupportedBlockError, unsupported_shape
 from vzcore.ops.pairs import gather_rows
 from vzcore.ops.zeroing import BlockAlgebra, minus_mixed, zeroed_block_outputs
 
@@ -68,7 +68,8 @@ class ZeroingPlan:
     @classmethod
     def build(cls, view: BlockView) -> ZeroingPlan:
         """Build the plan of one block; raises `UnsupportedBlockError` for a shape no path is exact for."""
-        view.layout  # noqa: B018 (refuses an unknown shape before any work)
+        if view.spec.shape.layout is None:  # an unknown shape: refused before any work
+            raise UnsupportedBlockError(unsupported_shape(view.spec))
         path = zeroing_path(view.spec)
         cap = view.cap
         size, d = cap.x.element_size(), cap.x.shape[-1]
