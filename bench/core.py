@@ -3,7 +3,7 @@
     python -m bench.core --model minilm --lengths 16,32,64,128 --runs 5
     python -m bench.core --device cuda
     python -m bench.core --costs-only --cost-length 64 --runs 3   # the per-method table alone
-    python -m bench.core --families --no-costs --lengths 32   # every family: its path and ratio
+    python -m bench.core --families --costs-only --no-costs --lengths 32   # the per-family table alone
     python -m bench.core --quick   # a small run of every code path (the test suite runs it)
 
 Prints, per sentence length, seconds per sentence of both (median and min–max over interleaved
