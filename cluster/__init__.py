@@ -1,5 +1,6 @@
-"""Where work runs: executors (in this process, or on Ray), connecting to or starting a Ray
-cluster, and placing actors on it. The only package that imports Ray; it knows nothing of scoring.
+"""Where work runs: executors (in this process, or on Ray), choosing one (`cluster.where`),
+connecting to or starting a Ray cluster, placing actors on it, and giving workers their secrets
+through their environment. The only package that imports Ray; it knows nothing of scoring.
 
 `cluster.ray_executor` imports Ray at module top: import it only where Ray is wanted.
 """
@@ -18,6 +19,7 @@ from cluster.executor import (
     Unit,
     Waiting,
 )
+from cluster.where import Placement, Where, open_executor
 
 __all__ = [
     "Died",
@@ -25,6 +27,7 @@ __all__ = [
     "Executor",
     "InProcessExecutor",
     "Lost",
+    "Placement",
     "Progress",
     "Ready",
     "ReplicaError",
@@ -32,4 +35,6 @@ __all__ = [
     "Started",
     "Unit",
     "Waiting",
+    "Where",
+    "open_executor",
 ]

@@ -5,7 +5,21 @@ pickles it by reference); a *replica factory* builds what a worker keeps between
 model), once per worker, or is `None` for steps that need nothing kept. `progress(*counts)` lets
 a step report as it goes. Executors never know what a step does, and steps never know where they
 run: the in-process executor here and the Ray one (`cluster.ray_executor`) are interchangeable,
-so a job is one code path with two executors.
+so a job is one code path with two executors. `cluster.where` chooses one and places it.
+
+The contract every executor keeps (and a new one, on Slurm or another pattern of Ray, must keep):
+
+- **Units are self-contained when submitted.** A unit's payload (after `prepare`) and the replica
+  factory carry everything the step needs, by value or by importable name: no open file, no
+  connection, no reliance on the driver's working folder. The executor may pickle them, send them
+  to another machine, and run a unit again on another worker.
+- **Secrets come from the worker's environment, never from a unit.** A payload or replica factory
+  holds no credential (storage options keep only what is no secret: `cluster.credentials`). The
+  executor is given `env`, the variables that carry the secrets (None: unset), and sets them in
+  every worker before its replica is built or a unit runs: in this process for the run's duration
+  (put back after); on Ray through each actor's constructor or around each task.
+- **Every unit runs to completion or is reported lost**, at most `max_attempts` tries; a step's
+  `StopRun` stops the whole run; an interrupted driver stops every worker.
 """
 
 from __future__ import annotations
@@ -15,9 +29,11 @@ import os
 import time
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from cluster.credentials import environment
 
 __all__ = [
     "Died",
@@ -138,7 +154,8 @@ def failure_reason(err: BaseException, limit: int = 500) -> str:
 
 
 class Executor(ABC):
-    """Runs units through a step and reports events; `max_attempts` bounds the tries of each unit.
+    """Runs units through a step and reports events; `max_attempts` bounds the tries of each unit,
+    `env` is what each worker's environment gets (the run's secrets; None: unset).
 
     A step that raises is retried (a transient fault: a dropped connection); one that raises
     `StopRun` stops the whole run, which raises `RunStopped`. Interrupting the driver
@@ -146,6 +163,7 @@ class Executor(ABC):
     """
 
     max_attempts: int = 3
+    env: Mapping[str, str | None] = {}
 
     @abstractmethod
     def run(
@@ -167,12 +185,18 @@ class Executor(ABC):
 
 
 class InProcessExecutor(Executor):
-    """Run units one after another in this process, with one replica (no Ray)."""
+    """Run units one after another in this process, with one replica (no Ray); `env` is set in this
+    process for the run's duration (the worker is this process)."""
 
-    def __init__(self, *, max_attempts: int = 3) -> None:
+    def __init__(self, *, max_attempts: int = 3, env: Mapping[str, str | None] | None = None) -> None:
         self.max_attempts = max_attempts
+        self.env = dict(env or {})
 
     def run(self, units, step, *, replica=None, on_result=None, on_event=None, prepare=None) -> RunReport:
+        with environment(self.env):
+            return self._run(units, step, replica, on_result, on_event, prepare)
+
+    def _run(self, units, step, replica, on_result, on_event, prepare) -> RunReport:
         emit = on_event or (lambda ev: None)
         fill = prepare or (lambda payload: payload)
         t0 = time.perf_counter()

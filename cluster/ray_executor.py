@@ -6,6 +6,12 @@ already the unit of work, write and resume, so a pool of actors fed unit descrip
 scheduling a job needs. Ray's plain actors are not restarted (`max_restarts=0`); here a dead actor
 is replaced and its unit redone from scratch by the new actor, so one unit still has one worker.
 The progress queue is pinned to the driver's node: losing another node never takes it down.
+
+The run's secrets (`env`) reach an actor as an argument of its constructor, which sets them in the
+actor's process before the replica is built, and a task as an argument it sets around its step
+(a task's worker process may run other tasks of the job after it). Not Ray's `runtime_env`: Ray
+writes a runtime environment, its variables included, to the runtime-env agent's log of each node
+and shows it to anyone who lists the cluster's actors and tasks.
 """
 
 from __future__ import annotations
@@ -14,13 +20,14 @@ import dataclasses
 import os
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import ray
 from ray.util.queue import Queue
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from cluster.credentials import apply_env, environment
 from cluster.executor import (
     Died,
     Event,
@@ -49,7 +56,8 @@ WAIT_NOTICE_SECONDS = 30.0  # with no actor ready by then, say that the run wait
 class _Worker:
     """Hold one replica; run the units it is given through the step."""
 
-    def __init__(self, step: Step, replica: Callable[[], Any], events: Queue) -> None:
+    def __init__(self, step: Step, replica: Callable[[], Any], events: Queue, env: dict[str, str | None]) -> None:
+        apply_env(env)  # this process is the actor's alone: nothing to put back
         self.step = step
         self.events = events
         self.replica = replica()
@@ -68,8 +76,9 @@ class _Worker:
         return self.step(self.replica, unit.payload, progress)
 
 
-def _run_task(step: Step, payload: Any) -> Any:
-    return step(None, payload, lambda *counts: None)
+def _run_task(step: Step, payload: Any, env: dict[str, str | None]) -> Any:
+    with environment(env):
+        return step(None, payload, lambda *counts: None)
 
 
 def _last_line(err: BaseException) -> str:
@@ -83,14 +92,22 @@ class RayExecutor(Executor):
     each is ready, so a cluster that holds fewer (or is still scaling up) runs on those it has. A
     dead actor is replaced and its unit retried; a unit whose step raises is retried on the same
     actor; after `max_attempts` a unit is lost. Without one: a Ray task per unit (Ray retries
-    those whose worker or node died), at most `max_in_flight` at once.
+    those whose worker or node died), at most `max_in_flight` at once. Every worker gets `env`.
     """
 
     def __init__(
-        self, *, workers: int = 1, cpus: float = 1.0, gpus: float = 0.0, max_attempts: int = 3, max_in_flight: int = 64
+        self,
+        *,
+        workers: int = 1,
+        cpus: float = 1.0,
+        gpus: float = 0.0,
+        max_attempts: int = 3,
+        max_in_flight: int = 64,
+        env: Mapping[str, str | None] | None = None,
     ) -> None:
         self.workers, self.cpus, self.gpus = workers, cpus, gpus
         self.max_attempts, self.max_in_flight = max_attempts, max_in_flight
+        self.env = dict(env or {})
 
     def run(self, units, step, *, replica=None, on_result=None, on_event=None, prepare=None) -> RunReport:
         emit = on_event or (lambda ev: None)
@@ -112,7 +129,7 @@ class RayExecutor(Executor):
         while todo or pending:
             while todo and len(pending) < self.max_in_flight:
                 unit = todo.popleft()
-                pending[remote.remote(step, fill(unit.payload))] = unit
+                pending[remote.remote(step, fill(unit.payload), self.env)] = unit
             ready, _ = ray.wait(list(pending), num_returns=1)
             unit = pending.pop(ready[0])
             try:
@@ -147,7 +164,7 @@ class _Pool:
 
     def new_actor(self) -> None:
         actor = _Worker.options(num_cpus=self.ex.cpus, num_gpus=self.ex.gpus).remote(
-            self.step, self.replica, self.events
+            self.step, self.replica, self.events, self.ex.env
         )
         self.starting[actor.pid.remote()] = actor
 

@@ -16,7 +16,8 @@ __all__ = ["ClusterError", "log_note", "loopback_node", "ray_output"]
 
 
 class ClusterError(RuntimeError):
-    """The cluster could not be joined or started: one line saying what was tried and what to do."""
+    """The cluster could not be joined or started, or a run cannot go where it was asked to: one line
+    saying what was tried and what to do."""
 
     def __init__(self, message: str, exit_code: int = 2) -> None:
         super().__init__(message)

@@ -109,6 +109,17 @@ def texts_jsonl(tmp_path_factory) -> str:
     return str(path)
 
 
+# Fixtures that start another process: a test that uses one belongs to the slow tier.
+PROCESS_FIXTURES = ("ray_cluster", "s3_server")
+
+
+def pytest_collection_modifyitems(items):
+    """Mark slow every test that starts a server (a Ray cluster, an S3 server), whatever its file says."""
+    for item in items:
+        if any(name in getattr(item, "fixturenames", ()) for name in PROCESS_FIXTURES):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def ray_cluster():
     """One local Ray cluster for the whole session, started as the job starts its own (loopback

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -11,7 +11,7 @@ import torch
 
 from vzcore.loading import ModelHandle
 
-__all__ = ["LayerCapture", "capture_layers", "eager_attention", "hooks"]
+__all__ = ["LayerCapture", "LayerOrder", "capture_layers", "distinct", "eager_attention", "hooks"]
 
 
 @dataclass
@@ -24,6 +24,35 @@ class LayerCapture:
     attn_out: torch.Tensor  # attention output after W_O and its bias `[b, n, d]`
     out: torch.Tensor  # block output `[b, n, d]`
     closing_in: torch.Tensor | None = None  # input of the norm closing the block `[b, n, d]`, where it has one
+
+
+class LayerOrder:
+    """Which layer a block's call runs. A module shared by several layers (ALBERT) runs once per layer
+    in every forward pass, in layer order: its k-th call of a pass is the k-th layer it serves, and
+    each of those calls is scored as its own layer. One module per layer: the call is its layer."""
+
+    def __init__(self, blocks: Iterable[Any]):
+        self._served: dict[int, list[int]] = {}
+        for i, block in enumerate(blocks):
+            self._served.setdefault(id(block), []).append(i)
+        self._calls: dict[int, int] = {}
+        self._current: dict[int, int] = {}
+
+    def enter(self, block: Any) -> int:
+        """Count a call of `block` starting (from its forward pre-hook) and return the layer it runs."""
+        served, k = self._served[id(block)], self._calls.get(id(block), 0)
+        self._calls[id(block)] = k + 1
+        self._current[id(block)] = served[k % len(served)]
+        return self._current[id(block)]
+
+    def current(self, block: Any) -> int:
+        """Return the layer the running call of `block` serves (from hooks inside the block)."""
+        return self._current[id(block)]
+
+
+def distinct(blocks: Sequence[Any]) -> list[Any]:
+    """Return each module of `blocks` once, in first-seen order."""
+    return list({id(b): b for b in blocks}.values())
 
 
 @contextmanager
@@ -66,11 +95,14 @@ def capture_layers(
     spec, model = handle.family, handle.model
     blocks = spec.blocks(model)
     got: dict[int, dict[str, torch.Tensor]] = {i: {} for i in layers}
+    order = LayerOrder(blocks)
     handles: list = []
 
-    def keep(i: int, key: str, pick):
+    def keep(block: Any, key: str, pick, enter: bool = False):
         def hook(module, args, *rest):
-            got[i][key] = pick(args, *rest)
+            i = order.enter(block) if enter else order.current(block)
+            if i in got:
+                got[i][key] = pick(args, *rest)
 
         return hook
 
@@ -84,27 +116,28 @@ def capture_layers(
         return weights
 
     with hooks(handles), eager_attention(model):
-        for i in layers:
-            block = blocks[i]
-            handles.append(block.register_forward_pre_hook(keep(i, "x", block_input), with_kwargs=True))
+        for block in distinct([blocks[i] for i in layers]):
+            # first: the pre-hook that tells every later hook of this call which layer it runs
+            handles.append(block.register_forward_pre_hook(keep(block, "x", block_input, enter=True), with_kwargs=True))
             handles.append(
-                block.register_forward_hook(keep(i, "out", lambda a, o: o[0] if isinstance(o, tuple) else o))
+                block.register_forward_hook(keep(block, "out", lambda a, o: o[0] if isinstance(o, tuple) else o))
             )
-            handles.append(block.get_submodule(spec.attention).register_forward_hook(keep(i, "attn", attn_weights)))
+            handles.append(block.get_submodule(spec.attention).register_forward_hook(keep(block, "attn", attn_weights)))
             handles.append(
                 block.get_submodule(spec.value_proj).register_forward_hook(
-                    keep(i, "values", lambda a, o: _value_vectors(handle, o))
+                    keep(block, "values", lambda a, o: _value_vectors(handle, o))
                 )
             )
             handles.append(
-                block.get_submodule(spec.out_proj).register_forward_hook(keep(i, "attn_out", lambda a, o: o))
+                block.get_submodule(spec.out_proj).register_forward_hook(keep(block, "attn_out", lambda a, o: o))
             )
             closing = spec.shape.after_ffn_sum
             if closing is not None:
                 handles.append(
                     block.get_submodule(closing.path).register_forward_pre_hook(
-                        keep(i, "closing_in", lambda a, kw: a[0] if a else kw["input"]), with_kwargs=True
+                        keep(block, "closing_in", lambda a, kw: a[0] if a else kw["input"]), with_kwargs=True
                     )
                 )
-        model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+        asked = {"output_attentions": True} if spec.weights_on_request else {}
+        model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **asked)
     return {i: LayerCapture(**got[i]) for i in layers}

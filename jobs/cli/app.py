@@ -1,16 +1,18 @@
 """The `vz` command line: it parses arguments, then calls the library (`vzcore`) and the jobs.
 
-    vz methods | vz families
+    vz methods | vz families | vz cache list | vz cache clear
     vz explain "Many teenagers were helping [MASK]." --layer 5 --words --out map.png
-    vz score --out runs/chatterbot.zarr [--methods ...] [--actors 2] [--address ADDR]
+    vz score --out runs/chatterbot.zarr [--methods ...] [--actors 2] [--address ADDR] [--device cuda]
     vz show runs/chatterbot.zarr --example 3 --words --out example.png
-    vz aggregate runs/chatterbot.zarr [--address ADDR]
+    vz aggregate runs/chatterbot.zarr [--address ADDR | --actors N]
     vz query rows runs/chatterbot.zarr --word it --layer 4 [--sources token] [--out rows.parquet]
     vz query top runs/chatterbot.zarr --statistic word_mass --word it --layer 4 -k 10
     vz evaluate cue-alignment --model minilm [--methods ...] [--phenomena ana,dna] [--limit 50]
+    vz view runs/chatterbot.zarr [--port 8765] [--aggregate DIR] | --build site/
     vz evaluate blank-out --model smollm2 [--removal mask|unk|delete] [--output prob|argmax|diff|cosine]
 
-Bad arguments exit 2 with one line naming the choices, before any model weights load.
+Bad arguments exit 2 with one line naming the choices, before any model weights load. Where the
+work runs is said by the same options in score, aggregate and evaluate (`jobs.cli.common`).
 """
 
 from __future__ import annotations
@@ -21,9 +23,21 @@ from typing import Annotated
 
 import typer
 
-from jobs.cli.common import StorageOption, fail, pairs, storage_options
+from jobs.cli.cache import cache_app
+from jobs.cli.common import (
+    ActorsOption,
+    AddressOption,
+    CpusPerActorOption,
+    DeviceOption,
+    GpusPerActorOption,
+    StorageOption,
+    fail,
+    pairs,
+    storage_options,
+)
 from jobs.cli.evaluate import evaluate_app
 from jobs.cli.query import query_app
+from jobs.cli.view import view_command
 from jobs.score.config import DEFAULT_LIMIT, DEFAULT_PART_MB, JobConfig
 
 __all__ = ["aggregate_main", "app", "main", "score_main"]
@@ -36,6 +50,8 @@ app = typer.Typer(
 )
 app.add_typer(query_app, name="query")
 app.add_typer(evaluate_app, name="evaluate")
+app.add_typer(cache_app, name="cache")
+app.command("view")(view_command)
 
 
 @app.command("methods")
@@ -49,11 +65,25 @@ def methods_command() -> None:
 
 @app.command("families")
 def families_command() -> None:
-    """List the supported architecture families and their model types."""
-    from vzcore import list_families
+    """List the supported families: their model types, the fast path their blocks take, and the
+    methods that apply to them (asked of the method registry)."""
+    from vzcore import list_methods
+    from vzcore.families import family_specs
+    from vzcore.methods import get_method
+    from vzcore.ops.paths import zeroing_path
 
-    for name, types in list_families().items():
-        typer.echo(f"{name:8s} {', '.join(types)}")
+    names = list(list_methods())
+    for family in family_specs():
+        layout = family.shape.layout
+        if layout is None:
+            path = "no fast path: " + "; ".join(family.shape.unsupported())
+        else:
+            path = f"{layout} blocks, {zeroing_path(family)} fast path"
+        apply = [m for m in names if get_method(m).supports(family)]
+        typer.echo(f"{family.name} ({path}): {', '.join(family.model_types)}")
+        typer.echo(f"  methods: {', '.join(apply)}")
+        if len(apply) < len(names):
+            typer.echo(f"  not: {', '.join(m for m in names if m not in apply)}")
 
 
 @app.command("explain")
@@ -168,13 +198,11 @@ def score_command(
     ),
     part_size: int | None = typer.Option(None, help="and at most this many examples (default: no cap)"),
     batch_size: int = typer.Option(8),
-    actors: int = typer.Option(1, help="model replicas (0: score in this process, no Ray)"),
-    device: str = typer.Option(
-        "auto", help="auto (GPUs if the cluster has some now), cpu, or cuda (e.g. GPU nodes still to be scaled up)"
-    ),
-    gpus_per_actor: float = typer.Option(1.0, help="GPUs per actor on GPUs (0.5: two actors per GPU)"),
-    cpus_per_actor: int | None = typer.Option(None),
-    address: str | None = typer.Option(None, help="Ray cluster to join (default: start one on loopback)"),
+    actors: ActorsOption = 1,
+    device: DeviceOption = "auto",
+    gpus_per_actor: GpusPerActorOption = 1.0,
+    cpus_per_actor: CpusPerActorOption = None,
+    address: AddressOption = None,
     precision: str = typer.Option("float32", help="float32, bfloat16, or tf32 (CUDA only)"),
     store_dtype: str = typer.Option("float16", help="float16 or float32"),
     storage_option: StorageOption = None,
@@ -183,7 +211,11 @@ def score_command(
     dry_run: bool = typer.Option(False, help="print the plan and estimates, then stop"),
     progress: bool = typer.Option(True, help="show a live progress bar"),
 ) -> None:
-    """Score a corpus into a Zarr store on Ray actors (resumable; see docs/store-layout.md)."""
+    """Score a corpus into a Zarr store on Ray actors (resumable; see docs/store-layout.md).
+
+    By default on 1 actor of a Ray cluster started here on loopback; --actors 0 scores in this
+    process, --address joins a running cluster (docs/executors.md).
+    """
     from jobs.score import JobError, JobInterrupted, JobStopped, ModelLoadError, run_job
 
     opts = storage_options(storage_option)
@@ -241,24 +273,46 @@ def aggregate_command(
         str | None,
         typer.Option(help="folder or fsspec URL: new, empty, or this store's aggregate (default STORE.aggregate)"),
     ] = None,
-    address: str | None = None,
     overwrite: Annotated[
         bool, typer.Option(help="replace another store's aggregate (never a folder of other files)")
     ] = False,
     top_types: int = 200,
     plots: bool = True,
     storage_option: StorageOption = None,
+    address: AddressOption = None,
+    actors: ActorsOption = None,
+    device: DeviceOption = "auto",
+    gpus_per_actor: GpusPerActorOption = 1.0,
+    cpus_per_actor: CpusPerActorOption = None,
 ) -> None:
-    """Aggregate a store into Parquet tables, PNG plots and report.md (locally, or on Ray with --address)."""
+    """Aggregate a store into Parquet tables, PNG plots and report.md.
+
+    In this process by default; as Ray tasks with --address (as many at once as the cluster's CPUs
+    hold, --cpus-per-actor each) or --actors N (N at once; a local cluster without --address).
+    Aggregation runs on CPUs: --device and --gpus-per-actor are checked but not used.
+    """
+    from cluster.where import Where
     from jobs.aggregate import AggregateConfig, aggregate, default_out
     from jobs.aggregate.out import OutputError
     from vzcore.store import StoreError
 
+    where = Where.given(
+        actors=actors,
+        address=address,
+        in_process=True,
+        device=device,
+        gpus_per_actor=gpus_per_actor,
+        cpus_per_actor=cpus_per_actor,
+    )
+    try:
+        where.check()
+    except ValueError as err:
+        raise fail(str(err)) from None
     try:
         summary = aggregate(
             store,
             out,
-            address=address,
+            where=where,
             overwrite=overwrite,
             config=AggregateConfig(top_types=top_types, plots=plots),
             storage_options=storage_options(storage_option),

@@ -1,5 +1,6 @@
-"""What the `vz` commands share: failing with exit 2 and one line, `key=value` options, and the
-`--storage-option` that every command opening a store takes."""
+"""What the `vz` commands share: failing with exit 2 and one line, `key=value` options, the
+`--storage-option` that every command opening a store takes, and the options that say where a
+command's work runs (`vz score`, `vz aggregate`, `vz evaluate`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,18 @@ from typing import Annotated
 
 import typer
 
-__all__ = ["StorageOption", "fail", "pairs", "parse_value", "storage_options"]
+__all__ = [
+    "ActorsOption",
+    "AddressOption",
+    "CpusPerActorOption",
+    "DeviceOption",
+    "GpusPerActorOption",
+    "StorageOption",
+    "fail",
+    "pairs",
+    "parse_value",
+    "storage_options",
+]
 
 # One definition for every command that opens a store (score, verify, show, query, aggregate).
 StorageOption = Annotated[
@@ -18,6 +30,36 @@ StorageOption = Annotated[
         help="fsspec option key=value for a store URL (repeatable): key=, secret=, endpoint_url= (goes to the"
         " S3 client); without them s3fs reads AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL",
     ),
+]
+
+# Where the work runs (`cluster.where.Where`): one definition for score, aggregate and evaluate. Each
+# command sets its own default for --actors and says it in its help.
+ActorsOption = Annotated[
+    int | None,
+    typer.Option(
+        "--actors",
+        help="Ray workers: actors holding a model replica (vz aggregate: tasks at once); 0: in this process, no Ray",
+    ),
+]
+AddressOption = Annotated[
+    str | None,
+    typer.Option(
+        "--address",
+        help="Ray cluster to join: HOST:PORT (the head's GCS port) or auto (RAY_ADDRESS); local: start one on loopback",
+    ),
+]
+DeviceOption = Annotated[
+    str,
+    typer.Option(
+        "--device", help="auto (GPUs if the cluster has some now), cpu, or cuda (e.g. GPU nodes still to be scaled up)"
+    ),
+]
+GpusPerActorOption = Annotated[
+    float, typer.Option("--gpus-per-actor", help="GPUs per actor on GPUs (0.5: two actors per GPU)")
+]
+CpusPerActorOption = Annotated[
+    int | None,
+    typer.Option("--cpus-per-actor", help="CPUs per actor (default: the cluster's CPUs divided among the actors)"),
 ]
 
 

@@ -2,6 +2,7 @@
 
 vz evaluate cue-alignment --model minilm [--methods ...] [--phenomena ana,dna] [--limit 50]
 vz evaluate blank-out --model smollm2 [--removal mask|unk|delete] [--output prob|argmax|diff|cosine]
+vz evaluate cue-alignment --model smollm2 --address auto --actors 4 --device cuda   # on a Ray cluster's GPUs
 """
 
 from __future__ import annotations
@@ -10,7 +11,15 @@ from typing import Annotated
 
 import typer
 
-from jobs.cli.common import fail, pairs
+from jobs.cli.common import (
+    ActorsOption,
+    AddressOption,
+    CpusPerActorOption,
+    DeviceOption,
+    GpusPerActorOption,
+    fail,
+    pairs,
+)
 
 __all__ = ["evaluate_app"]
 
@@ -24,6 +33,7 @@ def _split(text: str | None) -> tuple[str, ...] | None:
 
 
 def _run_evaluation(cfg) -> None:
+    from cluster.connect import ClusterError
     from jobs.evaluate import run_evaluation
     from jobs.evaluate.report import cue_pivot
     from jobs.score.validate import JobError
@@ -32,6 +42,8 @@ def _run_evaluation(cfg) -> None:
         run = run_evaluation(cfg, log=typer.echo)
     except JobError as err:
         raise fail(str(err)) from None
+    except ClusterError as err:  # a cluster that cannot be joined, or a run it cannot hold
+        raise fail(str(err), err.exit_code) from None
     except RuntimeError as err:  # after the checks: a model that does not load, a unit that keeps failing
         raise fail(str(err), 1) from None
     import pandas as pd
@@ -64,9 +76,6 @@ Blimp = Annotated[str | None, typer.Option(help=_BLIMP_HELP)]
 Data = Annotated[str | None, typer.Option(help=_DATA_HELP)]
 Options = Annotated[list[str] | None, typer.Option("--option", help="method option key=value")]
 ChunkSize = Annotated[int, typer.Option(help="examples per unit of work")]
-Address = Annotated[str | None, typer.Option(help="Ray cluster to run on ('local': start one here)")]
-Actors = Annotated[int, typer.Option(help="model replicas on the cluster")]
-Device = Annotated[str | None, typer.Option(help="torch device")]
 Overwrite = Annotated[bool, typer.Option(help="rescore every unit")]
 
 
@@ -100,12 +109,16 @@ def cue_alignment_command(
     ] = False,
     option: Options = None,
     chunk_size: ChunkSize = 16,
-    address: Address = None,
-    actors: Actors = 1,
-    device: Device = None,
+    address: AddressOption = None,
+    actors: ActorsOption = None,
+    device: DeviceOption = "auto",
+    gpus_per_actor: GpusPerActorOption = 1.0,
+    cpus_per_actor: CpusPerActorOption = None,
     overwrite: Overwrite = False,
 ) -> None:
-    """Share of the target row on the cue word of number agreement, per method and layer."""
+    """Share of the target row on the cue word of number agreement, per method and layer.
+
+    In this process by default; on Ray actors with --address or --actors N (docs/executors.md)."""
     _evaluate("cue-alignment", **locals())
 
 
@@ -124,10 +137,14 @@ def blank_out_command(
     data: Data = None,
     option: Options = None,
     chunk_size: ChunkSize = 16,
-    address: Address = None,
-    actors: Actors = 1,
-    device: Device = None,
+    address: AddressOption = None,
+    actors: ActorsOption = None,
+    device: DeviceOption = "auto",
+    gpus_per_actor: GpusPerActorOption = 1.0,
+    cpus_per_actor: CpusPerActorOption = None,
     overwrite: Overwrite = False,
 ) -> None:
-    """Spearman correlation of each method's target row with the prediction's change when a token is removed."""
+    """Spearman correlation of each method's target row with the prediction's change when a token is removed.
+
+    In this process by default; on Ray actors with --address or --actors N (docs/executors.md)."""
     _evaluate("blank-out", **locals())

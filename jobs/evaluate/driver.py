@@ -2,10 +2,11 @@
 
     vz evaluate cue-alignment --model minilm --limit 50 --out runs/eval-minilm
     vz evaluate blank-out --model smollm2 --removal mask --output prob --out runs/blank-smollm2
-    vz evaluate cue-alignment --model smollm2 --address 127.0.0.1:6379 --actors 4
+    vz evaluate cue-alignment --model smollm2 --address 127.0.0.1:6379 --actors 4 --device cuda
 
 Plan (no weights: the tokenizer turns examples into probes), then score chunks of probes through
-an executor (in this process, or Ray actors with `--address`) with `jobs.evaluate.step`: target
+an executor (`cluster.where`: in this process, or Ray actors with `--address` or `--actors N`,
+placed as scoring's are: GPUs with `--device cuda`) with `jobs.evaluate.step`: target
 rows only, `|targets| · n` pairs per layer. Each chunk writes its rows and a completion marker into
 `OUT/units/`; a rerun skips the chunks already done. Tables, plots and the report come from the
 stored rows (`jobs.evaluate.report`), so changing `--cue-tokens` needs no scoring at all.
@@ -13,19 +14,29 @@ stored rows (`jobs.evaluate.report`), so changing `--cue-tokens` needs no scorin
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from cluster.executor import Executor, InProcessExecutor, ReplicaError, Unit
+from cluster.executor import ReplicaError, Unit
+from cluster.where import Where, open_executor
+from jobs.evaluate.report import write_outputs
 from jobs.evaluate.step import EvalTask, evaluate_chunk, load_evaluator, unit_paths
 from jobs.score.validate import JobError
+from vzcore.evaluation.blimp import PARADIGMS, BlimpError, load_agreement_jsonl, load_blimp
+from vzcore.evaluation.predictions import OUTPUTS, REMOVALS, removal_token
+from vzcore.evaluation.probes import make_probes
+from vzcore.families import UnsupportedModelError
+from vzcore.inputs import check_tokenizer
+from vzcore.loading import ModelNotFoundError, locate_model, max_input_length
+from vzcore.methods.registry import _METHODS, UnknownMethodError, get_method, split_options
+from vzcore.store.location import Location
 
 __all__ = ["KINDS", "EvalConfig", "EvalRun", "default_methods", "run_evaluation"]
 
@@ -51,10 +62,26 @@ class EvalConfig:
     output: str = "auto"  # blank-out: auto | prob | argmax | diff | cosine
     options: tuple[tuple[str, object], ...] = ()  # method options, as for `vz score --option`
     chunk_size: int = 16  # examples per unit
-    address: str | None = None  # Ray cluster to run on; None: in this process
-    actors: int = 1  # model replicas on the cluster
-    device: str | None = None
+    # Where the units run (`cluster.where.Where`, the same fields): in this process unless `address`
+    # or `actors` says Ray (`address` "local": a local cluster on loopback).
+    address: str | None = None  # a Ray cluster to join: HOST:PORT or auto
+    actors: int | None = None  # model replicas on Ray; 0 or None without an address: in this process
+    device: str = "auto"  # auto, cpu or cuda: on Ray, cuda asks each actor for `gpus_per_actor` GPUs
+    gpus_per_actor: float = 1.0
+    cpus_per_actor: int | None = None
     overwrite: bool = False
+
+    @property
+    def where(self) -> Where:
+        """Where the units run."""
+        return Where.given(
+            actors=self.actors,
+            address=self.address,
+            in_process=True,
+            device=self.device,
+            gpus_per_actor=self.gpus_per_actor,
+            cpus_per_actor=self.cpus_per_actor,
+        )
 
     @property
     def out_dir(self) -> Path:
@@ -84,7 +111,6 @@ def _skipped(name: str, method, family) -> str:
 
 def default_methods(family) -> tuple[list[str], list[str]]:
     """Return every registered method this `family` supports but the slow ones, and notes on those left out."""
-    from vzcore.methods.registry import _METHODS
 
     methods, notes = [], []
     for name, m in sorted(_METHODS.items()):
@@ -98,7 +124,6 @@ def default_methods(family) -> tuple[list[str], list[str]]:
 
 
 def _check_methods(cfg: EvalConfig, family) -> tuple[list[str], list[str]]:
-    from vzcore.methods.registry import UnknownMethodError, get_method, split_options
 
     if cfg.methods is None:
         methods, notes = default_methods(family)
@@ -123,7 +148,6 @@ def _check_methods(cfg: EvalConfig, family) -> tuple[list[str], list[str]]:
 
 
 def _examples(cfg: EvalConfig):
-    from vzcore.evaluation.blimp import PARADIGMS, BlimpError, load_agreement_jsonl, load_blimp
 
     try:
         if cfg.data is not None:
@@ -145,14 +169,17 @@ def _examples(cfg: EvalConfig):
 
 
 def _check_simple(cfg: EvalConfig) -> None:
-    from vzcore.evaluation.predictions import OUTPUTS, REMOVALS
 
     if cfg.kind not in KINDS:
         raise JobError(f"unknown evaluation {cfg.kind!r}; choose from: {', '.join(KINDS)}")
     if cfg.limit is not None and cfg.limit < 0:
         raise JobError(f"--limit must be 0 (all) or more, not {cfg.limit}")
-    if cfg.chunk_size < 1 or cfg.actors < 1:
-        raise JobError("--chunk-size and --actors must be at least 1")
+    if cfg.chunk_size < 1:
+        raise JobError(f"--chunk-size must be at least 1, not {cfg.chunk_size}")
+    try:
+        cfg.where.check()
+    except ValueError as err:
+        raise JobError(str(err)) from None
     if cfg.removal not in REMOVALS:
         raise JobError(f"unknown --removal {cfg.removal!r}; choose from: {', '.join(REMOVALS)}")
     if cfg.output not in OUTPUTS:
@@ -179,11 +206,6 @@ def _check_out(cfg: EvalConfig) -> None:
 
 def _plan(cfg: EvalConfig, log: Callable[[str], None]):
     """Check everything and build the probes and units; no weights are read."""
-    from vzcore.evaluation.predictions import removal_token
-    from vzcore.evaluation.probes import make_probes
-    from vzcore.families import UnsupportedModelError
-    from vzcore.inputs import check_tokenizer
-    from vzcore.loading import ModelNotFoundError, locate_model, max_input_length
 
     _check_simple(cfg)
     try:
@@ -240,7 +262,6 @@ def _identity(cfg: EvalConfig, methods: list[str], probes) -> str:
 
 def run_evaluation(cfg: EvalConfig, log: Callable[[str], None] = print) -> EvalRun:
     """Run the evaluation `cfg` describes and write its tables, plots and report; return what it did."""
-    from jobs.evaluate.report import write_outputs
 
     methods, notes, probes, skipped = _plan(cfg, log)
     out = cfg.out_dir
@@ -262,21 +283,26 @@ def run_evaluation(cfg: EvalConfig, log: Callable[[str], None] = print) -> EvalR
         tasks.append(task)
     todo = [t for t in tasks if cfg.overwrite or not _done(t)]
     run.units_run, run.units_reused = len(todo), len(tasks) - len(todo)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps({**asdict(cfg), "methods": methods, "notes": notes}, default=str))
-    if todo:
-        log(f"scoring {sum(len(t.probes) for t in todo)} examples in {len(todo)} units ({run.units_reused} reused)")
-        replica = functools.partial(load_evaluator, cfg.model, cfg.device)
-        with _executor(cfg) as executor:
+    # Connect (and check the cluster) before anything is written: the units go to a local folder, which
+    # a cluster of several nodes refuses. Nothing left to score needs no cluster.
+    where = cfg.where if todo else dataclasses.replace(cfg.where, actors=0)
+    with open_executor(where, replica=True, outputs=[Location(str(out))]) as (executor, placement):
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps({**asdict(cfg), "methods": methods, "notes": notes}, default=str))
+        if not todo:
+            log(f"every unit is done ({len(tasks)} reused): rebuilding the tables")
+        else:
+            log(f"scoring {sum(len(t.probes) for t in todo)} examples in {len(todo)} units ({run.units_reused} reused)")
+            replica = functools.partial(load_evaluator, cfg.model, placement.device, placement.num_threads)
             try:
                 report = executor.run([Unit(t.key, t) for t in todo], evaluate_chunk, replica=replica)
             except ReplicaError as err:
                 raise RuntimeError(f"cannot load model {cfg.model}: {err}") from None
-        if report.lost:
-            key, reason = next(iter(sorted(report.lost.items())))
-            raise RuntimeError(f"{len(report.lost)} unit(s) failed (first: unit {key}: {reason}); rerun to retry them")
-    else:
-        log(f"every unit is done ({len(tasks)} reused): rebuilding the tables")
+            if report.lost:
+                key, reason = next(iter(sorted(report.lost.items())))
+                raise RuntimeError(
+                    f"{len(report.lost)} unit(s) failed (first: unit {key}: {reason}); rerun to retry them"
+                )
     rows, model_side, has_head = _read_units(tasks)
     run.tables, run.files = write_outputs(cfg, run, probes, rows, model_side, has_head)
     return run
@@ -311,18 +337,3 @@ def _read_units(tasks: list[EvalTask]) -> tuple[dict, dict, bool]:
         model_side.update(info["model"])
         has_head = info["has_head"]
     return rows, model_side, has_head
-
-
-@contextmanager
-def _executor(cfg: EvalConfig) -> Iterator[Executor]:
-    """In this process without `--address`; Ray actors (one model replica each) on that cluster otherwise."""
-    if not cfg.address:
-        yield InProcessExecutor()
-        return
-    from cluster.connect import connect
-    from cluster.ray_executor import RayExecutor
-
-    address = None if cfg.address == "local" else cfg.address  # "local": start one on loopback
-    with connect(address) as cluster:
-        cpus = max(1.0, float(cluster.resources.get("CPU", 1)) // cfg.actors)
-        yield RayExecutor(workers=cfg.actors, cpus=cpus)

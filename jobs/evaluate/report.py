@@ -6,6 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
+from vzcore.evaluation.metrics import accuracy, bootstrap_ci, cue_share, random_share, spearman
+from vzcore.methods.registry import get_method
+
 __all__ = ["PAPER_NOTE", "blank_out_tables", "cue_tables", "write_outputs"]
 
 # As reproduced in the authors' EACL 2024 tutorial slides, for bert-base-uncased (12 layers).
@@ -33,8 +36,6 @@ def _group(probe) -> str:
 def cue_tables(probes, rows: dict, model_side: dict, has_head: bool, methods: list[str]) -> dict:
     """Return the per-example cue shares, their summary (with the random baseline) and the LM accuracy."""
     import pandas as pd
-
-    from vzcore.evaluation.metrics import accuracy, bootstrap_ci, cue_share, random_share
 
     records = []
     for p in probes:
@@ -99,9 +100,6 @@ def blank_out_tables(probes, rows: dict, model_side: dict, methods: list[str]) -
     """Return each example's Spearman correlation of each method's target row with the blank-out
     changes, and their summary."""
     import pandas as pd
-
-    from vzcore.evaluation.metrics import spearman
-    from vzcore.methods.registry import get_method
 
     records = []
     for p in probes:

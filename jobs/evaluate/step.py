@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import vzcore
+from vzcore.evaluation.predictions import agreement_scores, blank_out
 from vzcore.evaluation.probes import Probe
 
 __all__ = ["EvalTask", "Evaluator", "evaluate_chunk", "load_evaluator", "unit_paths"]
@@ -47,8 +49,6 @@ def load_evaluator(model: str, device: str | None = None, num_threads: int | Non
     """Load the model this worker evaluates with."""
     import torch
 
-    import vzcore
-
     if num_threads:
         torch.set_num_threads(num_threads)
     return Evaluator(vzcore.load_model(model, device=device))
@@ -64,9 +64,6 @@ def evaluate_chunk(replica: Evaluator, task: EvalTask, progress: Callable[..., N
     """Score the task's target rows with every method, run the model's own measure, write the unit."""
     import pyarrow as pa
     import pyarrow.parquet as pq
-
-    import vzcore
-    from vzcore.evaluation.predictions import agreement_scores, blank_out
 
     handle = replica.handle
     t0 = time.perf_counter()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from cluster.where import Where
 from vzcore.store.location import Location
 
 __all__ = ["DEFAULT_LIMIT", "DEFAULT_PART_MB", "JobConfig"]
@@ -32,6 +33,7 @@ class JobConfig:
     part_mb: float = DEFAULT_PART_MB  # a part (the unit of work, writing and resume) holds at most this much
     part_size: int | None = None  # and, if set, at most this many examples
     batch_size: int = 8  # examples per forward pass, batched by length within a part
+    # Where the parts run (`cluster.where.Where`, the same fields): by default 1 actor on a local cluster.
     actors: int = 1  # model replicas; 0 scores in this process without Ray
     device: str = "auto"  # auto: GPUs if the cluster has some when the job starts; cpu; cuda
     gpus_per_actor: float = 1.0  # on GPUs (fractions allowed: 0.5 puts two actors on a GPU)
@@ -49,6 +51,18 @@ class JobConfig:
 
     def replace(self, **changes) -> JobConfig:
         return dataclasses.replace(self, **changes)
+
+    @property
+    def where(self) -> Where:
+        """Where the parts run."""
+        return Where(
+            address=self.address,
+            actors=self.actors,
+            device=self.device,
+            gpus_per_actor=self.gpus_per_actor,
+            cpus_per_actor=self.cpus_per_actor,
+            max_attempts=self.max_attempts,
+        )
 
     @property
     def location(self) -> Location:

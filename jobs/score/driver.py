@@ -8,7 +8,7 @@
 
 Rerunning a command finishes what is missing (and does nothing on a finished store); a larger
 `--limit` or another method scores only what is new. `--actors 0` scores in this process; otherwise
-the parts run on Ray actors (`cluster.ray_executor`): one code path, two executors.
+the parts run on Ray actors (`cluster.where` chooses and places them): one code path, two executors.
 """
 
 from __future__ import annotations
@@ -17,16 +17,15 @@ import dataclasses
 import functools
 import signal
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 import numpy as np
 
 from cluster.connect import interrupt_on_sigterm
+from cluster.credentials import public_options
 from cluster.executor import (
     Event,
     Executor,
-    InProcessExecutor,
     Progress,
     Ready,
     ReplicaError,
@@ -35,11 +34,20 @@ from cluster.executor import (
     Unit,
     Waiting,
 )
+from cluster.where import Placement, open_executor
 from jobs.score.config import JobConfig
+from jobs.score.data import DatasetError, open_texts
 from jobs.score.identity import check_identity, identities, versions
+from jobs.score.lease import hold_lease
+from jobs.score.plan import estimate, plan_parts, token_lengths
 from jobs.score.step import PartReport, PartTask, ScoreSpec, load_scorer, score_part
 from jobs.score.summary import Summary
 from jobs.score.validate import CheckedJob, JobError, check_job, check_output
+from vzcore.store.completion import mark_done, read_parts, remaining, write_done
+from vzcore.store.layout import LAYOUT_VERSION, texts_fingerprint
+from vzcore.store.location import Location
+from vzcore.store.root import RootAttrs, read_plan, write_root_attrs
+from vzcore.store.writer import clear_store
 
 __all__ = ["JobError", "JobInterrupted", "JobStopped", "ModelLoadError", "Summary", "run_job"]
 
@@ -63,10 +71,10 @@ class JobInterrupted(Exception):
 
 
 def run_job(cfg: JobConfig, *, on_event: Callable[[Event], None] | None = None) -> Summary:
-    """Run the scoring job described by `cfg`; return its summary. Raises `JobError` on bad arguments."""
+    """Run the scoring job described by `cfg`; return its summary. Raises `JobError` on bad arguments,
+    `cluster.connect.ClusterError` where the run cannot go as `cfg.where` asks."""
     job = check_job(cfg)
     data_id, identity = identities(job)
-    from jobs.score.data import DatasetError, open_texts
 
     stored = {} if cfg.overwrite or cfg.dry_run else _stored_attrs(cfg)
     if stored:  # refuse a mismatching store before reading any data
@@ -87,11 +95,11 @@ def run_job(cfg: JobConfig, *, on_event: Callable[[Event], None] | None = None) 
         return summary
     # What is missing, read only (a changed dataset is refused here); read again under the lease.
     tasks, _ = _missing_parts(cfg, bool(stored), plan, source)
-    from jobs.score.lease import hold_lease
 
     # Connect (and check the cluster) before anything is written; a finished store needs no cluster.
     # SIGTERM (a batch scheduler's first word) stops the run as Ctrl-C does, in this process or on Ray.
-    with interrupt_on_sigterm(), _executor(cfg, min(cfg.actors, len(tasks))) as (executor, placement):
+    where = dataclasses.replace(cfg.where, actors=min(cfg.actors, len(tasks)))
+    with interrupt_on_sigterm(), open_executor(where, replica=True, outputs=[cfg.location]) as (executor, placement):
         check_output(cfg)  # after the data and the cluster: a refused run leaves no folder behind
         with hold_lease(cfg.location, break_lock=cfg.break_lock):
             # Under the lease, read the root again: it is merged with, never overwritten blindly.
@@ -102,7 +110,7 @@ def run_job(cfg: JobConfig, *, on_event: Callable[[Event], None] | None = None) 
             summary.parts_run = len(tasks)
             root, attrs = _write_root(job, stored, plan, data_id, identity, done)
             if tasks:
-                spec = _score_spec(job, attrs.special_token_ids, **placement)
+                spec = _score_spec(job, attrs.special_token_ids, placement)
                 _score(cfg, executor, spec, tasks, source, summary, on_event, mark=_marker(root, attrs))
     summary.store_bytes = _store_bytes(cfg)
     return summary
@@ -112,7 +120,6 @@ def _plan(job: CheckedJob, source, stored_plan: list[dict]) -> tuple[list[dict],
     """Return the run's plan, and the token counts (and how many will be truncated) of the rows it
     planned anew: the stored plan is kept but for its last part, which a larger limit may extend.
     One streaming pass over those rows with batched tokenizer calls; no text is kept."""
-    from jobs.score.plan import plan_parts, token_lengths
 
     kept = stored_plan[:-1]
     start = kept[-1]["stop"] if kept else 0
@@ -137,8 +144,6 @@ def _plan(job: CheckedJob, source, stored_plan: list[dict]) -> tuple[list[dict],
 
 def _stored_attrs(cfg: JobConfig) -> dict:
     """Return the root attributes of the store at `--out` ({} when there is none yet), reading only."""
-    from vzcore.store.layout import LAYOUT_VERSION
-    from vzcore.store.root import read_plan
 
     fs, path = cfg.location.filesystem("zarr.json")
     try:
@@ -160,7 +165,6 @@ def _stored_attrs(cfg: JobConfig) -> dict:
 
 
 def _dry_run_lines(job: CheckedJob, source, plan: list[dict], lengths: np.ndarray, truncated: int) -> list[str]:
-    from jobs.score.plan import estimate
 
     cfg, geo = job.cfg, job.model.geometry
     sizes = [p["stop"] - p["start"] for p in plan]
@@ -186,43 +190,9 @@ def _dry_run_lines(job: CheckedJob, source, plan: list[dict], lengths: np.ndarra
     ]
 
 
-@contextmanager
-def _executor(cfg: JobConfig, actors: int) -> Iterator[tuple[Executor, dict]]:
-    """Yield the executor that runs the parts on `actors` actors (0: in this process) and where the
-    replicas go (device, threads)."""
-    if actors == 0:  # in this process (--actors 0), or nothing to score
-        yield InProcessExecutor(max_attempts=cfg.max_attempts), {"device": None if cfg.device == "auto" else cfg.device}
-        return
-    from cluster.connect import connect
-    from cluster.placement import PlacementError, place_actors
-    from cluster.ray_executor import RayExecutor
-
-    with connect(cfg.address) as cluster:
-        if cluster.nodes > 1 and not cfg.location.is_url:
-            raise JobError(
-                f"{cfg.out} is a local path but the cluster has {cluster.nodes} nodes: "
-                "write to shared object storage (s3://...) instead"
-            )
-        try:
-            shape = place_actors(
-                cluster,
-                device=cfg.device,
-                actors=actors,
-                gpus_per_actor=cfg.gpus_per_actor,
-                cpus_per_actor=cfg.cpus_per_actor,
-            )
-        except PlacementError as err:
-            raise JobError(str(err)) from None
-        executor = RayExecutor(workers=actors, cpus=shape.cpus, gpus=shape.gpus, max_attempts=cfg.max_attempts)
-        yield executor, {"device": shape.device, "num_threads": shape.threads}
-
-
 def _write_root(job: CheckedJob, stored: dict, plan: list[dict], data_id: str, identity: dict, done: list):
     """Open the store for writing and write its root attributes, plan and completion index (rebuilt
     from `done`, each part's complete methods as its own attributes say): only this driver writes them."""
-    from vzcore.store.completion import write_done
-    from vzcore.store.root import RootAttrs, write_root_attrs
-    from vzcore.store.writer import clear_store
 
     cfg, tok = job.cfg, job.tokenizer
     if cfg.overwrite:
@@ -248,7 +218,6 @@ def _write_root(job: CheckedJob, stored: dict, plan: list[dict], data_id: str, i
 
 def _marker(root, attrs) -> Callable[[int, tuple[str, ...]], None]:
     """Return what marks a written part done for its methods in the completion index."""
-    from vzcore.store.completion import mark_done
 
     def mark(part: int, methods: tuple[str, ...]) -> None:
         mark_done(root, part, attrs.mask_of(methods))
@@ -259,8 +228,6 @@ def _marker(root, attrs) -> Callable[[int, tuple[str, ...]], None]:
 def _missing_parts(cfg: JobConfig, stored: bool, plan: list[dict], source) -> tuple[list[PartTask], list[tuple]]:
     """Return a task per part of `plan` that lacks some of the run's methods, and each part's complete
     methods (reading the store only: one read per part, and the rows of each part already written)."""
-    from vzcore.store.completion import read_parts, remaining
-    from vzcore.store.layout import texts_fingerprint
 
     parts = read_parts(cfg.location.open_group(mode="r") if stored else None, plan)
     changed = [p for p in parts if p.data_hash and p.data_hash != texts_fingerprint(source.rows(p.start, p.stop))]
@@ -275,7 +242,8 @@ def _missing_parts(cfg: JobConfig, stored: bool, plan: list[dict], source) -> tu
     return tasks, [p.usable for p in parts]
 
 
-def _score_spec(job: CheckedJob, special_ids, *, device: str | None, num_threads: int | None = None) -> ScoreSpec:
+def _score_spec(job: CheckedJob, special_ids, placement: Placement) -> ScoreSpec:
+    """What each worker scores with: sent to every worker, so its store carries no secret (`cluster.credentials`)."""
     cfg = job.cfg
     return ScoreSpec(
         model=job.model.files,
@@ -286,12 +254,12 @@ def _score_spec(job: CheckedJob, special_ids, *, device: str | None, num_threads
         precision=cfg.precision,
         batch_size=cfg.batch_size,
         memory_budget=cfg.memory_budget,
-        location=cfg.location,
+        location=Location(cfg.out, public_options(cfg.out, cfg.storage_options)),
         store_dtype=cfg.store_dtype,
         causal=job.model.family.causal,
         num_maps=len(job.layers),
-        num_threads=num_threads,
-        device=device,
+        num_threads=placement.num_threads,
+        device=placement.device,
         special_ids=tuple(special_ids),
     )
 

@@ -15,8 +15,14 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import vzcore
 from cluster.executor import StopRun
+from vzcore.allocator import bound_freed_memory
+from vzcore.api import default_memory_budget
+from vzcore.inputs import TruncationWarning, UnscorableTextError, text_problem
+from vzcore.store.layout import STATUS_FAILED, STATUS_SCORED, STATUS_SKIPPED, part_path
 from vzcore.store.location import Location
+from vzcore.store.writer import ExampleOutcome, write_part
 
 __all__ = ["PartReport", "PartTask", "ScoreSpec", "Scorer", "load_scorer", "score_examples", "score_part"]
 
@@ -98,8 +104,6 @@ def load_scorer(spec: ScoreSpec) -> Scorer:
     """Load the model replica this worker scores with (the worker's process is the job's own)."""
     import torch
 
-    import vzcore
-
     if spec.num_threads:
         torch.set_num_threads(spec.num_threads)
     handle = vzcore.load_model(spec.model, device=spec.device)
@@ -132,11 +136,6 @@ def score_examples(
     is called after each batch. The library's truncation warning is left out: `score_part` says
     which examples were cut.
     """
-    import vzcore
-    from vzcore.allocator import bound_freed_memory
-    from vzcore.api import default_memory_budget
-    from vzcore.inputs import TruncationWarning, UnscorableTextError, text_problem
-    from vzcore.store.writer import ExampleOutcome
 
     outcomes: dict[int, ExampleOutcome] = {}
     todo = []
@@ -215,9 +214,6 @@ def _empty_cache() -> None:
 
 def score_part(scorer: Scorer, task: PartTask, progress: Callable[[int, int], None] | None = None) -> PartReport:
     """Score `task`'s examples and write its part (arrays, then the methods marked complete)."""
-    from vzcore.allocator import bound_freed_memory
-    from vzcore.store.layout import STATUS_FAILED, STATUS_SCORED, STATUS_SKIPPED, part_path
-    from vzcore.store.writer import write_part
 
     handle, spec = scorer.handle, scorer.spec
     t0 = time.perf_counter()

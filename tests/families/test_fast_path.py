@@ -24,7 +24,7 @@ def test_every_registered_family_has_a_tiny_model(tiny_models):
 @torch.no_grad()
 def test_zeroing_nothing_on_the_fast_path_changes_nothing(tiny):
     ids = torch.tensor([sample_ids(5, 7)], device=tiny.device)
-    spec, blocks = tiny.family, tiny.model.get_submodule(tiny.family.layers)
+    spec, blocks = tiny.family, tiny.family.blocks(tiny.model)
     captures = capture_layers(tiny, ids, torch.ones_like(ids), list(range(tiny.num_layers)))
     n = ids.shape[1]
     rows = torch.arange(n)[None]

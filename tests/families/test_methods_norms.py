@@ -30,6 +30,16 @@ def _parts(handle, block):
             att.output.dense.weight,
             att.output.dense.bias,
         )
+    if kind == "albert":
+        att = block.attention
+        return att.LayerNorm, block.full_layer_layer_norm, att.value, att.dense.weight, att.dense.bias
+    if kind == "deberta-v2":
+        att = block.attention
+        w_o = att.output.dense
+        return att.output.LayerNorm, block.output.LayerNorm, att.self.value_proj, w_o.weight, w_o.bias
+    if kind == "distilbert":
+        att = block.attention
+        return block.sa_layer_norm, block.output_layer_norm, att.v_lin, att.out_lin.weight, att.out_lin.bias
     if kind == "gpt2":
         d = handle.config.hidden_size
         attn = block.attn
@@ -66,20 +76,21 @@ def _parts(handle, block):
 @torch.no_grad()
 def _trace(handle, ids):
     """Run the model once; return per block its input, attention weights, and norms' inputs/outputs."""
-    blocks = handle.model.get_submodule(handle.family.layers)
-    seen = {k: {} for k in range(len(blocks))}
+    blocks = handle.family.blocks(handle.model)
+    calls: dict[int, list[dict]] = {}  # per module, one record per call: a shared layer (ALBERT) runs per layer
     hooks = []
-    for k, block in enumerate(blocks):
+    for block in {id(b): b for b in blocks}.values():
+        record = calls.setdefault(id(block), [])
         hooks.append(
             block.register_forward_pre_hook(
-                lambda m, a, kw, k=k: seen[k].__setitem__("x", (a[0] if a else kw["hidden_states"])[0]),
+                lambda m, a, kw, record=record: record.append({"x": (a[0] if a else kw["hidden_states"])[0]}),
                 with_kwargs=True,
             )
         )
         first, closing, *_ = _parts(handle, block)
         for name, mod in (("ln1", first), ("ln2", closing)):
             if mod is not None:
-                put = seen[k].__setitem__
+                put = lambda key, value, record=record: record[-1].__setitem__(key, value)  # noqa: E731
                 hooks.append(mod.register_forward_pre_hook(lambda m, a, n=name, put=put: put(n + "_in", a[0][0])))
                 hooks.append(mod.register_forward_hook(lambda m, a, o, n=name, put=put: put(n + "_out", o[0])))
     try:
@@ -87,6 +98,8 @@ def _trace(handle, ids):
     finally:
         for h in hooks:
             h.remove()
+    runs = {key: iter(record) for key, record in calls.items()}
+    seen = {k: next(runs[id(block)]) for k, block in enumerate(blocks)}  # layers run in order
     for k in seen:
         seen[k]["attn"] = out.attentions[k][0].double().cpu()  # `[H, n, n]`, the model's own weights
     return blocks, seen

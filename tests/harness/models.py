@@ -27,6 +27,28 @@ def _electra() -> transformers.PretrainedConfig:
     return cfg
 
 
+def _deberta_v3() -> transformers.PretrainedConfig:
+    # DeBERTa-v3's settings: relative attention in both directions (c2p, p2c), log buckets, no
+    # absolute positions, shared position keys, relative embeddings normalised
+    return transformers.DebertaV2Config(
+        vocab_size=VOCAB,
+        max_position_embeddings=64,
+        relative_attention=True,
+        pos_att_type=["p2c", "c2p"],
+        position_buckets=8,
+        max_relative_positions=16,
+        position_biased_input=False,
+        share_att_key=True,
+        norm_rel_ebd="layer_norm",
+        **TINY,
+    )
+
+
+def _albert() -> transformers.PretrainedConfig:
+    # two layers from one shared layer (num_hidden_groups=1): each application is its own map
+    return transformers.AlbertConfig(vocab_size=VOCAB, max_position_embeddings=64, embedding_size=16, **TINY)
+
+
 def _decoder(cls, **extra) -> Callable[[], transformers.PretrainedConfig]:
     return lambda: cls(vocab_size=VOCAB, num_key_value_heads=2, max_position_embeddings=64, **TINY, **extra)
 
@@ -89,6 +111,11 @@ TINY_CONFIGS: dict[str, Callable[[], transformers.PretrainedConfig]] = {
         cls_token_id=1,
         sep_token_id=2,
         **TINY,
+    ),
+    "deberta-v2": _deberta_v3,
+    "albert": _albert,
+    "distilbert": lambda: transformers.DistilBertConfig(
+        vocab_size=VOCAB, dim=32, n_layers=2, n_heads=4, hidden_dim=64, max_position_embeddings=64
     ),
 }
 FAMILY_KINDS = list(TINY_CONFIGS)

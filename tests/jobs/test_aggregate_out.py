@@ -101,7 +101,7 @@ def test_overwrite_never_deletes_a_file_it_did_not_write(tmp_path):
 
 @pytest.mark.parametrize("earlier", [False, True], ids=["new", "replacing"])
 def test_a_failed_aggregation_leaves_the_folder_as_it_was(tmp_path, monkeypatch, earlier):
-    import jobs.aggregate.report
+    import jobs.aggregate.driver
 
     store = _store(tmp_path / "s.zarr")
     out = tmp_path / "agg"
@@ -112,20 +112,21 @@ def test_a_failed_aggregation_leaves_the_folder_as_it_was(tmp_path, monkeypatch,
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt  # after the tables were written
 
-    monkeypatch.setattr(jobs.aggregate.report, "report", interrupted)
+    monkeypatch.setattr(jobs.aggregate.driver, "report", interrupted)
     with pytest.raises(KeyboardInterrupt):
         aggregate(str(store), out, config=CFG, log=lambda *x: None)
     assert (_snapshot(out) if earlier else out.exists()) == (before if earlier else False)
     assert sorted(p.name for p in tmp_path.iterdir()) == (["agg", "s.zarr"] if earlier else ["s.zarr"])
 
 
+@pytest.mark.slow  # starts another process
 def test_a_killed_aggregation_never_looks_finished(tmp_path):
     """SIGTERM while the report is written (after the tables): nothing appears at --out."""
     store = _store(tmp_path / "s.zarr")
     out = tmp_path / "agg"
     script = (
         "import os, signal, sys\n"
-        "import jobs.aggregate.report as r\n"
+        "import jobs.aggregate.driver as r\n"
         "r.report = lambda *a, **k: os.kill(os.getpid(), signal.SIGTERM)\n"
         "from jobs.cli import aggregate_main\n"
         f"sys.argv = ['vz', {str(store)!r}, '--out', {str(out)!r}, '--no-plots']\n"

@@ -40,6 +40,7 @@ def _plain_env(**extra) -> dict:
     return {**env, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", **extra}
 
 
+@pytest.mark.slow  # starts another process
 def test_a_join_where_no_head_answers_gives_up_in_one_line(tmp_path, tiny_model_dir, texts_jsonl):
     port = free_port()  # nothing listens there
     out = tmp_path / "j.zarr"
@@ -166,6 +167,7 @@ def test_a_bad_timeout_setting_is_refused(fake_ray, monkeypatch):
         pass
 
 
+@pytest.mark.slow  # starts another process
 def test_an_unwritable_home_is_one_line_before_ray_starts(tmp_path, tiny_model_dir, texts_jsonl):
     (tmp_path / "file").write_text("")
     env = _plain_env(HOME=str(tmp_path / "file" / "home"), HF_HOME=str(tmp_path / "hf"))
@@ -216,6 +218,7 @@ def _write_record(folder: Path, proc, started: float, exe: str) -> None:
     (folder / f"{proc.pid}.json").write_text(json.dumps(record))
 
 
+@pytest.mark.slow  # starts another process
 def test_a_leftover_is_ended_only_if_it_is_the_recorded_process_and_the_record_private(own_tmp):
     psutil = pytest.importorskip("psutil")
     procs = [_sleeper() for _ in range(4)]
@@ -237,6 +240,7 @@ def test_a_leftover_is_ended_only_if_it_is_the_recorded_process_and_the_record_p
             p.wait()
 
 
+@pytest.mark.slow  # starts another process
 @pytest.mark.skipif(os.getuid() != 0, reason="starting another user's process needs root")
 def test_another_users_process_is_never_ended(own_tmp):
     psutil = pytest.importorskip("psutil")
@@ -250,6 +254,7 @@ def test_another_users_process_is_never_ended(own_tmp):
         other.wait()
 
 
+@pytest.mark.slow  # starts another process
 def test_an_unexpected_error_is_one_line_and_its_traceback_is_kept(tmp_path):
     from jobs.cli import app
 

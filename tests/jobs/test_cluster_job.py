@@ -122,7 +122,12 @@ def test_cuda_actors_on_a_local_cluster_without_gpus_are_refused(tmp_path, tiny_
 
 
 @pytest.mark.slow
-def test_store_on_s3(ray_cluster, s3_server, tiny_model_dir, texts_jsonl):
+def test_store_on_s3(ray_cluster, s3_server, tiny_model_dir, texts_jsonl, tmp_path):
+    """Credentials given as storage options reach Ray actors (scoring) and tasks (aggregating)
+    through their environment: no unit carries them (tests/jobs/test_executor_choice.py)."""
+    from cluster.where import Where
+    from jobs.aggregate import AggregateConfig, aggregate
+
     out = "s3://vzstore/runs/t.zarr"
     cfg = JobConfig(
         out=out,
@@ -148,6 +153,12 @@ def test_store_on_s3(ray_cluster, s3_server, tiny_model_dir, texts_jsonl):
 
     fs, _ = fsspec.core.url_to_fs(out, **s3_server)
     assert fs.exists("vzstore/runs/t.zarr/tables/examples/00000.parquet")
+    config = AggregateConfig(bucket_edges=(1, 8), max_offset=2, plots=False)
+    with hang_guard():
+        done = aggregate(
+            out, tmp_path / "agg", where=Where(address="auto", actors=2), config=config, storage_options=s3_server
+        )
+    assert done["complete"] and sum(done["examples"].values()) == 6
 
 
 @pytest.mark.slow

@@ -3,6 +3,9 @@ in-process one's semantics (every unit once, bounded retries, lost units)."""
 
 from __future__ import annotations
 
+import os
+import sys
+
 import numpy as np
 import pytest
 
@@ -21,6 +24,10 @@ def _flaky(replica, payload, progress):
     if payload == 1:
         raise OSError("unit 1 always fails")
     return payload * 10
+
+
+def _secret(replica, payload, progress):
+    return os.environ.get("VZ_TEST_SECRET")
 
 
 def _arrays(group, prefix=""):
@@ -60,8 +67,6 @@ def test_the_same_job_in_process_and_on_ray_writes_identical_stores(ray_cluster,
 
 
 def test_ray_tasks_and_actors_keep_the_in_process_semantics(ray_cluster):
-    import sys
-
     from ray import cloudpickle
 
     from cluster.ray_executor import RayExecutor
@@ -87,3 +92,21 @@ def test_ray_tasks_and_actors_keep_the_in_process_semantics(ray_cluster):
         assert set(prepared) == {0, 1, 2, 3}
         assert list(report.lost) == [1] and "unit 1 always fails" in report.lost[1]
         assert [e.key for e in events if isinstance(e, Lost)] == [1]
+
+
+def test_ray_workers_get_the_run_environment_and_tasks_put_it_back(ray_cluster):
+    """The executor contract: secrets reach each worker through its environment, not through a unit."""
+    from ray import cloudpickle
+
+    from cluster.ray_executor import RayExecutor
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    units = [Unit(k, k) for k in range(4)]
+    env = {"VZ_TEST_SECRET": "from the environment"}
+    for executor, replica in ((RayExecutor(env=env, max_in_flight=1), None), (RayExecutor(workers=1, env=env), dict)):
+        seen: dict = {}
+        executor.run(units, _secret, replica=replica, on_result=lambda u, r, seen=seen: seen.__setitem__(u.key, r))
+        assert seen == dict.fromkeys(range(4), "from the environment"), executor
+    seen = {}  # the job's task workers, reused: each put back what it was given
+    RayExecutor(max_in_flight=1).run(units, _secret, on_result=lambda u, r: seen.__setitem__(u.key, r))
+    assert seen == dict.fromkeys(range(4))

@@ -16,7 +16,7 @@ import pytest
 
 zarr = pytest.importorskip("zarr")
 
-import vzcore.store.writer as writer  # noqa: E402
+import jobs.score.step as writer  # noqa: E402  (the step calls write_part by the name it imported)
 from jobs.score import JobStopped, run_job  # noqa: E402
 from tests.support import HANG_S, hang_guard, job_config, wait_until  # noqa: E402
 

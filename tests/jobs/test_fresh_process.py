@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.unit.test_imports import LAZY_IN_VZCORE, STORE_NEVER_IMPORTS
 
 ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow  # every test starts a process
 
 
 def _loaded(statement: str, modules) -> list[str]:

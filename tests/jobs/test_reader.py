@@ -136,15 +136,6 @@ def test_failed_skipped_and_unfinished_examples(tmp_path):
         store.example(0)
 
 
-def test_import_vzcore_stays_free_of_zarr():
-    import subprocess
-    import sys
-
-    code = "import sys, vzcore; print([m for m in ('zarr', 'ray', 'xarray', 'datasets') if m in sys.modules])"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"
-
-
 def test_a_layout_v1_store_still_reads_and_a_run_refuses_to_extend_it(tmp_path, tiny_model_dir, texts_jsonl):
     from jobs.score import JobError, run_job
     from tests.support import job_config

@@ -148,3 +148,33 @@ def test_the_store_imports_nothing_that_draws_scores_or_queries():
         for name, _ in _imports(MODULES[module]):
             root = name.split(".")[0]
             assert root not in STORE_NEVER_IMPORTS, f"{module}, which the store imports, imports {name}"
+
+
+# Where a function may import the project's own modules: the command line (each command imports its job
+# when it runs, so `vz --help` pays for none of them) and the modules that wrap Ray, a heavy package.
+LAZY_PROJECT_IMPORTERS = ("jobs.cli",)
+LAZY_PROJECT_MODULES = ("cluster.connect", "cluster.ray_executor")
+
+
+def _function_level_project_imports(path: Path) -> list[str]:
+    """Return the project modules a file imports inside a function."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found = []
+    for func in ast.walk(tree):
+        if isinstance(func, ast.FunctionDef | ast.AsyncFunctionDef):
+            for node in ast.walk(func):
+                if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                    found.append(node.module)
+                elif isinstance(node, ast.Import):
+                    found += [alias.name for alias in node.names]
+    return [m for m in found if m.split(".")[0] in FLOORS]
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_lazy_imports_are_for_heavy_packages_only(module):
+    """A module imports the project's modules at its top, where its dependencies show; a function-level
+    import hides an arrow, so it is kept for heavy packages (third-party, or the project's Ray wrappers)."""
+    if module == LAZY_PROJECT_IMPORTERS[0] or module.startswith(LAZY_PROJECT_IMPORTERS[0] + "."):
+        return
+    lazy = [m for m in _function_level_project_imports(MODULES[module]) if m not in LAZY_PROJECT_MODULES]
+    assert not lazy, f"{module} imports {', '.join(sorted(set(lazy)))} inside a function: import it at the top"

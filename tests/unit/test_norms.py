@@ -12,7 +12,6 @@ from transformers.models.gemma2.modeling_gemma2 import Gemma2RMSNorm
 from transformers.models.llama.modeling_llama import LlamaRMSNorm
 
 from vzcore.families import (
-    _FAMILIES,
     LAYOUTS,
     PARALLEL,
     POST_NORM,
@@ -21,6 +20,7 @@ from vzcore.families import (
     BlockShape,
     Norm,
     NormKind,
+    family_specs,
     list_families,
 )
 from vzcore.families.bert import BERT
@@ -79,9 +79,10 @@ def test_eps_is_read_by_one_rule():
 def test_every_family_has_a_known_layout():
     assert BERT.shape.layout == POST_NORM
     assert GPT2.shape.layout == LLAMA.shape.layout == PRE_NORM
-    assert {BERT.name, GPT2.name, LLAMA.name} <= set(list_families())
-    for spec in _FAMILIES:
-        assert spec.shape.layout in LAYOUTS, spec.name
+    layouts = {family.name: family.shape.layout for family in family_specs()}
+    assert set(layouts) == set(list_families()) and None not in layouts.values()
+    assert layouts["distilbert"] == layouts["deberta-v2"] == layouts["albert"] == POST_NORM
+    assert all(layout in LAYOUTS for layout in layouts.values())
 
 
 def test_sandwich_and_parallel_shapes_are_layouts_and_their_odd_mixtures_say_why():

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from vzcore.evaluation.blimp import AgreementExample
+from vzcore.evaluation.blimp import AgreementExample, strip_punctuation
 
 __all__ = ["Probe", "ProbeError", "make_probe", "make_probes", "word_spans", "word_tokens"]
 
@@ -49,7 +49,6 @@ class Probe:
 
 def word_spans(text: str) -> list[tuple[int, int]]:
     """Return the character span of each whitespace word of `text`, edge punctuation left out."""
-    from vzcore.evaluation.blimp import strip_punctuation
 
     spans, pos = [], 0
     for word in text.split():

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from vzcore.families.albert import ALBERT
 from vzcore.families.bert import BERT
+from vzcore.families.deberta import DEBERTA_V2
+from vzcore.families.distilbert import DISTILBERT
 from vzcore.families.gemma import GEMMA, GEMMA2, GEMMA3
 from vzcore.families.gpt2 import GPT2
 from vzcore.families.llama import LLAMA
@@ -41,6 +44,7 @@ __all__ = [
     "NormKind",
     "UnsupportedModelError",
     "family_for",
+    "family_specs",
     "linear_params",
     "list_families",
 ]
@@ -60,11 +64,19 @@ _FAMILIES: tuple[FamilySpec, ...] = (
     PHI3,
     OPT,
     MODERNBERT,
+    DISTILBERT,
+    DEBERTA_V2,
+    ALBERT,
 )
 
 
 class UnsupportedModelError(ValueError):
     """The model's architecture has no family spec."""
+
+
+def family_specs() -> tuple[FamilySpec, ...]:
+    """Return every registered family's spec, in registration order."""
+    return _FAMILIES
 
 
 def list_families() -> dict[str, tuple[str, ...]]:

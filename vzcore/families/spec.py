@@ -132,9 +132,18 @@ class FamilySpec:
     # the spec for one Hugging Face config, where a config field changes the block's shape
     # (OPT's `do_layer_norm_before`, GPT-NeoX's `use_parallel_residual`); `None`: this spec for all
     variant: Callable[[Any], FamilySpec] | None = None
+    # the attention module returns its weights only when the model is called with
+    # `output_attentions=True` (DeBERTa-v2's disentangled attention), whatever its implementation
+    weights_on_request: bool = False
+
+    # Code for a model whose layers are not one module each: the module every layer runs, in order
+    # (ALBERT runs one shared layer for all of them); `None`: the module list at `layers`.
+    layer_modules: Callable[[nn.Module], list[nn.Module]] | None = None
 
     def blocks(self, model: nn.Module) -> nn.ModuleList:
-        """Return the base model's blocks, in order."""
+        """Return the block each layer runs, in order (one module appears once per layer it serves)."""
+        if self.layer_modules is not None:
+            return nn.ModuleList(self.layer_modules(model))
         return cast(nn.ModuleList, model.get_submodule(self.layers))
 
     def geometry(self, config) -> Geometry:

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from vzcore.batch import Batch
-from vzcore.capture import eager_attention, hooks
+from vzcore.capture import LayerOrder, distinct, eager_attention, hooks
 from vzcore.methods.registry import register_method
 from vzcore.ops.rollout import normalize_rows
 
@@ -78,19 +78,20 @@ def _block_inputs(batch: Batch, layers: list[int], replace) -> Iterator[None]:
     """Replace block `l`'s hidden-state input `h` by `replace(l, h)` for `l` in `layers` during the context."""
     spec = batch.handle.family
     blocks = spec.blocks(batch.handle.model)
+    order = LayerOrder(blocks)  # a block shared by several layers (ALBERT) is called once per layer
     handles: list = []
 
-    def hook(layer):
-        def pre(module, args, kwargs):
-            if args:
-                return (replace(layer, args[0]), *args[1:]), kwargs
-            return args, {**kwargs, "hidden_states": replace(layer, kwargs["hidden_states"])}
-
-        return pre
+    def pre(module, args, kwargs):
+        layer = order.enter(module)
+        if layer not in layers:
+            return None
+        if args:
+            return (replace(layer, args[0]), *args[1:]), kwargs
+        return args, {**kwargs, "hidden_states": replace(layer, kwargs["hidden_states"])}
 
     with hooks(handles):
-        for layer in layers:
-            handles.append(blocks[layer].register_forward_pre_hook(hook(layer), with_kwargs=True))
+        for block in distinct([blocks[layer] for layer in layers]):
+            handles.append(block.register_forward_pre_hook(pre, with_kwargs=True))
         yield
 
 

@@ -21,7 +21,6 @@ import weakref
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
@@ -95,8 +94,7 @@ def _folded_weights(view: BlockView, norm: NormParams) -> list[tuple[torch.Tenso
     cached = _FOLDED.get(block)
     if cached is not None and cached[0] == key:
         return cached[1]
-    attention: Any = block.get_submodule(spec.attention)
-    heads = attention.config.num_attention_heads
+    heads = view.cap.attn.shape[1]  # query heads, from the weights (not every attention module keeps a config)
     w_o, _ = linear_params(block.get_submodule(spec.out_proj))  # `[d, H·d_h]`
     w_o = norm.centre(w_o.t()).t()  # C W_O: each column centred over `d` for LayerNorm
     folded = []

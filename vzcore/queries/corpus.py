@@ -27,6 +27,7 @@ from typing import get_args
 
 import numpy as np
 
+from vzcore.maps import layer_position
 from vzcore.result import ScoreResult
 from vzcore.statistics.rows import MIN_ROW_ENTRIES, example_masses
 from vzcore.store.errors import StoreError
@@ -181,7 +182,6 @@ def _hits(
 
 # ---- checks, before anything is read ----------------------------------------------------------
 def _layer_index(store: Store, layer: int) -> int:
-    from vzcore.maps import layer_position
 
     try:
         return layer_position(layer, store.model_num_layers, store.layers, "the store")

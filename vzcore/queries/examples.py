@@ -9,6 +9,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from vzcore.maps import layer_position
+from vzcore.plot import result_figure
 from vzcore.store.errors import StoreError
 from vzcore.store.reader import Store
 
@@ -68,8 +70,6 @@ def show_example(
     words: bool = False,
 ):
     """Return a figure: one labelled heatmap per method of example `example_id` at `layer` (default: last)."""
-    from vzcore.maps import layer_position
-    from vzcore.plot import result_figure
 
     result = store.example(example_id, methods)
     layers = list(result.layers)

@@ -15,11 +15,16 @@ from typing import Any
 import numpy as np
 
 from vzcore.store.completion import complete_methods, set_complete
+from vzcore.store.errors import StoreError
 from vzcore.store.layout import (
+    DONE_ARRAY,
+    PARTS_GROUP,
+    PLAN_ARRAY,
     SCORES_GROUP,
     STATUS_FAILED,
     STATUS_SCORED,
     STATUS_SKIPPED,
+    TABLES_DIR,
     TARGET_CHUNK_BYTES,
     pack_maps,
     packed_size,
@@ -27,6 +32,8 @@ from vzcore.store.layout import (
     texts_fingerprint,
 )
 from vzcore.store.location import Location
+from vzcore.store.root import folder_state
+from vzcore.store.tables import part_tables, write_part_tables
 
 __all__ = ["ExampleOutcome", "clear_store", "write_part"]
 
@@ -72,9 +79,6 @@ def clear_store(location: Location) -> None:
     Refuses (`StoreError`) unless the root's attributes prove a vz store: whatever else sits in
     the folder is the user's, and stays.
     """
-    from vzcore.store.errors import StoreError
-    from vzcore.store.layout import DONE_ARRAY, PARTS_GROUP, PLAN_ARRAY, TABLES_DIR
-    from vzcore.store.root import folder_state
 
     state, names = folder_state(location)
     if state == "absent":
@@ -115,7 +119,6 @@ def _existing(location: Location, path: str) -> Any:
 
 def _require_parts_group(location: Location) -> None:
     """Create `parts/` (and the root) as zarr groups if missing: one check when a part is first written."""
-    from vzcore.store.layout import PARTS_GROUP
 
     fs, path = location.filesystem(f"{PARTS_GROUP}/zarr.json")
     if not fs.exists(path):
@@ -155,7 +158,6 @@ def _base_matches(group: Any, ids: np.ndarray, lengths: np.ndarray) -> bool:
 
 
 def _write_tables(location: Location, part: int, arrays: dict, failures: dict, special_ids, ids, texts) -> None:
-    from vzcore.store.tables import part_tables, write_part_tables
 
     text = dict(zip(ids.tolist(), texts, strict=True)).get if texts is not None else None
     write_part_tables(location, part, part_tables(arrays, part, special_ids, failures, text))

@@ -1,0 +1,146 @@
+"""Where a job's units run, chosen and placed in one place for every job (score, aggregate, evaluate).
+
+    choice = Where(address="auto", actors=4, device="cuda")
+    with open_executor(choice, replica=True, outputs=[store]) as (executor, placement):
+        executor.run(units, step, replica=functools.partial(load, device=placement.device))
+
+A choice runs in this process (`actors=0`), on a local Ray cluster started on loopback (no
+address, or `local`), or on a joined cluster (`HOST:PORT`, `auto`: `cluster.connect`, whose join
+rules, timeouts and SIGTERM handling apply). A step with a replica runs on actors, one replica
+each, placed by `cluster.placement` (device, GPUs and CPUs per actor); one without runs as Ray
+tasks. The places workers write must be URLs on a cluster of several nodes, and the secrets of
+every place they reach go to the workers' environment (`cluster.credentials`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from cluster.connect import ClusterError, ClusterInfo
+from cluster.credentials import Reached, worker_env
+from cluster.executor import Executor, InProcessExecutor
+from cluster.placement import PlacementError, check_request, place_actors
+
+__all__ = ["Placement", "RayPlan", "Where", "open_executor", "plan_on"]
+
+
+@dataclass(frozen=True)
+class Where:
+    """Where a run's units go, as the command line asked (`--address`, `--actors`, `--device`, ...)."""
+
+    address: str | None = None  # a cluster to join: HOST:PORT or auto; None or "local": start one on loopback
+    actors: int | None = 1  # 0: in this process, no Ray; N: N actors (or N tasks at once); None: see `given`
+    device: str = "auto"  # auto: GPUs if the cluster has some now; cpu; cuda (even before GPU nodes are up)
+    gpus_per_actor: float = 1.0  # on GPUs (fractions allowed: 0.5 puts two actors on a GPU)
+    cpus_per_actor: int | None = None  # default: the cluster's CPUs divided among the actors; 1 per task
+    max_attempts: int = 3  # tries of a unit, its worker's death included
+
+    @classmethod
+    def given(cls, *, actors: int | None, address: str | None, in_process: bool, **rest) -> Where:
+        """The choice of a command whose `--actors` may be left out: then, with an address, on that cluster
+        (1 actor, or as many tasks at once as its CPUs hold); without one, in this process if `in_process`
+        (aggregate, evaluate), else 1 actor on a local cluster (score)."""
+        if actors is None and not address:
+            actors = 0 if in_process else 1
+        return cls(address=address, actors=actors, **rest)
+
+    @property
+    def in_process(self) -> bool:
+        return self.actors == 0
+
+    def check(self) -> None:
+        """Raise `ValueError` for a choice that can never run (before anything loads or connects)."""
+        if self.actors is not None and self.actors < 0:
+            raise ValueError(f"--actors must be 0 (in this process) or more, not {self.actors}")
+        if self.actors == 0 and self.address:
+            raise ValueError(f"--actors 0 runs in this process, but --address {self.address} names a cluster: drop one")
+        if self.max_attempts < 1:
+            raise ValueError(f"max_attempts must be at least 1, not {self.max_attempts}")
+        check_request(self.device, self.gpus_per_actor, self.cpus_per_actor)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a worker builds its replica: the torch device and threads (None: the library's default)."""
+
+    device: str | None
+    num_threads: int | None = None
+
+
+@dataclass(frozen=True)
+class RayPlan:
+    """What a run asks of a Ray cluster: `workers` actors (or tasks at once) of `cpus`/`gpus` each."""
+
+    workers: int
+    cpus: float
+    gpus: float
+    placement: Placement
+
+
+def plan_on(cluster: ClusterInfo, choice: Where, *, replica: bool, outputs: Sequence[Reached] = ()) -> RayPlan:
+    """Plan `choice` on `cluster` (no Ray call); raise `ClusterError` where it can never run.
+
+    A local output path is refused on a cluster of several nodes: each worker would write to its
+    own node's disk. Tasks (no replica) need no device: each asks `cpus_per_actor` CPUs (1 by default).
+    """
+    if cluster.nodes > 1:
+        for place in outputs:
+            if not place.is_url:
+                raise ClusterError(
+                    f"{place.path} is a local path but the cluster has {cluster.nodes} nodes: workers on the other"
+                    " nodes would write to their own disks; write to shared object storage (s3://...) instead,"
+                    " or run on one node"
+                )
+    if not replica:
+        cpus = float(choice.cpus_per_actor or 1)
+        workers = choice.actors or max(1, int(cluster.resources.get("CPU", 1) // cpus))
+        return RayPlan(workers, cpus, 0.0, Placement(None))
+    actors = choice.actors or 1
+    try:
+        shape = place_actors(
+            cluster,
+            device=choice.device,
+            actors=actors,
+            gpus_per_actor=choice.gpus_per_actor,
+            cpus_per_actor=choice.cpus_per_actor,
+        )
+    except PlacementError as err:
+        raise ClusterError(str(err)) from None
+    return RayPlan(actors, shape.cpus, shape.gpus, Placement(shape.device, shape.threads))
+
+
+@contextmanager
+def open_executor(
+    choice: Where, *, replica: bool, outputs: Sequence[Reached] = (), inputs: Sequence[Reached] = ()
+) -> Iterator[tuple[Executor, Placement]]:
+    """Yield the executor `choice` names, connected and placed, and where its replicas go.
+
+    `replica`: the step keeps a replica (actors) or not (tasks). `outputs` are the places workers
+    write (refused when local on a cluster of several nodes), `inputs` those they only read (a
+    shared disk serves every node); the secrets of both reach the workers through their
+    environment. Raises `ClusterError` (one line, exit 2) for what cannot run as asked.
+    """
+    try:
+        env = worker_env([*outputs, *inputs])
+    except ValueError as err:
+        raise ClusterError(str(err)) from None
+    if choice.in_process:
+        device = None if choice.device == "auto" else choice.device
+        yield InProcessExecutor(max_attempts=choice.max_attempts, env=env), Placement(device)
+        return
+    from cluster.connect import connect
+    from cluster.ray_executor import RayExecutor
+
+    with connect(None if choice.address == "local" else choice.address) as cluster:
+        plan = plan_on(cluster, choice, replica=replica, outputs=outputs)
+        executor = RayExecutor(
+            workers=plan.workers,
+            cpus=plan.cpus,
+            gpus=plan.gpus,
+            max_attempts=choice.max_attempts,
+            max_in_flight=plan.workers,
+            env=env,
+        )
+        yield executor, plan.placement

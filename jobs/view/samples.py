@@ -1,0 +1,72 @@
+"""Decile-stratified samples of examples for a per-example statistic (the examples page).
+
+Top-k shows the extremes (`vzcore.queries.top_examples`, over the whole store); a stratified sample
+shows the typical too: the statistic of the first `scan` scored examples, cut at its deciles, and
+`per` examples drawn (seeded) from each tenth. The statistic is the one `top_examples` ranks by: a
+mean over an example's rows that count (`vzcore.statistics.rows.example_masses`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from jobs.view.data import ViewError, preview
+from vzcore.statistics.rows import example_masses
+from vzcore.store.errors import StoreError
+from vzcore.store.reader import Store
+
+__all__ = ["STATISTICS", "decile_sample"]
+
+STATISTICS = {"self_mass": 0, "context_mass": 1, "special_mass": 2}  # those that need no token or word
+
+
+def decile_sample(
+    store: Store, statistic: str, method: str, layer: int, per: int = 2, scan: int = 5000, seed: int = 0
+) -> dict:
+    """Return `per` examples from each decile of `statistic` over the first `scan` scored examples."""
+    if statistic not in STATISTICS or method not in store.methods or int(layer) not in store.layers:
+        raise ViewError(
+            f"statistic is one of {', '.join(STATISTICS)}; method one of {', '.join(store.methods)};"
+            f" layer one of {store.layers}"
+        )
+    li, column = store.layers.index(int(layer)), STATISTICS[statistic]
+    special = np.asarray(store.special_token_ids, dtype=np.int64)
+    ids: list[int] = []
+    for part in store.done_parts([method]):
+        info = store.parts[part]
+        ids += range(info.start, min(info.stop, info.start + scan - len(ids)))
+        if len(ids) >= scan:
+            break
+    values: dict[int, tuple[float, int]] = {}
+    try:
+        for batch in store.iter_examples(256, [method], ids=ids):
+            for eid, r in batch:
+                mask = np.isin(np.asarray(r.token_ids, dtype=np.int64), special)
+                v = example_masses(r.scores[method][li], store.causal, mask)
+                if v is not None:
+                    values[eid] = (float(v[column]), r.n)
+    except StoreError as err:
+        raise ViewError(str(err)) from err
+    if not values:
+        return {"statistic": statistic, "method": method, "layer": int(layer), "scanned": 0, "rows": []}
+    eids = np.fromiter(values, dtype=np.int64)
+    v = np.asarray([values[e][0] for e in eids])
+    decile = np.minimum((np.argsort(np.argsort(v, kind="stable"), kind="stable") * 10) // len(v), 9)
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for d in range(10):
+        members = np.flatnonzero(decile == d)
+        picked = rng.choice(members, size=min(per, len(members)), replace=False) if len(members) else []
+        chosen += sorted(((d, int(i)) for i in picked), key=lambda t: v[t[1]])
+    texts = store.texts([int(eids[i]) for _, i in chosen])
+    rows = [
+        {
+            "decile": d + 1,
+            "example_id": int(eids[i]),
+            "value": float(v[i]),
+            "length": values[int(eids[i])][1],
+            "text": preview(texts.get(int(eids[i]))),
+        }
+        for d, i in chosen
+    ]
+    return {"statistic": statistic, "method": method, "layer": int(layer), "scanned": len(v), "rows": rows}
