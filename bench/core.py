@@ -3,6 +3,7 @@
     python -m bench.core --model minilm --lengths 16,32,64,128 --runs 5
     python -m bench.core --device cuda
     python -m bench.core --costs-only --cost-length 64 --runs 3   # the per-method table alone
+    python -m bench.core --families --costs-only --no-costs --lengths 32   # the per-family table alone
     python -m bench.core --quick   # a small run of every code path (the test suite runs it)
 
 Prints, per sentence length, seconds per sentence of both (median and min–max over interleaved
@@ -12,6 +13,9 @@ measured in the same run, the peak memory above the loaded model, and the error 
 each lower-precision option against float32. Then a per-method table: each registered method's
 seconds per sentence alone, relative to value zeroing's, on full maps (methods that need targets
 get every row as a target) and on one target row, and the cost of all methods in one call.
+With `--families`: for every registered family, a seeded model of its first model type (2 layers,
+hidden 64), the exact path its blocks take, the reference's and the fast path's seconds per
+sentence, their ratio and the largest difference of their maps.
 """
 
 from __future__ import annotations
@@ -217,6 +221,54 @@ def run_benchmark(model: str, lengths: list[int], runs: int, device: str | None,
         print(f"n={long}: fast path {t:.2f} s, peak {peak / 2**20:.0f} MiB above the loaded model")
 
 
+# The sizes of the seeded model of each family, where its config has the field (GPT-2's `n_embd` is mapped).
+FAMILY_SIZES = dict(
+    vocab_size=256,
+    hidden_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    head_dim=16,
+    intermediate_size=128,
+    n_inner=128,
+    ffn_dim=128,
+    rotary_dim=8,
+    word_embed_proj_dim=64,
+    moe_intermediate_size=64,
+    shared_expert_intermediate_size=64,
+    num_experts=8,
+    pad_token_id=0,
+    bos_token_id=1,
+    eos_token_id=2,
+)
+
+
+def family_paths(n: int, runs: int) -> None:
+    """Print, per registered family, the exact path value zeroing takes and its ratio to the reference."""
+    import transformers
+
+    from vzcore.ops.paths import zeroing_path
+
+    print(f"families: a seeded model of each (2 layers, hidden 64), n={n}, CPU float32")
+    print(" | ".join(["family", "model type", "path", "ref s/sent", "fast s/sent", "ratio", "max |fast − ref|"]))
+    ids = [3 + (7 * k) % 250 for k in range(n)]
+    for family, types in vzcore.list_families().items():
+        torch.manual_seed(0)
+        base = transformers.AutoConfig.for_model(types[0])  # only the fields its config has (a stray one misleads)
+        cfg = transformers.AutoConfig.for_model(types[0], **{k: v for k, v in FAMILY_SIZES.items() if hasattr(base, k)})
+        model = transformers.AutoModel.from_config(cfg, attn_implementation="eager").eval()
+        handle = vzcore.load_model(model)
+        fast_maps = vzcore.score(handle, [ids])[0].scores["value_zeroing"]  # warm up
+        ref_maps = reference_value_zeroing(handle, ids)
+        ref = statistics.median(
+            _timed(lambda h=handle: reference_value_zeroing(h, ids), handle.device) for _ in range(runs)
+        )
+        fast = statistics.median(_timed(lambda h=handle: vzcore.score(h, [ids]), handle.device) for _ in range(runs))
+        cells = [family, types[0], zeroing_path(handle.family), f"{ref:.4f}", f"{fast:.4f}", f"{ref / fast:.1f}"]
+        print(" | ".join([*cells, f"{np.abs(fast_maps - ref_maps).max():.1e}"]))
+    print()
+
+
 def method_costs(handle: ModelHandle, n: int, runs: int, budget: int | None) -> None:
     """Print each applicable method's seconds per sentence of `n` tokens, relative to value zeroing.
 
@@ -279,10 +331,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--costs-only", action="store_true", help="only the per-method cost table")
     parser.add_argument("--no-costs", action="store_true", help="leave out the per-method cost table")
     parser.add_argument("--cost-length", type=int, default=64, help="sentence length of the cost table")
+    parser.add_argument("--families", action="store_true", help="every family's path and its ratio to the reference")
     parser.add_argument("--quick", action="store_true", help="a small run of every code path (the test suite runs it)")
     args = parser.parse_args(argv)
     if args.quick:
-        args.lengths, args.runs, args.long, args.cost_length = "8,16", 1, 24, 12
+        args.lengths, args.runs, args.long, args.cost_length, args.families = "8,16", 1, 24, 12, True
+    if args.families:
+        family_paths(int(args.lengths.split(",")[-1]), args.runs)
     if not args.costs_only:
         lengths = [int(x) for x in args.lengths.split(",")]
         run_benchmark(args.model, lengths, args.runs, args.device, args.memory_budget, args.long)

@@ -81,8 +81,7 @@ def eager_attention(model: Any) -> Iterator[None]:
 
 
 def _value_vectors(handle: ModelHandle, proj_out: torch.Tensor) -> torch.Tensor:
-    geo = handle.geometry
-    return handle.family.value_part(proj_out, geo).unflatten(-1, (geo.kv_heads, geo.head_dim))
+    return handle.family.value_part(proj_out, handle.geometry)
 
 
 @torch.no_grad()

@@ -69,7 +69,7 @@ def _block_distances(handle: ModelHandle, block, call: tuple, n: int, distance, 
         if j is None:
             return output
         output = output.clone()
-        spec.value_part(output, geo)[:, j] = 0  # a view: only the value columns (GPT-2's c_attn holds q, k, v)
+        spec.value_part(output, geo)[:, j] = 0  # a view: only the value columns of a fused q, k, v projection
         return output
 
     def run(j: int | None) -> torch.Tensor:

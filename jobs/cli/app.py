@@ -70,11 +70,15 @@ def families_command() -> None:
     from vzcore import list_methods
     from vzcore.families import family_specs
     from vzcore.methods import get_method
+    from vzcore.ops.paths import zeroing_path
 
     names = list(list_methods())
     for family in family_specs():
         layout = family.shape.layout
-        path = f"{layout} fast path" if layout else "no fast path: " + "; ".join(family.shape.unsupported())
+        if layout is None:
+            path = "no fast path: " + "; ".join(family.shape.unsupported())
+        else:
+            path = f"{layout} blocks, {zeroing_path(family)} fast path"
         apply = [m for m in names if get_method(m).supports(family)]
         typer.echo(f"{family.name} ({path}): {', '.join(family.model_types)}")
         typer.echo(f"  methods: {', '.join(apply)}")

@@ -103,6 +103,12 @@ class EvalRun:
     files: list[str] = field(default_factory=list)
 
 
+def _skipped(name: str, method, family) -> str:
+    """Say why a method that does not support `family` is left out: the block layouts it is defined for."""
+    layouts = " and ".join(method.layouts or ())
+    return f"{name} skipped: defined for {layouts} blocks only, and {family.name} blocks are {family.shape.layout}"
+
+
 def default_methods(family) -> tuple[list[str], list[str]]:
     """Return every registered method this `family` supports but the slow ones, and notes on those left out."""
 
@@ -111,7 +117,7 @@ def default_methods(family) -> tuple[list[str], list[str]]:
         if name in SLOW_METHODS:
             notes.append(f"{name} left out by default (about 40 s a sentence on a CPU): ask for it with --methods")
         elif not m.supports(family):
-            notes.append(f"{name} skipped: defined for post-norm encoders only, and this is a pre-norm {family.name}")
+            notes.append(_skipped(name, m, family))
         else:
             methods.append(name)
     return methods, notes
@@ -131,7 +137,7 @@ def _check_methods(cfg: EvalConfig, family) -> tuple[list[str], list[str]]:
             if m.supports(family):
                 methods.append(name)
             else:
-                notes.append(f"{name} skipped: defined for post-norm encoders only, not for a pre-norm {family.name}")
+                notes.append(_skipped(name, m, family))
     if not methods:
         raise JobError(f"no method applies to {cfg.model}: {'; '.join(notes)}")
     try:

@@ -26,6 +26,8 @@ def _run(module: str, *args: str) -> str:
 def test_core_benchmark_compares_the_fast_path_with_the_reference():
     out = _run("bench.core")
     assert "ratio" in out.lower() and "value_zeroing" in out
+    for path in ("factored", "parallel", "generic"):  # every family's row names the path it takes
+        assert f"| {path} |" in out, path
 
 
 def test_job_benchmark_compares_one_and_two_actors_with_in_process():

@@ -44,7 +44,7 @@ def test_registries_list_their_choices():
         "grad_x_input",
         "integrated_gradients",
     }
-    assert vzcore.list_families()["llama"] == ("llama", "mistral", "qwen2")
+    assert vzcore.list_families()["llama"] == ("llama", "mistral", "qwen2", "qwen3")
 
 
 def test_text_results_carry_tokens_and_words(text_bert):

@@ -13,7 +13,8 @@ from vzcore.capture import capture_layers
 from vzcore.families import NormKind
 from vzcore.ops.block import BlockView
 from vzcore.ops.distances import cosine_distance
-from vzcore.ops.zeroing import BlockAlgebra, zeroed_block_outputs
+from vzcore.ops.paths import ZeroingPlan
+from vzcore.ops.zeroing import BlockAlgebra
 
 
 def test_every_registered_family_has_a_tiny_model(tiny_models):
@@ -28,14 +29,13 @@ def test_zeroing_nothing_on_the_fast_path_changes_nothing(tiny):
     n = ids.shape[1]
     rows = torch.arange(n)[None]
     for layer, cap in captures.items():
-        view = BlockView(spec, blocks[layer], cap)
-        alg = BlockAlgebra.build(view)
+        plan = ZeroingPlan.build(BlockView(spec, blocks[layer], cap))
         # No attention from any target to any source: zeroing a source's values removes nothing.
         nothing = torch.zeros_like(cap.attn)
-        zeroed, clean = zeroed_block_outputs(view, alg, nothing, rows.to(cap.attn.device), None)
+        zeroed, clean = plan.outputs(nothing, rows.to(cap.attn.device), None)
         assert cosine_distance(zeroed, clean).abs().max() < 1e-12, layer
         # With the real weights, the pair arithmetic's clean rows are the model's own block outputs.
-        _, clean = zeroed_block_outputs(view, alg, cap.attn, rows.to(cap.attn.device), None)
+        _, clean = plan.outputs(cap.attn, rows.to(cap.attn.device), None)
         torch.testing.assert_close(clean[:, 0], cap.out, atol=1e-5, rtol=1e-5)
 
 

@@ -44,7 +44,32 @@ def _parts(handle, block):
         d = handle.config.hidden_size
         attn = block.attn
         return None, None, lambda h: attn.c_attn(block.ln_1(h))[..., 2 * d :], attn.c_proj.weight.t(), attn.c_proj.bias
+    if kind == "modernbert":  # fused `[q | k | v]`; the first block's attention norm is the identity
+        d = handle.config.hidden_size
+        return None, None, lambda h: block.attn.Wqkv(block.attn_norm(h))[..., 2 * d :], block.attn.Wo.weight, None
+    if kind == "gpt_neox":  # fused per head: `[q_h | k_h | v_h]`
+        att, heads = block.attention, handle.config.num_attention_heads
+
+        def neox_values(h):
+            qkv = att.query_key_value(block.input_layernorm(h)).unflatten(-1, (heads, 3, -1))
+            return qkv[..., 2, :].flatten(-2)
+
+        return None, None, neox_values, att.dense.weight, att.dense.bias
+    if kind == "gptj":
+        return None, None, lambda h: block.attn.v_proj(block.ln_1(h)), block.attn.out_proj.weight, None
     att = block.self_attn
+    if kind == "phi":
+        return None, None, lambda h: att.v_proj(block.input_layernorm(h)), att.dense.weight, att.dense.bias
+    if kind == "olmo2":  # no norm before attention
+        return None, None, lambda h: att.v_proj(h), att.o_proj.weight, None
+    if kind == "phi3":  # fused `[q | k | v]`: the values are the last key/value heads' columns
+        cfg = handle.config
+        width = cfg.num_key_value_heads * (cfg.hidden_size // cfg.num_attention_heads)
+        return None, None, lambda h: att.qkv_proj(block.input_layernorm(h))[..., -width:], att.o_proj.weight, None
+    if kind == "opt":
+        value = lambda h: att.v_proj(block.self_attn_layer_norm(h))  # noqa: E731
+        return None, None, value, att.out_proj.weight, att.out_proj.bias
+    # the LLaMA-like blocks: llama, mistral, qwen2/3, gemma 1/2/3, the mixtures of experts
     return None, None, lambda h: att.v_proj(block.input_layernorm(h)), att.o_proj.weight, att.o_proj.bias
 
 
@@ -178,6 +203,18 @@ def test_matches_the_published_formula(tiny, method):
         np.testing.assert_allclose(got.scores[rollout], _rolled(ref), atol=TOL, rtol=0)
 
 
+@torch.no_grad()
+def test_attention_and_attention_norm_match_the_published_formulas(tiny):
+    """Raw attention (head mean) and Kobayashi et al. 2020's `‖Σ_h a_ij^h f^h(x_j)‖` on every family."""
+    ids = sample_ids(33, 7)
+    got = vzcore.score(tiny, [ids], methods=["attention", "attention_norm"])[0].scores
+    blocks, seen = _trace(tiny, ids)
+    for k, block in enumerate(blocks):
+        np.testing.assert_allclose(got["attention"][k], seen[k]["attn"].mean(0), atol=1e-6)
+        z, _, _ = _vectors(tiny, block, seen[k])
+        np.testing.assert_allclose(got["attention_norm"][k], _normalise(z.sum(2).norm(dim=-1)), atol=TOL)
+
+
 def test_chunking_changes_nothing(tiny):
     ids = sample_ids(31, 9)
     names = ("attention_norm_res", "globenc", "alti")
@@ -191,7 +228,7 @@ def test_chunking_changes_nothing(tiny):
 def test_post_norm_methods_refuse_decoders_clearly(tiny_models):
     for kind in ("gpt2", "llama"):
         for method in ("attention_norm_res_ln", "globenc", "globenc_rollout"):
-            with pytest.raises(ValueError, match=r"post-norm encoders only.*use attention_norm_res or alti"):
+            with pytest.raises(ValueError, match=r"post-norm encoders only.*use one of alti, .*attention_norm_res,"):
                 vzcore.score(tiny_models[kind], [[5, 6, 7]], methods=["value_zeroing", method])
 
 

@@ -24,29 +24,35 @@ def _family_lines(output: str) -> dict[str, list[str]]:
 
 
 def test_families_name_their_fast_path_and_methods(monkeypatch):
-    gemma2 = replace(
+    # a parallel block with a norm on its attention output: a shape no layout covers
+    odd = replace(
         LLAMA,
-        name="gemma2",
-        model_types=("gemma2",),
+        name="odd",
+        model_types=("odd",),
         shape=BlockShape(
             before_attn=Norm("input_layernorm", NormKind.RMS_NORM_OFFSET),
             on_attn_out=Norm("post_attention_layernorm", NormKind.RMS_NORM_OFFSET),
-            before_ffn=Norm("pre_feedforward_layernorm", NormKind.RMS_NORM_OFFSET),
+            parallel=True,
         ),
     )
-    monkeypatch.setattr(families, "_FAMILIES", (*families.family_specs(), gemma2))
+    monkeypatch.setattr(families, "_FAMILIES", (*families.family_specs(), odd))
     out = runner.invoke(app, ["families"])
     assert out.exit_code == 0, out.output
     got = _family_lines(out.stdout)
-    assert got["albert"][0] == "albert (post-norm fast path): albert"
-    assert got["distilbert"][0] == "distilbert (post-norm fast path): distilbert"
-    assert got["deberta-v2"][0] == "deberta-v2 (post-norm fast path): deberta-v2"
+    assert got["albert"][0] == "albert (post-norm blocks, factored fast path): albert"
+    assert got["distilbert"][0] == "distilbert (post-norm blocks, factored fast path): distilbert"
+    assert got["deberta-v2"][0] == "deberta-v2 (post-norm blocks, factored fast path): deberta-v2"
     assert "globenc" in got["albert"][1] and len(got["albert"]) == 2  # every method applies
-    assert got["llama"][0] == "llama (pre-norm fast path): llama, mistral, qwen2"
+    assert got["llama"][0] == "llama (pre-norm blocks, factored fast path): llama, mistral, qwen2, qwen3"
     assert got["llama"][2] == "not: attention_norm_res_ln, globenc, globenc_rollout"
-    assert got["gemma2"][0].startswith(
-        "gemma2 (no fast path: a norm on the attention output (post_attention_layernorm)"
-    )
+    assert got["gemma2"][0] == "gemma2 (sandwich blocks, generic fast path): gemma2"
+    assert got["moe"][0] == "moe (pre-norm blocks, generic fast path): mixtral, qwen2_moe, qwen3_moe"
+    assert got["gpt_neox"][0] == "gpt_neox (parallel blocks, parallel fast path): gpt_neox"
     assert (
-        got["gemma2"][1] == "methods: attention, attention_norm, attention_rollout, grad_x_input, integrated_gradients"
+        got["gpt_neox"][2]
+        == "not: alti, alti_rollout, attention_norm_res, attention_norm_res_ln, globenc, globenc_rollout"
+    )
+    assert got["odd"][0].startswith("odd (no fast path: attention and feed-forward running in parallel; a norm on")
+    assert got["odd"][1] == (
+        "methods: attention, attention_norm, attention_rollout, grad_x_input, integrated_gradients"
     )

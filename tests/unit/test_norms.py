@@ -3,13 +3,26 @@ equals its module, ε is read by one rule, and a block shape is a known layout o
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 from torch import nn
 from transformers.models.gemma2.modeling_gemma2 import Gemma2RMSNorm
 from transformers.models.llama.modeling_llama import LlamaRMSNorm
 
-from vzcore.families import POST_NORM, PRE_NORM, BlockShape, Norm, NormKind, family_specs, list_families
+from vzcore.families import (
+    LAYOUTS,
+    PARALLEL,
+    POST_NORM,
+    PRE_NORM,
+    SANDWICH,
+    BlockShape,
+    Norm,
+    NormKind,
+    family_specs,
+    list_families,
+)
 from vzcore.families.bert import BERT
 from vzcore.families.gpt2 import GPT2
 from vzcore.families.llama import LLAMA
@@ -69,9 +82,10 @@ def test_every_family_has_a_known_layout():
     layouts = {family.name: family.shape.layout for family in family_specs()}
     assert set(layouts) == set(list_families()) and None not in layouts.values()
     assert layouts["distilbert"] == layouts["deberta-v2"] == layouts["albert"] == POST_NORM
+    assert all(layout in LAYOUTS for layout in layouts.values())
 
 
-def test_shapes_without_a_layout_say_why():
+def test_sandwich_and_parallel_shapes_are_layouts_and_their_odd_mixtures_say_why():
     rms = NormKind.RMS_NORM_OFFSET
     gemma2 = BlockShape(
         before_attn=Norm("input_layernorm", rms),
@@ -79,13 +93,22 @@ def test_shapes_without_a_layout_say_why():
         before_ffn=Norm("pre_feedforward_layernorm", rms),
         on_ffn_out=Norm("post_feedforward_layernorm", rms),
     )
-    assert gemma2.layout is None
-    assert gemma2.unsupported() == [
-        "a norm on the attention output (post_attention_layernorm)",
-        "a norm on the feed-forward output (post_feedforward_layernorm)",
-    ]
+    assert gemma2.layout == SANDWICH and gemma2.unsupported() == []
     parallel = BlockShape(before_attn=Norm("ln_1", NormKind.LAYER_NORM), parallel=True)
-    assert parallel.layout is None and parallel.unsupported() == ["attention and feed-forward running in parallel"]
+    assert parallel.layout == PARALLEL and parallel.unsupported() == []
+    odd = replace(parallel, on_attn_out=Norm("post_attention_layernorm", rms))
+    assert odd.layout is None
+    assert odd.unsupported() == [
+        "attention and feed-forward running in parallel",
+        "a norm on the attention output (post_attention_layernorm)",
+    ]
+    closed = replace(gemma2, after_attn_sum=Norm("ln_a", rms))
+    assert closed.unsupported() == [
+        "a norm on the attention output (post_attention_layernorm) and a norm on the attention sum (ln_a)"
+    ]
+
+
+def test_shapes_without_a_layout_say_why():
     ln = NormKind.LAYER_NORM
     mixed = BlockShape(after_attn_sum=Norm("ln_a", ln), before_ffn=Norm("ln_f", ln))
     assert mixed.unsupported() == ["a norm before the feed-forward (ln_f) in a post-norm block"]

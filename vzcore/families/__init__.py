@@ -6,12 +6,21 @@ from vzcore.families.albert import ALBERT
 from vzcore.families.bert import BERT
 from vzcore.families.deberta import DEBERTA_V2
 from vzcore.families.distilbert import DISTILBERT
+from vzcore.families.gemma import GEMMA, GEMMA2, GEMMA3
 from vzcore.families.gpt2 import GPT2
 from vzcore.families.llama import LLAMA
+from vzcore.families.modernbert import MODERNBERT
+from vzcore.families.moe import MOE
+from vzcore.families.olmo import OLMO2
+from vzcore.families.opt import OPT
+from vzcore.families.parallel import GPT_NEOX, GPTJ, PHI
+from vzcore.families.phi3 import PHI3
 from vzcore.families.spec import (
     LAYOUTS,
+    PARALLEL,
     POST_NORM,
     PRE_NORM,
+    SANDWICH,
     BlockShape,
     FamilySpec,
     Geometry,
@@ -23,8 +32,10 @@ from vzcore.families.spec import (
 
 __all__ = [
     "LAYOUTS",
+    "PARALLEL",
     "POST_NORM",
     "PRE_NORM",
+    "SANDWICH",
     "BlockShape",
     "FamilySpec",
     "Geometry",
@@ -38,7 +49,25 @@ __all__ = [
     "list_families",
 ]
 
-_FAMILIES: tuple[FamilySpec, ...] = (BERT, GPT2, LLAMA, DISTILBERT, DEBERTA_V2, ALBERT)
+_FAMILIES: tuple[FamilySpec, ...] = (
+    BERT,
+    GPT2,
+    LLAMA,
+    GEMMA,
+    GEMMA2,
+    GEMMA3,
+    OLMO2,
+    MOE,
+    GPT_NEOX,
+    GPTJ,
+    PHI,
+    PHI3,
+    OPT,
+    MODERNBERT,
+    DISTILBERT,
+    DEBERTA_V2,
+    ALBERT,
+)
 
 
 class UnsupportedModelError(ValueError):
@@ -65,5 +94,5 @@ def family_for(config) -> FamilySpec:
         )
     for family in _FAMILIES:
         if model_type in family.model_types:
-            return family
+            return family.variant(config) if family.variant else family
     raise UnsupportedModelError(f"unsupported model type {model_type!r}; supported model types: {supported}")

@@ -1,4 +1,5 @@
-"""LLaMA family (llama, mistral, qwen2, ...): pre-norm decoder blocks, RMSNorm, gated MLP, GQA."""
+"""LLaMA family (llama, mistral, qwen2, qwen3): pre-norm decoder blocks, RMSNorm, gated MLP, GQA.
+(Qwen3's q/k norms sit inside the attention, which value zeroing leaves as it is.)"""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ def _finish(layer: Any, first: list[torch.Tensor], residual: torch.Tensor) -> to
 
 LLAMA = FamilySpec(
     name="llama",
-    model_types=("llama", "mistral", "qwen2"),
+    model_types=("llama", "mistral", "qwen2", "qwen3"),
     layers="layers",
     attention="self_attn",
     value_proj="self_attn.v_proj",

@@ -18,10 +18,12 @@ from torch import nn
 FinishFn = Callable[[Any, list[torch.Tensor], torch.Tensor], torch.Tensor]
 
 # The block layouts the scoring algebra knows (`BlockShape.layout`).
-Layout = Literal["post-norm", "pre-norm"]
+Layout = Literal["post-norm", "pre-norm", "sandwich", "parallel"]
 POST_NORM: Layout = "post-norm"  # `x + attention`, then a norm whose output the feed-forward adds to (BERT)
 PRE_NORM: Layout = "pre-norm"  # norms before attention and before the feed-forward only (GPT-2, LLaMA)
-LAYOUTS: tuple[Layout, ...] = (POST_NORM, PRE_NORM)
+SANDWICH: Layout = "sandwich"  # norms on the attention and/or feed-forward outputs before each add (Gemma 2/3, OLMo 2)
+PARALLEL: Layout = "parallel"  # attention and feed-forward both read the block input (GPT-NeoX, GPT-J, Phi)
+LAYOUTS: tuple[Layout, ...] = (POST_NORM, PRE_NORM, SANDWICH, PARALLEL)
 
 
 class NormKind(Enum):
@@ -65,6 +67,10 @@ class BlockShape:
         """Return the known layout this shape has, or `None` (then `unsupported()` says why)."""
         if self.unsupported():
             return None
+        if self.parallel:
+            return PARALLEL
+        if self.on_attn_out is not None or self.on_ffn_out is not None:
+            return SANDWICH
         return POST_NORM if self.after_attn_sum is not None else PRE_NORM
 
     @property
@@ -73,11 +79,17 @@ class BlockShape:
         return self.after_attn_sum or self.before_ffn
 
     def unsupported(self) -> list[str]:
-        """Return what this shape has that neither known layout has (empty for a known layout)."""
+        """Return what this shape has that no known layout has (empty for a known layout)."""
         extra = (("attention output", self.on_attn_out), ("feed-forward output", self.on_ffn_out))
-        why = [f"a norm on the {what} ({norm.path})" for what, norm in extra if norm is not None]
+        outs = [f"a norm on the {what} ({norm.path})" for what, norm in extra if norm is not None]
         if self.parallel:
-            return ["attention and feed-forward running in parallel", *why]
+            closing = [f"a norm after the sum ({n.path})" for n in (self.after_attn_sum, self.after_ffn_sum) if n]
+            why = outs + closing
+            return ["attention and feed-forward running in parallel", *why] if why else []
+        if outs:  # sandwich: norms on the sublayer outputs; none may close a sum
+            sums = (("attention", self.after_attn_sum), ("feed-forward", self.after_ffn_sum))
+            return [f"{outs[0]} and a norm on the {what} sum ({n.path})" for what, n in sums if n is not None]
+        why = []
         if self.after_attn_sum is not None:  # nearest: post-norm
             before = (("attention", self.before_attn), ("the feed-forward", self.before_ffn))
             why += [f"a norm before {what} ({norm.path}) in a post-norm block" for what, norm in before if norm]
@@ -102,15 +114,24 @@ class FamilySpec:
     attention: str  # module whose output is `(attn_output, attn_weights)`
     value_proj: str  # module whose output holds the value vectors
     out_proj: str  # attention output projection (W_O)
-    first_projs: tuple[str, ...]  # feed-forward input projections (one, or gate and up)
-    finish: FinishFn
     causal: bool
     shape: BlockShape  # where the block's norms sit, and of what kind
+    # The feed-forward module (called on `[1, pairs, d]`): what the generic exact path runs per pair
+    # (`None` where the feed-forward is no module of its own; the factored path reads `first_projs`).
+    ffn: str | None = "mlp"
+    # Feed-forward input projections (one, or gate and up) and the rest of the block after them, for
+    # the factored fast path; none for a feed-forward with no cheaper algebra (a routed mixture of experts).
+    first_projs: tuple[str, ...] = ()
+    finish: FinishFn | None = None
     final_norm: str | None = None  # path relative to the base model, pre-norm models only
-    fused_qkv: bool = False  # value projection output is `[q | k | v]` (GPT-2's c_attn)
+    fused_qkv: bool = False  # value projection output is `[q | k | v]` (GPT-2's c_attn, Phi-3's qkv_proj)
+    qkv_per_head: bool = False  # value projection output is `[q_h | k_h | v_h]` per head (GPT-NeoX's query_key_value)
     ffn_size: str = "intermediate_size"  # config field of the feed-forward width (GPT-2: `n_inner`)
     # model types whose position ids start after the padding index (RoBERTa): two positions fewer
     padded_positions: tuple[str, ...] = ()
+    # the spec for one Hugging Face config, where a config field changes the block's shape
+    # (OPT's `do_layer_norm_before`, GPT-NeoX's `use_parallel_residual`); `None`: this spec for all
+    variant: Callable[[Any], FamilySpec] | None = None
     # the attention module returns its weights only when the model is called with
     # `output_attentions=True` (DeBERTa-v2's disentangled attention), whatever its implementation
     weights_on_request: bool = False
@@ -140,8 +161,11 @@ class FamilySpec:
         )
 
     def value_part(self, proj_out: torch.Tensor, geometry: Geometry) -> torch.Tensor:
-        """Return the value vectors `[..., kv_heads · head_dim]` inside the value projection's output."""
-        return proj_out[..., -geometry.kv_width :] if self.fused_qkv else proj_out
+        """Return the value vectors `[..., kv_heads, head_dim]` inside the value projection's output (a view)."""
+        if self.qkv_per_head:
+            return proj_out.unflatten(-1, (geometry.kv_heads, 3, geometry.head_dim))[..., 2, :]
+        values = proj_out[..., -geometry.kv_width :] if self.fused_qkv else proj_out
+        return values.unflatten(-1, (geometry.kv_heads, geometry.head_dim))
 
 
 @dataclass(frozen=True)

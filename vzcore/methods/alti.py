@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 
 from vzcore.batch import Batch
-from vzcore.families import LAYOUTS, POST_NORM
+from vzcore.families import POST_NORM, PRE_NORM
 from vzcore.methods.norm_based import ChunkScore, layer_scores, rows_of
 from vzcore.methods.registry import register_method
 from vzcore.ops.block import BlockView
@@ -80,7 +80,7 @@ def _maps(batch: Batch, layers: list[int]) -> torch.Tensor:
     return batch.memo[key]
 
 
-@register_method("alti", AltiConfig, layouts=LAYOUTS)
+@register_method("alti", AltiConfig, layouts=(POST_NORM, PRE_NORM))
 def alti(batch: Batch, config: AltiConfig) -> torch.Tensor:
     """ALTI layer-wise ("ALTI¬"): `max(0, ‖y_i‖₁ − ‖y_i − T_i(x_j)‖₁)`, rows normalised.
 
@@ -96,7 +96,7 @@ def alti(batch: Batch, config: AltiConfig) -> torch.Tensor:
     return _maps(batch, batch.layers)
 
 
-@register_method("alti_rollout", AltiConfig, needs_all_rows=True, layouts=LAYOUTS)
+@register_method("alti_rollout", AltiConfig, needs_all_rows=True, layouts=(POST_NORM, PRE_NORM))
 def alti_rollout(batch: Batch, config: AltiConfig) -> torch.Tensor:
     """ALTI rolled out across layers without identity (the residual is already a part): `R^l = A^l @ R^{l−1}`."""
     full = batch.all_rows()

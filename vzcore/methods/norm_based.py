@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from vzcore.batch import Batch
-from vzcore.families import LAYOUTS, POST_NORM
+from vzcore.families import POST_NORM, PRE_NORM
 from vzcore.methods.registry import register_method
 from vzcore.ops.block import BlockView
 from vzcore.ops.norms import residual_vectors
@@ -89,7 +89,7 @@ def _normalised(batch: Batch, layers: list[int], scorer: Scorer) -> torch.Tensor
     return batch.place_rows(maps)
 
 
-@register_method("attention_norm_res", NormResConfig, layouts=LAYOUTS)
+@register_method("attention_norm_res", NormResConfig, layouts=(POST_NORM, PRE_NORM))
 def attention_norm_res(batch: Batch, config: NormResConfig) -> torch.Tensor:
     """Attention-norm with the residual (Kobayashi et al. 2021, +RES): `‖Σ_h a_ij^h u_j^h + δ_ij x_i‖`.
 

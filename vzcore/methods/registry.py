@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from vzcore.families import LAYOUTS, POST_NORM, PRE_NORM, FamilySpec, Layout
+from vzcore.families import LAYOUTS, PARALLEL, POST_NORM, PRE_NORM, SANDWICH, FamilySpec, Layout
 
 __all__ = [
     "Method",
@@ -45,7 +45,18 @@ _METHODS: dict[str, Method] = {}
 # How a refusal names the blocks a method is defined for.
 _ONLY = {
     POST_NORM: "post-norm encoders only (a norm closes the attention sum)",
-    PRE_NORM: "pre-norm decoders only",
+    PRE_NORM: "pre-norm blocks only",
+    SANDWICH: "sandwich-norm blocks only",
+    PARALLEL: "parallel blocks only",
+}
+# Why a published decomposition does not carry over to a layout (the refusal says it).
+_WHY = {
+    POST_NORM: "",
+    PRE_NORM: "",
+    SANDWICH: " (a norm on the attention output rescales every source's part by the whole output's "
+    "statistics before the residual add: no published decomposition covers it)",
+    PARALLEL: " (the residual stream also receives the feed-forward of the block input: no published "
+    "decomposition of attention plus residual covers it)",
 }
 
 
@@ -118,9 +129,10 @@ def check_applicable(methods: list[Method], family: FamilySpec, targets_given: b
             f"(it knows post-norm and pre-norm blocks); these methods take any block: {free}"
         )
     wanted = {x for m in methods if not m.supports(family) for x in m.layouts or ()}
+    fit = ", ".join(name for name, m in sorted(_METHODS.items()) if m.supports(family) and not m.needs_targets)
     raise ValueError(
         f"{', '.join(wrong)} are defined for {' and '.join(_ONLY[x] for x in LAYOUTS if x in wanted)}; "
-        f"{model!r} is a {layout} {family.name} model: use attention_norm_res or alti"
+        f"{model!r} is a {layout} {family.name} model{_WHY[layout]}: use one of {fit}"
     )
 
 

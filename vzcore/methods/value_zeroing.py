@@ -12,8 +12,8 @@ from vzcore.families import LAYOUTS
 from vzcore.methods.registry import register_method
 from vzcore.ops.distances import DISTANCES
 from vzcore.ops.pairs import pair_chunks
+from vzcore.ops.paths import ZeroingPlan
 from vzcore.ops.rollout import normalize_rows, rollout
-from vzcore.ops.zeroing import BlockAlgebra, zeroed_block_outputs
 
 __all__ = ["ValueZeroingConfig", "value_zeroing", "value_zeroing_rollout"]
 
@@ -42,21 +42,16 @@ def layer_distances(batch: Batch, layer: int, config: ValueZeroingConfig, rows, 
     valid = batch.valid_pairs(rows, row_mask)
     b, t, n = valid.shape
     dist = torch.zeros((b, t, n), dtype=torch.float64, device=cap.x.device)
-    alg = BlockAlgebra.build(view)
-    f = sum(p.shape[-1] for p in alg.proj_s)
-    d = alg.s.shape[-1]
-    bytes_per_pair = cap.x.element_size() * (2 * f + 8 * d)
+    plan = ZeroingPlan.build(view)
     attn = batch.attention_rows(layer, rows)  # `[b, H, t, n]`
     rows_dev = rows.to(dist.device)
-    for texts, chunk in pair_chunks(b, t, n, bytes_per_pair, batch.memory_budget):
+    for texts, chunk in pair_chunks(b, t, n, plan.bytes_per_pair, batch.memory_budget):
         v = valid[texts, chunk].transpose(1, 2)  # source major: `[b, n, t]`, on the CPU
         if not v.any():
             continue
         every = bool(v.all())
         v_dev = None if every else v.to(dist.device)
-        zeroed, clean = zeroed_block_outputs(
-            view, alg.texts(texts), attn[texts, :, chunk], rows_dev[texts, chunk], v_dev, batch.precision
-        )
+        zeroed, clean = plan.texts(texts).outputs(attn[texts, :, chunk], rows_dev[texts, chunk], v_dev, batch.precision)
         if final is not None:
             zeroed, clean = final(zeroed), final(clean)
         if every:

@@ -8,6 +8,8 @@ naming the family and what it lacks, a shape whose answer it does not know exact
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -15,7 +17,7 @@ from typing import Any
 import torch
 
 from vzcore.capture import LayerCapture
-from vzcore.families import POST_NORM, FamilySpec, Layout, Norm, linear_params
+from vzcore.families import POST_NORM, PRE_NORM, FamilySpec, Layout, Norm, linear_params
 from vzcore.ops.norms import NormParams
 from vzcore.ops.pairs import gather_rows
 
@@ -99,9 +101,20 @@ class BlockView:
     def mix_norm(self) -> Norm:
         """The norm that follows attention, reading `s`: on the sum (post-norm), or before the feed-forward."""
         norm = self.spec.shape.mix_norm
-        if norm is None or self.spec.shape.layout is None:
-            raise UnsupportedBlockError(unsupported_shape(self.spec))
+        if norm is None or self.spec.shape.layout not in (POST_NORM, PRE_NORM):
+            raise UnsupportedBlockError(f"{self.spec.name} blocks have {self._why_not_linear()}")
         return norm
+
+    def _why_not_linear(self) -> str:
+        """Say why the state after attention reaches no single norm linearly (sandwich, parallel, unknown)."""
+        why = self.spec.shape.unsupported()
+        if why:
+            return ", ".join(why)
+        shape = self.spec.shape
+        if shape.parallel:
+            return "attention and feed-forward running in parallel"
+        outs = (("attention output", shape.on_attn_out), ("feed-forward output", shape.on_ffn_out))
+        return ", ".join(f"a norm on the {what} ({norm.path})" for what, norm in outs if norm is not None)
 
     def mix_params(self) -> NormParams:
         return self.params(self.mix_norm)
@@ -117,7 +130,29 @@ class BlockView:
     def ffn_residual(self, s: torch.Tensor) -> torch.Tensor:
         """Return what the feed-forward's output is added to, from sums `s: [..., d]`: the normed sums
         (post-norm) or the sums themselves (pre-norm)."""
-        return self.mix_output(s) if self.layout == POST_NORM else s
+        return self.mix_output(s) if self.mix_norm == self.spec.shape.after_attn_sum else s
+
+    def after_attention(
+        self, x: torch.Tensor, attn_out: torch.Tensor, precision: Callable[[], AbstractContextManager] | None = None
+    ) -> torch.Tensor:
+        """Return the block output from inputs `x: [p, d]` and attention outputs `attn_out: [p, d]` (after
+        `W_O`) of a sequential block, by the block's own modules: its norms, residual adds and feed-forward.
+
+        The feed-forward (a mixture of experts routes each row by itself) sees `[1, p, d]`; it alone runs
+        under `precision` (lower, when asked for), as the factored path's down projection does.
+        """
+        shape, ffn = self.spec.shape, self.spec.ffn
+        if shape.parallel or ffn is None:
+            raise UnsupportedBlockError(f"{self.spec.name} blocks have no feed-forward module to run after attention")
+
+        def norm(where: Norm | None, v: torch.Tensor) -> torch.Tensor:
+            return v if where is None else self.block.get_submodule(where.path)(v)
+
+        r = norm(shape.after_attn_sum, x + norm(shape.on_attn_out, attn_out))
+        with precision() if precision else nullcontext():
+            f = self.block.get_submodule(ffn)(norm(shape.before_ffn, r)[None])
+        f = (f[0] if isinstance(f, tuple) else f)[0].to(r.dtype)  # MoE blocks may return router logits too
+        return norm(shape.after_ffn_sum, r + norm(shape.on_ffn_out, f))
 
     def closing_linear(self) -> LinearNorm:
         """The norm closing the block (on the feed-forward sum), linearised at its captured clean input."""

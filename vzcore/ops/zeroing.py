@@ -11,7 +11,8 @@ pair only `O(H·d_ff)` work precedes the activation and the down projection, whi
 `[pairs, d_ff]` through the model's own modules.
 
 This is exact where the correction reaches the norm unchanged: the post-norm and pre-norm layouts
-(`BlockView` refuses the others; a norm on the attention output, for one, is not linear in `Δ_ij`).
+with a plain feed-forward (`BlockView` refuses the others; a norm on the attention output, for one,
+is not linear in `Δ_ij`). `vzcore.ops.paths` picks this path or the parallel and generic ones.
 """
 
 from __future__ import annotations
@@ -24,11 +25,11 @@ from dataclasses import dataclass
 import torch
 
 from vzcore.families import linear_params
-from vzcore.ops.block import BlockView
+from vzcore.ops.block import BlockView, UnsupportedBlockError
 from vzcore.ops.norms import NormParams
 from vzcore.ops.pairs import gather_rows
 
-__all__ = ["BlockAlgebra", "zeroed_block_outputs"]
+__all__ = ["BlockAlgebra", "minus_mixed", "zeroed_block_outputs"]
 
 
 @dataclass
@@ -46,6 +47,8 @@ class BlockAlgebra:
     def build(cls, view: BlockView) -> BlockAlgebra:
         """Build the algebra of one block; raises `UnsupportedBlockError` for a shape it is not exact for."""
         norm = view.mix_params()
+        if not view.spec.first_projs or view.spec.finish is None:
+            raise UnsupportedBlockError(f"{view.spec.name} blocks have a feed-forward with no factored form")
         values = view.head_values()  # `[b, n, H, d_h]`
         u = view.projected_values()
         s = view.state_after_attention
@@ -108,7 +111,7 @@ def _folded_weights(view: BlockView, norm: NormParams) -> list[tuple[torch.Tenso
     return folded
 
 
-def _minus_mixed(rows: torch.Tensor, a: torch.Tensor, per_head: torch.Tensor) -> torch.Tensor:
+def minus_mixed(rows: torch.Tensor, a: torch.Tensor, per_head: torch.Tensor) -> torch.Tensor:
     """Return `rows[k, i] − Σ_h a[k·n + j, i, h] per_head[k, j, h]` as `[b, n, t, d]`.
 
     `rows: [b, t, d]`, `a: [b·n, t, H]`, `per_head: [b, n, H, d]`: one batched product over every
@@ -131,8 +134,10 @@ def _finish(
     they are the bulk of the work, while the sums before them carry the small differences.
     """
     residual = view.ffn_residual(s)
+    finish = view.spec.finish
+    assert finish is not None  # `BlockAlgebra.build` refuses a spec without one
     with precision() if precision else nullcontext():
-        return view.spec.finish(view.block, first, residual).float()
+        return finish(view.block, first, residual).float()
 
 
 def zeroed_block_outputs(
@@ -154,7 +159,7 @@ def zeroed_block_outputs(
     b, heads, t, n = attn_rows.shape
     a = attn_rows.permute(0, 3, 2, 1).reshape(b * n, t, heads)  # `[b·n, t, H]`
     s_rows = gather_rows(alg.s, rows)  # `[b, t, d]`
-    s = _minus_mixed(s_rows, a, alg.u)  # s_i − Δ_ij: `[b, n, t, d]`
+    s = minus_mixed(s_rows, a, alg.u)  # s_i − Δ_ij: `[b, n, t, d]`
     inv = alg.norm.inverse_scale(s)  # `[b, n, t, 1]`
     a_bias = torch.cat([a * inv.view(b * n, t, 1).neg(), torch.ones_like(a[..., :1])], -1)  # `[b·n, t, H+1]`
     every = valid is None
