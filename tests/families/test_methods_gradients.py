@@ -133,13 +133,15 @@ def test_matches_the_published_formula_with_a_head(tiny_lm, method):
 
 @pytest.mark.parametrize("kind", FAMILY_KINDS)
 def test_headless_models_explain_the_final_norm(tiny_models, kind):
-    if kind == "distilbert":
-        pytest.skip("one entry 1.3e-5 from this reference (tolerance 1e-5): not yet explained")
     handle = tiny_models[kind]
     assert handle.lm is None
     ids = sample_ids(41, 6)
     got = vzcore.score(handle, [ids], methods=["grad_x_input"], targets=[1, 5])[0].scores["grad_x_input"]
-    np.testing.assert_allclose(got, reference(handle, ids, [1, 5], "grad_x_input", readout="norm"), atol=TOL, rtol=0)
+    # Float32 gradients summed over the hidden axis cancel, so the two orders of operations may differ in
+    # the fourth significant digit (seen: 1.3e-5 on an entry of 0.16, DistilBERT): the tolerance is relative
+    # too; a wrong formula is off by 1e-1.
+    ref = reference(handle, ids, [1, 5], "grad_x_input", readout="norm")
+    np.testing.assert_allclose(got, ref, atol=TOL, rtol=2e-4)
 
 
 def test_readout_norm_on_a_model_with_a_head(tiny_lm):
