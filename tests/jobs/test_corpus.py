@@ -393,9 +393,6 @@ def test_vz_query_bad_arguments_exit_2_before_the_store_is_opened(args, message,
 def test_vz_query_bad_queries_exit_2_before_any_part_is_read(args, message, word_store, monkeypatch):
     from vzcore.store.reader import Store
 
-    def no_read(*a, **kw):
-        raise AssertionError("a part was read")
-
-    monkeypatch.setattr(Store, "done_parts", no_read)
+    monkeypatch.setattr(Store, "done_parts", lambda *a, **kw: pytest.fail("a part was read"))
     out = runner.invoke(app, ["query", args[0], str(word_store.path), *args[1:]])
     assert out.exit_code == 2 and message in out.output, out.output
