@@ -72,6 +72,10 @@ def _driver(tiny_model_dir, data, out):
     return cmd, env
 
 
+def _as_from_a_terminal() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _started(proc, out: str, part: str = "00001") -> list:
     import psutil
 
@@ -100,7 +104,11 @@ def test_ctrl_c_or_sigterm_stops_the_job_and_its_cluster_and_says_how_to_resume(
     out = str(tmp_path / "int.zarr")
     cmd, env = _driver(tiny_model_dir, many_texts, out)
     with hang_guard():
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        # A shell runs background jobs with Ctrl-C ignored, and Python keeps an ignored SIGINT: a suite
+        # started in the background would see the job finish. The driver starts as a terminal would.
+        proc = subprocess.Popen(
+            cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_as_from_a_terminal
+        )
         children = _started(proc, out)
         proc.send_signal(signum)
         _, err = proc.communicate(timeout=HANG_S)
