@@ -124,7 +124,6 @@ def default_methods(family) -> tuple[list[str], list[str]]:
 
 
 def _check_methods(cfg: EvalConfig, family) -> tuple[list[str], list[str]]:
-
     if cfg.methods is None:
         methods, notes = default_methods(family)
     else:
@@ -148,7 +147,6 @@ def _check_methods(cfg: EvalConfig, family) -> tuple[list[str], list[str]]:
 
 
 def _examples(cfg: EvalConfig):
-
     try:
         if cfg.data is not None:
             examples = load_agreement_jsonl(cfg.data)
@@ -169,7 +167,6 @@ def _examples(cfg: EvalConfig):
 
 
 def _check_simple(cfg: EvalConfig) -> None:
-
     if cfg.kind not in KINDS:
         raise JobError(f"unknown evaluation {cfg.kind!r}; choose from: {', '.join(KINDS)}")
     if cfg.limit is not None and cfg.limit < 0:

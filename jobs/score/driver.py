@@ -165,7 +165,6 @@ def _stored_attrs(cfg: JobConfig) -> dict:
 
 
 def _dry_run_lines(job: CheckedJob, source, plan: list[dict], lengths: np.ndarray, truncated: int) -> list[str]:
-
     cfg, geo = job.cfg, job.model.geometry
     sizes = [p["stop"] - p["start"] for p in plan]
     cap = f", at most {cfg.part_size} examples" if cfg.part_size else ""

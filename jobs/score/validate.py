@@ -44,7 +44,6 @@ class CheckedJob:
 
     @property
     def max_length(self) -> int | None:
-
         return self.cfg.max_length or max_input_length(self.model.config, self.tokenizer, self.model.family)
 
 
@@ -83,7 +82,6 @@ def _jsonable(obj):
 
 
 def _check_methods(cfg: JobConfig) -> dict[str, dict]:
-
     if not cfg.methods:
         raise JobError("no methods given; see `vz methods`")
     try:
@@ -106,7 +104,6 @@ def _check_numbers(cfg: JobConfig) -> None:
 
 
 def _check_input(cfg: JobConfig) -> None:
-
     if cfg.format is not None and cfg.format not in FORMATS:
         raise JobError(f"unknown --format {cfg.format!r}; choose from: {', '.join(FORMATS)}")
 
@@ -123,7 +120,6 @@ def _check_max_length(cfg: JobConfig, model: ModelSource, tokenizer: Any) -> Non
 
 
 def _check_precision(cfg: JobConfig) -> None:
-
     if cfg.precision not in PRECISIONS:
         raise JobError(f"unknown --precision {cfg.precision!r}; choose from: {', '.join(PRECISIONS)}")
     if cfg.precision == "tf32" and cfg.device == "cpu":
@@ -143,7 +139,6 @@ def _check_device(cfg: JobConfig) -> None:
 
 
 def _inspect_model(cfg: JobConfig) -> tuple[ModelSource, Any]:
-
     try:
         model = locate_model(cfg.model)
         tokenizer = model.load_tokenizer()

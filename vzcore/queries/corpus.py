@@ -182,7 +182,6 @@ def _hits(
 
 # ---- checks, before anything is read ----------------------------------------------------------
 def _layer_index(store: Store, layer: int) -> int:
-
     try:
         return layer_position(layer, store.model_num_layers, store.layers, "the store")
     except ValueError as err:

@@ -158,7 +158,6 @@ def _base_matches(group: Any, ids: np.ndarray, lengths: np.ndarray) -> bool:
 
 
 def _write_tables(location: Location, part: int, arrays: dict, failures: dict, special_ids, ids, texts) -> None:
-
     text = dict(zip(ids.tolist(), texts, strict=True)).get if texts is not None else None
     write_part_tables(location, part, part_tables(arrays, part, special_ids, failures, text))
 
