@@ -36,6 +36,7 @@ class Where:
     gpus_per_actor: float = 1.0  # on GPUs (fractions allowed: 0.5 puts two actors on a GPU)
     cpus_per_actor: int | None = None  # default: the cluster's CPUs divided among the actors; 1 per task
     max_attempts: int = 3  # tries of a unit, its worker's death included
+    background_writes: bool = True  # a worker writes a unit behind the next one's computing (False: in turn)
 
     @classmethod
     def given(cls, *, actors: int | None, address: str | None, in_process: bool, **rest) -> Where:
@@ -128,7 +129,8 @@ def open_executor(
         raise ClusterError(str(err)) from None
     if choice.in_process:
         device = None if choice.device == "auto" else choice.device
-        yield InProcessExecutor(max_attempts=choice.max_attempts, env=env), Placement(device)
+        here = InProcessExecutor(max_attempts=choice.max_attempts, env=env, background_writes=choice.background_writes)
+        yield here, Placement(device)
         return
     from cluster.connect import connect
     from cluster.ray_executor import RayExecutor
@@ -142,5 +144,6 @@ def open_executor(
             max_attempts=choice.max_attempts,
             max_in_flight=plan.workers,
             env=env,
+            background_writes=choice.background_writes,
         )
         yield executor, plan.placement

@@ -47,6 +47,7 @@ class JobConfig:
     dry_run: bool = False
     progress: bool = True
     max_attempts: int = 3  # an actor death on a part is retried this many times in all
+    background_writes: bool = True  # write a part behind the next one's scoring (False: in turn; benchmarks)
     storage_options: dict = field(default_factory=dict, hash=False)  # fsspec options for URLs
 
     def replace(self, **changes) -> JobConfig:
@@ -62,6 +63,7 @@ class JobConfig:
             gpus_per_actor=self.gpus_per_actor,
             cpus_per_actor=self.cpus_per_actor,
             max_attempts=self.max_attempts,
+            background_writes=self.background_writes,
         )
 
     @property
