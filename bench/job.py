@@ -1,6 +1,7 @@
 """Benchmark the scoring job against in-process `vzcore.score` on the same examples and threads.
 
     python -m bench.job                       # MiniLM, 384 chatterbot lines cut at 64 tokens, parts of 32
+    python -m bench.job --actors 1,2 --no-compare-writes   # only the actors, writing in the background
     python -m bench.job --limit 160 --part-size 16 --methods value_zeroing
     python -m bench.job --memory-examples 8838   # then twice through the corpus, no token limit
     python -m bench.job --repeats 0 --memory-examples 13257   # only that: three times through
@@ -8,9 +9,11 @@
     python -m bench.job --quick                    # a small run of every code path (the tests run it)
 
 Prints, from one run: steady-state throughput (after the first part) of in-process scoring and of
-the job with 1 and 2 actors, the job's fixed start-up cost, store bytes per example against raw
-float16 `[layers, n, n]` bytes, and an actor's peak memory part after part (with
-`--memory-examples`, over a long job as well).
+the job in this process (`--actors 0`), with 1 and with 2 actors per device (on CPUs: sharing the
+threads), each with its parts written behind the next part's scoring (the default) and, to compare,
+in turn; the job's fixed start-up cost, store bytes per example against raw float16
+`[layers, n, n]` bytes, and an actor's peak memory part after part (with `--memory-examples`, over
+a long job as well).
 """
 
 from __future__ import annotations
@@ -78,6 +81,7 @@ def _job(
     max_length: int | None,
     dataset: str | None = None,
     device: str = "cpu",
+    background_writes: bool = True,
 ):
     from jobs.score import run_job
     from jobs.score.config import JobConfig
@@ -94,8 +98,9 @@ def _job(
         batch_size=batch_size,
         actors=actors,
         device=device,
-        gpus_per_actor=1 / actors,  # on cuda: the actors share the one GPU
+        gpus_per_actor=1 / max(actors, 1),  # on cuda: the actors share the one GPU
         progress=False,
+        background_writes=background_writes,
     )
     import jobs.score.driver as score_mod
 
@@ -128,6 +133,17 @@ def _job(
     end = time.perf_counter()
     # Driver time before scoring (plan, checks) and after it (tables, store size).
     return summary, arrivals, end - t0, (scoring[0] - t0, end - scoring[1])
+
+
+def _job_here(threads: int, *args, **kwargs):
+    """Run `_job` with `--actors 0` in this (child) process on `threads` torch threads."""
+    import warnings
+
+    import torch
+
+    warnings.filterwarnings("ignore", message=".*were truncated")
+    torch.set_num_threads(threads)
+    return _job(*args, **kwargs)
 
 
 def _gpu_name() -> str:
@@ -166,6 +182,8 @@ def bench(
     threads: int = typer.Option(2, help="total threads: in-process, and shared among the actors (CPU)"),
     device: str = typer.Option("cpu", help="cpu, or cuda: in-process on the GPU against actors sharing it"),
     repeats: int = typer.Option(2, help="interleaved repeats of every configuration (0: only --memory-examples)"),
+    actors: str = typer.Option("0,1,2", help="the job's configurations: actors per device (0: in this process)"),
+    compare_writes: bool = typer.Option(True, help="also run each configuration with its writes in turn"),
     memory_examples: int = typer.Option(
         0, help="then score this many lines (cycling the corpus) on 1 actor, no token limit; print its peak RSS"
     ),
@@ -187,7 +205,6 @@ def bench(
             else f"on {_gpu_name()}, 1 CPU thread per replica as a GPU actor of 1 CPU has"
         )
     )
-    import statistics
     import warnings
 
     warnings.filterwarnings("ignore", message=".*were truncated")  # expected: the corpus has long lines
@@ -195,7 +212,10 @@ def bench(
     import multiprocessing as mp
 
     n_steady = sum(1 for t in texts[part_size:] if t.strip())
-    rates: dict[str, list[float]] = {"in-process": [], "job 1 actor": [], "job 2 actors": []}
+    counts = [int(a) for a in actors.split(",") if a.strip()]
+    jobs = [(a, bg) for a in counts for bg in ((True, False) if compare_writes else (True,))]
+    rates: dict[str, list[float]] = {"in-process": [], **{_name(a, bg): [] for a, bg in jobs}}
+    store_line = memory_line = ""
     for rep in range(repeats):  # interleaved: this machine's speed drifts a lot from minute to minute
         with mp.get_context("spawn").Pool(1) as pool:
             args = (
@@ -212,31 +232,36 @@ def bench(
             secs = pool.apply(_in_process, args)[0]
         rates["in-process"].append(n_steady / sum(secs[1:]))
         print(f"[{rep}] in-process: {rates['in-process'][-1]:.2f} examples/s steady (first part {secs[0]:.1f} s)")
-        for actors in (1, 2):
+        for n_actors, bg in jobs:
             with tempfile.TemporaryDirectory(prefix="vzbench") as tmp:
                 out = f"{tmp}/b.zarr"
-                summary, arrivals, total, (before, after) = _job(
-                    out, model, meths, limit, part_size, batch_size, actors, max_length, device=device
-                )
+                args = (out, model, meths, limit, part_size, batch_size, n_actors, max_length)
+                kwargs = dict(device=device, background_writes=bg)
+                if n_actors == 0:  # in a child too: this driver's torch threads would compete with later actors
+                    with mp.get_context("spawn").Pool(1) as pool:
+                        summary, arrivals, total, (before, after) = pool.apply(_job_here, (threads, *args), kwargs)
+                else:
+                    summary, arrivals, total, (before, after) = _job(*args, **kwargs)
                 arrivals.sort(key=lambda a: a[0])
-                # Steady state: from the moment every actor has finished one part to the moment the
-                # first one runs out of parts (after it, the last parts drain with actors idle).
-                t_k = arrivals[actors - 1][0]
-                later = [r for _, r in arrivals[actors : len(arrivals) - actors + 1]]
-                window = arrivals[-actors][0] - t_k
+                # Steady state: from the moment every worker has finished one part to the moment the
+                # first one runs out of parts (after it, the last parts drain with workers idle).
+                workers = max(n_actors, 1)
+                t_k = arrivals[workers - 1][0]
+                later = [r for _, r in arrivals[workers : len(arrivals) - workers + 1]]
+                window = arrivals[-workers][0] - t_k
                 rate = sum(r.scored for r in later) / window
-                rates[f"job {actors} actor" + ("s" if actors > 1 else "")].append(rate)
-                busy = sum(r.seconds for r in later) / actors  # actor time inside score_part, per actor
-                writes = sum(r.write_seconds for r in later) / actors
-                first = sum(r.seconds for _, r in arrivals[:actors]) / actors
+                rates[_name(n_actors, bg)].append(rate)
+                busy = sum(r.seconds for r in later) / workers  # time scoring and writing, per worker
+                writes = sum(r.write_seconds for r in later) / workers
+                first = sum(r.seconds for _, r in arrivals[:workers]) / workers
                 fixed = total - (arrivals[-1][0] - t_k) - first
                 print(
-                    f"[{rep}] job, {actors} actor(s): {rate:.2f} examples/s steady; window {window:.1f} s, "
-                    f"actors busy {busy:.1f} s of it (writing {writes:.2f} s); fixed start-up {fixed:.1f} s "
-                    f"of {total:.1f} s wall (driver before scoring {before:.1f} s, after {after:.1f} s; "
-                    f"first actor ready {summary.startup_seconds:.1f} s after scoring began)"
+                    f"[{rep}] {_name(n_actors, bg)}: {rate:.2f} examples/s steady; window {window:.1f} s, "
+                    f"each worker scoring and writing {busy:.1f} s of it (writing {writes:.2f} s); fixed start-up "
+                    f"{fixed:.1f} s of {total:.1f} s wall (driver before scoring {before:.1f} s, after {after:.1f} s; "
+                    f"first worker ready {summary.startup_seconds:.1f} s after scoring began)"
                 )
-                if actors == 1 and rep == 0:
+                if n_actors == min(a for a in counts if a) and bg and rep == 0 and not store_line:
                     per_ex, raw, packed = _store_sizes(out, meths)
                     store_line = (
                         f"store: {per_ex / 1024:.2f} KiB per example for {len(meths)} method(s), compressed "
@@ -247,22 +272,38 @@ def bench(
                     peaks = " ".join(f"{r.peak_rss_mib:.0f}" for _, r in arrivals)
                     memory_line = f"actor peak RSS (MiB) after each of {len(arrivals)} parts: {peaks}"
     if repeats:  # 0: only the memory run
-        print("# summary (best of the repeats, then median)")
-        best_base = max(rates["in-process"])
-        for name, vals in rates.items():
-            extra = (
-                ""
-                if name == "in-process"
-                else (
-                    f"; job time vs in-process: {(best_base / max(vals) - 1) * 100:+.1f} % (best), "
-                    f"{(statistics.median(rates['in-process']) / statistics.median(vals) - 1) * 100:+.1f} % (median)"
-                )
-            )
-            print(f"{name:13s} {max(vals):7.2f} / {statistics.median(vals):7.2f} examples/s{extra}")
-        print(store_line)
-        print(memory_line)
+        _summary(rates, jobs)
+        print(store_line or "store: (no run on actors)")
+        print(memory_line or "actor peak RSS: (no run on actors)")
     if memory_examples:
         _memory_run(model, meths, memory_examples, part_size, batch_size)
+
+
+def _name(actors: int, background: bool) -> str:
+    where = "job here" if actors == 0 else f"job {actors} actor" + ("s" if actors > 1 else "")
+    return where + ("" if background else ", writes in turn")
+
+
+def _summary(rates: dict[str, list[float]], jobs: list[tuple[int, bool]]) -> None:
+    """Print each configuration's best and median rate, its time against in-process, and what the
+    background writer saves against writing in turn (ratios of runs interleaved in this one run)."""
+    import statistics
+
+    print("# summary (best of the repeats, then median)")
+    best_base, median_base = max(rates["in-process"]), statistics.median(rates["in-process"])
+    for name, vals in rates.items():
+        extra = ""
+        if name != "in-process":
+            extra = (
+                f"; job time vs in-process: {(best_base / max(vals) - 1) * 100:+.1f} % (best), "
+                f"{(median_base / statistics.median(vals) - 1) * 100:+.1f} % (median)"
+            )
+        print(f"{name:32s} {max(vals):7.2f} / {statistics.median(vals):7.2f} examples/s{extra}")
+    for a, bg in jobs:
+        inline = rates.get(_name(a, False))
+        if bg and inline:
+            gain = statistics.median(rates[_name(a, True)]) / statistics.median(inline)
+            print(f"background writer, {_name(a, True)}: {gain:.2f}x the rate of writing in turn (median)")
 
 
 def _memory_run(model: str, methods: list[str], examples: int, part_size: int, batch_size: int) -> None:

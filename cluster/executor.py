@@ -20,6 +20,12 @@ The contract every executor keeps (and a new one, on Slurm or another pattern of
   (put back after); on Ray through each actor's constructor or around each task.
 - **Every unit runs to completion or is reported lost**, at most `max_attempts` tries; a step's
   `StopRun` stops the whole run; an interrupted driver stops every worker.
+- **A device never waits for a write.** A step may return `Deferred(finish)`: its device work is
+  done and `finish()` (writing what it computed) is all that is left. The worker hands it to a
+  background writer with a queue of one (at most one unit's results waiting besides the unit being
+  computed) and takes its next unit; the unit counts as done only when `finish` returned, and a
+  `finish` that raises fails the unit as a raising step does (retried, lost, or `StopRun`). A worker
+  that dies before its writes finished has its units redone.
 """
 
 from __future__ import annotations
@@ -30,12 +36,14 @@ import time
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from cluster.credentials import environment
 
 __all__ = [
+    "Deferred",
     "Died",
     "Event",
     "Executor",
@@ -53,6 +61,7 @@ __all__ = [
     "Unit",
     "Waiting",
     "failure_reason",
+    "finish_now",
 ]
 
 Step = Callable[[Any, Any, Callable[..., None]], Any]
@@ -122,6 +131,19 @@ class Waiting:
 Event = Ready | Started | Progress | Died | Lost | Waiting
 
 
+@dataclass(frozen=True)
+class Deferred:
+    """What a step returns when its device work is done but its unit is not: `finish()` does the rest
+    (writes the results) and returns the unit's result. It never leaves the worker that made it."""
+
+    finish: Callable[[], Any]
+
+
+def finish_now(result: Any) -> Any:
+    """Return a step's final result, running a `Deferred`'s finish here (no background writer)."""
+    return result.finish() if isinstance(result, Deferred) else result
+
+
 class ReplicaError(RuntimeError):
     """A worker could not build its replica: the step cannot run anywhere."""
 
@@ -164,6 +186,7 @@ class Executor(ABC):
 
     max_attempts: int = 3
     env: Mapping[str, str | None] = {}
+    background_writes: bool = True  # run a step's `Deferred` finish beside the next unit (False: inline)
 
     @abstractmethod
     def run(
@@ -186,46 +209,124 @@ class Executor(ABC):
 
 class InProcessExecutor(Executor):
     """Run units one after another in this process, with one replica (no Ray); `env` is set in this
-    process for the run's duration (the worker is this process)."""
+    process for the run's duration (the worker is this process). A step's `Deferred` finish runs on
+    a writer thread while the next unit is computed; results and events stay on the calling thread."""
 
-    def __init__(self, *, max_attempts: int = 3, env: Mapping[str, str | None] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        max_attempts: int = 3,
+        env: Mapping[str, str | None] | None = None,
+        background_writes: bool = True,
+    ) -> None:
         self.max_attempts = max_attempts
         self.env = dict(env or {})
+        self.background_writes = background_writes
 
     def run(self, units, step, *, replica=None, on_result=None, on_event=None, prepare=None) -> RunReport:
         with environment(self.env):
-            return self._run(units, step, replica, on_result, on_event, prepare)
+            return _InProcessRun(self, step, on_result, on_event, prepare).run(deque(units), replica)
 
-    def _run(self, units, step, replica, on_result, on_event, prepare) -> RunReport:
-        emit = on_event or (lambda ev: None)
-        fill = prepare or (lambda payload: payload)
+
+class _InProcessRun:
+    """One run of the in-process executor: the queue, the one write in flight, the report."""
+
+    def __init__(self, ex: InProcessExecutor, step: Step, on_result, on_event, prepare) -> None:
+        self.ex, self.step = ex, step
+        self.emit = on_event or (lambda ev: None)
+        self.done = on_result or (lambda unit, result: None)
+        self.fill = prepare or (lambda payload: payload)
+        self.report = RunReport()
+        self.writing: tuple[Unit, Future] | None = None  # the queue of one: a unit whose finish runs
+
+    def run(self, queue: deque, replica: ReplicaFactory | None) -> RunReport:
         t0 = time.perf_counter()
         try:
             state = replica() if replica is not None else None
         except Exception as err:
             raise ReplicaError(f"the replica could not be built: {failure_reason(err)}") from err
-        report = RunReport(startup_seconds=time.perf_counter() - t0)
-        emit(Ready(os.getpid(), report.startup_seconds))
-        queue = deque(units)
-        while queue:
-            unit = queue.popleft()
-            emit(Started(unit.key, unit.attempt, os.getpid()))
-
-            def progress(*counts: int, key: int = unit.key) -> None:
-                emit(Progress(key, tuple(counts)))
-
-            try:
-                result = step(state, fill(unit.payload), progress)
-            except StopRun as err:
-                raise RunStopped(unit.key, str(err)) from err
-            except Exception as err:  # a failing unit is retried, bounded, like a failing Ray task
-                if unit.attempt + 1 < self.max_attempts:
-                    queue.appendleft(dataclasses.replace(unit, attempt=unit.attempt + 1))
+        self.report.startup_seconds = time.perf_counter() - t0
+        self.emit(Ready(os.getpid(), self.report.startup_seconds))
+        writer = ThreadPoolExecutor(1, thread_name_prefix="vz-writer") if self.ex.background_writes else None
+        try:
+            while queue or self.writing:
+                if not queue:
+                    self.settle(queue)
+                    continue
+                unit = queue.popleft()
+                result = self.compute(state, unit, queue)
+                if not isinstance(result, Deferred):
+                    if result is not _FAILED:
+                        self.succeed(unit, result)
+                    continue
+                if writer is None:
+                    self.writing = (unit, _run_now(result.finish))
                 else:
-                    report.lost[unit.key] = failure_reason(err)
-                    emit(Lost(unit.key, report.lost[unit.key]))
-                continue
-            report.done += 1
-            if on_result is not None:
-                on_result(unit, result)
-        return report
+                    self.settle(queue)  # one write at a time: this unit's results wait for the last one's
+                    self.writing = (unit, writer.submit(result.finish))
+                    continue
+                self.settle(queue)
+        except RunStopped:
+            if self.writing is not None:  # a unit written before the stop still counts
+                self.settle(deque(), quiet=True)
+            raise
+        finally:
+            if writer is not None:
+                writer.shutdown(wait=True)  # an interrupted run never leaves a write behind it
+        return self.report
+
+    def compute(self, state: Any, unit: Unit, queue: deque) -> Any:
+        """Run `unit`'s step; return its result, or `_FAILED` when it raised (then retried or lost)."""
+        self.emit(Started(unit.key, unit.attempt, os.getpid()))
+
+        def progress(*counts: int, key: int = unit.key) -> None:
+            self.emit(Progress(key, tuple(counts)))
+
+        try:
+            return self.step(state, self.fill(unit.payload), progress)
+        except StopRun as err:
+            raise RunStopped(unit.key, str(err)) from err
+        except Exception as err:  # a failing unit is retried, bounded, like a failing Ray task
+            self.fail(unit, err, queue)
+            return _FAILED
+
+    def settle(self, queue: deque, *, quiet: bool = False) -> None:
+        """Wait for the write in flight; count its unit, or retry it as a failed step is."""
+        if self.writing is None:
+            return
+        (unit, future), self.writing = self.writing, None
+        try:
+            result = future.result()
+        except StopRun as err:
+            if not quiet:
+                raise RunStopped(unit.key, str(err)) from err
+            return
+        except Exception as err:
+            if not quiet:
+                self.fail(unit, err, queue)
+            return
+        self.succeed(unit, result)
+
+    def succeed(self, unit: Unit, result: Any) -> None:
+        self.report.done += 1
+        self.done(unit, result)
+
+    def fail(self, unit: Unit, err: Exception, queue: deque) -> None:
+        if unit.attempt + 1 < self.ex.max_attempts:
+            queue.appendleft(dataclasses.replace(unit, attempt=unit.attempt + 1))
+        else:
+            self.report.lost[unit.key] = failure_reason(err)
+            self.emit(Lost(unit.key, self.report.lost[unit.key]))
+
+
+_FAILED = object()  # a step that raised (its unit already retried or lost)
+
+
+def _run_now(fn: Callable[[], Any]) -> Future:
+    """Run `fn` here and return its outcome as a finished future (writes without a writer thread)."""
+    future: Future = Future()
+    try:
+        future.set_result(fn())
+    except BaseException as err:  # KeyboardInterrupt included: it propagates from `result()`
+        future.set_exception(err)
+    return future

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from cluster.connect import ClusterError, ClusterInfo
 from cluster.credentials import Reached, worker_env
 from cluster.executor import Executor, InProcessExecutor
-from cluster.placement import PlacementError, check_request, place_actors
+from cluster.placement import PlacementError, check_request, default_actors, place_actors
 
 __all__ = ["Placement", "RayPlan", "Where", "open_executor", "plan_on"]
 
@@ -31,11 +31,16 @@ class Where:
     """Where a run's units go, as the command line asked (`--address`, `--actors`, `--device`, ...)."""
 
     address: str | None = None  # a cluster to join: HOST:PORT or auto; None or "local": start one on loopback
-    actors: int | None = 1  # 0: in this process, no Ray; N: N actors (or N tasks at once); None: see `given`
+    # 0: in this process, no Ray; N: N actors (or N tasks at once); None: with a replica, one actor per
+    # core on CPUs (one per `cpus_per_actor`) and one on GPUs, else as many tasks as the CPUs hold
+    actors: int | None = 1
     device: str = "auto"  # auto: GPUs if the cluster has some now; cpu; cuda (even before GPU nodes are up)
     gpus_per_actor: float = 1.0  # on GPUs (fractions allowed: 0.5 puts two actors on a GPU)
-    cpus_per_actor: int | None = None  # default: the cluster's CPUs divided among the actors; 1 per task
+    cpus_per_actor: int | None = (
+        None  # default: 1 (then `actors` None: one actor per core), or the CPUs divided among `actors`
+    )
     max_attempts: int = 3  # tries of a unit, its worker's death included
+    background_writes: bool = True  # a worker writes a unit behind the next one's computing (False: in turn)
 
     @classmethod
     def given(cls, *, actors: int | None, address: str | None, in_process: bool, **rest) -> Where:
@@ -79,9 +84,12 @@ class RayPlan:
     placement: Placement
 
 
-def plan_on(cluster: ClusterInfo, choice: Where, *, replica: bool, outputs: Sequence[Reached] = ()) -> RayPlan:
+def plan_on(
+    cluster: ClusterInfo, choice: Where, *, replica: bool, outputs: Sequence[Reached] = (), units: int | None = None
+) -> RayPlan:
     """Plan `choice` on `cluster` (no Ray call); raise `ClusterError` where it can never run.
 
+    `units`, when known, caps the actors a run starts by default: no replica is loaded for nothing.
     A local output path is refused on a cluster of several nodes: each worker would write to its
     own node's disk. Tasks (no replica) need no device: each asks `cpus_per_actor` CPUs (1 by default).
     """
@@ -97,30 +105,38 @@ def plan_on(cluster: ClusterInfo, choice: Where, *, replica: bool, outputs: Sequ
         cpus = float(choice.cpus_per_actor or 1)
         workers = choice.actors or max(1, int(cluster.resources.get("CPU", 1) // cpus))
         return RayPlan(workers, cpus, 0.0, Placement(None))
-    actors = choice.actors or 1
     try:
         shape = place_actors(
             cluster,
             device=choice.device,
-            actors=actors,
+            actors=choice.actors,
             gpus_per_actor=choice.gpus_per_actor,
             cpus_per_actor=choice.cpus_per_actor,
         )
     except PlacementError as err:
         raise ClusterError(str(err)) from None
+    actors = choice.actors or default_actors(cluster.resources, shape)
+    if choice.actors is None and units is not None:
+        actors = max(1, min(actors, units))
     return RayPlan(actors, shape.cpus, shape.gpus, Placement(shape.device, shape.threads))
 
 
 @contextmanager
 def open_executor(
-    choice: Where, *, replica: bool, outputs: Sequence[Reached] = (), inputs: Sequence[Reached] = ()
+    choice: Where,
+    *,
+    replica: bool,
+    outputs: Sequence[Reached] = (),
+    inputs: Sequence[Reached] = (),
+    units: int | None = None,
 ) -> Iterator[tuple[Executor, Placement]]:
     """Yield the executor `choice` names, connected and placed, and where its replicas go.
 
     `replica`: the step keeps a replica (actors) or not (tasks). `outputs` are the places workers
     write (refused when local on a cluster of several nodes), `inputs` those they only read (a
     shared disk serves every node); the secrets of both reach the workers through their
-    environment. Raises `ClusterError` (one line, exit 2) for what cannot run as asked.
+    environment; `units` (how many the run has, when known) caps the default number of actors.
+    Raises `ClusterError` (one line, exit 2) for what cannot run as asked.
     """
     try:
         env = worker_env([*outputs, *inputs])
@@ -128,13 +144,14 @@ def open_executor(
         raise ClusterError(str(err)) from None
     if choice.in_process:
         device = None if choice.device == "auto" else choice.device
-        yield InProcessExecutor(max_attempts=choice.max_attempts, env=env), Placement(device)
+        here = InProcessExecutor(max_attempts=choice.max_attempts, env=env, background_writes=choice.background_writes)
+        yield here, Placement(device)
         return
     from cluster.connect import connect
     from cluster.ray_executor import RayExecutor
 
     with connect(None if choice.address == "local" else choice.address) as cluster:
-        plan = plan_on(cluster, choice, replica=replica, outputs=outputs)
+        plan = plan_on(cluster, choice, replica=replica, outputs=outputs, units=units)
         executor = RayExecutor(
             workers=plan.workers,
             cpus=plan.cpus,
@@ -142,5 +159,6 @@ def open_executor(
             max_attempts=choice.max_attempts,
             max_in_flight=plan.workers,
             env=env,
+            background_writes=choice.background_writes,
         )
         yield executor, plan.placement

@@ -198,7 +198,7 @@ def score_command(
     ),
     part_size: int | None = typer.Option(None, help="and at most this many examples (default: no cap)"),
     batch_size: int = typer.Option(8),
-    actors: ActorsOption = 1,
+    actors: ActorsOption = None,
     device: DeviceOption = "auto",
     gpus_per_actor: GpusPerActorOption = 1.0,
     cpus_per_actor: CpusPerActorOption = None,
@@ -213,8 +213,10 @@ def score_command(
 ) -> None:
     """Score a corpus into a Zarr store on Ray actors (resumable; see docs/store-layout.md).
 
-    By default on 1 actor of a Ray cluster started here on loopback; --actors 0 scores in this
-    process, --address joins a running cluster (docs/executors.md).
+    By default on a Ray cluster started here on loopback: on CPUs one single-threaded actor per core
+    (--cpus-per-actor N: N threads each, --actors N: N actors sharing the CPUs), on GPUs one actor.
+    Each actor writes a part while it scores the next. --actors 0 scores in this process,
+    --address joins a running cluster (docs/executors.md).
     """
     from jobs.score import JobError, JobInterrupted, JobStopped, ModelLoadError, run_job
 

@@ -59,7 +59,11 @@ GpusPerActorOption = Annotated[
 ]
 CpusPerActorOption = Annotated[
     int | None,
-    typer.Option("--cpus-per-actor", help="CPUs per actor (default: the cluster's CPUs divided among the actors)"),
+    typer.Option(
+        "--cpus-per-actor",
+        help="CPUs per actor, its torch threads on CPUs (default: 1, an actor per core; with --actors N: the CPUs"
+        " divided among them)",
+    ),
 ]
 
 

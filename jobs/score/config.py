@@ -33,11 +33,12 @@ class JobConfig:
     part_mb: float = DEFAULT_PART_MB  # a part (the unit of work, writing and resume) holds at most this much
     part_size: int | None = None  # and, if set, at most this many examples
     batch_size: int = 8  # examples per forward pass, batched by length within a part
-    # Where the parts run (`cluster.where.Where`, the same fields): by default 1 actor on a local cluster.
-    actors: int = 1  # model replicas; 0 scores in this process without Ray
+    # Where the parts run (`cluster.where.Where`, the same fields): by default on a local cluster, one
+    # single-threaded actor per core on CPUs, one actor on GPUs.
+    actors: int | None = None  # model replicas (None: the default above); 0 scores in this process without Ray
     device: str = "auto"  # auto: GPUs if the cluster has some when the job starts; cpu; cuda
     gpus_per_actor: float = 1.0  # on GPUs (fractions allowed: 0.5 puts two actors on a GPU)
-    cpus_per_actor: int | None = None  # default: the cluster's CPUs divided among the actors
+    cpus_per_actor: int | None = None  # torch threads of a CPU actor; default 1, or the CPUs divided among --actors N
     address: str | None = None  # a Ray cluster to join; None starts a local one on loopback
     precision: str = "float32"  # float32, bfloat16, or tf32 (CUDA only): see vzcore.precision
     store_dtype: str = "float16"  # float16 loses at most about 2.5e-4 on normalised scores
@@ -47,6 +48,7 @@ class JobConfig:
     dry_run: bool = False
     progress: bool = True
     max_attempts: int = 3  # an actor death on a part is retried this many times in all
+    background_writes: bool = True  # write a part behind the next one's scoring (False: in turn; benchmarks)
     storage_options: dict = field(default_factory=dict, hash=False)  # fsspec options for URLs
 
     def replace(self, **changes) -> JobConfig:
@@ -62,6 +64,7 @@ class JobConfig:
             gpus_per_actor=self.gpus_per_actor,
             cpus_per_actor=self.cpus_per_actor,
             max_attempts=self.max_attempts,
+            background_writes=self.background_writes,
         )
 
     @property

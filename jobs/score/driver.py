@@ -98,8 +98,11 @@ def run_job(cfg: JobConfig, *, on_event: Callable[[Event], None] | None = None) 
 
     # Connect (and check the cluster) before anything is written; a finished store needs no cluster.
     # SIGTERM (a batch scheduler's first word) stops the run as Ctrl-C does, in this process or on Ray.
-    where = dataclasses.replace(cfg.where, actors=min(cfg.actors, len(tasks)))
-    with interrupt_on_sigterm(), open_executor(where, replica=True, outputs=[cfg.location]) as (executor, placement):
+    # No actor without a part to score (a finished store needs no cluster), none more than parts.
+    actors = 0 if not tasks else None if cfg.actors is None else min(cfg.actors, len(tasks))
+    where = dataclasses.replace(cfg.where, actors=actors)
+    opened = open_executor(where, replica=True, outputs=[cfg.location], units=len(tasks))
+    with interrupt_on_sigterm(), opened as (executor, placement):
         check_output(cfg)  # after the data and the cluster: a refused run leaves no folder behind
         with hold_lease(cfg.location, break_lock=cfg.break_lock):
             # Under the lease, read the root again: it is merged with, never overwritten blindly.

@@ -2,12 +2,14 @@
 
 A worker builds a `Scorer` once (`load_scorer`: the model replica and what to do with it) and then
 runs `score_part` on each part it is given; `cluster` executors call both without knowing what
-they do.
+they do. `score_part` scores on the device and returns the part's write as a `Deferred`: the
+executor writes it behind the next part's scoring, so a GPU never waits for the store.
 """
 
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import resource
 import time
@@ -16,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import vzcore
-from cluster.executor import StopRun
+from cluster.executor import Deferred, StopRun
 from vzcore.allocator import bound_freed_memory
 from vzcore.api import default_memory_budget
 from vzcore.inputs import TruncationWarning, UnscorableTextError, text_problem
@@ -83,7 +85,7 @@ class PartReport:
     skipped: int = 0
     truncated: int = 0
     failures: dict[int, str] = field(default_factory=dict)
-    seconds: float = 0.0
+    seconds: float = 0.0  # scoring and writing it (not the wait for the writer, nor for the device)
     pid: int = 0
     peak_rss_mib: float = 0.0  # the worker process's peak resident memory so far
     write_seconds: float = 0.0  # of `seconds`, the time spent writing the part
@@ -212,13 +214,26 @@ def _empty_cache() -> None:
         torch.cuda.empty_cache()
 
 
-def score_part(scorer: Scorer, task: PartTask, progress: Callable[[int, int], None] | None = None) -> PartReport:
-    """Score `task`'s examples and write its part (arrays, then the methods marked complete)."""
+def score_part(scorer: Scorer, task: PartTask, progress: Callable[[int, int], None] | None = None) -> Deferred:
+    """Score `task`'s examples; return the part's write (arrays, then the methods marked complete),
+    whose `finish()` returns the part's `PartReport`."""
 
     handle, spec = scorer.handle, scorer.spec
     t0 = time.perf_counter()
     ids = list(range(task.start, task.stop))
     outcomes, halvings = score_examples(handle, ids, task.texts, task.methods, spec, progress)
+    cut = [o.example_id for o in outcomes if o.truncated]
+    if cut:  # said here, not in the write: warnings belong to the thread that scored
+        shown = ", ".join(map(str, cut[:5])) + (", ..." if len(cut) > 5 else "")
+        limit = f"{spec.max_length} tokens" if spec.max_length else "the model's token limit"
+        said = f"part {task.part}: {len(cut)} example(s) longer than {limit} were truncated to it: {shown}"
+        warnings.warn(said, stacklevel=1)  # about the data, not about a caller's line
+    scored = time.perf_counter() - t0
+    return Deferred(functools.partial(_write, spec, task, outcomes, halvings, scored, str(handle.device)))
+
+
+def _write(spec: ScoreSpec, task: PartTask, outcomes: list, halvings: int, scored: float, device: str) -> PartReport:
+    """Write a scored part and return its report (run by the executor, possibly on a writer thread)."""
     t1 = time.perf_counter()
     try:
         write_part(
@@ -241,15 +256,9 @@ def score_part(scorer: Scorer, task: PartTask, progress: Callable[[int, int], No
             f"cannot write part {task.part} to the store {spec.location.path}: {err.strerror or err} — "
             f"{STORAGE_FAULTS[err.errno]}, then rerun the same command to resume"
         ) from err
-    t2 = time.perf_counter()
-    cut = [o.example_id for o in outcomes if o.truncated]
-    if cut:
-        shown = ", ".join(map(str, cut[:5])) + (", ..." if len(cut) > 5 else "")
-        limit = f"{spec.max_length} tokens" if spec.max_length else "the model's token limit"
-        said = f"part {task.part}: {len(cut)} example(s) longer than {limit} were truncated to it: {shown}"
-        warnings.warn(said, stacklevel=1)  # about the data, not about a caller's line
     fs, path = spec.location.filesystem(part_path(task.part))
     written = int(fs.du(path, total=True))
+    t2 = time.perf_counter()
     # Handing back all that was freed keeps the heap from fragmenting pass after pass (an actor's
     # peak then stops rising over a long corpus); paced, since refilling the heap costs time.
     bound_freed_memory(limit=0, every=FULL_TRIM_SECONDS)
@@ -262,10 +271,10 @@ def score_part(scorer: Scorer, task: PartTask, progress: Callable[[int, int], No
         skipped=sum(o.status == STATUS_SKIPPED for o in outcomes),
         truncated=sum(bool(o.truncated) for o in outcomes),
         failures={o.example_id: o.reason for o in outcomes if o.status == STATUS_FAILED},
-        seconds=time.perf_counter() - t0,
+        seconds=scored + (t2 - t1),
         write_seconds=t2 - t1,
         pid=os.getpid(),
-        device=str(handle.device),
+        device=device,
         oom_halvings=halvings,
         bytes=written,
         peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # KiB on Linux

@@ -33,8 +33,9 @@ def test_core_benchmark_compares_the_fast_path_with_the_reference():
 def test_job_benchmark_compares_one_and_two_actors_with_in_process():
     out = _run("bench.job")
     assert "# summary" in out
-    for name in ("in-process", "job 1 actor", "job 2 actors"):
-        assert any(line.startswith(name) for line in out.splitlines()), name
+    for name in ("in-process", "job here", "job 1 actor", "job 2 actors", "job 2 actors, writes in turn"):
+        assert any(line.startswith(name + " ") for line in out.splitlines()), name
+    assert "background writer, job 1 actor:" in out
     assert "store:" in out and "actor peak RSS" in out
 
 

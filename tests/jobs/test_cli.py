@@ -52,3 +52,11 @@ def test_explain_bad_arguments_exit_2_with_the_choices_before_loading(monkeypatc
     assert "unknown method 'rollout'; choose from:" in out.output and "value_zeroing" in out.output
     out = runner.invoke(app, ["explain", "hello", "--layer", "99"])
     assert out.exit_code == 2 and "layer 99 out of range: the model has 6 layers" in out.output
+
+
+def test_score_help_says_where_parts_run_by_default():
+    out = runner.invoke(app, ["score", "--help"], env={"COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"})
+    text = " ".join(out.stdout.split())
+    assert out.exit_code == 0
+    assert "on CPUs one single-threaded actor per core" in text and "on GPUs one actor" in text
+    assert "writes a part while it scores the next" in text

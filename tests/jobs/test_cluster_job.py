@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -76,6 +77,67 @@ def test_killed_actor_is_replaced_and_its_part_redone(ray_cluster, tmp_path, tin
     import pandas as pd
 
     assert pd.read_parquet(f"{cfg.out}/tables/examples")["example_id"].tolist() == list(range(len(TEXTS)))
+
+
+def _score_part_holding_a_write(scorer, task, progress):
+    """The job's step, but part 1's first write blocks (after writing the pid of its actor to a file
+    beside the store) until the actor is killed: the actor dies between scoring a part and writing it."""
+    import time
+
+    import jobs.score.step as step
+
+    deferred = step.score_part(scorer, task, progress)
+    held = Path(scorer.spec.location.path).parent / "held-write"
+
+    def finish():
+        if task.part == 1 and not held.exists():
+            tmp = held.with_suffix(".tmp")
+            tmp.write_text(str(os.getpid()))
+            tmp.rename(held)  # whole, so the test never reads a partial pid
+            time.sleep(HANG_S)
+        return deferred.finish()
+
+    return step.Deferred(finish)
+
+
+@pytest.mark.slow
+def test_an_actor_killed_between_scoring_and_writing_has_its_parts_redone(
+    ray_cluster, tmp_path, tiny_model_dir, texts_jsonl, monkeypatch
+):
+    """Background writes lose nothing: the actor holding part 1's write (and part 2, scored behind it)
+    is killed; both parts are redone by a new actor, and every example is written exactly once."""
+    import threading
+
+    from ray import cloudpickle
+
+    import jobs.score.driver as driver
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray's workers cannot import the tests
+    monkeypatch.setattr(driver, "score_part", _score_part_holding_a_write)
+    cfg = job_config(tmp_path, tiny_model_dir, texts_jsonl, methods=("attention",), limit=len(TEXTS), actors=1)
+    held, killed, stop = tmp_path / "held-write", [], threading.Event()
+
+    def killer():
+        while not stop.is_set() and not held.exists():
+            time.sleep(0.05)
+        if held.exists():
+            pid = int(held.read_text())
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    events: list = []
+    try:
+        with hang_guard():
+            s = run_job(cfg, on_event=events.append)
+    finally:
+        stop.set()
+        thread.join()
+    assert killed and s.actor_deaths == 1 and s.exit_code == 0 and not s.lost_parts
+    assert [e.attempt for e in events if isinstance(e, Started) and e.key == 1] == [0, 1]  # redone
+    assert (s.scored, s.skipped) == (len(TEXTS) - 1, 1)
+    _assert_every_example_once(zarr.open_group(cfg.out, mode="r"), len(TEXTS), ["attention"])
 
 
 @pytest.mark.slow

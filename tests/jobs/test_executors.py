@@ -26,6 +26,13 @@ def _flaky(replica, payload, progress):
     return payload * 10
 
 
+def _flaky_write(replica, payload, progress):
+    """`_flaky`, failing in its write instead (a `Deferred` finish, run behind the next unit)."""
+    from cluster.executor import Deferred
+
+    return Deferred(lambda: _flaky(replica, payload, progress))
+
+
 def _secret(replica, payload, progress):
     return os.environ.get("VZ_TEST_SECRET")
 
@@ -66,7 +73,8 @@ def test_the_same_job_in_process_and_on_ray_writes_identical_stores(ray_cluster,
                 np.testing.assert_array_equal(xa[name], xb[name], err_msg=f"part {p['part']}: {name}")
 
 
-def test_ray_tasks_and_actors_keep_the_in_process_semantics(ray_cluster):
+@pytest.mark.parametrize("step", [_flaky, _flaky_write])
+def test_ray_tasks_and_actors_keep_the_in_process_semantics(ray_cluster, step):
     from ray import cloudpickle
 
     from cluster.ray_executor import RayExecutor
@@ -76,13 +84,15 @@ def test_ray_tasks_and_actors_keep_the_in_process_semantics(ray_cluster):
     units = [Unit(k, k) for k in range(4)]
     for executor, replica in (
         (InProcessExecutor(max_attempts=2), None),
+        (InProcessExecutor(max_attempts=2, background_writes=False), None),
         (RayExecutor(max_attempts=2), None),  # tasks
         (RayExecutor(workers=1, cpus=1, max_attempts=2), dict),  # an actor holding a replica
+        (RayExecutor(workers=2, cpus=1, max_attempts=2, background_writes=False), dict),
     ):
         done, events, prepared = {}, [], []
         report = executor.run(
             units,
-            _flaky,
+            step,
             replica=replica,
             on_result=lambda u, r, done=done: done.__setitem__(u.key, r),
             on_event=events.append,

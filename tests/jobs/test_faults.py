@@ -42,7 +42,7 @@ def test_a_full_disk_stops_the_job_at_once_and_the_store_resumes(tmp_path, tiny_
     message = str(stopped.value)
     assert "\n" not in message and "No space left on device" in message and cfg.out in message
     assert "free space there, then rerun the same command to resume" in message
-    assert calls == [0, 1]  # part 1 tried once, part 2 never started
+    assert calls == [0, 1]  # part 1 tried once, part 2 (scored while part 1 was written) never written
     monkeypatch.undo()
     s = run_job(cfg)
     assert s.parts_run == 2 and s.exit_code == 0 and s.examples == 5
@@ -53,7 +53,8 @@ def test_a_transient_write_error_is_retried_and_each_part_counted_once(
 ):
     calls = _failing_write(monkeypatch, 1, OSError(errno.ECONNRESET, "Connection reset by peer"), times=1)
     s = run_job(job_config(tmp_path, tiny_model_dir, texts_jsonl, methods=("attention",), progress=True))
-    assert calls == [0, 1, 1, 2] and s.exit_code == 0 and s.examples == 8
+    # Part 2 is scored while part 1 is written, so its write goes out before part 1 is redone.
+    assert calls == [0, 1, 2, 1] and s.exit_code == 0 and s.examples == 8
     bar = capsys.readouterr().err
     assert "8/8" in bar and "11/8" not in bar and "9/8" not in bar
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cluster.placement import ActorShape, actor_shape, actors_that_fit, check_request
+from cluster.placement import ActorShape, actor_shape, actors_that_fit, check_request, default_actors
 
 
 def shape(resources, device="auto", actors=1, gpus=1.0, cpus=None):
@@ -67,3 +67,13 @@ def test_bad_requests_are_refused(device, gpus, cpus, message):
 def test_whole_gpus_are_a_valid_request():
     check_request("cuda", 2.0, 4)
     assert shape({"CPU": 8, "GPU": 4}, gpus=2.0).gpus == 2.0
+
+
+def test_by_default_a_cpu_cluster_gets_one_single_threaded_actor_per_core():
+    one = shape({"CPU": 8}, actors=None)
+    assert one == ActorShape(cpus=1.0, gpus=0.0, device="cpu", threads=1) and default_actors({"CPU": 8}, one) == 8
+    two = shape({"CPU": 8}, actors=None, cpus=2)  # --cpus-per-actor 2: half as many actors, 2 threads each
+    assert (two.threads, default_actors({"CPU": 8}, two)) == (2, 4)
+    assert default_actors({"CPU": 7}, two) == 3 and default_actors({"CPU": 1}, two) == 1  # never none
+    gpu = shape({"CPU": 16, "GPU": 2}, actors=None)
+    assert (gpu.device, default_actors({"CPU": 16, "GPU": 2}, gpu)) == ("cuda", 1)  # GPUs: one actor

@@ -63,6 +63,15 @@ def test_cuda_actors_ask_for_gpus_and_cpu_actors_for_threads():
     assert (plan.cpus, plan.gpus, plan.placement) == (4.0, 0.0, Placement("cpu", 4))
 
 
+def test_cpu_actors_by_default_are_one_per_core_and_no_more_than_the_units():
+    plan = plan_on(GPU_NODE, Where(actors=None, device="cpu"), replica=True)
+    assert (plan.workers, plan.cpus, plan.placement) == (8, 1.0, Placement("cpu", 1))
+    assert plan_on(GPU_NODE, Where(actors=None, device="cpu"), replica=True, units=3).workers == 3
+    assert plan_on(GPU_NODE, Where(actors=None, device="cpu", cpus_per_actor=4), replica=True).workers == 2
+    assert plan_on(GPU_NODE, Where(actors=5, device="cpu"), replica=True, units=3).workers == 5  # as asked
+    assert plan_on(GPU_NODE, Where(actors=None), replica=True).workers == 1  # auto on GPUs: one actor
+
+
 def test_tasks_need_no_device_and_run_as_many_at_once_as_cpus_hold():
     plan = plan_on(GPU_NODE, Where(actors=None, device="cuda"), replica=False)
     assert (plan.workers, plan.cpus, plan.gpus, plan.placement) == (8, 1.0, 0.0, Placement(None))
