@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -169,7 +169,7 @@ class SiteCapture:
 
 @torch.no_grad()
 def capture_sites(
-    model: Any, spec: Any, inputs: dict[str, torch.Tensor], sites: Sequence[str], layers: dict[str, Sequence[int]]
+    model: Any, spec: Any, inputs: dict[str, torch.Tensor], sites: Sequence[str], layers: Mapping[str, Sequence[int]]
 ) -> dict[tuple[str, int], SiteCapture]:
     """Run one clean pass of an encoder–decoder (`spec`: an `EncDecSpec`) on `inputs` (a batch of one)
     and return the tensors of each site's chosen `layers[site]`, keyed by `(site, layer)`."""
