@@ -139,3 +139,54 @@ def test_single_stack_scoring_points_encoder_decoders_here(tiny_seq2seq_models):
 
     with pytest.raises(vzcore.UnsupportedModelError, match=r"vzcore.seq2seq.score_pairs"):
         vzcore.load_model(tiny_seq2seq_models["t5"])
+
+
+def test_word_spans_come_from_the_tokenizers_alignment():
+    from vzcore.loading import resolve_short_name
+
+    try:
+        tok = transformers.AutoTokenizer.from_pretrained(resolve_short_name("minilm"))
+    except ModuleNotFoundError as e:
+        pytest.skip(str(e))
+    torch.manual_seed(0)
+    cfg = transformers.BartConfig(
+        vocab_size=tok.vocab_size,
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=4,
+        decoder_attention_heads=4,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        max_position_embeddings=64,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.cls_token_id,
+        eos_token_id=tok.sep_token_id,
+        decoder_start_token_id=tok.sep_token_id,
+    )
+    model = transformers.BartForConditionalGeneration(cfg).eval()
+    handle = seq2seq.load_seq2seq(model, tokenizer=tok)
+    source, target = "Unbelievable tokenisation works.", "Tokenisation works."
+    r = seq2seq.score_pairs(handle, [source], [target], source_spans="words", target_spans="words")[0]
+    words = tok(source).word_ids()
+    assert r.source_tokens == tok.convert_ids_to_tokens(tok(source)["input_ids"])
+    assert r.sites["cross"].source_spans == [list(range(a, b)) for a, b in _word_ranges(words)]
+    assert len(r.sites["cross"].source_spans) < len(words)  # some word has several pieces
+    dec_words = [None, *tok(text_target=target).word_ids()]  # the start token is a span of its own
+    assert r.sites["decoder"].source_spans == [list(range(a, b)) for a, b in _word_ranges(dec_words)]
+    inputs = {"input_ids": torch.tensor([r.source_ids]), "decoder_input_ids": torch.tensor([r.target_ids])}
+    spec = encdec_family_for(model.config)
+    for site in SITE_NAMES:
+        ref = reference_site_zeroing(model, spec, inputs, site, spans=r.sites[site].source_spans)
+        np.testing.assert_allclose(r.sites[site].scores["value_zeroing"], ref, atol=TOL, rtol=0, err_msg=site)
+
+
+def _word_ranges(word_ids):
+    """Plain grouping: a run of equal word ids is one range; a None is a range of its own."""
+    out = []
+    for k, w in enumerate(word_ids):
+        if out and w is not None and word_ids[k - 1] == w:
+            out[-1][1] = k + 1
+        else:
+            out.append([k, k + 1])
+    return out
