@@ -22,7 +22,7 @@ import torch
 import transformers
 
 import vzcore
-from tests.harness.models import FAMILY_KINDS, tiny_model
+from tests.harness.models import FAMILY_KINDS, SEQ2SEQ_KINDS, tiny_model, tiny_seq2seq
 from tests.support import TEXTS, TINY, free_port
 
 # Where the tiny models live: "cpu" (default) or e.g. "cuda" to run the suite on a GPU.
@@ -38,6 +38,17 @@ def tiny_models() -> dict[str, vzcore.ModelHandle]:
 @pytest.fixture(scope="session", params=FAMILY_KINDS)
 def tiny(request, tiny_models) -> vzcore.ModelHandle:
     return tiny_models[request.param]
+
+
+@pytest.fixture(scope="session")
+def tiny_seq2seq_models() -> dict[str, torch.nn.Module]:
+    """One tiny seeded `*ForConditionalGeneration` model per encoder–decoder type (never mutate these)."""
+    return {kind: tiny_seq2seq(kind, device=DEVICE) for kind in SEQ2SEQ_KINDS}
+
+
+@pytest.fixture(scope="session", params=SEQ2SEQ_KINDS)
+def tiny_s2s(request, tiny_seq2seq_models) -> torch.nn.Module:
+    return tiny_seq2seq_models[request.param]
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -11,7 +11,16 @@ import torch
 
 from vzcore.loading import ModelHandle
 
-__all__ = ["LayerCapture", "LayerOrder", "capture_layers", "distinct", "eager_attention", "hooks"]
+__all__ = [
+    "LayerCapture",
+    "LayerOrder",
+    "SiteCapture",
+    "capture_layers",
+    "capture_sites",
+    "distinct",
+    "eager_attention",
+    "hooks",
+]
 
 
 @dataclass
@@ -141,3 +150,87 @@ def capture_layers(
         asked = {"output_attentions": True} if spec.weights_on_request else {}
         model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **asked)
     return {i: LayerCapture(**got[i]) for i in layers}
+
+
+@dataclass
+class SiteCapture:
+    """One block's clean tensors for one attention site of an encoder–decoder, one input pair (batch of 1).
+
+    `n_t` target positions (the block's stream), `n_s` source positions (the attention's keys and values).
+    """
+
+    x: torch.Tensor  # block input `[n_t, d]`
+    attn_outs: dict[int, torch.Tensor]  # sublayer index -> that attention's output after W_O `[n_t, d]`
+    attn: torch.Tensor  # the site's attention weights `[H, n_t, n_s]`, from the model's own attention
+    values: torch.Tensor  # the site's value vectors `[n_s, H, d_h]`, bias included
+    out: torch.Tensor  # block output `[n_t, d]`
+    kv: torch.Tensor | None  # the encoder states the block's cross-attention reads `[n_src, d]` (decoder blocks)
+
+
+@torch.no_grad()
+def capture_sites(
+    model: Any, spec: Any, inputs: dict[str, torch.Tensor], sites: Sequence[str], layers: Mapping[str, Sequence[int]]
+) -> dict[tuple[str, int], SiteCapture]:
+    """Run one clean pass of an encoder–decoder (`spec`: an `EncDecSpec`) on `inputs` (a batch of one)
+    and return the tensors of each site's chosen `layers[site]`, keyed by `(site, layer)`."""
+    got: dict[tuple[str, int], dict[str, Any]] = {}
+    handles: list = []
+
+    def keep(store: dict[str, Any], key: str, pick):
+        def hook(module, args, *rest):
+            store[key] = pick(args, *rest)
+
+        return hook
+
+    def first(o: Any) -> torch.Tensor:
+        return o[0] if isinstance(o, tuple) else o
+
+    with hooks(handles), eager_attention(model):
+        for site in sites:
+            blocks = spec.blocks(model, site)
+            stack = spec.stack(site)
+            for layer in layers[site]:
+                store: dict[str, Any] = {"outs": {}}
+                got[(site, layer)] = store
+                block = blocks[layer]
+                handles.append(
+                    block.register_forward_pre_hook(
+                        keep(store, "x", lambda a, kw: first(a[0] if a else kw["hidden_states"])), with_kwargs=True
+                    )
+                )
+                handles.append(block.register_forward_hook(keep(store, "out", lambda a, o: first(o))))
+                for k, sub in enumerate(stack.sublayers):
+                    if sub.kind == "ffn":
+                        continue
+                    attention = block.get_submodule(sub.path)
+                    handles.append(attention.get_submodule(spec.out).register_forward_hook(_keep_out(store, k)))
+                    value = attention.get_submodule(spec.value)
+                    if sub.kind == "cross":  # the encoder states: its value projection's input
+                        handles.append(value.register_forward_hook(keep(store, "kv", lambda a, o: a[0])))
+                    if k == spec.site_sublayer(site):
+                        index = spec.weights_index
+                        handles.append(attention.register_forward_hook(keep(store, "attn", lambda a, o, i=index: o[i])))
+                        handles.append(value.register_forward_hook(keep(store, "values", lambda a, o: o)))
+        model(**inputs, use_cache=False)
+    out = {}
+    for (site, layer), store in got.items():
+        attn = store["attn"]
+        if not isinstance(attn, torch.Tensor):
+            raise RuntimeError("the attention module returned no weights; eager attention is required")
+        heads = attn.shape[1]
+        out[(site, layer)] = SiteCapture(
+            x=store["x"][0],
+            attn_outs={k: o[0] for k, o in store["outs"].items()},
+            attn=attn[0],
+            values=store["values"][0].unflatten(-1, (heads, -1)),
+            out=store["out"][0],
+            kv=store["kv"][0] if "kv" in store else None,
+        )
+    return out
+
+
+def _keep_out(store: dict[str, Any], k: int):
+    def hook(module, args, output):
+        store["outs"][k] = output
+
+    return hook

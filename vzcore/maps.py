@@ -5,8 +5,8 @@ or a decoder's cross-attention to its encoder. It relates two *streams*: the tar
 positions whose representation is affected) and the sources' (columns: the positions whose value
 is zeroed). A method returns one map per scored layer, `[layers, targets, sources]`, rows summing
 to 1. Self-attention relates a stream to itself, so its maps are square; a cross-attention map is
-`[layers, decoder tokens, encoder positions]`. Today's models have exactly one site, self-attention
-over the text's tokens (`self_site`).
+`[layers, decoder tokens, encoder positions]`. Single-stack models have one site, self-attention
+over the text's tokens (`self_site`); encoder–decoders have three (`encdec_site`).
 
 Pure Python and numpy: the library, the store layout and the aggregator all read this one definition.
 """
@@ -19,10 +19,14 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = [
+    "DECODER_TOKENS",
+    "ENCODER_FRAMES",
+    "ENCODER_TOKENS",
     "STREAM_KINDS",
     "TOKENS",
     "Site",
     "Stream",
+    "encdec_site",
     "layer_position",
     "map_entries",
     "resolve_layers",
@@ -125,3 +129,24 @@ def layer_position(layer: int, count: int, stored: Sequence[int], holder: str = 
     if block not in stored:
         raise ValueError(f"layer {block} is not in {holder}; it holds layers {list(stored)}")
     return list(stored).index(block)
+
+
+ENCODER_TOKENS = Stream("encoder", "tokens")  # an encoder–decoder's source text tokens
+ENCODER_FRAMES = Stream("encoder", "frames")  # an audio encoder's positions (after its front end)
+DECODER_TOKENS = Stream("decoder", "tokens")  # an encoder–decoder's decoder input tokens
+
+
+def encdec_site(name: str, audio: bool, spans: bool = False) -> Site:
+    """Return an encoder–decoder site: `encoder` (self-attention over the source), `decoder` (causal
+    self-attention over the decoder's tokens) or `cross` (decoder tokens reading the encoder).
+
+    With `spans` the columns are sets of positions zeroed together (a `… spans` stream), never causal.
+    """
+    encoder = ENCODER_FRAMES if audio else ENCODER_TOKENS
+    targets = encoder if name == "encoder" else DECODER_TOKENS
+    sources = DECODER_TOKENS if name == "decoder" else encoder
+    if name not in ("encoder", "decoder", "cross"):
+        raise ValueError(f"unknown encoder-decoder site {name!r}; choose from: encoder, decoder, cross")
+    if spans:
+        return Site(name, targets, Stream(f"{sources.name} spans", sources.kind))
+    return Site(name, targets, sources, causal=name == "decoder")

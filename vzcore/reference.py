@@ -8,16 +8,18 @@ clean input, and compare every output with the clean one. Distances are computed
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
-from vzcore.capture import LayerOrder, distinct, hooks
+from vzcore.capture import LayerOrder, distinct, eager_attention, hooks
+from vzcore.families.encdec import EncDecSpec
 from vzcore.loading import ModelHandle
 from vzcore.ops.distances import DISTANCES
 from vzcore.ops.rollout import normalize_rows
 
-__all__ = ["reference_value_zeroing"]
+__all__ = ["reference_site_zeroing", "reference_value_zeroing"]
 
 
 @torch.no_grad()
@@ -85,4 +87,70 @@ def _block_distances(handle: ModelHandle, block, call: tuple, n: int, distance, 
         clean = run(None)
         for j in range(n):
             out[:, j] = distance(run(j if zero else None), clean).cpu().numpy()
+    return out
+
+
+@torch.no_grad()
+def reference_site_zeroing(
+    model: Any,
+    spec: EncDecSpec,
+    inputs: dict[str, torch.Tensor],
+    site: str,
+    layers: Sequence[int] | None = None,
+    spans: Sequence[Sequence[int]] | None = None,
+    distance: str = "cosine",
+    zero: bool = True,
+) -> np.ndarray:
+    """Return row-normalised value-zeroing maps `[layers, n_t, columns]` of one site of an encoder–decoder
+    (`spec`) for one input pair (`inputs`: a batch of one for the whole model, decoder ids included).
+
+    One call of the site's block per column on its clean input: the site attention's value projection
+    output has the column's source (or every source of the span `spans[c]`) set to zero.
+    """
+    blocks = spec.blocks(model, site)
+    layers = list(range(len(blocks))) if layers is None else list(layers)
+    calls: dict[int, tuple] = {}
+    handles: list = []
+    with hooks(handles), eager_attention(model):
+        for i in layers:
+            handles.append(
+                blocks[i].register_forward_pre_hook(
+                    lambda m, a, kw, i=i: calls.__setitem__(i, (a, kw)), with_kwargs=True
+                )
+            )
+        model(**inputs, use_cache=False)
+        maps = [
+            _site_block_distances(spec, site, blocks[i], calls[i], spans, DISTANCES[distance], zero) for i in layers
+        ]
+    normed, _ = normalize_rows(torch.from_numpy(np.stack(maps)))
+    return normed.numpy()
+
+
+def _site_block_distances(spec: EncDecSpec, site: str, block, call: tuple, spans, distance, zero: bool) -> np.ndarray:
+    args, kwargs = call
+    attention = block.get_submodule(spec.stack(site).sublayers[spec.site_sublayer(site)].path)
+    zeroed: list[Sequence[int] | None] = [None]
+    sources: list[int] = []  # how many sources the value projection saw
+
+    def zero_values(module, inputs, output):
+        sources.append(output.shape[1])
+        if zeroed[0] is None:
+            return output
+        output = output.clone()
+        output[:, list(zeroed[0])] = 0  # the value projection's output rows of the zeroed sources
+        return output
+
+    def run(columns: Sequence[int] | None) -> torch.Tensor:
+        zeroed[0] = columns
+        y = block(*args, **kwargs)
+        return (y[0] if isinstance(y, tuple) else y)[0]
+
+    handles: list = []
+    with hooks(handles):
+        handles.append(attention.get_submodule(spec.value).register_forward_hook(zero_values))
+        clean = run(None)
+        columns = [[j] for j in range(sources[0])] if spans is None else [list(s) for s in spans]
+        out = np.zeros((clean.shape[0], len(columns)))
+        for c, cols in enumerate(columns):
+            out[:, c] = distance(run(cols if zero else None), clean).cpu().numpy()
     return out

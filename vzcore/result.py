@@ -10,7 +10,7 @@ import numpy as np
 from vzcore.maps import Site, self_site
 from vzcore.tokens import Scheme, guess_scheme, sequence_texts, span_text
 
-__all__ = ["ScoreResult", "WordResult"]
+__all__ = ["ScoreResult", "Seq2SeqResult", "SiteMaps", "WordResult"]
 
 
 @dataclass
@@ -94,3 +94,36 @@ class WordResult:
     words: list[str]
     layers: list[int]
     scores: dict[str, np.ndarray]
+
+
+@dataclass
+class SiteMaps:
+    """One site's maps of one input pair: `[layer, target, source]` float32, rows summing to 1.
+
+    Rows index the site's target stream, columns its sources — or, with `source_spans`, the spans
+    of sources zeroed together (column `c` stands for the positions `source_spans[c]`).
+    """
+
+    site: Site
+    layers: list[int]  # block index (in the site's stack) of each map's first axis
+    scores: dict[str, np.ndarray]  # method -> `[layers, targets, sources or spans]`
+    source_spans: list[list[int]] | None = None
+
+
+@dataclass
+class Seq2SeqResult:
+    """Scores of one (source, target) pair of an encoder–decoder, keyed by site (`encoder`, `decoder`, `cross`).
+
+    The decoder's tokens are its input: the start token, then the target (`target_ids[0]` is the start).
+    """
+
+    source_ids: list[int] | None  # encoder token ids (None for audio)
+    source_tokens: list[str] | None  # their pieces, where a tokenizer is known
+    target_ids: list[int]  # decoder input ids
+    target_tokens: list[str] | None
+    target_from: str  # "given" (forced decoding of the target) or "greedy" (the model's own output)
+    n_source: int  # encoder positions (tokens, or audio frames after the front end)
+    sites: dict[str, SiteMaps]
+    seconds_per_source: float | None = None  # audio: seconds per encoder position
+    source_word_ids: list[int | None] | None = None  # which source word each token belongs to, where known
+    target_word_ids: list[int | None] | None = None

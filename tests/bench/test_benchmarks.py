@@ -42,3 +42,11 @@ def test_job_benchmark_compares_one_and_two_actors_with_in_process():
 def test_aggregate_benchmark_compares_the_aggregator_with_a_numpy_pass():
     out = _run("bench.aggregate", "--workers", "1")
     assert "MB/s" in out
+
+
+def test_seq2seq_benchmark_compares_every_family_and_site_with_the_reference():
+    out = _run("bench.seq2seq")
+    for family in ("t5", "bart", "mbart", "whisper"):
+        for site in ("encoder", "decoder", "cross"):
+            row = next(line for line in out.splitlines() if line.startswith(f"| {family} | {site} |"))
+            assert float(row.split("|")[-2]) < 1e-5, row  # the fast path's maps equal the reference's

@@ -14,7 +14,7 @@ import transformers
 
 from tests.support import TINY, VOCAB
 
-__all__ = ["FAMILY_KINDS", "TINY_CONFIGS", "tiny_model"]
+__all__ = ["FAMILY_KINDS", "SEQ2SEQ_KINDS", "TINY_CONFIGS", "TINY_SEQ2SEQ", "tiny_model", "tiny_pair", "tiny_seq2seq"]
 
 
 def _encoder(cls) -> Callable[[], transformers.PretrainedConfig]:
@@ -133,3 +133,95 @@ def tiny_model(kind: str, attn: str = "eager", device: str = "cpu") -> torch.nn.
             if "norm" in name.lower() or name.endswith("bias") or "ln_" in name:
                 p.add_(0.1 * torch.randn_like(p))
     return model.to(device)
+
+
+def _seq2seq_text(cls, **extra) -> Callable[[], transformers.PretrainedConfig]:
+    # BART-style configs: two layers per stack, 4 heads, hidden 32; ids 0–2 are special
+    sizes = dict(encoder_layers=2, decoder_layers=2, encoder_attention_heads=4, decoder_attention_heads=4)
+    sizes |= dict(encoder_ffn_dim=64, decoder_ffn_dim=64)
+    special = dict(bos_token_id=0, pad_token_id=1, eos_token_id=2, decoder_start_token_id=2)
+    return lambda: cls(vocab_size=VOCAB, d_model=32, max_position_embeddings=64, **sizes, **special, **extra)
+
+
+def _t5(cls, **extra) -> Callable[[], transformers.PretrainedConfig]:
+    # relative position buckets small enough that the suite's lengths reach the logarithmic ones
+    return lambda: cls(
+        vocab_size=VOCAB,
+        d_model=32,
+        d_kv=8,
+        d_ff=64,
+        num_layers=2,
+        num_decoder_layers=2,
+        num_heads=4,
+        relative_attention_num_buckets=8,
+        relative_attention_max_distance=16,
+        pad_token_id=0,
+        eos_token_id=1,
+        decoder_start_token_id=0,
+        **extra,
+    )
+
+
+def _whisper() -> transformers.PretrainedConfig:
+    # 8 mel bins, 32 input frames: 16 encoder positions after the stride-2 front end
+    return transformers.WhisperConfig(
+        vocab_size=VOCAB,
+        num_mel_bins=8,
+        d_model=32,
+        encoder_layers=2,
+        decoder_layers=2,
+        encoder_attention_heads=4,
+        decoder_attention_heads=4,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        max_source_positions=16,
+        max_target_positions=32,
+        bos_token_id=0,
+        pad_token_id=1,
+        eos_token_id=2,
+        decoder_start_token_id=0,
+        begin_suppress_tokens=None,
+        suppress_tokens=None,
+    )
+
+
+# encoder–decoder model type -> its tiny config (seeded weights from `tiny_seq2seq`)
+TINY_SEQ2SEQ: dict[str, Callable[[], transformers.PretrainedConfig]] = {
+    "t5": _t5(transformers.T5Config),
+    "mt5": _t5(transformers.MT5Config, feed_forward_proj="gated-gelu"),
+    "bart": _seq2seq_text(transformers.BartConfig),
+    "mbart": _seq2seq_text(transformers.MBartConfig),
+    "marian": _seq2seq_text(transformers.MarianConfig),
+    "whisper": _whisper,
+}
+SEQ2SEQ_KINDS = list(TINY_SEQ2SEQ)
+
+
+def tiny_seq2seq(kind: str, attn: str = "eager", device: str = "cpu") -> torch.nn.Module:
+    """Return the tiny seeded `*ForConditionalGeneration` model of `kind` (the same weights every call)."""
+    torch.manual_seed(0)
+    cfg = TINY_SEQ2SEQ[kind]()
+    cfg._attn_implementation = attn
+    auto = transformers.AutoModelForSpeechSeq2Seq if kind == "whisper" else transformers.AutoModelForSeq2SeqLM
+    model = auto.from_config(cfg, attn_implementation=attn).eval()
+    with torch.no_grad():  # norms at identity and zero biases would leave parts of the algebra unexercised
+        for name, p in model.named_parameters():
+            if "norm" in name.lower() or name.endswith("bias"):
+                p.add_(0.1 * torch.randn_like(p))
+    return model.to(device)
+
+
+def tiny_pair(model: torch.nn.Module, seed: int, n_src: int = 9, n_tgt: int = 7) -> dict[str, torch.Tensor]:
+    """Return one seeded input pair for a tiny encoder–decoder (a batch of one): source ids (Whisper: random
+    input features of its full window, `n_src` ignored) and decoder ids starting with its start token."""
+    g = torch.Generator().manual_seed(seed)
+    cfg = model.config
+    if cfg.model_type == "whisper":
+        frames = 2 * cfg.max_source_positions
+        source = {"input_features": torch.randn(1, cfg.num_mel_bins, frames, generator=g)}
+    else:
+        source = {"input_ids": torch.randint(3, VOCAB, (1, n_src), generator=g)}
+    start = torch.tensor([[cfg.decoder_start_token_id]])
+    decoder = torch.cat([start, torch.randint(3, VOCAB, (1, n_tgt - 1), generator=g)], 1)
+    device = next(model.parameters()).device
+    return {k: v.to(device) for k, v in {**source, "decoder_input_ids": decoder}.items()}

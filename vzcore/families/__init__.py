@@ -27,6 +27,7 @@ from vzcore.families.spec import (
     Layout,
     Norm,
     NormKind,
+    UnsupportedModelError,
     linear_params,
 )
 
@@ -70,10 +71,6 @@ _FAMILIES: tuple[FamilySpec, ...] = (
 )
 
 
-class UnsupportedModelError(ValueError):
-    """The model's architecture has no family spec."""
-
-
 def family_specs() -> tuple[FamilySpec, ...]:
     """Return every registered family's spec, in registration order."""
     return _FAMILIES
@@ -90,7 +87,8 @@ def family_for(config) -> FamilySpec:
     supported = ", ".join(t for f in _FAMILIES for t in f.model_types)
     if getattr(config, "is_encoder_decoder", False):
         raise UnsupportedModelError(
-            f"encoder-decoder models ({model_type}) are not supported yet; supported model types: {supported}"
+            f"encoder-decoder models ({model_type}) are scored by vzcore.seq2seq.score_pairs, not here; "
+            f"supported model types: {supported}"
         )
     for family in _FAMILIES:
         if model_type in family.model_types:

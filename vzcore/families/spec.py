@@ -26,6 +26,10 @@ PARALLEL: Layout = "parallel"  # attention and feed-forward both read the block 
 LAYOUTS: tuple[Layout, ...] = (POST_NORM, PRE_NORM, SANDWICH, PARALLEL)
 
 
+class UnsupportedModelError(ValueError):
+    """The model's architecture has no family spec."""
+
+
 class NormKind(Enum):
     """How a norm scales: `Norm(s) = scale ⊙ C s / sqrt(mean((C s)²) + ε) + β`."""
 

@@ -1,0 +1,100 @@
+"""Every site of every encoder–decoder family: the fast path equals the one-block-call-per-column
+reference (single sources and spans), zeroing nothing changes nothing, causal rows ignore the future."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tests.harness.models import tiny_pair
+from vzcore.capture import capture_sites
+from vzcore.families.encdec import SITE_NAMES, encdec_family_for
+from vzcore.ops.distances import cosine_distance
+from vzcore.ops.rollout import normalize_rows
+from vzcore.ops.sites import SiteBlock, site_distances
+from vzcore.reference import reference_site_zeroing
+
+TOL = 1e-5
+
+
+def fast_maps(model, inputs, site, spans=None, memory_budget=64 * 2**20) -> np.ndarray:
+    spec = encdec_family_for(model.config)
+    layers = list(range(len(spec.blocks(model, site))))
+    caps = capture_sites(model, spec, inputs, [site], {site: layers})
+    index = None if spans is None else [torch.tensor(s) for s in spans]
+    with torch.no_grad():
+        raw = [
+            site_distances(
+                SiteBlock(spec, site, spec.blocks(model, site)[i], caps[(site, i)]),
+                cosine_distance,
+                spans=index,
+                causal=site == "decoder" and spans is None,
+                memory_budget=memory_budget,
+            )
+            for i in layers
+        ]
+    return normalize_rows(torch.stack(raw))[0].numpy()
+
+
+@pytest.mark.parametrize("site", SITE_NAMES)
+def test_site_matches_reference(tiny_s2s, site):
+    inputs = tiny_pair(tiny_s2s, seed=1, n_src=9, n_tgt=7)
+    fast = fast_maps(tiny_s2s, inputs, site)
+    ref = reference_site_zeroing(tiny_s2s, encdec_family_for(tiny_s2s.config), inputs, site)
+    n_src = 16 if tiny_s2s.config.model_type == "whisper" else 9
+    rows, cols = (n_src, n_src) if site == "encoder" else (7, 7 if site == "decoder" else n_src)
+    assert fast.shape == ref.shape == (2, rows, cols)
+    np.testing.assert_allclose(fast, ref, atol=TOL, rtol=0)
+    assert ref.max() > 0.05  # the maps are not trivially zero
+    if site == "decoder":
+        assert np.all(np.triu(fast, k=1) == 0)
+        np.testing.assert_array_equal(fast[:, 0, 0], 1.0)
+
+
+@pytest.mark.parametrize("site", SITE_NAMES)
+def test_span_zeroing_matches_reference(tiny_s2s, site):
+    inputs = tiny_pair(tiny_s2s, seed=2, n_src=9, n_tgt=7)
+    spans = [[0, 1, 2], [3], [4, 6], [5]]  # a gap inside one span: a span is any set of positions
+    fast = fast_maps(tiny_s2s, inputs, site, spans=spans)
+    ref = reference_site_zeroing(tiny_s2s, encdec_family_for(tiny_s2s.config), inputs, site, spans=spans)
+    assert fast.shape[-1] == 4
+    np.testing.assert_allclose(fast, ref, atol=TOL, rtol=0)
+
+
+def test_small_memory_budget_gives_the_same_maps(tiny_s2s):
+    inputs = tiny_pair(tiny_s2s, seed=3)
+    for site in SITE_NAMES:
+        big = fast_maps(tiny_s2s, inputs, site)
+        small = fast_maps(tiny_s2s, inputs, site, memory_budget=1)  # one target row per chunk
+        np.testing.assert_allclose(small, big, atol=TOL, rtol=0)
+
+
+def test_zeroing_nothing_changes_nothing(tiny_s2s):
+    spec = encdec_family_for(tiny_s2s.config)
+    for site in SITE_NAMES:
+        ref = reference_site_zeroing(tiny_s2s, spec, tiny_pair(tiny_s2s, seed=4), site, zero=False)
+        assert np.all(ref == 0), site
+
+
+def test_future_decoder_tokens_change_no_earlier_row(tiny_s2s):
+    full = tiny_pair(tiny_s2s, seed=5, n_tgt=8)
+    short = {**full, "decoder_input_ids": full["decoder_input_ids"][:, :5]}
+    for site in ("decoder", "cross"):
+        np.testing.assert_allclose(
+            fast_maps(tiny_s2s, full, site)[:, :5, : (5 if site == "decoder" else None)],
+            fast_maps(tiny_s2s, short, site),
+            atol=TOL,
+            rtol=0,
+        )
+
+
+def test_no_hook_is_left_behind(tiny_s2s):
+    def count(model):
+        return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
+
+    before = count(tiny_s2s)
+    inputs = tiny_pair(tiny_s2s, seed=6)
+    fast_maps(tiny_s2s, inputs, "cross")
+    reference_site_zeroing(tiny_s2s, encdec_family_for(tiny_s2s.config), inputs, "decoder")
+    assert count(tiny_s2s) == before

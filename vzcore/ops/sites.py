@@ -1,0 +1,136 @@
+"""Exact value zeroing at one attention site of an encoder–decoder block, for all (target, source) pairs.
+
+Zeroing source j's values in the site's attention leaves its weights unchanged, so that attention's
+output is the clean one minus a rank-≤H correction (docs/value-zeroing.md §3),
+
+    z_i^{¬j} = z_i − Σ_h a_ij^h u_j^h,    u_j^h = v_j^h W_O^h,
+
+and zeroing a span S of sources at once subtracts the sum of its members' terms. The rest of the
+block — the residual add and its norms, a cross-attention whose queries now differ per pair, the
+feed-forward — runs through the model's own modules on `[pairs, d]` (the generic path of
+`vzcore.ops.paths`, for blocks of several sublayers), in chunks of target rows under a memory budget.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from vzcore.capture import SiteCapture
+from vzcore.families import linear_params
+from vzcore.families.encdec import EncDecSpec, Sublayer
+
+__all__ = ["SiteBlock", "site_distances"]
+
+
+@dataclass
+class SiteBlock:
+    """One block of an encoder–decoder seen from one of its attention sites, with its clean capture."""
+
+    spec: EncDecSpec
+    site: str  # "encoder", "decoder" or "cross"
+    block: Any  # the block module: its submodules are reached by the spec's paths
+    cap: SiteCapture
+
+    @property
+    def k(self) -> int:
+        """The index of the site's attention among the block's sublayers."""
+        return self.spec.site_sublayer(self.site)
+
+    @property
+    def sublayers(self) -> tuple[Sublayer, ...]:
+        return self.spec.stack(self.site).sublayers
+
+    def _norm(self, norm: Any, v: torch.Tensor) -> torch.Tensor:
+        return v if norm is None else self.block.get_submodule(norm.path)(v)
+
+    def residual_in(self) -> torch.Tensor:
+        """Return the residual stream entering the site's sublayer `[n_t, d]`, from the block input and
+        the clean outputs of the attentions before it, through the block's own norms."""
+        h = self.cap.x
+        for m in range(self.k):
+            h = self._norm(self.sublayers[m].after, h + self.cap.attn_outs[m])
+        return h
+
+    def projected_values(self) -> torch.Tensor:
+        """Return each source's part of the attention output per head, `u_j^h = v_j^h W_O^h`: `[n_s, H, d]`."""
+        attention = self.block.get_submodule(self.sublayers[self.k].path)
+        w_o, _ = linear_params(attention.get_submodule(self.spec.out))  # `[d, H·d_h]`
+        heads = self.cap.values.shape[1]
+        return torch.einsum("jhk,dhk->jhd", self.cap.values, w_o.unflatten(1, (heads, -1)))
+
+    def finish(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """Return block outputs `[p, d]` from residual inputs `x: [p, d]` and site attention outputs `z: [p, d]`
+        (after `W_O`): the residual add, then every later sublayer through the model's own modules."""
+        h = self._norm(self.sublayers[self.k].after, x + z)
+        for sub in self.sublayers[self.k + 1 :]:
+            inp = self._norm(sub.before, h)
+            if sub.kind == "ffn":
+                f = self.spec.ffn(self.block, inp)
+            elif sub.kind == "cross":
+                if self.cap.kv is None:
+                    raise ValueError("a cross-attention after the zeroed one needs the encoder's states")
+                # queries differ per pair; keys and values are the encoder's clean states
+                f = self.block.get_submodule(sub.path)(inp[None], key_value_states=self.cap.kv[None])[0][0]
+            else:
+                raise ValueError(f"a {sub.kind} sublayer after the site's attention is not supported")
+            h = self._norm(sub.after, h + f)
+        return h
+
+    def bytes_per_pair(self) -> int:
+        """Working memory of one (target, source) pair: the block's widest intermediates, bounded by its
+        parameters per model dimension, and a later cross-attention's weights over the encoder."""
+        d = self.cap.x.shape[-1]
+        width = sum(p.numel() for p in self.block.parameters()) // d + 8 * d
+        if self.cap.kv is not None:
+            width += self.cap.attn.shape[0] * self.cap.kv.shape[0]
+        return self.cap.x.element_size() * width
+
+
+def site_distances(
+    sb: SiteBlock,
+    distance: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    spans: Sequence[torch.Tensor] | None = None,
+    causal: bool = False,
+    memory_budget: int = 64 * 2**20,
+) -> torch.Tensor:
+    """Return the raw distances `C[i, c]` (float64) of one block: target `i`, column `c` a source (or the
+    span `spans[c]`, an index tensor of sources zeroed together). `causal`: pairs `j > i` are 0 (not computed)."""
+    cap = sb.cap
+    a = cap.attn  # `[H, n_t, n_s]`
+    _, n_t, n_s = a.shape
+    u = sb.projected_values()  # `[n_s, H, d]`
+    x = sb.residual_in()  # `[n_t, d]`
+    z = cap.attn_outs[sb.k]  # `[n_t, d]`
+    clean = sb.finish(x, z)  # the clean outputs through the same modules: zeroing nothing gives 0
+    cols = n_s if spans is None else len(spans)
+    dist = torch.zeros((n_t, cols), dtype=torch.float64, device=x.device)
+    rows_per_chunk = max(1, min(n_t, memory_budget // max(1, cols * sb.bytes_per_pair())))
+    for r0 in range(0, n_t, rows_per_chunk):
+        rows = slice(r0, min(n_t, r0 + rows_per_chunk))
+        t = rows.stop - rows.start
+        if spans is None:
+            # Δ[j, i] = Σ_h a[h, i, j] u[j, h]: one batched product over the sources, `[n_s, t, d]`
+            delta = torch.bmm(a[:, rows].permute(2, 1, 0), u)
+        else:
+            # a span's correction: its members' terms summed, `[t, |S|·H] @ [|S|·H, d]`
+            delta = torch.stack(
+                [a[:, rows][:, :, s].permute(1, 2, 0).reshape(t, -1) @ u[s].reshape(-1, u.shape[-1]) for s in spans]
+            )
+        zeroed = z[rows][None] - delta  # `[cols, t, d]`
+        xs = x[rows][None].expand_as(zeroed)
+        if causal and spans is None:
+            valid = (
+                torch.arange(n_s, device=x.device)[:, None]
+                <= torch.arange(rows.start, rows.stop, device=x.device)[None]
+            )
+            out = sb.finish(xs[valid], zeroed[valid])  # `[p, d]`
+            target = valid.nonzero()[:, 1]
+            dist[rows].T[valid] = distance(out, clean[rows][target])  # (the transpose is a view)
+        else:
+            out = sb.finish(xs.reshape(-1, xs.shape[-1]), zeroed.reshape(-1, zeroed.shape[-1])).view(cols, t, -1)
+            dist[rows] = distance(out, clean[rows][None]).T
+    return dist
