@@ -55,6 +55,9 @@ class BlockRows:
     def texts(self, k: slice) -> BlockRows:
         return BlockRows(self.u[k], self.x[k], self.attn_out[k], self.out[k])
 
+    def sources(self, j: slice) -> BlockRows:
+        return BlockRows(self.u[:, j], self.x, self.attn_out, self.out)
+
 
 def feed_forward_width(ffn: torch.nn.Module, d: int) -> int:
     """Return the floats a feed-forward holds per input row at once, bounded by its parameters per model dimension.
@@ -108,6 +111,10 @@ class ZeroingPlan:
     def texts(self, k: slice) -> ZeroingPlan:
         """The same plan for texts `k` of the batch."""
         return replace(self, state=self.state.texts(k))
+
+    def sources(self, j: slice) -> ZeroingPlan:
+        """The same plan for sources `j` (`outputs` then takes attention rows over those sources only)."""
+        return replace(self, state=self.state.sources(j))
 
     def outputs(
         self,

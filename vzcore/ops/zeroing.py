@@ -74,6 +74,11 @@ class BlockAlgebra:
             self.norm,
         )
 
+    def sources(self, j: slice) -> BlockAlgebra:
+        """The same algebra with sources `j` only (targets keep every position: they are gathered by row)."""
+        proj_u = [p[:, j] for p in self.proj_u]
+        return BlockAlgebra(self.u[:, j], self.s, self.proj_s, proj_u, self.proj_bias, self.norm)
+
 
 _FOLDED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
