@@ -52,8 +52,11 @@ def rollout(maps: np.ndarray) -> np.ndarray:
 
 
 def preview(text: str | None) -> str | None:
-    """An example's text as a table shows it: its first `TEXT_PREVIEW` characters."""
-    return text if text is None or len(text) <= TEXT_PREVIEW else text[:TEXT_PREVIEW] + "…"
+    """An example's text as a table shows it: its first `TEXT_PREVIEW` characters (None where the
+    store keeps none: pre-tokenised ids read back as a missing value, NaN, from the table)."""
+    if not isinstance(text, str):
+        return None
+    return text if len(text) <= TEXT_PREVIEW else text[:TEXT_PREVIEW] + "…"
 
 
 def records(frame) -> list[dict]:
