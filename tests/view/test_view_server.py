@@ -14,8 +14,9 @@ import torch
 from typer.testing import CliRunner
 
 from jobs.cli import app
-from jobs.view import build_site
+from jobs.view import ViewData, build_site
 from jobs.view.build import SITE_SCRIPTS, check_store_url, default_store_url
+from jobs.view.samples import top_sample
 from jobs.view.server import ASSETS, ViewServer, safe_asset
 from tests.view.conftest import HOSTILE, METHODS, serve
 from vzcore.ops.rollout import rollout as torch_rollout
@@ -81,6 +82,26 @@ def test_examples_filter_sort_and_top(live, view_store):
     assert sorted(r["example_id"] for r in page["rows"]) == sorted(lengths[(lengths >= 8) & (lengths <= 10)].index)
     top = get_json(live, "/data/top.json?statistic=self_mass&method=attention&layer=1&k=3")
     assert len(top["rows"]) == 3 and top["rows"][0]["value"] >= top["rows"][-1]["value"]
+
+
+def test_top_from_the_aggregate_is_the_streamed_ranking(live, view_data):
+    """The aggregate's top table (no map read) and streaming every map rank the same examples."""
+    for stat in ("self_mass", "context_mass", "special_mass"):
+        for layer in (0, 2):
+            table = get_json(live, f"/data/top.json?statistic={stat}&method=attention&layer={layer}&k=4")
+            assert table["source"] == "table"
+            streamed = view_data.top(stat, "attention", layer, 4)  # vzcore.queries.top_examples
+            assert [r["example_id"] for r in table["rows"]] == [r["example_id"] for r in streamed["rows"]]
+            np.testing.assert_allclose([r["value"] for r in table["rows"]], [r["value"] for r in streamed["rows"]])
+            assert [r["text"] for r in table["rows"]] == [r["text"] for r in streamed["rows"]]
+    # Without an aggregate (or with one that does not cover the store's done parts): streamed, and said so.
+    bare = top_sample(ViewData(view_data.store), "self_mass", "attention", 0, 4)
+    assert bare["source"] == "stream" and bare["parts"] == 5
+    assert bare["rows"] == get_json(live, "/data/top.json?statistic=self_mass&method=attention&layer=0&k=4")["rows"]
+    stale = ViewData(view_data.store, view_data.aggregate)
+    summary, frame = stale.top_table()
+    stale._top = ({**summary, "parts_used": summary["parts_used"][:-1]}, frame)
+    assert top_sample(stale, "self_mass", "attention", 0, 4)["source"] == "stream"
 
 
 @pytest.mark.parametrize(
