@@ -43,6 +43,7 @@ class AggregateConfig:
     max_offset: int = 16  # relative positions |j - i| profiled one by one; beyond fall in overflow bins
     near_max: int = 5  # "near" context is 2 <= |j - i| <= near_max, "far" is beyond
     top_types: int = 200  # token types (most frequent) kept in token_types.parquet
+    top_examples: int = 1000  # highest examples kept per statistic, method and layer (top_examples.parquet; 0: none)
     plots: bool = True
 
 
@@ -84,6 +85,7 @@ def aggregate_part(replica: None, job: PartJob, progress=None) -> PartialStats:
                 values=block["values"],
                 special=np.split(is_special, cuts),
                 punct=np.split(is_punct, cuts),
+                example_id=block["example_id"],
             ),
             tokens,
         )
@@ -115,7 +117,12 @@ def _blocks(reader, methods, max_values: int):
                 flat = reader.array(f"{SCORES_GROUP}/{meth}", slice(v0, v1), span)
                 values[meth] = [flat[vo[k] - v0 : vo[k + 1] - v0] for k in ks]
             ids = np.asarray(token_ids[take], dtype=np.int64)
-            yield {"length": np.asarray(reader.length[ks], dtype=np.int64), "values": values}, ids, pieces[take]
+            block = {
+                "length": np.asarray(reader.length[ks], dtype=np.int64),
+                "example_id": np.asarray(reader.example_id[ks], dtype=np.int64),
+                "values": values,
+            }
+            yield block, ids, pieces[take]
         start = stop
 
 
@@ -171,7 +178,12 @@ def aggregate(
         log(f"partial store: aggregating {len(parts)} of {len(store.parts)} parts (the finished ones).")
         log(store.describe())
     spec = StatsSpec(
-        tuple(store.methods), len(store.layers), store.causal, tuple(config.bucket_edges), config.max_offset
+        tuple(store.methods),
+        len(store.layers),
+        store.causal,
+        tuple(config.bucket_edges),
+        config.max_offset,
+        config.top_examples,
     )
     # Workers may run in other working folders: they get the store's absolute path, and its secrets
     # through their environment (`cluster.credentials`), never in a unit.

@@ -61,6 +61,16 @@ SCHEMA = {
         "kept": "float: mean diagonal entry of the token's rows (mass it keeps); single-entry rows left out",
         "given": "float: mean, over its occurrences, of the mean mass it gives to one other scored row",
     },
+    "top_examples.parquet": {
+        "statistic": "string: self_mass, context_mass or special_mass: an example's mean over its rows that count"
+        " (as `vz query top` computes it)",
+        "method": "string",
+        "layer": "int",
+        "rank": "int: 0 for the highest; the `top_examples` highest are kept (ties: the lower id first)",
+        "example_id": "int",
+        "value": "float: the example's statistic",
+        "length": "int: the example's tokens",
+    },
 }
 
 
@@ -141,7 +151,16 @@ def stats_tables(stats: PartialStats, layers: list[int], near_max: int, top_type
         "distance.parquet": pd.DataFrame(dist_rows),
         "agreement.parquet": pd.DataFrame(agree, columns=list(SCHEMA["agreement.parquet"])),
         "token_types.parquet": _type_table(stats, layers, top_types),
+        **({} if stats.top is None else {"top_examples.parquet": _top_table(stats, layers)}),
     }
+
+
+def _top_table(stats: PartialStats, layers: list[int]):
+    import pandas as pd
+
+    assert stats.top is not None
+    columns = list(SCHEMA["top_examples.parquet"])
+    return pd.DataFrame(stats.top.rows(list(stats.spec.methods), layers), columns=columns)
 
 
 def _type_table(stats: PartialStats, layers: list[int], top: int):

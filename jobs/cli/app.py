@@ -279,6 +279,7 @@ def aggregate_command(
         bool, typer.Option(help="replace another store's aggregate (never a folder of other files)")
     ] = False,
     top_types: int = 200,
+    top_examples: int = 1000,
     plots: bool = True,
     storage_option: StorageOption = None,
     address: AddressOption = None,
@@ -298,6 +299,8 @@ def aggregate_command(
     from jobs.aggregate.out import OutputError
     from vzcore.store import StoreError
 
+    if top_examples < 0:
+        raise fail(f"--top-examples must be 0 or more, not {top_examples}")
     where = Where.given(
         actors=actors,
         address=address,
@@ -316,7 +319,7 @@ def aggregate_command(
             out,
             where=where,
             overwrite=overwrite,
-            config=AggregateConfig(top_types=top_types, plots=plots),
+            config=AggregateConfig(top_types=top_types, top_examples=top_examples, plots=plots),
             storage_options=storage_options(storage_option),
             log=typer.echo,
         )

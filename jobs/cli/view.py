@@ -1,7 +1,7 @@
 """`vz view`: browse a store in a web browser, served on loopback or written as a static site.
 
 vz view runs/chatterbot.zarr [--port 8765] [--host 127.0.0.1] [--aggregate DIR]
-vz view runs/chatterbot.zarr --build site/ [--limit 200]
+vz view runs/chatterbot.zarr --build site/ [--limit 200] [--store-url https://bucket.s3.amazonaws.com/run.zarr]
 """
 
 from __future__ import annotations
@@ -33,12 +33,22 @@ def view_command(
         list[str] | None, typer.Option(help="a `vz evaluate` output folder to show (repeatable)")
     ] = None,
     build: Annotated[Path | None, typer.Option(help="write a static site into this new or empty folder")] = None,
-    limit: Annotated[int, typer.Option(help="examples a static site carries (the first scored ones)")] = 200,
+    limit: Annotated[
+        int, typer.Option(help="examples a static site's table lists (the first scored ones; any example opens)")
+    ] = 200,
+    store_url: Annotated[
+        str | None,
+        typer.Option(
+            help="where the static site's browser reads the store: an http(s) URL or a path relative to the site"
+            " (default: the local store's path relative to --build)"
+        ),
+    ] = None,
     storage_option: StorageOption = None,
 ) -> None:
     """Serve a browser viewer of STORE on this machine, or write it as a static site with --build."""
     from jobs.aggregate.driver import default_out
     from jobs.view import ViewData, build_site, make_server
+    from jobs.view.build import check_store_url, default_store_url
     from jobs.view.evaluation import check_evaluation
     from vzcore.store import StoreError
     from vzcore.store.reader import open_store
@@ -49,6 +59,13 @@ def view_command(
         raise fail(f"--limit must be at least 1, not {limit}")
     if build is not None and build.exists() and (not build.is_dir() or any(build.iterdir())):
         raise fail(f"--build {build}: not a new or empty folder")
+    if store_url is not None and build is None:
+        raise fail("--store-url is for a static site: give --build too")
+    if build is not None:
+        try:
+            store_url = check_store_url(store_url) if store_url is not None else default_store_url(store, build)
+        except ValueError as err:
+            raise fail(str(err)) from err
     for folder in evaluation or []:
         if problem := check_evaluation(folder):
             raise fail(f"--evaluation {problem}")
@@ -69,8 +86,11 @@ def view_command(
     data.evaluations = list(evaluation or [])
     data.other = None if compare is None else view_of(compare, None)
     if build is not None:
-        count = build_site(data, build, limit=limit)
-        typer.echo(f"wrote a static site of {count} examples to {build}: serve it with any static file server")
+        count = build_site(data, build, limit=limit, store_url=store_url)
+        typer.echo(
+            f"wrote a static site to {build} (its table lists {count} examples; it reads the store at {store_url}):"
+            " serve the folder holding both with a static file server (one that answers Range requests is faster)"
+        )
         return
     try:
         server = make_server(data, host, port)

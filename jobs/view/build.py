@@ -1,33 +1,104 @@
-"""Write a static site of a store: the viewer's assets and the same data files the server answers.
+"""Write a static site of a store: the viewer's app and a few small index files; the maps stay in the store.
 
-The site holds the app, the overview, the examples table of the examples it carries and, for
-each of these, its tokens and every map the example page can ask for (each method × token/word ×
-layer/rollout × layer, float32). A static file server hosts it anywhere (beside the store, for
-sharing) and it reads nothing else. The examples are the first `limit` scored ones, or `ids`:
-a static site is a sample to share; the live server (`vz view STORE`) reads any example.
+The site reads the store itself over plain HTTP, beside it (`../run.zarr`, the default for a local
+store) or elsewhere (`store_url`, e.g. an S3 bucket over HTTPS): the app carries a reader of the
+store's Zarr v3 arrays (`static/zarr.js`: shard indices and chunks by HTTP Range request, zstd
+decoded by the vendored fzstd) and computes what the live server computes in Python (token labels,
+words, rollout: `static/storesite.js`). Any example of the store opens; the examples table lists
+the first `limit` scored ones (or `ids`). What the site writes: `index.html` (which store, and the
+first reads started with the page), `static/site.js` (the app's scripts as one file: one request),
+`static/app.css`, the vendored decoder's licence, and `data/overview.json`, `data/examples.json`,
+`data/evaluations.json`.
 """
 
 from __future__ import annotations
 
+import html
 import json
+import os
+import re
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from jobs.view.data import MAX_PAGE, MODES, UNITS, ViewData
+from jobs.view.data import MAX_PAGE, ViewData
 from jobs.view.evaluation import read_evaluations
 from jobs.view.server import ASSETS
 
-__all__ = ["build_site"]
+__all__ = ["SITE_SCRIPTS", "build_site", "check_store_url", "default_store_url"]
+
+# The app's scripts in the order they load (later ones call earlier ones), joined into `site.js`.
+SITE_SCRIPTS = ("vendor/fzstd.js", "zarr.js", "storesite.js", "app.js", "example.js", "runs.js")
 
 
-def build_site(data: ViewData, out: Path, limit: int = 200, ids: Sequence[int] | None = None) -> int:
-    """Write the site of `data` into `out` (new or empty); return how many examples it carries."""
+def check_store_url(url: str) -> str:
+    """Return `url` if a page can read a store there (a relative path or an http(s) URL); raise
+    ValueError otherwise (another scheme, or characters that do not belong in a URL)."""
+    url = url.rstrip("/")
+    if not url or re.search(r"[\s\"'<>\\]", url):
+        raise ValueError(f"--store-url {url!r}: not a URL a page can read")
+    scheme = urlsplit(url).scheme
+    if scheme not in ("", "http", "https") or url.startswith("//"):
+        raise ValueError(f"--store-url {url!r}: give an http(s) URL or a path relative to the site")
+    return url
+
+
+def default_store_url(store_path: str, out: Path) -> str:
+    """Return where the site finds a local store: its path relative to the site's folder."""
+    if "://" in store_path and not store_path.startswith("file://"):
+        raise ValueError(
+            f"{store_path} is not a local folder: say where a browser reads it with --store-url (https://...)"
+        )
+    local = Path(store_path.removeprefix("file://")).resolve()
+    return Path(os.path.relpath(local, Path(out).resolve())).as_posix()
+
+
+def _index_html(store_url: str) -> str:
+    """The site's page: the store it reads, a Content-Security-Policy (a static server sends none),
+    and the store's first objects preloaded (they are wanted before the app's script has run)."""
+    origin = urlsplit(store_url)
+    connect = "'self'" + (f" {origin.scheme}://{origin.netloc}" if origin.scheme else "")
+    csp = (
+        f"default-src 'self'; connect-src {connect}; img-src 'self' data: blob:; script-src 'self';"
+        " style-src 'self'; object-src 'none'; base-uri 'none'"
+    )
+    url = html.escape(store_url, quote=True)
+    preload = "".join(
+        f'<link rel="preload" href="{url}/{key}" as="fetch" crossorigin="anonymous">\n'
+        for key in ("zarr.json", "plan/zarr.json", "plan/c/0/0", "done/zarr.json", "done/c/0")
+    )
+    page = (ASSETS / "index.html").read_text()
+    scripts = re.compile(r'<script defer src="static/[a-z]+\.js"></script>\n')
+    head = (
+        f'<meta http-equiv="Content-Security-Policy" content="{html.escape(csp, quote=True)}">\n'
+        '<link rel="preload" href="data/overview.json" as="fetch" crossorigin="anonymous">\n'
+        f'<meta name="vz-store" content="{url}">\n{preload}<script defer src="static/site.js"></script>\n'
+    )
+    page, count = scripts.subn("", page)
+    if count == 0:
+        raise RuntimeError("the app's index.html names no script")
+    return page.replace("</head>", head + "</head>")
+
+
+def build_site(
+    data: ViewData,
+    out: Path,
+    limit: int = 200,
+    ids: Sequence[int] | None = None,
+    store_url: str | None = None,
+) -> int:
+    """Write the site of `data` into `out` (new or empty), reading the store at `store_url` (default:
+    the local store's path relative to `out`); return how many examples its table lists."""
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out} is not empty: a site is written into a new or empty folder")
-    shutil.copytree(ASSETS, out / "static", dirs_exist_ok=True)
-    shutil.copy(ASSETS / "index.html", out / "index.html")
+    url = check_store_url(store_url) if store_url is not None else default_store_url(data.store.path, out)
+    (out / "static").mkdir(parents=True, exist_ok=True)
+    (out / "static/site.js").write_text("\n".join((ASSETS / name).read_text() for name in SITE_SCRIPTS))
+    shutil.copy(ASSETS / "app.css", out / "static/app.css")
+    shutil.copy(ASSETS / "vendor/fzstd.LICENSE", out / "static/fzstd.LICENSE")
+    (out / "index.html").write_text(_index_html(url))
     limit = len(ids) if ids is not None else limit
     rows: list[dict] = []
     offset = 0
@@ -38,21 +109,11 @@ def build_site(data: ViewData, out: Path, limit: int = 200, ids: Sequence[int] |
         if offset >= page["total"]:
             break
     rows = rows[:limit]
-    # A static site answers no corpus question (top-k, concordance, compare): those need the server.
-    _write(out / "data/overview.json", data.overview() | {"mode": "static", "compare": None})
+    # A static site answers no corpus question that reads many maps (concordance, compare): those
+    # need the server. Its top-k reads the aggregate's per-example table when the overview has one.
+    _write(out / "data/overview.json", data.overview() | {"mode": "static", "compare": None, "store_url": url})
     _write(out / "data/evaluations.json", read_evaluations(data))
     _write(out / "data/examples.json", {"total": len(rows), "offset": 0, "rows": rows})
-    layers = data.store.layers
-    for row in rows:
-        eid = int(row["example_id"])
-        _write(out / f"data/example/{eid}.json", data.example(eid))
-        for method in data.store.methods:
-            for unit in UNITS:
-                for mode in MODES:
-                    folder = out / f"data/maps/{eid}/{method}/{unit}/{mode}"
-                    folder.mkdir(parents=True, exist_ok=True)
-                    for layer in layers:
-                        (folder / f"{layer}.f32").write_bytes(data.maps(eid, method, layer, unit, mode).tobytes())
     return len(rows)
 
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from vzcore.queries import token_rows, top_examples, word_rows
 from vzcore.store.errors import StoreError
+from vzcore.store.location import Location
 from vzcore.store.reader import Store
 from vzcore.tokens import sequence_texts
 
@@ -52,8 +53,11 @@ def rollout(maps: np.ndarray) -> np.ndarray:
 
 
 def preview(text: str | None) -> str | None:
-    """An example's text as a table shows it: its first `TEXT_PREVIEW` characters."""
-    return text if text is None or len(text) <= TEXT_PREVIEW else text[:TEXT_PREVIEW] + "…"
+    """An example's text as a table shows it: its first `TEXT_PREVIEW` characters (None where the
+    store keeps none: pre-tokenised ids read back as a missing value, NaN, from the table)."""
+    if not isinstance(text, str):
+        return None
+    return text if len(text) <= TEXT_PREVIEW else text[:TEXT_PREVIEW] + "…"
 
 
 def records(frame) -> list[dict]:
@@ -84,6 +88,8 @@ class ViewData:
         self._lock = threading.Lock()
         self._reading: dict[tuple, threading.Lock] = {}  # keys being read now
         self._curves: dict | None = None  # the aggregate's curves, read once
+        self._top: tuple[dict, Any] | None = None  # the aggregate's summary and top examples
+        self._top_read = False
 
     # ---- overview -------------------------------------------------------------------------------
     def overview(self) -> dict:
@@ -128,6 +134,27 @@ class ViewData:
             out[name] = records(frame[frame["bucket"] == "all"].drop(columns="bucket"))
         self._curves = out  # an aggregate is written whole, once: a new one needs a restart
         return out
+
+    def top_table(self) -> tuple[dict, Any] | None:
+        """The aggregate's `summary.json` and `top_examples.parquet` (read once), or None without them."""
+        if not self._top_read:
+            self._top_read = True  # an aggregate is written whole, once: a new one needs a restart
+            if self.aggregate is not None:
+                import json
+
+                import pandas as pd
+
+                location = Location(str(self.aggregate).rstrip("/"), self.store.storage_options)
+                try:
+                    with location.open_file("summary.json") as f:
+                        summary = json.load(f)
+                    with location.open_file("top_examples.parquet") as f:
+                        frame = pd.read_parquet(f)
+                except FileNotFoundError:  # an aggregate from before the table, or made with --top-examples 0
+                    pass
+                else:
+                    self._top = (summary, frame)
+        return self._top
 
     # ---- examples table -------------------------------------------------------------------------
     def _table(self):

@@ -1,6 +1,8 @@
-"""Decile-stratified samples of examples for a per-example statistic (the examples page).
+"""Samples of examples for a per-example statistic (the examples page): top-k and deciles.
 
-Top-k shows the extremes (`vzcore.queries.top_examples`, over the whole store); a stratified sample
+Top-k shows the extremes over the whole store: from the aggregate's `top_examples.parquet` when it
+answers (`aggregate_top`), else by streaming every map of the method (`vzcore.queries.top_examples`,
+`ViewData.top`). A stratified sample
 shows the typical too: the statistic of the first `scan` scored examples, cut at its deciles, and
 `per` examples drawn (seeded) from each tenth. The statistic is the one `top_examples` ranks by: a
 mean over an example's rows that count (`vzcore.statistics.rows.example_masses`).
@@ -10,12 +12,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from jobs.view.data import ViewError, preview
+from jobs.view.data import ViewData, ViewError, preview
 from vzcore.statistics.rows import example_masses
 from vzcore.store.errors import StoreError
 from vzcore.store.reader import Store
 
-__all__ = ["STATISTICS", "decile_sample"]
+__all__ = ["STATISTICS", "aggregate_top", "decile_sample", "top_sample"]
 
 STATISTICS = {"self_mass": 0, "context_mass": 1, "special_mass": 2}  # those that need no token or word
 
@@ -70,3 +72,40 @@ def decile_sample(
         for d, i in chosen
     ]
     return {"statistic": statistic, "method": method, "layer": int(layer), "scanned": len(v), "rows": rows}
+
+
+def aggregate_top(data: ViewData, statistic: str, method: str, layer: int, k: int) -> dict | None:
+    """Return the `k` highest examples from the aggregate's `top_examples.parquet` (no map read), or
+    None when it cannot answer: no aggregate or no such table, fewer kept than `k` of a larger
+    corpus, or an aggregate of another store or of fewer parts than the store now has done."""
+    table = data.top_table()
+    if table is None or statistic not in STATISTICS:
+        return None
+    summary, frame = table
+    store = data.store
+    if (
+        summary.get("source", {}).get("data_identity") != store.info.data_identity
+        or summary.get("identity", {}).get(method) != store.identity.get(method)
+        or not set(store.done_parts([method])) <= set(summary.get("parts_used", []))
+    ):
+        return None
+    rows = frame[(frame["statistic"] == statistic) & (frame["method"] == method) & (frame["layer"] == int(layer))]
+    kept = int(summary.get("config", {}).get("top_examples", 0))
+    if k > len(rows) and len(rows) >= kept:  # the table holds the best `kept`, not every example
+        return None
+    rows = rows.sort_values("rank").head(k)
+    texts = store.texts(rows["example_id"].tolist())
+    out = [
+        {"example_id": int(e), "value": float(v), "length": int(n), "text": preview(texts.get(int(e)))}
+        for e, v, n in zip(rows["example_id"], rows["value"], rows["length"], strict=True)
+    ]
+    return {"statistic": statistic, "method": method, "layer": int(layer), "rows": out, "source": "table"}
+
+
+def top_sample(data: ViewData, statistic: str, method: str, layer: int, k: int = 20) -> dict:
+    """The `k` highest examples: from the aggregate's table when it answers, else streamed (and said so)."""
+    found = aggregate_top(data, statistic, method, layer, k)
+    if found is not None:
+        return found
+    streamed = data.top(statistic, method, layer, k)
+    return streamed | {"source": "stream", "parts": len(data.store.done_parts([method]))}

@@ -24,7 +24,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from jobs.view.compare import compare
 from jobs.view.data import ViewData, ViewError
 from jobs.view.evaluation import read_evaluations
-from jobs.view.samples import decile_sample
+from jobs.view.samples import decile_sample, top_sample
 
 __all__ = ["ASSETS", "LOOPBACK", "ViewServer", "make_server", "safe_asset"]
 
@@ -75,7 +75,9 @@ class ViewServer(ThreadingHTTPServer):
             (r"/data/examples\.json", lambda p: d.examples(**_example_query(p))),
             (
                 r"/data/top\.json",
-                lambda p: d.top(one(p, "statistic"), one(p, "method"), _int(p, "layer") or 0, _int(p, "k") or 20),
+                lambda p: top_sample(
+                    d, one(p, "statistic"), one(p, "method"), _int(p, "layer") or 0, _int(p, "k") or 20
+                ),
             ),
             (
                 r"/data/concordance\.json",

@@ -5,55 +5,16 @@ and no page logs an error. Screenshots of each page go to the folder printed at 
 from __future__ import annotations
 
 import csv
-import functools
 import io
-import shutil
-import threading
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from jobs.view import build_site
 from tests.view.conftest import HOSTILE, METHODS
 from vzcore.store.reader import open_store
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.slow  # a real Chromium: another process
-sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed (pip: dev extra)")
-if CHROMIUM is None:
-    pytest.skip("no system Chromium (`make setup` installs Debian's chromium)", allow_module_level=True)
-
-ARGS = [
-    "--no-sandbox",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-gpu",
-]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def page(browser, shots):
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
-    pg = context.new_page()
-    errors: list[str] = []
-    pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    pg.on("pageerror", lambda e: errors.append(str(e)))
-    pg.errors = errors
-    yield pg
-    context.close()
-    assert errors == [], f"console errors: {errors}"
 
 
 def open_example(page, base: str, eid: int, query: str = "") -> None:
@@ -159,25 +120,6 @@ def test_markup_in_the_store_is_only_text(page, live):
     assert HOSTILE in page.inner_text("#page")
     assert "<script>" in page.locator("#sentence .tok").all_inner_texts()
     assert page.locator("#page script, #page img").count() == 0
-
-
-def test_static_site_in_a_plain_file_server(page, view_data, tmp_path, shots):
-    build_site(view_data, tmp_path / "site", limit=4)
-    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(tmp_path / "site"))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
-        page.goto(f"{base}/#/examples")
-        page.wait_for_selector("#examples tr >> nth=1")
-        assert page.locator("#examples tr").count() == 5
-        open_example(page, base, 2, "m=attention&l=0&mode=rollout")
-        page.screenshot(path=str(shots / "static-example.png"), full_page=True)
-        want = view_data.maps(2, "attention", 0, "token", "rollout")
-        np.testing.assert_allclose(hover_values(page, 1), want[1], rtol=1e-6)
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_concordance(page, live, view_store, shots):

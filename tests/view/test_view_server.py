@@ -14,8 +14,10 @@ import torch
 from typer.testing import CliRunner
 
 from jobs.cli import app
-from jobs.view import build_site
-from jobs.view.server import ViewServer, safe_asset
+from jobs.view import ViewData, build_site
+from jobs.view.build import SITE_SCRIPTS, check_store_url, default_store_url
+from jobs.view.samples import top_sample
+from jobs.view.server import ASSETS, ViewServer, safe_asset
 from tests.view.conftest import HOSTILE, METHODS, serve
 from vzcore.ops.rollout import rollout as torch_rollout
 from vzcore.store.reader import open_store
@@ -80,6 +82,26 @@ def test_examples_filter_sort_and_top(live, view_store):
     assert sorted(r["example_id"] for r in page["rows"]) == sorted(lengths[(lengths >= 8) & (lengths <= 10)].index)
     top = get_json(live, "/data/top.json?statistic=self_mass&method=attention&layer=1&k=3")
     assert len(top["rows"]) == 3 and top["rows"][0]["value"] >= top["rows"][-1]["value"]
+
+
+def test_top_from_the_aggregate_is_the_streamed_ranking(live, view_data):
+    """The aggregate's top table (no map read) and streaming every map rank the same examples."""
+    for stat in ("self_mass", "context_mass", "special_mass"):
+        for layer in (0, 2):
+            table = get_json(live, f"/data/top.json?statistic={stat}&method=attention&layer={layer}&k=4")
+            assert table["source"] == "table"
+            streamed = view_data.top(stat, "attention", layer, 4)  # vzcore.queries.top_examples
+            assert [r["example_id"] for r in table["rows"]] == [r["example_id"] for r in streamed["rows"]]
+            np.testing.assert_allclose([r["value"] for r in table["rows"]], [r["value"] for r in streamed["rows"]])
+            assert [r["text"] for r in table["rows"]] == [r["text"] for r in streamed["rows"]]
+    # Without an aggregate (or with one that does not cover the store's done parts): streamed, and said so.
+    bare = top_sample(ViewData(view_data.store), "self_mass", "attention", 0, 4)
+    assert bare["source"] == "stream" and bare["parts"] == 5
+    assert bare["rows"] == get_json(live, "/data/top.json?statistic=self_mass&method=attention&layer=0&k=4")["rows"]
+    stale = ViewData(view_data.store, view_data.aggregate)
+    summary, frame = stale.top_table()
+    stale._top = ({**summary, "parts_used": summary["parts_used"][:-1]}, frame)
+    assert top_sample(stale, "self_mass", "attention", 0, 4)["source"] == "stream"
 
 
 @pytest.mark.parametrize(
@@ -162,16 +184,48 @@ def test_off_loopback_needs_the_token(view_data):
         server.server_close()
 
 
-def test_static_site_holds_the_same_bytes(tmp_path, view_data, live):
-    count = build_site(view_data, tmp_path / "site", limit=3)
+def test_static_site_is_the_app_and_small_index_files(tmp_path, view_data, view_store, live):
     site = tmp_path / "site"
-    assert count == 3 and (site / "index.html").is_file() and (site / "static/app.js").is_file()
+    count = build_site(view_data, site, limit=3)
+    assert count == 3
+    written = sorted(p.relative_to(site).as_posix() for p in site.rglob("*") if p.is_file())
+    assert written == [
+        "data/evaluations.json",
+        "data/examples.json",
+        "data/overview.json",
+        "index.html",
+        "static/app.css",
+        "static/fzstd.LICENSE",
+        "static/site.js",
+    ]  # no map: the site reads the store
     assert json.loads((site / "data/examples.json").read_text())["total"] == 3
-    assert json.loads((site / "data/overview.json").read_text())["mode"] == "static"
-    for path in ("data/example/2.json", "data/maps/2/attention/word/rollout/1.f32"):
-        assert (site / path).read_bytes() == get(live, "/" + path)[1]
+    overview = json.loads((site / "data/overview.json").read_text())
+    assert overview["mode"] == "static"
+    # The store is read where it lies, relative to the site's folder.
+    assert (site / overview["store_url"]).resolve() == view_store.resolve()
+    page = (site / "index.html").read_text()
+    assert f'<meta name="vz-store" content="{overview["store_url"]}">' in page
+    assert "Content-Security-Policy" in page and "connect-src &#x27;self&#x27;;" in page
+    assert page.count("<script") == 1
+    script = (site / "static/site.js").read_text()
+    for name in SITE_SCRIPTS:  # every script whole, in order
+        assert (ASSETS / name).read_text() in script
     with pytest.raises(FileExistsError):
         build_site(view_data, site)
+
+
+def test_static_site_store_url(tmp_path, view_data):
+    build_site(view_data, tmp_path / "a", limit=1, store_url="https://bucket.s3.example.com/run.zarr/")
+    overview = json.loads((tmp_path / "a/data/overview.json").read_text())
+    assert overview["store_url"] == "https://bucket.s3.example.com/run.zarr"
+    page = (tmp_path / "a/index.html").read_text()
+    assert "connect-src &#x27;self&#x27; https://bucket.s3.example.com;" in page
+    assert 'href="https://bucket.s3.example.com/run.zarr/plan/c/0/0"' in page
+    for bad in ("javascript:alert(1)", "file:///etc", "//evil.example/x", 'run.zarr"><script>', "s3://b/run.zarr", ""):
+        with pytest.raises(ValueError):
+            check_store_url(bad)
+    with pytest.raises(ValueError, match="--store-url"):
+        default_store_url("s3://bucket/run.zarr", tmp_path / "b")
 
 
 def test_command_line_refusals(tmp_path, view_store):
@@ -185,6 +239,9 @@ def test_command_line_refusals(tmp_path, view_store):
         ([str(view_store), "--aggregate", str(tmp_path)], "layers.parquet"),
         ([str(view_store), "--evaluation", str(tmp_path)], "summary.parquet"),
         ([str(view_store), "--compare", str(tmp_path / "missing.zarr")], "no store"),
+        ([str(view_store), "--store-url", "https://x.example/run.zarr"], "give --build too"),
+        ([str(view_store), "--build", str(tmp_path / "s"), "--store-url", "javascript:alert(1)"], "--store-url"),
+        (["s3://bucket/run.zarr", "--build", str(tmp_path / "s")], "--store-url"),
     ]:
         result = runner.invoke(app, ["view", *args])
         assert result.exit_code == 2, result.output

@@ -12,13 +12,16 @@ from vzcore.statistics.rows import (
     row_masses,
     scored_rows,
 )
+from vzcore.statistics.top import TOP_STATISTICS, TopExamples
 
 __all__ = [
     "DEFAULT_BUCKET_EDGES",
     "MIN_ROW_ENTRIES",
+    "TOP_STATISTICS",
     "ExampleBlock",
     "PartialStats",
     "StatsSpec",
+    "TopExamples",
     "add_block",
     "counted_rows",
     "example_masses",

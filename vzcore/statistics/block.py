@@ -37,6 +37,7 @@ class ExampleBlock:
     values: dict[str, list[np.ndarray]]  # method -> E flat arrays `[packed_size(n, n, L, causal)]`
     special: list[np.ndarray]  # E arrays `[n]` bool: special source tokens
     punct: list[np.ndarray]  # E arrays `[n]` bool: punctuation (and not special) source tokens
+    example_id: np.ndarray | None = None  # `[E]` ids: needed to keep the top examples (`PartialStats.top`)
 
 
 def add_block(stats: PartialStats, block: ExampleBlock, type_tokens: dict[int, str]) -> None:
@@ -60,12 +61,14 @@ def add_block(stats: PartialStats, block: ExampleBlock, type_tokens: dict[int, s
         group = {m: np.stack([block.values[m][e] for e in members]) for m in methods}  # `[E, L * P]`
         special = np.stack([block.special[e] for e in members])
         punct = np.stack([block.punct[e] for e in members])
-        _add_group(stats, types, n, group, cols, special, punct)
+        ids_of = None if block.example_id is None else np.asarray(block.example_id)[members]
+        _add_group(stats, types, n, group, cols, special, punct, ids_of)
     stats.type_sums[..., np.searchsorted(stats.type_ids, uniq)] += types
 
 
-def _add_group(stats: PartialStats, types, n: int, group, cols, special, punct) -> None:
-    """Add `E` examples of `n` tokens: `group[method]` is `[E, L * P]` as stored, masks `[E, n]`."""
+def _add_group(stats: PartialStats, types, n: int, group, cols, special, punct, example_ids=None) -> None:
+    """Add `E` examples of `n` tokens: `group[method]` is `[E, L * P]` as stored, masks `[E, n]`;
+    with `example_ids` `[E]`, offer each example's own statistics to `stats.top` too."""
     spec, sums = stats.spec, stats.sums
     num_e, num_layers = len(cols), spec.num_layers
     b = spec.bucket_of(n)
@@ -102,6 +105,13 @@ def _add_group(stats: PartialStats, types, n: int, group, cols, special, punct) 
         sums["context_mass"][mi, b] += (row_sum - diag).sum((0, 2))
         sums["special_mass"][mi, b] += masses[..., 1].sum((0, 2))
         sums["punct_mass"][mi, b] += masses[..., 2].sum((0, 2))
+        if stats.top is not None and example_ids is not None:
+            # Each example's means over its rows that count (`rows.example_masses`), per layer.
+            count = keep.sum(2)  # `[E, L]`
+            with np.errstate(invalid="ignore", divide="ignore"):
+                own = np.stack([diag.sum(2), (row_sum - diag).sum(2), masses[..., 1].sum(2)]) / count
+            own[:, count == 0] = np.nan  # no row counts: no value
+            stats.top.add(mi, example_ids, np.full(num_e, n), own)
         ent_ok = keep & (row_sum > 0)
         sums["entropy_sum"][mi, b] += _entropy(x, row_sum, ent_ok, t).sum((0, 2))
         sums["entropy_rows"][mi, b] += ent_ok.sum((0, 2))

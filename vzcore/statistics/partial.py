@@ -20,6 +20,7 @@ import numpy as np
 
 from vzcore.maps import valid_entries
 from vzcore.statistics.rows import counted_rows, scored_rows
+from vzcore.statistics.top import TopExamples
 from vzcore.tokens import decode_piece
 
 __all__ = [
@@ -49,6 +50,7 @@ class StatsSpec:
     causal: bool  # the self site's: maps hold only their lower triangle
     bucket_edges: tuple[int, ...] = DEFAULT_BUCKET_EDGES  # lower bounds of the length buckets
     max_offset: int = 16  # relative positions |j - i| beyond this fall into two overflow bins
+    top_k: int = 0  # examples kept per statistic, method and layer (`TopExamples`; 0: none)
 
     @property
     def pairs(self) -> list[tuple[str, str]]:
@@ -113,8 +115,11 @@ class PartialStats:
     type_sums: np.ndarray = field(default_factory=lambda: np.zeros((len(TYPE_SUMS), 0, 0, 0)))  # `[4, M, L, U]`
     status_counts: dict[str, int] = field(default_factory=dict)  # scored / failed / skipped
     type_tokens: dict[int, str] = field(default_factory=dict)  # token string of each seen type id
+    top: TopExamples | None = None  # the highest examples (with `spec.top_k`; blocks with ids only)
 
     def __post_init__(self) -> None:
+        if self.top is None and self.spec.top_k:
+            self.top = TopExamples(len(self.spec.methods), self.spec.num_layers, self.spec.top_k)
         if not self.sums:
             self.sums = _new_sums(self.spec)
         if not self.type_sums.size and not len(self.type_ids):  # shaped by the spec, holding no type yet
@@ -229,6 +234,8 @@ class PartialStats:
             self.count_status(name, k)
         for tid, tok in other.type_tokens.items():
             self.type_tokens.setdefault(tid, tok)
+        if self.top is not None and other.top is not None:
+            self.top.merge(other.top)
         return self
 
 

@@ -22,7 +22,12 @@ async function getJSON(path) {
   if (!r.ok) throw new Error(`${path}: ${r.status} ${(await r.text()).trim()}`);
   return r.json();
 }
+// A static site (`vz view --build`) reads examples and maps from the store itself (storesite.js).
+async function getExample(id, where = "") {
+  return OVERVIEW.mode === "static" && !where ? siteExample(id) : getJSON(`data/${where}example/${id}.json`);
+}
 async function getMap(id, method, unit, mode, layer, where = "") {
+  if (OVERVIEW.mode === "static" && !where) return siteMap(id, method, unit, mode, layer);
   const r = await fetch(`data/${where}maps/${id}/${encodeURIComponent(method)}/${unit}/${mode}/${layer}.f32`);
   if (!r.ok) throw new Error(`map ${method} layer ${layer}: ${r.status}`);
   return new Float32Array(await r.arrayBuffer());
@@ -44,7 +49,8 @@ async function route() {
   try {
     if (!OVERVIEW) {
       OVERVIEW = await OVERVIEW_FETCH;
-      document.getElementById("store").textContent = OVERVIEW.store + (OVERVIEW.compare ? `  vs  ${OVERVIEW.compare}` : "");
+      const where = OVERVIEW.mode === "static" ? `${OVERVIEW.store_url} (a static site)` : OVERVIEW.store;  // where this page reads
+      document.getElementById("store").textContent = where + (OVERVIEW.compare ? `  vs  ${OVERVIEW.compare}` : "");
       // Only the pages this store can fill are linked.
       if (OVERVIEW.evaluations) document.querySelector("nav").append(" ", $("a", { href: "#/evaluation", text: "Evaluation" }));
       if (OVERVIEW.compare) document.querySelector("nav").append(" ", $("a", { href: "#/compare", text: "Compare" }));
@@ -148,7 +154,7 @@ async function examplesPage(q) {
   if (q.get("top")) {
     const ask = `statistic=${encodeURIComponent(q.get("top"))}&method=${encodeURIComponent(q.get("method"))}&layer=${q.get("layer")}`;
     data = await getJSON(q.get("sample") === "deciles" ? `data/deciles.json?${ask}` : `data/top.json?${ask}&k=${q.get("k") || 20}`);
-    data = { total: data.rows.length, offset: 0, rows: data.rows, scanned: data.scanned };
+    data = { total: data.rows.length, offset: 0, rows: data.rows, scanned: data.scanned, source: data.source, parts: data.parts };
   } else if (statics) {
     data = filterLocally(await getJSON("data/examples.json"), q);
   } else {
@@ -163,7 +169,10 @@ async function examplesPage(q) {
     : $("td", { class: typeof r[c] === "number" ? "num" : "", text: r[c] === null ? "" : typeof r[c] === "number" && !Number.isInteger(r[c]) ? r[c].toFixed(4) : String(r[c]) }))));
   const offset = Number(q.get("offset") || 0), limit = 50;
   const pager = (delta, text) => $("button", { text, onclick: () => { const n = new URLSearchParams(q); n.set("offset", Math.max(0, offset + delta)); go(["examples"], n); } });
-  const counted = data.scanned === undefined ? `${data.total} examples` : `${data.total} examples drawn from the deciles of the first ${data.scanned} scored`;
+  const counted = data.scanned !== undefined ? `${data.total} examples drawn from the deciles of the first ${data.scanned} scored`
+    : data.source === "table" ? `the ${data.total} highest, from the aggregate's per-example table (no map read)`
+    : data.source ? `the ${data.total} highest, streamed: every map of ${q.get("method")} at layer ${q.get("layer")} read, in ${data.parts} parts (no per-example table holds ${q.get("top")})`
+    : `${data.total} examples`;
   kids.push($("p", { class: "muted", id: "count", text: counted }), $("table", { id: "examples" }, head, ...rows));
   if (!q.get("top")) kids.push($("div", { class: "controls" }, pager(-limit, "← previous"), pager(limit, "next →")));
   page().replaceChildren(...kids);
@@ -232,3 +241,4 @@ async function concordancePage(q) {
   }
   page().replaceChildren(...kids);
 }
+
