@@ -15,11 +15,15 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
 import vzcore
 from cluster.executor import StopRun
+from jobs.score.targets import TargetSpec, target_rows
 from vzcore.allocator import bound_freed_memory
 from vzcore.api import default_memory_budget
-from vzcore.inputs import TruncationWarning, UnscorableTextError, text_problem
+from vzcore.inputs import TruncationWarning, UnscorableTextError, encode, text_problem
+from vzcore.store.forms import StoreForm
 from vzcore.store.layout import STATUS_FAILED, STATUS_SCORED, STATUS_SKIPPED, part_path
 from vzcore.store.location import Location
 from vzcore.store.writer import ExampleOutcome, write_part
@@ -57,6 +61,9 @@ class ScoreSpec:
     num_threads: int | None = None
     device: str | None = None
     special_ids: tuple[int, ...] = ()  # the tokenizer's special tokens (the tokens table's `is_special`)
+    form: StoreForm = field(default_factory=StoreForm)  # how maps are stored (`--store`)
+    targets: TargetSpec = field(default_factory=TargetSpec)  # which rows are scored and stored (`--targets`)
+    mask_id: int | None = None  # the tokenizer's mask token (`--targets mask`)
 
 
 @dataclass(frozen=True)
@@ -160,6 +167,16 @@ def score_examples(
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", TruncationWarning)
+                    targets = None
+                    if not spec.targets.all_rows:  # tokenised once more here: only the chosen rows are scored
+                        rows = _targets(handle, batch, spec)
+                        for k in [k for k, r in enumerate(rows) if not r]:
+                            why = f"no target row (--targets {spec.targets.kind}: no mask token)"
+                            outcomes[batch[k][0]] = ExampleOutcome.failed(batch[k][0], why, skipped=True)
+                        batch = [item for item, r in zip(batch, rows, strict=True) if r]
+                        targets = [r for r in rows if r]
+                        if not batch:
+                            return []
                     results = vzcore.score(
                         handle,
                         [t for _, t in batch],
@@ -169,6 +186,7 @@ def score_examples(
                         batch_size=len(batch),
                         memory_budget=budget,
                         precision=spec.precision,
+                        targets=targets,
                         **options,
                     )
                 return list(zip(batch, results, strict=True))
@@ -197,12 +215,19 @@ def score_examples(
                     reason = f"{type(err).__name__}: {err}"[:500]
                     outcomes[item[0]] = ExampleOutcome.failed(item[0], reason)
         for (i, _), res in results:
-            outcomes[i] = ExampleOutcome.from_result(i, res)
+            held = None if spec.targets.all_rows else np.flatnonzero(res.scored_rows).tolist()
+            outcomes[i] = ExampleOutcome.from_result(i, res, rows=held)
         if progress:
             progress(len(batch), sum(len(r.token_ids) for _, r in results))
         results = res = None  # free this batch's float32 maps before trimming
         bound_freed_memory()  # or a worker's memory creeps up with the corpus (see vzcore.allocator)
     return [outcomes[i] for i in sorted(outcomes)], halvings
+
+
+def _targets(handle, batch, spec: ScoreSpec) -> list[list[int]]:
+    """Return each text's target rows (`jobs.score.targets`), from its tokens as the model sees them."""
+    encoded = encode(handle, [t for _, t in batch], spec.max_length)
+    return [target_rows(spec.targets, e.token_ids, spec.special_ids, spec.mask_id) for e in encoded]
 
 
 def _empty_cache() -> None:
@@ -233,6 +258,8 @@ def score_part(scorer: Scorer, task: PartTask, progress: Callable[[int, int], No
             store_dtype=spec.store_dtype,
             texts=task.texts,
             special_ids=spec.special_ids,
+            form=spec.form,
+            targeted=not spec.targets.all_rows,
         )
     except OSError as err:
         if err.errno not in STORAGE_FAULTS:

@@ -55,8 +55,8 @@ class ExampleOutcome:
     rows: Sequence[int] | None = None  # the target rows to store (ascending); None: every row
 
     @classmethod
-    def from_result(cls, example_id: int, result: Any) -> ExampleOutcome:
-        """Build a scored outcome from a `vzcore.ScoreResult`."""
+    def from_result(cls, example_id: int, result: Any, rows: Sequence[int] | None = None) -> ExampleOutcome:
+        """Build a scored outcome from a `vzcore.ScoreResult` (keeping only `rows`, if given)."""
         return cls(
             example_id=int(example_id),
             tokens=list(result.tokens),
@@ -64,6 +64,7 @@ class ExampleOutcome:
             word_ids=list(result.word_ids) if result.word_ids is not None else [None] * len(result.token_ids),
             truncated=bool(result.truncated),
             scores=dict(result.scores),
+            rows=rows,
         )
 
     @classmethod
