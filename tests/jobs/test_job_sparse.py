@@ -19,7 +19,7 @@ import vzcore  # noqa: E402
 from jobs.aggregate import aggregate  # noqa: E402
 from jobs.score import JobError, run_job  # noqa: E402
 from tests.support import TEXTS, job_config  # noqa: E402
-from vzcore.queries import top_examples  # noqa: E402
+from vzcore.queries import show_example, top_examples  # noqa: E402
 from vzcore.store.verify import verify_store  # noqa: E402
 
 METHODS = ["value_zeroing", "attention"]
@@ -57,6 +57,7 @@ def test_top_k_job_equals_the_dense_job_where_kept_and_zero_elsewhere(tmp_path, 
     assert summary["examples"]["scored"] == len(want)
     top = top_examples(store, "self_mass", "value_zeroing", 0, k=2)
     assert len(top) == 2
+    show_example(store, 0, None, None, True).savefig(tmp_path / "show.png")
 
 
 def test_targets_last_scores_and_stores_only_the_last_plain_token(tmp_path, tiny_model_dir, texts_jsonl, library):
@@ -76,6 +77,8 @@ def test_targets_last_scores_and_stores_only_the_last_plain_token(tmp_path, tiny
             np.testing.assert_allclose(got.scores[m][:, last], ref.scores[m][:, last], atol=3e-3)
             assert np.isnan(got.scores[m][:, :last]).all()
     assert verify_store(cfg.out) == []
+    for words in (False, True):  # `vz show` draws the stored rows (the others blank)
+        show_example(store, 0, None, None, words).savefig(tmp_path / f"show{words}.png")
     summary = aggregate(cfg.out, tmp_path / "agg", log=lambda *a: None)
     rows = json.loads((tmp_path / "agg" / "summary.json").read_text())["examples"]
     assert rows == summary["examples"]
