@@ -84,7 +84,8 @@ def run_job(cfg: JobConfig, *, on_event: Callable[[Event], None] | None = None) 
     stored_count = max((p["stop"] for p in stored_plan), default=0)
     limit = None if cfg.limit is None else max(cfg.limit, stored_count)
     try:
-        source = open_texts(cfg.dataset, cfg.config, cfg.split, cfg.text_column, limit, cfg.format)
+        column = job.targets.column if job.targets.kind == "column" else None
+        source = open_texts(cfg.dataset, cfg.config, cfg.split, cfg.text_column, limit, cfg.format, column)
     except DatasetError as err:
         raise JobError(str(err)) from None
 
@@ -327,7 +328,9 @@ def _score(cfg: JobConfig, executor: Executor, spec: ScoreSpec, tasks: list[Part
         summary.add(report)
 
     def with_texts(task: PartTask) -> PartTask:  # read just before a part goes out: only parts in flight
-        return dataclasses.replace(task, texts=tuple(source.rows(task.start, task.stop)))
+        texts = tuple(source.rows(task.start, task.stop))
+        positions = tuple(source.positions(task.start, task.stop)) if source.positions_column else ()
+        return dataclasses.replace(task, texts=texts, positions=positions)
 
     units = [Unit(t.part, t) for t in tasks]
     try:

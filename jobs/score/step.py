@@ -76,6 +76,7 @@ class PartTask:
     stop: int
     methods: tuple[str, ...]
     texts: tuple[object, ...] = ()
+    positions: tuple[object, ...] = ()  # `--targets column=NAME`: each row's positions (empty otherwise)
 
 
 @dataclass
@@ -132,6 +133,7 @@ def score_examples(
     methods: Sequence[str],
     spec: ScoreSpec,
     progress: Callable[[int, int], None] | None = None,
+    positions: Sequence[object] = (),
 ) -> tuple[list, int]:
     """Score `texts` (ids `ids`) batched by length; return one `ExampleOutcome` per example, in id
     order, and how many times an out-of-memory error halved the pair budget.
@@ -141,8 +143,9 @@ def score_examples(
     failed with the reason. On an out-of-memory error the pair-chunk budget is halved and the batch
     retried, then each example alone, before an example is given up. `progress(examples, tokens)`
     is called after each batch. The library's truncation warning is left out: `score_part` says
-    which examples were cut.
+    which examples were cut. `positions` are the rows' `--targets column=NAME` values, in `ids` order.
     """
+    given = dict(zip(ids, positions, strict=True)) if positions else {}
 
     outcomes: dict[int, ExampleOutcome] = {}
     todo = []
@@ -169,12 +172,12 @@ def score_examples(
                     warnings.simplefilter("ignore", TruncationWarning)
                     targets = None
                     if not spec.targets.all_rows:  # tokenised once more here: only the chosen rows are scored
-                        rows = _targets(handle, batch, spec)
-                        for k in [k for k, r in enumerate(rows) if not r]:
-                            why = f"no target row (--targets {spec.targets.kind}: no mask token)"
+                        rows = _targets(handle, batch, spec, given)
+                        for k in [k for k, r in enumerate(rows) if not isinstance(r, list) or not r]:
+                            why = rows[k] if isinstance(rows[k], str) else f"no target row (--targets {spec.targets})"
                             outcomes[batch[k][0]] = ExampleOutcome.failed(batch[k][0], why, skipped=True)
-                        batch = [item for item, r in zip(batch, rows, strict=True) if r]
-                        targets = [r for r in rows if r]
+                        batch = [item for item, r in zip(batch, rows, strict=True) if isinstance(r, list) and r]
+                        targets = [r for r in rows if isinstance(r, list) and r]
                         if not batch:
                             return []
                     results = vzcore.score(
@@ -224,10 +227,17 @@ def score_examples(
     return [outcomes[i] for i in sorted(outcomes)], halvings
 
 
-def _targets(handle, batch, spec: ScoreSpec) -> list[list[int]]:
-    """Return each text's target rows (`jobs.score.targets`), from its tokens as the model sees them."""
+def _targets(handle, batch, spec: ScoreSpec, given: dict) -> list[list[int] | str]:
+    """Return each text's target rows (`jobs.score.targets`) from its tokens as the model sees them,
+    or why it has none."""
     encoded = encode(handle, [t for _, t in batch], spec.max_length)
-    return [target_rows(spec.targets, e.token_ids, spec.special_ids, spec.mask_id) for e in encoded]
+    out: list[list[int] | str] = []
+    for (i, _), e in zip(batch, encoded, strict=True):
+        try:
+            out.append(target_rows(spec.targets, e.token_ids, spec.special_ids, spec.mask_id, given.get(i)))
+        except ValueError as err:
+            out.append(str(err))
+    return out
 
 
 def _empty_cache() -> None:
@@ -243,7 +253,7 @@ def score_part(scorer: Scorer, task: PartTask, progress: Callable[[int, int], No
     handle, spec = scorer.handle, scorer.spec
     t0 = time.perf_counter()
     ids = list(range(task.start, task.stop))
-    outcomes, halvings = score_examples(handle, ids, task.texts, task.methods, spec, progress)
+    outcomes, halvings = score_examples(handle, ids, task.texts, task.methods, spec, progress, task.positions)
     t1 = time.perf_counter()
     try:
         write_part(

@@ -109,3 +109,22 @@ def test_another_form_on_the_same_store_is_refused(tmp_path, tiny_model_dir, tex
     run_job(cfg)
     with pytest.raises(JobError):
         run_job(cfg.replace(store_form="auto"))
+
+
+def test_targets_from_a_dataset_column(tmp_path, tiny_model_dir):
+    # A column holds one type (Arrow): lists of positions here; a column of plain ints works the same.
+    rows = [("The cat sat.", [1]), ("Hello there!", [-2]), ("Value zeroing mixes.", [2, 1, 2]), ("Too far.", [99])]
+    data = tmp_path / "c.jsonl"
+    data.write_text("".join(json.dumps({"text": t, "pos": p}) + "\n" for t, p in rows))
+    cfg = job_config(tmp_path, tiny_model_dir, str(data)).replace(targets="column=pos")
+    s = run_job(cfg)
+    assert (s.scored, s.skipped) == (3, 1)
+    store = vzcore.open_store(cfg.out)
+    assert store.info.targets == {"kind": "column", "column": "pos"}
+    held = {eid: np.flatnonzero(store.example(eid).scored_rows).tolist() for eid in range(3)}
+    n1 = store.example(1).n
+    assert held == {0: [1], 1: [n1 - 2], 2: [1, 2]}
+    examples = store.examples_table().set_index("example_id")
+    assert examples.loc[3, "status"] == "skipped" and "outside the example's" in examples.loc[3, "reason"]
+    with pytest.raises(JobError, match="no such column"):
+        run_job(cfg.replace(out=str(tmp_path / "x.zarr"), targets="column=nope"))
