@@ -34,6 +34,9 @@ class ScoreResult:
     truncated: bool = False
     scored_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))  # `[n]`
     site: Site = field(default_factory=lambda: self_site(causal=False))  # what the maps relate
+    # Read from a store: method -> `[layers, n]` each row's kept mass, the sum of its stored entries
+    # (a top-k row keeps part of its 1; NaN where the row is not stored). Empty when just scored.
+    kept_mass: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.site.square:

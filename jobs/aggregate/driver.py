@@ -27,7 +27,7 @@ from jobs.aggregate.out import REPORT, SUMMARY, AggregateOut, store_source
 from jobs.aggregate.plots import write_plots
 from jobs.aggregate.report import report, stats_tables
 from vzcore.statistics import ExampleBlock, PartialStats, StatsSpec, add_block, is_punctuation
-from vzcore.store.layout import SCORES_GROUP, STATUS_NAMES, STATUS_SCORED
+from vzcore.store.layout import STATUS_NAMES, STATUS_SCORED
 from vzcore.store.location import Location
 from vzcore.store.reader import StoreError, open_part, open_store
 from vzcore.store.root import RootAttrs
@@ -95,27 +95,25 @@ def aggregate_part(replica: None, job: PartJob, progress=None) -> PartialStats:
 def _blocks(reader, methods, max_values: int):
     """Yield `(block, token ids [T], tokens [T])` per run of examples holding about `max_values` values per method.
 
-    `block` has the scored examples' `length` `[E]` and `values[method]`: E flat arrays as stored.
+    `block` has the scored examples' `length` `[E]` and `values[method]`: E flat arrays packed as
+    dense v3 maps (a reduced part is made dense by the reader: rows not held NaN, entries not kept 0).
     """
 
     m = len(reader.example_id)
-    vo, to = reader.value_offset, reader.token_offset
+    vo, to = reader.dense_offset, reader.token_offset  # blocks sized by their dense values
     start = 0
     while start < m:
         stop = int(np.searchsorted(vo, vo[start] + max_values, side="right")) - 1
         stop = min(max(stop, start + 1), m)
         ks = np.flatnonzero(reader.status[start:stop] == STATUS_SCORED) + start
         if len(ks):
-            t0, t1, v0, v1 = int(to[start]), int(to[stop]), int(vo[start]), int(vo[stop])
+            t0, t1 = int(to[start]), int(to[stop])
             first, last = int(reader.example_id[start]), int(reader.example_id[stop - 1])
             span = f"example {first}" if first == last else f"examples {first}..{last}"
             token_ids = reader.array("token_ids", slice(t0, t1), span)
             pieces = reader.array("tokens", slice(t0, t1), span)
             take = np.concatenate([np.arange(to[k], to[k + 1]) for k in ks]) - t0
-            values = {}
-            for meth in methods:
-                flat = reader.array(f"{SCORES_GROUP}/{meth}", slice(v0, v1), span)
-                values[meth] = [flat[vo[k] - v0 : vo[k + 1] - v0] for k in ks]
+            values = {meth: reader.packed_values(start, stop, ks, meth, span) for meth in methods}
             ids = np.asarray(token_ids[take], dtype=np.int64)
             block = {
                 "length": np.asarray(reader.length[ks], dtype=np.int64),

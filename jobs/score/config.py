@@ -42,6 +42,8 @@ class JobConfig:
     address: str | None = None  # a Ray cluster to join; None starts a local one on loopback
     precision: str = "float32"  # float32, bfloat16, or tf32 (CUDA only): see vzcore.precision
     store_dtype: str = "float16"  # float16 loses at most about 2.5e-4 on normalised scores
+    store_form: str = "dense"  # dense, top-k=K,threshold=T, or auto (vzcore.store.forms): reduced forms are layout v4
+    targets: str = "all"  # which rows to score and store: all, last, mask (jobs.score.targets)
     memory_budget: int | None = None  # bytes per chunk of pairs (None: vzcore's default per device); halved on OOM
     overwrite: bool = False  # replace a store whose identity differs
     break_lock: bool = False  # take over the store's lease from a run known to be gone
@@ -79,4 +81,7 @@ class JobConfig:
         rec["options"] = dict(self.options)
         rec["methods"] = list(self.methods)
         rec["layers"] = list(self.layers) if self.layers is not None else None
+        for key, default in (("store_form", "dense"), ("targets", "all")):  # a dense v3 store records as before
+            if rec[key] == default:
+                rec.pop(key)
         return rec

@@ -117,11 +117,19 @@ class TextSource:
     column: str
     count: int  # rows the job covers (its limit applied)
     total: int  # rows the dataset has
+    positions_column: str | None = None  # `--targets column=NAME`: each row's target positions
 
     def rows(self, start: int, stop: int) -> list:
         """Return the column's values of rows `[start, stop)` (cut at `count`)."""
         stop = min(stop, self.count)
         return list(self.dataset[start:stop][self.column]) if stop > start else []
+
+    def positions(self, start: int, stop: int) -> list:
+        """Return the positions column's values of rows `[start, stop)` (None per row without that column)."""
+        stop = min(stop, self.count)
+        if self.positions_column is None or stop <= start:
+            return [None] * max(stop - start, 0)
+        return list(self.dataset[start:stop][self.positions_column])
 
     def batches(self, start: int = 0, stop: int | None = None, size: int = READ_ROWS) -> Iterator[list]:
         """Yield the rows of `[start, stop)` in order, `size` at a time."""
@@ -137,10 +145,14 @@ def open_texts(
     text_column: str,
     limit: int | None,
     data_format: str | None = None,
+    positions_column: str | None = None,
 ) -> TextSource:
     """Open the first `limit` rows' `text_column` (all rows for None; `doc.text` for a nested
     field), ids being row positions. Local files are read as `data_format` (one of `FORMATS`),
     or as their extensions say.
+
+    `positions_column` (a top-level column of token positions: an int or a list of ints per row) is
+    kept beside the text for `--targets column=NAME`.
 
     Streaming datasets are refused: parts are contiguous id ranges, which needs random access.
     """
@@ -150,7 +162,12 @@ def open_texts(
     if isinstance(ds, datasets.IterableDataset):
         raise DatasetError("streaming datasets are not supported: save it with save_to_disk and pass that folder")
     texts = _texts(ds)
+    if positions_column is not None and positions_column not in ds.column_names:
+        raise DatasetError(f"--targets column={positions_column}: no such column; the dataset has {ds.column_names}")
+    kept = ds.select_columns([positions_column]) if positions_column is not None else None
     ds = _select(ds, text_column, texts)
+    if kept is not None and positions_column != text_column:
+        ds = ds.add_column(positions_column, kept[positions_column])
     total = len(ds)
     if total == 0:
         raise DatasetError(f"{dataset or 'the dataset'} has no rows: nothing to score")
@@ -165,7 +182,7 @@ def open_texts(
     kind = getattr(feature, "dtype", None)
     if kind not in _TEXT_TYPES:
         raise DatasetError(f"column {text_column!r} holds {kind or feature}, not text; text columns: {texts}")
-    return TextSource(ds, text_column, count, total)
+    return TextSource(ds, text_column, count, total, positions_column)
 
 
 _TEXT_TYPES = ("string", "large_string")

@@ -84,14 +84,17 @@ def run_job(cfg: JobConfig, *, on_event: Callable[[Event], None] | None = None) 
     stored_count = max((p["stop"] for p in stored_plan), default=0)
     limit = None if cfg.limit is None else max(cfg.limit, stored_count)
     try:
-        source = open_texts(cfg.dataset, cfg.config, cfg.split, cfg.text_column, limit, cfg.format)
+        column = job.targets.column if job.targets.kind == "column" else None
+        source = open_texts(cfg.dataset, cfg.config, cfg.split, cfg.text_column, limit, cfg.format, column)
     except DatasetError as err:
         raise JobError(str(err)) from None
 
     plan, lengths, truncated = _plan(job, source, stored_plan)
-    summary = Summary(store=cfg.out, planned_parts=len(plan))
+    summary = Summary(store=cfg.out, planned_parts=len(plan), form_line=_form_line(job, lengths))
     if cfg.dry_run:
         summary.plan_lines = _dry_run_lines(job, source, plan, lengths, truncated)
+        if summary.form_line:
+            summary.plan_lines.append(f"maps stored  {summary.form_line}")
         return summary
     # What is missing, read only (a changed dataset is refused here); read again under the lease.
     tasks, _ = _missing_parts(cfg, bool(stored), plan, source)
@@ -117,6 +120,23 @@ def run_job(cfg: JobConfig, *, on_event: Callable[[Event], None] | None = None) 
                 _score(cfg, executor, spec, tasks, source, summary, on_event, mark=_marker(root, attrs))
     summary.store_bytes = _store_bytes(cfg)
     return summary
+
+
+def _form_line(job: CheckedJob, lengths: np.ndarray) -> str:
+    """Say how maps are stored when not dense and of every row (`--store`, `--targets`); "" when they are."""
+    said = []
+    if job.form.kind == "auto":
+        long = int((np.asarray(lengths) > job.form.dense_max_tokens).sum())
+        said.append(
+            f"--store auto: {long} of the {len(lengths)} newly planned examples are longer than "
+            f"{job.form.dense_max_tokens} tokens and are stored as top-{job.form.k} sources per row at or above "
+            f"{job.form.threshold:g} (the kept mass per row is stored); the others dense"
+        )
+    elif job.form.reduced:
+        said.append(f"--store {job.form.describe()} (the kept mass per row is stored)")
+    if not job.targets.all_rows:
+        said.append(f"--targets {job.targets.kind}: only those rows are scored and stored")
+    return "; ".join(said)
 
 
 def _plan(job: CheckedJob, source, stored_plan: list[dict]) -> tuple[list[dict], np.ndarray, int]:
@@ -212,6 +232,8 @@ def _write_root(job: CheckedJob, stored: dict, plan: list[dict], data_id: str, i
         identity={**stored.get("identity", {}), **identity},
         data_identity=data_id,
         versions=stored.get("versions") or versions(),
+        store_form=job.form.to_attr() if job.form.reduced else None,
+        targets=job.targets.to_attr(),
     )
     write_root_attrs(root, attrs)
     write_done(root, [attrs.mask_of(methods) for methods in done])
@@ -263,6 +285,9 @@ def _score_spec(job: CheckedJob, special_ids, placement: Placement) -> ScoreSpec
         num_threads=placement.num_threads,
         device=placement.device,
         special_ids=tuple(special_ids),
+        form=job.form,
+        targets=job.targets,
+        mask_id=getattr(job.tokenizer, "mask_token_id", None),
     )
 
 
@@ -306,7 +331,9 @@ def _score(cfg: JobConfig, executor: Executor, spec: ScoreSpec, tasks: list[Part
         summary.add(report)
 
     def with_texts(task: PartTask) -> PartTask:  # read just before a part goes out: only parts in flight
-        return dataclasses.replace(task, texts=tuple(source.rows(task.start, task.stop)))
+        texts = tuple(source.rows(task.start, task.stop))
+        positions = tuple(source.positions(task.start, task.stop)) if source.positions_column else ()
+        return dataclasses.replace(task, texts=texts, positions=positions)
 
     units = [Unit(t.part, t) for t in tasks]
     try:

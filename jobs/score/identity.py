@@ -64,6 +64,11 @@ def identities(job: CheckedJob) -> tuple[str, dict[str, str]]:
         "max_length": cfg.max_length,
         "layers": job.layers,
     }
+    # Reduced forms and targeted rows change the part arrays; a dense store of every row keeps its identity.
+    if job.form.reduced:
+        data["store_form"] = job.form.to_attr()
+    if not job.targets.all_rows:
+        data["targets"] = job.targets.to_attr()
     data_id = _hash(data)
     per_method = {
         m: _hash(

@@ -17,11 +17,15 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
 import vzcore
 from cluster.executor import Deferred, StopRun
+from jobs.score.targets import TargetSpec, target_rows
 from vzcore.allocator import bound_freed_memory
 from vzcore.api import default_memory_budget
-from vzcore.inputs import TruncationWarning, UnscorableTextError, text_problem
+from vzcore.inputs import TruncationWarning, UnscorableTextError, encode, text_problem
+from vzcore.store.forms import StoreForm
 from vzcore.store.layout import STATUS_FAILED, STATUS_SCORED, STATUS_SKIPPED, part_path
 from vzcore.store.location import Location
 from vzcore.store.writer import ExampleOutcome, write_part
@@ -59,6 +63,9 @@ class ScoreSpec:
     num_threads: int | None = None
     device: str | None = None
     special_ids: tuple[int, ...] = ()  # the tokenizer's special tokens (the tokens table's `is_special`)
+    form: StoreForm = field(default_factory=StoreForm)  # how maps are stored (`--store`)
+    targets: TargetSpec = field(default_factory=TargetSpec)  # which rows are scored and stored (`--targets`)
+    mask_id: int | None = None  # the tokenizer's mask token (`--targets mask`)
 
 
 @dataclass(frozen=True)
@@ -71,6 +78,7 @@ class PartTask:
     stop: int
     methods: tuple[str, ...]
     texts: tuple[object, ...] = ()
+    positions: tuple[object, ...] = ()  # `--targets column=NAME`: each row's positions (empty otherwise)
 
 
 @dataclass
@@ -127,6 +135,7 @@ def score_examples(
     methods: Sequence[str],
     spec: ScoreSpec,
     progress: Callable[[int, int], None] | None = None,
+    positions: Sequence[object] = (),
 ) -> tuple[list, int]:
     """Score `texts` (ids `ids`) batched by length; return one `ExampleOutcome` per example, in id
     order, and how many times an out-of-memory error halved the pair budget.
@@ -136,8 +145,9 @@ def score_examples(
     failed with the reason. On an out-of-memory error the pair-chunk budget is halved and the batch
     retried, then each example alone, before an example is given up. `progress(examples, tokens)`
     is called after each batch. The library's truncation warning is left out: `score_part` says
-    which examples were cut.
+    which examples were cut. `positions` are the rows' `--targets column=NAME` values, in `ids` order.
     """
+    given = dict(zip(ids, positions, strict=True)) if positions else {}
 
     outcomes: dict[int, ExampleOutcome] = {}
     todo = []
@@ -162,6 +172,16 @@ def score_examples(
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", TruncationWarning)
+                    targets = None
+                    if not spec.targets.all_rows:  # tokenised once more here: only the chosen rows are scored
+                        rows = _targets(handle, batch, spec, given)
+                        for k in [k for k, r in enumerate(rows) if not isinstance(r, list) or not r]:
+                            why = rows[k] if isinstance(rows[k], str) else f"no target row (--targets {spec.targets})"
+                            outcomes[batch[k][0]] = ExampleOutcome.failed(batch[k][0], why, skipped=True)
+                        batch = [item for item, r in zip(batch, rows, strict=True) if isinstance(r, list) and r]
+                        targets = [r for r in rows if isinstance(r, list) and r]
+                        if not batch:
+                            return []
                     results = vzcore.score(
                         handle,
                         [t for _, t in batch],
@@ -171,6 +191,7 @@ def score_examples(
                         batch_size=len(batch),
                         memory_budget=budget,
                         precision=spec.precision,
+                        targets=targets,
                         **options,
                     )
                 return list(zip(batch, results, strict=True))
@@ -199,12 +220,26 @@ def score_examples(
                     reason = f"{type(err).__name__}: {err}"[:500]
                     outcomes[item[0]] = ExampleOutcome.failed(item[0], reason)
         for (i, _), res in results:
-            outcomes[i] = ExampleOutcome.from_result(i, res)
+            held = None if spec.targets.all_rows else np.flatnonzero(res.scored_rows).tolist()
+            outcomes[i] = ExampleOutcome.from_result(i, res, rows=held)
         if progress:
             progress(len(batch), sum(len(r.token_ids) for _, r in results))
         results = res = None  # free this batch's float32 maps before trimming
         bound_freed_memory()  # or a worker's memory creeps up with the corpus (see vzcore.allocator)
     return [outcomes[i] for i in sorted(outcomes)], halvings
+
+
+def _targets(handle, batch, spec: ScoreSpec, given: dict) -> list[list[int] | str]:
+    """Return each text's target rows (`jobs.score.targets`) from its tokens as the model sees them,
+    or why it has none."""
+    encoded = encode(handle, [t for _, t in batch], spec.max_length)
+    out: list[list[int] | str] = []
+    for (i, _), e in zip(batch, encoded, strict=True):
+        try:
+            out.append(target_rows(spec.targets, e.token_ids, spec.special_ids, spec.mask_id, given.get(i)))
+        except ValueError as err:
+            out.append(str(err))
+    return out
 
 
 def _empty_cache() -> None:
@@ -221,7 +256,7 @@ def score_part(scorer: Scorer, task: PartTask, progress: Callable[[int, int], No
     handle, spec = scorer.handle, scorer.spec
     t0 = time.perf_counter()
     ids = list(range(task.start, task.stop))
-    outcomes, halvings = score_examples(handle, ids, task.texts, task.methods, spec, progress)
+    outcomes, halvings = score_examples(handle, ids, task.texts, task.methods, spec, progress, task.positions)
     cut = [o.example_id for o in outcomes if o.truncated]
     if cut:  # said here, not in the write: warnings belong to the thread that scored
         shown = ", ".join(map(str, cut[:5])) + (", ..." if len(cut) > 5 else "")
@@ -248,6 +283,8 @@ def _write(spec: ScoreSpec, task: PartTask, outcomes: list, halvings: int, score
             store_dtype=spec.store_dtype,
             texts=task.texts,
             special_ids=spec.special_ids,
+            form=spec.form,
+            targeted=not spec.targets.all_rows,
         )
     except OSError as err:
         if err.errno not in STORAGE_FAULTS:

@@ -32,6 +32,7 @@ class Summary:
     startup_seconds: float = 0.0
     scoring_seconds: float = 0.0
     plan_lines: list[str] = field(default_factory=list)
+    form_line: str = ""  # how the maps are stored, when not dense (e.g. what `--store auto` chose)
 
     @property
     def exit_code(self) -> int:
@@ -61,6 +62,8 @@ class Summary:
             f"store bytes  {self.bytes_written / 2**20:.2f} MiB written by this run "
             f"({self.store_bytes / 2**20:.2f} MiB in the store)",
         ]
+        if self.form_line:
+            out.append(f"maps stored  {self.form_line}")
         if self.devices:
             out.append(f"devices      {', '.join(sorted(self.devices))}")
         if self.oom_halvings:

@@ -8,18 +8,20 @@ are read, its weights are not.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from jobs.score.config import JobConfig
 from jobs.score.data import FORMATS
+from jobs.score.targets import TargetSpec, parse_targets
 from vzcore.families import UnsupportedModelError
 from vzcore.inputs import check_max_length, check_tokenizer
 from vzcore.loading import ModelNotFoundError, ModelSource, locate_model, max_input_length
 from vzcore.maps import resolve_layers
 from vzcore.methods.registry import UnknownMethodError, check_applicable, get_method, split_options
 from vzcore.precision import PRECISIONS
+from vzcore.store.forms import StoreForm, parse_store_form
 from vzcore.store.layout import WRITE_PROBE
 from vzcore.store.root import folder_state
 
@@ -41,6 +43,8 @@ class CheckedJob:
     model: ModelSource
     tokenizer: Any
     layers: list[int]  # the stored block indices, ascending
+    form: StoreForm = field(default_factory=StoreForm)  # how maps are stored (`--store`)
+    targets: TargetSpec = field(default_factory=TargetSpec)  # which rows (`--targets`)
 
     @property
     def max_length(self) -> int | None:
@@ -51,13 +55,24 @@ def check_job(cfg: JobConfig) -> CheckedJob:
     """Check every argument of `cfg` and inspect its model; raise `JobError` on the first problem."""
     options = _check_methods(cfg)
     _check_numbers(cfg)
+    form, targets = _check_forms(cfg)
     _check_precision(cfg)
     _check_device(cfg)
     _check_input(cfg)
     model, tokenizer = _inspect_model(cfg)
     _check_max_length(cfg, model, tokenizer)
     _check_applicable(cfg, model)
-    return CheckedJob(cfg, options, model, tokenizer, _check_layers(cfg, model.geometry.num_layers))
+    if targets.kind == "mask" and getattr(tokenizer, "mask_token_id", None) is None:
+        raise JobError(f"--targets mask: the tokenizer of {cfg.model} has no mask token; use --targets last or all")
+    layers = _check_layers(cfg, model.geometry.num_layers)
+    return CheckedJob(cfg, options, model, tokenizer, layers, form, targets)
+
+
+def _check_forms(cfg: JobConfig) -> tuple[StoreForm, TargetSpec]:
+    try:
+        return parse_store_form(cfg.store_form), parse_targets(cfg.targets)
+    except ValueError as err:
+        raise JobError(str(err)) from None
 
 
 def _check_applicable(cfg: JobConfig, model: ModelSource) -> None:

@@ -30,6 +30,8 @@ def init_root(
     special_token_ids: Sequence[int] = (),
     config: dict | None = None,
     identity: dict | None = None,
+    store_form: dict | None = None,
+    targets: dict | None = None,
 ) -> None:
     """Create the root group with the layout's attributes and an empty completion index (overwriting
     whatever was there)."""
@@ -48,6 +50,8 @@ def init_root(
         config=config or {},
         identity=identity or {m: f"synthetic-{m}" for m in methods},
         data_identity="synthetic",
+        store_form=store_form,
+        targets=targets,
     )
     write_root_attrs(root, attrs)
     write_done(root, [0] * len(plan))

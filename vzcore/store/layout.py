@@ -23,6 +23,8 @@ __all__ = [
     "PARTS_GROUP",
     "PLAN_ARRAY",
     "READABLE_LAYOUTS",
+    "REDUCED_ARRAYS",
+    "REDUCED_LAYOUT",
     "SCORES_GROUP",
     "STATUS_FAILED",
     "STATUS_NAMES",
@@ -31,6 +33,7 @@ __all__ = [
     "TABLES_DIR",
     "TARGET_CHUNK_BYTES",
     "TOKEN_ARRAYS",
+    "TOP_K_GROUP",
     "WRITE_PROBE",
     "pack_maps",
     "packed_positions",
@@ -44,19 +47,24 @@ __all__ = [
 
 # v3: the completion index `done`, sharded part arrays, a Parquet file per part under `tables/`.
 # v2 named the model's layer count `model_num_layers` (v1: `num_layers`) and moved the plan to an array.
+# v4: reduced forms (top-k rows, targeted rows: `vzcore.store.forms`); a dense store of every row stays v3.
 LAYOUT_VERSION = 3
-READABLE_LAYOUTS = (1, 2, 3)
+REDUCED_LAYOUT = 4
+READABLE_LAYOUTS = (1, 2, 3, 4)
 
 PARTS_GROUP = "parts"
 PLAN_ARRAY = "plan"  # `[parts, 2]` int64: each part's (start, stop) id range; row k is part k
 DONE_ARRAY = "done"  # `[parts]` int64: bit i set when the part is complete for root method i (the index)
 SCORES_GROUP = "scores"  # inside a part group: `scores/{method}`
+TOP_K_GROUP = "topk"  # v4, inside a part group: `topk/{method}/{offset,count,mass,source,value}`
 TABLES_DIR = "tables"  # v3: `tables/examples/{k:05d}.parquet`, `tables/tokens/{k:05d}.parquet`; v2: one file each
 LEASE_FILE = ".vz-lease.json"  # who writes the store's root now (jobs.score.lease)
 WRITE_PROBE = ".vz-write-probe"  # written and removed at once by a run checking it may write
 
 # Per-example arrays of a part group (`[m]`, or `[m+1]` for the offsets).
 EXAMPLE_ARRAYS = ("example_id", "status", "length", "truncated", "token_offset", "value_offset")
+# v4: per example its form and the rows it holds (`[m]`, `[m+1]`), and the rows themselves (`[R]`).
+REDUCED_ARRAYS = ("form", "row_offset", "rows")
 # Per-token arrays of a part group (`[T]`).
 TOKEN_ARRAYS = ("token_ids", "word_ids", "tokens")
 

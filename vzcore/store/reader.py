@@ -22,11 +22,12 @@ from vzcore.store.layout import (
     SCORES_GROUP,
     STATUS_NAMES,
     STATUS_SCORED,
+    pack_maps,
     part_path,
     table_path,
-    unpack_maps,
 )
 from vzcore.store.location import Location
+from vzcore.store.reduced import PartRows, read_dense
 from vzcore.store.root import RootAttrs
 from vzcore.store.tables import PART_ARRAYS, part_tables, read_table, table_files
 
@@ -237,6 +238,8 @@ class PartReader:
         self.token_offset = self.array("token_offset")
         self.value_offset = self.array("value_offset")
         self.failures: dict = dict(group.attrs.get("failures", {}))
+        self.rows = PartRows(self, info.reduced)  # which rows each example holds, and in which form
+        self.dense_offset = self.rows.dense_offset  # each example's values once made dense (v3: `value_offset`)
 
     def array(self, name: str, where: slice = slice(None), examples: str = "") -> np.ndarray:
         """Read `where` of the part's array `name`; a damaged chunk is a `StoreError` naming the part,
@@ -278,7 +281,7 @@ class PartReader:
         examples at most `SKIP_VALUES` apart, so a rare token's few examples in a large part cost
         their own chunks, not the part's."""
         want = range(len(self.example_id)) if ids is None else np.flatnonzero(np.isin(self.example_id, list(ids)))
-        vo = self.value_offset
+        vo = self.dense_offset  # blocks are sized by what they take once dense, whatever their stored form
         i = 0
         while i < len(want):
             j = i + 1
@@ -293,14 +296,13 @@ class PartReader:
 
     def _read(self, a: int, b: int, methods: Sequence[str], ids=None, text=None) -> Iterator[tuple[int, ScoreResult]]:
         t0, t1 = int(self.token_offset[a]), int(self.token_offset[b])
-        v0, v1 = int(self.value_offset[a]), int(self.value_offset[b])
         first, last = int(self.example_id[a]), int(self.example_id[b - 1])
         span = f"example {first}" if first == last else f"examples {first}..{last}"
         token_ids = self.array("token_ids", slice(t0, t1), span)
         word_ids = self.array("word_ids", slice(t0, t1), span)
         tokens = self.array("tokens", slice(t0, t1), span)
-        values = {meth: self.array(f"{SCORES_GROUP}/{meth}", slice(v0, v1), span) for meth in methods}
-        layers, num_maps = self.info.layers, self.info.num_maps
+        dense = read_dense(self, a, b, methods, span)
+        layers = self.info.layers
         site = self_site(self.info.causal)  # a v3 store holds one site: self-attention over each example's tokens
         for k in range(a, b):
             eid = int(self.example_id[k])
@@ -308,10 +310,8 @@ class PartReader:
                 continue
             n = int(self.length[k])
             ts = slice(int(self.token_offset[k]) - t0, int(self.token_offset[k + 1]) - t0)
-            vs = slice(int(self.value_offset[k]) - v0, int(self.value_offset[k + 1]) - v0)
-            scores = {
-                meth: unpack_maps(values[meth][vs], n, n, num_maps, site.causal).astype(np.float32) for meth in methods
-            }
+            read = {meth: dense[meth][k - a] for meth in methods}
+            scores = {meth: maps for meth, (maps, _) in read.items()}  # type: ignore[misc]
             scored = ~np.any([np.isnan(s).any(axis=(0, 2)) for s in scores.values()], axis=0)
             yield (
                 eid,
@@ -326,8 +326,21 @@ class PartReader:
                     truncated=bool(self.truncated[k]),
                     scored_rows=np.asarray(scored, dtype=bool).reshape(n),
                     site=site,
+                    kept_mass={meth: mass for meth, (_, mass) in read.items()},  # type: ignore[misc]
                 ),
             )
+
+    def packed_values(self, a: int, b: int, ks: Sequence[int], method: str, span: str) -> list[np.ndarray]:
+        """Return the values of examples `ks` (scored, within `a..b-1`) as v3 packs them
+        (`layout.pack_maps`), whatever form they are stored in: rows not held are NaN, entries not kept 0.
+
+        What the statistics read (`vzcore.statistics.ExampleBlock.values`): one slice per array."""
+        if not self.info.reduced:
+            v0, v1 = int(self.value_offset[a]), int(self.value_offset[b])
+            flat = self.array(f"{SCORES_GROUP}/{method}", slice(v0, v1), span)
+            return [flat[self.value_offset[k] - v0 : self.value_offset[k + 1] - v0] for k in ks]
+        dense = read_dense(self, a, b, [method], span)[method]
+        return [pack_maps(dense[k - a][0], self.info.causal) for k in ks]  # type: ignore[index]
 
     def examples_frame(self):
         """Return this part's rows of the examples table (without `text`, which only the tables hold)."""

@@ -17,12 +17,14 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from vzcore.store.errors import StoreError
+from vzcore.store.forms import TARGET_KINDS, StoreForm
 from vzcore.store.layout import (
     LAYOUT_VERSION,
     LEASE_FILE,
     PARTS_GROUP,
     PLAN_ARRAY,
     READABLE_LAYOUTS,
+    REDUCED_LAYOUT,
     WRITE_PROBE,
 )
 
@@ -47,6 +49,18 @@ class RootAttrs:
     identity: dict = field(default_factory=dict)  # per method: hash of what its scores depend on
     data_identity: str = ""  # hash of what the shared example and token arrays depend on
     versions: dict = field(default_factory=dict)  # package versions of the run that created the store
+    # v4 only (`vzcore.store.forms`): how maps are stored, and which rows (None: dense, every row: v3).
+    store_form: dict | None = None  # `StoreForm.to_attr()`
+    targets: dict | None = None  # `{"kind": "last" | "mask" | "column", "column": name}`
+
+    @property
+    def form(self) -> StoreForm:
+        return StoreForm.from_attr(self.store_form)
+
+    @property
+    def reduced(self) -> bool:
+        """Whether the store is layout v4: a reduced form, or only some rows."""
+        return self.form.reduced or self.targets is not None
 
     @property
     def num_maps(self) -> int:
@@ -65,7 +79,10 @@ class RootAttrs:
         """The root attributes (the plan goes to its own array: `write_root_attrs`)."""
         attrs = asdict(self)
         attrs.pop("plan")
-        return {"vz_layout": LAYOUT_VERSION, **attrs}
+        for key in ("store_form", "targets"):  # a dense store of every row stays v3, byte for byte
+            if attrs[key] is None or (key == "store_form" and not self.form.reduced):
+                attrs.pop(key)
+        return {"vz_layout": REDUCED_LAYOUT if self.reduced else LAYOUT_VERSION, **attrs}
 
     @classmethod
     def read(cls, group, where: str) -> RootAttrs:
@@ -97,7 +114,16 @@ class RootAttrs:
         missing = [k for k in ("plan", "methods", "layers", count_key) if k not in attrs]
         if missing:
             raise StoreError(f"{where}: root attributes {missing} are missing; the store is damaged or not finished")
+        try:
+            form = StoreForm.from_attr(attrs.get("store_form"))
+        except (TypeError, ValueError) as err:
+            raise StoreError(f"{where}: {err}; read it with the vzcore version that wrote it") from None
+        targets = attrs.get("targets")
+        if targets is not None and (not isinstance(targets, dict) or targets.get("kind") not in TARGET_KINDS):
+            raise StoreError(f"{where}: unknown targets {targets!r}; this vzcore reads {', '.join(TARGET_KINDS)}")
         return cls(
+            store_form=form.to_attr() if form.reduced else None,
+            targets=dict(targets) if targets is not None else None,
             methods=list(attrs["methods"]),
             layers=[int(x) for x in attrs["layers"]],
             model_num_layers=int(attrs[count_key]),

@@ -2,8 +2,9 @@
 
 A damaged chunk (a truncated file, a bad copy) is found by decompressing every array of every
 complete part; a part whose arrays disagree with each other (offsets against lengths) or whose
-texts in `tables/` no longer hash to the part's `data_hash` is broken too. `repair=True` unmarks a
-broken part (no method complete, its example arrays not reusable), so that the next scoring run
+texts in `tables/` no longer hash to the part's `data_hash` is broken too; so is a reduced (v4)
+part whose rows or top-k arrays disagree with its examples (`vzcore.store.reduced.check_reduced`).
+`repair=True` unmarks a broken part (no method complete, its example arrays not reusable), so that the next scoring run
 rewrites exactly those parts, and rewrites the completion index from the parts (which it also
 checks: an index that disagrees with a part is reported). The caller must be the store's only
 writer (the job's lease).
@@ -20,6 +21,7 @@ from vzcore.store.completion import read_done, unmark, write_done
 from vzcore.store.errors import StoreError
 from vzcore.store.layout import EXAMPLE_ARRAYS, SCORES_GROUP, TOKEN_ARRAYS, packed_size, part_path, texts_fingerprint
 from vzcore.store.reader import Store, open_part, open_store
+from vzcore.store.reduced import check_reduced
 
 __all__ = ["BrokenPart", "verify_store"]
 
@@ -38,7 +40,10 @@ def _check_part(store: Store, part: int, methods: list[str], texts: dict[int, st
     n = reader.length.astype(np.int64)
     if reader.token_offset[-1] != n.sum() or len(reader.token_offset) != len(n) + 1:
         raise StoreError(f"part {part}: token offsets do not match the lengths")
-    want = sum(packed_size(int(k), int(k), store.info.num_maps, store.causal) for k in n)
+    if store.info.reduced:
+        want = check_reduced(reader, methods, store.info.form.k if store.info.form.reduced else 0)
+    else:
+        want = sum(packed_size(int(k), int(k), store.info.num_maps, store.causal) for k in n)
     for method in methods:
         values = reader.array(f"{SCORES_GROUP}/{method}")
         if len(values) != want or reader.value_offset[-1] != want:

@@ -16,6 +16,7 @@ import numpy as np
 
 from vzcore.store.completion import complete_methods, set_complete
 from vzcore.store.errors import StoreError
+from vzcore.store.forms import FORM_TOP_K, StoreForm, held_positions, top_k_rows
 from vzcore.store.layout import (
     DONE_ARRAY,
     PARTS_GROUP,
@@ -26,6 +27,7 @@ from vzcore.store.layout import (
     STATUS_SKIPPED,
     TABLES_DIR,
     TARGET_CHUNK_BYTES,
+    TOP_K_GROUP,
     pack_maps,
     packed_size,
     part_path,
@@ -50,10 +52,11 @@ class ExampleOutcome:
     word_ids: Sequence[int | None] = ()
     truncated: bool = False
     scores: Mapping[str, np.ndarray] = field(default_factory=dict)  # method -> `[layers, n, n]`
+    rows: Sequence[int] | None = None  # the target rows to store (ascending); None: every row
 
     @classmethod
-    def from_result(cls, example_id: int, result: Any) -> ExampleOutcome:
-        """Build a scored outcome from a `vzcore.ScoreResult`."""
+    def from_result(cls, example_id: int, result: Any, rows: Sequence[int] | None = None) -> ExampleOutcome:
+        """Build a scored outcome from a `vzcore.ScoreResult` (keeping only `rows`, if given)."""
         return cls(
             example_id=int(example_id),
             tokens=list(result.tokens),
@@ -61,6 +64,7 @@ class ExampleOutcome:
             word_ids=list(result.word_ids) if result.word_ids is not None else [None] * len(result.token_ids),
             truncated=bool(result.truncated),
             scores=dict(result.scores),
+            rows=rows,
         )
 
     @classmethod
@@ -157,6 +161,53 @@ def _base_matches(group: Any, ids: np.ndarray, lengths: np.ndarray) -> bool:
         return False
 
 
+def _held_rows(o: ExampleOutcome, targeted: bool) -> np.ndarray:
+    """Return the rows an outcome's example keeps: its target rows, or all of them."""
+    if o.status != STATUS_SCORED:
+        return np.zeros(0, dtype=np.int32)
+    if not targeted or o.rows is None:
+        return np.arange(o.n, dtype=np.int32)
+    rows = np.unique(np.asarray(o.rows, dtype=np.int32))
+    if len(rows) and not 0 <= rows[0] <= rows[-1] < o.n:
+        raise ValueError(f"example {o.example_id}: target rows {rows.tolist()} outside its {o.n} tokens")
+    return rows
+
+
+def _concat(arrays: Sequence[np.ndarray], dtype) -> np.ndarray:
+    return np.concatenate([np.zeros(0, dtype=dtype), *arrays]).astype(dtype)
+
+
+def _rows_match(group: Any, forms: np.ndarray, held: list[np.ndarray]) -> bool:
+    """Whether a stored v4 part keeps the same forms and rows (its value arrays are then reusable)."""
+    try:
+        return np.array_equal(group["form"][:], forms) and np.array_equal(group["rows"][:], _concat(held, np.int32))
+    except KeyError:
+        return False
+
+
+def _write_top_k(group, method, outcomes, forms, held, form, causal, num_maps, store_dtype) -> None:
+    """Write `topk/{method}/`: per example an entry offset, per row a count and kept mass, per entry
+    a source and a value (`vzcore.store.forms.top_k_rows`)."""
+    kept = []
+    for k, o in enumerate(outcomes):
+        if forms[k] != FORM_TOP_K or o.status != STATUS_SCORED:
+            continue
+        maps = o.scores.get(method)
+        if maps is None:  # scored before for other methods but not now: every row unscored
+            maps = np.full((num_maps, o.n, o.n), np.nan, dtype=np.float32)
+        kept.append((k, top_k_rows(maps, held[k], form.k, form.threshold, causal, store_dtype)))
+    entries = np.zeros(len(outcomes) + 1, dtype=np.int64)
+    for k, rows in kept:
+        entries[k + 1] = len(rows.value)
+    sub = group.require_group(f"{TOP_K_GROUP}/{method}")
+    _flat_array(sub, "offset", np.cumsum(entries), "int64")
+    _flat_array(sub, "count", _concat([r.count for _, r in kept], np.int32), "int32")
+    _flat_array(sub, "mass", _concat([r.mass for _, r in kept], np.float32), "float32")
+    index = np.int32 if any(r.source.dtype == np.int32 for _, r in kept) else np.int16
+    _flat_array(sub, "source", _concat([r.source for _, r in kept], index), np.dtype(index).name)
+    _flat_array(sub, "value", _concat([r.value for _, r in kept], np.dtype(store_dtype)), store_dtype)
+
+
 def _write_tables(location: Location, part: int, arrays: dict, failures: dict, special_ids, ids, texts) -> None:
     text = dict(zip(ids.tolist(), texts, strict=True)).get if texts is not None else None
     write_part_tables(location, part, part_tables(arrays, part, special_ids, failures, text))
@@ -175,6 +226,8 @@ def write_part(
     store_dtype: str = "float16",
     texts: Sequence[object] | None = None,
     special_ids: Sequence[int] = (),
+    form: StoreForm | None = None,
+    targeted: bool = False,
 ) -> None:
     """Write part `part` holding `outcomes` (in id order) and its tables, then mark `methods` complete in it.
 
@@ -187,6 +240,9 @@ def write_part(
     already holds the same examples, only the `methods` arrays are (re)written and appended to the
     part's `complete` list; otherwise the part is rewritten from scratch. `start`/`stop` default
     to the id range of `outcomes`. The caller must be the only writer of this part.
+
+    `form` (default dense) and `targeted` (each outcome's `rows` are the rows to keep) make a
+    layout v4 part (`vzcore.store.forms`); a dense part of every row is written exactly as v3.
     """
 
     location = store if isinstance(store, Location) else Location(str(store))
@@ -195,8 +251,22 @@ def write_part(
     lengths = np.asarray([o.n for o in outcomes], dtype=np.int32)
     start = int(ids[0]) if start is None and len(ids) else (start or 0)
     stop = int(ids[-1]) + 1 if stop is None and len(ids) else (stop or 0)
-    sizes = np.asarray([packed_size(int(n), int(n), num_maps, causal) for n in lengths], dtype=np.int64)
+    form = form or StoreForm()
+    v4 = form.reduced or targeted
+    held = [_held_rows(o, targeted) for o in outcomes]
+    forms = np.asarray([form.form_of(int(n)) if n else 0 for n in lengths], dtype=np.int8)
+    if v4:  # dense examples pack their held rows' valid entries; top-k examples keep nothing here
+        sizes = np.asarray(
+            [
+                0 if f == FORM_TOP_K else num_maps * len(held_positions(r, int(n), causal))
+                for f, r, n in zip(forms, held, lengths, strict=True)
+            ],
+            dtype=np.int64,
+        )
+    else:
+        sizes = np.asarray([packed_size(int(n), int(n), num_maps, causal) for n in lengths], dtype=np.int64)
     value_offset = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    row_offset = np.concatenate([[0], np.cumsum([len(r) for r in held])]).astype(np.int64)
 
     # The part is built in memory and published object by object, its group's `zarr.json` (which
     # holds `complete`) last: one PUT per object on object storage, where zarr writing in place
@@ -204,7 +274,7 @@ def write_part(
     # Only this part's own metadata is read: nothing of the root, nothing that grows with the store.
     path = part_path(part)
     old = _existing(location, path)
-    reuse = old is not None and _base_matches(old, ids, lengths)
+    reuse = old is not None and _base_matches(old, ids, lengths) and (not v4 or _rows_match(old, forms, held))
     objects: dict = {}
     group = _memory_group(objects)
     if reuse:
@@ -233,6 +303,8 @@ def write_part(
             "word_ids": np.asarray([-1 if w is None else int(w) for o in scored for w in o.word_ids], dtype=np.int32),
             "tokens": np.asarray([str(t) for o in scored for t in o.tokens], dtype=object),
         }
+        if v4:
+            arrays |= {"form": forms, "row_offset": row_offset, "rows": _concat(held, np.int32)}
         for name, values in arrays.items():
             _flat_array(group, name, values, "str" if name == "tokens" else str(values.dtype))
         failures = {str(o.example_id): o.reason for o in outcomes if o.status != STATUS_SCORED}
@@ -253,7 +325,13 @@ def write_part(
                     f"example {o.example_id}: maps of shape {maps.shape}; the store holds {num_maps} layers "
                     f"of [{o.n}, {o.n}] (its {o.n} tokens)"
                 )
-            flat[value_offset[k] : value_offset[k + 1]] = pack_maps(maps, causal)
+            if not v4:
+                flat[value_offset[k] : value_offset[k + 1]] = pack_maps(maps, causal)
+            elif forms[k] != FORM_TOP_K:
+                where = held_positions(held[k], o.n, causal)
+                flat[value_offset[k] : value_offset[k + 1]] = maps.reshape(num_maps, -1)[:, where].reshape(-1)
         _flat_array(scores, method, flat, store_dtype)
+        if form.reduced:
+            _write_top_k(group, method, outcomes, forms, held, form, causal, num_maps, store_dtype)
     set_complete(group, [*done, *methods])
     _publish(location, path, objects)

@@ -1,0 +1,130 @@
+"""`vz score --store` and `--targets` in-process (`actors=0`, no Ray): what the job stores, read back
+against `vzcore.score` (full maps for top-k, `targets=` for targeted rows)."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+import json
+
+import numpy as np
+import pytest
+
+zarr = pytest.importorskip("zarr")
+
+import vzcore  # noqa: E402
+from jobs.aggregate import aggregate  # noqa: E402
+from jobs.score import JobError, run_job  # noqa: E402
+from tests.support import TEXTS, job_config  # noqa: E402
+from vzcore.queries import show_example, top_examples  # noqa: E402
+from vzcore.store.verify import verify_store  # noqa: E402
+
+METHODS = ["value_zeroing", "attention"]
+
+
+@pytest.fixture(scope="module")
+def library(tiny_model_dir):
+    handle = vzcore.load_model(tiny_model_dir)
+    ids = [i for i, t in enumerate(TEXTS[:8]) if t]
+    results = vzcore.score(handle, [TEXTS[i] for i in ids], methods=METHODS)
+    return handle, dict(zip(ids, results, strict=True))
+
+
+def test_top_k_job_equals_the_dense_job_where_kept_and_zero_elsewhere(tmp_path, tiny_model_dir, texts_jsonl, library):
+    _, want = library
+    dense_cfg = job_config(tmp_path, tiny_model_dir, texts_jsonl)
+    run_job(dense_cfg)
+    cfg = dense_cfg.replace(out=str(tmp_path / "topk.zarr"), store_form="top-k=3,threshold=0.01")
+    s = run_job(cfg)
+    assert s.exit_code == 0 and "top-3 sources per row at or above 0.01" in s.form_line
+    dense, store = vzcore.open_store(dense_cfg.out), vzcore.open_store(cfg.out)
+    assert dense.layout == 3 and store.layout == 4 and store.info.form.k == 3
+    for eid in want:
+        full, got = dense.example(eid), store.example(eid)
+        for m in METHODS:
+            expect = np.zeros_like(full.scores[m])
+            for layer, i in np.ndindex(*full.scores[m].shape[:2]):
+                row = full.scores[m][layer, i]
+                keep = sorted(sorted(np.flatnonzero(row >= 0.01), key=lambda j: (-row[j], j))[:3])
+                expect[layer, i, keep] = row[keep]
+            np.testing.assert_array_equal(got.scores[m], expect)
+            np.testing.assert_allclose(got.kept_mass[m], expect.sum(-1), atol=1e-5)
+    assert verify_store(cfg.out) == []
+    summary = aggregate(cfg.out, tmp_path / "agg", log=lambda *a: None)
+    assert summary["examples"]["scored"] == len(want)
+    top = top_examples(store, "self_mass", "value_zeroing", 0, k=2)
+    assert len(top) == 2
+    show_example(store, 0, None, None, True).savefig(tmp_path / "show.png")
+
+
+def test_targets_last_scores_and_stores_only_the_last_plain_token(tmp_path, tiny_model_dir, texts_jsonl, library):
+    handle, _ = library
+    cfg = job_config(tmp_path, tiny_model_dir, texts_jsonl).replace(targets="last")
+    run_job(cfg)
+    store = vzcore.open_store(cfg.out)
+    assert store.layout == 4 and store.info.targets == {"kind": "last"}
+    for eid, text in enumerate(TEXTS[:8]):
+        if not text:
+            continue
+        got = store.example(eid)
+        last = got.n - 2  # [CLS] ... token [SEP]: the last plain token is before [SEP]
+        assert got.scored_rows.tolist() == [i == last for i in range(got.n)]
+        ref = vzcore.score(handle, [text], methods=METHODS, targets=[last])[0]
+        for m in METHODS:
+            np.testing.assert_allclose(got.scores[m][:, last], ref.scores[m][:, last], atol=3e-3)
+            assert np.isnan(got.scores[m][:, :last]).all()
+    assert verify_store(cfg.out) == []
+    for words in (False, True):  # `vz show` draws the stored rows (the others blank)
+        show_example(store, 0, None, None, words).savefig(tmp_path / f"show{words}.png")
+    summary = aggregate(cfg.out, tmp_path / "agg", log=lambda *a: None)
+    rows = json.loads((tmp_path / "agg" / "summary.json").read_text())["examples"]
+    assert rows == summary["examples"]
+
+
+def test_targets_mask_skips_texts_without_a_mask_token(tmp_path, tiny_model_dir):
+    data = tmp_path / "m.jsonl"
+    data.write_text("".join(json.dumps({"text": t}) + "\n" for t in ["Kristen [MASK] fixed this chair.", "No mask."]))
+    cfg = job_config(tmp_path, tiny_model_dir, str(data)).replace(targets="mask")
+    s = run_job(cfg)
+    assert (s.scored, s.skipped) == (1, 1)
+    got = vzcore.open_store(cfg.out).example(0)
+    assert got.scored_rows.tolist() == [t == "[MASK]" for t in got.tokens]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [({"store_form": "sparse"}, "--store must be"), ({"targets": "first"}, "--targets must be")],
+)
+def test_bad_forms_fail_before_any_model_loads(tmp_path, tiny_model_dir, texts_jsonl, monkeypatch, change, message):
+    monkeypatch.setattr(vzcore, "load_model", lambda *a, **k: pytest.fail("a model was loaded"))
+    with pytest.raises(JobError, match=message):
+        run_job(job_config(tmp_path, tiny_model_dir, texts_jsonl).replace(**change))
+
+
+def test_another_form_on_the_same_store_is_refused(tmp_path, tiny_model_dir, texts_jsonl):
+    cfg = job_config(tmp_path, tiny_model_dir, texts_jsonl, limit=3)
+    run_job(cfg)
+    with pytest.raises(JobError):
+        run_job(cfg.replace(store_form="auto"))
+
+
+def test_targets_from_a_dataset_column(tmp_path, tiny_model_dir):
+    # A column holds one type (Arrow): lists of positions here; a column of plain ints works the same.
+    rows = [("The cat sat.", [1]), ("Hello there!", [-2]), ("Value zeroing mixes.", [2, 1, 2]), ("Too far.", [99])]
+    data = tmp_path / "c.jsonl"
+    data.write_text("".join(json.dumps({"text": t, "pos": p}) + "\n" for t, p in rows))
+    cfg = job_config(tmp_path, tiny_model_dir, str(data)).replace(targets="column=pos")
+    s = run_job(cfg)
+    assert (s.scored, s.skipped) == (3, 1)
+    store = vzcore.open_store(cfg.out)
+    assert store.info.targets == {"kind": "column", "column": "pos"}
+    held = {eid: np.flatnonzero(store.example(eid).scored_rows).tolist() for eid in range(3)}
+    n1 = store.example(1).n
+    assert held == {0: [1], 1: [n1 - 2], 2: [1, 2]}
+    examples = store.examples_table().set_index("example_id")
+    assert examples.loc[3, "status"] == "skipped" and "outside the example's" in examples.loc[3, "reason"]
+    with pytest.raises(JobError, match="no such column"):
+        run_job(cfg.replace(out=str(tmp_path / "x.zarr"), targets="column=nope"))
