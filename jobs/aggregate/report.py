@@ -74,20 +74,28 @@ SCHEMA = {
 }
 
 
-def _bucket_rows(spec: StatsSpec, arr: np.ndarray) -> list[tuple[str, np.ndarray]]:
-    """Return `("all", sum over buckets)` and each bucket's slice of `arr` (buckets on axis 1)."""
-    out = [("all", arr.sum(1))]
-    out += [(label, arr[:, b]) for b, label in enumerate(spec.bucket_labels())]
-    return out
+def _by_bucket(arr: np.ndarray) -> np.ndarray:
+    """Return `[1 + B, ...]`: the sum over buckets ("all"), then each bucket, from `arr` with buckets on axis 1."""
+    return np.concatenate([arr.sum(1)[None], np.moveaxis(arr, 1, 0)])
 
 
 def _div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Return `a / b` where `b > 0`, NaN elsewhere (a mean over no rows is undefined), elementwise."""
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(b > 0, a / np.where(b > 0, b, 1), np.nan)
 
 
+def _grid(*sizes: int) -> list[np.ndarray]:
+    """Return one flat index array per axis of a C-ordered grid of `sizes` (the tables' row order)."""
+    return [g.ravel() for g in np.indices(sizes)]
+
+
 def stats_tables(stats: PartialStats, layers: list[int], near_max: int, top_types: int) -> dict[str, object]:
-    """Return the output tables (pandas DataFrames) of merged statistics."""
+    """Return the output tables (pandas DataFrames) of merged statistics.
+
+    Every column is computed for all rows at once: rows run over bucket ("all", then each bucket),
+    then method (or method pair), then layer (then offset, for the distance table).
+    """
     import pandas as pd
 
     spec, s = stats.spec, stats.sums
@@ -99,57 +107,41 @@ def stats_tables(stats: PartialStats, layers: list[int], near_max: int, top_type
         "near_mass": (dist >= 2) & (dist <= near_max),
         "far_mass": dist > near_max,
     }
-    examples = [("all", s["examples"].sum()), *list(zip(spec.bucket_labels(), s["examples"], strict=True))]
-    rows, dist_rows = [], []
-    for b, (label, ex) in enumerate(examples):
-        pick = (lambda a: a.sum(1)) if b == 0 else (lambda a, b=b: a[:, b - 1])
-        r = pick(s["rows"])
-        cols = {k: pick(s[k]) for k in ("self_mass", "context_mass", "special_mass", "punct_mass")}
-        ent, ent_rows, zero = pick(s["entropy_sum"]), pick(s["entropy_rows"]), pick(s["zero_rows"])
-        single = pick(s["single_rows"])
-        om, oc = pick(s["offset_mass"]), pick(s["offset_count"])
-        for mi, method in enumerate(spec.methods):
-            for li, layer in enumerate(layers):
-                row = {"method": method, "layer": layer, "bucket": label, "examples": int(ex), "rows": int(r[mi, li])}
-                row.update({k: _div(v[mi, li], r[mi, li]).item() for k, v in cols.items()})
-                row.update({k: _div(om[mi, li][m].sum(), r[mi, li]).item() for k, m in sel.items()})
-                row["entropy"] = _div(ent[mi, li], ent_rows[mi, li]).item()
-                row["entropy_rows"] = int(ent_rows[mi, li])
-                row["single_rows"] = int(single[mi, li])
-                row["zero_rows"] = int(zero[mi, li])
-                rows.append(row)
-                for oi, off in enumerate(offsets):
-                    dist_rows.append(
-                        {
-                            "method": method,
-                            "layer": layer,
-                            "bucket": label,
-                            "offset": int(off),
-                            "overflow": oi in (0, len(offsets) - 1),
-                            "mass": _div(om[mi, li, oi], r[mi, li]).item(),
-                            "mass_per_entry": _div(om[mi, li, oi], oc[mi, li, oi]).item(),
-                            "entries": int(oc[mi, li, oi]),
-                        }
-                    )
-    agree = []
-    for label, a_sum in _bucket_rows(spec, s["agree_sum"]):
-        a_count = s["agree_count"].sum(1) if label == "all" else s["agree_count"][:, spec.bucket_labels().index(label)]
-        for pi, (a, c) in enumerate(spec.pairs):
-            for li, layer in enumerate(layers):
-                agree.append(
-                    {
-                        "method_a": a,
-                        "method_b": c,
-                        "layer": layer,
-                        "bucket": label,
-                        "sentences": int(a_count[pi, li]),
-                        "spearman": _div(a_sum[pi, li], a_count[pi, li]).item(),
-                    }
-                )
+    buckets = np.asarray(["all", *spec.bucket_labels()], dtype=object)
+    methods, layer_ids = np.asarray(spec.methods, dtype=object), np.asarray(layers, dtype=np.int64)
+    examples = np.concatenate([[s["examples"].sum()], s["examples"]]).astype(np.int64)  # `[1 + B]`
+    per = {k: _by_bucket(v) for k, v in s.items() if v.ndim >= 3}  # `[1 + B, M or pairs, L, ...]`
+    nb, nm, nl = len(buckets), len(spec.methods), len(layers)
+    b, m, li = _grid(nb, nm, nl)
+    r = per["rows"].ravel()
+    cols: dict[str, object] = {
+        "method": methods[m],
+        "layer": layer_ids[li],
+        "bucket": buckets[b],
+        "examples": examples[b],
+        "rows": r.astype(np.int64),
+    }
+    cols.update({k: _div(per[k].ravel(), r) for k in ("self_mass", "context_mass", "special_mass", "punct_mass")})
+    om, oc = per["offset_mass"], per["offset_count"]  # `[1 + B, M, L, offsets]`
+    cols.update({k: _div(om[..., pick].sum(-1).ravel(), r) for k, pick in sel.items()})
+    cols["entropy"] = _div(per["entropy_sum"].ravel(), per["entropy_rows"].ravel())
+    for k in ("entropy_rows", "single_rows", "zero_rows"):
+        cols[k] = per[k].ravel().astype(np.int64)
+    b, m, li, oi = _grid(nb, nm, nl, len(offsets))
+    dist_cols = {
+        "method": methods[m],
+        "layer": layer_ids[li],
+        "bucket": buckets[b],
+        "offset": offsets[oi].astype(np.int64),
+        "overflow": (oi == 0) | (oi == len(offsets) - 1),
+        "mass": _div(om.ravel(), np.repeat(r, len(offsets))),
+        "mass_per_entry": _div(om.ravel(), oc.ravel()),
+        "entries": oc.ravel().astype(np.int64),
+    }
     return {
-        "layers.parquet": pd.DataFrame(rows),
-        "distance.parquet": pd.DataFrame(dist_rows),
-        "agreement.parquet": pd.DataFrame(agree, columns=list(SCHEMA["agreement.parquet"])),
+        "layers.parquet": pd.DataFrame(cols),
+        "distance.parquet": pd.DataFrame(dist_cols),
+        "agreement.parquet": _agreement_table(spec, per, buckets, layer_ids),
         "token_types.parquet": _type_table(stats, layers, top_types),
         **({} if stats.top is None else {"top_examples.parquet": _top_table(stats, layers)}),
     }
@@ -163,31 +155,49 @@ def _top_table(stats: PartialStats, layers: list[int]):
     return pd.DataFrame(stats.top.rows(list(stats.spec.methods), layers), columns=columns)
 
 
+def _agreement_table(spec: StatsSpec, per: dict[str, np.ndarray], buckets: np.ndarray, layer_ids: np.ndarray):
+    import pandas as pd
+
+    columns = list(SCHEMA["agreement.parquet"])
+    pairs = spec.pairs
+    if not pairs:
+        return pd.DataFrame([], columns=columns)
+    b, p, li = _grid(len(buckets), len(pairs), len(layer_ids))
+    count = per["agree_count"].ravel()
+    cols = {
+        "method_a": np.asarray([a for a, _ in pairs], dtype=object)[p],
+        "method_b": np.asarray([c for _, c in pairs], dtype=object)[p],
+        "layer": layer_ids[li],
+        "bucket": buckets[b],
+        "sentences": count.astype(np.int64),
+        "spearman": _div(per["agree_sum"].ravel(), count),
+    }
+    return pd.DataFrame(cols, columns=columns)
+
+
 def _type_table(stats: PartialStats, layers: list[int], top: int):
+    """Return the `top` most frequent token types' rows; each type's text is decoded once."""
     import pandas as pd
 
     t = dict(zip(TYPE_SUMS, stats.type_sums, strict=True))  # each `[M, L, U]`
     order = np.argsort(-t["kept_count"].sum((0, 1)), kind="stable")[:top]
     scheme = vocabulary_scheme(list(stats.type_tokens.values()))
-    rows = []
-    for u in order:
-        tid = int(stats.type_ids[u])
-        token = stats.type_tokens.get(tid, "")
-        for mi, method in enumerate(stats.spec.methods):
-            for li, layer in enumerate(layers):
-                rows.append(
-                    {
-                        "method": method,
-                        "layer": layer,
-                        "token_id": tid,
-                        "token": token,
-                        "text": token_text(token, scheme) if token else "",
-                        "count": int(t["kept_count"][mi, li, u]),
-                        "kept": _div(t["kept_sum"][mi, li, u], t["kept_count"][mi, li, u]).item(),
-                        "given": _div(t["given_sum"][mi, li, u], t["given_count"][mi, li, u]).item(),
-                    }
-                )
-    return pd.DataFrame(rows, columns=list(SCHEMA["token_types.parquet"]))
+    ids = stats.type_ids[order].astype(np.int64)
+    tokens = [stats.type_tokens.get(int(tid), "") for tid in ids.tolist()]
+    texts = np.asarray([token_text(tok, scheme) if tok else "" for tok in tokens], dtype=object)
+    u, m, li = _grid(len(order), len(stats.spec.methods), len(layers))
+    pick = {k: np.moveaxis(v[..., order], -1, 0).ravel() for k, v in t.items()}  # `[top * M * L]`, type first
+    cols = {
+        "method": np.asarray(stats.spec.methods, dtype=object)[m],
+        "layer": np.asarray(layers, dtype=np.int64)[li],
+        "token_id": ids[u],
+        "token": np.asarray(tokens, dtype=object)[u],
+        "text": texts[u],
+        "count": pick["kept_count"].astype(np.int64),
+        "kept": _div(pick["kept_sum"], pick["kept_count"]),
+        "given": _div(pick["given_sum"], pick["given_count"]),
+    }
+    return pd.DataFrame(cols, columns=list(SCHEMA["token_types.parquet"]))
 
 
 def report(summary: dict, tables: dict) -> str:
