@@ -204,3 +204,21 @@ def test_layers_per_site_and_one_id_target_for_every_source(tiny_seq2seq_models)
             np.testing.assert_allclose(
                 r.sites[site].scores["value_zeroing"], every.sites[site].scores["value_zeroing"][picked], atol=TOL
             )
+
+
+def test_sdpa_loading_gives_the_eager_scores(tiny_s2s):
+    from tests.harness.models import tiny_seq2seq
+
+    kind = tiny_s2s.config.model_type
+    sdpa = tiny_seq2seq(kind, attn="sdpa")
+    inputs = tiny_pair(tiny_s2s, seed=13, n_src=6, n_tgt=5)
+    target = inputs["decoder_input_ids"][0, 1:].tolist()
+    both = ["value_zeroing", "attention"]
+    eager = seq2seq.score_pairs(tiny_s2s, [source_of(tiny_s2s, inputs)], [target], methods=both)[0]
+    other = seq2seq.score_pairs(sdpa, [source_of(sdpa, inputs)], [target], methods=both)[0]
+    for site in SITE_NAMES:
+        for method in both:
+            np.testing.assert_allclose(
+                other.sites[site].scores[method], eager.sites[site].scores[method], atol=TOL, rtol=0
+            )
+    assert sdpa.config._attn_implementation == "sdpa"  # switched for the clean pass only
