@@ -8,8 +8,11 @@ For every encoder–decoder family, a seeded model of its first model type (2 la
 `--hidden` wide, 4 heads, feed-forward 4 × hidden) scores one pair at each site: the fast path as
 users call it (`score_pairs(sites=[site])`: the clean pass, then every layer's pairs) against the
 reference (`reference_site_zeroing`: one block call per source, all layers). Prints seconds per
-pair of both (medians over interleaved runs), their ratio (reference / fast) and the largest
-difference of their maps. Whisper's encoder positions are audio frames after its stride-2 front end.
+pair of both in CPU seconds of this process (medians over interleaved runs: on a shared machine
+wall time mostly measures the other work), their ratio (reference / fast) in CPU and in wall time,
+and the largest difference of their maps. `--threads` sets torch's threads (default: torch's; on
+a loaded machine 1 avoids threads spinning against other work). Whisper's encoder positions are
+audio frames after its stride-2 front end.
 """
 
 from __future__ import annotations
@@ -97,20 +100,24 @@ def pair(model: torch.nn.Module, src: int, tgt: int) -> tuple[dict[str, torch.Te
     return {"input_ids": ids, "decoder_input_ids": dec}, ids[0].tolist(), target
 
 
-def _median_times(fns: list[Callable[[], object]], runs: int) -> list[float]:
-    times: list[list[float]] = [[] for _ in fns]
+def _median_times(fns: list[Callable[[], object]], runs: int) -> list[tuple[float, float]]:
+    """Return `(wall, cpu)` seconds of each of `fns`, medians over interleaved runs. The CPU seconds (this
+    process's, all threads) are what to compare on a machine shared with other work: wall time there
+    mostly measures the other work."""
+    times: list[list[tuple[float, float]]] = [[] for _ in fns]
     for _ in range(runs):  # interleaved: both see the same machine load
         for k, fn in enumerate(fns):
-            start = time.perf_counter()
+            wall, cpu = time.perf_counter(), time.process_time()
             fn()
-            times[k].append(time.perf_counter() - start)
-    return [statistics.median(t) for t in times]
+            times[k].append((time.perf_counter() - wall, time.process_time() - cpu))
+    return [(statistics.median(w for w, _ in t), statistics.median(c for _, c in t)) for t in times]
 
 
 def run(hidden: int, src: int, tgt: int, positions: int, runs: int) -> list[str]:
     rows = [
-        "| family | site | targets × sources | reference s | fast s | ratio | max abs diff |",
-        "|---|---|---|---|---|---|---|",
+        "| family | site | targets × sources | reference s (cpu) | fast s (cpu) | ratio (cpu) | ratio (wall) "
+        "| max abs diff |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for spec in encdec_specs():
         model = build(spec.model_types[0], hidden, positions)
@@ -122,11 +129,12 @@ def run(hidden: int, src: int, tgt: int, positions: int, runs: int) -> list[str]
             )
             ref = functools.partial(reference_site_zeroing, model, spec_of, inputs, site)
             got, want = fast().sites[site].scores["value_zeroing"], ref()
-            t_ref, t_fast = _median_times([ref, fast], runs)
+            (w_ref, t_ref), (w_fast, t_fast) = _median_times([ref, fast], runs)
             shape = f"{got.shape[1]} × {got.shape[2]}"
             diff = float(np.abs(got - want).max())
             rows.append(
-                f"| {spec.name} | {site} | {shape} | {t_ref:.3f} | {t_fast:.3f} | {t_ref / t_fast:.1f} | {diff:.1e} |"
+                f"| {spec.name} | {site} | {shape} | {t_ref:.3f} | {t_fast:.3f} | {t_ref / t_fast:.1f} "
+                f"| {w_ref / w_fast:.1f} | {diff:.1e} |"
             )
             print(rows[-1], flush=True)
     return rows
@@ -139,10 +147,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--tgt", type=int, default=24, help="decoder tokens")
     p.add_argument("--positions", type=int, default=250, help="Whisper's encoder positions (audio frames / 2)")
     p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
     p.add_argument(
         "--quick", action="store_true", help="hidden 64, 12 source and 8 decoder tokens, 16 positions, 1 run"
     )
     args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.quick:
         args.hidden, args.src, args.tgt, args.positions, args.runs = 64, 12, 8, 16, 1
     print(

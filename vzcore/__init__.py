@@ -57,7 +57,7 @@ if TYPE_CHECKING:  # for type checkers and editors: the same names, imported eag
 def __getattr__(name: str) -> Any:
     home = _HOMES.get(name)
     if home is None:
-        if name in ("methods", "families", "store", "queries", "statistics", "evaluation", "ops"):
+        if name in ("methods", "families", "store", "queries", "statistics", "evaluation", "ops", "seq2seq", "spans"):
             return importlib.import_module(f"vzcore.{name}")  # `vzcore.methods.get_method` without importing it
         raise AttributeError(f"module 'vzcore' has no attribute {name!r}")
     value = getattr(importlib.import_module(home), name)

@@ -124,6 +124,7 @@ def test_waveforms_go_through_the_feature_extractor(tiny_seq2seq_models):
         ({"methods": ["nope"]}, "unknown method 'nope'; encoder-decoder sites take: value_zeroing, attention"),
         ({"sites": ["middle"]}, "unknown site 'middle'"),
         ({"layers": [5]}, "layer 5 out of range"),
+        ({"layers": {"middle": [0]}}, r"layers given for sites \['middle'\]"),
         ({"distance": "manhattan"}, "unknown distance"),
         ({"source_spans": [(3, 40)]}, r"reaches \[8, 9"),
         ({"source_spans": "words"}, "word alignment"),
@@ -190,3 +191,34 @@ def _word_ranges(word_ids):
         else:
             out.append([k, k + 1])
     return out
+
+
+def test_layers_per_site_and_one_id_target_for_every_source(tiny_seq2seq_models):
+    model = tiny_seq2seq_models["mbart"]
+    every = seq2seq.score_pairs(model, [[5, 6, 7, 8]], [[9, 10, 2]])[0]
+    some = seq2seq.score_pairs(model, [[5, 6, 7, 8], [5, 6, 7, 8]], [9, 10, 2], layers={"encoder": [-1], "cross": 0})
+    for r in some:
+        assert r.target_ids == every.target_ids == [2, 9, 10, 2]
+        assert (r.sites["encoder"].layers, r.sites["decoder"].layers, r.sites["cross"].layers) == ([1], [0, 1], [0])
+        for site, picked in (("encoder", [1]), ("decoder", [0, 1]), ("cross", [0])):
+            np.testing.assert_allclose(
+                r.sites[site].scores["value_zeroing"], every.sites[site].scores["value_zeroing"][picked], atol=TOL
+            )
+
+
+def test_sdpa_loading_gives_the_eager_scores(tiny_s2s):
+    from tests.harness.models import tiny_seq2seq
+
+    kind = tiny_s2s.config.model_type
+    sdpa = tiny_seq2seq(kind, attn="sdpa")
+    inputs = tiny_pair(tiny_s2s, seed=13, n_src=6, n_tgt=5)
+    target = inputs["decoder_input_ids"][0, 1:].tolist()
+    both = ["value_zeroing", "attention"]
+    eager = seq2seq.score_pairs(tiny_s2s, [source_of(tiny_s2s, inputs)], [target], methods=both)[0]
+    other = seq2seq.score_pairs(sdpa, [source_of(sdpa, inputs)], [target], methods=both)[0]
+    for site in SITE_NAMES:
+        for method in both:
+            np.testing.assert_allclose(
+                other.sites[site].scores[method], eager.sites[site].scores[method], atol=TOL, rtol=0
+            )
+    assert sdpa.config._attn_implementation == "sdpa"  # switched for the clean pass only

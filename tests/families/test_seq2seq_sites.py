@@ -18,7 +18,7 @@ from vzcore.reference import reference_site_zeroing
 TOL = 1e-5
 
 
-def fast_maps(model, inputs, site, spans=None, memory_budget=64 * 2**20) -> np.ndarray:
+def fast_maps(model, inputs, site, spans=None, memory_budget=64 * 2**20, factored=None) -> np.ndarray:
     spec = encdec_family_for(model.config)
     layers = list(range(len(spec.blocks(model, site))))
     caps = capture_sites(model, spec, inputs, [site], {site: layers})
@@ -31,16 +31,19 @@ def fast_maps(model, inputs, site, spans=None, memory_budget=64 * 2**20) -> np.n
                 spans=index,
                 causal=site == "decoder" and spans is None,
                 memory_budget=memory_budget,
+                factored=factored,
             )
             for i in layers
         ]
     return normalize_rows(torch.stack(raw))[0].numpy()
 
 
+@pytest.mark.parametrize("path", ["auto", "generic"])
 @pytest.mark.parametrize("site", SITE_NAMES)
-def test_site_matches_reference(tiny_s2s, site):
+def test_site_matches_reference(tiny_s2s, site, path):
+    """`auto`: the factored path where it applies (encoder and cross sites), else the generic one."""
     inputs = tiny_pair(tiny_s2s, seed=1, n_src=9, n_tgt=7)
-    fast = fast_maps(tiny_s2s, inputs, site)
+    fast = fast_maps(tiny_s2s, inputs, site, factored=False if path == "generic" else None)
     ref = reference_site_zeroing(tiny_s2s, encdec_family_for(tiny_s2s.config), inputs, site)
     n_src = 16 if tiny_s2s.config.model_type == "whisper" else 9
     rows, cols = (n_src, n_src) if site == "encoder" else (7, 7 if site == "decoder" else n_src)
@@ -63,11 +66,23 @@ def test_span_zeroing_matches_reference(tiny_s2s, site):
 
 
 def test_small_memory_budget_gives_the_same_maps(tiny_s2s):
-    inputs = tiny_pair(tiny_s2s, seed=3)
+    inputs = tiny_pair(tiny_s2s, seed=3, n_src=6, n_tgt=5)
     for site in SITE_NAMES:
-        big = fast_maps(tiny_s2s, inputs, site)
-        small = fast_maps(tiny_s2s, inputs, site, memory_budget=1)  # one target row per chunk
-        np.testing.assert_allclose(small, big, atol=TOL, rtol=0)
+        for factored in (None, False):
+            big = fast_maps(tiny_s2s, inputs, site, factored=factored)
+            small = fast_maps(tiny_s2s, inputs, site, memory_budget=1, factored=factored)  # one row per chunk
+            np.testing.assert_allclose(small, big, atol=TOL, rtol=0)
+
+
+def test_every_family_has_a_factored_path_at_its_encoder_and_cross_sites(tiny_s2s):
+    spec = encdec_family_for(tiny_s2s.config)
+    inputs = tiny_pair(tiny_s2s, seed=7)
+    caps = capture_sites(tiny_s2s, spec, inputs, SITE_NAMES, {s: [0] for s in SITE_NAMES})
+    blocks = {site: SiteBlock(spec, site, spec.blocks(tiny_s2s, site)[0], caps[(site, 0)]) for site in SITE_NAMES}
+    for site, block in blocks.items():
+        assert (block.single_stack_view() is None) == (site == "decoder"), site
+    with pytest.raises(ValueError, match="no factored path"):
+        site_distances(blocks["decoder"], cosine_distance, factored=True)  # a cross-attention follows
 
 
 def test_zeroing_nothing_changes_nothing(tiny_s2s):

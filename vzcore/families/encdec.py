@@ -10,13 +10,13 @@ sublayers after it through the model's own modules (`vzcore.ops.sites`).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import torch
 from torch import nn
 
-from vzcore.families.spec import Norm, NormKind, UnsupportedModelError
+from vzcore.families.spec import FinishFn, Norm, NormKind, UnsupportedModelError
 
 __all__ = [
     "SITE_NAMES",
@@ -50,6 +50,9 @@ class StackSpec:
 
     layers: str  # the block list, relative to the stack module (`model.get_encoder()` / `get_decoder()`)
     sublayers: tuple[Sublayer, ...]
+    # The feed-forward's input projections (one, or gate and up), relative to the block: where a site's
+    # attention is followed by the feed-forward alone, they are factored through its norm (the factored path)
+    first_projs: tuple[str, ...] = ()
 
     def sublayer(self, kind: SublayerKind) -> int:
         """Return the index of the sublayer of `kind` (each block has at most one of each)."""
@@ -72,6 +75,11 @@ class EncDecSpec:
     out: str = "out_proj"  # the attention output projection (W_O), relative to an attention module
     weights_index: int = 1  # where an attention module's output tuple holds its weights
     audio: bool = False  # the encoder reads audio features (frames), not token ids
+    # finish(block, first projections, residual) -> block output: the rest of the block after the
+    # feed-forward's input projections (`vzcore.families.spec.FinishFn`), for the factored path
+    finish: FinishFn | None = None
+    # the spec for one Hugging Face config, where a config field changes the block (T5's gated feed-forward)
+    variant: Callable[[Any], EncDecSpec] | None = None
 
     def stack(self, site: str) -> StackSpec:
         """Return the stack a site's attention lives in."""
@@ -99,21 +107,43 @@ def _fc_ffn(block: Any, h: torch.Tensor) -> torch.Tensor:
     return block.fc2(block.activation_fn(block.fc1(h)))
 
 
+def _fc_finish(block: Any, first: list[torch.Tensor], residual: torch.Tensor) -> torch.Tensor:
+    return residual + block.fc2(block.activation_fn(first[0]))
+
+
+def _fc_post_norm_finish(block: Any, first: list[torch.Tensor], residual: torch.Tensor) -> torch.Tensor:
+    return block.final_layer_norm(_fc_finish(block, first, residual))
+
+
 def _t5_ffn(block: Any, h: torch.Tensor) -> torch.Tensor:
     # T5LayerFF: the dense (or gated) feed-forward inside the block's last sublayer
     return block.layer[-1].DenseReluDense(h)
 
 
+def _t5_finish(block: Any, first: list[torch.Tensor], residual: torch.Tensor) -> torch.Tensor:
+    ff = block.layer[-1].DenseReluDense
+    hidden = ff.act(first[0]) if len(first) == 1 else ff.act(first[0]) * first[1]  # gated: act(wi_0 h) ⊙ wi_1 h
+    return residual + ff.wo(hidden.to(ff.wo.weight.dtype))
+
+
 LN, RMS = NormKind.LAYER_NORM, NormKind.RMS_NORM
 
 
-def _t5_stack(decoder: bool) -> StackSpec:
+def _t5_stack(decoder: bool, gated: bool = False) -> StackSpec:
     ffn = 2 if decoder else 1
     subs = [Sublayer("self", "layer.0.SelfAttention", before=Norm("layer.0.layer_norm", RMS))]
     if decoder:
         subs.append(Sublayer("cross", "layer.1.EncDecAttention", before=Norm("layer.1.layer_norm", RMS)))
     subs.append(Sublayer("ffn", "", before=Norm(f"layer.{ffn}.layer_norm", RMS)))
-    return StackSpec("block", tuple(subs))
+    projs = ("wi_0", "wi_1") if gated else ("wi",)
+    return StackSpec("block", tuple(subs), tuple(f"layer.{ffn}.DenseReluDense.{p}" for p in projs))
+
+
+def _t5_variant(config: Any) -> EncDecSpec:
+    """T5 v1.1 and mT5 (`feed_forward_proj="gated-gelu"`) gate their feed-forward: two input projections."""
+    if not getattr(config, "is_gated_act", False):
+        return T5
+    return replace(T5, encoder=_t5_stack(False, gated=True), decoder=_t5_stack(True, gated=True))
 
 
 # T5 and mT5: pre-norm RMSNorm blocks; relative position bias lives inside the attention weights.
@@ -126,6 +156,8 @@ T5 = EncDecSpec(
     value="v",
     out="o",
     weights_index=2,  # T5Attention returns (output, position_bias, weights)
+    finish=_t5_finish,
+    variant=_t5_variant,
 )
 
 
@@ -137,7 +169,7 @@ def _fc_stack(decoder: bool, pre_norm: bool) -> StackSpec:
     if decoder:
         subs.append(Sublayer("cross", "encoder_attn", **norms("encoder_attn_layer_norm")))
     subs.append(Sublayer("ffn", "", **norms("final_layer_norm")))
-    return StackSpec("layers", tuple(subs))
+    return StackSpec("layers", tuple(subs), ("fc1",))
 
 
 # BART and Marian: post-norm LayerNorm blocks.
@@ -147,6 +179,7 @@ BART = EncDecSpec(
     encoder=_fc_stack(False, pre_norm=False),
     decoder=_fc_stack(True, pre_norm=False),
     ffn=_fc_ffn,
+    finish=_fc_post_norm_finish,
 )
 
 # mBART: BART's modules in pre-norm blocks (and a final norm per stack, outside the blocks).
@@ -156,6 +189,7 @@ MBART = EncDecSpec(
     encoder=_fc_stack(False, pre_norm=True),
     decoder=_fc_stack(True, pre_norm=True),
     ffn=_fc_ffn,
+    finish=_fc_finish,
 )
 
 # Whisper: a convolutional front end (outside the blocks) before pre-norm encoder blocks over audio
@@ -166,6 +200,7 @@ WHISPER = EncDecSpec(
     encoder=_fc_stack(False, pre_norm=True),
     decoder=_fc_stack(True, pre_norm=True),
     ffn=_fc_ffn,
+    finish=_fc_finish,
     audio=True,
 )
 
@@ -182,7 +217,7 @@ def encdec_family_for(config: Any) -> EncDecSpec:
     model_type = getattr(config, "model_type", None)
     for spec in _ENCDEC:
         if model_type in spec.model_types:
-            return spec
+            return spec.variant(config) if spec.variant else spec
     supported = ", ".join(t for s in _ENCDEC for t in s.model_types)
     raise UnsupportedModelError(
         f"unsupported encoder-decoder model type {model_type!r}; supported encoder-decoder types: {supported}"

@@ -9,6 +9,12 @@ and zeroing a span S of sources at once subtracts the sum of its members' terms.
 block — the residual add and its norms, a cross-attention whose queries now differ per pair, the
 feed-forward — runs through the model's own modules on `[pairs, d]` (the generic path of
 `vzcore.ops.paths`, for blocks of several sublayers), in chunks of target rows under a memory budget.
+
+Where the site's attention is followed by the feed-forward alone (the encoder's self-attention, the
+decoder's cross-attention) and the family names its feed-forward's input projections, single sources
+take the factored path instead (`vzcore.ops.zeroing`): the sublayer is seen as a single-stack block
+(post-norm or pre-norm) whose input is the residual stream entering it, and per pair only the
+activation and the down projection run.
 """
 
 from __future__ import annotations
@@ -19,9 +25,12 @@ from typing import Any
 
 import torch
 
-from vzcore.capture import SiteCapture
-from vzcore.families import linear_params
+from vzcore.capture import LayerCapture, SiteCapture
+from vzcore.families import BlockShape, FamilySpec, linear_params
 from vzcore.families.encdec import EncDecSpec, Sublayer
+from vzcore.ops.block import BlockView
+from vzcore.ops.pairs import pair_chunks
+from vzcore.ops.zeroing import BlockAlgebra, zeroed_block_outputs
 
 __all__ = ["SiteBlock", "site_distances"]
 
@@ -80,6 +89,41 @@ class SiteBlock:
             h = self._norm(sub.after, h + f)
         return h
 
+    def single_stack_view(self) -> BlockView | None:
+        """Return the site's attention and the feed-forward after it as a single-stack block (a post-norm
+        or pre-norm `BlockView` on the residual entering the sublayer), or None where more than the
+        feed-forward follows (a decoder's self-attention) or the family has no factored form."""
+        stack, rest = self.spec.stack(self.site), self.sublayers[self.k + 1 :]
+        if len(rest) != 1 or rest[0].kind != "ffn" or not stack.first_projs or self.spec.finish is None:
+            return None
+        attn, ffn = self.sublayers[self.k], rest[0]
+        shape = BlockShape(
+            before_attn=attn.before, after_attn_sum=attn.after, before_ffn=ffn.before, after_ffn_sum=ffn.after
+        )
+        if shape.layout not in ("post-norm", "pre-norm"):
+            return None
+        spec = FamilySpec(
+            name=f"{self.spec.name} {self.site}",
+            model_types=(),
+            layers=stack.layers,
+            attention=attn.path,
+            value_proj=f"{attn.path}.{self.spec.value}",
+            out_proj=f"{attn.path}.{self.spec.out}",
+            causal=False,
+            shape=shape,
+            ffn=None,
+            first_projs=stack.first_projs,
+            finish=self.spec.finish,
+        )
+        cap = self.cap
+        x = self.residual_in()
+        z = cap.attn_outs[self.k]
+        # (`closing_in` serves only the norm-based methods, never read here)
+        view_cap = LayerCapture(
+            x=x[None], attn=cap.attn[None], values=cap.values[None], attn_out=z[None], out=cap.out[None]
+        )
+        return BlockView(spec, self.block, view_cap)
+
     def bytes_per_pair(self) -> int:
         """Working memory of one (target, source) pair: the block's widest intermediates, bounded by its
         parameters per model dimension, and a later cross-attention's weights over the encoder."""
@@ -90,15 +134,24 @@ class SiteBlock:
         return self.cap.x.element_size() * width
 
 
+@torch.no_grad()
 def site_distances(
     sb: SiteBlock,
     distance: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     spans: Sequence[torch.Tensor] | None = None,
     causal: bool = False,
     memory_budget: int = 64 * 2**20,
+    factored: bool | None = None,
 ) -> torch.Tensor:
     """Return the raw distances `C[i, c]` (float64) of one block: target `i`, column `c` a source (or the
-    span `spans[c]`, an index tensor of sources zeroed together). `causal`: pairs `j > i` are 0 (not computed)."""
+    span `spans[c]`, an index tensor of sources zeroed together). `causal`: pairs `j > i` are 0 (not computed).
+    `factored`: take the factored path (None: where it applies, i.e. single sources of a site followed by
+    the feed-forward alone; False: always the generic path)."""
+    view = sb.single_stack_view() if factored is not False and spans is None and not causal else None
+    if factored and view is None:
+        raise ValueError(f"the {sb.site} site of {sb.spec.name} blocks has no factored path (or spans were given)")
+    if view is not None:
+        return _factored_distances(view, distance, memory_budget)
     cap = sb.cap
     a = cap.attn  # `[H, n_t, n_s]`
     _, n_t, n_s = a.shape
@@ -133,4 +186,20 @@ def site_distances(
         else:
             out = sb.finish(xs.reshape(-1, xs.shape[-1]), zeroed.reshape(-1, zeroed.shape[-1])).view(cols, t, -1)
             dist[rows] = distance(out, clean[rows][None]).T
+    return dist
+
+
+def _factored_distances(
+    view: BlockView, distance: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], memory_budget: int
+) -> torch.Tensor:
+    """Distances `[n_t, n_s]` of every (target, source) pair by the factored path of `vzcore.ops.zeroing`."""
+    alg = BlockAlgebra.build(view)
+    attn = view.cap.attn  # `[1, H, n_t, n_s]`
+    _, _, n_t, n_s = attn.shape
+    per_pair = view.cap.x.element_size() * (2 * sum(p.shape[-1] for p in alg.proj_s) + 8 * view.cap.x.shape[-1])
+    dist = torch.zeros((n_t, n_s), dtype=torch.float64, device=attn.device)
+    rows = torch.arange(n_t, device=attn.device)[None]  # `[1, n_t]`
+    for _, chunk in pair_chunks(1, n_t, n_s, per_pair, memory_budget):
+        zeroed, clean = zeroed_block_outputs(view, alg, attn[:, :, chunk], rows[:, chunk], None)
+        dist[chunk] = distance(zeroed, clean)[0].T  # `[1, n_s, t]` -> `[t, n_s]`
     return dist

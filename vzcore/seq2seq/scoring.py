@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +57,8 @@ def _check_methods(methods: Sequence[str]) -> list[str]:
 
 
 def _per_pair(value: Any, count: int, what: str) -> list:
-    if value is None or isinstance(value, str):
+    """One value for every pair (None, a text, an id list), or one per pair."""
+    if value is None or isinstance(value, str) or (len(value) and isinstance(value[0], int)):
         return [value] * count
     if len(value) != count:
         raise ValueError(f"got {len(value)} {what} for {count} sources")
@@ -81,7 +82,10 @@ def _spans(spec: Any, n: int, word_ids: list[int | None] | None, what: str) -> l
         return None
     if spec == "words":
         if word_ids is None:
-            raise ValueError(f'{what}="words" needs a fast tokenizer\'s word alignment (text, not ids or audio)')
+            raise ValueError(
+                f'{what}="words" needs a fast tokenizer\'s word alignment of a text: give spans for id lists, '
+                "audio and greedy outputs"
+            )
         spec = word_spans(word_ids)
     return parse_spans(spec, n, what)
 
@@ -93,7 +97,7 @@ def score_pairs(
     *,
     methods: Sequence[str] | str = ("value_zeroing",),
     sites: Sequence[str] = SITE_NAMES,
-    layers: Sequence[int] | int | None = None,
+    layers: Sequence[int] | int | Mapping[str, Sequence[int] | int] | None = None,
     source_spans: str | Sequence[Sequence[Span] | str | None] | None = None,
     target_spans: str | Sequence[Sequence[Span] | str | None] | None = None,
     sampling_rate: int | None = None,
@@ -104,10 +108,11 @@ def score_pairs(
 ) -> list[Seq2SeqResult]:
     """Score (source, target) pairs of an encoder–decoder at each of `sites`; one result per source, in order.
 
-    `targets` (texts or decoder id lists, one per source; None, or a None entry: the model's greedy
-    output) are decoded by force. `source_spans` (encoder and cross sites) and `target_spans` (decoder
-    site) are, per pair or for all, spans of positions zeroed together, or `"words"`. See
-    docs/encoder-decoders.md.
+    `targets` (texts or decoder id lists, one per source or one for all; None, or a None entry: the
+    model's greedy output) are decoded by force. `layers` picks block indices of each site's stack,
+    the same for every site or per site (`{"encoder": [0, -1], "cross": [-1]}`; a site left out: all
+    its layers). `source_spans` (encoder and cross sites) and `target_spans` (decoder site) are, per
+    pair or for all, spans of positions zeroed together, or `"words"`. See docs/encoder-decoders.md.
     """
     handle = load_seq2seq(model)
     methods = _check_methods([methods] if isinstance(methods, str) else methods)
@@ -121,7 +126,11 @@ def score_pairs(
     target_list = _per_pair(targets, count, "targets")
     src_spans = _span_lists(source_spans, count, "source span lists")
     tgt_spans = _span_lists(target_spans, count, "target span lists")
-    layer_map = {s: resolve_layers(layers, handle.num_layers(s)) for s in sites}
+    per_site = layers if isinstance(layers, Mapping) else {s: layers for s in sites}
+    unknown = sorted(set(per_site) - set(sites))
+    if unknown:
+        raise ValueError(f"layers given for sites {unknown} that are not scored (sites: {', '.join(sites)})")
+    layer_map = {s: resolve_layers(per_site.get(s), handle.num_layers(s)) for s in sites}
     budget = memory_budget if memory_budget is not None else default_memory_budget(handle.device)
     results = []
     for k, source in enumerate(sources):
