@@ -72,7 +72,6 @@ def _index_html(store_url: str) -> str:
     scripts = re.compile(r'<script defer src="static/[a-z]+\.js"></script>\n')
     head = (
         f'<meta http-equiv="Content-Security-Policy" content="{html.escape(csp, quote=True)}">\n'
-        '<link rel="preload" href="data/overview.json" as="fetch" crossorigin="anonymous">\n'
         f'<meta name="vz-store" content="{url}">\n{preload}<script defer src="static/site.js"></script>\n'
     )
     page, count = scripts.subn("", page)

@@ -13,7 +13,7 @@ s3fs = pytest.importorskip("s3fs")
 from typer.testing import CliRunner  # noqa: E402
 
 from jobs.cli import app  # noqa: E402
-from tests.view.conftest import serve_folder  # noqa: E402
+from tests.harness.static_server import serve_folder  # noqa: E402
 
 
 def _public(s3_server) -> None:

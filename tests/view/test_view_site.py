@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 from jobs.view import ViewData, build_site
+from tests.harness.static_server import RangeHandler, serve_folder
 from tests.harness.synthetic_store import _write_done_part, init_root, write_random_store
-from tests.view.conftest import HOSTILE, RangeHandler, serve_folder
+from tests.view.conftest import HOSTILE
 from tests.view.test_view_browser import hover_values, open_example, ready
 from vzcore.store.layout import STATUS_SCORED
 from vzcore.store.location import Location

@@ -24,7 +24,10 @@ async function getJSON(path) {
 }
 // A static site (`vz view --build`) reads examples and maps from the store itself (storesite.js).
 async function getExample(id, where = "") {
-  return OVERVIEW.mode === "static" && !where ? siteExample(id) : getJSON(`data/${where}example/${id}.json`);
+  if (OVERVIEW.mode === "static" && !where) return siteExample(id);
+  const early = !where && EARLY_EXAMPLE && EARLY_EXAMPLE.id === id ? EARLY_EXAMPLE.fetch : null;
+  EARLY_EXAMPLE = null;  // used once: a later visit asks again
+  return early || getJSON(`data/${where}example/${id}.json`);
 }
 async function getMap(id, method, unit, mode, layer, where = "") {
   if (OVERVIEW.mode === "static" && !where) return siteMap(id, method, unit, mode, layer);
@@ -70,6 +73,17 @@ async function route() {
 // Asked for as soon as this script runs, not when the document is ready: every page needs it first.
 const OVERVIEW_FETCH = getJSON("data/overview.json");
 OVERVIEW_FETCH.catch(() => {});  // reported by the first route
+// A link to an example: its tokens are asked for now too, beside the overview (the live server reads
+// the example, with its first method's maps, while the app starts). A static site reads the store
+// itself (storesite.js starts its own reads).
+let EARLY_EXAMPLE = null;
+if (!document.querySelector('meta[name="vz-store"]')) {
+  const linked = /^#\/example\/(\d+)/.exec(location.hash);
+  if (linked) {
+    EARLY_EXAMPLE = { id: Number(linked[1]), fetch: getJSON(`data/example/${linked[1]}.json`) };
+    EARLY_EXAMPLE.fetch.catch(() => {});  // reported by the page, which awaits it
+  }
+}
 window.addEventListener("hashchange", route);
 window.addEventListener("DOMContentLoaded", route);
 
