@@ -184,7 +184,7 @@ async function examplesPage(q) {
   const offset = Number(q.get("offset") || 0), limit = 50;
   const pager = (delta, text) => $("button", { text, onclick: () => { const n = new URLSearchParams(q); n.set("offset", Math.max(0, offset + delta)); go(["examples"], n); } });
   const counted = data.scanned !== undefined ? `${data.total} examples drawn from the deciles of the first ${data.scanned} scored`
-    : data.source === "table" ? `the ${data.total} highest, from the aggregate's per-example table (no map read)`
+    : data.source === "table" ? `the ${data.total} highest, from the aggregate's per-example table (top_examples.parquet: no map read)`
     : data.source ? `the ${data.total} highest, streamed: every map of ${q.get("method")} at layer ${q.get("layer")} read, in ${data.parts} parts (no per-example table holds ${q.get("top")})`
     : `${data.total} examples`;
   kids.push($("p", { class: "muted", id: "count", text: counted }), $("table", { id: "examples" }, head, ...rows));
