@@ -110,7 +110,12 @@ def build_site(
     rows = rows[:limit]
     # A static site answers no corpus question that reads many maps (concordance, compare): those
     # need the server. Its top-k reads the aggregate's per-example table when the overview has one.
-    _write(out / "data/overview.json", data.overview() | {"mode": "static", "compare": None, "store_url": url})
+    overview = data.overview() | {"mode": "static", "compare": None, "store_url": url}
+    # A site is for sharing: where the store and the aggregate lie on this machine stays here.
+    overview["store"] = url if urlsplit(url).scheme else Path(data.store.path.rstrip("/")).name
+    if overview["aggregate"]:
+        overview["aggregate"] = overview["aggregate"] | {"path": Path(str(data.aggregate).rstrip("/")).name}
+    _write(out / "data/overview.json", overview)
     _write(out / "data/evaluations.json", read_evaluations(data))
     _write(out / "data/examples.json", {"total": len(rows), "offset": 0, "rows": rows})
     return len(rows)

@@ -203,6 +203,8 @@ def test_static_site_is_the_app_and_small_index_files(tmp_path, view_data, view_
     assert overview["mode"] == "static"
     # The store is read where it lies, relative to the site's folder.
     assert (site / overview["store_url"]).resolve() == view_store.resolve()
+    assert str(view_store.parent) not in (site / "data/overview.json").read_text()  # no local path is shared
+    assert overview["store"] == "store.zarr" and overview["aggregate"]["path"] == "store.aggregate"
     page = (site / "index.html").read_text()
     assert f'<meta name="vz-store" content="{overview["store_url"]}">' in page
     assert "Content-Security-Policy" in page and "connect-src &#x27;self&#x27;;" in page
