@@ -49,10 +49,11 @@ def test_site_shows_the_stores_numbers(page, site, view_data, view_store, shots)
     page.goto(f"{site}/#/examples")
     page.wait_for_selector("#examples tr >> nth=1")
     assert page.locator("#examples tr").count() == 5  # the table lists 4; any example opens
+    open_example(page, site, 2)
+    assert view_data.example(2)["text"] in page.inner_text("#page")  # a listed example's text, from the table
     eid = 7
     result = store.example(eid)
     open_example(page, site, eid, "m=value_zeroing&l=2")
-    page.screenshot(path=str(shots / "static-example.png"), full_page=True)
     assert page.locator("#sentence .tok").all_inner_texts() == view_data.example(eid)["tokens"]
     m = result.scores["value_zeroing"][2]
     np.testing.assert_array_equal(hover_values(page, 2), m[2])  # float16 read as the server reads it
@@ -60,6 +61,7 @@ def test_site_shows_the_stores_numbers(page, site, view_data, view_store, shots)
     page.wait_for_function("() => location.hash.includes('hover=source')")
     page.wait_for_selector("#sentence .tok")
     np.testing.assert_array_equal(hover_values(page, 1), m[:, 1])
+    page.screenshot(path=str(shots / "static-example.png"), full_page=True)
     page.keyboard.press("ArrowLeft")  # another layer, read from the same chunk
     page.wait_for_function("() => document.getElementById('page').dataset.ready.endsWith(':1:token:layer')")
     np.testing.assert_array_equal(csv_values(page), result.scores["value_zeroing"][1])

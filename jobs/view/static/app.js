@@ -24,7 +24,13 @@ async function getJSON(path) {
 }
 // A static site (`vz view --build`) reads examples and maps from the store itself (storesite.js).
 async function getExample(id, where = "") {
-  if (OVERVIEW.mode === "static" && !where) return siteExample(id);
+  if (OVERVIEW.mode === "static" && !where) {
+    // The store keeps texts in Parquet tables, which the page does not read: the site's examples
+    // table holds those of the examples it lists (the first characters of each).
+    STATIC_TABLE = STATIC_TABLE || getJSON("data/examples.json").catch(() => ({ rows: [] }));
+    const [ex, table] = await Promise.all([siteExample(id), STATIC_TABLE]);
+    return { ...ex, text: table.rows.find((r) => r.example_id === id)?.text ?? null };
+  }
   const early = !where && EARLY_EXAMPLE && EARLY_EXAMPLE.id === id ? EARLY_EXAMPLE.fetch : null;
   EARLY_EXAMPLE = null;  // used once: a later visit asks again
   return early || getJSON(`data/${where}example/${id}.json`);
@@ -76,7 +82,7 @@ OVERVIEW_FETCH.catch(() => {});  // reported by the first route
 // A link to an example: its tokens are asked for now too, beside the overview (the live server reads
 // the example, with its first method's maps, while the app starts). A static site reads the store
 // itself (storesite.js starts its own reads).
-let EARLY_EXAMPLE = null;
+let EARLY_EXAMPLE = null, STATIC_TABLE = null;
 if (!document.querySelector('meta[name="vz-store"]')) {
   const linked = /^#\/example\/(\d+)/.exec(location.hash);
   if (linked) {
