@@ -216,6 +216,16 @@ def test_static_site_is_the_app_and_small_index_files(tmp_path, view_data, view_
         build_site(view_data, site)
 
 
+def test_the_vendored_decoder_is_the_packages_file_unchanged():
+    """`static/vendor/fzstd.js` is fzstd 0.1.1's `umd/index.js` as its README records it, with its licence."""
+    import hashlib
+
+    vendor = ASSETS / "vendor"
+    digest = hashlib.sha256((vendor / "fzstd.js").read_bytes()).hexdigest()
+    assert f"sha256 `{digest}`" in (vendor / "README.md").read_text()
+    assert "MIT License" in (vendor / "fzstd.LICENSE").read_text()
+
+
 def test_static_site_store_url(tmp_path, view_data):
     build_site(view_data, tmp_path / "a", limit=1, store_url="https://bucket.s3.example.com/run.zarr/")
     overview = json.loads((tmp_path / "a/data/overview.json").read_text())
