@@ -86,7 +86,8 @@ def test_site_keeps_markup_as_text(page, site):
     assert ready(page) == "0:value_zeroing:2:token:layer"
     assert page.evaluate("window.__pwned") is None
     assert "<script>" in page.locator("#sentence .tok").all_inner_texts()
-    assert HOSTILE not in page.content().replace("&lt;", "<") or page.locator("#page script").count() == 0
+    assert HOSTILE in page.inner_text("#page")  # the text, from the site's table, shown as text
+    assert page.locator("#page script, #page img").count() == 0
 
 
 @pytest.fixture(scope="module")

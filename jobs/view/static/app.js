@@ -189,6 +189,7 @@ async function examplesPage(q) {
     : $("td", { class: typeof r[c] === "number" ? "num" : "", text: r[c] === null ? "" : typeof r[c] === "number" && !Number.isInteger(r[c]) ? r[c].toFixed(4) : String(r[c]) }))));
   const offset = Number(q.get("offset") || 0), limit = 50;
   const pager = (delta, text) => $("button", { text, onclick: () => { const n = new URLSearchParams(q); n.set("offset", Math.max(0, offset + delta)); go(["examples"], n); } });
+  if (statics) kids.push($("p", { class: "muted", text: "A static site lists these examples; any example of the store opens at #/example/ID." }));
   const counted = data.scanned !== undefined ? `${data.total} examples drawn from the deciles of the first ${data.scanned} scored`
     : data.source === "table" ? `the ${data.total} highest, from the aggregate's per-example table (top_examples.parquet: no map read)`
     : data.source ? `the ${data.total} highest, streamed: every map of ${q.get("method")} at layer ${q.get("layer")} read, in ${data.parts} parts (no per-example table holds ${q.get("top")})`
