@@ -108,8 +108,8 @@ def build_site(
         if offset >= page["total"]:
             break
     rows = rows[:limit]
-    # A static site answers no corpus question that reads many maps (concordance, compare): those
-    # need the server. Its top-k reads the aggregate's per-example table when the overview has one.
+    # A static site answers no question over many examples (top-k, deciles, concordance, compare):
+    # those need the server, which reads the aggregate's tables and the store's own.
     overview = data.overview() | {"mode": "static", "compare": None, "store_url": url}
     # A site is for sharing: where the store and the aggregate lie on this machine stays here.
     overview["store"] = url if urlsplit(url).scheme else Path(data.store.path.rstrip("/")).name
