@@ -24,12 +24,14 @@ from urllib.parse import urlsplit
 
 from jobs.view.data import MAX_PAGE, ViewData
 from jobs.view.evaluation import read_evaluations
+from jobs.view.samples import static_top
 from jobs.view.server import ASSETS
 
-__all__ = ["SITE_SCRIPTS", "build_site", "check_store_url", "default_store_url"]
+__all__ = ["SITE_SCRIPTS", "SITE_TOP", "build_site", "check_store_url", "default_store_url"]
 
 # The app's scripts in the order they load (later ones call earlier ones), joined into `site.js`.
 SITE_SCRIPTS = ("vendor/fzstd.js", "zarr.js", "storesite.js", "app.js", "example.js", "runs.js")
+SITE_TOP = 100  # top examples a site carries per statistic, method and layer, from the aggregate's table
 
 
 def check_store_url(url: str) -> str:
@@ -108,9 +110,10 @@ def build_site(
         if offset >= page["total"]:
             break
     rows = rows[:limit]
-    # A static site answers no question over many examples (top-k, deciles, concordance, compare):
-    # those need the server, which reads the aggregate's tables and the store's own.
-    overview = data.overview() | {"mode": "static", "compare": None, "store_url": url}
+    # A static site answers no question over many examples (deciles, concordance, compare): those
+    # need the server. Its top-k is the aggregate's table, when there is one that answers.
+    top = static_top(data, SITE_TOP)
+    overview = data.overview() | {"mode": "static", "compare": None, "store_url": url, "top": SITE_TOP if top else 0}
     # A site is for sharing: where the store and the aggregate lie on this machine stays here.
     overview["store"] = url if urlsplit(url).scheme else Path(data.store.path.rstrip("/")).name
     if overview["aggregate"]:
@@ -118,6 +121,8 @@ def build_site(
     _write(out / "data/overview.json", overview)
     _write(out / "data/evaluations.json", read_evaluations(data))
     _write(out / "data/examples.json", {"total": len(rows), "offset": 0, "rows": rows})
+    if top:
+        _write(out / "data/top.json", top)
     return len(rows)
 
 

@@ -193,6 +193,7 @@ def test_static_site_is_the_app_and_small_index_files(tmp_path, view_data, view_
         "data/evaluations.json",
         "data/examples.json",
         "data/overview.json",
+        "data/top.json",
         "index.html",
         "static/app.css",
         "static/fzstd.LICENSE",
@@ -214,6 +215,15 @@ def test_static_site_is_the_app_and_small_index_files(tmp_path, view_data, view_
         assert (ASSETS / name).read_text() in script
     with pytest.raises(FileExistsError):
         build_site(view_data, site)
+    # Its top-k is the aggregate's table: the ranking that streaming every map gives.
+    top = json.loads((site / "data/top.json").read_text())
+    assert overview["top"] > 0 and len(top) == 3 * len(METHODS) * 3
+    streamed = view_data.top("context_mass", "attention", 2, overview["top"])["rows"]
+    assert top["context_mass/attention/2"] == streamed
+    bare = tmp_path / "bare"  # no aggregate: no top-k in the site
+    build_site(ViewData(view_data.store), bare, limit=1)
+    assert not (bare / "data/top.json").exists()
+    assert json.loads((bare / "data/overview.json").read_text())["top"] == 0
 
 
 def test_the_vendored_decoder_is_the_packages_file_unchanged():

@@ -49,6 +49,11 @@ def test_site_shows_the_stores_numbers(page, site, view_data, view_store, shots)
     page.goto(f"{site}/#/examples")
     page.wait_for_selector("#examples tr >> nth=1")
     assert page.locator("#examples tr").count() == 5  # the table lists 4; any example opens
+    page.goto(f"{site}/#/examples?sample=top-k&top=self_mass&method=attention&layer=1&k=3")
+    page.wait_for_selector("#examples tr >> nth=1")  # the aggregate's top examples, carried by the site
+    assert "aggregate" in page.inner_text("#count")
+    ids = [int(t) for t in page.locator("#examples td a").all_inner_texts()]
+    assert ids == [r["example_id"] for r in view_data.top("self_mass", "attention", 1, 3)["rows"]]
     open_example(page, site, 2)
     assert view_data.example(2)["text"] in page.inner_text("#page")  # a listed example's text, from the table
     eid = 7

@@ -82,7 +82,7 @@ OVERVIEW_FETCH.catch(() => {});  // reported by the first route
 // A link to an example: its tokens are asked for now too, beside the overview (the live server reads
 // the example, with its first method's maps, while the app starts). A static site reads the store
 // itself (storesite.js starts its own reads).
-let EARLY_EXAMPLE = null, STATIC_TABLE = null;
+let EARLY_EXAMPLE = null, STATIC_TABLE = null, STATIC_TOP = null;
 if (!document.querySelector('meta[name="vz-store"]')) {
   const linked = /^#\/example\/(\d+)/.exec(location.hash);
   if (linked) {
@@ -169,9 +169,15 @@ async function examplesPage(q) {
   $("label", { text: "≤ " }, $("input", { name: "max_len", size: 4, value: q.get("max_len") || "" })),
   $("button", { text: "Filter" }));
   const kids = [$("h2", { text: "Examples" }), form];
-  if (!statics) kids.push(topForm(q));
+  if (!statics || OVERVIEW.top) kids.push(topForm(q, statics ? ["top-k"] : ["top-k", "deciles"]));
   let data;
-  if (q.get("top")) {
+  if (q.get("top") && statics) {  // the aggregate's top examples, as the site carries them
+    STATIC_TOP = STATIC_TOP || getJSON("data/top.json");
+    const rows = (await STATIC_TOP)[`${q.get("top")}/${q.get("method")}/${q.get("layer")}`];
+    if (!rows) throw new Error(`no top examples of ${q.get("top")}, ${q.get("method")}, layer ${q.get("layer")} in this site`);
+    const k = Math.min(Number(q.get("k") || 20), OVERVIEW.top);
+    data = { total: Math.min(k, rows.length), offset: 0, rows: rows.slice(0, k), source: "table" };
+  } else if (q.get("top")) {
     const ask = `statistic=${encodeURIComponent(q.get("top"))}&method=${encodeURIComponent(q.get("method"))}&layer=${q.get("layer")}`;
     data = await getJSON(q.get("sample") === "deciles" ? `data/deciles.json?${ask}` : `data/top.json?${ask}&k=${q.get("k") || 20}`);
     data = { total: data.rows.length, offset: 0, rows: data.rows, scanned: data.scanned, source: data.source, parts: data.parts };
@@ -211,7 +217,7 @@ function filterLocally(all, q) {
   return { total: rows.length, offset, rows: rows.slice(offset, offset + 50) };
 }
 
-function topForm(q) {
+function topForm(q, samples) {
   const o = OVERVIEW;
   const sel = (name, values, value) => $("select", { name, id: `top-${name}` }, ...values.map((v) => { const op = $("option", { value: v, text: v }); if (String(v) === String(value)) op.selected = true; return op; }));
   const form = $("form", { class: "controls", id: "top", onsubmit: (e) => {
@@ -219,7 +225,7 @@ function topForm(q) {
     const n = new URLSearchParams();
     for (const el of form.elements) if (el.name) n.set(el.name, el.value);
     go(["examples"], n);
-  } }, sel("sample", ["top-k", "deciles"], q.get("sample") || "top-k"), $("span", { text: "examples by" }),
+  } }, sel("sample", samples, q.get("sample") || "top-k"), $("span", { text: "examples by" }),
   sel("top", ["self_mass", "context_mass", "special_mass"], q.get("top")),
   sel("method", o.methods, q.get("method")), $("span", { text: "layer" }), sel("layer", o.layers, q.get("layer")),
   $("label", { text: "k " }, $("input", { name: "k", size: 3, value: q.get("k") || 20 })), $("button", { text: "Rank" }));
