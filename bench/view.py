@@ -11,6 +11,9 @@ marks `vz-rendered`), over a fresh tab each try, served by `vz view`'s server on
 - an example page's first heatmap at n = 16, 128 and 512 tokens: a different example each try (the
   server's cache never holds it). The long examples live in stores of their own (a store of 10⁶
   examples of 512 tokens would hold 10¹¹ values); reading one example touches only its part.
+- the same pages of a static site (`vz view --build`) beside each store, served by a plain file
+  server that answers Range requests (`tests.harness.static_server`): the page reads the store's
+  own chunks and decodes them itself.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ import threading
 import time
 from pathlib import Path
 
-from jobs.view import ViewData, make_server
+from jobs.view import ViewData, build_site, make_server
+from tests.harness.static_server import serve_folder
 from tests.harness.synthetic_store import write_random_store
 from vzcore.store.reader import open_store
 
@@ -65,6 +69,23 @@ class Viewer:
         self.server = make_server(ViewData(open_store(store), aggregate), "127.0.0.1", 0)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class Site:
+    """A static site of one store, built afresh beside the stores (`cache/sites/NAME`, reading
+    `../../NAME.zarr`), and the cache folder served by a range-capable static file server."""
+
+    def __init__(self, cache: Path, store: Path, aggregate: Path | None = None) -> None:
+        folder = cache / "sites" / store.stem
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.parent.mkdir(exist_ok=True)
+        build_site(ViewData(open_store(store), aggregate), folder, limit=200)
+        self.server = serve_folder(cache)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/sites/{store.stem}"
 
     def close(self) -> None:
         self.server.shutdown()
@@ -147,31 +168,41 @@ def run(args: argparse.Namespace) -> None:
     print(f"chromium: {args.chromium}")
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=args.chromium, args=ARGS, headless=True)
-        viewer = Viewer(big, aggregate)
+        served = {
+            "vz view (its server)": lambda path, agg=None: Viewer(path, agg),
+            "static site (a file server; the page reads the store)": lambda path, agg=None: Site(args.cache, path, agg),
+        }
+        for kind, serve in served.items():
+            print(f"-- {kind}")
+            pages(browser, args, serve(big, aggregate), long, serve)
+        browser.close()
+
+
+def pages(browser, args: argparse.Namespace, viewer, long: dict, serve) -> None:
+    """The overview, the examples table and example pages of `viewer`, then the long stores' examples."""
+    try:
+        times = [paint_ms(browser, f"{viewer.url}/#/", "#curves canvas") for _ in range(args.repeat)]
+        figure("overview (with aggregate curves)", times, 1000)
+        times = [paint_ms(browser, f"{viewer.url}/#/examples", "#examples tr") for _ in range(args.repeat)]
+        figure("examples table, first page", times)
+        ids = [(k * 7919) % args.examples for k in range(1, args.repeat + 1)]
+        times = [paint_ms(browser, f"{viewer.url}/#/example/{i}", "canvas.heatmap") for i in ids]
+        figure("example page, n = 8-16 (this store)", times, 300)
+        others = [(k * 7919 + 13) % args.examples for k in range(1, args.repeat + 1)]  # not read yet
+        times = step_ms(browser, f"{viewer.url}/#/example/1", [f"#/example/{i}" for i in others])
+        figure("  next example in the same tab", times, 300)
+    finally:
+        viewer.close()
+    for n, path in long.items():
+        viewer = serve(path)
         try:
-            times = [paint_ms(browser, f"{viewer.url}/#/", "#curves canvas") for _ in range(args.repeat)]
-            figure("overview (with aggregate curves)", times, 1000)
-            times = [paint_ms(browser, f"{viewer.url}/#/examples", "#examples tr") for _ in range(args.repeat)]
-            figure("examples table, first page", times)
-            ids = [(k * 7919) % args.examples for k in range(1, args.repeat + 1)]
-            times = [paint_ms(browser, f"{viewer.url}/#/example/{i}", "canvas.heatmap") for i in ids]
-            figure("example page, n = 8-16 (this store)", times, 300)
-            others = [(k * 7919 + 13) % args.examples for k in range(1, args.repeat + 1)]  # not read yet
-            times = step_ms(browser, f"{viewer.url}/#/example/1", [f"#/example/{i}" for i in others])
-            figure("  next example in the same tab", times, 300)
+            times = [paint_ms(browser, f"{viewer.url}/#/example/{i}", "canvas.heatmap") for i in range(args.repeat)]
+            figure(f"example page, n = {n}", times, 300 if n <= 128 else 1000)
+            later = [f"#/example/{i}" for i in range(args.repeat + 1, 2 * args.repeat + 1)]  # not read yet
+            times = step_ms(browser, f"{viewer.url}/#/example/{args.repeat}", later)
+            figure("  next example in the same tab", times, 300 if n <= 128 else 1000)
         finally:
             viewer.close()
-        for n, path in long.items():
-            viewer = Viewer(path)
-            try:
-                times = [paint_ms(browser, f"{viewer.url}/#/example/{i}", "canvas.heatmap") for i in range(args.repeat)]
-                figure(f"example page, n = {n}", times, 300 if n <= 128 else 1000)
-                later = [f"#/example/{i}" for i in range(args.repeat + 1, 2 * args.repeat + 1)]  # not read yet
-                times = step_ms(browser, f"{viewer.url}/#/example/{args.repeat}", later)
-                figure("  next example in the same tab", times, 300 if n <= 128 else 1000)
-            finally:
-                viewer.close()
-        browser.close()
 
 
 if __name__ == "__main__":

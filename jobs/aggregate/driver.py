@@ -89,6 +89,8 @@ def aggregate_part(replica: None, job: PartJob, progress=None) -> PartialStats:
             ),
             tokens,
         )
+    if stats.top is not None:
+        stats.top.flush()  # the part's best k travel back, not every offer
     return stats
 
 

@@ -152,7 +152,7 @@ def _top_table(stats: PartialStats, layers: list[int]):
 
     assert stats.top is not None
     columns = list(SCHEMA["top_examples.parquet"])
-    return pd.DataFrame(stats.top.rows(list(stats.spec.methods), layers), columns=columns)
+    return pd.DataFrame(stats.top.columns(list(stats.spec.methods), layers), columns=columns)
 
 
 def _agreement_table(spec: StatsSpec, per: dict[str, np.ndarray], buckets: np.ndarray, layer_ids: np.ndarray):

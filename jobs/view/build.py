@@ -24,12 +24,14 @@ from urllib.parse import urlsplit
 
 from jobs.view.data import MAX_PAGE, ViewData
 from jobs.view.evaluation import read_evaluations
+from jobs.view.samples import static_top
 from jobs.view.server import ASSETS
 
-__all__ = ["SITE_SCRIPTS", "build_site", "check_store_url", "default_store_url"]
+__all__ = ["SITE_SCRIPTS", "SITE_TOP", "build_site", "check_store_url", "default_store_url"]
 
 # The app's scripts in the order they load (later ones call earlier ones), joined into `site.js`.
 SITE_SCRIPTS = ("vendor/fzstd.js", "zarr.js", "storesite.js", "app.js", "example.js", "runs.js")
+SITE_TOP = 100  # top examples a site carries per statistic, method and layer, from the aggregate's table
 
 
 def check_store_url(url: str) -> str:
@@ -72,7 +74,6 @@ def _index_html(store_url: str) -> str:
     scripts = re.compile(r'<script defer src="static/[a-z]+\.js"></script>\n')
     head = (
         f'<meta http-equiv="Content-Security-Policy" content="{html.escape(csp, quote=True)}">\n'
-        '<link rel="preload" href="data/overview.json" as="fetch" crossorigin="anonymous">\n'
         f'<meta name="vz-store" content="{url}">\n{preload}<script defer src="static/site.js"></script>\n'
     )
     page, count = scripts.subn("", page)
@@ -109,11 +110,19 @@ def build_site(
         if offset >= page["total"]:
             break
     rows = rows[:limit]
-    # A static site answers no corpus question that reads many maps (concordance, compare): those
-    # need the server. Its top-k reads the aggregate's per-example table when the overview has one.
-    _write(out / "data/overview.json", data.overview() | {"mode": "static", "compare": None, "store_url": url})
+    # A static site answers no question over many examples (deciles, concordance, compare): those
+    # need the server. Its top-k is the aggregate's table, when there is one that answers.
+    top = static_top(data, SITE_TOP)
+    overview = data.overview() | {"mode": "static", "compare": None, "store_url": url, "top": SITE_TOP if top else 0}
+    # A site is for sharing: where the store and the aggregate lie on this machine stays here.
+    overview["store"] = url if urlsplit(url).scheme else Path(data.store.path.rstrip("/")).name
+    if overview["aggregate"]:
+        overview["aggregate"] = overview["aggregate"] | {"path": Path(str(data.aggregate).rstrip("/")).name}
+    _write(out / "data/overview.json", overview)
     _write(out / "data/evaluations.json", read_evaluations(data))
     _write(out / "data/examples.json", {"total": len(rows), "offset": 0, "rows": rows})
+    if top:
+        _write(out / "data/top.json", top)
     return len(rows)
 
 

@@ -17,7 +17,7 @@ from vzcore.statistics.rows import example_masses
 from vzcore.store.errors import StoreError
 from vzcore.store.reader import Store
 
-__all__ = ["STATISTICS", "aggregate_top", "decile_sample", "top_sample"]
+__all__ = ["STATISTICS", "aggregate_top", "decile_sample", "static_top", "top_sample"]
 
 STATISTICS = {"self_mass": 0, "context_mass": 1, "special_mass": 2}  # those that need no token or word
 
@@ -74,10 +74,13 @@ def decile_sample(
     return {"statistic": statistic, "method": method, "layer": int(layer), "scanned": len(v), "rows": rows}
 
 
-def aggregate_top(data: ViewData, statistic: str, method: str, layer: int, k: int) -> dict | None:
+def aggregate_top(
+    data: ViewData, statistic: str, method: str, layer: int, k: int, with_text: bool = True
+) -> dict | None:
     """Return the `k` highest examples from the aggregate's `top_examples.parquet` (no map read), or
     None when it cannot answer: no aggregate or no such table, fewer kept than `k` of a larger
-    corpus, or an aggregate of another store or of fewer parts than the store now has done."""
+    corpus, or an aggregate of another store or of fewer parts than the store now has done.
+    `with_text=False` leaves the texts out (None): a caller asking many questions reads them once."""
     table = data.top_table()
     if table is None or statistic not in STATISTICS:
         return None
@@ -94,7 +97,7 @@ def aggregate_top(data: ViewData, statistic: str, method: str, layer: int, k: in
     if k > len(rows) and len(rows) >= kept:  # the table holds the best `kept`, not every example
         return None
     rows = rows.sort_values("rank").head(k)
-    texts = store.texts(rows["example_id"].tolist())
+    texts = store.texts(rows["example_id"].tolist()) if with_text else {}
     out = [
         {"example_id": int(e), "value": float(v), "length": int(n), "text": preview(texts.get(int(e)))}
         for e, v, n in zip(rows["example_id"], rows["value"], rows["length"], strict=True)
@@ -109,3 +112,21 @@ def top_sample(data: ViewData, statistic: str, method: str, layer: int, k: int =
         return found
     streamed = data.top(statistic, method, layer, k)
     return streamed | {"source": "stream", "parts": len(data.store.done_parts([method]))}
+
+
+def static_top(data: ViewData, k: int) -> dict[str, list[dict]] | None:
+    """The `k` highest examples of every statistic, method and layer from the aggregate's table
+    (`"statistic/method/layer"` -> rows), for a static site; None unless the table answers them all."""
+    out: dict[str, list[dict]] = {}
+    for statistic in STATISTICS:
+        for method in data.store.methods:
+            for layer in data.store.layers:
+                found = aggregate_top(data, statistic, method, layer, k, with_text=False)
+                if found is None:
+                    return None
+                out[f"{statistic}/{method}/{layer}"] = found["rows"]
+    texts = data.store.texts(sorted({r["example_id"] for rows in out.values() for r in rows}))
+    for rows in out.values():
+        for r in rows:
+            r["text"] = preview(texts.get(r["example_id"]))
+    return out

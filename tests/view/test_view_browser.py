@@ -54,6 +54,12 @@ def test_examples_table(page, live, shots):
     page.wait_for_selector("#examples tr >> nth=1")
     assert page.inner_text("#examples tr >> nth=0").split("\t")[0] == "decile"
     page.screenshot(path=str(shots / "examples-deciles.png"), full_page=True)
+    page.select_option("#top-sample", "top-k")
+    page.click("#top button")
+    page.wait_for_function("() => location.hash.includes('sample=top-k')")
+    page.wait_for_selector("#examples tr >> nth=1")
+    assert "from the aggregate's per-example table" in page.inner_text("#count")  # no map read
+    page.screenshot(path=str(shots / "examples-top.png"), full_page=True)
     page.goto(f"{live}/#/examples?sort=length&desc=1")
     page.wait_for_selector("#examples tr >> nth=1")
     page.screenshot(path=str(shots / "examples.png"), full_page=True)

@@ -193,6 +193,7 @@ def test_static_site_is_the_app_and_small_index_files(tmp_path, view_data, view_
         "data/evaluations.json",
         "data/examples.json",
         "data/overview.json",
+        "data/top.json",
         "index.html",
         "static/app.css",
         "static/fzstd.LICENSE",
@@ -203,6 +204,8 @@ def test_static_site_is_the_app_and_small_index_files(tmp_path, view_data, view_
     assert overview["mode"] == "static"
     # The store is read where it lies, relative to the site's folder.
     assert (site / overview["store_url"]).resolve() == view_store.resolve()
+    assert str(view_store.parent) not in (site / "data/overview.json").read_text()  # no local path is shared
+    assert overview["store"] == "store.zarr" and overview["aggregate"]["path"] == "store.aggregate"
     page = (site / "index.html").read_text()
     assert f'<meta name="vz-store" content="{overview["store_url"]}">' in page
     assert "Content-Security-Policy" in page and "connect-src &#x27;self&#x27;;" in page
@@ -212,6 +215,25 @@ def test_static_site_is_the_app_and_small_index_files(tmp_path, view_data, view_
         assert (ASSETS / name).read_text() in script
     with pytest.raises(FileExistsError):
         build_site(view_data, site)
+    # Its top-k is the aggregate's table: the ranking that streaming every map gives.
+    top = json.loads((site / "data/top.json").read_text())
+    assert overview["top"] > 0 and len(top) == 3 * len(METHODS) * 3
+    streamed = view_data.top("context_mass", "attention", 2, overview["top"])["rows"]
+    assert top["context_mass/attention/2"] == streamed
+    bare = tmp_path / "bare"  # no aggregate: no top-k in the site
+    build_site(ViewData(view_data.store), bare, limit=1)
+    assert not (bare / "data/top.json").exists()
+    assert json.loads((bare / "data/overview.json").read_text())["top"] == 0
+
+
+def test_the_vendored_decoder_is_the_packages_file_unchanged():
+    """`static/vendor/fzstd.js` is fzstd 0.1.1's `umd/index.js` as its README records it, with its licence."""
+    import hashlib
+
+    vendor = ASSETS / "vendor"
+    digest = hashlib.sha256((vendor / "fzstd.js").read_bytes()).hexdigest()
+    assert f"sha256 `{digest}`" in (vendor / "README.md").read_text()
+    assert "MIT License" in (vendor / "fzstd.LICENSE").read_text()
 
 
 def test_static_site_store_url(tmp_path, view_data):

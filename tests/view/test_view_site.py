@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 from jobs.view import ViewData, build_site
+from tests.harness.static_server import RangeHandler, serve_folder
 from tests.harness.synthetic_store import _write_done_part, init_root, write_random_store
-from tests.view.conftest import HOSTILE, RangeHandler, serve_folder
+from tests.view.conftest import HOSTILE
 from tests.view.test_view_browser import hover_values, open_example, ready
 from vzcore.store.layout import STATUS_SCORED
 from vzcore.store.location import Location
@@ -48,10 +49,16 @@ def test_site_shows_the_stores_numbers(page, site, view_data, view_store, shots)
     page.goto(f"{site}/#/examples")
     page.wait_for_selector("#examples tr >> nth=1")
     assert page.locator("#examples tr").count() == 5  # the table lists 4; any example opens
+    page.goto(f"{site}/#/examples?sample=top-k&top=self_mass&method=attention&layer=1&k=3")
+    page.wait_for_selector("#examples tr >> nth=1")  # the aggregate's top examples, carried by the site
+    assert "aggregate" in page.inner_text("#count")
+    ids = [int(t) for t in page.locator("#examples td a").all_inner_texts()]
+    assert ids == [r["example_id"] for r in view_data.top("self_mass", "attention", 1, 3)["rows"]]
+    open_example(page, site, 2)
+    assert view_data.example(2)["text"] in page.inner_text("#page")  # a listed example's text, from the table
     eid = 7
     result = store.example(eid)
     open_example(page, site, eid, "m=value_zeroing&l=2")
-    page.screenshot(path=str(shots / "static-example.png"), full_page=True)
     assert page.locator("#sentence .tok").all_inner_texts() == view_data.example(eid)["tokens"]
     m = result.scores["value_zeroing"][2]
     np.testing.assert_array_equal(hover_values(page, 2), m[2])  # float16 read as the server reads it
@@ -59,6 +66,7 @@ def test_site_shows_the_stores_numbers(page, site, view_data, view_store, shots)
     page.wait_for_function("() => location.hash.includes('hover=source')")
     page.wait_for_selector("#sentence .tok")
     np.testing.assert_array_equal(hover_values(page, 1), m[:, 1])
+    page.screenshot(path=str(shots / "static-example.png"), full_page=True)
     page.keyboard.press("ArrowLeft")  # another layer, read from the same chunk
     page.wait_for_function("() => document.getElementById('page').dataset.ready.endsWith(':1:token:layer')")
     np.testing.assert_array_equal(csv_values(page), result.scores["value_zeroing"][1])
@@ -83,7 +91,8 @@ def test_site_keeps_markup_as_text(page, site):
     assert ready(page) == "0:value_zeroing:2:token:layer"
     assert page.evaluate("window.__pwned") is None
     assert "<script>" in page.locator("#sentence .tok").all_inner_texts()
-    assert HOSTILE not in page.content().replace("&lt;", "<") or page.locator("#page script").count() == 0
+    assert HOSTILE in page.inner_text("#page")  # the text, from the site's table, shown as text
+    assert page.locator("#page script, #page img").count() == 0
 
 
 @pytest.fixture(scope="module")

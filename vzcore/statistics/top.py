@@ -18,6 +18,7 @@ import numpy as np
 __all__ = ["TOP_STATISTICS", "TopExamples"]
 
 TOP_STATISTICS = ("self_mass", "context_mass", "special_mass")  # the columns of `example_masses`
+PENDING_EXAMPLES = 1 << 16  # offers kept before they are ranked (a few MiB)
 
 
 @dataclass
@@ -33,30 +34,47 @@ class TopExamples:
     length: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
+        self._pending: list[tuple] = []  # offers not ranked yet: (method, ids, lengths, values)
+        self._pending_size = 0
         shape = (len(TOP_STATISTICS), self.num_methods, self.num_layers, self.k)
         self.value = np.full(shape, -np.inf)
         self.example_id = np.full(shape, -1, dtype=np.int64)
         self.length = np.zeros(shape, dtype=np.int64)
 
     def add(self, method: int, example_id: np.ndarray, length: np.ndarray, values: np.ndarray) -> None:
-        """Offer `E` examples of one method: `values` `[S, E, L]` (NaN: the example has no value there)."""
-        num_e = len(example_id)
-        if not num_e:
+        """Offer `E` examples of one method: `values` `[S, E, L]` (NaN: the example has no value there).
+
+        Offers are kept as they come and ranked a batch at a time (a part offers a group of
+        examples per length: ranking each would sort the kept `k` again every time)."""
+        if not len(example_id):
             return
-        value = np.moveaxis(np.where(np.isnan(values), -np.inf, values), 1, -1)  # `[S, L, E]`
-        ids = np.broadcast_to(np.asarray(example_id, dtype=np.int64), value.shape)
-        lengths = np.broadcast_to(np.asarray(length, dtype=np.int64), value.shape)
-        v, i, n = self._best(
-            np.concatenate([self.value[:, method], value], -1),
-            np.concatenate([self.example_id[:, method], ids], -1),
-            np.concatenate([self.length[:, method], lengths], -1),
-        )
-        self.value[:, method], self.example_id[:, method], self.length[:, method] = v, i, n
+        self._pending.append((method, np.asarray(example_id, dtype=np.int64), np.asarray(length), values))
+        self._pending_size += len(example_id)
+        if self._pending_size >= PENDING_EXAMPLES:
+            self.flush()
+
+    def flush(self) -> None:
+        """Rank the pending offers into the kept arrays, per method."""
+        pending, self._pending, self._pending_size = self._pending, [], 0
+        for method in sorted({m for m, *_ in pending}):
+            mine = [p for p in pending if p[0] == method]
+            value = np.concatenate([v for *_, v in mine], 1)  # `[S, E, L]`
+            value = np.moveaxis(np.where(np.isnan(value), -np.inf, value), 1, -1)  # `[S, L, E]`
+            ids = np.broadcast_to(np.concatenate([i for _, i, _, _ in mine]), value.shape)
+            lengths = np.broadcast_to(np.concatenate([n for _, _, n, _ in mine]).astype(np.int64), value.shape)
+            v, i, n = self._best(
+                np.concatenate([self.value[:, method], value], -1),
+                np.concatenate([self.example_id[:, method], ids], -1),
+                np.concatenate([self.length[:, method], lengths], -1),
+            )
+            self.value[:, method], self.example_id[:, method], self.length[:, method] = v, i, n
 
     def merge(self, other: TopExamples) -> TopExamples:
         """Keep the best of both (in place) and return self."""
         if (other.num_methods, other.num_layers, other.k) != (self.num_methods, self.num_layers, self.k):
             raise ValueError("cannot merge top examples of different shapes")
+        self.flush()
+        other.flush()
         self.value, self.example_id, self.length = self._best(
             np.concatenate([self.value, other.value], -1),
             np.concatenate([self.example_id, other.example_id], -1),
@@ -71,30 +89,18 @@ class TopExamples:
         pick = lambda a: np.take_along_axis(a, order, -1)  # noqa: E731
         return pick(value), pick(ids), pick(length)
 
-    def rows(self, methods: list[str], layers: list[int]) -> list[dict]:
-        """The kept examples as table rows: statistic, method, layer, rank (0: highest), example_id, value, length."""
-        out = []
-        for si, stat in enumerate(TOP_STATISTICS):
-            for mi, method in enumerate(methods):
-                for li, layer in enumerate(layers):
-                    kept = (self.example_id[si, mi, li] >= 0) & np.isfinite(self.value[si, mi, li])
-                    for rank, (eid, v, n) in enumerate(
-                        zip(
-                            self.example_id[si, mi, li][kept].tolist(),
-                            self.value[si, mi, li][kept].tolist(),
-                            self.length[si, mi, li][kept].tolist(),
-                            strict=True,
-                        )
-                    ):
-                        out.append(
-                            {
-                                "statistic": stat,
-                                "method": method,
-                                "layer": layer,
-                                "rank": rank,
-                                "example_id": eid,
-                                "value": v,
-                                "length": n,
-                            }
-                        )
-        return out
+    def columns(self, methods: list[str], layers: list[int]) -> dict[str, np.ndarray]:
+        """The kept examples as table columns: statistic, method, layer, rank (0: highest),
+        example_id, value, length; an example with no value is never kept."""
+        self.flush()
+        s_, m_, l_, r_ = (np.asarray(x) for x in np.indices(self.value.shape))
+        kept = (self.example_id >= 0) & np.isfinite(self.value)
+        return {
+            "statistic": np.asarray(TOP_STATISTICS, dtype=object)[s_[kept]],
+            "method": np.asarray(methods, dtype=object)[m_[kept]],
+            "layer": np.asarray(layers, dtype=np.int64)[l_[kept]],
+            "rank": r_[kept].astype(np.int64),
+            "example_id": self.example_id[kept],
+            "value": self.value[kept],
+            "length": self.length[kept],
+        }

@@ -24,7 +24,16 @@ async function getJSON(path) {
 }
 // A static site (`vz view --build`) reads examples and maps from the store itself (storesite.js).
 async function getExample(id, where = "") {
-  return OVERVIEW.mode === "static" && !where ? siteExample(id) : getJSON(`data/${where}example/${id}.json`);
+  if (OVERVIEW.mode === "static" && !where) {
+    // The store keeps texts in Parquet tables, which the page does not read: the site's examples
+    // table holds those of the examples it lists (the first characters of each).
+    STATIC_TABLE = STATIC_TABLE || getJSON("data/examples.json").catch(() => ({ rows: [] }));
+    const [ex, table] = await Promise.all([siteExample(id), STATIC_TABLE]);
+    return { ...ex, text: table.rows.find((r) => r.example_id === id)?.text ?? null };
+  }
+  const early = !where && EARLY_EXAMPLE && EARLY_EXAMPLE.id === id ? EARLY_EXAMPLE.fetch : null;
+  EARLY_EXAMPLE = null;  // used once: a later visit asks again
+  return early || getJSON(`data/${where}example/${id}.json`);
 }
 async function getMap(id, method, unit, mode, layer, where = "") {
   if (OVERVIEW.mode === "static" && !where) return siteMap(id, method, unit, mode, layer);
@@ -70,6 +79,17 @@ async function route() {
 // Asked for as soon as this script runs, not when the document is ready: every page needs it first.
 const OVERVIEW_FETCH = getJSON("data/overview.json");
 OVERVIEW_FETCH.catch(() => {});  // reported by the first route
+// A link to an example: its tokens are asked for now too, beside the overview (the live server reads
+// the example, with its first method's maps, while the app starts). A static site reads the store
+// itself (storesite.js starts its own reads).
+let EARLY_EXAMPLE = null, STATIC_TABLE = null, STATIC_TOP = null;
+if (!document.querySelector('meta[name="vz-store"]')) {
+  const linked = /^#\/example\/(\d+)/.exec(location.hash);
+  if (linked) {
+    EARLY_EXAMPLE = { id: Number(linked[1]), fetch: getJSON(`data/example/${linked[1]}.json`) };
+    EARLY_EXAMPLE.fetch.catch(() => {});  // reported by the page, which awaits it
+  }
+}
 window.addEventListener("hashchange", route);
 window.addEventListener("DOMContentLoaded", route);
 
@@ -149,9 +169,15 @@ async function examplesPage(q) {
   $("label", { text: "≤ " }, $("input", { name: "max_len", size: 4, value: q.get("max_len") || "" })),
   $("button", { text: "Filter" }));
   const kids = [$("h2", { text: "Examples" }), form];
-  if (!statics) kids.push(topForm(q));
+  if (!statics || OVERVIEW.top) kids.push(topForm(q, statics ? ["top-k"] : ["top-k", "deciles"]));
   let data;
-  if (q.get("top")) {
+  if (q.get("top") && statics) {  // the aggregate's top examples, as the site carries them
+    STATIC_TOP = STATIC_TOP || getJSON("data/top.json");
+    const rows = (await STATIC_TOP)[`${q.get("top")}/${q.get("method")}/${q.get("layer")}`];
+    if (!rows) throw new Error(`no top examples of ${q.get("top")}, ${q.get("method")}, layer ${q.get("layer")} in this site`);
+    const k = Math.min(Number(q.get("k") || 20), OVERVIEW.top);
+    data = { total: Math.min(k, rows.length), offset: 0, rows: rows.slice(0, k), source: "table" };
+  } else if (q.get("top")) {
     const ask = `statistic=${encodeURIComponent(q.get("top"))}&method=${encodeURIComponent(q.get("method"))}&layer=${q.get("layer")}`;
     data = await getJSON(q.get("sample") === "deciles" ? `data/deciles.json?${ask}` : `data/top.json?${ask}&k=${q.get("k") || 20}`);
     data = { total: data.rows.length, offset: 0, rows: data.rows, scanned: data.scanned, source: data.source, parts: data.parts };
@@ -169,8 +195,9 @@ async function examplesPage(q) {
     : $("td", { class: typeof r[c] === "number" ? "num" : "", text: r[c] === null ? "" : typeof r[c] === "number" && !Number.isInteger(r[c]) ? r[c].toFixed(4) : String(r[c]) }))));
   const offset = Number(q.get("offset") || 0), limit = 50;
   const pager = (delta, text) => $("button", { text, onclick: () => { const n = new URLSearchParams(q); n.set("offset", Math.max(0, offset + delta)); go(["examples"], n); } });
+  if (statics) kids.push($("p", { class: "muted", text: "A static site lists these examples; any example of the store opens at #/example/ID." }));
   const counted = data.scanned !== undefined ? `${data.total} examples drawn from the deciles of the first ${data.scanned} scored`
-    : data.source === "table" ? `the ${data.total} highest, from the aggregate's per-example table (no map read)`
+    : data.source === "table" ? `the ${data.total} highest, from the aggregate's per-example table (top_examples.parquet: no map read)`
     : data.source ? `the ${data.total} highest, streamed: every map of ${q.get("method")} at layer ${q.get("layer")} read, in ${data.parts} parts (no per-example table holds ${q.get("top")})`
     : `${data.total} examples`;
   kids.push($("p", { class: "muted", id: "count", text: counted }), $("table", { id: "examples" }, head, ...rows));
@@ -190,7 +217,7 @@ function filterLocally(all, q) {
   return { total: rows.length, offset, rows: rows.slice(offset, offset + 50) };
 }
 
-function topForm(q) {
+function topForm(q, samples) {
   const o = OVERVIEW;
   const sel = (name, values, value) => $("select", { name, id: `top-${name}` }, ...values.map((v) => { const op = $("option", { value: v, text: v }); if (String(v) === String(value)) op.selected = true; return op; }));
   const form = $("form", { class: "controls", id: "top", onsubmit: (e) => {
@@ -198,7 +225,7 @@ function topForm(q) {
     const n = new URLSearchParams();
     for (const el of form.elements) if (el.name) n.set(el.name, el.value);
     go(["examples"], n);
-  } }, sel("sample", ["top-k", "deciles"], q.get("sample") || "top-k"), $("span", { text: "examples by" }),
+  } }, sel("sample", samples, q.get("sample") || "top-k"), $("span", { text: "examples by" }),
   sel("top", ["self_mass", "context_mass", "special_mass"], q.get("top")),
   sel("method", o.methods, q.get("method")), $("span", { text: "layer" }), sel("layer", o.layers, q.get("layer")),
   $("label", { text: "k " }, $("input", { name: "k", size: 3, value: q.get("k") || 20 })), $("button", { text: "Rank" }));

@@ -51,9 +51,11 @@ const PART_ARRAYS = ["status", "token_offset", "value_offset", "truncated", "tok
 
 async function siteExample(id) {
   const row = await siteRow(id), s = await siteOpen(SITE_URL), [a, b] = row.tokens;
-  // Decoding the tokens' chunks takes the thread a while: let a map waiting on the same row ask
-  // for its chunk first, so that its bytes travel meanwhile.
-  await new Promise((go) => setTimeout(go, 0));
+  // Decoding the tokens' chunks holds the thread a while: a map of this example asks for its
+  // chunk first (once its shard index is in), so that its bytes travel meanwhile.
+  const asking = mapIndex.get(id);
+  const asked = asking ? asking.then(() => new Promise((go) => setTimeout(go, 0))) : Promise.resolve();
+  await Promise.race([asked, new Promise((go) => setTimeout(go, 150))]);
   const [pieces, ids, wordIds] = await Promise.all(["tokens", "token_ids", "word_ids"].map((x) => zarrRead(`${row.part}/${x}`, a, b)));
   const special = new Set(s.attrs.special_token_ids);
   const units = wordUnits(wordIds), scheme = guessScheme(pieces);
@@ -82,8 +84,11 @@ function siteMap(id, method, unit, mode, layer) {
 }
 const siteMaps = new Map();
 
+const mapIndex = new Map();  // example id -> its latest map's array metadata and shard index, read
 async function readMap(id, method, unit, mode, layer) {
-  zarrPrefetch(`${(await sitePart(id)).part}/scores/${method}`, 1, 1 << 13);  // its metadata and shard index, while the row is read
+  const url = `${(await sitePart(id)).part}/scores/${method}`;
+  zarrPrefetch(url, 1, 1 << 13);  // its metadata and shard index, while the row is read
+  mapIndex.set(id, zarrArray(url).then((a) => (a.shard ? shardIndex(a, a.key(0)) : null)).catch(() => null));
   const row = await siteRow(id), s = await siteOpen(SITE_URL);
   const m = s.attrs.methods.indexOf(method), li = s.attrs.layers.indexOf(layer);
   if (m < 0 || li < 0) throw new Error(`no method ${method} or layer ${layer} in the store`);

@@ -23,11 +23,25 @@ function remember(map, key, make, keep = ZARR_LRU) {
 // Bytes of `url`: all of it, or [start, end), or its last `-start` bytes (end null). Resolves to
 // { bytes, whole }: `whole` when the server sent the whole object (it ignored Range).
 async function zarrFetch(url, start = null, end = null) {
-  const headers = start === null ? {} : { Range: start < 0 ? `bytes=${start}` : `bytes=${start}-${end - 1}` };
-  const r = await fetch(url, { headers });
+  const r = await rangeFetch(url, start === null ? null : start < 0 ? `bytes=${start}` : `bytes=${start}-${end - 1}`);
   if (r.status === 404) return null;
   if (!r.ok) throw new Error(`${url}: HTTP ${r.status}`);
   return { bytes: new Uint8Array(await r.arrayBuffer()), whole: r.status !== 206 };
+}
+
+// `fetch(url)` with a Range header (`range`: null for none). A store on another origin that does
+// not allow the Range header (a CORS rule without `AllowedHeaders: Range`) fails such requests as
+// a network error: the object is then asked for whole, this time and from then on (slower, right).
+let rangeRefused = false;
+async function rangeFetch(url, range) {
+  if (range === null || rangeRefused) return fetch(url);
+  try {
+    return await fetch(url, { headers: { Range: range } });
+  } catch (err) {
+    if (new URL(url, location.href).origin === location.origin) throw err;
+    rangeRefused = true;
+    return fetch(url);
+  }
 }
 
 // The last `size` bytes (Infinity: all) of the object at `url`, asked for with its array's
@@ -36,7 +50,7 @@ async function zarrFetch(url, start = null, end = null) {
 // NaN if not said), or null.
 function zarrTail(url, size) {
   return remember(zarrCache.tail, url, async () => {
-    const r = await fetch(url, size === Infinity ? {} : { headers: { Range: `bytes=-${size}` } });
+    const r = await rangeFetch(url, size === Infinity ? null : `bytes=-${size}`);
     if (r.status === 404) return null;
     if (!r.ok) throw new Error(`${url}: HTTP ${r.status}`);
     const bytes = new Uint8Array(await r.arrayBuffer());
