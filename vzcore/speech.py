@@ -141,5 +141,7 @@ def synthesise(
     audio = resample(Audio(wave, own_rate), rate)
     pad = np.zeros(int(lead * rate), np.float32)
     audio = Audio(np.concatenate([pad, audio.samples, pad]), rate)
-    seconds = tuple((lead + int(a) / own_rate, lead + int(b) / own_rate) for a, b in times)
-    return SyntheticSpeech(audio, units, seconds)
+    seconds = [(lead + int(a) / own_rate, lead + int(b) / own_rate) for a, b in times]
+    # espeak-ng reports a word event for some closing punctuation ("letter." gives one for "."): no word
+    spoken = [k for k, u in enumerate(units) if any(c.isalnum() for c in u)]
+    return SyntheticSpeech(audio, tuple(units[k] for k in spoken), tuple(seconds[k] for k in spoken))

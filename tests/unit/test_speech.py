@@ -31,6 +31,11 @@ def test_words_come_back_in_order_with_spans_that_hold_the_speech():
     assert energy[~inside].sum() < 0.01 * energy.sum()  # the spans hold (nearly) all of the sound
 
 
+def test_closing_punctuation_is_no_word():
+    # espeak-ng reports a word event for this sentence's full stop
+    assert synthesise("Please write a long letter.").words == ("Please", "write", "a", "long", "letter")
+
+
 def test_longer_words_take_longer():
     speech = synthesise("a cat extraordinarily")
     lengths = [b - a for a, b in speech.times]

@@ -41,3 +41,16 @@ def test_chance_is_each_words_share_of_the_frames():
     assert predicting_rows([3, 4]) == [2, 3]
     with pytest.raises(ValueError):
         predicting_rows([0])
+
+
+def test_the_homophone_set_is_balanced_and_each_word_is_found_once():
+    from vzcore.evaluation.homophones import HOMOPHONES, unit_of
+
+    spellings = {item.homophone for item in HOMOPHONES}
+    assert len(HOMOPHONES) == 16 and all(item.other in spellings for item in HOMOPHONES)  # both spellings
+    for item in HOMOPHONES:
+        words = item.sentence.rstrip(".").split()
+        assert unit_of(words, item.homophone) != unit_of(words, item.cue)
+    assert unit_of(("a", "sun", "in the", "sky"), "the") == 2
+    with pytest.raises(ValueError, match="in 0 of the units"):
+        unit_of(("a", "sun"), "moon")
