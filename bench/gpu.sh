@@ -36,10 +36,10 @@ SUMMARY="$OUT_DIR/summary.txt"
 if ((DRY)); then
   DEVICE=cpu
   FAMILIES=(tests/families/test_conformance.py -k "bert and not deberta")
-  CORE=(--lengths 16 --runs 1 --long 32 --no-costs)
+  CORE=(--lengths 8 --runs 1 --long 0 --no-costs)
   CORE_GEMMA=("${CORE[@]}")
   JOB=(--limit 24 --part-size 4 --batch-size 4 --max-length 16 --repeats 1 --threads 2)
-  LIMITS=(300 240 240 240 300 300)  # seconds: job tests, family tests, MiniLM, SmolLM2, Gemma 3, job bench
+  LIMITS=(300 400 300 400 400 400)  # seconds: job tests, family tests, MiniLM, SmolLM2, Gemma 3, job bench
 else
   DEVICE=cuda
   FAMILIES=(tests/families -m "not slow")
@@ -54,8 +54,8 @@ fi
 step() {  # step NAME LIMIT_SECONDS COMMAND...: run it with its output in $OUT_DIR, note how it ended
   local name=$1 limit=$2
   shift 2
-  local log="$OUT_DIR/$name.txt" t0=$SECONDS
-  echo "== $name: $*" | tee "$log"
+  local log="$OUT_DIR/$name.txt" t0=$SECONDS cmd="$*"
+  echo "== $name: ${cmd:0:200}" | tee "$log"
   timeout --kill-after=10 "$limit" "$@" >>"$log" 2>&1
   local rc=$?
   local how="exit $rc"
@@ -76,7 +76,7 @@ for name in ("transformers", "zarr", "ray", "gguf", "typer", "pyarrow", "gt_all_
         missing.append(f"{name} ({type(err).__name__})")
 print("missing:", ", ".join(missing) or "nothing")
 '
-grep -h "^device\|^missing" "$OUT_DIR/00-environment.txt" >>"$SUMMARY"
+grep -h "^device \|^missing: " "$OUT_DIR/00-environment.txt" >>"$SUMMARY"
 if ((!DRY)) && grep -q "^device no GPU" "$OUT_DIR/00-environment.txt"; then
   echo "torch sees no CUDA GPU: run bench/gpu.sh --dry to check the script on CPUs" | tee -a "$SUMMARY"
   exit 1
