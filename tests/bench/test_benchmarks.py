@@ -41,3 +41,9 @@ def test_job_benchmark_compares_one_and_two_actors_with_in_process():
 def test_aggregate_benchmark_compares_the_aggregator_with_a_numpy_pass():
     out = _run("bench.aggregate", "--workers", "1")
     assert "MB/s" in out
+
+
+def test_sparse_benchmark_compares_dense_and_top_k_bytes_and_statistics():
+    out = _run("bench.sparse")
+    assert "| 64 | MiniLM" in out and "| 2048 | synthetic" in out and "| agreement (Spearman) |" in out
+    assert "| NO |" not in out  # every mass statistic within its bound
