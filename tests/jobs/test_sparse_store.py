@@ -263,3 +263,20 @@ def test_a_method_added_to_a_top_k_part_keeps_the_first_ones(tmp_path):
             assert np.isnan(x[:, [0, 2, 4]]).all() and ((x[:, [1, 3]] != 0).sum(-1) == 2).all()
             kept = x[:, [1, 3]] != 0
             np.testing.assert_array_equal(x[:, [1, 3]][kept], m[name][:, [1, 3]][kept])
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_a_dense_targeted_store_holds_its_rows_whole_and_nan_elsewhere(tmp_path, causal):
+    rng = np.random.default_rng(6)
+    maps = [random_maps(rng, 2, n, causal) for n in (4, 9, 1)]
+    rows = [[0, 3], [8], [0]]
+    outs = [outcome(i, {"value_zeroing": m}, r) for i, (m, r) in enumerate(zip(maps, rows, strict=True))]
+    store = make_store(tmp_path / "t.zarr", outs, causal=causal, layers=2, targets={"kind": "mask"})
+    for i, (m, r) in enumerate(zip(maps, rows, strict=True)):
+        got = store.example(i)
+        x = got.scores["value_zeroing"]
+        np.testing.assert_array_equal(x[:, r], m[:, r])  # above the diagonal: 0 in both
+        others = [k for k in range(m.shape[-1]) if k not in r]
+        assert np.isnan(x[:, others]).all() and got.scored_rows.tolist() == [k in r for k in range(m.shape[-1])]
+        np.testing.assert_allclose(got.kept_mass["value_zeroing"][:, r], m[:, r].sum(-1), rtol=1e-6)
+    assert verify_store(str(tmp_path / "t.zarr")) == []
