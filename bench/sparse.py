@@ -97,10 +97,10 @@ def masses(maps: list[dict[str, np.ndarray]], method: str) -> np.ndarray:
     return np.concatenate(out)
 
 
-def size_rows(handle, quick: bool, lines: list[str], tmp: Path) -> list[str]:
+def size_rows(handle, quick: bool, counts: tuple[int, int, int], lines: list[str], tmp: Path) -> list[str]:
     rng = np.random.default_rng(0)
-    plan = [(64, 2 if quick else 16, "MiniLM", None), (512, 1 if quick else 4, "MiniLM", [5] if quick else None)]
-    plan.append((2048, 1 if quick else 4, "synthetic", None))
+    plan = [(64, counts[0], "MiniLM", None), (512, counts[1], "MiniLM", [5] if quick else None)]
+    plan.append((2048, counts[2], "synthetic", None))
     rows = []
     for n, count, source, layers in plan:
         if source == "MiniLM":
@@ -167,8 +167,11 @@ def aggregate_rows(handle, count: int, lines: list[str], tmp: Path) -> list[str]
     return out
 
 
-def main(quick: bool = typer.Option(False, help="a small run of every code path"),
-         lines: int = typer.Option(100, help="chatterbot lines aggregated dense and top-k")) -> None:  # fmt: skip
+def main(
+    quick: bool = typer.Option(False, help="a small run of every code path (one layer at n = 512)"),
+    lines: int = typer.Option(100, help="chatterbot lines aggregated dense and top-k"),
+    examples: str = typer.Option("16,2,2", help="examples at n = 64, 512, 2048"),
+) -> None:
     import torch
 
     import vzcore
@@ -179,12 +182,13 @@ def main(quick: bool = typer.Option(False, help="a small run of every code path"
     corpus = chatterbot_lines()
     handle = vzcore.load_model("minilm")
     count = 12 if quick else lines
+    counts = (2, 1, 1) if quick else tuple(int(x) for x in examples.split(","))
     with tempfile.TemporaryDirectory() as tmp:
         print("# bytes of maps per example, dense vs top-8 >= 0.005 (float16, zstd), and the kept mass per row")
         print("kept mass per row: mean / 5th percentile / share of rows keeping >= 0.95")
         print("| n | maps from | dense KiB | top-k KiB | dense / top-k | kept: value_zeroing | kept: attention |")
         print("|---|---|---|---|---|---|---|")
-        for row in size_rows(handle, quick, corpus, Path(tmp)):
+        for row in size_rows(handle, quick, counts, corpus, Path(tmp)):  # type: ignore[arg-type]
             print(row, flush=True)
         print(f"\n# aggregate of {count} chatterbot lines on MiniLM: top-k store minus dense store (all lengths)")
         rows = aggregate_rows(handle, count, corpus, Path(tmp))
@@ -194,7 +198,10 @@ def main(quick: bool = typer.Option(False, help="a small run of every code path"
         )
         print("|---|---|---|---|")
         print("\n".join(rows[1:]))
-    print(f"\nseconds: {time.perf_counter() - t0:.0f} (torch threads 2; the machine's 2 cores are shared)")
+    import os
+
+    load = os.getloadavg()[0]
+    print(f"\nseconds: {time.perf_counter() - t0:.0f} (torch threads 2; 2 cores shared, load average {load:.1f})")
 
 
 if __name__ == "__main__":
