@@ -54,7 +54,7 @@ def test_top_k_job_equals_the_dense_job_where_kept_and_zero_elsewhere(tmp_path, 
             np.testing.assert_allclose(got.kept_mass[m], expect.sum(-1), atol=1e-5)
     assert verify_store(cfg.out) == []
     summary = aggregate(cfg.out, tmp_path / "agg", log=lambda *a: None)
-    assert summary["examples"]["scored"] == len(want)
+    assert summary["examples"]["scored"] == len(want) and summary["store_form"]["k"] == 3
     top = top_examples(store, "self_mass", "value_zeroing", 0, k=2)
     assert len(top) == 2
     show_example(store, 0, None, None, True).savefig(tmp_path / "show.png")
