@@ -207,6 +207,10 @@ def aggregate(
         "methods": store.methods,
         "layers": store.layers,
         "causal": store.causal,
+        # Layout v4: top-k masses are lower bounds, targeted statistics cover the stored rows only
+        # (docs/reading-and-aggregating.md); None for a dense store of every row.
+        "store_form": store.info.store_form,
+        "targets": store.info.targets,
         "parts_used": [k for k in parts if k not in run.lost],
         "parts_skipped": skipped,
         "complete": not skipped,

@@ -50,3 +50,9 @@ def test_seq2seq_benchmark_compares_every_family_and_site_with_the_reference():
         for site in ("encoder", "decoder", "cross"):
             row = next(line for line in out.splitlines() if line.startswith(f"| {family} | {site} |"))
             assert float(row.split("|")[-2]) < 1e-5, row  # the fast path's maps equal the reference's
+
+
+def test_sparse_benchmark_compares_dense_and_top_k_bytes_and_statistics():
+    out = _run("bench.sparse")
+    assert "| 64 | MiniLM" in out and "| 2048 | synthetic" in out and "| agreement (Spearman) |" in out
+    assert "| NO |" not in out  # every mass statistic within its bound

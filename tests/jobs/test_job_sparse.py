@@ -54,7 +54,7 @@ def test_top_k_job_equals_the_dense_job_where_kept_and_zero_elsewhere(tmp_path, 
             np.testing.assert_allclose(got.kept_mass[m], expect.sum(-1), atol=1e-5)
     assert verify_store(cfg.out) == []
     summary = aggregate(cfg.out, tmp_path / "agg", log=lambda *a: None)
-    assert summary["examples"]["scored"] == len(want)
+    assert summary["examples"]["scored"] == len(want) and summary["store_form"]["k"] == 3
     top = top_examples(store, "self_mass", "value_zeroing", 0, k=2)
     assert len(top) == 2
     show_example(store, 0, None, None, True).savefig(tmp_path / "show.png")
@@ -128,3 +128,17 @@ def test_targets_from_a_dataset_column(tmp_path, tiny_model_dir):
     assert examples.loc[3, "status"] == "skipped" and "outside the example's" in examples.loc[3, "reason"]
     with pytest.raises(JobError, match="no such column"):
         run_job(cfg.replace(out=str(tmp_path / "x.zarr"), targets="column=nope"))
+
+
+def test_cli_says_what_auto_stores_and_refuses_a_bad_form(tmp_path, tiny_model_dir, texts_jsonl):
+    from typer.testing import CliRunner
+
+    from jobs.cli import app
+
+    args = ["score", "--out", str(tmp_path / "x.zarr"), "--model", tiny_model_dir, "--dataset", texts_jsonl]
+    res = CliRunner().invoke(app, [*args, "--dry-run", "--limit", "5", "--store", "auto", "--targets", "last"])
+    assert res.exit_code == 0, res.output
+    assert "--store auto: 0 of the 5 newly planned examples are longer than 1024 tokens" in res.output
+    assert "--targets last: only those rows" in res.output
+    res = CliRunner().invoke(app, [*args, "--store", "top-k=8,keep=3"])
+    assert res.exit_code == 2 and "--store 'top-k=8,keep=3'" in res.output

@@ -242,3 +242,41 @@ def test_parse_store_form():
     for bad in ("sparse", "top-k=0", "top-k=8,cutoff=1", "top-k=x", "top-k=4,threshold=-1"):
         with pytest.raises(ValueError):
             parse_store_form(bad)
+
+
+def test_a_method_added_to_a_top_k_part_keeps_the_first_ones(tmp_path):
+    rng = np.random.default_rng(5)
+    maps = [{m: random_maps(rng, 2, n, True) for m in METHODS} for n in (5, 7)]
+    form = StoreForm("top-k", 2, 0.0)
+    path = tmp_path / "add.zarr"
+    first = [outcome(i, {"value_zeroing": m["value_zeroing"]}, [1, 3]) for i, m in enumerate(maps)]
+    store = make_store(path, first, causal=True, layers=2, form=form, targets={"kind": "column", "column": "p"})
+    both = [outcome(i, m, [1, 3]) for i, m in enumerate(maps)]
+    write_part(Location(str(path)), 0, both, ["attention"], causal=True, num_maps=2, start=0, stop=2, form=form,
+               targeted=True, store_dtype="float32")  # fmt: skip
+    assert "maps stored: top-2 sources per row at or above 0; rows: column=p" in store.describe()
+    part = vzcore.open_store(path).part_reader(0)
+    got = dict(part.iter_results(["value_zeroing", "attention"]).__next__())
+    for i, m in enumerate(maps):
+        for name in METHODS:
+            x = got[i].scores[name]
+            assert np.isnan(x[:, [0, 2, 4]]).all() and ((x[:, [1, 3]] != 0).sum(-1) == 2).all()
+            kept = x[:, [1, 3]] != 0
+            np.testing.assert_array_equal(x[:, [1, 3]][kept], m[name][:, [1, 3]][kept])
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_a_dense_targeted_store_holds_its_rows_whole_and_nan_elsewhere(tmp_path, causal):
+    rng = np.random.default_rng(6)
+    maps = [random_maps(rng, 2, n, causal) for n in (4, 9, 1)]
+    rows = [[0, 3], [8], [0]]
+    outs = [outcome(i, {"value_zeroing": m}, r) for i, (m, r) in enumerate(zip(maps, rows, strict=True))]
+    store = make_store(tmp_path / "t.zarr", outs, causal=causal, layers=2, targets={"kind": "mask"})
+    for i, (m, r) in enumerate(zip(maps, rows, strict=True)):
+        got = store.example(i)
+        x = got.scores["value_zeroing"]
+        np.testing.assert_array_equal(x[:, r], m[:, r])  # above the diagonal: 0 in both
+        others = [k for k in range(m.shape[-1]) if k not in r]
+        assert np.isnan(x[:, others]).all() and got.scored_rows.tolist() == [k in r for k in range(m.shape[-1])]
+        np.testing.assert_allclose(got.kept_mass["value_zeroing"][:, r], m[:, r].sum(-1), rtol=1e-6)
+    assert verify_store(str(tmp_path / "t.zarr")) == []

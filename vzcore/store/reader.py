@@ -87,6 +87,10 @@ class Store:
             f"  methods: {', '.join(self.methods)}; layers: {self.layers} of {self.model_num_layers}",
             f"  examples planned: {self.num_examples} in {len(self.parts)} parts; done for all methods: {len(done)}",
         ]
+        if self.info.reduced:  # layout v4: say what is stored of each map
+            targets = self.info.targets or {"kind": "all"}
+            rows = targets["kind"] + (f"={targets['column']}" if targets.get("column") else "")
+            lines.append(f"  maps stored: {self.info.form.describe()}; rows: {rows}")
         unusable = [
             (p, p.problem or f"done only for {', '.join(p.complete)}")
             for p in self.parts

@@ -44,10 +44,11 @@ class PartRows:
                 )
             if len(self.form) != m or len(self.row_offset) != m + 1 or self.row_offset[-1] != len(self.rows):
                 raise StoreError(f"part {reader.part}: its form and row arrays do not match its {m} examples")
-        else:
+        else:  # every row, dense: nothing to read, and nothing per example to build (v3 reads stay as fast)
             self.form = np.zeros(m, dtype=np.int8)
-            self.row_offset = np.concatenate([[0], np.cumsum(self.length)]).astype(np.int64)
-            self.rows = np.concatenate([np.arange(n) for n in self.length] or [np.zeros(0, np.int64)])
+            self.top_k_row_offset = np.zeros(m + 1, dtype=np.int64)
+            self.dense_offset = np.asarray(reader.value_offset, dtype=np.int64)
+            return
         num_maps = reader.info.num_maps
         top_k_rows = np.where(self.form == FORM_TOP_K, num_maps * np.diff(self.row_offset), 0)
         self.top_k_row_offset = np.concatenate([[0], np.cumsum(top_k_rows)]).astype(np.int64)  # into count, mass
@@ -56,6 +57,8 @@ class PartRows:
 
     def held(self, k: int) -> np.ndarray:
         """Return the rows example `k` holds, ascending."""
+        if not self.reduced:
+            return np.arange(self.length[k])
         return self.rows[self.row_offset[k] : self.row_offset[k + 1]]
 
 
