@@ -10,6 +10,7 @@ pytest.importorskip("zarr")
 from jobs.aggregate.driver import PartJob, aggregate_part
 from tests.harness.synthetic_store import init_root, random_maps
 from vzcore.statistics import PartialStats, StatsSpec, is_punctuation
+from vzcore.store.completion import rebuild_index
 from vzcore.store.layout import STATUS_NAMES
 from vzcore.store.reader import open_part, open_store
 from vzcore.store.writer import ExampleOutcome, write_part
@@ -61,6 +62,7 @@ def _store(path, causal: bool, dtype: str, negative: bool = False) -> None:
             stop=p["stop"],
             store_dtype=dtype,
         )
+    rebuild_index(str(path))  # the parts count as done (without it the tests below would read no part)
 
 
 def _per_example(job: PartJob) -> PartialStats:
@@ -79,15 +81,32 @@ def _per_example(job: PartJob) -> PartialStats:
     return stats
 
 
+@pytest.fixture(params=["compiled", "compiled-sorting", "numpy"])
+def implementation(request, monkeypatch):
+    """Each way `add_block` can run: the numba kernel (ranks by counting, or by sorting as for rows longer
+    than `COUNT_MAX`) and the NumPy path used without numba."""
+    import vzcore.statistics.block as block
+
+    if request.param == "numpy":
+        monkeypatch.setattr(block, "block_kernel", lambda: None)
+    else:
+        pytest.importorskip("numba")
+        assert block.block_kernel() is not None
+    if request.param == "compiled-sorting":
+        monkeypatch.setattr(block, "COUNT_MAX", 0)
+    return request.param
+
+
 @pytest.mark.parametrize(
     "causal,dtype,negative",
     [(False, "float16", False), (True, "float16", False), (False, "float32", False), (True, "float16", True)],
 )
-def test_block_statistics_equal_per_example_reference(tmp_path, causal, dtype, negative):
+def test_block_statistics_equal_per_example_reference(tmp_path, causal, dtype, negative, implementation):
     path = tmp_path / "s.zarr"
     _store(path, causal, dtype, negative)
     store = open_store(path)
     spec = StatsSpec(METHODS, 3, causal, bucket_edges=(1, 4, 8), max_offset=2)
+    assert store.done_parts() == [0, 1]
     for part in store.done_parts():
         job = PartJob(store.location, store.info, part, spec)
         got, want = aggregate_part(None, job), _per_example(job)
@@ -101,7 +120,7 @@ def test_block_statistics_equal_per_example_reference(tmp_path, causal, dtype, n
         assert want.sums["agree_count"].sum() > 0 and want.sums["single_rows"].sum() > 0
 
 
-def test_small_blocks_equal_one_block(tmp_path):
+def test_small_blocks_equal_one_block(tmp_path, implementation):
     """A part read in many blocks (down to one example each) sums to the same as in one block."""
     path = tmp_path / "s.zarr"
     _store(path, True, "float16")

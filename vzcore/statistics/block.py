@@ -21,7 +21,8 @@ from functools import cache
 import numpy as np
 
 from vzcore.maps import valid_entries
-from vzcore.statistics.partial import PartialStats, _centred_ranks
+from vzcore.statistics.kernel import COUNT_MAX, block_kernel, float16_tables
+from vzcore.statistics.partial import ROW_SUMS, PartialStats, _centred_ranks
 from vzcore.statistics.rows import counted_rows, row_masses, scored_rows
 from vzcore.store.layout import packed_positions
 
@@ -53,6 +54,71 @@ def add_block(stats: PartialStats, block: ExampleBlock, type_tokens: dict[int, s
             stats.type_tokens[tid] = type_tokens[tid]
     # Per-token sums of the block, `[4, M, L, U_block]`, added to the partial's columns at the end.
     types = np.zeros((4, len(methods), num_layers, len(uniq)))
+    kernel = block_kernel()
+    dtype = block.values[methods[0]][0].dtype
+    if kernel is not None and dtype in (np.float16, np.float32):
+        _add_compiled(kernel, stats, block, inv, types, COUNT_MAX)
+    else:
+        _add_groups(stats, block, inv, types)
+    stats.type_sums[..., np.searchsorted(stats.type_ids, uniq)] += types
+
+
+def _add_compiled(
+    kernel, stats: PartialStats, block: ExampleBlock, inv: np.ndarray, types: np.ndarray, count_max: int
+) -> None:
+    """Add the block in one call of the compiled kernel (`vzcore.statistics.kernel`), reading the values as stored."""
+    spec, sums = stats.spec, stats.sums
+    methods = spec.methods
+    dtype = block.values[methods[0]][0].dtype
+    sizes = np.asarray([len(v) for v in block.values[methods[0]]], dtype=np.int64)
+    half = np.uint16 if dtype == np.float16 else np.uint32
+    bits = np.empty((len(methods), int(sizes.sum())), dtype=half)  # `[M, V]`: one copy, no widening
+    for mi, m in enumerate(methods):
+        np.concatenate([v.view(half) for v in block.values[m]], out=bits[mi])
+    values, xlogx = float16_tables()
+    length = np.asarray(block.length, dtype=np.int64)
+    bucket = np.searchsorted(spec.bucket_edges, length, side="right") - 1
+    np.add.at(sums["examples"], bucket, 1)
+    np.add.at(sums["tokens"], bucket, length)
+    rs = np.stack([sums[name] for name in ROW_SUMS])  # `[9, M, B, L]`
+    sign = np.uint64(1 << (8 * np.dtype(half).itemsize - 1))
+    key = np.int16 if half is np.uint16 else np.int32  # wide enough for a value's sign and magnitude
+    n_max = int(length.max())
+    kernel(
+        bits,
+        bits.view(np.float32) if half is np.uint32 else np.zeros((1, 1), np.float32),
+        values,
+        xlogx,
+        half is np.uint16,
+        sign,
+        length,
+        np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64),
+        np.concatenate([[0], np.cumsum(length)[:-1]]).astype(np.int64),
+        bucket.astype(np.int64),
+        inv.astype(np.int64),
+        np.concatenate(block.special).astype(np.float64),
+        np.concatenate(block.punct).astype(np.float64),
+        spec.causal,
+        spec.num_layers,
+        spec.max_offset,
+        np.asarray([(methods.index(a), methods.index(c)) for a, c in spec.pairs], dtype=np.int64).reshape(-1, 2),
+        rs,
+        sums["offset_mass"],
+        sums["offset_count"],
+        sums["agree_sum"],
+        sums["agree_count"],
+        types,
+        np.empty(n_max, dtype=key),
+        np.empty(n_max, dtype=key),
+        count_max,
+    )
+    for k, name in enumerate(ROW_SUMS):
+        sums[name][...] = rs[k]
+
+
+def _add_groups(stats: PartialStats, block: ExampleBlock, inv: np.ndarray, types: np.ndarray) -> None:
+    """Add the block with NumPy, examples of one length at a time (without numba, or for other dtypes)."""
+    methods = stats.spec.methods
     starts = np.concatenate([[0], np.cumsum(block.length)])
     for n in np.unique(block.length).tolist():
         members = np.flatnonzero(block.length == n)
@@ -61,7 +127,6 @@ def add_block(stats: PartialStats, block: ExampleBlock, type_tokens: dict[int, s
         special = np.stack([block.special[e] for e in members])
         punct = np.stack([block.punct[e] for e in members])
         _add_group(stats, types, n, group, cols, special, punct)
-    stats.type_sums[..., np.searchsorted(stats.type_ids, uniq)] += types
 
 
 def _add_group(stats: PartialStats, types, n: int, group, cols, special, punct) -> None:
