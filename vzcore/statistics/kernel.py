@@ -109,23 +109,32 @@ def _block_sums(
                     t = 0.0
                     sp = 0.0
                     pu = 0.0
-                    nan = False
-                    for j in range(k):
-                        code = np.uint64(bits[m, row + j])
-                        if use_table:
+                    if use_table:
+                        for j in range(k):
+                            code = bits[m, row + j]
                             v = value_table[code]
+                            x[m, j] = v
+                            s += v
+                            pos += max(v, 0.0)
                             t += xlogx_table[code]
-                        else:
+                            sp += v * special[t0 + j]
+                            pu += v * punct[t0 + j]
+                    else:
+                        for j in range(k):
                             v = np.float64(f32[m, row + j])
-                            if v > 0:
-                                t += v * math.log(v)
-                        nan |= v != v
-                        x[m, j] = v
-                        s += v
-                        pos += max(v, 0.0)
-                        sp += v * special[t0 + j]
-                        pu += v * punct[t0 + j]
-                        if ranked:  # a signed int that orders as the values (-0.0 and +0.0 are both 0)
+                            x[m, j] = v
+                            s += v
+                            pos += max(v, 0.0)
+                            t += v * math.log(v) if v > 0 else 0.0
+                            sp += v * special[t0 + j]
+                            pu += v * punct[t0 + j]
+                    nan = False
+                    if s != s:  # a NaN entry (an unscored row), or +inf and -inf
+                        for j in range(k):
+                            nan |= x[m, j] != x[m, j]
+                    if ranked and not nan:  # signed ints that order as the values (-0.0 and +0.0 are both 0)
+                        for j in range(k):
+                            code = np.uint64(bits[m, row + j])
                             kv[j] = np.int64(code) if code < sign else -np.int64(code - sign)
                     scored[m] = not nan
                     if nan:  # an unscored row: left out of everything
