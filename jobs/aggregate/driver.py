@@ -43,6 +43,7 @@ class AggregateConfig:
     max_offset: int = 16  # relative positions |j - i| profiled one by one; beyond fall in overflow bins
     near_max: int = 5  # "near" context is 2 <= |j - i| <= near_max, "far" is beyond
     top_types: int = 200  # token types (most frequent) kept in token_types.parquet
+    agreement_every: int = 1  # agreement from every row (exact), or every N-th row (`StatsSpec.agreement_every`)
     plots: bool = True
 
 
@@ -171,7 +172,12 @@ def aggregate(
         log(f"partial store: aggregating {len(parts)} of {len(store.parts)} parts (the finished ones).")
         log(store.describe())
     spec = StatsSpec(
-        tuple(store.methods), len(store.layers), store.causal, tuple(config.bucket_edges), config.max_offset
+        tuple(store.methods),
+        len(store.layers),
+        store.causal,
+        tuple(config.bucket_edges),
+        config.max_offset,
+        config.agreement_every,
     )
     # Workers may run in other working folders: they get the store's absolute path, and its secrets
     # through their environment (`cluster.credentials`), never in a unit.

@@ -277,6 +277,7 @@ def aggregate_command(
         bool, typer.Option(help="replace another store's aggregate (never a folder of other files)")
     ] = False,
     top_types: int = 200,
+    agreement_every: Annotated[int, typer.Option(min=1, help="rank every N-th row for agreement (1: all, exact)")] = 1,
     plots: bool = True,
     storage_option: StorageOption = None,
     address: AddressOption = None,
@@ -314,7 +315,7 @@ def aggregate_command(
             out,
             where=where,
             overwrite=overwrite,
-            config=AggregateConfig(top_types=top_types, plots=plots),
+            config=AggregateConfig(top_types=top_types, agreement_every=agreement_every, plots=plots),
             storage_options=storage_options(storage_option),
             log=typer.echo,
         )

@@ -98,14 +98,21 @@ def implementation(request, monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "causal,dtype,negative",
-    [(False, "float16", False), (True, "float16", False), (False, "float32", False), (True, "float16", True)],
+    "causal,dtype,negative,every",
+    [
+        (False, "float16", False, 1),
+        (True, "float16", False, 1),
+        (False, "float32", False, 1),
+        (True, "float16", True, 1),
+        (False, "float16", False, 3),  # agreement from sampled rows
+        (True, "float32", False, 2),
+    ],
 )
-def test_block_statistics_equal_per_example_reference(tmp_path, causal, dtype, negative, implementation):
+def test_block_statistics_equal_per_example_reference(tmp_path, causal, dtype, negative, every, implementation):
     path = tmp_path / "s.zarr"
     _store(path, causal, dtype, negative)
     store = open_store(path)
-    spec = StatsSpec(METHODS, 3, causal, bucket_edges=(1, 4, 8), max_offset=2)
+    spec = StatsSpec(METHODS, 3, causal, bucket_edges=(1, 4, 8), max_offset=2, agreement_every=every)
     assert store.done_parts() == [0, 1]
     for part in store.done_parts():
         job = PartJob(store.location, store.info, part, spec)
@@ -164,3 +171,21 @@ def test_block_ranks_equal_reference_ranks(causal, dtype, n):
     want, want_ss = _centred_ranks(raw.astype(np.float64).reshape(-1, n, n), t.valid, t.k_valid)
     np.testing.assert_array_equal(got, 2 * want.reshape(raw.shape))
     np.testing.assert_array_equal(got_ss, 4 * want_ss.reshape(raw.shape[:-1]))
+
+
+def test_sampled_agreement_uses_fewer_rows_and_only_those(tmp_path):
+    """Sampling changes only the agreement sums, and it drops sentences (those with no sampled row)."""
+    path = tmp_path / "s.zarr"
+    _store(path, False, "float16")
+    store = open_store(path)
+    exact = aggregate_part(None, PartJob(store.location, store.info, 0, StatsSpec(METHODS, 3, False)))
+    sampled_spec = StatsSpec(METHODS, 3, False, agreement_every=4)
+    sampled = aggregate_part(None, PartJob(store.location, store.info, 0, sampled_spec))
+    for name in exact.sums:
+        if name.startswith("agree"):
+            assert not np.allclose(sampled.sums[name], exact.sums[name]), name
+        else:
+            np.testing.assert_array_equal(sampled.sums[name], exact.sums[name], err_msg=name)
+    assert 0 < sampled.sums["agree_count"].sum() < exact.sums["agree_count"].sum()
+    with pytest.raises(ValueError, match="agreement_every"):
+        StatsSpec(METHODS, 3, False, agreement_every=0)

@@ -101,6 +101,7 @@ def _add_compiled(
         spec.causal,
         spec.num_layers,
         spec.max_offset,
+        spec.agreement_every,
         np.asarray([(methods.index(a), methods.index(c)) for a, c in spec.pairs], dtype=np.int64).reshape(-1, 2),
         rs,
         sums["offset_mass"],
@@ -181,7 +182,7 @@ def _add_group(stats: PartialStats, types, n: int, group, cols, special, punct) 
         if n < 3:
             break
         (ca, va), (cb, vb) = ranks[a], ranks[c]
-        ok = scored[a] & scored[c] & (t.k_valid >= 3) & (va > 0) & (vb > 0)  # `[E, L, n]`
+        ok = scored[a] & scored[c] & (t.k_valid >= 3) & (va > 0) & (vb > 0) & spec.ranked_rows(n)  # `[E, L, n]`
         dot = np.einsum("elij,elij->eli", ca, cb)
         per_row = np.where(ok, dot / np.sqrt(np.where(ok, va * vb, 1.0)), 0.0)
         has = ok.any(-1)  # `[E, L]`

@@ -63,6 +63,7 @@ def _block_sums(
     causal,  # bool: maps hold the lower triangle, row by row
     num_layers,
     max_offset,
+    every,  # rank row i of layer index l only when (i + l) % every == 0 (`StatsSpec.agreement_every`)
     pairs,  # `[P, 2]` int64 method indices of each agreement pair
     rs,  # `[9, M, B, L]` float64 out: ROW_SUMS of `partial`, in that order
     offset_mass,  # `[M, B, L, offsets]` float64 out
@@ -102,7 +103,7 @@ def _block_sums(
             for i in range(n):
                 k = i + 1 if causal else n
                 row = base + (i * (i + 1) // 2 if causal else i * n)
-                ranked = num_pairs > 0 and k >= 3
+                ranked = num_pairs > 0 and k >= 3 and (i + layer) % every == 0
                 for m in range(num_methods):
                     s = 0.0
                     pos = 0.0  # with negative entries only the positive ones enter the entropy
@@ -207,7 +208,7 @@ def _block_sums(
                             sq += c * c * (q + 1 - p)
                             p = q + 1
                         ss[m] = sq
-                if k < 3:
+                if not ranked:  # (ss holds another row's sums)
                     continue
                 for pi in range(num_pairs):
                     a, c = pairs[pi, 0], pairs[pi, 1]
