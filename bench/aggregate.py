@@ -91,7 +91,7 @@ def _best(runs: dict, repeats: int) -> dict[str, tuple[float, float]]:
     return best
 
 
-def _throughput(store_path: Path, out: Path, workers: int, repeats: int) -> None:
+def _throughput(store_path: Path, out: Path, workers: int, repeats: int, every: int = 4) -> None:
     from cluster.connect import connect
     from cluster.executor import InProcessExecutor, Unit
     from jobs.aggregate import AggregateConfig, aggregate
@@ -106,10 +106,19 @@ def _throughput(store_path: Path, out: Path, workers: int, repeats: int) -> None
         report = executor.run(units, read_part)
         assert not report.lost, report.lost
 
-    def aggregator(address: str | None) -> None:
-        aggregate(str(store_path), out, address=address, config=config, overwrite=True, log=lambda *a: None)
+    def aggregator(address: str | None, where: Path = out, cfg: AggregateConfig = config) -> None:
+        aggregate(str(store_path), where, address=address, config=cfg, overwrite=True, log=lambda *a: None)
 
-    local = _best({"floor": lambda: floor(InProcessExecutor()), "agg": lambda: aggregator(None)}, repeats)
+    sampled_out = out.with_name(f"{out.name}-every{every}")
+    sampled = AggregateConfig(plots=False, agreement_every=every)
+    local = _best(
+        {
+            "floor": lambda: floor(InProcessExecutor()),
+            "agg": lambda: aggregator(None),
+            "sampled": lambda: aggregator(None, sampled_out, sampled),
+        },
+        repeats,
+    )
     with connect(None, num_cpus=workers) as cluster:
         import ray
 
@@ -125,6 +134,7 @@ def _throughput(store_path: Path, out: Path, workers: int, repeats: int) -> None
     rows = [
         ("numpy read+sum, in-process", local["floor"], local["floor"], True),
         ("aggregator, in-process", local["agg"], local["floor"], True),
+        (f"  agreement from 1 row in {every}", local["sampled"], local["floor"], True),
         (f"numpy read+sum, Ray {ray_cpus} workers", on_ray["floor"], on_ray["floor"], False),
         (f"aggregator, Ray {ray_cpus} workers", on_ray["agg"], on_ray["floor"], False),
     ]
@@ -133,6 +143,26 @@ def _throughput(store_path: Path, out: Path, workers: int, repeats: int) -> None
         if here:  # the CPU time of this process is the whole run's only when it runs here
             line += f"  (CPU {cpu:6.2f} s, {cpu / floor_cpu:4.2f}x)"
         print(line)
+    _sampling_error(out, sampled_out, every)
+
+
+def _sampling_error(exact_out: Path, sampled_out: Path, every: int) -> None:
+    """Print how far the sampled agreement is from the exact one, over every (pair, layer, bucket) row."""
+    import pandas as pd
+
+    keys = ["method_a", "method_b", "layer", "bucket"]
+    exact = pd.read_parquet(exact_out / "agreement.parquet").set_index(keys)
+    sampled = pd.read_parquet(sampled_out / "agreement.parquet").set_index(keys)
+    if exact.empty:
+        return
+    diff = (sampled["spearman"] - exact["spearman"]).abs()
+    overall = diff.xs("all", level="bucket")
+    print(
+        f"  agreement from 1 row in {every}: |sampled - exact| Spearman, bucket 'all': max {overall.max():.4f},"
+        f" mean {overall.mean():.4f}; any bucket: max {diff.max():.4f}"
+        f" (sentences {int(sampled['sentences'].xs('all', level='bucket').sum())}"
+        f" of {int(exact['sentences'].xs('all', level='bucket').sum())})"
+    )
 
 
 def _bytes(path: Path) -> int:
@@ -178,19 +208,20 @@ def main(
     repeats: int = typer.Option(3, help="timed runs of each measurement; the fastest counts"),
     quick: bool = typer.Option(False, help="a small run of every code path in a temporary folder (the tests run it)"),
     store: Path | None = typer.Option(None, help="time this existing store (throughput mode) instead of a built one"),
+    agreement_every: int = typer.Option(4, min=1, help="also time agreement from 1 row in N, and print its error"),
 ) -> None:
     """Build the store(s) if absent, then print the figures of `mode`."""
     if quick:
         import tempfile
 
         with tempfile.TemporaryDirectory(prefix="vz-bench-") as tmp:
-            main(60, Path(tmp), 2, causal, 20, 16, mode, workers, 1, False)
+            main(60, Path(tmp), 2, causal, 20, 16, mode, workers, 1, False, None, agreement_every)
         return
     if store is not None:
         if mode != "throughput":
             raise typer.BadParameter("--store times throughput only")
         out.mkdir(parents=True, exist_ok=True)
-        _throughput(store, out / f"{store.name}.aggregate", workers, repeats)
+        _throughput(store, out / f"{store.name}.aggregate", workers, repeats, agreement_every)
         return
     from tests.harness.synthetic_store import write_random_store
 
@@ -208,7 +239,7 @@ def main(
             print(f"built {store} in {time.perf_counter() - t:.1f}s")
         stores.append((n, store))
     if mode == "throughput":
-        _throughput(stores[0][1], out / f"{stores[0][1].stem}.aggregate", workers, repeats)
+        _throughput(stores[0][1], out / f"{stores[0][1].stem}.aggregate", workers, repeats, agreement_every)
     else:
         _memory(stores, out)
 
