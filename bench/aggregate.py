@@ -2,6 +2,7 @@
 
     python -m bench.aggregate --examples 3000 --out /tmp/vz-bench
     python -m bench.aggregate --examples 3000 --out /tmp/vz-bench --mode memory
+    python -m bench.aggregate --store runs/minilm.zarr   # an existing store (real maps) instead of a built one
     python -m bench.aggregate --quick   # a small run of every code path (the test suite runs it)
 
 The default mode builds one store with `write_part` (MiniLM-shaped by default: 6 layers, 3
@@ -10,7 +11,10 @@ methods, 8 to 64 tokens, float16; `--causal` for lower-triangular maps) and, in 
 them, and (b) the aggregator (no plots), each in this process and then on a local Ray cluster of
 `--workers` CPUs (the floor as a numpy-only step through the same Ray executor, one task per part).
 Throughput is in MB/s of stored maps: the bytes of the files under each part's `scores/` group. The
-best of `--repeats` timed runs counts, after one untimed run (warm page cache, started Ray workers).
+best of `--repeats` timed runs counts, after one untimed run (warm page cache, started Ray workers,
+the statistics kernel compiled or loaded from numba's cache); the floor and the aggregator take turns, so
+that a machine shared with other work slows both alike. In this process the CPU time is printed too
+(the ratio that load on other cores disturbs least). `--store` times an existing store instead.
 
 `--mode memory` aggregates a third of the examples and all of them, each in a fresh child process,
 so that its peak resident memory (ru_maxrss) is the aggregation's alone.
@@ -73,18 +77,21 @@ def stored_score_bytes(store) -> int:
     return total
 
 
-def _best(run, repeats: int) -> float:
-    """Return the fastest of `repeats` timed calls of `run`, after one untimed call."""
-    run()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
+def _best(runs: dict, repeats: int) -> dict[str, tuple[float, float]]:
+    """Return each run's fastest `(wall, CPU of this process)` seconds in `repeats` turns, after an untimed call."""
+    for run in runs.values():
         run()
-        times.append(time.perf_counter() - t)
-    return min(times)
+    best = {name: (float("inf"), float("inf")) for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            wall, cpu = time.perf_counter(), time.process_time()
+            run()
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            best[name] = (min(best[name][0], wall), min(best[name][1], cpu))
+    return best
 
 
-def _throughput(store_path: Path, out: Path, workers: int, repeats: int) -> None:
+def _throughput(store_path: Path, out: Path, workers: int, repeats: int, every: int = 4) -> None:
     from cluster.connect import connect
     from cluster.executor import InProcessExecutor, Unit
     from jobs.aggregate import AggregateConfig, aggregate
@@ -99,11 +106,19 @@ def _throughput(store_path: Path, out: Path, workers: int, repeats: int) -> None
         report = executor.run(units, read_part)
         assert not report.lost, report.lost
 
-    def aggregator(address: str | None) -> None:
-        aggregate(str(store_path), out, address=address, config=config, overwrite=True, log=lambda *a: None)
+    def aggregator(address: str | None, where: Path = out, cfg: AggregateConfig = config) -> None:
+        aggregate(str(store_path), where, address=address, config=cfg, overwrite=True, log=lambda *a: None)
 
-    rows = [("numpy read+sum, in-process", _best(lambda: floor(InProcessExecutor()), repeats))]
-    rows.append(("aggregator, in-process", _best(lambda: aggregator(None), repeats)))
+    sampled_out = out.with_name(f"{out.name}-every{every}")
+    sampled = AggregateConfig(plots=False, agreement_every=every)
+    local = _best(
+        {
+            "floor": lambda: floor(InProcessExecutor()),
+            "agg": lambda: aggregator(None),
+            "sampled": lambda: aggregator(None, sampled_out, sampled),
+        },
+        repeats,
+    )
     with connect(None, num_cpus=workers) as cluster:
         import ray
 
@@ -111,17 +126,43 @@ def _throughput(store_path: Path, out: Path, workers: int, repeats: int) -> None
 
         address = ray.get_runtime_context().gcs_address  # `aggregate` joins the cluster started here
         ray_cpus = int(cluster.resources.get("CPU", 0))
-        rows.append((f"numpy read+sum, Ray {ray_cpus} workers", _best(lambda: floor(RayExecutor()), repeats)))
-        rows.append((f"aggregator, Ray {ray_cpus} workers", _best(lambda: aggregator(address), repeats)))
+        on_ray = _best({"floor": lambda: floor(RayExecutor()), "agg": lambda: aggregator(address)}, repeats)
     print(
         f"store {store_path}: {len(units)} parts, {store.num_examples} examples, {len(store.methods)} methods,"
         f" {len(store.layers)} layers, {'causal' if store.causal else 'encoder'}; {mb:.1f} MB of stored maps"
     )
-    floors = {"in-process": rows[0][1], "Ray": rows[2][1]}
-    for name, seconds in rows:
-        where = "Ray" if "Ray" in name else "in-process"
-        ratio = seconds / floors[where]
-        print(f"  {name:34s} {seconds:7.2f} s  {mb / seconds:7.1f} MB/s  {ratio:4.2f}x the numpy pass ({where})")
+    rows = [
+        ("numpy read+sum, in-process", local["floor"], local["floor"], True),
+        ("aggregator, in-process", local["agg"], local["floor"], True),
+        (f"  agreement from 1 row in {every}", local["sampled"], local["floor"], True),
+        (f"numpy read+sum, Ray {ray_cpus} workers", on_ray["floor"], on_ray["floor"], False),
+        (f"aggregator, Ray {ray_cpus} workers", on_ray["agg"], on_ray["floor"], False),
+    ]
+    for name, (wall, cpu), (floor_wall, floor_cpu), here in rows:
+        line = f"  {name:34s} {wall:7.2f} s  {mb / wall:7.1f} MB/s  {wall / floor_wall:4.2f}x the numpy pass"
+        if here:  # the CPU time of this process is the whole run's only when it runs here
+            line += f"  (CPU {cpu:6.2f} s, {cpu / floor_cpu:4.2f}x)"
+        print(line)
+    _sampling_error(out, sampled_out, every)
+
+
+def _sampling_error(exact_out: Path, sampled_out: Path, every: int) -> None:
+    """Print how far the sampled agreement is from the exact one, over every (pair, layer, bucket) row."""
+    import pandas as pd
+
+    keys = ["method_a", "method_b", "layer", "bucket"]
+    exact = pd.read_parquet(exact_out / "agreement.parquet").set_index(keys)
+    sampled = pd.read_parquet(sampled_out / "agreement.parquet").set_index(keys)
+    if exact.empty:
+        return
+    diff = (sampled["spearman"] - exact["spearman"]).abs()
+    overall = diff.xs("all", level="bucket")
+    print(
+        f"  agreement from 1 row in {every}: |sampled - exact| Spearman, bucket 'all': max {overall.max():.4f},"
+        f" mean {overall.mean():.4f}; any bucket: max {diff.max():.4f}"
+        f" (sentences {int(sampled['sentences'].xs('all', level='bucket').sum())}"
+        f" of {int(exact['sentences'].xs('all', level='bucket').sum())})"
+    )
 
 
 def _bytes(path: Path) -> int:
@@ -166,13 +207,21 @@ def main(
     workers: int = typer.Option(2, help="CPUs of the local Ray cluster (throughput mode)"),
     repeats: int = typer.Option(3, help="timed runs of each measurement; the fastest counts"),
     quick: bool = typer.Option(False, help="a small run of every code path in a temporary folder (the tests run it)"),
+    store: Path | None = typer.Option(None, help="time this existing store (throughput mode) instead of a built one"),
+    agreement_every: int = typer.Option(4, min=1, help="also time agreement from 1 row in N, and print its error"),
 ) -> None:
     """Build the store(s) if absent, then print the figures of `mode`."""
     if quick:
         import tempfile
 
         with tempfile.TemporaryDirectory(prefix="vz-bench-") as tmp:
-            main(60, Path(tmp), 2, causal, 20, 16, mode, workers, 1, False)
+            main(60, Path(tmp), 2, causal, 20, 16, mode, workers, 1, False, None, agreement_every)
+        return
+    if store is not None:
+        if mode != "throughput":
+            raise typer.BadParameter("--store times throughput only")
+        out.mkdir(parents=True, exist_ok=True)
+        _throughput(store, out / f"{store.name}.aggregate", workers, repeats, agreement_every)
         return
     from tests.harness.synthetic_store import write_random_store
 
@@ -190,7 +239,7 @@ def main(
             print(f"built {store} in {time.perf_counter() - t:.1f}s")
         stores.append((n, store))
     if mode == "throughput":
-        _throughput(stores[0][1], out / f"{stores[0][1].stem}.aggregate", workers, repeats)
+        _throughput(stores[0][1], out / f"{stores[0][1].stem}.aggregate", workers, repeats, agreement_every)
     else:
         _memory(stores, out)
 

@@ -44,6 +44,7 @@ class AggregateConfig:
     near_max: int = 5  # "near" context is 2 <= |j - i| <= near_max, "far" is beyond
     top_types: int = 200  # token types (most frequent) kept in token_types.parquet
     top_examples: int = 1000  # highest examples kept per statistic, method and layer (top_examples.parquet; 0: none)
+    agreement_every: int = 1  # agreement from every row (exact), or every N-th row (`StatsSpec.agreement_every`)
     plots: bool = True
 
 
@@ -183,7 +184,8 @@ def aggregate(
         store.causal,
         tuple(config.bucket_edges),
         config.max_offset,
-        config.top_examples,
+        top_k=config.top_examples,
+        agreement_every=config.agreement_every,
     )
     # Workers may run in other working folders: they get the store's absolute path, and its secrets
     # through their environment (`cluster.credentials`), never in a unit.

@@ -48,7 +48,8 @@ SCHEMA = {
         "bucket": "string",
         "sentences": "int: sentences with at least one comparable row",
         "spearman": "float: mean over sentences of the mean per-row Spearman correlation (rows with >= 3"
-        " valid entries, scored and non-constant in both methods)",
+        " valid entries, scored and non-constant in both methods; with --agreement-every N only row i of"
+        " layer index l where (i + l) % N == 0)",
     },
     "token_types.parquet": {
         "method": "string",
@@ -224,7 +225,9 @@ def report(summary: dict, tables: dict) -> str:
     agree = tables["agreement.parquet"]
     agree = agree[agree.bucket == "all"]
     if len(agree):
-        lines += ["", "## Method agreement (mean Spearman, all lengths)", ""]
+        every = summary.get("config", {}).get("agreement_every", 1)
+        sampled = f"; ranks from one row in {every}, `--agreement-every`" if every > 1 else ""
+        lines += ["", f"## Method agreement (mean Spearman, all lengths{sampled})", ""]
         for (a, b), g in agree.groupby(["method_a", "method_b"], sort=False):
             lines.append(f"- {a} vs {b}: " + ", ".join(f"L{r.layer} {r.spearman:.2f}" for r in g.itertuples()))
     lines += ["", "## Files", ""]

@@ -284,6 +284,7 @@ def aggregate_command(
     ] = False,
     top_types: int = 200,
     top_examples: int = 1000,
+    agreement_every: Annotated[int, typer.Option(min=1, help="rank every N-th row for agreement (1: all, exact)")] = 1,
     plots: bool = True,
     storage_option: StorageOption = None,
     address: AddressOption = None,
@@ -323,7 +324,9 @@ def aggregate_command(
             out,
             where=where,
             overwrite=overwrite,
-            config=AggregateConfig(top_types=top_types, top_examples=top_examples, plots=plots),
+            config=AggregateConfig(
+                top_types=top_types, top_examples=top_examples, agreement_every=agreement_every, plots=plots
+            ),
             storage_options=storage_options(storage_option),
             log=typer.echo,
         )

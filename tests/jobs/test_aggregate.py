@@ -316,3 +316,20 @@ def test_cli_aggregate_and_show(tmp_path, monkeypatch):
     assert res.exit_code == 2 and "example 4 has no maps: failed (synthetic failure)" in res.output
     res = runner.invoke(app, ["aggregate", str(tmp_path / "nope.zarr")])
     assert res.exit_code == 2 and "no store at" in res.output
+
+
+def test_cli_sampled_agreement_is_recorded_and_a_bad_sample_refused(tmp_path):
+    from typer.testing import CliRunner
+
+    from jobs.cli import app
+
+    store = tmp_path / "s.zarr"
+    write_random_store(store, 8, num_layers=2, part_size=4, lengths=(4, 7))
+    runner = CliRunner()
+    res = runner.invoke(app, ["aggregate", str(store), "--agreement-every", "0"])
+    assert res.exit_code == 2 and not (tmp_path / "s.zarr.aggregate").exists(), res.output
+    args = ["--out", str(tmp_path / "a"), "--agreement-every", "3", "--no-plots"]
+    res = runner.invoke(app, ["aggregate", str(store), *args])
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "a" / "summary.json").read_text())["config"]["agreement_every"] == 3
+    assert "one row in 3" in (tmp_path / "a" / "report.md").read_text()

@@ -128,7 +128,8 @@ def test_tables_equal_row_by_row_reference(tmp_path, methods, causal):
     stats.sums["rows"][0, 3] = 0  # an empty bucket: its means are NaN, not a division by zero
     got = stats_tables(stats, layers, near_max=2, top_types=25)
     want = _reference(stats, layers, near_max=2, top=25)
-    assert set(got) == set(want) == set(SCHEMA)
+    # the top examples' table is written only when the spec keeps them (tests/jobs/test_aggregate_top.py)
+    assert set(got) == set(want) == set(SCHEMA) - {"top_examples.parquet"}
     for name, rows in want.items():
         frame = got[name]
         assert set(frame.columns) == set(SCHEMA[name]), name

@@ -10,6 +10,7 @@ pytest.importorskip("zarr")
 from jobs.aggregate.driver import PartJob, aggregate_part
 from tests.harness.synthetic_store import init_root, random_maps
 from vzcore.statistics import PartialStats, StatsSpec, is_punctuation
+from vzcore.store.completion import rebuild_index
 from vzcore.store.layout import STATUS_NAMES
 from vzcore.store.reader import open_part, open_store
 from vzcore.store.writer import ExampleOutcome, write_part
@@ -61,6 +62,7 @@ def _store(path, causal: bool, dtype: str, negative: bool = False) -> None:
             stop=p["stop"],
             store_dtype=dtype,
         )
+    rebuild_index(str(path))  # the parts count as done (without it the tests below would read no part)
 
 
 def _per_example(job: PartJob) -> PartialStats:
@@ -79,15 +81,39 @@ def _per_example(job: PartJob) -> PartialStats:
     return stats
 
 
+@pytest.fixture(params=["compiled", "compiled-sorting", "numpy"])
+def implementation(request, monkeypatch):
+    """Each way `add_block` can run: the numba kernel (ranks by counting, or by sorting as for rows longer
+    than `COUNT_MAX`) and the NumPy path used without numba."""
+    import vzcore.statistics.block as block
+
+    if request.param == "numpy":
+        monkeypatch.setattr(block, "block_kernel", lambda: None)
+    else:
+        pytest.importorskip("numba")
+        assert block.block_kernel() is not None
+    if request.param == "compiled-sorting":
+        monkeypatch.setattr(block, "COUNT_MAX", 0)
+    return request.param
+
+
 @pytest.mark.parametrize(
-    "causal,dtype,negative",
-    [(False, "float16", False), (True, "float16", False), (False, "float32", False), (True, "float16", True)],
+    "causal,dtype,negative,every",
+    [
+        (False, "float16", False, 1),
+        (True, "float16", False, 1),
+        (False, "float32", False, 1),
+        (True, "float16", True, 1),
+        (False, "float16", False, 3),  # agreement from sampled rows
+        (True, "float32", False, 2),
+    ],
 )
-def test_block_statistics_equal_per_example_reference(tmp_path, causal, dtype, negative):
+def test_block_statistics_equal_per_example_reference(tmp_path, causal, dtype, negative, every, implementation):
     path = tmp_path / "s.zarr"
     _store(path, causal, dtype, negative)
     store = open_store(path)
-    spec = StatsSpec(METHODS, 3, causal, bucket_edges=(1, 4, 8), max_offset=2)
+    spec = StatsSpec(METHODS, 3, causal, bucket_edges=(1, 4, 8), max_offset=2, agreement_every=every)
+    assert store.done_parts() == [0, 1]
     for part in store.done_parts():
         job = PartJob(store.location, store.info, part, spec)
         got, want = aggregate_part(None, job), _per_example(job)
@@ -101,7 +127,7 @@ def test_block_statistics_equal_per_example_reference(tmp_path, causal, dtype, n
         assert want.sums["agree_count"].sum() > 0 and want.sums["single_rows"].sum() > 0
 
 
-def test_small_blocks_equal_one_block(tmp_path):
+def test_small_blocks_equal_one_block(tmp_path, implementation):
     """A part read in many blocks (down to one example each) sums to the same as in one block."""
     path = tmp_path / "s.zarr"
     _store(path, True, "float16")
@@ -145,3 +171,21 @@ def test_block_ranks_equal_reference_ranks(causal, dtype, n):
     want, want_ss = _centred_ranks(raw.astype(np.float64).reshape(-1, n, n), t.valid, t.k_valid)
     np.testing.assert_array_equal(got, 2 * want.reshape(raw.shape))
     np.testing.assert_array_equal(got_ss, 4 * want_ss.reshape(raw.shape[:-1]))
+
+
+def test_sampled_agreement_uses_fewer_rows_and_only_those(tmp_path):
+    """Sampling changes only the agreement sums, and it drops sentences (those with no sampled row)."""
+    path = tmp_path / "s.zarr"
+    _store(path, False, "float16")
+    store = open_store(path)
+    exact = aggregate_part(None, PartJob(store.location, store.info, 0, StatsSpec(METHODS, 3, False)))
+    sampled_spec = StatsSpec(METHODS, 3, False, agreement_every=4)
+    sampled = aggregate_part(None, PartJob(store.location, store.info, 0, sampled_spec))
+    for name in exact.sums:
+        if name.startswith("agree"):
+            assert not np.allclose(sampled.sums[name], exact.sums[name]), name
+        else:
+            np.testing.assert_array_equal(sampled.sums[name], exact.sums[name], err_msg=name)
+    assert 0 < sampled.sums["agree_count"].sum() < exact.sums["agree_count"].sum()
+    with pytest.raises(ValueError, match="agreement_every"):
+        StatsSpec(METHODS, 3, False, agreement_every=0)

@@ -18,7 +18,7 @@ FLOORS = {"vzcore": 0, "cluster": 1, "jobs": 2}
 # What each floor may not import at all, whatever the floor of the importer.
 FORBIDDEN = {"vzcore": ("typer", "click", "ray"), "cluster": ("jobs", "vzcore"), "jobs": ()}
 # Imports that must not run when the package is imported (only inside functions): they keep `import vzcore` light.
-LAZY_IN_VZCORE = ("zarr", "pyarrow", "xarray", "datasets", "fsspec", "pandas", "matplotlib", "ray")
+LAZY_IN_VZCORE = ("zarr", "pyarrow", "xarray", "datasets", "fsspec", "pandas", "matplotlib", "ray", "numba")
 # All the store package may reach in the project, directly or through what it imports: itself, the map
 # contract and the plain data it reads into. Not `vzcore` itself (its `__init__` loads the scoring API), nor
 # anything that draws (`vzcore.plot`), scores (`vzcore.api`, methods) or queries (`vzcore.queries`).

@@ -21,7 +21,8 @@ from functools import cache
 import numpy as np
 
 from vzcore.maps import valid_entries
-from vzcore.statistics.partial import PartialStats, _centred_ranks
+from vzcore.statistics.kernel import COUNT_MAX, block_kernel, float16_tables
+from vzcore.statistics.partial import ROW_SUMS, PartialStats, _centred_ranks
 from vzcore.statistics.rows import counted_rows, row_masses, scored_rows
 from vzcore.store.layout import packed_positions
 
@@ -54,6 +55,74 @@ def add_block(stats: PartialStats, block: ExampleBlock, type_tokens: dict[int, s
             stats.type_tokens[tid] = type_tokens[tid]
     # Per-token sums of the block, `[4, M, L, U_block]`, added to the partial's columns at the end.
     types = np.zeros((4, len(methods), num_layers, len(uniq)))
+    kernel = block_kernel()
+    dtype = block.values[methods[0]][0].dtype
+    if kernel is not None and dtype in (np.float16, np.float32):
+        _add_compiled(kernel, stats, block, inv, types, COUNT_MAX)
+        if stats.top is not None and block.example_id is not None:
+            _add_top(stats, block)  # the kernel keeps corpus sums only
+    else:
+        _add_groups(stats, block, inv, types)
+    stats.type_sums[..., np.searchsorted(stats.type_ids, uniq)] += types
+
+
+def _add_compiled(
+    kernel, stats: PartialStats, block: ExampleBlock, inv: np.ndarray, types: np.ndarray, count_max: int
+) -> None:
+    """Add the block in one call of the compiled kernel (`vzcore.statistics.kernel`), reading the values as stored."""
+    spec, sums = stats.spec, stats.sums
+    methods = spec.methods
+    dtype = block.values[methods[0]][0].dtype
+    sizes = np.asarray([len(v) for v in block.values[methods[0]]], dtype=np.int64)
+    half = np.uint16 if dtype == np.float16 else np.uint32
+    bits = np.empty((len(methods), int(sizes.sum())), dtype=half)  # `[M, V]`: one copy, no widening
+    for mi, m in enumerate(methods):
+        np.concatenate([v.view(half) for v in block.values[m]], out=bits[mi])
+    values, xlogx = float16_tables()
+    length = np.asarray(block.length, dtype=np.int64)
+    bucket = np.searchsorted(spec.bucket_edges, length, side="right") - 1
+    np.add.at(sums["examples"], bucket, 1)
+    np.add.at(sums["tokens"], bucket, length)
+    rs = np.stack([sums[name] for name in ROW_SUMS])  # `[9, M, B, L]`
+    sign = np.uint64(1 << (8 * np.dtype(half).itemsize - 1))
+    key = np.int16 if half is np.uint16 else np.int32  # wide enough for a value's sign and magnitude
+    n_max = int(length.max())
+    kernel(
+        bits,
+        bits.view(np.float32) if half is np.uint32 else np.zeros((1, 1), np.float32),
+        values,
+        xlogx,
+        half is np.uint16,
+        sign,
+        length,
+        np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64),
+        np.concatenate([[0], np.cumsum(length)[:-1]]).astype(np.int64),
+        bucket.astype(np.int64),
+        inv.astype(np.int64),
+        np.concatenate(block.special).astype(np.float64),
+        np.concatenate(block.punct).astype(np.float64),
+        spec.causal,
+        spec.num_layers,
+        spec.max_offset,
+        spec.agreement_every,
+        np.asarray([(methods.index(a), methods.index(c)) for a, c in spec.pairs], dtype=np.int64).reshape(-1, 2),
+        rs,
+        sums["offset_mass"],
+        sums["offset_count"],
+        sums["agree_sum"],
+        sums["agree_count"],
+        types,
+        np.empty(n_max, dtype=key),
+        np.empty(n_max, dtype=key),
+        count_max,
+    )
+    for k, name in enumerate(ROW_SUMS):
+        sums[name][...] = rs[k]
+
+
+def _add_groups(stats: PartialStats, block: ExampleBlock, inv: np.ndarray, types: np.ndarray) -> None:
+    """Add the block with NumPy, examples of one length at a time (without numba, or for other dtypes)."""
+    methods = stats.spec.methods
     starts = np.concatenate([[0], np.cumsum(block.length)])
     for n in np.unique(block.length).tolist():
         members = np.flatnonzero(block.length == n)
@@ -63,7 +132,6 @@ def add_block(stats: PartialStats, block: ExampleBlock, type_tokens: dict[int, s
         punct = np.stack([block.punct[e] for e in members])
         ids_of = None if block.example_id is None else np.asarray(block.example_id)[members]
         _add_group(stats, types, n, group, cols, special, punct, ids_of)
-    stats.type_sums[..., np.searchsorted(stats.type_ids, uniq)] += types
 
 
 def _add_group(stats: PartialStats, types, n: int, group, cols, special, punct, example_ids=None) -> None:
@@ -83,16 +151,9 @@ def _add_group(stats: PartialStats, types, n: int, group, cols, special, punct, 
     layer_bins = (np.arange(num_layers)[:, None] * nb + t.offset_bin).ravel()  # `[L * n * n]`
     for mi, method in enumerate(spec.methods):
         raw = _dense(group[method].reshape(num_e * num_layers, -1), t).reshape(num_e, num_layers, n, n)
-        x = raw.astype(np.float64)  # `[E, L, n, n]`, 0 off the valid entries
-        masses = row_masses(x, weights)
-        s = ~np.isnan(masses[..., 0])  # `[E, L, n]` scored rows (a NaN anywhere makes the row sum NaN)
-        if not s.all():  # unscored rows: their NaNs count as 0, as in the reference
-            s = scored_rows(x)
-            x[np.isnan(x)] = 0.0
-            masses = row_masses(x, weights)
+        x, masses, s, keep = _counted(raw, weights, t)
         scored[method] = s
         row_sum = masses[..., 0]
-        keep = counted_rows(s, t.k_valid)
         sums["single_rows"][mi, b] += (s & ~keep).sum((0, 2))
         sums["zero_rows"][mi, b] += (s & (row_sum == 0)).sum((0, 2))
         if not keep.all():  # from here on every sum is over these rows: zero the others once
@@ -106,12 +167,7 @@ def _add_group(stats: PartialStats, types, n: int, group, cols, special, punct, 
         sums["special_mass"][mi, b] += masses[..., 1].sum((0, 2))
         sums["punct_mass"][mi, b] += masses[..., 2].sum((0, 2))
         if stats.top is not None and example_ids is not None:
-            # Each example's means over its rows that count (`rows.example_masses`), per layer.
-            count = keep.sum(2)  # `[E, L]`
-            with np.errstate(invalid="ignore", divide="ignore"):
-                own = np.stack([diag.sum(2), (row_sum - diag).sum(2), masses[..., 1].sum(2)]) / count
-            own[:, count == 0] = np.nan  # no row counts: no value
-            stats.top.add(mi, example_ids, np.full(num_e, n), own)
+            _offer_top(stats, mi, example_ids, n, diag, masses, keep)
         ent_ok = keep & (row_sum > 0)
         sums["entropy_sum"][mi, b] += _entropy(x, row_sum, ent_ok, t).sum((0, 2))
         sums["entropy_rows"][mi, b] += ent_ok.sum((0, 2))
@@ -126,13 +182,55 @@ def _add_group(stats: PartialStats, types, n: int, group, cols, special, punct, 
         if n < 3:
             break
         (ca, va), (cb, vb) = ranks[a], ranks[c]
-        ok = scored[a] & scored[c] & (t.k_valid >= 3) & (va > 0) & (vb > 0)  # `[E, L, n]`
+        ok = scored[a] & scored[c] & (t.k_valid >= 3) & (va > 0) & (vb > 0) & spec.ranked_rows(n)  # `[E, L, n]`
         dot = np.einsum("elij,elij->eli", ca, cb)
         per_row = np.where(ok, dot / np.sqrt(np.where(ok, va * vb, 1.0)), 0.0)
         has = ok.any(-1)  # `[E, L]`
         mean = np.where(has, per_row.sum(-1) / np.maximum(ok.sum(-1), 1), 0.0)
         sums["agree_sum"][pi, b] += mean.sum(0)
         sums["agree_count"][pi, b] += has.sum(0)
+
+
+def _counted(raw: np.ndarray, weights: np.ndarray, t: _Template):
+    """Return `(x, masses, scored, keep)` of `[E, L, n, n]` maps: float64 maps (0 off the valid entries and
+    for NaNs), their row masses on `weights`, the scored rows and the rows that count (zeroed here
+    only by the caller)."""
+    x = raw.astype(np.float64)
+    masses = row_masses(x, weights)
+    s = ~np.isnan(masses[..., 0])  # `[E, L, n]` scored rows (a NaN anywhere makes the row sum NaN)
+    if not s.all():  # unscored rows: their NaNs count as 0, as in the reference
+        s = scored_rows(x)
+        x[np.isnan(x)] = 0.0
+        masses = row_masses(x, weights)
+    return x, masses, s, counted_rows(s, t.k_valid)
+
+
+def _offer_top(stats: PartialStats, mi: int, example_ids, n: int, diag, masses, keep) -> None:
+    """Offer each example's means over its rows that count (`rows.example_masses`), per layer, to `stats.top`."""
+    assert stats.top is not None
+    row_sum = np.where(keep, masses[..., 0], 0.0)
+    diag = np.where(keep, diag, 0.0)
+    count = keep.sum(2)  # `[E, L]`
+    with np.errstate(invalid="ignore", divide="ignore"):
+        own = np.stack([diag.sum(2), (row_sum - diag).sum(2), np.where(keep, masses[..., 1], 0.0).sum(2)]) / count
+    own[:, count == 0] = np.nan  # no row counts: no value
+    stats.top.add(mi, example_ids, np.full(len(example_ids), n), own)
+
+
+def _add_top(stats: PartialStats, block: ExampleBlock) -> None:
+    """Offer every example of `block` to `stats.top`: masses only, one length group at a time."""
+    spec = stats.spec
+    for n in np.unique(block.length).tolist():
+        members = np.flatnonzero(block.length == n)
+        t = _template(n, spec.causal, spec.max_offset)
+        special = np.stack([block.special[e] for e in members])
+        weights = np.stack([np.ones(special.shape), special], -1)  # `[E, n, 2]`: row sum, special mass
+        ids = np.asarray(block.example_id)[members]
+        for mi, method in enumerate(spec.methods):
+            group = np.stack([block.values[method][e] for e in members])
+            raw = _dense(group.reshape(len(members) * spec.num_layers, -1), t).reshape(len(members), -1, n, n)
+            x, masses, _, keep = _counted(raw, weights, t)
+            _offer_top(stats, mi, ids, n, np.diagonal(x, axis1=2, axis2=3), masses, keep)
 
 
 def _add_types(types, mi, x, diag, keep, cols, t) -> None:

@@ -51,6 +51,13 @@ class StatsSpec:
     bucket_edges: tuple[int, ...] = DEFAULT_BUCKET_EDGES  # lower bounds of the length buckets
     max_offset: int = 16  # relative positions |j - i| beyond this fall into two overflow bins
     top_k: int = 0  # examples kept per statistic, method and layer (`TopExamples`; 0: none)
+    # Agreement (Spearman) from every row (1, exact), or a sample: row i of the map at layer index l
+    # when (i + l) % agreement_every == 0. Ranks are most of the statistics' cost; the others use every row.
+    agreement_every: int = 1
+
+    def __post_init__(self) -> None:
+        if self.agreement_every < 1:
+            raise ValueError(f"agreement_every must be 1 (every row) or more, not {self.agreement_every}")
 
     @property
     def pairs(self) -> list[tuple[str, str]]:
@@ -65,6 +72,11 @@ class StatsSpec:
         """Return the offset bin labels; the first and last bins are the overflow bins."""
         d = self.max_offset
         return np.arange(-d - 1, d + 2)
+
+    def ranked_rows(self, n: int) -> np.ndarray:
+        """Return `[L, n]` bool: the rows whose ranks enter the agreement (all when `agreement_every` is 1)."""
+        rows = np.arange(n)[None, :] + np.arange(self.num_layers)[:, None]
+        return rows % self.agreement_every == 0
 
     def bucket_of(self, n: int) -> int:
         return int(np.searchsorted(self.bucket_edges, n, side="right") - 1)
@@ -162,7 +174,7 @@ class PartialStats:
             self._add_types(mi, x, s, valid, where)
         ranks = {m: _centred_ranks(clean[m], valid, k_valid) for m in spec.methods if spec.pairs}
         for pi, (a, c) in enumerate(spec.pairs):
-            per_row, ok = _row_spearman(ranks[a], ranks[c], scored[a] & scored[c], k_valid)
+            per_row, ok = _row_spearman(ranks[a], ranks[c], scored[a] & scored[c] & spec.ranked_rows(n), k_valid)
             has = ok.any(1)  # `[L]` sentences with at least one comparable row
             mean = np.where(has, (per_row * ok).sum(1) / np.maximum(ok.sum(1), 1), 0.0)
             self.sums["agree_sum"][pi, b] += mean

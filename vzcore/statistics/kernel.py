@@ -1,0 +1,230 @@
+"""Every per-row statistic of a block of examples in one compiled pass (numba): the fast path of
+`vzcore.statistics.block` when numba is installed (the `jobs` extra) and the maps are float16 or
+float32.
+
+The NumPy path of `block` widens each group of examples to float64 `[E, L, n, n]` arrays and makes
+a dozen passes over them (casts, masses, entropies, two sorts per row for the ranks), with Python
+overhead per group of equal lengths. Here each stored row is read once, as stored (packed, raw
+bits): its values are decoded into a buffer of one row per method, and every sum of
+`PartialStats` is added from that buffer while it sits in the cache. Float16 values and their
+`x log x` come from 65,536-entry tables, so the entropy costs no logarithm per entry.
+
+Sums are the reference's (`PartialStats.add_example`) up to float64 rounding; Spearman ranks are
+exact (twice the centred rank is an integer: ties in a sorted run `p0..p1` share `p0 + p1 + 1 - k`),
+so per-row correlations are equal to the reference's exactly.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+
+__all__ = ["block_kernel", "float16_tables"]
+
+COUNT_MAX = 128  # rows up to this many entries are ranked by counting (k^2 vector compares), longer ones sorted
+
+
+@functools.cache
+def block_kernel():
+    """Return the compiled kernel (`_block_sums`), or None when numba is not installed."""
+    try:
+        import numba
+    except ImportError:
+        return None
+    # cache=True: compiled once per machine (a few seconds), then loaded from numba's cache.
+    return numba.njit(cache=True, nogil=True)(_block_sums)
+
+
+@functools.cache
+def float16_tables() -> tuple[np.ndarray, np.ndarray]:
+    """Return `(value, x log x)` of every float16 bit pattern as float64 `[65536]` (`x log x` is 0 for `x <= 0`)."""
+    value = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        xlogx = np.where(value > 0, value * np.log(np.where(value > 0, value, 1.0)), 0.0)
+    return value, xlogx
+
+
+def _block_sums(
+    bits,  # `[M, V]` uint16 or uint32: the block's stored values per method, examples one after another
+    f32,  # `[M, V]` float32 view of `bits` when they are float32 (else unused)
+    value_table,  # `[65536]` float64 when `bits` are float16 (else unused)
+    xlogx_table,  # `[65536]` float64
+    use_table,  # bool: `bits` are float16
+    sign,  # uint64: the sign bit of one value's bits
+    length,  # `[E]` int64 tokens per example
+    value_start,  # `[E]` int64 where each example's values start in `bits`
+    token_start,  # `[E]` int64 where each example's tokens start in the token arrays
+    bucket,  # `[E]` int64 length bucket of each example
+    cols,  # `[T]` int64 block type column of each token
+    special,  # `[T]` float64 1.0 for a special source token
+    punct,  # `[T]` float64 1.0 for a punctuation source token
+    causal,  # bool: maps hold the lower triangle, row by row
+    num_layers,
+    max_offset,
+    every,  # rank row i of layer index l only when (i + l) % every == 0 (`StatsSpec.agreement_every`)
+    pairs,  # `[P, 2]` int64 method indices of each agreement pair
+    rs,  # `[9, M, B, L]` float64 out: ROW_SUMS of `partial`, in that order
+    offset_mass,  # `[M, B, L, offsets]` float64 out
+    offset_count,  # `[M, B, L, offsets]` float64 out
+    agree_sum,  # `[P, B, L]` float64 out
+    agree_count,  # `[P, B, L]` float64 out
+    types,  # `[4, M, L, U]` float64 out: kept sum and count, given sum and count per block type
+    kv,  # `[n_max]` int16 (float16 values) or int32: scratch for one row's value keys
+    cnt,  # `[n_max]` the same dtype: scratch for their counts
+    count_max,  # rows of up to this many entries are ranked by counting, longer ones by sorting (`COUNT_MAX`)
+):
+    """Add every example of a block to the out arrays (names as in `vzcore.statistics.partial`)."""
+    num_methods = bits.shape[0]
+    num_pairs = pairs.shape[0]
+    n_max = 1
+    for e in range(length.shape[0]):
+        n_max = max(n_max, length[e])
+    x = np.empty((num_methods, n_max))  # one row of each method, decoded
+    keys = np.empty(n_max, dtype=np.uint64)  # (value key, column) of one long row, sorted for its ranks
+    c2 = np.zeros((num_methods, n_max))  # twice the centred ranks of one row
+    ss = np.zeros(num_methods)  # their sums of squares
+    scored = np.zeros(num_methods, dtype=np.bool_)
+    gsum = np.zeros((num_methods, n_max))  # per source column: mass given to other counted rows
+    gcnt = np.zeros((num_methods, n_max))  # and how many such rows
+    psum = np.zeros(max(num_pairs, 1))
+    pcnt = np.zeros(max(num_pairs, 1))
+    nb = 2 * max_offset + 3
+    for e in range(length.shape[0]):
+        n, b, t0 = length[e], bucket[e], token_start[e]
+        per_map = n * (n + 1) // 2 if causal else n * n
+        for layer in range(num_layers):
+            base = value_start[e] + layer * per_map
+            gsum[:, :n] = 0.0
+            gcnt[:, :n] = 0.0
+            psum[:] = 0.0
+            pcnt[:] = 0.0
+            for i in range(n):
+                k = i + 1 if causal else n
+                row = base + (i * (i + 1) // 2 if causal else i * n)
+                ranked = num_pairs > 0 and k >= 3 and (i + layer) % every == 0
+                for m in range(num_methods):
+                    s = 0.0
+                    pos = 0.0  # with negative entries only the positive ones enter the entropy
+                    t = 0.0
+                    sp = 0.0
+                    pu = 0.0
+                    if use_table:
+                        for j in range(k):
+                            code = bits[m, row + j]
+                            v = value_table[code]
+                            x[m, j] = v
+                            s += v
+                            pos += max(v, 0.0)
+                            t += xlogx_table[code]
+                            sp += v * special[t0 + j]
+                            pu += v * punct[t0 + j]
+                    else:
+                        for j in range(k):
+                            v = np.float64(f32[m, row + j])
+                            x[m, j] = v
+                            s += v
+                            pos += max(v, 0.0)
+                            t += v * math.log(v) if v > 0 else 0.0
+                            sp += v * special[t0 + j]
+                            pu += v * punct[t0 + j]
+                    nan = False
+                    if s != s:  # a NaN entry (an unscored row), or +inf and -inf
+                        for j in range(k):
+                            nan |= x[m, j] != x[m, j]
+                    if ranked and not nan:  # signed ints that order as the values (-0.0 and +0.0 are both 0)
+                        for j in range(k):
+                            code = np.uint64(bits[m, row + j])
+                            kv[j] = np.int64(code) if code < sign else -np.int64(code - sign)
+                    scored[m] = not nan
+                    if nan:  # an unscored row: left out of everything
+                        continue
+                    if s == 0.0:
+                        rs[6, m, b, layer] += 1.0  # zero_rows
+                    if k < 2:
+                        rs[1, m, b, layer] += 1.0  # single_rows
+                        continue
+                    d = x[m, i]
+                    rs[0, m, b, layer] += 1.0  # rows
+                    rs[2, m, b, layer] += d  # self_mass
+                    rs[3, m, b, layer] += s - d  # context_mass
+                    rs[4, m, b, layer] += sp  # special_mass
+                    rs[5, m, b, layer] += pu  # punct_mass
+                    if s > 0.0:
+                        h = (math.log(s) * pos - t) / s  # -sum p log p over p > 0, with p = x / s
+                        rs[7, m, b, layer] += h / math.log(max(k, 2))  # entropy_sum
+                        rs[8, m, b, layer] += 1.0  # entropy_rows
+                    ci = cols[t0 + i]
+                    types[0, m, layer, ci] += d
+                    types[1, m, layer, ci] += 1.0
+                    for j in range(k):
+                        if j != i:
+                            gsum[m, j] += x[m, j]
+                            gcnt[m, j] += 1.0
+                    # Offsets j - i: overflow bins below -max_offset and above it, one bin each between.
+                    lo, hi = max(i - max_offset, 0), min(i + max_offset + 1, k)
+                    left = 0.0
+                    for j in range(lo):
+                        left += x[m, j]
+                    right = 0.0
+                    for j in range(hi, k):
+                        right += x[m, j]
+                    offset_mass[m, b, layer, 0] += left
+                    offset_count[m, b, layer, 0] += lo
+                    offset_mass[m, b, layer, nb - 1] += right
+                    offset_count[m, b, layer, nb - 1] += k - hi
+                    for j in range(lo, hi):
+                        offset_mass[m, b, layer, j - i + max_offset + 1] += x[m, j]
+                        offset_count[m, b, layer, j - i + max_offset + 1] += 1.0
+                    if ranked and k <= count_max:
+                        # Twice the centred rank of j is #(values < x_j) + #(values <= x_j) - k: a loop
+                        # over j that compiles to vector compares, faster than a sort for short rows.
+                        cnt[:k] = 0
+                        for o in range(k):
+                            ko = kv[o]
+                            for j in range(k):
+                                cnt[j] += (ko < kv[j]) + (ko <= kv[j])
+                        sq = 0.0
+                        for j in range(k):
+                            c = float(cnt[j] - k)
+                            c2[m, j] = c
+                            sq += c * c
+                        ss[m] = sq
+                    elif ranked:  # long rows: sort (value, column) pairs; a run p..q of ties shares its rank
+                        for j in range(k):
+                            keys[j] = (np.uint64(np.int64(kv[j]) + (1 << 31)) << np.uint64(32)) | np.uint64(j)
+                        rank = keys[:k]
+                        rank.sort()
+                        sq = 0.0
+                        p = 0
+                        while p < k:
+                            q = p
+                            while q + 1 < k and (rank[q + 1] >> np.uint64(32)) == (rank[p] >> np.uint64(32)):
+                                q += 1
+                            c = float(p + q + 1 - k)
+                            for r in range(p, q + 1):
+                                c2[m, np.int64(rank[r] & np.uint64(0xFFFFFFFF))] = c
+                            sq += c * c * (q + 1 - p)
+                            p = q + 1
+                        ss[m] = sq
+                if not ranked:  # (ss holds another row's sums)
+                    continue
+                for pi in range(num_pairs):
+                    a, c = pairs[pi, 0], pairs[pi, 1]
+                    if scored[a] and scored[c] and ss[a] > 0.0 and ss[c] > 0.0:
+                        dot = 0.0
+                        for j in range(k):
+                            dot += c2[a, j] * c2[c, j]
+                        psum[pi] += dot / math.sqrt(ss[a] * ss[c])
+                        pcnt[pi] += 1.0
+            for m in range(num_methods):
+                for j in range(n):
+                    if gcnt[m, j] > 0.0:
+                        cj = cols[t0 + j]
+                        types[2, m, layer, cj] += gsum[m, j] / gcnt[m, j]
+                        types[3, m, layer, cj] += 1.0
+            for pi in range(num_pairs):
+                if pcnt[pi] > 0.0:
+                    agree_sum[pi, b, layer] += psum[pi] / pcnt[pi]
+                    agree_count[pi, b, layer] += 1.0
