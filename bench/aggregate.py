@@ -99,11 +99,14 @@ def _throughput(store_path: Path, out: Path, workers: int, repeats: int) -> None
         report = executor.run(units, read_part)
         assert not report.lost, report.lost
 
-    def aggregator(address: str | None) -> None:
+    def aggregator(address: str | None, config: AggregateConfig = config) -> None:
         aggregate(str(store_path), out, address=address, config=config, overwrite=True, log=lambda *a: None)
 
     rows = [("numpy read+sum, in-process", _best(lambda: floor(InProcessExecutor()), repeats))]
     rows.append(("aggregator, in-process", _best(lambda: aggregator(None), repeats)))
+    # What keeping the top examples (top_examples.parquet) costs: the same run without the table.
+    no_top = AggregateConfig(plots=False, top_examples=0)
+    rows.append(("  without top_examples, in-process", _best(lambda: aggregator(None, no_top), repeats)))
     with connect(None, num_cpus=workers) as cluster:
         import ray
 
@@ -117,7 +120,8 @@ def _throughput(store_path: Path, out: Path, workers: int, repeats: int) -> None
         f"store {store_path}: {len(units)} parts, {store.num_examples} examples, {len(store.methods)} methods,"
         f" {len(store.layers)} layers, {'causal' if store.causal else 'encoder'}; {mb:.1f} MB of stored maps"
     )
-    floors = {"in-process": rows[0][1], "Ray": rows[2][1]}
+    ray_floor = next(t for name, t in rows if name.startswith("numpy") and "Ray" in name)
+    floors = {"in-process": rows[0][1], "Ray": ray_floor}
     for name, seconds in rows:
         where = "Ray" if "Ray" in name else "in-process"
         ratio = seconds / floors[where]
