@@ -116,6 +116,10 @@ def _throughput(store_path: Path, out: Path, workers: int, repeats: int, every: 
             "floor": lambda: floor(InProcessExecutor()),
             "agg": lambda: aggregator(None),
             "sampled": lambda: aggregator(None, sampled_out, sampled),
+            # what keeping the top examples (top_examples.parquet) costs: the same run without the table
+            "no_top": lambda: aggregator(
+                None, out.with_name(f"{out.name}-notop"), AggregateConfig(plots=False, top_examples=0)
+            ),
         },
         repeats,
     )
@@ -135,6 +139,7 @@ def _throughput(store_path: Path, out: Path, workers: int, repeats: int, every: 
         ("numpy read+sum, in-process", local["floor"], local["floor"], True),
         ("aggregator, in-process", local["agg"], local["floor"], True),
         (f"  agreement from 1 row in {every}", local["sampled"], local["floor"], True),
+        ("  without top_examples", local["no_top"], local["floor"], True),
         (f"numpy read+sum, Ray {ray_cpus} workers", on_ray["floor"], on_ray["floor"], False),
         (f"aggregator, Ray {ray_cpus} workers", on_ray["agg"], on_ray["floor"], False),
     ]

@@ -10,6 +10,7 @@ so the two serve the same bytes. It imports no torch (the server starts in a bli
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -140,8 +141,6 @@ class ViewData:
         if not self._top_read:
             self._top_read = True  # an aggregate is written whole, once: a new one needs a restart
             if self.aggregate is not None:
-                import json
-
                 import pandas as pd
 
                 location = Location(str(self.aggregate).rstrip("/"), self.store.storage_options)
