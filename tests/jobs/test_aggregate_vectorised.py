@@ -189,3 +189,22 @@ def test_sampled_agreement_uses_fewer_rows_and_only_those(tmp_path):
     assert 0 < sampled.sums["agree_count"].sum() < exact.sums["agree_count"].sum()
     with pytest.raises(ValueError, match="agreement_every"):
         StatsSpec(METHODS, 3, False, agreement_every=0)
+
+
+def test_methods_stored_in_different_dtypes_are_added_as_the_reference_adds_them(implementation):
+    # a method added to a store later may be stored in another dtype (`--store-dtype` is per method)
+    from vzcore.statistics.block import ExampleBlock, add_block
+    from vzcore.store.layout import pack_maps
+
+    rng = np.random.default_rng(5)
+    spec = StatsSpec(("value_zeroing", "attention"), 2, False)
+    got, want = PartialStats(spec), PartialStats(spec)
+    maps = {m: random_maps(rng, 2, 6, False) for m in spec.methods}
+    stored = {"value_zeroing": np.float16, "attention": np.float32}
+    values = {m: [pack_maps(maps[m], False).astype(stored[m])] for m in spec.methods}
+    ids, flags = np.arange(6), np.zeros(6, dtype=bool)
+    add_block(got, ExampleBlock(np.array([6]), [ids], values, [flags], [flags]), {i: NAMES[i] for i in range(6)})
+    as_read = {m: maps[m].astype(stored[m]).astype(np.float64) for m in spec.methods}
+    want.add_example(as_read, ids, flags, flags, [NAMES[i] for i in range(6)])
+    for name in want.sums:
+        np.testing.assert_allclose(got.sums[name], want.sums[name], rtol=1e-12, atol=1e-13, err_msg=name)

@@ -56,8 +56,9 @@ def add_block(stats: PartialStats, block: ExampleBlock, type_tokens: dict[int, s
     # Per-token sums of the block, `[4, M, L, U_block]`, added to the partial's columns at the end.
     types = np.zeros((4, len(methods), num_layers, len(uniq)))
     kernel = block_kernel()
-    dtype = block.values[methods[0]][0].dtype
-    if kernel is not None and dtype in (np.float16, np.float32):
+    # The kernel reads every method's values as one dtype; methods added later may be stored in another.
+    dtypes = {v.dtype for m in methods for v in block.values[m]}
+    if kernel is not None and len(dtypes) == 1 and dtypes <= {np.dtype(np.float16), np.dtype(np.float32)}:
         _add_compiled(kernel, stats, block, inv, types, COUNT_MAX)
         if stats.top is not None and block.example_id is not None:
             _add_top(stats, block)  # the kernel keeps corpus sums only
