@@ -86,7 +86,10 @@ def view_command(
     data.evaluations = list(evaluation or [])
     data.other = None if compare is None else view_of(compare, None)
     if build is not None:
-        count = build_site(data, build, limit=limit, store_url=store_url)
+        try:
+            count = build_site(data, build, limit=limit, store_url=store_url)
+        except ValueError as err:
+            raise fail(str(err)) from err
         typer.echo(
             f"wrote a static site to {build} (its table lists {count} examples; it reads the store at {store_url}):"
             " serve the folder holding both with a static file server (one that answers Range requests is faster)"

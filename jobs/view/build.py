@@ -26,6 +26,7 @@ from jobs.view.data import MAX_PAGE, ViewData
 from jobs.view.evaluation import read_evaluations
 from jobs.view.samples import static_top
 from jobs.view.server import ASSETS
+from vzcore.store.layout import REDUCED_LAYOUT
 
 __all__ = ["SITE_SCRIPTS", "SITE_TOP", "build_site", "check_store_url", "default_store_url"]
 
@@ -92,6 +93,11 @@ def build_site(
     """Write the site of `data` into `out` (new or empty), reading the store at `store_url` (default:
     the local store's path relative to `out`); return how many examples its table lists."""
     out = Path(out)
+    if data.store.layout == REDUCED_LAYOUT:  # the site's reader knows dense v3 parts only
+        raise ValueError(
+            f"a static site reads stores of dense maps; {data.store.path} keeps reduced maps (vz score --store"
+            " top-k/auto or --targets: layout v4): browse it with the local server (vz view STORE) instead"
+        )
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out} is not empty: a site is written into a new or empty folder")
     url = check_store_url(store_url) if store_url is not None else default_store_url(data.store.path, out)

@@ -390,3 +390,18 @@ def test_rollout_is_vzcores_with_unscored_rows_too():
     maps[1, 2] = np.nan  # a row not scored at the middle layer
     want = torch_rollout(torch.from_numpy(maps).double()).numpy()
     np.testing.assert_allclose(rollout(maps), want, rtol=1e-6, equal_nan=True)
+
+
+def test_a_site_of_a_reduced_store_is_refused_until_the_site_reads_them(tmp_path):
+    # the site's reader knows dense parts only: a v4 store (top-k or targeted rows) would draw wrong maps
+    from tests.jobs.test_sparse_store import make_store, outcome
+    from vzcore.store.forms import StoreForm
+
+    rng = np.random.default_rng(0)
+    outs = [outcome(i, {"value_zeroing": rng.random((1, 4, 4))}) for i in range(2)]
+    path = tmp_path / "r.zarr"
+    make_store(path, outs, causal=False, layers=1, form=StoreForm("top-k", 2, 0.0))
+    result = CliRunner().invoke(app, ["view", str(path), "--build", str(tmp_path / "site")])
+    assert result.exit_code == 2, result.output
+    assert "reduced maps" in result.output and "vz view STORE" in result.output
+    assert not (tmp_path / "site").exists()
