@@ -44,7 +44,7 @@ from jobs.score.step import PartReport, PartTask, ScoreSpec, load_scorer, score_
 from jobs.score.summary import Summary
 from jobs.score.validate import CheckedJob, JobError, check_job, check_output
 from vzcore.store.completion import mark_done, read_parts, remaining, write_done
-from vzcore.store.layout import LAYOUT_VERSION, texts_fingerprint
+from vzcore.store.layout import LAYOUT_VERSION, REDUCED_LAYOUT, texts_fingerprint
 from vzcore.store.location import Location
 from vzcore.store.root import RootAttrs, read_plan, write_root_attrs
 from vzcore.store.writer import clear_store
@@ -165,6 +165,10 @@ def _plan(job: CheckedJob, source, stored_plan: list[dict]) -> tuple[list[dict],
     return kept + fresh, lengths, truncated
 
 
+# The layouts this version writes (dense of every row: v3; reduced forms: v4), so the ones a run extends.
+WRITTEN_LAYOUTS = (LAYOUT_VERSION, REDUCED_LAYOUT)
+
+
 def _stored_attrs(cfg: JobConfig) -> dict:
     """Return the root attributes of the store at `--out` ({} when there is none yet), reading only."""
 
@@ -174,12 +178,12 @@ def _stored_attrs(cfg: JobConfig) -> dict:
             return {}
         root = cfg.location.open_group(mode="r")
         attrs = dict(root.attrs)
-        if attrs.get("vz_layout", LAYOUT_VERSION) == LAYOUT_VERSION and "vz_layout" in attrs:
+        if attrs.get("vz_layout") in WRITTEN_LAYOUTS:
             attrs["plan"] = read_plan(root)
     except Exception as err:
         why = cfg.location.access_problem(err) or f"{type(err).__name__}: {err}"
         raise JobError(f"cannot open store {cfg.out}: {why}") from None
-    if attrs.get("vz_layout", LAYOUT_VERSION) != LAYOUT_VERSION:
+    if attrs.get("vz_layout", LAYOUT_VERSION) not in WRITTEN_LAYOUTS:
         raise JobError(
             f"{cfg.out} has store layout v{attrs['vz_layout']}, written by an older vzcore: it still reads"
             " (vzcore.open_store), but a run cannot extend it; pass --overwrite to rescore it, or choose another --out"

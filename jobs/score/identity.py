@@ -89,8 +89,8 @@ def check_identity(stored: dict, data_id: str, identity: dict[str, str]) -> None
     """Refuse a store (its root attributes `stored`) made by another run; warn on other versions."""
     if stored.get("data_identity") != data_id:
         raise JobError(
-            "the store holds another run (part size, model weights/tokenizer, max length or layers "
-            "differ); pass --overwrite to replace it, or choose another --out"
+            "the store holds another run (part size, model weights/tokenizer, max length, layers, "
+            "--store form or --targets differ); pass --overwrite to replace it, or choose another --out"
         )
     clash = [m for m, h in identity.items() if m in stored.get("identity", {}) and stored["identity"][m] != h]
     if clash:

@@ -107,8 +107,26 @@ def test_bad_forms_fail_before_any_model_loads(tmp_path, tiny_model_dir, texts_j
 def test_another_form_on_the_same_store_is_refused(tmp_path, tiny_model_dir, texts_jsonl):
     cfg = job_config(tmp_path, tiny_model_dir, texts_jsonl, limit=3)
     run_job(cfg)
-    with pytest.raises(JobError):
+    with pytest.raises(JobError, match="--store form or --targets"):
         run_job(cfg.replace(store_form="auto"))
+
+
+def test_a_reduced_store_is_resumed_and_extended_as_a_dense_one_is(tmp_path, tiny_model_dir, texts_jsonl):
+    once = job_config(tmp_path, tiny_model_dir, texts_jsonl, limit=6).replace(store_form="top-k=3,threshold=0.01")
+    run_job(once)
+    cfg = once.replace(out=str(tmp_path / "steps.zarr"), limit=3)
+    run_job(cfg)
+    assert run_job(cfg).exit_code == 0  # the same run again: nothing left to do
+    assert run_job(cfg.replace(limit=6)).exit_code == 0  # more rows of the same data
+    whole, steps = vzcore.open_store(once.out), vzcore.open_store(cfg.out)
+    assert steps.layout == 4 and steps.num_examples == whole.num_examples == 6
+    status = whole.examples_table().set_index("example_id")["status"]
+    assert status.equals(steps.examples_table().set_index("example_id")["status"])
+    for eid in status.index[status == "scored"]:
+        a, b = whole.example(eid), steps.example(eid)
+        for m in METHODS:
+            np.testing.assert_array_equal(a.scores[m], b.scores[m])
+    assert verify_store(cfg.out) == []
 
 
 def test_targets_from_a_dataset_column(tmp_path, tiny_model_dir):
