@@ -107,6 +107,8 @@ def aggregate_top(
 
 def top_sample(data: ViewData, statistic: str, method: str, layer: int, k: int = 20) -> dict:
     """The `k` highest examples: from the aggregate's table when it answers, else streamed (and said so)."""
+    if k < 1:
+        raise ViewError(f"k must be 1 or more, got {k}")
     found = aggregate_top(data, statistic, method, layer, k)
     if found is not None:
         return found

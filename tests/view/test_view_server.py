@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from jobs.cli import app
 from jobs.view import ViewData, build_site
 from jobs.view.build import SITE_SCRIPTS, check_store_url, default_store_url
+from jobs.view.data import ViewError
 from jobs.view.samples import top_sample
 from jobs.view.server import ASSETS, ViewServer, safe_asset
 from tests.view.conftest import HOSTILE, METHODS, serve
@@ -98,6 +99,8 @@ def test_top_from_the_aggregate_is_the_streamed_ranking(live, view_data):
     bare = top_sample(ViewData(view_data.store), "self_mass", "attention", 0, 4)
     assert bare["source"] == "stream" and bare["parts"] == 5
     assert bare["rows"] == get_json(live, "/data/top.json?statistic=self_mass&method=attention&layer=0&k=4")["rows"]
+    with pytest.raises(ViewError, match="k must be 1 or more"):  # head(-2) would answer "all but the last 2"
+        top_sample(view_data, "self_mass", "attention", 0, -2)
     stale = ViewData(view_data.store, view_data.aggregate)
     summary, frame = stale.top_table()
     stale._top = ({**summary, "parts_used": summary["parts_used"][:-1]}, frame)
