@@ -161,6 +161,8 @@ def _plan(job: CheckedJob, source, stored_plan: list[dict]) -> tuple[list[dict],
         part_size=cfg.part_size,
         start=start,
         first_part=len(kept),
+        form=job.form if job.form.reduced else None,
+        last_row_only=job.targets.kind == "last",
     )
     return kept + fresh, lengths, truncated
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from jobs.score.config import DEFAULT_PART_MB
 from vzcore.maps import map_entries
+from vzcore.store.forms import FORM_TOP_K, StoreForm
 from vzcore.store.layout import packed_size
 
 __all__ = ["Estimate", "estimate", "plan_parts", "token_lengths"]
@@ -32,17 +33,23 @@ def plan_parts(
     part_size: int | None = None,
     start: int = 0,
     first_part: int = 0,
+    form: StoreForm | None = None,
+    last_row_only: bool = False,
 ) -> list[dict]:
     """Cut rows `start, start+1, ...` (token counts `lengths`, 0 for empty) into parts of at most
     `part_mb` MiB of float16 maps (one example more if a single one is larger) and at most
-    `part_size` examples; number them from `first_part`."""
+    `part_size` examples; number them from `first_part`.
+
+    A reduced store is sized by what it keeps: a top-k example (`form`) by `2K + 4` float16 values a
+    row (values, sources, count and mass), one row per example with `last_row_only` (`--targets
+    last`); a dense store of every row is planned as before."""
     if part_size is not None and part_size < 1:
         raise ValueError("part size must be at least 1")
     budget = part_mb * 2**20 / 2  # values per method
     cap = part_size or len(lengths) or 1
     plan, a, values = [], start, 0
     for i, n in enumerate(np.asarray(lengths, dtype=np.int64).tolist(), start):
-        size = packed_size(n, n, layers, causal)
+        size = _stored_values(n, layers, causal, form, last_row_only)
         if i > a and (values + size > budget or i - a >= cap):
             plan.append({"part": first_part + len(plan), "start": a, "stop": i})
             a, values = i, 0
@@ -50,6 +57,16 @@ def plan_parts(
     if len(lengths):
         plan.append({"part": first_part + len(plan), "start": a, "stop": start + len(lengths)})
     return plan
+
+
+def _stored_values(n: int, layers: int, causal: bool, form: StoreForm | None, last_row_only: bool) -> int:
+    """Return about how many float16 values one example of `n` tokens keeps per method."""
+    rows = min(n, 1) if last_row_only else n
+    if form is not None and form.form_of(n) == FORM_TOP_K:
+        return layers * rows * (2 * min(form.k, n) + 4)
+    if last_row_only:
+        return layers * n
+    return packed_size(n, n, layers, causal)
 
 
 def token_lengths(tokenizer, texts: Sequence[object], limit: int | None) -> tuple[np.ndarray, int]:

@@ -54,5 +54,5 @@ def test_seq2seq_benchmark_compares_every_family_and_site_with_the_reference():
 
 def test_sparse_benchmark_compares_dense_and_top_k_bytes_and_statistics():
     out = _run("bench.sparse")
-    assert "| 64 | MiniLM" in out and "| 2048 | synthetic" in out and "| agreement (Spearman) |" in out
+    assert "| 64 | MiniLM" in out and "| 2048 | synthetic" in out and "| agreement (Spearman of the pair) |" in out
     assert "| NO |" not in out  # every mass statistic within its bound

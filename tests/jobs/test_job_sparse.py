@@ -42,6 +42,9 @@ def test_top_k_job_equals_the_dense_job_where_kept_and_zero_elsewhere(tmp_path, 
     assert s.exit_code == 0 and "top-3 sources per row at or above 0.01" in s.form_line
     dense, store = vzcore.open_store(dense_cfg.out), vzcore.open_store(cfg.out)
     assert dense.layout == 3 and store.layout == 4 and store.info.form.k == 3
+    # A dense run of every row records exactly what it did before reduced forms existed.
+    assert not {"store_form", "targets"} & (set(dense.config) | set(dense.attrs))
+    assert store.config["store_form"] == "top-k=3,threshold=0.01" and store.attrs["store_form"]["k"] == 3
     for eid in want:
         full, got = dense.example(eid), store.example(eid)
         for m in METHODS:

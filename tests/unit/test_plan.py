@@ -71,3 +71,19 @@ def test_the_estimate_does_not_overflow_on_numpy_counts():
     kw = dict(layers=30, hidden=576, ffn=1536, causal=True, methods=["value_zeroing"], itemsize=2)
     counts = np.full(100_000, 300, dtype=np.int32)
     assert estimate(counts, **kw) == estimate([300] * 100_000, **kw)
+
+
+def test_a_reduced_store_is_planned_by_what_it_keeps():
+    from vzcore.store.forms import StoreForm
+
+    lengths = [2000] * 40 + [10] * 5
+    dense = plan_parts(lengths, layers=4, causal=False, part_mb=1.0)
+    assert [p["stop"] - p["start"] for p in dense][:3] == [1, 1, 1]  # 2000² · 4 values: one example a part
+    # top-8: 2000 rows · 4 layers · (2 · 8 + 4) values = 160,000 a text: 3 texts in 524,288 values
+    top = plan_parts(lengths, layers=4, causal=False, part_mb=1.0, form=StoreForm("top-k"))
+    assert [p["stop"] - p["start"] for p in top][:2] == [3, 3]
+    auto = StoreForm("auto", dense_max_tokens=1024)
+    assert plan_parts(lengths, layers=4, causal=False, part_mb=1.0, form=auto) == top
+    # --targets last: one row of 2000 values a layer, 8,000 a text: 65 texts fit
+    last = plan_parts(lengths, layers=4, causal=False, part_mb=1.0, last_row_only=True)
+    assert len(last) == 1 and last[0]["stop"] == 45

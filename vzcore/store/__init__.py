@@ -3,7 +3,8 @@
 `layout` (names, paths, map packing), `location` (local folder or URL), `root` (the root
 attributes and the plan), `completion` (which parts are complete: their marks and the index),
 `writer` (one part), `reader` (`open_store`: examples and parts), `tables` (Parquet rows of the
-parts), `verify` (read every complete part back). The store reads and writes; it neither scores,
+parts), `verify` (read every complete part back), `forms` and `reduced` (layout v4's top-k and
+targeted rows, and reading them back dense). The store reads and writes; it neither scores,
 nor draws, nor asks corpus questions (`vzcore.queries` does, above it). Importing this package does
 not import zarr.
 """
