@@ -155,7 +155,16 @@ def top_k_rows(maps: np.ndarray, rows: np.ndarray, k: int, threshold: float, cau
     largest of them (ties: the lower source first), kept in source order. Values are cast to
     `dtype` before the mass is summed, so the mass is exactly the sum of what is stored (to float32
     rounding). A row holding NaN (its method failed there) keeps nothing, mass NaN.
+
+    One layer at a time: the selection's temporaries are ~10× the maps they read, so a long text's
+    whole `[L, n, n]` at once would need ten times its maps in memory (n = 4096, 32 layers: ~20 GiB).
     """
+    parts = [_top_k_layer(maps[layer : layer + 1], rows, k, threshold, causal, dtype) for layer in range(len(maps))]
+    return TopKRows(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("count", "source", "value", "mass")))
+
+
+def _top_k_layer(maps: np.ndarray, rows: np.ndarray, k: int, threshold: float, causal: bool, dtype: str) -> TopKRows:
+    """`top_k_rows` of one layer's maps `[1, n, n]`."""
     n = maps.shape[-1]
     x = np.asarray(maps[:, rows, :], dtype=np.float32)  # `[L, r, n]`
     stored = x.astype(dtype).astype(np.float64)
