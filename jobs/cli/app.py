@@ -69,8 +69,11 @@ def families_command() -> None:
     methods that apply to them (asked of the method registry)."""
     from vzcore import list_methods
     from vzcore.families import family_specs
+    from vzcore.families.encdec import SITE_NAMES, encdec_specs
     from vzcore.methods import get_method
     from vzcore.ops.paths import zeroing_path
+    from vzcore.ops.sites import site_path
+    from vzcore.seq2seq import SEQ2SEQ_METHODS
 
     names = list(list_methods())
     for family in family_specs():
@@ -84,6 +87,11 @@ def families_command() -> None:
         typer.echo(f"  methods: {', '.join(apply)}")
         if len(apply) < len(names):
             typer.echo(f"  not: {', '.join(m for m in names if m not in apply)}")
+    for spec in encdec_specs():  # scored by vzcore.seq2seq.score_pairs, per site
+        paths = ", ".join(f"{site} {site_path(spec, site)}" for site in SITE_NAMES)
+        typer.echo(f"{spec.name} (encoder-decoder; fast paths: {paths}): {', '.join(spec.model_types)}")
+        typer.echo(f"  methods: {', '.join(SEQ2SEQ_METHODS)} (vzcore.seq2seq.score_pairs)")
+        typer.echo(f"  not: {', '.join(m for m in names if m not in SEQ2SEQ_METHODS)}")
 
 
 @app.command("explain")

@@ -12,7 +12,7 @@ from vzcore.capture import capture_sites
 from vzcore.families.encdec import SITE_NAMES, encdec_family_for
 from vzcore.ops.distances import cosine_distance
 from vzcore.ops.rollout import normalize_rows
-from vzcore.ops.sites import SiteBlock, site_distances
+from vzcore.ops.sites import SiteBlock, site_distances, site_path
 from vzcore.reference import reference_site_zeroing
 
 TOL = 1e-5
@@ -81,6 +81,7 @@ def test_every_family_has_a_factored_path_at_its_encoder_and_cross_sites(tiny_s2
     blocks = {site: SiteBlock(spec, site, spec.blocks(tiny_s2s, site)[0], caps[(site, 0)]) for site in SITE_NAMES}
     for site, block in blocks.items():
         assert (block.single_stack_view() is None) == (site == "decoder"), site
+        assert site_path(spec, site) == ("generic" if site == "decoder" else "factored")
     with pytest.raises(ValueError, match="no factored path"):
         site_distances(blocks["decoder"], cosine_distance, factored=True)  # a cross-attention follows
 

@@ -56,3 +56,14 @@ def test_families_name_their_fast_path_and_methods(monkeypatch):
     assert got["odd"][1] == (
         "methods: attention, attention_norm, attention_rollout, grad_x_input, integrated_gradients"
     )
+
+
+def test_encoder_decoder_families_name_each_sites_path():
+    out = runner.invoke(app, ["families"])
+    assert out.exit_code == 0, out.output
+    got = _family_lines(out.stdout)
+    paths = "encoder factored, decoder generic, cross factored"
+    assert got["t5"][0] == f"t5 (encoder-decoder; fast paths: {paths}): t5, mt5"
+    assert got["whisper"][0] == f"whisper (encoder-decoder; fast paths: {paths}): whisper"
+    assert got["bart"][1] == "methods: value_zeroing, attention (vzcore.seq2seq.score_pairs)"
+    assert "alti" in got["bart"][2] and "value_zeroing," not in got["bart"][2]

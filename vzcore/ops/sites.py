@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -32,7 +32,46 @@ from vzcore.ops.block import BlockView
 from vzcore.ops.pairs import pair_chunks
 from vzcore.ops.zeroing import BlockAlgebra, zeroed_block_outputs
 
-__all__ = ["SiteBlock", "site_distances"]
+__all__ = ["SITE_PATHS", "SiteBlock", "SitePath", "single_stack_spec", "site_distances", "site_path"]
+
+SitePath = Literal["factored", "generic"]
+SITE_PATHS: tuple[SitePath, ...] = ("factored", "generic")
+
+
+def single_stack_spec(spec: EncDecSpec, site: str) -> FamilySpec | None:
+    """Return the site's attention sublayer and the feed-forward after it as a single-stack family spec
+    (a post-norm or pre-norm block), or None where more than the feed-forward follows (a decoder's
+    self-attention) or the family names no feed-forward input projections."""
+    stack = spec.stack(site)
+    k = spec.site_sublayer(site)
+    rest = stack.sublayers[k + 1 :]
+    if len(rest) != 1 or rest[0].kind != "ffn" or not stack.first_projs or spec.finish is None:
+        return None
+    attn, ffn = stack.sublayers[k], rest[0]
+    shape = BlockShape(
+        before_attn=attn.before, after_attn_sum=attn.after, before_ffn=ffn.before, after_ffn_sum=ffn.after
+    )
+    if shape.layout not in ("post-norm", "pre-norm"):
+        return None
+    return FamilySpec(
+        name=f"{spec.name} {site}",
+        model_types=(),
+        layers=stack.layers,
+        attention=attn.path,
+        value_proj=f"{attn.path}.{spec.value}",
+        out_proj=f"{attn.path}.{spec.out}",
+        causal=False,
+        shape=shape,
+        ffn=None,
+        first_projs=stack.first_projs,
+        finish=spec.finish,
+    )
+
+
+def site_path(spec: EncDecSpec, site: str) -> SitePath:
+    """Return the exact path single sources of `site` take: `factored` where the feed-forward alone
+    follows the site's attention, else `generic` (spans always take the generic path)."""
+    return "factored" if single_stack_spec(spec, site) is not None else "generic"
 
 
 @dataclass
@@ -91,30 +130,11 @@ class SiteBlock:
 
     def single_stack_view(self) -> BlockView | None:
         """Return the site's attention and the feed-forward after it as a single-stack block (a post-norm
-        or pre-norm `BlockView` on the residual entering the sublayer), or None where more than the
-        feed-forward follows (a decoder's self-attention) or the family has no factored form."""
-        stack, rest = self.spec.stack(self.site), self.sublayers[self.k + 1 :]
-        if len(rest) != 1 or rest[0].kind != "ffn" or not stack.first_projs or self.spec.finish is None:
+        or pre-norm `BlockView` on the residual entering the sublayer), or None where the site has no
+        factored path (`site_path`)."""
+        spec = single_stack_spec(self.spec, self.site)
+        if spec is None:
             return None
-        attn, ffn = self.sublayers[self.k], rest[0]
-        shape = BlockShape(
-            before_attn=attn.before, after_attn_sum=attn.after, before_ffn=ffn.before, after_ffn_sum=ffn.after
-        )
-        if shape.layout not in ("post-norm", "pre-norm"):
-            return None
-        spec = FamilySpec(
-            name=f"{self.spec.name} {self.site}",
-            model_types=(),
-            layers=stack.layers,
-            attention=attn.path,
-            value_proj=f"{attn.path}.{self.spec.value}",
-            out_proj=f"{attn.path}.{self.spec.out}",
-            causal=False,
-            shape=shape,
-            ffn=None,
-            first_projs=stack.first_projs,
-            finish=self.spec.finish,
-        )
         cap = self.cap
         x = self.residual_in()
         z = cap.attn_outs[self.k]
