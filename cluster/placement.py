@@ -57,9 +57,9 @@ def actor_shape(
 
     On CPUs an actor gets `cpus_per_actor` CPUs as torch threads; when that is not given, the
     cluster's CPUs divided among `actors`, or, with `actors` None (the default), one: one
-    single-threaded replica per core (`default_actors`). Measured on a loaded 2-core machine, one
-    replica of two threads scored 8-10x slower than two of one thread (its threads wait for each
-    other whenever another process holds a core); on a quiet machine the two were as fast.
+    single-threaded replica per core (`default_actors`): a replica's threads wait for each other
+    whenever another process holds a core (`bench/threads.py`: on a loaded 2-core machine one
+    thread scored 28x faster than two; on a quiet machine the two were as fast).
     Name `cuda` on an autoscaling cluster whose GPU nodes are not up yet: `auto` would see no GPU
     and score on CPU threads. Raises `ValueError` as `check_request` does.
     """

@@ -39,6 +39,11 @@ def test_job_benchmark_compares_one_and_two_actors_with_in_process():
     assert "store:" in out and "actor peak RSS" in out
 
 
+def test_threads_benchmark_compares_one_replica_with_one_and_two_threads():
+    out = _run("bench.threads")
+    assert "1 thread(s):" in out and "2 thread(s):" in out and "x 1 thread(s)" in out
+
+
 def test_aggregate_benchmark_compares_the_aggregator_with_a_numpy_pass():
     out = _run("bench.aggregate", "--workers", "1")
     assert "MB/s" in out

@@ -141,6 +141,21 @@ def test_an_actor_killed_between_scoring_and_writing_has_its_parts_redone(
 
 
 @pytest.mark.slow
+def test_by_default_a_cpu_cluster_scores_on_one_single_threaded_actor_per_core(
+    ray_cluster, tmp_path, tiny_model_dir, texts_jsonl
+):
+    from cluster.executor import Ready
+
+    cfg = job_config(tmp_path, tiny_model_dir, texts_jsonl, methods=("attention",), limit=len(TEXTS), actors=None)
+    events: list = []
+    with hang_guard():
+        s = run_job(cfg.replace(device="cpu"), on_event=events.append)
+    assert s.exit_code == 0 and (s.scored, s.skipped) == (len(TEXTS) - 1, 1)
+    assert len({e.worker for e in events if isinstance(e, Ready)}) == 2  # the session's cluster has 2 CPUs
+    _assert_every_example_once(zarr.open_group(cfg.out, mode="r"), len(TEXTS), ["attention"])
+
+
+@pytest.mark.slow
 def test_more_actors_than_fit_run_on_those_that_start(ray_cluster, tmp_path, tiny_model_dir, texts_jsonl):
     cfg = job_config(
         tmp_path,
