@@ -124,11 +124,25 @@ def peak_memory(handle: ModelHandle, model: str, n: int, budget: int | None) -> 
     return got
 
 
+def down_projection_floor(pairs: int, d_ff: int, d: int, layers: int, device: torch.device):
+    """Return a call that runs the fast path's floor: each layer's down projection of every pair,
+    `[pairs, d_ff] @ [d_ff, d]`, and nothing else (the matmuls no exact method can skip)."""
+    x = torch.randn(pairs, d_ff, device=device)
+    w = torch.randn(d, d_ff, device=device)
+
+    def run() -> None:
+        for _ in range(layers):
+            torch.nn.functional.linear(x, w)
+
+    return run
+
+
 @dataclass
 class Row:
     n: int
     ref: list[float]
     fast: list[float]
+    floor: list[float]  # the down projections alone, timed beside each fast run
     useful_rate: float
     matmul_rate: float
     peak: int
@@ -143,6 +157,7 @@ def run_benchmark(model: str, lengths: list[int], runs: int, device: str | None,
     d, d_ff, layers = geo.hidden, geo.ffn, geo.num_layers
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"model {model} ({handle.family.name}: {layers} layers, d={d}, d_ff={d_ff}) on {name}; float32")
+    print("floor: each layer's down projection of every pair alone, timed interleaved with the fast path")
     rows: list[Row] = []
     for n in lengths:
         ids = sentence(handle, n)
@@ -150,18 +165,20 @@ def run_benchmark(model: str, lengths: list[int], runs: int, device: str | None,
         reference_value_zeroing(handle, ids[: min(n, 8)])
         ref: list[float] = []
         fast: list[float] = []
+        floor: list[float] = []
+        pairs = map_entries(n, n, handle.family.causal)
         order = [
             (ref, lambda ids=ids: reference_value_zeroing(handle, ids)),
             (fast, lambda ids=ids: vzcore.score(handle, [ids], memory_budget=budget)),
+            (floor, down_projection_floor(pairs, d_ff, d, layers, dev)),
         ]
-        for k in range(runs):  # interleaved, alternating which goes first
+        for k in range(runs):  # interleaved, alternating the order, so machine drift hits all three alike
             for times, fn in order if k % 2 == 0 else order[::-1]:
                 times.append(_timed(fn, dev))
-        pairs = map_entries(n, n, handle.family.causal)
         useful = 2 * pairs * d * d_ff * layers / statistics.median(fast)
         rate = matmul_rate(pairs, d_ff, d, dev)
         peak = peak_memory(handle, model, n, budget)
-        rows.append(Row(n, ref, fast, useful, rate, peak))
+        rows.append(Row(n, ref, fast, floor, useful, rate, peak))
     print()
     header = [
         "n",
@@ -173,6 +190,8 @@ def run_benchmark(model: str, lengths: list[int], runs: int, device: str | None,
         "useful GFLOP/s",
         "matmul GFLOP/s",
         "useful/matmul",
+        "floor s",
+        "floor/fast",
         "peak MiB",
     ]
     print(" | ".join(header))
@@ -188,6 +207,8 @@ def run_benchmark(model: str, lengths: list[int], runs: int, device: str | None,
             f"{r.useful_rate / 1e9:.1f}",
             f"{r.matmul_rate / 1e9:.1f}",
             f"{r.useful_rate / r.matmul_rate:.0%}",
+            f"{statistics.median(r.floor):.4f}",
+            f"{statistics.median(r.floor) / mf:.2f}",
             f"{r.peak / 2**20:.1f}",
         ]
         print(" | ".join(cells))
@@ -203,7 +224,7 @@ def run_benchmark(model: str, lengths: list[int], runs: int, device: str | None,
         )
         print(
             f"precision {p:8s} at n={lengths[-1]}: max |error| vs float32 {np.abs(low - base).max():.2e}, "
-            f"speed-up {t32 / tp:.2f}x"
+            f"{t32:.4f} s float32, {tp:.4f} s {p}: speed-up {t32 / tp:.2f}x"
         )
     batched = [sentence(handle, lengths[-1])] * 32
     vzcore.score(handle, batched, batch_size=32, memory_budget=budget)
@@ -332,8 +353,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-costs", action="store_true", help="leave out the per-method cost table")
     parser.add_argument("--cost-length", type=int, default=64, help="sentence length of the cost table")
     parser.add_argument("--families", action="store_true", help="every family's path and its ratio to the reference")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     parser.add_argument("--quick", action="store_true", help="a small run of every code path (the test suite runs it)")
     args = parser.parse_args(argv)
+    if args.threads:  # on a shared CPU, one thread per process does not stall on a descheduled peer
+        torch.set_num_threads(args.threads)
     if args.quick:
         args.lengths, args.runs, args.long, args.cost_length, args.families = "8,16", 1, 24, 12, True
     if args.families:

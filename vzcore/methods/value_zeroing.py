@@ -14,6 +14,7 @@ from vzcore.ops.distances import DISTANCES
 from vzcore.ops.pairs import visible_pair_chunks
 from vzcore.ops.paths import ZeroingPlan
 from vzcore.ops.rollout import normalize_rows, rollout
+from vzcore.precision import keep_casts
 
 __all__ = ["ValueZeroingConfig", "value_zeroing", "value_zeroing_rollout"]
 
@@ -48,20 +49,21 @@ def layer_distances(batch: Batch, layer: int, config: ValueZeroingConfig, rows, 
     # Each chunk computes only the sources its rows see (causal rows: up to themselves; a padded
     # batch's short texts: up to their length), not all `n`.
     reach = (valid * torch.arange(1, n + 1)).amax(-1)  # `[b, t]`: sources `0 .. reach − 1` are visible
-    for texts, chunk, src in visible_pair_chunks(reach, plan.bytes_per_pair, batch.memory_budget):
-        v = valid[texts, chunk, src].transpose(1, 2)  # source major: `[b, s, t]`, on the CPU
-        if not v.any():
-            continue
-        every = bool(v.all())
-        v_dev = None if every else v.to(dist.device)
-        part = plan.texts(texts).sources(src)
-        zeroed, clean = part.outputs(attn[texts, :, chunk, src], rows_dev[texts, chunk], v_dev, batch.precision)
-        if final is not None:
-            zeroed, clean = final(zeroed), final(clean)
-        if every:
-            dist[texts, chunk, src] = distance(zeroed, clean).transpose(1, 2)  # `[b, s, t]` -> `[b, t, s]`
-        else:
-            dist[texts, chunk, src].transpose(1, 2)[v_dev] = distance(zeroed, clean)
+    with keep_casts(batch.precision):  # the layer's weights are cast to lower precision once, not per chunk
+        for texts, chunk, src in visible_pair_chunks(reach, plan.bytes_per_pair, batch.memory_budget):
+            v = valid[texts, chunk, src].transpose(1, 2)  # source major: `[b, s, t]`, on the CPU
+            if not v.any():
+                continue
+            every = bool(v.all())
+            v_dev = None if every else v.to(dist.device)
+            part = plan.texts(texts).sources(src)
+            zeroed, clean = part.outputs(attn[texts, :, chunk, src], rows_dev[texts, chunk], v_dev, batch.precision)
+            if final is not None:
+                zeroed, clean = final(zeroed), final(clean)
+            if every:
+                dist[texts, chunk, src] = distance(zeroed, clean).transpose(1, 2)  # `[b, s, t]` -> `[b, t, s]`
+            else:
+                dist[texts, chunk, src].transpose(1, 2)[v_dev] = distance(zeroed, clean)
     return dist
 
 

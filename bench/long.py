@@ -1,0 +1,119 @@
+"""Long texts: time and peak memory of value zeroing as the text grows, each length in a fresh process.
+
+    python -m bench.long --model smollm2 --lengths 512,1024,2048 --layers 0
+    python -m bench.long --quick   # a small run of every code path
+
+Prints, per length `n`: the wall and CPU seconds of scoring one text (value zeroing, the chosen
+layers), the CPU seconds per layer and their extrapolation to every layer, the peak resident
+memory above the loaded model, and what the `n²`-sized tensors take (the captured attention
+weights and the maps) beside the pair budget that bounds each chunk of pairs; then the growth
+exponent of time and memory between consecutive lengths (2: quadratic). Long lengths limit the
+layers (`--layers`), since one layer's cost does not depend on which layer it is.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import multiprocessing as mp
+import threading
+import time
+
+import torch
+
+import vzcore
+from bench.core import PASSAGE
+from vzcore.api import default_memory_budget
+
+__all__ = ["main", "measure"]
+
+
+def long_ids(handle, n: int) -> list[int]:
+    """Return exactly `n` token ids of the benchmark passage repeated as often as needed."""
+    ids: list[int] = []
+    while len(ids) < n:
+        ids += handle.tokenizer(PASSAGE)["input_ids"]
+    return ids[:n]
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096
+
+
+def _worker(model: str, n: int, layers: list[int] | None, threads: int, queue) -> None:
+    torch.set_num_threads(threads)
+    handle = vzcore.load_model(model)
+    vzcore.keep_freed_memory()
+    ids = long_ids(handle, n)
+    vzcore.score(handle, [ids[:8]], layers=layers)  # one-time set-up (kernels' buffers) is not the text's memory
+    base, peak, done = _rss(), [0], threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], _rss())
+            time.sleep(0.005)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    wall, cpu = time.perf_counter(), time.process_time()
+    vzcore.score(handle, [ids], layers=layers)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    done.set()
+    sampler.join()
+    geo = handle.geometry
+    queue.put(dict(wall=wall, cpu=cpu, peak=max(peak[0], _rss()) - base, heads=geo.heads, layers=geo.num_layers))
+
+
+def measure(model: str, n: int, layers: list[int] | None, threads: int) -> dict:
+    """Score one `n`-token text in a fresh process (so no earlier run's freed memory hides the peak)."""
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_worker, args=(model, n, layers, threads, queue))
+    proc.start()
+    got = queue.get(timeout=24 * 3600)
+    proc.join()
+    return got
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Time and peak memory of value zeroing on one long text per length (prints a table)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m bench.long", description=main.__doc__)
+    parser.add_argument("--model", default="smollm2")
+    parser.add_argument("--lengths", default="512,1024,2048", help="comma-separated text lengths in tokens")
+    parser.add_argument("--layers", default="0", help="comma-separated blocks to score (all: every block)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads of the scoring process")
+    parser.add_argument("--quick", action="store_true", help="a small run of every code path")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.lengths, args.layers = "32,64", "0"
+    lengths = [int(x) for x in args.lengths.split(",")]
+    budget = default_memory_budget("cpu")
+    print(f"model {args.model}, value zeroing, CPU, {args.threads} thread(s), pair budget {budget / 2**20:.0f} MiB")
+    print(
+        "n | layers | wall s | CPU s | CPU s/layer | CPU s, all layers (extrapolated) | "
+        "peak MiB above model | attention MiB (captured) | maps MiB"
+    )
+    rows = []
+    for n in lengths:
+        chosen = None if args.layers == "all" else [int(x) for x in args.layers.split(",")]
+        got = measure(args.model, n, chosen, args.threads)
+        count = got["layers"] if chosen is None else len(chosen)
+        per_layer = got["cpu"] / count
+        attn = count * got["heads"] * n * n * 4  # float32 attention weights of each captured layer
+        maps = count * n * n * (4 + 8)  # float32 maps and each layer's float64 distances
+        rows.append((n, per_layer, got["peak"]))
+        print(
+            f"{n} | {count} | {got['wall']:.1f} | {got['cpu']:.1f} | {per_layer:.2f} | "
+            f"{per_layer * got['layers']:.0f} | {got['peak'] / 2**20:.0f} | {attn / 2**20:.0f} | {maps / 2**20:.0f}"
+        )
+    for (n0, t0, m0), (n1, t1, m1) in itertools.pairwise(rows):
+        grow = math.log(n1 / n0)
+        mem = math.log(m1 / m0) / grow if m0 > 0 and m1 > 0 else float("nan")
+        print(f"growth {n0} -> {n1}: time ~ n^{math.log(t1 / t0) / grow:.2f}, peak memory ~ n^{mem:.2f}")
+
+
+if __name__ == "__main__":
+    main()
