@@ -1,9 +1,11 @@
 """The statistics of `vzcore.statistics.partial` for a whole block of examples at once (the fast path).
 
 `PartialStats.add_example` is the reference: one example at a time, in the map layout readers
-return. Here a block of a part is taken as stored (flat values and offsets), its examples are
-grouped by length, and each group of `E` examples of `n` tokens is one `[E, L, n, n]` array, so
-that every statistic is a handful of numpy calls per group instead of per example. Sums come out
+return. Here a block of a part is taken as stored (flat values and offsets). With numba installed
+and float16 or float32 maps, one compiled pass adds it all (`vzcore.statistics.kernel`). Otherwise
+(the NumPy path below) its examples are grouped by length, and each group of `E` examples of `n`
+tokens is one `[E, L, n, n]` array, so that every statistic is a handful of numpy calls per group
+instead of per example. Sums come out
 equal to the reference's up to float64 rounding; per-row Spearman correlations come out equal
 exactly (ranks are half-integers, their products and sums exact in float64).
 
