@@ -104,6 +104,7 @@ def _add_compiled(
         spec.num_layers,
         spec.max_offset,
         spec.agreement_every,
+        np.asarray([ids.sum() for ids in block.token_ids], dtype=np.int64),
         np.asarray([(methods.index(a), methods.index(c)) for a, c in spec.pairs], dtype=np.int64).reshape(-1, 2),
         rs,
         sums["offset_mass"],
@@ -129,11 +130,12 @@ def _add_groups(stats: PartialStats, block: ExampleBlock, inv: np.ndarray, types
         group = {m: np.stack([block.values[m][e] for e in members]) for m in methods}  # `[E, L * P]`
         special = np.stack([block.special[e] for e in members])
         punct = np.stack([block.punct[e] for e in members])
-        _add_group(stats, types, n, group, cols, special, punct)
+        seeds = np.asarray([block.token_ids[e].sum() for e in members], dtype=np.int64)
+        _add_group(stats, types, n, group, cols, special, punct, seeds)
 
 
-def _add_group(stats: PartialStats, types, n: int, group, cols, special, punct) -> None:
-    """Add `E` examples of `n` tokens: `group[method]` is `[E, L * P]` as stored, masks `[E, n]`."""
+def _add_group(stats: PartialStats, types, n: int, group, cols, special, punct, seeds) -> None:
+    """Add `E` examples of `n` tokens: `group[method]` `[E, L * P]` as stored, masks `[E, n]`, id sums `[E]`."""
     spec, sums = stats.spec, stats.sums
     num_e, num_layers = len(cols), spec.num_layers
     b = spec.bucket_of(n)
@@ -184,7 +186,7 @@ def _add_group(stats: PartialStats, types, n: int, group, cols, special, punct) 
         if n < 3:
             break
         (ca, va), (cb, vb) = ranks[a], ranks[c]
-        ok = scored[a] & scored[c] & (t.k_valid >= 3) & (va > 0) & (vb > 0) & spec.ranked_rows(n)  # `[E, L, n]`
+        ok = scored[a] & scored[c] & (t.k_valid >= 3) & (va > 0) & (vb > 0) & spec.ranked_rows(n, seeds)  # `[E, L, n]`
         dot = np.einsum("elij,elij->eli", ca, cb)
         per_row = np.where(ok, dot / np.sqrt(np.where(ok, va * vb, 1.0)), 0.0)
         has = ok.any(-1)  # `[E, L]`
