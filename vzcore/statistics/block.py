@@ -23,7 +23,7 @@ from functools import cache
 import numpy as np
 
 from vzcore.maps import valid_entries
-from vzcore.statistics.kernel import COUNT_MAX, block_kernel, float16_tables
+from vzcore.statistics.kernel import COUNT_MAX, float16_tables, kernel_for
 from vzcore.statistics.partial import ROW_SUMS, PartialStats, _centred_ranks
 from vzcore.statistics.rows import counted_rows, row_masses, scored_rows
 from vzcore.store.layout import packed_positions
@@ -56,8 +56,8 @@ def add_block(stats: PartialStats, block: ExampleBlock, type_tokens: dict[int, s
             stats.type_tokens[tid] = type_tokens[tid]
     # Per-token sums of the block, `[4, M, L, U_block]`, added to the partial's columns at the end.
     types = np.zeros((4, len(methods), num_layers, len(uniq)))
-    kernel = block_kernel()
     dtype = block.values[methods[0]][0].dtype
+    kernel = kernel_for(sum(len(v) for v in block.values[methods[0]]) * len(methods))
     if kernel is not None and dtype in (np.float16, np.float32):
         _add_compiled(kernel, stats, block, inv, types, COUNT_MAX)
     else:

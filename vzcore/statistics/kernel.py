@@ -21,9 +21,26 @@ import math
 
 import numpy as np
 
-__all__ = ["block_kernel", "float16_tables"]
+__all__ = ["block_kernel", "float16_tables", "kernel_for"]
 
 COUNT_MAX = 128  # rows up to this many entries are ranked by counting (k^2 vector compares), longer ones sorted
+
+
+# Stored values a process reduces with NumPy before it loads numba. Loading takes about a second
+# (importing numba, reading the compiled kernel from its cache; a first compile, once per machine,
+# several) and the kernel saves ~15 ns a value: a small store is done before it would pay for itself.
+LOAD_AFTER = 30_000_000
+_state = {"seen": 0, "loaded": False}  # per process
+
+
+def kernel_for(values: int):
+    """Return the compiled kernel for a block of `values` stored values, or None for the NumPy path:
+    without numba, and until this process has been given `LOAD_AFTER` values in all."""
+    _state["seen"] += values
+    if not _state["loaded"] and _state["seen"] < LOAD_AFTER:
+        return None
+    _state["loaded"] = True
+    return block_kernel()
 
 
 @functools.cache
