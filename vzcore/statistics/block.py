@@ -5,9 +5,9 @@ return. Here a block of a part is taken as stored (flat values and offsets). Wit
 and float16 or float32 maps, one compiled pass adds it all (`vzcore.statistics.kernel`). Otherwise
 (the NumPy path below) its examples are grouped by length, and each group of `E` examples of `n`
 tokens is one `[E, L, n, n]` array, so that every statistic is a handful of numpy calls per group
-instead of per example. Sums come out
-equal to the reference's up to float64 rounding; per-row Spearman correlations come out equal
-exactly (ranks are half-integers, their products and sums exact in float64).
+instead of per example. Either way, sums come out equal to the reference's up to float64
+rounding; per-row Spearman correlations come out equal exactly (ranks are half-integers, their
+products and sums exact in float64).
 
 Spearman ranks avoid `argsort`: each row's values (as sortable unsigned ints) and positions are
 packed into one integer and sorted (SIMD sorts of plain ints are several times faster than an
