@@ -95,8 +95,10 @@ def _throughput(store_path: Path, out: Path, workers: int, repeats: int, every: 
     from cluster.connect import connect
     from cluster.executor import InProcessExecutor, Unit
     from jobs.aggregate import AggregateConfig, aggregate
+    from vzcore.statistics import kernel
     from vzcore.store.reader import open_store
 
+    kernel.kernel_for(kernel.LOAD_AFTER)  # in this process, time the compiled kernel even on a small store
     store = open_store(store_path)
     mb = stored_score_bytes(store) / 2**20
     units = [Unit(k, ReadJob(store.location, store.info, k)) for k in store.done_parts()]

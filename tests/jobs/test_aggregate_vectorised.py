@@ -86,12 +86,14 @@ def implementation(request, monkeypatch):
     """Each way `add_block` can run: the numba kernel (ranks by counting, or by sorting as for rows longer
     than `COUNT_MAX`) and the NumPy path used without numba."""
     import vzcore.statistics.block as block
+    from vzcore.statistics.kernel import block_kernel
 
     if request.param == "numpy":
-        monkeypatch.setattr(block, "block_kernel", lambda: None)
+        monkeypatch.setattr(block, "kernel_for", lambda values: None)
     else:
         pytest.importorskip("numba")
-        assert block.block_kernel() is not None
+        assert block_kernel() is not None
+        monkeypatch.setattr(block, "kernel_for", lambda values: block_kernel())  # small stores included
     if request.param == "compiled-sorting":
         monkeypatch.setattr(block, "COUNT_MAX", 0)
     return request.param
@@ -208,3 +210,15 @@ def test_methods_stored_in_different_dtypes_are_added_as_the_reference_adds_them
     want.add_example(as_read, ids, flags, flags, [NAMES[i] for i in range(6)])
     for name in want.sums:
         np.testing.assert_allclose(got.sums[name], want.sums[name], rtol=1e-12, atol=1e-13, err_msg=name)
+
+
+def test_numba_is_loaded_only_for_enough_work(monkeypatch):
+    """A process reduces its first `LOAD_AFTER` values with NumPy (a small store never pays for numba), then
+    the kernel, for good."""
+    from vzcore.statistics import kernel
+
+    monkeypatch.setattr(kernel, "_state", {"seen": 0, "loaded": False})
+    monkeypatch.setattr(kernel, "block_kernel", lambda: "compiled")
+    assert kernel.kernel_for(kernel.LOAD_AFTER // 2) is None
+    assert kernel.kernel_for(kernel.LOAD_AFTER // 2) == "compiled"
+    assert kernel.kernel_for(1) == "compiled"

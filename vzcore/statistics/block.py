@@ -1,11 +1,13 @@
 """The statistics of `vzcore.statistics.partial` for a whole block of examples at once (the fast path).
 
 `PartialStats.add_example` is the reference: one example at a time, in the map layout readers
-return. Here a block of a part is taken as stored (flat values and offsets), its examples are
-grouped by length, and each group of `E` examples of `n` tokens is one `[E, L, n, n]` array, so
-that every statistic is a handful of numpy calls per group instead of per example. Sums come out
-equal to the reference's up to float64 rounding; per-row Spearman correlations come out equal
-exactly (ranks are half-integers, their products and sums exact in float64).
+return. Here a block of a part is taken as stored (flat values and offsets). With numba installed
+and float16 or float32 maps, one compiled pass adds it all (`vzcore.statistics.kernel`). Otherwise
+(the NumPy path below) its examples are grouped by length, and each group of `E` examples of `n`
+tokens is one `[E, L, n, n]` array, so that every statistic is a handful of numpy calls per group
+instead of per example. Either way, sums come out equal to the reference's up to float64
+rounding; per-row Spearman correlations come out equal exactly (ranks are half-integers, their
+products and sums exact in float64).
 
 Spearman ranks avoid `argsort`: each row's values (as sortable unsigned ints) and positions are
 packed into one integer and sorted (SIMD sorts of plain ints are several times faster than an
@@ -21,7 +23,7 @@ from functools import cache
 import numpy as np
 
 from vzcore.maps import valid_entries
-from vzcore.statistics.kernel import COUNT_MAX, block_kernel, float16_tables
+from vzcore.statistics.kernel import COUNT_MAX, float16_tables, kernel_for
 from vzcore.statistics.partial import ROW_SUMS, PartialStats, _centred_ranks
 from vzcore.statistics.rows import counted_rows, row_masses, scored_rows
 from vzcore.store.layout import packed_positions
@@ -55,7 +57,7 @@ def add_block(stats: PartialStats, block: ExampleBlock, type_tokens: dict[int, s
             stats.type_tokens[tid] = type_tokens[tid]
     # Per-token sums of the block, `[4, M, L, U_block]`, added to the partial's columns at the end.
     types = np.zeros((4, len(methods), num_layers, len(uniq)))
-    kernel = block_kernel()
+    kernel = kernel_for(sum(len(v) for v in block.values[methods[0]]) * len(methods))
     # The kernel reads every method's values as one dtype; methods added later may be stored in another.
     dtypes = {v.dtype for m in methods for v in block.values[m]}
     if kernel is not None and len(dtypes) == 1 and dtypes <= {np.dtype(np.float16), np.dtype(np.float32)}:
@@ -106,6 +108,7 @@ def _add_compiled(
         spec.num_layers,
         spec.max_offset,
         spec.agreement_every,
+        np.asarray([ids.sum() for ids in block.token_ids], dtype=np.int64),
         np.asarray([(methods.index(a), methods.index(c)) for a, c in spec.pairs], dtype=np.int64).reshape(-1, 2),
         rs,
         sums["offset_mass"],
@@ -131,12 +134,13 @@ def _add_groups(stats: PartialStats, block: ExampleBlock, inv: np.ndarray, types
         group = {m: np.stack([block.values[m][e] for e in members]) for m in methods}  # `[E, L * P]`
         special = np.stack([block.special[e] for e in members])
         punct = np.stack([block.punct[e] for e in members])
+        seeds = np.asarray([block.token_ids[e].sum() for e in members], dtype=np.int64)
         ids_of = None if block.example_id is None else np.asarray(block.example_id)[members]
-        _add_group(stats, types, n, group, cols, special, punct, ids_of)
+        _add_group(stats, types, n, group, cols, special, punct, seeds, ids_of)
 
 
-def _add_group(stats: PartialStats, types, n: int, group, cols, special, punct, example_ids=None) -> None:
-    """Add `E` examples of `n` tokens: `group[method]` is `[E, L * P]` as stored, masks `[E, n]`;
+def _add_group(stats: PartialStats, types, n: int, group, cols, special, punct, seeds, example_ids=None) -> None:
+    """Add `E` examples of `n` tokens: `group[method]` `[E, L * P]` as stored, masks `[E, n]`, id sums `[E]`;
     with `example_ids` `[E]`, offer each example's own statistics to `stats.top` too."""
     spec, sums = stats.spec, stats.sums
     num_e, num_layers = len(cols), spec.num_layers
@@ -183,7 +187,7 @@ def _add_group(stats: PartialStats, types, n: int, group, cols, special, punct, 
         if n < 3:
             break
         (ca, va), (cb, vb) = ranks[a], ranks[c]
-        ok = scored[a] & scored[c] & (t.k_valid >= 3) & (va > 0) & (vb > 0) & spec.ranked_rows(n)  # `[E, L, n]`
+        ok = scored[a] & scored[c] & (t.k_valid >= 3) & (va > 0) & (vb > 0) & spec.ranked_rows(n, seeds)  # `[E, L, n]`
         dot = np.einsum("elij,elij->eli", ca, cb)
         per_row = np.where(ok, dot / np.sqrt(np.where(ok, va * vb, 1.0)), 0.0)
         has = ok.any(-1)  # `[E, L]`

@@ -21,9 +21,26 @@ import math
 
 import numpy as np
 
-__all__ = ["block_kernel", "float16_tables"]
+__all__ = ["block_kernel", "float16_tables", "kernel_for"]
 
 COUNT_MAX = 128  # rows up to this many entries are ranked by counting (k^2 vector compares), longer ones sorted
+
+
+# Stored values a process reduces with NumPy before it loads numba. Loading takes about a second
+# (importing numba, reading the compiled kernel from its cache; a first compile, once per machine,
+# several) and the kernel saves ~15 ns a value: a small store is done before it would pay for itself.
+LOAD_AFTER = 30_000_000
+_state = {"seen": 0, "loaded": False}  # per process
+
+
+def kernel_for(values: int):
+    """Return the compiled kernel for a block of `values` stored values, or None for the NumPy path:
+    without numba, and until this process has been given `LOAD_AFTER` values in all."""
+    _state["seen"] += values
+    if not _state["loaded"] and _state["seen"] < LOAD_AFTER:
+        return None
+    _state["loaded"] = True
+    return block_kernel()
 
 
 @functools.cache
@@ -63,7 +80,8 @@ def _block_sums(
     causal,  # bool: maps hold the lower triangle, row by row
     num_layers,
     max_offset,
-    every,  # rank row i of layer index l only when (i + l) % every == 0 (`StatsSpec.agreement_every`)
+    every,  # rank about one row in `every` (`StatsSpec.agreement_every`; drawn as `partial.sampled_rows`)
+    seed,  # `[E]` int64 sum of each example's token ids
     pairs,  # `[P, 2]` int64 method indices of each agreement pair
     rs,  # `[9, M, B, L]` float64 out: ROW_SUMS of `partial`, in that order
     offset_mass,  # `[M, B, L, offsets]` float64 out
@@ -103,7 +121,17 @@ def _block_sums(
             for i in range(n):
                 k = i + 1 if causal else n
                 row = base + (i * (i + 1) // 2 if causal else i * n)
-                ranked = num_pairs > 0 and k >= 3 and (i + layer) % every == 0
+                ranked = num_pairs > 0 and k >= 3
+                if ranked and every > 1:  # `vzcore.statistics.partial.sampled_rows`, in uint64 arithmetic
+                    draw = (
+                        np.uint64(i) * np.uint64(0x9E3779B97F4A7C15)
+                        + np.uint64(layer) * np.uint64(0xC2B2AE3D27D4EB4F)
+                        + np.uint64(seed[e]) * np.uint64(0x165667B19E3779F9)
+                    )
+                    draw ^= draw >> np.uint64(29)
+                    draw *= np.uint64(0xBF58476D1CE4E5B9)
+                    draw ^= draw >> np.uint64(32)
+                    ranked = draw % np.uint64(every) == np.uint64(0)
                 for m in range(num_methods):
                     s = 0.0
                     pos = 0.0  # with negative entries only the positive ones enter the entropy

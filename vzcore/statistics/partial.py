@@ -41,6 +41,24 @@ def is_punctuation(token: str) -> bool:
     return bool(text) and all(unicodedata.category(c).startswith("P") for c in text)
 
 
+def sampled_rows(row, layer, seed, every: int):
+    """Return whether row `row` of the map at layer index `layer` of an example whose token ids sum to `seed`
+    is ranked for the agreement when sampling about one row in `every` (uint64 arrays or scalars).
+
+    A hash, not a stride: the rows drawn differ between examples and layers, so that no position
+    ([CLS], the first word) is drawn at every layer. The compiled kernel repeats this arithmetic.
+    """
+    h = (
+        row * np.uint64(0x9E3779B97F4A7C15)
+        + layer * np.uint64(0xC2B2AE3D27D4EB4F)
+        + seed * np.uint64(0x165667B19E3779F9)
+    )
+    h ^= h >> np.uint64(29)
+    h *= np.uint64(0xBF58476D1CE4E5B9)
+    h ^= h >> np.uint64(32)
+    return h % np.uint64(every) == np.uint64(0)
+
+
 @dataclass(frozen=True)
 class StatsSpec:
     """What the statistics are computed over; two partials merge only if their specs are equal."""
@@ -51,8 +69,8 @@ class StatsSpec:
     bucket_edges: tuple[int, ...] = DEFAULT_BUCKET_EDGES  # lower bounds of the length buckets
     max_offset: int = 16  # relative positions |j - i| beyond this fall into two overflow bins
     top_k: int = 0  # examples kept per statistic, method and layer (`TopExamples`; 0: none)
-    # Agreement (Spearman) from every row (1, exact), or a sample: row i of the map at layer index l
-    # when (i + l) % agreement_every == 0. Ranks are most of the statistics' cost; the others use every row.
+    # Agreement (Spearman) from every row (1, exact), or about one row in `agreement_every`, drawn by a
+    # hash of (row, layer index, the example's token ids): `sampled_rows`. Ranks are most of the cost.
     agreement_every: int = 1
 
     def __post_init__(self) -> None:
@@ -73,10 +91,14 @@ class StatsSpec:
         d = self.max_offset
         return np.arange(-d - 1, d + 2)
 
-    def ranked_rows(self, n: int) -> np.ndarray:
-        """Return `[L, n]` bool: the rows whose ranks enter the agreement (all when `agreement_every` is 1)."""
-        rows = np.arange(n)[None, :] + np.arange(self.num_layers)[:, None]
-        return rows % self.agreement_every == 0
+    def ranked_rows(self, n: int, seed) -> np.ndarray:
+        """Return `[..., L, n]` bool: the rows whose ranks enter the agreement, for examples of `n` tokens whose
+        token ids sum to `seed` (an int, or `[...]`); every row when `agreement_every` is 1."""
+        if self.agreement_every == 1:
+            return np.ones((*np.shape(seed), self.num_layers, n), dtype=bool)
+        seed = np.asarray(seed, dtype=np.int64).astype(np.uint64)[..., None, None]
+        return sampled_rows(np.arange(n, dtype=np.uint64), np.arange(self.num_layers, dtype=np.uint64)[:, None],
+                            seed, self.agreement_every)  # fmt: skip
 
     def bucket_of(self, n: int) -> int:
         return int(np.searchsorted(self.bucket_edges, n, side="right") - 1)
@@ -174,7 +196,9 @@ class PartialStats:
             self._add_types(mi, x, s, valid, where)
         ranks = {m: _centred_ranks(clean[m], valid, k_valid) for m in spec.methods if spec.pairs}
         for pi, (a, c) in enumerate(spec.pairs):
-            per_row, ok = _row_spearman(ranks[a], ranks[c], scored[a] & scored[c] & spec.ranked_rows(n), k_valid)
+            per_row, ok = _row_spearman(
+                ranks[a], ranks[c], scored[a] & scored[c] & spec.ranked_rows(n, int(ids.sum())), k_valid
+            )
             has = ok.any(1)  # `[L]` sentences with at least one comparable row
             mean = np.where(has, (per_row * ok).sum(1) / np.maximum(ok.sum(1), 1), 0.0)
             self.sums["agree_sum"][pi, b] += mean
