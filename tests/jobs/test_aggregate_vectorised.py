@@ -19,7 +19,7 @@ METHODS = ("value_zeroing", "attention", "attention_norm")
 NAMES = ["[CLS]", "[SEP]", ".", ",", "Ġ!", "a", "b", "c", "d", "e", "f", "g"]
 
 
-def _store(path, causal: bool, dtype: str, negative: bool = False) -> None:
+def _store(path, causal: bool, dtype: str, negative: bool = False, lengths=(1, 2, 3, 4, 4, 5, 8, 8, 8, 13)) -> None:
     """Two parts of examples with repeated lengths (1 to 13 tokens), ties, zero and NaN rows, failures."""
     rng = np.random.default_rng(3)
     layers = 3
@@ -30,7 +30,7 @@ def _store(path, causal: bool, dtype: str, negative: bool = False) -> None:
         if i % 7 == 3:
             outcomes.append(ExampleOutcome.failed(i, "too long"))
             continue
-        n = [1, 2, 3, 4, 4, 5, 8, 8, 8, 13][i % 10]
+        n = lengths[i % len(lengths)]
         ids = rng.integers(0, len(NAMES), n).tolist()
         scores = {}
         for k, m in enumerate(METHODS):
@@ -222,3 +222,18 @@ def test_numba_is_loaded_only_for_enough_work(monkeypatch):
     assert kernel.kernel_for(kernel.LOAD_AFTER // 2) is None
     assert kernel.kernel_for(kernel.LOAD_AFTER // 2) == "compiled"
     assert kernel.kernel_for(1) == "compiled"
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_long_rows_equal_per_example_reference(tmp_path, causal, implementation):
+    """Rows across the kernel's 32-column padding and past `COUNT_MAX` (ranked by sorting)."""
+    path = tmp_path / "s.zarr"
+    _store(path, causal, "float16", lengths=(31, 33, 64, 70, 130))
+    store = open_store(path)
+    spec = StatsSpec(METHODS, 3, causal, bucket_edges=(1, 40, 100), max_offset=4)
+    job = PartJob(store.location, store.info, 1, spec)
+    got, want = aggregate_part(None, job), _per_example(job)
+    np.testing.assert_allclose(got.type_sums, want.type_sums, rtol=1e-12, atol=1e-12)
+    for name in want.sums:
+        np.testing.assert_allclose(got.sums[name], want.sums[name], rtol=1e-12, atol=1e-12, err_msg=name)
+    assert want.sums["agree_count"].sum() > 0

@@ -116,8 +116,8 @@ def _add_compiled(
         sums["agree_sum"],
         sums["agree_count"],
         types,
-        np.empty(n_max, dtype=key),
-        np.empty(n_max, dtype=key),
+        np.empty(-(-n_max // 32) * 32, dtype=key),  # room for a row padded to 32 columns
+        np.empty(-(-n_max // 32) * 32, dtype=key),
         count_max,
     )
     for k, name in enumerate(ROW_SUMS):

@@ -89,8 +89,8 @@ def _block_sums(
     agree_sum,  # `[P, B, L]` float64 out
     agree_count,  # `[P, B, L]` float64 out
     types,  # `[4, M, L, U]` float64 out: kept sum and count, given sum and count per block type
-    kv,  # `[n_max]` int16 (float16 values) or int32: scratch for one row's value keys
-    cnt,  # `[n_max]` the same dtype: scratch for their counts
+    kv,  # `[n_max rounded up to 32]` int16 (float16 values) or int32: scratch for one row's value keys
+    cnt,  # the same shape and dtype: scratch for their counts
     count_max,  # rows of up to this many entries are ranked by counting, longer ones by sorting (`COUNT_MAX`)
 ):
     """Add every example of a block to the out arrays (names as in `vzcore.statistics.partial`)."""
@@ -208,10 +208,13 @@ def _block_sums(
                     if ranked and k <= count_max:
                         # Twice the centred rank of j is #(values < x_j) + #(values <= x_j) - k: a loop
                         # over j that compiles to vector compares, faster than a sort for short rows.
-                        cnt[:k] = 0
+                        # Columns padded to a multiple of 32 (their counts unused): no scalar remainder loop.
+                        kp = (k + 31) // 32 * 32
+                        kv[k:kp] = 0
+                        cnt[:kp] = 0
                         for o in range(k):
                             ko = kv[o]
-                            for j in range(k):
+                            for j in range(kp):
                                 cnt[j] += (ko < kv[j]) + (ko <= kv[j])
                         sq = 0.0
                         for j in range(k):
