@@ -40,7 +40,9 @@ class Where:
         None  # default: 1 (then `actors` None: one actor per core), or the CPUs divided among `actors`
     )
     max_attempts: int = 3  # tries of a unit, its worker's death included
-    background_writes: bool = True  # a worker writes a unit behind the next one's computing (False: in turn)
+    # A worker writes a unit behind the next one's computing (False: in turn). None: on GPUs only: on
+    # CPUs the writer shares the scoring cores (measured 0.76-1.0x the speed of writing in turn).
+    background_writes: bool | None = None
 
     @classmethod
     def given(cls, *, actors: int | None, address: str | None, in_process: bool, **rest) -> Where:
@@ -144,7 +146,12 @@ def open_executor(
         raise ClusterError(str(err)) from None
     if choice.in_process:
         device = None if choice.device == "auto" else choice.device
-        here = InProcessExecutor(max_attempts=choice.max_attempts, env=env, background_writes=choice.background_writes)
+        background = choice.background_writes
+        if background is None:
+            import torch  # the step loads it anyway
+
+            background = device == "cuda" or (device is None and torch.cuda.is_available())
+        here = InProcessExecutor(max_attempts=choice.max_attempts, env=env, background_writes=background)
         yield here, Placement(device)
         return
     from cluster.connect import connect
@@ -159,6 +166,6 @@ def open_executor(
             max_attempts=choice.max_attempts,
             max_in_flight=plan.workers,
             env=env,
-            background_writes=choice.background_writes,
+            background_writes=plan.gpus > 0 if choice.background_writes is None else choice.background_writes,
         )
         yield executor, plan.placement

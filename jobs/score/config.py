@@ -50,7 +50,7 @@ class JobConfig:
     dry_run: bool = False
     progress: bool = True
     max_attempts: int = 3  # an actor death on a part is retried this many times in all
-    background_writes: bool = True  # write a part behind the next one's scoring (False: in turn; benchmarks)
+    background_writes: bool | None = None  # write a part behind the next one's scoring (None: on GPUs only)
     storage_options: dict = field(default_factory=dict, hash=False)  # fsspec options for URLs
 
     def replace(self, **changes) -> JobConfig:

@@ -115,6 +115,7 @@ def test_an_actor_killed_between_scoring_and_writing_has_its_parts_redone(
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray's workers cannot import the tests
     monkeypatch.setattr(driver, "score_part", _score_part_holding_a_write)
     cfg = job_config(tmp_path, tiny_model_dir, texts_jsonl, methods=("attention",), limit=len(TEXTS), actors=1)
+    cfg = cfg.replace(background_writes=True)  # on GPUs by default; here on the CPU
     held, killed, stop = tmp_path / "held-write", [], threading.Event()
 
     def killer():

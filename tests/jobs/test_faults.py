@@ -35,7 +35,7 @@ def _failing_write(monkeypatch, part: int, err: OSError, times: int):
 
 
 def test_a_full_disk_stops_the_job_at_once_and_the_store_resumes(tmp_path, tiny_model_dir, texts_jsonl, monkeypatch):
-    cfg = job_config(tmp_path, tiny_model_dir, texts_jsonl, methods=("attention",))
+    cfg = job_config(tmp_path, tiny_model_dir, texts_jsonl, methods=("attention",), background_writes=True)
     calls = _failing_write(monkeypatch, 1, OSError(errno.ENOSPC, "No space left on device"), times=99)
     with pytest.raises(JobStopped) as stopped:
         run_job(cfg)
@@ -52,7 +52,8 @@ def test_a_transient_write_error_is_retried_and_each_part_counted_once(
     tmp_path, tiny_model_dir, texts_jsonl, monkeypatch, capsys
 ):
     calls = _failing_write(monkeypatch, 1, OSError(errno.ECONNRESET, "Connection reset by peer"), times=1)
-    s = run_job(job_config(tmp_path, tiny_model_dir, texts_jsonl, methods=("attention",), progress=True))
+    cfg = job_config(tmp_path, tiny_model_dir, texts_jsonl, methods=("attention",), progress=True)
+    s = run_job(cfg.replace(background_writes=True))  # on GPUs by default; here on the CPU
     # Part 2 is scored while part 1 is written, so its write goes out before part 1 is redone.
     assert calls == [0, 1, 2, 1] and s.exit_code == 0 and s.examples == 8
     bar = capsys.readouterr().err
