@@ -9,6 +9,7 @@ import pytest
 import torch
 import transformers
 
+import vzcore.audio
 from tests.harness.models import tiny_pair
 from vzcore import seq2seq
 from vzcore.families.encdec import SITE_NAMES, encdec_family_for
@@ -109,8 +110,13 @@ def test_waveforms_go_through_the_feature_extractor(tiny_seq2seq_models):
     assert seq2seq.time_span(handle, 0.10, 0.25) == (5, 13)
     with pytest.raises(ValueError, match="sampling_rate"):
         seq2seq.score_pairs(handle, [wave], [[5]])
-    with pytest.raises(ValueError, match="8000 Hz"):
-        seq2seq.score_pairs(handle, [wave], [[5]], sampling_rate=8000)
+    slow = wave[::2]  # audio at another rate is resampled to the extractor's, as vzcore.audio reads files
+    resampled = vzcore.audio.as_audio((slow, 8000), 16000).samples
+    np.testing.assert_array_equal(
+        seq2seq.input_features(handle, slow, 8000), seq2seq.input_features(handle, resampled, 16000)
+    )
+    with pytest.raises(vzcore.audio.AudioError, match="longer than"):
+        seq2seq.input_features(handle, np.zeros(16000, dtype=np.float32), 16000)  # over the tiny model's 0.32 s
     with pytest.raises(ValueError, match="reads audio"):
         seq2seq.score_pairs(handle, ["some text"], [[5]])
 

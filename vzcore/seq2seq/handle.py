@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from vzcore.families.encdec import EncDecSpec, encdec_family_for
-from vzcore.loading import quiet_loading, resolve_short_name
+from vzcore.loading import loadable_path, quiet_loading
 
 __all__ = ["Seq2SeqHandle", "load_seq2seq"]
 
@@ -74,7 +74,7 @@ def load_seq2seq(
     else:
         from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoModelForSpeechSeq2Seq
 
-        path = resolve_short_name(str(model))
+        path = loadable_path(str(model))  # a short name, a path, a faster-whisper folder (converted once)
         family = encdec_family_for(AutoConfig.from_pretrained(path))
         cls: Any = AutoModelForSpeechSeq2Seq if family.audio else AutoModelForSeq2SeqLM
         with quiet_loading():

@@ -3,7 +3,6 @@ target to decoder ids, or the model's own greedy output; audio times to encoder 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from vzcore.audio import as_audio, frame_span, model_rate, window_seconds
 from vzcore.seq2seq.handle import Seq2SeqHandle
 
 __all__ = ["Source", "encode_source", "encode_target", "greedy_decode", "input_features", "time_span"]
@@ -32,18 +32,17 @@ def _pieces(handle: Seq2SeqHandle, ids: Sequence[int]) -> list[str] | None:
 
 
 def input_features(handle: Seq2SeqHandle, waveform: Any, sampling_rate: int) -> torch.Tensor:
-    """Return the feature extractor's input features `[n_mels, frames]` of one mono waveform at `sampling_rate`."""
+    """Return the feature extractor's input features `[n_mels, frames]` of one mono waveform at `sampling_rate`
+    (checked and resampled to the extractor's rate by `vzcore.audio.as_audio`)."""
     fe = handle.feature_extractor
     if fe is None:
         raise ValueError(f"{handle.name} has no feature extractor: pass input features `[n_mels, frames]` instead")
-    expected = getattr(fe, "sampling_rate", None)
-    if expected is not None and sampling_rate != expected:
-        raise ValueError(f"audio at {sampling_rate} Hz; {handle.name}'s feature extractor takes {expected} Hz")
     wave = np.asarray(waveform, dtype=np.float32)
     if wave.ndim != 1 or wave.size == 0:
         raise ValueError(f"a waveform is a non-empty 1-D array; got shape {wave.shape}")
-    feats = fe(wave, sampling_rate=sampling_rate, return_tensors="pt").input_features
-    return feats[0]
+    rate = getattr(fe, "sampling_rate", None) or model_rate(handle.model.config)
+    audio = as_audio((wave, sampling_rate), rate, window_seconds(handle.model.config))
+    return fe(audio.samples, sampling_rate=audio.rate, return_tensors="pt").input_features[0]
 
 
 def encode_source(handle: Seq2SeqHandle, source: Any, sampling_rate: int | None = None) -> Source:
@@ -123,11 +122,9 @@ def greedy_decode(
 
 
 def time_span(handle: Seq2SeqHandle, start_s: float, end_s: float) -> tuple[int, int]:
-    """Return the encoder positions `(first, end)` (end exclusive) covering `[start_s, end_s)` seconds of audio."""
-    step = handle.seconds_per_source
-    if step is None:
+    """Return the encoder positions `(first, end)` (end exclusive) covering `[start_s, end_s)` seconds of audio
+    (`vzcore.audio.frame_span`)."""
+    if handle.seconds_per_source is None:
         raise ValueError(f"{handle.name} reads text: its encoder positions are tokens, not times")
-    if not 0 <= start_s < end_s:
-        raise ValueError(f"a time span needs 0 <= start < end; got {start_s}, {end_s}")
-    first = math.floor(start_s / step + 1e-9)
-    return first, max(first + 1, math.ceil(end_s / step - 1e-9))
+    span = frame_span(handle.model.config, start_s, end_s)
+    return span.start, span.stop
