@@ -226,6 +226,7 @@ def run_benchmark(model: str, lengths: list[int], runs: int, device: str | None,
             f"precision {p:8s} at n={lengths[-1]}: max |error| vs float32 {np.abs(low - base).max():.2e}, "
             f"{t32:.4f} s float32, {tp:.4f} s {p}: speed-up {t32 / tp:.2f}x"
         )
+    lines_precision(handle, precisions, max(3, runs), budget)
     batched = [sentence(handle, lengths[-1])] * 32
     vzcore.score(handle, batched, batch_size=32, memory_budget=budget)
     tb = statistics.median(
@@ -240,6 +241,30 @@ def run_benchmark(model: str, lengths: list[int], runs: int, device: str | None,
         t = _timed(lambda: vzcore.score(handle, [ids], memory_budget=budget), dev)
         peak = peak_memory(handle, model, long, budget)
         print(f"n={long}: fast path {t:.2f} s, peak {peak / 2**20:.0f} MiB above the loaded model")
+
+
+def lines_precision(handle: ModelHandle, precisions: list[str], runs: int, budget: int | None) -> None:
+    """Print each lower precision's CPU time against float32's (interleaved) and its largest score
+    change on the first 32 chatterbot-corpus lines: short texts, many chunks, as a corpus job sees."""
+    from jobs.score.data import chatterbot_lines
+
+    lines = chatterbot_lines()[:32]
+    clock = time.perf_counter if handle.device.type == "cuda" else time.process_time  # CPU time: load-proof
+    base = vzcore.score(handle, lines, memory_budget=budget)
+    for p in precisions:
+        low = vzcore.score(handle, lines, memory_budget=budget, precision=p)
+        pairs = zip(base, low, strict=True)
+        err = max(np.nanmax(np.abs(a.scores["value_zeroing"] - b.scores["value_zeroing"])) for a, b in pairs)
+        times: dict[str, list[float]] = {"float32": [], p: []}
+        for k in range(runs):
+            for q in ["float32", p] if k % 2 == 0 else [p, "float32"]:
+                _sync(handle.device)
+                start = clock()
+                vzcore.score(handle, lines, memory_budget=budget, precision=q)
+                _sync(handle.device)
+                times[q].append(clock() - start)
+        t32, tp = statistics.median(times["float32"]), statistics.median(times[p])
+        print(f"precision {p} on 32 chatterbot lines: {tp / t32:.2f}x float32's time, max |error| {err:.2e}")
 
 
 # The sizes of the seeded model of each family, where its config has the field (GPT-2's `n_embd` is mapped).

