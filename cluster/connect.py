@@ -150,7 +150,7 @@ def _start_local(num_cpus: int | None, timeout_s: float) -> Path | None:
                         address="local",
                         _node_ip_address=LOOPBACK,
                         include_dashboard=False,
-                        num_cpus=num_cpus or os.cpu_count(),
+                        num_cpus=num_cpus or len(os.sched_getaffinity(0)),  # the CPUs this process may use
                         log_to_driver=False,
                     )
                 break

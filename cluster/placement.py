@@ -73,12 +73,18 @@ def actor_shape(
     return ActorShape(cpus=float(cpus_per_actor), gpus=0.0, device="cpu", threads=cpus_per_actor)
 
 
-def default_actors(resources: dict[str, float], shape: ActorShape) -> int:
+def default_actors(resources: dict[str, float], shape: ActorShape, replica_bytes: int | None = None) -> int:
     """How many actors a run starts when none are asked for: as many as the cluster's CPUs hold on
-    CPUs (one per core, single-threaded, unless `--cpus-per-actor` says otherwise), one on GPUs."""
+    CPUs (one per core, single-threaded, unless `--cpus-per-actor` says otherwise), one on GPUs.
+
+    Each actor holds its own copy of the model: with `replica_bytes` (a replica's weights and working
+    memory), no more than the cluster's memory for actors (Ray's `memory` resource) holds."""
     if shape.device == "cuda":
         return 1
-    return max(1, min(actors_that_fit(resources, shape), 1 << 10))
+    actors = min(actors_that_fit(resources, shape), 1 << 10)
+    if replica_bytes and resources.get("memory"):
+        actors = min(actors, int(resources["memory"] // replica_bytes))
+    return max(1, actors)
 
 
 def actors_that_fit(resources: dict[str, float], shape: ActorShape) -> int:

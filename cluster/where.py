@@ -40,6 +40,7 @@ class Where:
         None  # default: 1 (then `actors` None: one actor per core), or the CPUs divided among `actors`
     )
     max_attempts: int = 3  # tries of a unit, its worker's death included
+    replica_bytes: int | None = None  # one replica's memory (weights and work): caps the default actors on CPUs
     # A worker writes a unit behind the next one's computing (False: in turn). None: on GPUs only: on
     # CPUs the writer shares the scoring cores (measured 0.76-1.0x the speed of writing in turn).
     background_writes: bool | None = None
@@ -48,7 +49,7 @@ class Where:
     def given(cls, *, actors: int | None, address: str | None, in_process: bool, **rest) -> Where:
         """The choice of a command whose `--actors` may be left out: then, with an address, on that cluster
         (1 actor, or as many tasks at once as its CPUs hold); without one, in this process if `in_process`
-        (aggregate, evaluate), else 1 actor on a local cluster (score)."""
+        (aggregate, evaluate), else 1 actor on a local cluster."""
         if actors is None and not address:
             actors = 0 if in_process else 1
         return cls(address=address, actors=actors, **rest)
@@ -117,7 +118,7 @@ def plan_on(
         )
     except PlacementError as err:
         raise ClusterError(str(err)) from None
-    actors = choice.actors or default_actors(cluster.resources, shape)
+    actors = choice.actors or default_actors(cluster.resources, shape, choice.replica_bytes)
     if choice.actors is None and units is not None:
         actors = max(1, min(actors, units))
     return RayPlan(actors, shape.cpus, shape.gpus, Placement(shape.device, shape.threads))

@@ -39,7 +39,7 @@ from jobs.score.config import JobConfig
 from jobs.score.data import DatasetError, open_texts
 from jobs.score.identity import check_identity, identities, versions
 from jobs.score.lease import hold_lease
-from jobs.score.plan import estimate, plan_parts, token_lengths
+from jobs.score.plan import estimate, plan_parts, replica_bytes, token_lengths
 from jobs.score.step import PartReport, PartTask, ScoreSpec, load_scorer, score_part
 from jobs.score.summary import Summary
 from jobs.score.validate import CheckedJob, JobError, check_job, check_output
@@ -103,7 +103,9 @@ def run_job(cfg: JobConfig, *, on_event: Callable[[Event], None] | None = None) 
     # SIGTERM (a batch scheduler's first word) stops the run as Ctrl-C does, in this process or on Ray.
     # No actor without a part to score (a finished store needs no cluster), none more than parts.
     actors = 0 if not tasks else None if cfg.actors is None else min(cfg.actors, len(tasks))
-    where = dataclasses.replace(cfg.where, actors=actors)
+    vocab = getattr(job.model.config, "vocab_size", None) or len(job.tokenizer)
+    memory = replica_bytes(job.model.geometry, vocab, cfg.memory_budget)  # one model copy per actor
+    where = dataclasses.replace(cfg.where, actors=actors, replica_bytes=memory)
     opened = open_executor(where, replica=True, outputs=[cfg.location], units=len(tasks))
     with interrupt_on_sigterm(), opened as (executor, placement):
         check_output(cfg)  # after the data and the cluster: a refused run leaves no folder behind

@@ -15,11 +15,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from jobs.score.config import DEFAULT_PART_MB
+from vzcore.families.spec import Geometry
 from vzcore.maps import map_entries
 from vzcore.store.forms import FORM_TOP_K, StoreForm
 from vzcore.store.layout import packed_size
 
-__all__ = ["Estimate", "estimate", "plan_parts", "token_lengths"]
+__all__ = ["Estimate", "estimate", "plan_parts", "replica_bytes", "token_lengths"]
 
 TOKENIZE_BATCH = 1024  # texts a tokenizer call counts at once
 
@@ -158,3 +159,15 @@ def estimate(
         flops=float(flops),
         store_bytes=values * itemsize * len(methods) + tokens * 16,
     )
+
+
+RUNTIME_BYTES = 640 << 20  # a worker's interpreter, torch, tokenizer and a CPU chunk of pairs (64 MiB)
+
+
+def replica_bytes(geometry: Geometry, vocab: int, chunk_budget: int | None = None) -> int:
+    """Return the memory one CPU replica holds: float32 weights (blocks and embeddings, from the model's
+    shape), the runtime and a chunk of pairs (`chunk_budget` when set); caps the default number of actors."""
+    g = geometry
+    attention = 2 * g.hidden * g.heads * g.head_dim + 2 * g.hidden * g.kv_width
+    params = g.num_layers * (attention + 3 * g.hidden * g.ffn) + vocab * g.hidden
+    return 4 * params + RUNTIME_BYTES + (chunk_budget or 0)

@@ -77,3 +77,22 @@ def test_by_default_a_cpu_cluster_gets_one_single_threaded_actor_per_core():
     assert default_actors({"CPU": 7}, two) == 3 and default_actors({"CPU": 1}, two) == 1  # never none
     gpu = shape({"CPU": 16, "GPU": 2}, actors=None)
     assert (gpu.device, default_actors({"CPU": 16, "GPU": 2}, gpu)) == ("cuda", 1)  # GPUs: one actor
+
+
+def test_default_cpu_actors_are_as_many_as_the_memory_holds_copies_of_the_model():
+    one = actor_shape({"CPU": 16}, device="cpu", actors=None, gpus_per_actor=1.0, cpus_per_actor=None)
+    gib = 1 << 30
+    assert default_actors({"CPU": 16, "memory": 64 * gib}, one, replica_bytes=7 * gib) == 9  # not 16 copies
+    assert default_actors({"CPU": 16, "memory": 64 * gib}, one, replica_bytes=gib) == 16  # the cores bound it
+    assert default_actors({"CPU": 16, "memory": 4 * gib}, one, replica_bytes=7 * gib) == 1  # never none
+    assert default_actors({"CPU": 16}, one, replica_bytes=7 * gib) == 16  # a cluster that reports no memory
+
+
+def test_a_replicas_memory_counts_the_weights_of_its_shape():
+    from jobs.score.plan import RUNTIME_BYTES, replica_bytes
+    from vzcore.families.spec import Geometry
+
+    minilm = Geometry(num_layers=6, hidden=384, heads=12, kv_heads=12, head_dim=32, ffn=1536)
+    weights = 6 * (4 * 384 * 384 + 2 * 384 * 1536) + 30522 * 384  # q, k, v, o; up and down; embeddings
+    # the estimate counts a gated feed-forward (3 × d × d_ff): it errs by one projection on ungated ones
+    assert 4 * weights <= replica_bytes(minilm, 30522) - RUNTIME_BYTES <= 4 * (weights + 6 * 384 * 1536)
