@@ -72,7 +72,15 @@ def _check_rate(rate: Any, where: str) -> int:
 
 
 def _mono(samples: np.ndarray, where: str) -> np.ndarray:
-    """`[samples]` or `[samples, channels]` (soundfile's and `wave`'s order) to mono float32 (the channels' mean)."""
+    """`[samples]` or `[samples, channels]` (soundfile's and `wave`'s order) to mono float32 (the channels' mean).
+
+    Integer PCM (`scipy.io.wavfile.read`'s int16, for one) is scaled to [-1, 1] as a file's would be:
+    taken as floats it would be 32,767 times too loud (Whisper then hears music)."""
+    if samples.dtype.kind == "i":
+        samples = samples.astype(np.float32) / -float(np.iinfo(samples.dtype).min)
+    elif samples.dtype.kind == "u":  # unsigned PCM (8-bit) is centred on half its range
+        half = (int(np.iinfo(samples.dtype).max) + 1) / 2
+        samples = (samples.astype(np.float32) - half) / half
     if samples.ndim == 2:
         samples = samples.mean(axis=1)
     if samples.ndim != 1:

@@ -14,6 +14,7 @@ from tests.harness.models import tiny_pair
 from vzcore import seq2seq
 from vzcore.families.encdec import SITE_NAMES, encdec_family_for
 from vzcore.reference import reference_site_zeroing
+from vzcore.seq2seq.inputs import encode_source, encode_target, greedy_decode
 
 TOL = 1e-5
 
@@ -55,6 +56,37 @@ def test_greedy_target_is_the_models_own_output():
         expected = model.generate(torch.tensor([ids]), max_new_tokens=5, do_sample=False, num_beams=1)[0].tolist()
     assert r.target_ids == expected
     assert r.sites["cross"].scores["value_zeroing"].shape == (2, len(expected), len(ids))
+
+
+def test_greedy_decoding_stops_at_any_end_of_sequence_id_of_the_config_or_the_generation_config():
+    model = _t5()
+    ids = [5, 17, 33, 9, 41, 1]
+    handle = seq2seq.load_seq2seq(model)
+    free = greedy_decode(handle, encode_source(handle, ids), 6)
+    stop = free[2]  # the second token the model emits
+    model.config.eos_token_id = None
+    model.generation_config.eos_token_id = [999, stop]  # a list, as many checkpoints give it
+    r = seq2seq.score_pairs(model, [ids], max_new_tokens=6, sites=["cross"])[0]
+    assert r.target_ids == free[: free.index(stop) + 1]
+
+
+def test_mbart_text_targets_are_its_labels_shifted_right_as_the_model_trains():
+    from transformers.models.mbart.modeling_mbart import shift_tokens_right
+
+    class Suffixed:  # cc25's tokenizer: tokens, </s>, then the target language's code
+        def __call__(self, text_target):
+            return {"input_ids": [5, 6, 7, 2, 250004]}
+
+    handle = seq2seq.load_seq2seq(_model("mbart"), tokenizer=Suffixed())
+    ids, _ = encode_target(handle, "a target")
+    labels = torch.tensor([[5, 6, 7, 2, 250004]])
+    assert ids == shift_tokens_right(labels, pad_token_id=1)[0].tolist() == [250004, 5, 6, 7, 2]
+
+
+def _model(kind: str):
+    from tests.harness.models import tiny_seq2seq
+
+    return tiny_seq2seq(kind)
 
 
 def _t5():

@@ -125,3 +125,13 @@ def test_an_audio_or_a_file_is_taken_as_well_as_an_array(tmp_path):
     from_audio = as_audio(read_audio(path), 16000)
     assert from_file.rate == 16000 and np.array_equal(from_file.samples, from_audio.samples)
     assert torch.equal(log_mel(WHISPER, path), log_mel(WHISPER, (ints / 32768, 22050)))
+
+
+def test_integer_pcm_arrays_are_scaled_as_their_files_are():
+    tone = np.sin(np.linspace(0, 200, 1600)).astype(np.float32) * 0.5
+    pcm16 = np.round(tone * 32768).astype(np.int16)  # what scipy.io.wavfile.read returns
+    got = as_audio((pcm16, 16000), 16000).samples
+    np.testing.assert_allclose(got, pcm16 / 32768, atol=1e-7)
+    assert np.abs(got).max() <= 1.0
+    pcm8 = np.round(tone * 128 + 128).astype(np.uint8)  # 8-bit PCM is unsigned
+    np.testing.assert_allclose(as_audio((pcm8, 16000), 16000).samples, (pcm8.astype(np.float32) - 128) / 128)

@@ -37,7 +37,7 @@ def input_features(handle: Seq2SeqHandle, waveform: Any, sampling_rate: int) -> 
     fe = handle.feature_extractor
     if fe is None:
         raise ValueError(f"{handle.name} has no feature extractor: pass input features `[n_mels, frames]` instead")
-    wave = np.asarray(waveform, dtype=np.float32)
+    wave = np.asarray(waveform)  # integer PCM is scaled by `as_audio`, not cast
     if wave.ndim != 1 or wave.size == 0:
         raise ValueError(f"a waveform is a non-empty 1-D array; got shape {wave.shape}")
     rate = getattr(fe, "sampling_rate", None) or model_rate(handle.model.config)
@@ -93,6 +93,12 @@ def encode_target(handle: Seq2SeqHandle, target: str | Sequence[int]) -> tuple[l
         words = enc.word_ids() if getattr(enc, "is_fast", False) else None
     else:
         ids = [int(i) for i in target]
+    if isinstance(target, str) and getattr(handle.config, "model_type", None) == "mbart" and ids:
+        # mBART decodes from its labels shifted right with the last token wrapped to the front
+        # (`shift_tokens_right`): [tgt_lang, tokens, </s>] for cc25's suffixed language code.
+        ids = [ids[-1], *ids[:-1]]
+        words = None if words is None else [None, *words[:-1]]
+        return ids, words
     start = _start(handle)
     if not ids or ids[0] != start:
         ids = [start, *ids]
@@ -109,14 +115,18 @@ def greedy_decode(
     token or `max_new_tokens`."""
     model: Any = handle.model
     ids = list(prefix) if prefix else [_start(handle)]
-    eos = getattr(handle.config, "eos_token_id", None)
+    # the config's and the generation config's end-of-sequence ids; either may be one id or a list
+    ends: set[int] = set()
+    for where in (handle.config, getattr(model, "generation_config", None)):
+        eos = getattr(where, "eos_token_id", None)
+        ends.update([eos] if isinstance(eos, int) else list(eos or []))
     encoder_outputs = model.get_encoder()(**source.inputs)
     for _ in range(max_new_tokens):
         dec = torch.tensor([ids], device=handle.device)
         logits = model(encoder_outputs=encoder_outputs, decoder_input_ids=dec, use_cache=False).logits
         nxt = int(logits[0, -1].argmax())
         ids.append(nxt)
-        if nxt == eos:
+        if nxt in ends:
             break
     return ids
 
