@@ -28,6 +28,8 @@ def _positions(span: Span) -> list[int]:
 
 def parse_spans(spans: Sequence[Span], n: int, what: str = "positions") -> list[list[int]]:
     """Return each span's positions, checked against `n` positions (`what` names them in errors)."""
+    if not len(spans):
+        raise ValueError(f"no spans of {what} given: give at least one, or None to zero each position alone")
     out = []
     for k, span in enumerate(spans):
         positions = _positions(span)

@@ -260,3 +260,13 @@ def test_sdpa_loading_gives_the_eager_scores(tiny_s2s):
                 other.sites[site].scores[method], eager.sites[site].scores[method], atol=TOL, rtol=0
             )
     assert sdpa.config._attn_implementation == "sdpa"  # switched for the clean pass only
+
+
+def test_empty_choices_are_refused_in_words_and_one_site_may_be_named_alone(tiny_seq2seq_models):
+    model = tiny_seq2seq_models["bart"]
+    with pytest.raises(ValueError, match="no layers chosen at the cross site"):
+        seq2seq.score_pairs(model, [[5, 6, 7]], [[10, 2]], sites=["cross"], layers=[])
+    with pytest.raises(ValueError, match="no spans"):
+        seq2seq.score_pairs(model, [[5, 6, 7]], [[10, 2]], sites=["cross"], source_spans=[[]])
+    alone = seq2seq.score_pairs(model, [[5, 6, 7]], [[10, 2]], sites="cross")[0]
+    assert list(alone.sites) == ["cross"]

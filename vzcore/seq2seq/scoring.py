@@ -96,7 +96,7 @@ def score_pairs(
     targets: Sequence[str | Sequence[int] | None] | None = None,
     *,
     methods: Sequence[str] | str = ("value_zeroing",),
-    sites: Sequence[str] = SITE_NAMES,
+    sites: Sequence[str] | str = SITE_NAMES,
     layers: Sequence[int] | int | Mapping[str, Sequence[int] | int] | None = None,
     source_spans: str | Sequence[Sequence[Span] | str | None] | None = None,
     target_spans: str | Sequence[Sequence[Span] | str | None] | None = None,
@@ -116,6 +116,7 @@ def score_pairs(
     """
     handle = load_seq2seq(model)
     methods = _check_methods([methods] if isinstance(methods, str) else methods)
+    sites = [sites] if isinstance(sites, str) else list(sites)
     for site in sites:
         handle.family.site_sublayer(site)  # an unknown site fails here, before any work
     if distance not in DISTANCES:
@@ -131,6 +132,9 @@ def score_pairs(
     if unknown:
         raise ValueError(f"layers given for sites {unknown} that are not scored (sites: {', '.join(sites)})")
     layer_map = {s: resolve_layers(per_site.get(s), handle.num_layers(s)) for s in sites}
+    for site, chosen in layer_map.items():
+        if not chosen:
+            raise ValueError(f"no layers chosen at the {site} site: give at least one, or None for all")
     budget = memory_budget if memory_budget is not None else default_memory_budget(handle.device)
     results = []
     for k, source in enumerate(sources):
