@@ -223,9 +223,10 @@ def score_command(
 ) -> None:
     """Score a corpus into a Zarr store on Ray actors (resumable; see docs/store-layout.md).
 
-    By default on a Ray cluster started here on loopback: on CPUs one single-threaded actor per core,
-    as many as the memory holds copies of the model (--cpus-per-actor N: N threads each, --actors N:
-    N actors sharing the CPUs), on GPUs one actor, which writes a part while it scores the next.
+    By default on a Ray cluster started here on loopback.
+    On CPUs: one single-threaded actor per core, no more copies of the model than the memory holds.
+    (--cpus-per-actor N: N threads each; --actors N: N actors sharing the CPUs.)
+    On GPUs: one actor, which writes a part while it scores the next.
     --actors 0 scores in this process,
     --address joins a running cluster (docs/executors.md).
     """
