@@ -293,8 +293,12 @@ def aggregate_command(
         bool, typer.Option(help="replace another store's aggregate (never a folder of other files)")
     ] = False,
     top_types: int = 200,
-    top_examples: int = 1000,
-    agreement_every: Annotated[int, typer.Option(min=1, help="rank every N-th row for agreement (1: all, exact)")] = 1,
+    top_examples: Annotated[
+        int, typer.Option(help="highest examples kept per statistic, method and layer (the viewer's top-k; 0: none)")
+    ] = 1000,
+    agreement_every: Annotated[
+        int, typer.Option(min=1, help="rank about one row in N for agreement, drawn by a hash (1: every row, exact)")
+    ] = 1,
     plots: bool = True,
     storage_option: StorageOption = None,
     address: AddressOption = None,
