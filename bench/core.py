@@ -148,7 +148,9 @@ class Row:
     peak: int
 
 
-def run_benchmark(model: str, lengths: list[int], runs: int, device: str | None, budget: int | None, long: int) -> None:
+def run_benchmark(
+    model: str, lengths: list[int], runs: int, device: str | None, budget: int | None, long: int, lines: int = 32
+) -> None:
     handle = vzcore.load_model(model, device=device)
     dev = handle.device
     if dev.type == "cpu":
@@ -226,7 +228,8 @@ def run_benchmark(model: str, lengths: list[int], runs: int, device: str | None,
             f"precision {p:8s} at n={lengths[-1]}: max |error| vs float32 {np.abs(low - base).max():.2e}, "
             f"{t32:.4f} s float32, {tp:.4f} s {p}: speed-up {t32 / tp:.2f}x"
         )
-    lines_precision(handle, precisions, max(3, runs), budget)
+    if lines:
+        lines_precision(handle, precisions, max(3, runs), budget, lines)
     batched = [sentence(handle, lengths[-1])] * 32
     vzcore.score(handle, batched, batch_size=32, memory_budget=budget)
     tb = statistics.median(
@@ -243,12 +246,12 @@ def run_benchmark(model: str, lengths: list[int], runs: int, device: str | None,
         print(f"n={long}: fast path {t:.2f} s, peak {peak / 2**20:.0f} MiB above the loaded model")
 
 
-def lines_precision(handle: ModelHandle, precisions: list[str], runs: int, budget: int | None) -> None:
+def lines_precision(handle: ModelHandle, precisions: list[str], runs: int, budget: int | None, count: int = 32) -> None:
     """Print each lower precision's CPU time against float32's (interleaved) and its largest score
-    change on the first 32 chatterbot-corpus lines: short texts, many chunks, as a corpus job sees."""
+    change on the first `count` chatterbot-corpus lines: short texts, many chunks, as a corpus job sees."""
     from jobs.score.data import chatterbot_lines
 
-    lines = chatterbot_lines()[:32]
+    lines = chatterbot_lines()[:count]
     clock = time.perf_counter if handle.device.type == "cuda" else time.process_time  # CPU time: load-proof
     base = vzcore.score(handle, lines, memory_budget=budget)
     for p in precisions:
@@ -264,7 +267,7 @@ def lines_precision(handle: ModelHandle, precisions: list[str], runs: int, budge
                 _sync(handle.device)
                 times[q].append(clock() - start)
         t32, tp = statistics.median(times["float32"]), statistics.median(times[p])
-        print(f"precision {p} on 32 chatterbot lines: {tp / t32:.2f}x float32's time, max |error| {err:.2e}")
+        print(f"precision {p} on {count} chatterbot lines: {tp / t32:.2f}x float32's time, max |error| {err:.2e}")
 
 
 # The sizes of the seeded model of each family, where its config has the field (GPT-2's `n_embd` is mapped).
@@ -379,17 +382,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cost-length", type=int, default=64, help="sentence length of the cost table")
     parser.add_argument("--families", action="store_true", help="every family's path and its ratio to the reference")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
+    parser.add_argument("--lines", type=int, default=32, help="chatterbot lines of the precision comparison (0: none)")
     parser.add_argument("--quick", action="store_true", help="a small run of every code path (the test suite runs it)")
     args = parser.parse_args(argv)
     if args.threads:  # on a shared CPU, one thread per process does not stall on a descheduled peer
         torch.set_num_threads(args.threads)
     if args.quick:
-        args.lengths, args.runs, args.long, args.cost_length, args.families = "8,16", 1, 24, 12, True
+        args.lengths, args.runs, args.long, args.cost_length, args.families, args.lines = "8,16", 1, 24, 12, True, 8
     if args.families:
         family_paths(int(args.lengths.split(",")[-1]), args.runs)
     if not args.costs_only:
         lengths = [int(x) for x in args.lengths.split(",")]
-        run_benchmark(args.model, lengths, args.runs, args.device, args.memory_budget, args.long)
+        run_benchmark(args.model, lengths, args.runs, args.device, args.memory_budget, args.long, args.lines)
     if not args.no_costs:
         method_costs(vzcore.load_model(args.model, device=args.device), args.cost_length, args.runs, args.memory_budget)
 

@@ -36,7 +36,7 @@ SUMMARY="$OUT_DIR/summary.txt"
 if ((DRY)); then
   DEVICE=cpu
   FAMILIES=(tests/families/test_conformance.py -k "bert and not deberta")
-  CORE=(--lengths 8 --runs 1 --long 0 --no-costs)
+  CORE=(--lengths 8 --runs 1 --long 0 --no-costs --lines 4)
   CORE_GEMMA=("${CORE[@]}")
   JOB=(--limit 24 --part-size 4 --batch-size 4 --max-length 16 --repeats 1 --threads 2)
   LIMITS=(300 400 300 400 400 400)  # seconds: job tests, family tests, MiniLM, SmolLM2, Gemma 3, job bench

@@ -27,6 +27,7 @@ def _run(module: str, *args: str) -> str:
 def test_core_benchmark_compares_the_fast_path_with_the_reference():
     out = _run("bench.core")
     assert "ratio" in out.lower() and "value_zeroing" in out
+    assert "precision bfloat16 on 8 chatterbot lines" in out
     for path in ("factored", "parallel", "generic"):  # every family's row names the path it takes
         assert f"| {path} |" in out, path
 
