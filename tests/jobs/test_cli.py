@@ -58,5 +58,5 @@ def test_score_help_says_where_parts_run_by_default():
     out = runner.invoke(app, ["score", "--help"], env={"COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"})
     text = " ".join(out.stdout.split())
     assert out.exit_code == 0
-    assert "on CPUs one single-threaded actor per core" in text and "on GPUs one actor" in text
-    assert "writes a part while it scores the next" in text
+    assert "On CPUs: one single-threaded actor per core, no more copies of the model than the memory holds" in text
+    assert "On GPUs: one actor, which writes a part while it scores the next" in text
