@@ -15,7 +15,7 @@ import numpy as np
 from vzcore.store.layout import STATUS_SCORED
 from vzcore.store.location import Location
 
-__all__ = ["init_root", "write_random_store", "write_scored_store"]
+__all__ = ["init_root", "plan_parts", "write_random_store", "write_scored_store"]
 
 
 def init_root(
@@ -57,7 +57,7 @@ def init_root(
     write_done(root, [0] * len(plan))
 
 
-def _plan(count: int, part_size: int) -> list[dict]:
+def plan_parts(count: int, part_size: int) -> list[dict]:
     """Parts of `part_size` examples (the job sizes its parts by bytes; fixed counts suit tests)."""
     starts = range(0, count, part_size)
     return [{"part": k, "start": a, "stop": min(a + part_size, count)} for k, a in enumerate(starts)]
@@ -88,7 +88,7 @@ def write_scored_store(
     results = vzcore.score(handle, list(texts), methods=list(methods))
     causal = handle.family.causal
     special = list(getattr(handle.tokenizer, "all_special_ids", None) or [])
-    plan = _plan(len(texts), part_size)
+    plan = plan_parts(len(texts), part_size)
     init_root(
         path,
         methods=methods,
@@ -146,7 +146,7 @@ def write_random_store(
     rng = np.random.default_rng(seed)
     punct = [".", ",", "!", "?", ";", ":", "'", "-"]
     names = ["[CLS]", "[SEP]", *punct] + [f"w{k}" for k in range(10, vocab)]
-    plan = _plan(num_examples, part_size)
+    plan = plan_parts(num_examples, part_size)
     init_root(
         path,
         methods=methods,

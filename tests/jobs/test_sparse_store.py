@@ -15,7 +15,7 @@ pytest.importorskip("zarr")
 
 import vzcore
 from jobs.aggregate.driver import PartJob, aggregate_part
-from tests.harness.synthetic_store import init_root, random_maps
+from tests.harness.synthetic_store import init_root, plan_parts, random_maps
 from vzcore.queries import token_rows, top_examples
 from vzcore.statistics import StatsSpec
 from vzcore.store.completion import mark_done
@@ -39,10 +39,7 @@ def outcome(i: int, maps: dict[str, np.ndarray], rows=None) -> ExampleOutcome:
 
 def make_store(path, outcomes, *, causal, layers, form=None, targets=None, dtype="float32", part_size=3):
     """Write `outcomes` as a store of parts of `part_size` examples, each marked done."""
-    plan = [
-        {"part": k, "start": a, "stop": min(a + part_size, len(outcomes))}
-        for k, a in enumerate(range(0, len(outcomes), part_size))
-    ]
+    plan = plan_parts(len(outcomes), part_size)
     methods = list(next(iter(o.scores for o in outcomes if o.scores)))
     form = form or StoreForm()
     init_root(

@@ -194,15 +194,7 @@ MBART = EncDecSpec(
 
 # Whisper: a convolutional front end (outside the blocks) before pre-norm encoder blocks over audio
 # frames; a pre-norm text decoder with cross-attention to them.
-WHISPER = EncDecSpec(
-    name="whisper",
-    model_types=("whisper",),
-    encoder=_fc_stack(False, pre_norm=True),
-    decoder=_fc_stack(True, pre_norm=True),
-    ffn=_fc_ffn,
-    finish=_fc_finish,
-    audio=True,
-)
+WHISPER = replace(MBART, name="whisper", model_types=("whisper",), audio=True)
 
 _ENCDEC: tuple[EncDecSpec, ...] = (T5, BART, MBART, WHISPER)
 
