@@ -237,3 +237,33 @@ def test_long_rows_equal_per_example_reference(tmp_path, causal, implementation)
     for name in want.sums:
         np.testing.assert_allclose(got.sums[name], want.sums[name], rtol=1e-12, atol=1e-12, err_msg=name)
     assert want.sums["agree_count"].sum() > 0
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_the_kept_top_examples_are_the_same_on_every_path(tmp_path, causal, monkeypatch):
+    """The compiled kernel sums each example's own masses as it goes; the NumPy path computes them per
+    group: both keep the same examples with the same values (NaN rows, failures and one-token texts included)."""
+    pytest.importorskip("numba")
+    import vzcore.statistics.block as block
+    from vzcore.statistics.kernel import block_kernel
+
+    path = tmp_path / "s.zarr"
+    _store(path, causal, "float16")
+    store = open_store(path)
+    spec = StatsSpec(METHODS, 3, causal, bucket_edges=(1, 4, 8), max_offset=2, top_k=6)
+
+    def kept(kernel) -> dict[str, np.ndarray]:
+        monkeypatch.setattr(block, "kernel_for", lambda values: kernel)
+        total = PartialStats(spec)
+        for part in store.done_parts():
+            total.merge(aggregate_part(None, PartJob(store.location, store.info, part, spec)))
+        assert total.top is not None
+        return total.top.columns(list(METHODS), store.layers)
+
+    compiled, plain = kept(block_kernel()), kept(None)
+    assert compiled.keys() == plain.keys() and len(plain["example_id"]) > 0
+    for name in plain:
+        if plain[name].dtype.kind == "f":
+            np.testing.assert_allclose(compiled[name], plain[name], rtol=1e-12, atol=1e-13, err_msg=name)
+        else:
+            np.testing.assert_array_equal(compiled[name], plain[name], err_msg=name)

@@ -62,8 +62,6 @@ def add_block(stats: PartialStats, block: ExampleBlock, type_tokens: dict[int, s
     dtypes = {v.dtype for m in methods for v in block.values[m]}
     if kernel is not None and len(dtypes) == 1 and dtypes <= {np.dtype(np.float16), np.dtype(np.float32)}:
         _add_compiled(kernel, stats, block, inv, types, COUNT_MAX)
-        if stats.top is not None and block.example_id is not None:
-            _add_top(stats, block)  # the kernel keeps corpus sums only
     else:
         _add_groups(stats, block, inv, types)
     stats.type_sums[..., np.searchsorted(stats.type_ids, uniq)] += types
@@ -90,6 +88,7 @@ def _add_compiled(
     sign = np.uint64(1 << (8 * np.dtype(half).itemsize - 1))
     key = np.int16 if half is np.uint16 else np.int32  # wide enough for a value's sign and magnitude
     n_max = int(length.max())
+    own = np.zeros((len(length), 4, len(methods), spec.num_layers))  # each example's sums, for `stats.top`
     kernel(
         bits,
         bits.view(np.float32) if half is np.uint32 else np.zeros((1, 1), np.float32),
@@ -116,12 +115,21 @@ def _add_compiled(
         sums["agree_sum"],
         sums["agree_count"],
         types,
+        own,
         np.empty(-(-n_max // 32) * 32, dtype=key),  # room for a row padded to 32 columns
         np.empty(-(-n_max // 32) * 32, dtype=key),
         count_max,
     )
     for k, name in enumerate(ROW_SUMS):
         sums[name][...] = rs[k]
+    if stats.top is not None and block.example_id is not None:
+        count = own[:, 3]  # `[E, M, L]` counted rows
+        with np.errstate(invalid="ignore", divide="ignore"):
+            means = own[:, :3] / count[:, None]  # `[E, 3, M, L]`, as `rows.example_masses`
+        means[np.broadcast_to(count[:, None] == 0, means.shape)] = np.nan  # no row counts: no value
+        ids = np.asarray(block.example_id)
+        for mi in range(len(methods)):
+            stats.top.add(mi, ids, length, means[:, :, mi].transpose(1, 0, 2))
 
 
 def _add_groups(stats: PartialStats, block: ExampleBlock, inv: np.ndarray, types: np.ndarray) -> None:
@@ -220,22 +228,6 @@ def _offer_top(stats: PartialStats, mi: int, example_ids, n: int, diag, masses, 
         own = np.stack([diag.sum(2), (row_sum - diag).sum(2), np.where(keep, masses[..., 1], 0.0).sum(2)]) / count
     own[:, count == 0] = np.nan  # no row counts: no value
     stats.top.add(mi, example_ids, np.full(len(example_ids), n), own)
-
-
-def _add_top(stats: PartialStats, block: ExampleBlock) -> None:
-    """Offer every example of `block` to `stats.top`: masses only, one length group at a time."""
-    spec = stats.spec
-    for n in np.unique(block.length).tolist():
-        members = np.flatnonzero(block.length == n)
-        t = _template(n, spec.causal, spec.max_offset)
-        special = np.stack([block.special[e] for e in members])
-        weights = np.stack([np.ones(special.shape), special], -1)  # `[E, n, 2]`: row sum, special mass
-        ids = np.asarray(block.example_id)[members]
-        for mi, method in enumerate(spec.methods):
-            group = np.stack([block.values[method][e] for e in members])
-            raw = _dense(group.reshape(len(members) * spec.num_layers, -1), t).reshape(len(members), -1, n, n)
-            x, masses, _, keep = _counted(raw, weights, t)
-            _offer_top(stats, mi, ids, n, np.diagonal(x, axis1=2, axis2=3), masses, keep)
 
 
 def _add_types(types, mi, x, diag, keep, cols, t) -> None:

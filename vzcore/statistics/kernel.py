@@ -89,6 +89,7 @@ def _block_sums(
     agree_sum,  # `[P, B, L]` float64 out
     agree_count,  # `[P, B, L]` float64 out
     types,  # `[4, M, L, U]` float64 out: kept sum and count, given sum and count per block type
+    own,  # `[E, 4, M, L]` float64 out: per example, self, context and special mass of its counted rows; their count
     kv,  # `[n_max rounded up to 32]` int16 (float16 values) or int32: scratch for one row's value keys
     cnt,  # the same shape and dtype: scratch for their counts
     count_max,  # rows of up to this many entries are ranked by counting, longer ones by sorting (`COUNT_MAX`)
@@ -179,6 +180,10 @@ def _block_sums(
                     rs[3, m, b, layer] += s - d  # context_mass
                     rs[4, m, b, layer] += sp  # special_mass
                     rs[5, m, b, layer] += pu  # punct_mass
+                    own[e, 0, m, layer] += d  # the example's own sums (`PartialStats.top`)
+                    own[e, 1, m, layer] += s - d
+                    own[e, 2, m, layer] += sp
+                    own[e, 3, m, layer] += 1.0
                     if s > 0.0:
                         h = (math.log(s) * pos - t) / s  # -sum p log p over p > 0, with p = x / s
                         rs[7, m, b, layer] += h / math.log(max(k, 2))  # entropy_sum
