@@ -51,14 +51,18 @@ def test_examples_table(page, live, shots):
     page.select_option("#top-top", "context_mass")
     page.click("#top button")
     page.wait_for_function("() => location.hash.includes('sample=deciles')")
+    # The previous table stays until the new one replaces it: wait for what the new one says.
+    page.wait_for_function("() => document.querySelector('#count')?.innerText.includes('deciles')")
     page.wait_for_selector("#examples tr >> nth=1")
     assert page.inner_text("#examples tr >> nth=0").split("\t")[0] == "decile"
     page.screenshot(path=str(shots / "examples-deciles.png"), full_page=True)
     page.select_option("#top-sample", "top-k")
     page.click("#top button")
     page.wait_for_function("() => location.hash.includes('sample=top-k')")
+    # No map read: the counts line names the aggregate's table once the new table is drawn.
+    page.wait_for_function("() => document.querySelector('#count')?.innerText.includes(\"per-example table\")")
     page.wait_for_selector("#examples tr >> nth=1")
-    assert "from the aggregate's per-example table" in page.inner_text("#count")  # no map read
+    assert "from the aggregate's per-example table" in page.inner_text("#count")
     page.screenshot(path=str(shots / "examples-top.png"), full_page=True)
     page.goto(f"{live}/#/examples?sort=length&desc=1")
     page.wait_for_selector("#examples tr >> nth=1")
