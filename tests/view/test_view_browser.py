@@ -19,7 +19,13 @@ pytestmark = pytest.mark.slow  # a real Chromium: another process
 
 def open_example(page, base: str, eid: int, query: str = "") -> None:
     page.goto(f"{base}/#/example/{eid}?{query}")
+    drawn(page)
     page.wait_for_selector("#sentence .tok")
+
+
+def drawn(page) -> None:
+    """Waits until the page shows the URL's state (the previous state's page stays until then)."""
+    page.wait_for_function("() => document.body.dataset.drawn === location.hash")
 
 
 def ready(page) -> str:
@@ -80,7 +86,7 @@ def test_example_hover_layer_method_and_csv(page, live, view_store, shots, tmp_p
     np.testing.assert_allclose(hover_values(page, 2), m[2], rtol=1e-6)
     page.select_option("#hover", "source")
     page.wait_for_function("() => location.hash.includes('hover=source')")
-    page.wait_for_selector("#sentence .tok")
+    drawn(page)
     np.testing.assert_allclose(hover_values(page, 1), m[:, 1], rtol=1e-6)
     page.screenshot(path=str(shots / "example-hover.png"), full_page=True)
     # Keys move between layers; the checkbox switches the method.
@@ -93,7 +99,7 @@ def test_example_hover_layer_method_and_csv(page, live, view_store, shots, tmp_p
     assert ready(page) == f"{eid}:attention:1:token:layer"
     page.select_option("#hover", "target")
     page.wait_for_function("() => location.hash.includes('hover=target')")
-    page.wait_for_selector("#sentence .tok")
+    drawn(page)
     np.testing.assert_allclose(hover_values(page, 0), result.scores["attention"][1][0], rtol=1e-6)
     # The CSV holds the numbers of the view: here the store's map, row by row.
     with page.expect_download() as info:
@@ -176,7 +182,7 @@ def test_compare(page, live, view_store, other_store, shots):
     page.screenshot(path=str(shots / "compare-example.png"), full_page=True)
     page.check("#diff")
     page.wait_for_function("() => location.hash.includes('diff=1')")
-    page.wait_for_selector("#sentence .tok")
+    drawn(page)
     # The difference panel: this store's row minus the other's.
     a, b = (open_store(p).example(eid).scores["attention"][2] for p in (view_store, other_store))
     np.testing.assert_allclose(hover_values(page, 1), a[1] - b[1], rtol=1e-5, atol=1e-7)

@@ -16,7 +16,7 @@ from jobs.view import ViewData, build_site
 from tests.harness.static_server import RangeHandler, serve_folder
 from tests.harness.synthetic_store import _write_done_part, init_root, write_random_store
 from tests.view.conftest import HOSTILE
-from tests.view.test_view_browser import hover_values, open_example, ready
+from tests.view.test_view_browser import drawn, hover_values, open_example, ready
 from vzcore.store.layout import STATUS_SCORED
 from vzcore.store.location import Location
 from vzcore.store.reader import open_store
@@ -64,7 +64,7 @@ def test_site_shows_the_stores_numbers(page, site, view_data, view_store, shots)
     np.testing.assert_array_equal(hover_values(page, 2), m[2])  # float16 read as the server reads it
     page.select_option("#hover", "source")
     page.wait_for_function("() => location.hash.includes('hover=source')")
-    page.wait_for_selector("#sentence .tok")
+    drawn(page)
     np.testing.assert_array_equal(hover_values(page, 1), m[:, 1])
     page.screenshot(path=str(shots / "static-example.png"), full_page=True)
     page.keyboard.press("ArrowLeft")  # another layer, read from the same chunk

@@ -53,6 +53,8 @@ function go(parts, q) {
 }
 async function route() {
   const { parts, q } = parseHash();
+  const drawing = location.hash;
+  delete document.body.dataset.drawn;
   performance.mark("vz-route");
   page().replaceChildren($("p", { text: "Loading…" }));
   try {
@@ -75,6 +77,8 @@ async function route() {
   } catch (err) {
     page().replaceChildren($("p", { class: "error", text: String(err.message || err) }));
   }
+  // Says which state the page shows (an earlier state's page stays until this one replaces it).
+  if (location.hash === drawing) document.body.dataset.drawn = drawing;
 }
 // Asked for as soon as this script runs, not when the document is ready: every page needs it first.
 const OVERVIEW_FETCH = getJSON("data/overview.json");
