@@ -10,6 +10,8 @@ their hash checked.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import hashlib
 import importlib
@@ -17,7 +19,7 @@ import importlib.util
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,23 +86,50 @@ def join_parts(parts: list[Path], name: str, sha256: str, kind: str = "gguf") ->
     final = cache_dir() / kind / name
     if final.exists():
         return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.")
-    tmp = Path(tmp_name)
-    with os.fdopen(fd, "wb") as out:
-        for part in parts:
-            with part.open("rb") as f:
-                shutil.copyfileobj(f, out, 1 << 22)
-    if (got := file_sha256(tmp)) != sha256:
-        tmp.unlink()
-        raise CorruptCheckpointError(f"joined {name} has sha256 {got}, expected {sha256}: reinstall its packages")
-    return _publish(tmp, final)
+    with _filling(final):
+        if final.exists():  # joined by another process while this one waited
+            return final
+        fd, tmp_name = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.")
+        tmp = Path(tmp_name)
+        with os.fdopen(fd, "wb") as out:
+            for part in parts:
+                with part.open("rb") as f:
+                    shutil.copyfileobj(f, out, 1 << 22)
+        if (got := file_sha256(tmp)) != sha256:
+            tmp.unlink()
+            raise CorruptCheckpointError(f"joined {name} has sha256 {got}, expected {sha256}: reinstall its packages")
+        return _publish(tmp, final)
 
 
-def cached_model(gguf: Path) -> Path | None:
+def _entry(path: Path, salt: str) -> Path:
+    """The cache folder of the model converted from `path`: keyed by the file's sha256 and by `salt`,
+    what else the conversion read or depends on (a converter's version, the folder's other files).
+    An empty salt keys by the file alone (GGUF entries, as earlier versions named them)."""
+    digest = _sha256_of(path)
+    key = hashlib.sha256(f"{digest}\n{salt}".encode()).hexdigest() if salt else digest
+    return cache_dir() / "models" / key
+
+
+def cached_model(gguf: Path, salt: str = "") -> Path | None:
     """Return the cache folder of `gguf`'s de-quantised model if it has been filled."""
-    folder = cache_dir() / "models" / _sha256_of(gguf)
+    folder = _entry(gguf, salt)
     return folder if (folder / "config.json").exists() else None
+
+
+@contextlib.contextmanager
+def _filling(final: Path) -> Iterator[None]:
+    """Hold an exclusive lock while one process fills the cache entry `final`: several actors started on
+    a fresh cache wait for the first one's conversion instead of each doing it (an advisory lock; the
+    publish stays atomic, so a process that does not take it is still safe, only wasteful)."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    locks = cache_dir() / ".locks"  # beside the entries, never among them: empty files, kept
+    locks.mkdir(exist_ok=True)
+    with open(locks / f"{final.parent.name}-{final.name}.lock", "a+b") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @functools.lru_cache(maxsize=64)
@@ -114,25 +143,28 @@ def _sha256_of(path: Path) -> str:
     return _sha256_at(path.resolve(), stat.st_size, stat.st_mtime_ns)
 
 
-def dequantised(gguf: Path, load: Callable[[], tuple[Any, Any]], source: str | None = None) -> Path:
+def dequantised(gguf: Path, load: Callable[[], tuple[Any, Any]], source: str | None = None, salt: str = "") -> Path:
     """Return the cache folder of `gguf`'s de-quantised model, calling `load() -> (model, tokenizer)`
     to fill it the first time (the model as transformers loaded it from the GGUF, float32).
 
-    `gguf` is the file the entry is keyed by (a CTranslate2 folder's `model.bin` too); `source` what
-    `vz cache list` names it by (the file's name by default). The tokenizer may be a processor.
+    `gguf` is the file the entry is keyed by (a CTranslate2 folder's `model.bin` too), with `salt`
+    (see `_entry`); `source` what `vz cache list` names it by (the file's name by default). The
+    tokenizer may be a processor.
     """
-    found = cached_model(gguf)
+    found = cached_model(gguf, salt)
     if found is not None:
         return found
-    folder = cache_dir() / "models" / _sha256_of(gguf)
-    model, tokenizer = load()
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
-    model.save_pretrained(tmp)
-    if tokenizer is not None:
-        tokenizer.save_pretrained(tmp)
-    (tmp / "SOURCE").write_text(f"{source or gguf.name}\n")  # what `vz cache list` shows
-    return _publish(tmp, folder)
+    folder = _entry(gguf, salt)
+    with _filling(folder):
+        if (folder / "config.json").exists():  # filled by another process while this one waited
+            return folder
+        model, tokenizer = load()
+        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+        model.save_pretrained(tmp)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+        (tmp / "SOURCE").write_text(f"{source or gguf.name}\n")  # what `vz cache list` shows
+        return _publish(tmp, folder)
 
 
 # The cache's folders: joined GGUF files, joined CTranslate2 folders, converted model folders.

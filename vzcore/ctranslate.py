@@ -361,6 +361,23 @@ def _generation_config(config: Any, special: dict[str, int], settings: dict) -> 
     return GenerationConfig(**fields)
 
 
+# Raise it whenever a change to this module changes what a conversion writes: it keys the cache entry.
+CONVERTER_VERSION = 1
+
+
+def conversion_key(folder: Path) -> str:
+    """What a converted folder depends on besides `model.bin` (which the cache hashes itself): this
+    converter's version and the folder's `config.json` and `tokenizer.json`, so that a fix to either
+    converts again instead of reading a stale entry."""
+    import hashlib
+
+    digest = hashlib.sha256(f"ctranslate2-whisper {CONVERTER_VERSION}".encode())
+    for name in ("config.json", "tokenizer.json"):
+        path = Path(folder) / name
+        digest.update(name.encode() + b"\0" + (path.read_bytes() if path.is_file() else b""))
+    return digest.hexdigest()
+
+
 def load_whisper(folder: Path) -> tuple[Any, Any]:
     """Convert a faster-whisper folder into `(WhisperForConditionalGeneration in float32, WhisperProcessor)`."""
     import torch

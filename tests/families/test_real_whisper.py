@@ -11,6 +11,7 @@ import torch
 
 from vzcore.audio import log_mel
 from vzcore.checkpoints import cached_model
+from vzcore.ctranslate import conversion_key
 from vzcore.families import UnsupportedModelError
 from vzcore.loading import convert_ctranslate2, load_model, loadable_path, resolve_short_name
 from vzcore.speech import espeak_available, synthesise
@@ -58,7 +59,7 @@ def _transcribe(name: str, **language) -> list[str]:
     from transformers import AutoProcessor, WhisperForConditionalGeneration
 
     folder = convert_ctranslate2(_folder(name))
-    assert cached_model(_folder(name) / "model.bin") == folder
+    assert cached_model(_folder(name) / "model.bin", conversion_key(_folder(name))) == folder
     model = WhisperForConditionalGeneration.from_pretrained(folder).eval()
     processor = AutoProcessor.from_pretrained(folder)
     out = []

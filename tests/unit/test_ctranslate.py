@@ -3,6 +3,8 @@ tiny seeded Whisper written as such a folder by an independent writer (tests/har
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pytest
 import torch
@@ -10,7 +12,14 @@ import transformers
 
 from tests.harness.ctranslate import tiny_whisper, write_faster_whisper, write_model_bin
 from vzcore import checkpoints
-from vzcore.ctranslate import CTranslate2Error, is_ctranslate2_folder, load_whisper, read_header, whisper_config
+from vzcore.ctranslate import (
+    CTranslate2Error,
+    conversion_key,
+    is_ctranslate2_folder,
+    load_whisper,
+    read_header,
+    whisper_config,
+)
 from vzcore.families import UnsupportedModelError, family_for
 from vzcore.loading import SHORT_NAMES, convert_ctranslate2, load_model, loadable_path, locate_model
 
@@ -109,11 +118,12 @@ def test_unknown_tensors_and_key_biases_are_refused(model, tmp_path):
         load_whisper(_broken(model, tmp_path / "c", gelu_tanh))
 
 
-def test_conversion_is_cached_once_by_the_model_files_hash(model, tmp_path, monkeypatch):
+def test_conversion_is_cached_once_by_the_model_files_hash_and_its_settings(model, tmp_path, monkeypatch):
     monkeypatch.setenv(checkpoints.CACHE_ENV, str(tmp_path / "cache"))
     folder = write_faster_whisper(model, tmp_path / "fw")
     cached = convert_ctranslate2(folder)
-    assert cached == tmp_path / "cache" / "models" / checkpoints.file_sha256(folder / "model.bin")
+    key = f"{checkpoints.file_sha256(folder / 'model.bin')}\n{conversion_key(folder)}"
+    assert cached == tmp_path / "cache" / "models" / hashlib.sha256(key.encode()).hexdigest()
     assert (cached / "SOURCE").read_text().strip() == f"{tmp_path.name}/fw/model.bin"
     stamp = (cached / "model.safetensors").stat().st_mtime_ns
     assert convert_ctranslate2(folder) == cached and (cached / "model.safetensors").stat().st_mtime_ns == stamp
