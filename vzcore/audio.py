@@ -9,9 +9,11 @@ resampled, samples that are not finite, or audio longer than the model's window 
 
 Encoder frames: Whisper's log-mel frames are 10 ms apart (a hop of 160 samples at 16 kHz) and its
 second convolution has stride 2, so one encoder frame is 20 ms, 1500 frames in the 30 s window;
-wav2vec2 / HuBERT's feature encoder strides multiply to 320 samples, again 20 ms. A word from
-`start` to `end` seconds covers the frames `floor(start / 0.02)` up to `ceil(end / 0.02)`
-(`frame_span`): every frame that overlaps the word.
+wav2vec2 / HuBERT's feature encoder strides multiply to 320 samples, again 20 ms. A frame stands for
+the 20 ms around its centre (`frame_centre`): Whisper's frame k is centred on 20k ms (the mel frames
+are centred on their hop, and both convolutions are padded to keep centres), wav2vec2's on the
+middle of its unpadded receptive field (400 samples: 20k + 12.5 ms). A word from `start` to `end`
+seconds covers every frame whose 20 ms overlap it (`frame_span`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ __all__ = [
     "as_audio",
     "audio_frames",
     "frame_seconds",
+    "frame_centre",
     "frame_span",
     "log_mel",
     "model_rate",
@@ -213,12 +216,26 @@ def _max_frames(config: Any) -> int:
     return int(getattr(config, "max_source_positions", 0)) or 2**31 - 1
 
 
+def frame_centre(config: Any) -> float:
+    """Seconds from the audio's start to the centre of encoder frame 0 (frame k's is `k · frame_seconds` later)."""
+    if getattr(config, "model_type", None) == "whisper":
+        return 0.0  # mel frames centred on their hop; conv1 and conv2 are padded by 1 each side
+    kernels, strides = getattr(config, "conv_kernel", None), getattr(config, "conv_stride", None)
+    if kernels and strides:  # wav2vec2 / HuBERT: unpadded convolutions, frame 0 starts at sample 0
+        field = 1 + sum((k - 1) * math.prod(strides[:i]) for i, k in enumerate(kernels))
+        return (field - 1) / 2 / model_rate(config)
+    raise ValueError(f"no encoder frame geometry known for a {getattr(config, 'model_type', None)!r} model")
+
+
 def frame_span(config: Any, start: float, end: float) -> range:
-    """The encoder frames a stretch from `start` to `end` seconds overlaps: `range(floor(start / f), ceil(end / f))`."""
+    """The encoder frames whose stretch (a frame length around each centre) overlaps `start` to `end` seconds."""
     if not (math.isfinite(start) and math.isfinite(end)) or start < 0 or end <= start:
         raise ValueError(f"a span runs forwards from 0 s on; got {start} to {end} s")
-    f = frame_seconds(config)
-    first, stop = math.floor(start / f + 1e-9), math.ceil(end / f - 1e-9)  # 1e-9: 0.06 / 0.02 is 2.9999…
-    if stop > _max_frames(config):
-        raise ValueError(f"a span ending at {end} s is past the model's {_max_frames(config) * f:g} s window")
+    f, c, frames = frame_seconds(config), frame_centre(config), _max_frames(config)
+    if end > frames * f + 1e-9:
+        raise ValueError(f"a span ending at {end} s is past the model's {frames * f:g} s window")
+    # frame k covers [c + (k - ½) f, c + (k + ½) f); 1e-9: 0.06 / 0.02 is 2.9999…
+    first = max(math.floor((start - c) / f + 0.5 + 1e-9), 0)
+    stop = min(math.ceil((end - c) / f + 0.5 - 1e-9), frames)
+    first = min(first, stop - 1)  # the window's last half frame: its last frame
     return range(first, max(stop, first + 1))

@@ -15,6 +15,7 @@ from vzcore.audio import (
     AudioError,
     as_audio,
     audio_frames,
+    frame_centre,
     frame_seconds,
     frame_span,
     log_mel,
@@ -104,11 +105,12 @@ def test_log_mel_is_whispers_extractor_on_the_resampled_audio():
 
 def test_times_map_to_the_encoder_frames_they_overlap():
     assert frame_seconds(WHISPER) == pytest.approx(0.02)
-    assert frame_span(WHISPER, 0.0, 0.02) == range(0, 1)
-    assert frame_span(WHISPER, 0.05, 0.11) == range(2, 6)  # 0.05 is inside frame 2, 0.11 inside frame 5
-    assert frame_span(WHISPER, 0.06, 0.1) == range(3, 5)  # exact boundaries take no extra frame
+    # Whisper's frame k stands for [20k - 10, 20k + 10) ms
+    assert frame_span(WHISPER, 0.0, 0.02) == range(0, 2)
+    assert frame_span(WHISPER, 0.05, 0.11) == range(3, 6)  # 0.05 starts frame 3, 0.11 ends frame 5
+    assert frame_span(WHISPER, 0.07, 0.09) == range(4, 5)  # exact boundaries take no extra frame
     assert frame_span(WHISPER, 0.061, 0.0612) == range(3, 4)  # shorter than a frame: its one frame
-    assert frame_span(WHISPER, 29.99, 30.0) == range(1499, 1500)
+    assert frame_span(WHISPER, 29.99, 30.0) == range(1499, 1500)  # the window's last half frame
     for start, end in [(0.5, 0.5), (0.5, 0.4), (-0.1, 0.2), (29.9, 30.1), (0.0, float("inf"))]:
         with pytest.raises(ValueError):
             frame_span(WHISPER, start, end)
@@ -135,3 +137,49 @@ def test_integer_pcm_arrays_are_scaled_as_their_files_are():
     assert np.abs(got).max() <= 1.0
     pcm8 = np.round(tone * 128 + 128).astype(np.uint8)  # 8-bit PCM is unsigned
     np.testing.assert_allclose(as_audio((pcm8, 16000), 16000).samples, (pcm8.astype(np.float32) - 128) / 128)
+
+
+def _support(grad: torch.Tensor) -> list[int]:
+    return torch.nonzero(grad.abs().flatten(end_dim=-2).sum(0) if grad.dim() > 1 else grad.abs()).flatten().tolist()
+
+
+def test_frame_centres_are_where_each_encoder_frame_reads_its_input():
+    # Whisper: encoder frame k reads mel frames 2k-2 … 2k+2 (two padded convolutions), centred on mel
+    # frame 2k, which the feature extractor centres on 2k · 10 ms: frame k's centre is 20k ms.
+    config = transformers.WhisperConfig(
+        num_mel_bins=8,
+        d_model=16,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=16,
+        decoder_ffn_dim=16,
+        max_source_positions=16,
+    )
+    torch.manual_seed(0)
+    encoder = transformers.WhisperModel(config).encoder
+    mel = torch.randn(1, 8, 32, requires_grad=True)
+    out = torch.nn.functional.gelu(encoder.conv2(torch.nn.functional.gelu(encoder.conv1(mel))))
+    for k in (3, 7):
+        (grad,) = torch.autograd.grad(out[0, :, k].sum(), mel, retain_graph=True)
+        reads = _support(grad[0])
+        assert reads == list(range(2 * k - 2, 2 * k + 3))
+        assert frame_centre(config) + k * frame_seconds(config) == pytest.approx(sum(reads) / len(reads) * 0.01)
+    # wav2vec2: frame k reads samples 320k … 320k + 399 (unpadded convolutions): centred 12.47 ms later.
+    w2v = transformers.Wav2Vec2Config(
+        feat_extract_norm="layer",  # per time step ("group" normalises over time: every sample reaches every frame)
+        conv_dim=(4,) * 7,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=16,
+    )
+    features = transformers.Wav2Vec2Model(w2v).eval().feature_extractor
+    samples = torch.randn(1, 320 * 6 + 80, requires_grad=True)
+    for k in (0, 3):
+        (grad,) = torch.autograd.grad(features(samples)[0, :, k].sum(), samples)  # a graph per frame
+        reads = _support(grad[0])
+        assert reads == list(range(320 * k, 320 * k + 400))
+        centre = sum(reads) / len(reads) / 16000
+        assert frame_centre(w2v) + k * frame_seconds(w2v) == pytest.approx(centre)
