@@ -214,6 +214,10 @@ def aggregate(
         "store_form": store.info.store_form,
         "targets": store.info.targets,
         "parts_used": [k for k in parts if k not in run.lost],
+        # each used part's example ids [start, stop): a reader can tell a part that grew under its index
+        "part_ranges": {
+            str(p.part): [p.start, p.stop] for p in store.parts if p.part in parts and p.part not in run.lost
+        },
         "parts_skipped": skipped,
         "complete": not skipped,
         "examples": total.status_counts,

@@ -89,7 +89,7 @@ def aggregate_top(
     if (
         summary.get("source", {}).get("data_identity") != store.info.data_identity
         or summary.get("identity", {}).get(method) != store.identity.get(method)
-        or not set(store.done_parts([method])) <= set(summary.get("parts_used", []))
+        or not _covers(summary, [p for p in store.parts if p.done_for([method])])
     ):
         return None
     rows = frame[(frame["statistic"] == statistic) & (frame["method"] == method) & (frame["layer"] == int(layer))]
@@ -103,6 +103,16 @@ def aggregate_top(
         for e, v, n in zip(rows["example_id"], rows["value"], rows["length"], strict=True)
     ]
     return {"statistic": statistic, "method": method, "layer": int(layer), "rows": out, "source": "table"}
+
+
+def _covers(summary: dict, done: list) -> bool:
+    """Whether the aggregate read every done part as it is now: the same parts with the same example ids
+    (a later `--limit` can extend the last part under its index). Aggregates written before they kept
+    each part's ids are checked by part index only."""
+    ranges = summary.get("part_ranges")
+    if ranges is None:
+        return {p.part for p in done} <= set(summary.get("parts_used", []))
+    return all(ranges.get(str(p.part)) == [p.start, p.stop] for p in done)
 
 
 def top_sample(data: ViewData, statistic: str, method: str, layer: int, k: int = 20) -> dict:

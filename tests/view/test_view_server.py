@@ -103,7 +103,18 @@ def test_top_from_the_aggregate_is_the_streamed_ranking(live, view_data):
         top_sample(view_data, "self_mass", "attention", 0, -2)
     stale = ViewData(view_data.store, view_data.aggregate)
     summary, frame = stale.top_table()
-    stale._top = ({**summary, "parts_used": summary["parts_used"][:-1]}, frame)
+    last = str(summary["parts_used"][-1])
+    stale._top = ({**summary, "part_ranges": {k: v for k, v in summary["part_ranges"].items() if k != last}}, frame)
+    assert top_sample(stale, "self_mass", "attention", 0, 4)["source"] == "stream"
+    # A part that grew under its index since (a later --limit): its ids differ from the aggregate's.
+    start, stop = summary["part_ranges"][last]
+    stale._top = ({**summary, "part_ranges": {**summary["part_ranges"], last: [start, stop - 1]}}, frame)
+    assert top_sample(stale, "self_mass", "attention", 0, 4)["source"] == "stream"
+    # An aggregate from before part ranges were kept: checked by part index.
+    older = {k: v for k, v in summary.items() if k != "part_ranges"}
+    stale._top = (older, frame)
+    assert top_sample(stale, "self_mass", "attention", 0, 4)["source"] == "table"
+    stale._top = ({**older, "parts_used": summary["parts_used"][:-1]}, frame)
     assert top_sample(stale, "self_mass", "attention", 0, 4)["source"] == "stream"
 
 
