@@ -45,6 +45,23 @@ def test_overview(page, live, shots):
     page.screenshot(path=str(shots / "overview.png"), full_page=True)
 
 
+def test_a_slow_earlier_page_never_paints_over_a_later_one(page, live):
+    page.goto(f"{live}/#/")
+    drawn(page)
+
+    def slowly(route):
+        page.wait_for_timeout(800)  # the examples answer after the overview has been asked for
+        route.continue_()
+
+    page.route("**/data/examples.json*", slowly)
+    page.evaluate("() => { location.hash = '#/examples'; }")
+    page.evaluate("() => setTimeout(() => { location.hash = '#/'; }, 100)")
+    page.wait_for_timeout(1500)
+    drawn(page)
+    assert page.evaluate("() => location.hash") == "#/"
+    assert page.locator("#facts").count() == 1 and page.locator("#examples").count() == 0
+
+
 def test_examples_table(page, live, shots):
     page.goto(f"{live}/#/examples")
     page.wait_for_selector("#examples tr >> nth=1")

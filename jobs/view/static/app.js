@@ -51,7 +51,15 @@ function go(parts, q) {
   const s = q.toString();
   location.hash = "#/" + parts.join("/") + (s ? "?" + s : "");
 }
-async function route() {
+// One state is drawn at a time, in order, and a state the URL has already left is skipped: a slow
+// page of an earlier state can never paint over a later one.
+let ROUTING = Promise.resolve();
+function route() {
+  const wanted = location.hash;
+  ROUTING = ROUTING.then(() => (location.hash === wanted ? draw() : undefined));
+  return ROUTING;
+}
+async function draw() {
   const { parts, q } = parseHash();
   const drawing = location.hash;
   delete document.body.dataset.drawn;
