@@ -9,14 +9,13 @@ import torch
 from torch import nn
 
 from vzcore import methods as _methods  # noqa: F401  (registers the built-in methods)
-from vzcore.batch import Batch
-from vzcore.capture import capture_layers
 from vzcore.inputs import Encoded, encode
 from vzcore.loading import ModelHandle, load_model
 from vzcore.maps import resolve_layers, self_site
 from vzcore.methods.registry import check_applicable, get_method, split_options
 from vzcore.precision import precision_context
 from vzcore.result import ScoreResult
+from vzcore.scoring import score_batch
 
 __all__ = ["DEFAULT_MEMORY_BUDGET", "default_memory_budget", "score"]
 
@@ -138,20 +137,19 @@ def score(
             rows[r, : len(target_rows[k])] = torch.tensor(target_rows[k])
             row_mask[r, : len(target_rows[k])] = True
         with torch.no_grad():
-            captures = capture_layers(handle, ids.to(device), mask.to(device), sorted(capture_set))
-            batch = Batch(
+            maps = score_batch(
                 handle,
-                captures,
+                ids.to(device),
+                mask.to(device),
                 lengths,
                 rows,
                 row_mask,
                 layer_list,
+                chosen,
+                configs,
                 memory_budget,
                 lower_precision,
-                input_ids=ids.to(device),
-                attention_mask=mask.to(device),
             )
-            maps = {m.name: m.compute(batch, configs[m.name]).float().cpu().numpy() for m in chosen}
         for r, k in enumerate(idx):
             e, ln = encoded[k], int(lengths[r])
             scored = torch.zeros(ln, dtype=torch.bool)
@@ -161,7 +159,7 @@ def score(
                 token_ids=e.token_ids,
                 word_ids=e.word_ids,
                 layers=layer_list,
-                scores={name: m[r, :, :ln, :ln].copy() for name, m in maps.items()},
+                scores={name: m[r] for name, m in maps.items()},
                 text=e.text,
                 offsets=e.offsets,
                 truncated=e.truncated,
