@@ -86,8 +86,9 @@ def score(
     `layers` picks blocks (0-based, negatives count from the end); `targets` picks the rows
     (affected tokens) to score, for all texts or per text — unscored rows are NaN. Texts are
     batched by length with padding, which does not change the scores. `memory_budget` bounds
-    the bytes of one chunk of pairs and of a batch's attention weights and maps (default: 64 MiB
-    on CPUs, 1 GiB on GPUs; a text longer than that is a batch of its own). Method options
+    the bytes of one chunk of pairs, of a batch's padded maps, and of the group of layers whose
+    captures are scored at once (default: 64 MiB on CPUs, 1 GiB on GPUs; a text longer than that
+    is a batch of its own, scored a layer at a time: `vzcore.scoring`). Method options
     (e.g. `distance=`, `final_norm=`) go to the methods that take them.
     """
     if batch_size < 1:
