@@ -1,6 +1,7 @@
 """Long texts: time and peak memory of value zeroing as the text grows, each length in a fresh process.
 
     python -m bench.long --model smollm2 --lengths 512,1024,2048 --layers 0
+    python -m bench.long --model smollm2 --lengths 512,1024,2048 --layers all --rows last   # memory of every layer
     python -m bench.long --lengths 64 --sources 128 --runs 3   # also: decoders' visible sources only, vs all
     python -m bench.long --quick   # a small run of every code path
 
@@ -9,7 +10,9 @@ layers), the CPU seconds per layer and their extrapolation to every layer, the p
 memory above the loaded model, and what the `n²`-sized tensors take (the captured attention
 weights and the maps) beside the pair budget that bounds each chunk of pairs; then the growth
 exponent of time and memory between consecutive lengths (2: quadratic). Long lengths limit the
-layers (`--layers`), since one layer's cost does not depend on which layer it is.
+layers (`--layers`), since one layer's cost does not depend on which layer it is; `--rows last`
+scores every chosen layer's last row only (`n` pairs a layer, not `n²`), which keeps the clean pass,
+the captures and the `[layers, n, n]` maps of every layer (their memory) at a fraction of the time.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import torch
 import vzcore
 from bench.core import PASSAGE
 from vzcore.api import default_memory_budget
+from vzcore.scoring import group_bytes_per_layer, layer_groups
 
 __all__ = ["main", "measure"]
 
@@ -42,12 +46,14 @@ def _rss() -> int:
         return int(f.read().split()[1]) * 4096
 
 
-def _worker(model: str, n: int, layers: list[int] | None, threads: int, queue) -> None:
+def _worker(model: str, n: int, layers: list[int] | None, threads: int, rows: str, queue) -> None:
     torch.set_num_threads(threads)
     handle = vzcore.load_model(model)
     vzcore.keep_freed_memory()
     ids = long_ids(handle, n)
-    vzcore.score(handle, [ids[:8]], layers=layers)  # one-time set-up (kernels' buffers) is not the text's memory
+    targets = [-1] if rows == "last" else None
+    # one-time set-up (kernels' buffers) is not the text's memory
+    vzcore.score(handle, [ids[:8]], layers=layers, targets=targets)
     base, peak, done = _rss(), [0], threading.Event()
 
     def sample():
@@ -58,7 +64,7 @@ def _worker(model: str, n: int, layers: list[int] | None, threads: int, queue) -
     sampler = threading.Thread(target=sample)
     sampler.start()
     wall, cpu = time.perf_counter(), time.process_time()
-    vzcore.score(handle, [ids], layers=layers)
+    vzcore.score(handle, [ids], layers=layers, targets=targets)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     done.set()
     sampler.join()
@@ -66,11 +72,11 @@ def _worker(model: str, n: int, layers: list[int] | None, threads: int, queue) -
     queue.put(dict(wall=wall, cpu=cpu, peak=max(peak[0], _rss()) - base, heads=geo.heads, layers=geo.num_layers))
 
 
-def measure(model: str, n: int, layers: list[int] | None, threads: int) -> dict:
+def measure(model: str, n: int, layers: list[int] | None, threads: int, rows: str = "all") -> dict:
     """Score one `n`-token text in a fresh process (so no earlier run's freed memory hides the peak)."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_worker, args=(model, n, layers, threads, queue))
+    proc = ctx.Process(target=_worker, args=(model, n, layers, threads, rows, queue))
     proc.start()
     got = queue.get(timeout=24 * 3600)
     proc.join()
@@ -118,6 +124,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", default="smollm2")
     parser.add_argument("--lengths", default="512,1024,2048", help="comma-separated text lengths in tokens")
     parser.add_argument("--layers", default="0", help="comma-separated blocks to score (all: every block)")
+    parser.add_argument("--rows", choices=("all", "last"), default="all", help="target rows scored per layer")
     parser.add_argument("--threads", type=int, default=1, help="torch threads of the scoring process")
     parser.add_argument("--sources", type=int, default=0, help="also: all sources vs visible ones at this n")
     parser.add_argument("--runs", type=int, default=3, help="interleaved runs of the --sources comparison")
@@ -127,23 +134,29 @@ def main(argv: list[str] | None = None) -> None:
         args.lengths, args.layers, args.sources, args.runs = "32,64", "0", 16, 1
     lengths = [int(x) for x in args.lengths.split(",")]
     budget = default_memory_budget("cpu")
-    print(f"model {args.model}, value zeroing, CPU, {args.threads} thread(s), pair budget {budget / 2**20:.0f} MiB")
+    print(
+        f"model {args.model}, value zeroing ({args.rows} rows), CPU, {args.threads} thread(s), "
+        f"pair budget {budget / 2**20:.0f} MiB"
+    )
     print(
         "n | layers | wall s | CPU s | CPU s/layer | CPU s, all layers (extrapolated) | "
-        "peak MiB above model | attention MiB (captured) | maps MiB"
+        "peak MiB above model | attention MiB (all layers) | captured at once MiB | maps MiB"
     )
     rows = []
     for n in lengths:
         chosen = None if args.layers == "all" else [int(x) for x in args.layers.split(",")]
-        got = measure(args.model, n, chosen, args.threads)
+        got = measure(args.model, n, chosen, args.threads, args.rows)
         count = got["layers"] if chosen is None else len(chosen)
         per_layer = got["cpu"] / count
-        attn = count * got["heads"] * n * n * 4  # float32 attention weights of each captured layer
-        maps = count * n * n * (4 + 8)  # float32 maps and each layer's float64 distances
+        attn = count * got["heads"] * n * n * 4  # float32 attention weights of every scored layer
+        # the layers scored as one group (vzcore.scoring): what is captured at any moment
+        group = len(layer_groups(range(count), group_bytes_per_layer(1, n, got["heads"], 1), budget)[0])
+        maps = count * n * n * 4  # the float32 maps handed back
         rows.append((n, per_layer, got["peak"]))
         print(
             f"{n} | {count} | {got['wall']:.1f} | {got['cpu']:.1f} | {per_layer:.2f} | "
-            f"{per_layer * got['layers']:.0f} | {got['peak'] / 2**20:.0f} | {attn / 2**20:.0f} | {maps / 2**20:.0f}"
+            f"{per_layer * got['layers']:.0f} | {got['peak'] / 2**20:.0f} | {attn / 2**20:.0f} | "
+            f"{group * got['heads'] * n * n * 4 / 2**20:.0f} | {maps / 2**20:.0f}"
         )
     for (n0, t0, m0), (n1, t1, m1) in itertools.pairwise(rows):
         grow = math.log(n1 / n0)

@@ -9,14 +9,13 @@ import torch
 from torch import nn
 
 from vzcore import methods as _methods  # noqa: F401  (registers the built-in methods)
-from vzcore.batch import Batch
-from vzcore.capture import capture_layers
 from vzcore.inputs import Encoded, encode
 from vzcore.loading import ModelHandle, load_model
 from vzcore.maps import resolve_layers, self_site
 from vzcore.methods.registry import check_applicable, get_method, split_options
 from vzcore.precision import precision_context
 from vzcore.result import ScoreResult
+from vzcore.scoring import score_batch
 
 __all__ = ["DEFAULT_MEMORY_BUDGET", "default_memory_budget", "score"]
 
@@ -87,8 +86,9 @@ def score(
     `layers` picks blocks (0-based, negatives count from the end); `targets` picks the rows
     (affected tokens) to score, for all texts or per text — unscored rows are NaN. Texts are
     batched by length with padding, which does not change the scores. `memory_budget` bounds
-    the bytes of one chunk of pairs and of a batch's attention weights and maps (default: 64 MiB
-    on CPUs, 1 GiB on GPUs; a text longer than that is a batch of its own). Method options
+    the bytes of one chunk of pairs, of a batch's padded maps, and of the group of layers whose
+    captures are scored at once (default: 64 MiB on CPUs, 1 GiB on GPUs; a text longer than that
+    is a batch of its own, scored a layer at a time: `vzcore.scoring`). Method options
     (e.g. `distance=`, `final_norm=`) go to the methods that take them.
     """
     if batch_size < 1:
@@ -138,20 +138,19 @@ def score(
             rows[r, : len(target_rows[k])] = torch.tensor(target_rows[k])
             row_mask[r, : len(target_rows[k])] = True
         with torch.no_grad():
-            captures = capture_layers(handle, ids.to(device), mask.to(device), sorted(capture_set))
-            batch = Batch(
+            maps = score_batch(
                 handle,
-                captures,
+                ids.to(device),
+                mask.to(device),
                 lengths,
                 rows,
                 row_mask,
                 layer_list,
+                chosen,
+                configs,
                 memory_budget,
                 lower_precision,
-                input_ids=ids.to(device),
-                attention_mask=mask.to(device),
             )
-            maps = {m.name: m.compute(batch, configs[m.name]).float().cpu().numpy() for m in chosen}
         for r, k in enumerate(idx):
             e, ln = encoded[k], int(lengths[r])
             scored = torch.zeros(ln, dtype=torch.bool)
@@ -161,7 +160,7 @@ def score(
                 token_ids=e.token_ids,
                 word_ids=e.word_ids,
                 layers=layer_list,
-                scores={name: m[r, :, :ln, :ln].copy() for name, m in maps.items()},
+                scores={name: m[r] for name, m in maps.items()},
                 text=e.text,
                 offsets=e.offsets,
                 truncated=e.truncated,

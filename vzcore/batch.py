@@ -24,7 +24,9 @@ class Batch:
     """
 
     handle: ModelHandle
-    captures: dict[int, LayerCapture]  # block index -> clean tensors
+    # block index -> clean tensors: the batch's `layers`, and for a rollout's base every layer up to
+    # them; a batch scored in groups of layers (`vzcore.scoring`) holds one group's
+    captures: dict[int, LayerCapture]
     lengths: torch.Tensor  # tokens per text `[b]` (CPU)
     rows: torch.Tensor  # target row indices `[b, t]`, padded with 0 (CPU)
     row_mask: torch.Tensor  # which entries of `rows` are real targets `[b, t]` (CPU)
@@ -37,14 +39,17 @@ class Batch:
 
     @property
     def n(self) -> int:
+        if self.input_ids is not None:
+            return self.input_ids.shape[1]
         return next(iter(self.captures.values())).x.shape[1]
 
     @property
     def causal(self) -> bool:
         return self.handle.family.causal
 
-    def all_rows(self) -> Batch:
-        """The same batch with every position as a target (what rollouts need)."""
+    def all_rows(self, layers: list[int] | None = None) -> Batch:
+        """The same batch with every position as a target (what rollouts need), reporting `layers`
+        (default: the same layers)."""
         b, n = self.lengths.shape[0], self.n
         rows = torch.arange(n).expand(b, n)
         mask = rows < self.lengths[:, None]
@@ -54,7 +59,7 @@ class Batch:
             self.lengths,
             rows,
             mask,
-            self.layers,
+            self.layers if layers is None else layers,
             self.memory_budget,
             self.precision,
             self.memo,
@@ -95,13 +100,4 @@ class Batch:
         for k in range(b):
             r = self.rows[k][self.row_mask[k]]
             out[k, :, r] = values[k][:, self.row_mask[k]]
-        return out
-
-    def select_rolled(self, rolled: torch.Tensor) -> torch.Tensor:
-        """Pick the reported layers and target rows out of full rolled maps `[b, L_all, n, n]` (CPU)."""
-        rolled = rolled.cpu()
-        out = torch.full_like(rolled[:, self.layers], float("nan"))
-        for k in range(rolled.shape[0]):
-            r = self.rows[k][self.row_mask[k]]
-            out[k][:, r] = rolled[k][self.layers][:, r]
         return out

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +20,7 @@ __all__ = [
     "distinct",
     "eager_attention",
     "hooks",
+    "stream_layers",
 ]
 
 
@@ -93,6 +94,10 @@ def _value_vectors(handle: ModelHandle, proj_out: torch.Tensor) -> torch.Tensor:
     return handle.family.value_part(proj_out, handle.geometry)
 
 
+class _Captured(Exception):
+    """Raised from a hook once every asked-for layer was handed over: the rest of the model need not run."""
+
+
 @torch.no_grad()
 def capture_layers(
     handle: ModelHandle,
@@ -101,17 +106,72 @@ def capture_layers(
     layers: Sequence[int],
 ) -> dict[int, LayerCapture]:
     """Run one clean pass over `input_ids: [b, n]` and return the tensors of the chosen `layers`."""
+    got: dict[int, LayerCapture] = {}
+    stream_layers(handle, input_ids, attention_mask, [sorted(set(layers))], got.update)
+    return {i: got[i] for i in layers}
+
+
+@torch.no_grad()
+def stream_layers(
+    handle: ModelHandle,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    groups: Sequence[Sequence[int]],
+    on_group: Callable[[dict[int, LayerCapture]], None],
+) -> None:
+    """Run one clean pass over `input_ids: [b, n]`, calling `on_group(captures)` with each group's tensors
+    as soon as the last block of the group has run, from inside the pass.
+
+    `groups` are ascending lists of layers, each group's layers after the previous group's. The pass
+    waits while `on_group` runs (the model's own state is then one hidden state and its masks), and
+    a group's tensors are dropped once it returns, so at any moment only one group's captures are
+    held: a caller that scores each group as it comes holds `O(group · H · n²)` captured bytes, not
+    `O(L · H · n²)`. The pass stops after the last group's block (later blocks would be wasted).
+    The hooks ignore every module call made by `on_group` itself (scoring runs a block's own norms
+    and feed-forward).
+    """
     spec, model = handle.family, handle.model
     blocks = spec.blocks(model)
-    got: dict[int, dict[str, torch.Tensor]] = {i: {} for i in layers}
+    plan = [sorted(g) for g in groups if g]
+    if not plan:
+        return
+    closes = {g[-1]: k for k, g in enumerate(plan)}  # the layer whose block output completes group k
+    got: dict[int, dict[str, torch.Tensor]] = {i: {} for g in plan for i in g}
     order = LayerOrder(blocks)
     handles: list = []
+    scoring = [False]  # True while `on_group` runs: its module calls are not the clean pass
 
     def keep(block: Any, key: str, pick, enter: bool = False):
         def hook(module, args, *rest):
+            if scoring[0]:
+                return
             i = order.enter(block) if enter else order.current(block)
             if i in got:
                 got[i][key] = pick(args, *rest)
+
+        return hook
+
+    def close(block: Any):
+        def hook(module, args, output):
+            if scoring[0]:
+                return None
+            i = order.current(block)
+            if i in got:
+                got[i]["out"] = output[0] if isinstance(output, tuple) else output
+            if i in closes:
+                captures = {layer: LayerCapture(**got.pop(layer)) for layer in plan[closes[i]]}
+                scoring[0] = True
+                try:
+                    on_group(captures)
+                finally:
+                    scoring[0] = False
+                del captures
+                if closes[i] == len(plan) - 1:
+                    raise _Captured
+            if spec.weights_on_request and isinstance(output, tuple) and len(output) > 1:
+                # asked for weights, the model would also keep every layer's in its own output
+                return (output[0], *(None for _ in output[1:]))
+            return None
 
         return hook
 
@@ -125,12 +185,10 @@ def capture_layers(
         return weights
 
     with hooks(handles), eager_attention(model):
-        for block in distinct([blocks[i] for i in layers]):
+        for block in distinct([blocks[i] for g in plan for i in g]):
             # first: the pre-hook that tells every later hook of this call which layer it runs
             handles.append(block.register_forward_pre_hook(keep(block, "x", block_input, enter=True), with_kwargs=True))
-            handles.append(
-                block.register_forward_hook(keep(block, "out", lambda a, o: o[0] if isinstance(o, tuple) else o))
-            )
+            handles.append(block.register_forward_hook(close(block)))
             handles.append(block.get_submodule(spec.attention).register_forward_hook(keep(block, "attn", attn_weights)))
             handles.append(
                 block.get_submodule(spec.value_proj).register_forward_hook(
@@ -148,8 +206,11 @@ def capture_layers(
                     )
                 )
         asked = {"output_attentions": True} if spec.weights_on_request else {}
-        model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **asked)
-    return {i: LayerCapture(**got[i]) for i in layers}
+        try:
+            model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **asked)
+        except _Captured:
+            return
+    raise RuntimeError(f"the clean pass ended before layers {sorted(got)} ran")
 
 
 @dataclass

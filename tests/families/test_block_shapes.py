@@ -65,7 +65,7 @@ def test_norm_based_methods_refuse_a_sandwich_shape_with_the_reason_before_any_w
     def no_capture(*args, **kwargs):
         raise AssertionError("the model ran")
 
-    monkeypatch.setattr(vzcore.api, "capture_layers", no_capture)
+    monkeypatch.setattr(vzcore.scoring, "stream_layers", no_capture)
     shaped = [m for m in vzcore.list_methods() if get_method(m).layouts is not None]
     assert set(NORM_BASED) | {"value_zeroing", "value_zeroing_rollout"} == set(shaped)
     for method in NORM_BASED:
@@ -79,7 +79,7 @@ def test_an_unknown_shape_is_refused_with_the_reason_before_any_work(gemma2, mon
     # A parallel block with a norm on its attention output: no layout covers it.
     odd = replace(GEMMA2, name="odd", shape=replace(GEMMA2.shape, parallel=True))
     assert odd.shape.layout is None
-    monkeypatch.setattr(vzcore.api, "capture_layers", lambda *a, **k: pytest.fail("the model ran"))
+    monkeypatch.setattr(vzcore.scoring, "stream_layers", lambda *a, **k: pytest.fail("the model ran"))
     for method in ("value_zeroing", "alti"):
         with pytest.raises(
             ValueError,

@@ -11,13 +11,13 @@ import torch
 from vzcore.batch import Batch
 from vzcore.families import POST_NORM, PRE_NORM
 from vzcore.methods.norm_based import ChunkScore, layer_scores, rows_of
-from vzcore.methods.registry import register_method
+from vzcore.methods.registry import register_method, register_rollout
 from vzcore.ops.block import BlockView
 from vzcore.ops.norms import l1_proportions
 from vzcore.ops.pairs import pair_chunks
-from vzcore.ops.rollout import normalize_rows, rollout
+from vzcore.ops.rollout import normalize_rows
 
-__all__ = ["AltiConfig", "alti", "alti_rollout"]
+__all__ = ["AltiConfig", "alti"]
 
 
 @dataclass(frozen=True)
@@ -96,9 +96,9 @@ def alti(batch: Batch, config: AltiConfig) -> torch.Tensor:
     return _maps(batch, batch.layers)
 
 
-@register_method("alti_rollout", AltiConfig, needs_all_rows=True, layouts=(POST_NORM, PRE_NORM))
-def alti_rollout(batch: Batch, config: AltiConfig) -> torch.Tensor:
-    """ALTI rolled out across layers without identity (the residual is already a part): `R^l = A^l @ R^{l−1}`."""
-    full = batch.all_rows()
-    maps = _maps(full, list(range(max(batch.layers) + 1)))
-    return batch.select_rolled(torch.stack([rollout(m.nan_to_num(0.0)) for m in maps]))
+register_rollout(
+    "alti_rollout",
+    "alti",
+    "ALTI rolled out across layers without identity (the residual is already a part): `R^l = A^l @ R^{l−1}`.",
+    layouts=(POST_NORM, PRE_NORM),
+)

@@ -7,10 +7,9 @@ from dataclasses import dataclass
 import torch
 
 from vzcore.batch import Batch
-from vzcore.methods.registry import register_method
-from vzcore.ops.rollout import rollout
+from vzcore.methods.registry import register_method, register_rollout
 
-__all__ = ["AttentionConfig", "attention", "attention_rollout"]
+__all__ = ["AttentionConfig", "attention"]
 
 
 @dataclass(frozen=True)
@@ -29,15 +28,9 @@ def attention(batch: Batch, config: AttentionConfig) -> torch.Tensor:
     return batch.place_rows(_head_mean(batch, batch.layers, batch.rows))
 
 
-@register_method("attention_rollout", AttentionConfig, needs_all_rows=True)
-def attention_rollout(batch: Batch, config: AttentionConfig) -> torch.Tensor:
-    """Attention rollout: `R^l = (0.5 A^l + 0.5 I) R^{l-1}`, rows renormalised."""
-    full = batch.all_rows()
-    maps = full.place_rows(_head_mean(full, list(range(max(batch.layers) + 1)), full.rows))
-    rolled = []
-    for k in range(maps.shape[0]):
-        n = int(batch.lengths[k])
-        m = torch.zeros_like(maps[k])
-        m[:, :n, :n] = rollout(maps[k, :, :n, :n], identity_weight=0.5)
-        rolled.append(m)
-    return batch.select_rolled(torch.stack(rolled))
+register_rollout(
+    "attention_rollout",
+    "attention",
+    "Attention rollout: `R^l = (0.5 A^l + 0.5 I) R^{l-1}`, rows renormalised.",
+    identity_weight=0.5,
+)

@@ -23,11 +23,11 @@ import torch
 
 from vzcore.batch import Batch
 from vzcore.families import POST_NORM, PRE_NORM
-from vzcore.methods.registry import register_method
+from vzcore.methods.registry import register_method, register_rollout
 from vzcore.ops.block import BlockView
 from vzcore.ops.norms import residual_vectors
 from vzcore.ops.pairs import gather_rows, pair_chunks
-from vzcore.ops.rollout import normalize_rows, rollout
+from vzcore.ops.rollout import normalize_rows
 
 __all__ = [
     "GlobEncConfig",
@@ -35,7 +35,6 @@ __all__ = [
     "attention_norm_res",
     "attention_norm_res_ln",
     "globenc",
-    "globenc_rollout",
     "layer_scores",
     "rows_of",
 ]
@@ -146,9 +145,9 @@ def globenc(batch: Batch, config: GlobEncConfig) -> torch.Tensor:
     return _globenc_maps(batch, batch.layers)
 
 
-@register_method("globenc_rollout", GlobEncConfig, needs_all_rows=True, layouts=(POST_NORM,))
-def globenc_rollout(batch: Batch, config: GlobEncConfig) -> torch.Tensor:
-    """GlobEnc rolled out across layers without identity: `R^l = G^l @ R^{l−1}` (the residual is already in `G`)."""
-    full = batch.all_rows()
-    maps = _globenc_maps(full, list(range(max(batch.layers) + 1)))
-    return batch.select_rolled(torch.stack([rollout(m.nan_to_num(0.0)) for m in maps]))
+register_rollout(
+    "globenc_rollout",
+    "globenc",
+    "GlobEnc rolled out across layers without identity: `R^l = G^l @ R^{l−1}` (the residual is already in `G`).",
+    layouts=(POST_NORM,),
+)

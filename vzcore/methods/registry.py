@@ -17,23 +17,30 @@ __all__ = [
     "get_method",
     "list_methods",
     "register_method",
+    "register_rollout",
     "split_options",
 ]
 
 
 @dataclass(frozen=True)
 class Method:
-    """A registered method: `compute(batch, config) -> [b, layers, n, n]` maps, NaN in unscored rows."""
+    """A registered method: `compute(batch, config) -> [b, layers, n, n]` maps of `batch.layers`, NaN in
+    unscored rows; each layer's map depends on that layer's captures alone, so a caller may compute
+    the layers in groups. A rollout (`rolls`) has no compute of its own: its maps are its base
+    method's maps on every row, composed across layers one layer at a time (`vzcore.ops.rollout`).
+    """
 
     name: str
     config_cls: type
-    compute: Callable[[Any, Any], torch.Tensor]
+    compute: Callable[[Any, Any], torch.Tensor] | None
     needs_all_rows: bool  # rollouts multiply full maps of every earlier layer
     description: str
     needs_targets: bool = False  # gradient methods: one backward pass per target row, so no full maps
     # The block layouts the method's algebra is exact for; `None`: any block (the method reads only
     # the model's own attention weights, values or gradients).
     layouts: tuple[Layout, ...] | None = None
+    rolls: str | None = None  # a rollout: the method whose all-row maps it composes across layers
+    identity_weight: float = 0.0  # a rollout's `w` in `(1 − w) M + w I`
 
     def supports(self, family: FamilySpec) -> bool:
         """Whether the method is exact for the blocks of a `FamilySpec` (their layout is one it knows)."""
@@ -92,6 +99,26 @@ def register_method(
         return compute
 
     return decorate
+
+
+def register_rollout(
+    name: str, of: str, description: str, *, identity_weight: float = 0.0, layouts: tuple[Layout, ...] | None = None
+) -> None:
+    """Register `name` as the rollout of the registered method `of` (same config): `R^l = M^l @ R^{l−1}`
+    of `of`'s maps on every row, each layer first mixed with `identity_weight` of the identity."""
+    if name in _METHODS:
+        raise ValueError(f"method {name!r} is already registered")
+    base = get_method(of)
+    _METHODS[name] = Method(
+        name,
+        base.config_cls,
+        None,
+        True,
+        description,
+        layouts=layouts,
+        rolls=of,
+        identity_weight=identity_weight,
+    )
 
 
 def list_methods() -> dict[str, str]:

@@ -9,14 +9,14 @@ import torch
 
 from vzcore.batch import Batch
 from vzcore.families import LAYOUTS
-from vzcore.methods.registry import register_method
+from vzcore.methods.registry import register_method, register_rollout
 from vzcore.ops.distances import DISTANCES
 from vzcore.ops.pairs import visible_pair_chunks
 from vzcore.ops.paths import ZeroingPlan
-from vzcore.ops.rollout import normalize_rows, rollout
+from vzcore.ops.rollout import normalize_rows
 from vzcore.precision import keep_casts
 
-__all__ = ["ValueZeroingConfig", "value_zeroing", "value_zeroing_rollout"]
+__all__ = ["ValueZeroingConfig", "value_zeroing"]
 
 
 @dataclass(frozen=True)
@@ -88,10 +88,9 @@ def value_zeroing(batch: Batch, config: ValueZeroingConfig) -> torch.Tensor:
     return _maps(batch, config, batch.layers)
 
 
-@register_method("value_zeroing_rollout", ValueZeroingConfig, needs_all_rows=True, layouts=LAYOUTS)
-def value_zeroing_rollout(batch: Batch, config: ValueZeroingConfig) -> torch.Tensor:
-    """Value zeroing rolled out across layers without identity: `R^l = VZ^l @ R^{l-1}`."""
-    full = batch.all_rows()
-    maps = _maps(full, config, list(range(max(batch.layers) + 1)))
-    rolled = torch.stack([rollout(m.nan_to_num(0.0)) for m in maps])
-    return batch.select_rolled(rolled)
+register_rollout(
+    "value_zeroing_rollout",
+    "value_zeroing",
+    "Value zeroing rolled out across layers without identity: `R^l = VZ^l @ R^{l-1}`.",
+    layouts=LAYOUTS,
+)
