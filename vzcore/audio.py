@@ -31,8 +31,10 @@ __all__ = [
     "AudioError",
     "as_audio",
     "audio_frames",
+    "conv_frames",
     "frame_seconds",
     "frame_span",
+    "input_values",
     "log_mel",
     "model_rate",
     "read_audio",
@@ -204,8 +206,43 @@ def log_mel(config: Any, source: str | Path | Audio | tuple[Any, int]) -> Any:
     return _extractor(config)(audio.samples, sampling_rate=audio.rate, return_tensors="pt").input_features
 
 
+def conv_frames(config: Any, samples: int) -> int:
+    """How many frames a wav2vec2 / HuBERT feature encoder makes of `samples` samples: each convolution
+    (kernel k, stride s, no padding) keeps `floor((L − k) / s) + 1` of `L` positions (0: too short)."""
+    n = samples
+    for kernel, stride in zip(config.conv_kernel, config.conv_stride, strict=True):
+        n = (n - kernel) // stride + 1 if n >= kernel else 0
+    return n
+
+
+def input_values(config: Any, feature_extractor: Any, source: str | Path | Audio | tuple[Any, int]) -> np.ndarray:
+    """Return what a wav2vec2 / HuBERT model reads of one input (`[samples]`, float32): mono at the feature
+    extractor's rate (16 kHz), normalised to zero mean and unit variance where the extractor does
+    (`do_normalize`). Raises `AudioError` as `as_audio` does, and for audio too short for one frame."""
+    rate = int(getattr(feature_extractor, "sampling_rate", None) or model_rate(config))
+    audio = as_audio(source, rate)
+    if conv_frames(config, len(audio.samples)) < 1:
+        raise AudioError(
+            f"{audio.seconds * 1000:.1f} ms of audio is shorter than the feature encoder's first frame "
+            f"({_receptive_field(config) / rate * 1000:.1f} ms)"
+        )
+    out = feature_extractor(audio.samples, sampling_rate=rate, return_tensors="np").input_values[0]
+    return np.asarray(out, dtype=np.float32)
+
+
+def _receptive_field(config: Any) -> int:
+    """The samples one feature-encoder frame reads."""
+    field, jump = 1, 1
+    for kernel, stride in zip(config.conv_kernel, config.conv_stride, strict=True):
+        field, jump = field + (kernel - 1) * jump, jump * stride
+    return field
+
+
 def audio_frames(config: Any, audio: Audio) -> int:
-    """How many encoder frames hold the audio (the rest of Whisper's window is padding)."""
+    """How many encoder frames hold the audio (the rest of Whisper's window is padding; wav2vec2 and
+    HuBERT: what their feature encoder makes of the samples at the model's rate, `conv_frames`)."""
+    if getattr(config, "conv_kernel", None):
+        return conv_frames(config, len(resample(audio, model_rate(config)).samples))
     return min(math.ceil(audio.seconds / frame_seconds(config) - 1e-9), _max_frames(config))
 
 

@@ -20,6 +20,7 @@ __all__ = [
     "distinct",
     "eager_attention",
     "hooks",
+    "model_inputs",
 ]
 
 
@@ -93,14 +94,25 @@ def _value_vectors(handle: ModelHandle, proj_out: torch.Tensor) -> torch.Tensor:
     return handle.family.value_part(proj_out, handle.geometry)
 
 
+def model_inputs(handle: ModelHandle, inputs: torch.Tensor, attention_mask: torch.Tensor | None) -> dict[str, Any]:
+    """Return the keyword arguments of one clean call of a single-stack model: token ids and their mask, or
+    an audio family's input values alone (a batch of equal lengths: wav2vec2 base's group norm in the
+    feature encoder reads every sample, so padding would change the frames)."""
+    if handle.family.audio:
+        return {"input_values": inputs}
+    return {"input_ids": inputs, "attention_mask": attention_mask, "use_cache": False}
+
+
 @torch.no_grad()
 def capture_layers(
     handle: ModelHandle,
-    input_ids: torch.Tensor,
-    attention_mask: torch.Tensor,
+    inputs: torch.Tensor,
+    attention_mask: torch.Tensor | None,
     layers: Sequence[int],
 ) -> dict[int, LayerCapture]:
-    """Run one clean pass over `input_ids: [b, n]` and return the tensors of the chosen `layers`."""
+    """Run one clean pass over `inputs` and return the tensors of the chosen `layers`: token ids `[b, n]`
+    with their `attention_mask`, or for an audio family input values `[b, samples]` (inputs of equal
+    length: the mask is not passed, see `model_inputs`)."""
     spec, model = handle.family, handle.model
     blocks = spec.blocks(model)
     got: dict[int, dict[str, torch.Tensor]] = {i: {} for i in layers}
@@ -148,7 +160,7 @@ def capture_layers(
                     )
                 )
         asked = {"output_attentions": True} if spec.weights_on_request else {}
-        model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **asked)
+        model(**model_inputs(handle, inputs, attention_mask), **asked)
     return {i: LayerCapture(**got[i]) for i in layers}
 
 

@@ -67,3 +67,13 @@ def test_encoder_decoder_families_name_each_sites_path():
     assert got["whisper"][0] == f"whisper (encoder-decoder; fast paths: {paths}): whisper"
     assert got["bart"][1] == "methods: value_zeroing, attention (vzcore.seq2seq.score_pairs)"
     assert "alti" in got["bart"][2] and "value_zeroing," not in got["bart"][2]
+
+
+def test_audio_encoders_are_listed_with_the_methods_they_refuse():
+    out = runner.invoke(app, ["families"])
+    assert out.exit_code == 0, out.output
+    got = _family_lines(out.stdout)
+    assert got["wav2vec2"][0] == "wav2vec2 (post-norm blocks, factored fast path): wav2vec2"
+    assert got["hubert"][0] == "hubert (post-norm blocks, factored fast path): hubert"
+    assert "globenc" in got["hubert"][1] and "value_zeroing" in got["hubert"][1]
+    assert got["wav2vec2"][2] == "not: grad_x_input, integrated_gradients"

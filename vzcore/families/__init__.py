@@ -30,6 +30,7 @@ from vzcore.families.spec import (
     UnsupportedModelError,
     linear_params,
 )
+from vzcore.families.wav2vec2 import HUBERT, WAV2VEC2
 
 __all__ = [
     "LAYOUTS",
@@ -68,6 +69,8 @@ _FAMILIES: tuple[FamilySpec, ...] = (
     DISTILBERT,
     DEBERTA_V2,
     ALBERT,
+    WAV2VEC2,
+    HUBERT,
 )
 
 
