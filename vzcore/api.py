@@ -12,10 +12,11 @@ from torch import nn
 from vzcore import methods as _methods  # noqa: F401  (registers the built-in methods)
 from vzcore.batch import Batch
 from vzcore.capture import capture_layers
+from vzcore.families import FamilySpec
 from vzcore.inputs import Encoded, EncodedAudio, audio_inputs, encode, encode_audio
-from vzcore.loading import ModelHandle, load_model
+from vzcore.loading import ModelHandle, load_model, locate_model
 from vzcore.maps import FRAMES, TOKENS, resolve_layers, self_site
-from vzcore.methods.registry import check_applicable, get_method, split_options
+from vzcore.methods.registry import Method, check_applicable, get_method, split_options
 from vzcore.methods.spans import check_span_methods, per_input_spans, span_maps, span_result
 from vzcore.ops.span_zeroing import spans_unsupported
 from vzcore.precision import precision_context
@@ -101,6 +102,13 @@ def batch_inputs(handle: ModelHandle, items: Sequence[Encoded], pad_id: int) -> 
     return ids, mask
 
 
+def _check_family(chosen: list[Method], family: FamilySpec, targets: bool, spans: bool, name: str) -> None:
+    """Raise `ValueError` unless every method applies to the family (and spans can be zeroed in its blocks)."""
+    check_applicable(chosen, family, targets, name)
+    if spans and (why := spans_unsupported(family)):
+        raise ValueError(f"spans cannot be zeroed exactly in {name!r}: {why}")
+
+
 def score(
     model: ModelHandle | str | Path | nn.Module,
     texts: str | Sequence[str] | Sequence[Sequence[int]],
@@ -140,14 +148,15 @@ def score(
         check_span_methods(chosen)
         if targets is not None:
             raise ValueError("spans= scores every row: leave targets= out (pick rows of the span maps instead)")
+    if not isinstance(model, ModelHandle | nn.Module):  # a name or a path: its config says what applies, unloaded
+        located = locate_model(model)
+        _check_family(chosen, located.family, targets is not None, spans is not None, str(model))
     handle = model if isinstance(model, ModelHandle) else load_model(model)
     if handle.family.audio:
         texts = audio_inputs(texts)  # one input (a file, an array of samples ...) or a list of them
     elif isinstance(texts, str):
         texts = [texts]
-    check_applicable(chosen, handle.family, targets is not None, handle.name)
-    if spans is not None and (why := spans_unsupported(handle.family)):
-        raise ValueError(f"spans cannot be zeroed exactly in {handle.name!r}: {why}")
+    _check_family(chosen, handle.family, targets is not None, spans is not None, handle.name)
     configs = split_options(chosen, options)
     layer_list = resolve_layers(layers, handle.num_layers)
     capture_set = set(layer_list)

@@ -198,6 +198,15 @@ def test_what_does_not_apply_is_refused_with_the_reason(tiny_audio_models, no_mo
         vzcore.score(handle, [_wave(14)], sampling_rate=RATE, spans=[(0, 2)], targets=[0])
 
 
+def test_methods_that_do_not_apply_are_refused_before_weights_load(tmp_path, monkeypatch):
+    tiny_audio_model("hubert-stable").save_pretrained(tmp_path)
+    monkeypatch.setattr(vzcore.api, "load_model", lambda *a, **k: pytest.fail("the weights loaded"))
+    with pytest.raises(ValueError, match=r"integrated_gradients cannot score .* audio encoder reads samples"):
+        vzcore.score(tmp_path, [_wave(16)], sampling_rate=RATE, methods=["integrated_gradients"], targets=[0])
+    with pytest.raises(ValueError, match=r"globenc are defined for post-norm encoders only.*pre-norm hubert"):
+        vzcore.score(str(tmp_path), [_wave(16)], sampling_rate=RATE, methods=["globenc"])
+
+
 def test_attention_adapters_are_refused_before_weights_load(tmp_path):
     cfg = transformers.Wav2Vec2Config(do_stable_layer_norm=True, adapter_attn_dim=16, num_hidden_layers=1)
     with pytest.raises(UnsupportedModelError, match="attention adapters \\(adapter_attn_dim=16\\)"):
