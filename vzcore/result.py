@@ -19,7 +19,9 @@ class ScoreResult:
 
     The maps come from `site` (see `vzcore.maps`): its targets' stream indexes the rows, its
     sources' stream the columns. A result holds one token list, which serves as both streams, so
-    its site is a self-attention site and every map is `[layers, n, n]` over the `n` tokens.
+    its site is a self-attention site and every map is `[layers, n, n]` over the `n` tokens — or,
+    with `source_spans` (`score(spans=...)`), `[layers, n, spans]`. An audio encoder's positions are
+    its frames: `tokens` are their start times in seconds and `token_ids` their indices.
     Rows that were not asked for (see `score(targets=...)`) are NaN; a scored row whose distances
     were all zero stays all zeros (see `zero_rows`). In causal sites `j > i` entries are 0.
     """
