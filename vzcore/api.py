@@ -148,6 +148,8 @@ def score(
         check_span_methods(chosen)
         if targets is not None:
             raise ValueError("spans= scores every row: leave targets= out (pick rows of the span maps instead)")
+        if precision != "float32":
+            raise ValueError(f"spans= runs in float32 only; precision={precision!r} is for full maps")
     if not isinstance(model, ModelHandle | nn.Module):  # a name or a path: its config says what applies, unloaded
         located = locate_model(model)
         _check_family(chosen, located.family, targets is not None, spans is not None, str(model))

@@ -127,6 +127,13 @@ class ModelSource:
         return {"gguf_file": self.gguf_file} if self.gguf_file else {}
 
     def load_tokenizer(self):
+        """Return the model's tokenizer; an audio encoder (wav2vec2, HuBERT) has none to score text with."""
+        if self.family.audio:
+            raise ValueError(
+                f"{self.name} is a {self.family.name} audio encoder: it scores audio, not text "
+                "(vzcore.score(model, audio files or arrays, sampling_rate=...); the job and the `vz` commands "
+                "take text models only)"
+            )
         from transformers import AutoTokenizer
 
         return AutoTokenizer.from_pretrained(self.path, **self.kwargs())

@@ -77,3 +77,12 @@ def test_audio_encoders_are_listed_with_the_methods_they_refuse():
     assert got["hubert"][0] == "hubert (post-norm blocks, factored fast path): hubert"
     assert "globenc" in got["hubert"][1] and "value_zeroing" in got["hubert"][1]
     assert got["wav2vec2"][2] == "not: grad_x_input, integrated_gradients"
+
+
+def test_text_commands_refuse_an_audio_encoder_in_one_line(tmp_path):
+    from tests.harness.models import tiny_audio_model
+
+    tiny_audio_model("hubert").save_pretrained(tmp_path)
+    out = runner.invoke(app, ["explain", "Hello there.", "--model", str(tmp_path)])
+    assert out.exit_code == 2, out.output
+    assert "is a hubert audio encoder: it scores audio, not text" in out.output
