@@ -38,6 +38,7 @@ __all__ = [
     "log_mel",
     "model_rate",
     "read_audio",
+    "receptive_field",
     "resample",
     "window_seconds",
 ]
@@ -224,14 +225,15 @@ def input_values(config: Any, feature_extractor: Any, source: str | Path | Audio
     if conv_frames(config, len(audio.samples)) < 1:
         raise AudioError(
             f"{audio.seconds * 1000:.1f} ms of audio is shorter than the feature encoder's first frame "
-            f"({_receptive_field(config) / rate * 1000:.1f} ms)"
+            f"({receptive_field(config) / rate * 1000:.1f} ms)"
         )
     out = feature_extractor(audio.samples, sampling_rate=rate, return_tensors="np").input_values[0]
     return np.asarray(out, dtype=np.float32)
 
 
-def _receptive_field(config: Any) -> int:
-    """The samples one feature-encoder frame reads."""
+def receptive_field(config: Any) -> int:
+    """The samples one wav2vec2 / HuBERT feature-encoder frame reads (400: 25 ms at 16 kHz); frame k reads
+    samples `k · 320` up to that many later, so its centre is `(field − 1) / 2` samples after its first."""
     field, jump = 1, 1
     for kernel, stride in zip(config.conv_kernel, config.conv_stride, strict=True):
         field, jump = field + (kernel - 1) * jump, jump * stride

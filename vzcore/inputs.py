@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from vzcore.audio import Audio, AudioError, conv_frames, frame_seconds, input_values
+from vzcore.audio import Audio, AudioError, conv_frames, frame_seconds, input_values, model_rate, receptive_field
 from vzcore.loading import ModelHandle
 
 __all__ = [
@@ -52,8 +52,9 @@ class Encoded:
 class EncodedAudio(Encoded):
     """One waveform as an audio encoder reads it: its input values, and its frames as the positions.
 
-    `token_ids` are the frame indices `0 .. n−1` and `tokens` each frame's start time in seconds
-    (`"0.02"`), so that a result's positions read as times; there are no words.
+    `token_ids` are the frame indices `0 .. n−1` and `tokens` the centre of each frame's receptive field
+    in seconds (`"0.012"`, `"0.032"`, …: 20 ms apart), so that a result's positions read as times; there
+    are no words.
     """
 
     values: np.ndarray  # `[samples]` float32: the model's input values (at its rate, normalised)
@@ -88,8 +89,8 @@ def encode_audio(handle: ModelHandle, inputs: Sequence[Any], sampling_rate: int 
         except AudioError as err:
             raise AudioError(f"audio input #{k}: {err}") from err
         n = conv_frames(config, len(values))
-        step = frame_seconds(config)
-        labels = [f"{t * step:.2f}" for t in range(n)]
+        step, centre = frame_seconds(config), (receptive_field(config) - 1) / 2 / model_rate(config)
+        labels = [f"{centre + t * step:.3f}" for t in range(n)]  # each frame's centre, in seconds
         name = str(item) if isinstance(item, str | Path) else None
         out.append(EncodedAudio(list(range(n)), labels, None, None, name, False, values))
     return out
