@@ -16,7 +16,7 @@ import transformers
 import vzcore
 from tests.families.test_methods_norms import reference as norm_reference
 from tests.harness.models import tiny_audio_model
-from vzcore.audio import Audio, AudioError, conv_frames, frame_span, resample
+from vzcore.audio import Audio, AudioError, conv_frames, frame_span, receptive_field, resample
 from vzcore.capture import capture_layers
 from vzcore.families import UnsupportedModelError, family_for
 from vzcore.inputs import encode_audio
@@ -247,3 +247,12 @@ def test_families_are_listed_with_their_layouts_and_refusals():
     stable = family_for(transformers.HubertConfig(do_stable_layer_norm=True))
     assert stable.shape.layout == "pre-norm" and stable.final_norm == "encoder.layer_norm"
     assert family_for(transformers.Wav2Vec2Config()).shape.layout == "post-norm"
+
+
+def test_frame_counts_and_receptive_field_follow_the_feature_encoder():
+    config = transformers.Wav2Vec2Config()  # the real kernels (10, 3, 3, 3, 3, 2, 2) and strides (5, 2, …)
+    model = transformers.Wav2Vec2Model(transformers.Wav2Vec2Config(conv_dim=(2,) * 7, num_hidden_layers=1))
+    for samples in (399, 400, 719, 720, 8000, 32000, 32001):
+        want = int(model._get_feat_extract_output_lengths(torch.tensor(samples)))
+        assert conv_frames(config, samples) == max(want, 0), samples
+    assert conv_frames(config, 32000) == 99 and receptive_field(config) == 400
