@@ -14,6 +14,7 @@ import torch
 import transformers
 
 import vzcore
+from tests.families.test_methods_norms import _normalise, _rolled, _trace, _vectors
 from tests.families.test_methods_norms import reference as norm_reference
 from tests.harness.models import tiny_audio_model
 from vzcore.audio import Audio, AudioError, conv_frames, frame_span, receptive_field, resample
@@ -118,6 +119,21 @@ def test_norm_based_methods_match_the_published_formulas(tiny_audio, method):
     w = _wave(6, 4000)
     got = vzcore.score(tiny_audio, [w], sampling_rate=RATE, methods=[method])[0].scores[method]
     np.testing.assert_allclose(got, norm_reference(tiny_audio, _values(tiny_audio, w), method), atol=TOL, rtol=0)
+
+
+@torch.no_grad()
+def test_attention_norm_and_rollouts_match_their_formulas(tiny_audio):
+    w = _wave(17, 4000)
+    values = _values(tiny_audio, w)
+    methods = ["attention_norm", "value_zeroing_rollout", "alti_rollout"]
+    got = vzcore.score(tiny_audio, [w], sampling_rate=RATE, methods=methods)[0].scores
+    blocks, seen = _trace(tiny_audio, values)
+    for k, block in enumerate(blocks):  # Kobayashi et al. 2020: ‖Σ_h a_ij^h f^h(x_j)‖
+        z, _, _ = _vectors(tiny_audio, block, seen[k])
+        np.testing.assert_allclose(got["attention_norm"][k], _normalise(z.sum(2).norm(dim=-1)), atol=TOL)
+    vz = reference_value_zeroing(tiny_audio, values)
+    np.testing.assert_allclose(got["value_zeroing_rollout"], _rolled(vz), atol=TOL, rtol=0)
+    np.testing.assert_allclose(got["alti_rollout"], _rolled(norm_reference(tiny_audio, values, "alti")), atol=TOL)
 
 
 @torch.no_grad()
