@@ -63,7 +63,8 @@ def test_audio_encoder_benchmark_compares_both_layouts_with_the_reference():
     out = _run("bench.audio_encoders")
     for family in ("wav2vec2", "hubert"):
         for layout in ("post-norm", "pre-norm"):
-            rows = [line for line in out.splitlines() if line.startswith(f"| {family} | {layout} |")]
+            # (each row is printed as it is measured, then again in the closing table)
+            rows = {line for line in out.splitlines() if line.startswith(f"| {family} | {layout} |")}
             assert len(rows) == 2, out  # every frame alone, and spans of frames
             for row in rows:
                 assert float(row.split("|")[-2]) < 1e-5, row  # the fast path's maps equal the reference's
