@@ -77,6 +77,12 @@ def test_audio_encoders_are_listed_with_the_methods_they_refuse():
     assert got["hubert"][0] == "hubert (post-norm blocks, factored fast path): hubert"
     assert "globenc" in got["hubert"][1] and "value_zeroing" in got["hubert"][1]
     assert got["wav2vec2"][2] == "not: grad_x_input, integrated_gradients"
+    # `do_stable_layer_norm=True`: pre-norm blocks, which the +LN decompositions do not cover
+    assert got["wav2vec2-stable"][0] == "wav2vec2-stable (pre-norm blocks, factored fast path): wav2vec2"
+    assert got["hubert-stable"][0] == "hubert-stable (pre-norm blocks, factored fast path): hubert"
+    assert got["hubert-stable"][2] == (
+        "not: attention_norm_res_ln, globenc, globenc_rollout, grad_x_input, integrated_gradients"
+    )
 
 
 def test_text_commands_refuse_an_audio_encoder_in_one_line(tmp_path):

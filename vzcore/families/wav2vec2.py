@@ -40,11 +40,19 @@ def _variant(config: Any) -> FamilySpec:
         )
     if not getattr(config, "do_stable_layer_norm", False):
         return base
+    return HUBERT_STABLE if base is HUBERT else WAV2VEC2_STABLE
+
+
+def _stable(spec: FamilySpec) -> FamilySpec:
+    """The pre-norm blocks of `do_stable_layer_norm=True` (registered beside the post-norm spec, so that
+    `vz families` lists what each layout takes; `family_for` reaches it through the variant)."""
     return replace(
-        base,
+        spec,
+        name=f"{spec.name}-stable",
         shape=BlockShape(before_attn=Norm("layer_norm", LN), before_ffn=Norm("final_layer_norm", LN)),
         finish=_pre_norm_finish,
         final_norm="encoder.layer_norm",
+        variant=None,
     )
 
 
@@ -65,3 +73,5 @@ WAV2VEC2 = FamilySpec(
 )
 
 HUBERT = replace(WAV2VEC2, name="hubert", model_types=("hubert",))
+WAV2VEC2_STABLE = _stable(WAV2VEC2)
+HUBERT_STABLE = _stable(HUBERT)
