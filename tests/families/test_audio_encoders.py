@@ -17,6 +17,7 @@ import vzcore
 from tests.families.test_methods_norms import _normalise, _rolled, _trace, _vectors
 from tests.families.test_methods_norms import reference as norm_reference
 from tests.harness.models import tiny_audio_model
+from tests.support import sample_ids
 from vzcore.audio import Audio, AudioError, conv_frames, frame_span, receptive_field, resample
 from vzcore.capture import capture_layers
 from vzcore.families import UnsupportedModelError, family_for
@@ -25,6 +26,7 @@ from vzcore.maps import FRAMES
 from vzcore.ops.block import BlockView
 from vzcore.ops.distances import cosine_distance
 from vzcore.ops.paths import ZeroingPlan
+from vzcore.ops.span_zeroing import spans_unsupported
 from vzcore.reference import reference_value_zeroing
 
 TOL = 1e-5
@@ -272,3 +274,20 @@ def test_frame_counts_and_receptive_field_follow_the_feature_encoder():
         want = int(model._get_feat_extract_output_lengths(torch.tensor(samples)))
         assert conv_frames(config, samples) == max(want, 0), samples
     assert conv_frames(config, 32000) == 99 and receptive_field(config) == 400
+
+
+@pytest.mark.parametrize("kind", ["bert", "llama", "gemma2", "opt", "gpt_neox"])
+def test_spans_of_text_tokens_equal_zeroing_them_by_hand(tiny_models, kind):
+    """Spans are no audio matter: a text model's token spans zeroed at once equal the reference, where its
+    blocks run attention then a feed-forward module; the others are refused before any work."""
+    handle = tiny_models[kind]
+    ids = sample_ids(40, 9)
+    spans = [[0], [1, 2, 3], [4, 8]]
+    why = spans_unsupported(handle.family)
+    if why is not None:
+        with pytest.raises(ValueError, match="spans cannot be zeroed exactly"):
+            vzcore.score(handle, [ids], spans=spans)
+        assert kind == "gpt_neox"  # parallel blocks
+        return
+    got = vzcore.score(handle, [ids], spans=spans, methods=["value_zeroing"])[0].scores["value_zeroing"]
+    np.testing.assert_allclose(got, reference_value_zeroing(handle, ids, spans=spans), atol=TOL, rtol=0)
