@@ -22,7 +22,14 @@ import torch
 import transformers
 
 import vzcore
-from tests.harness.models import FAMILY_KINDS, SEQ2SEQ_KINDS, tiny_model, tiny_seq2seq
+from tests.harness.models import (
+    AUDIO_KINDS,
+    FAMILY_KINDS,
+    SEQ2SEQ_KINDS,
+    tiny_audio_model,
+    tiny_model,
+    tiny_seq2seq,
+)
 from tests.support import TEXTS, TINY, free_port
 
 # Where the tiny models live: "cpu" (default) or e.g. "cuda" to run the suite on a GPU.
@@ -49,6 +56,17 @@ def tiny_seq2seq_models() -> dict[str, torch.nn.Module]:
 @pytest.fixture(scope="session", params=SEQ2SEQ_KINDS)
 def tiny_s2s(request, tiny_seq2seq_models) -> torch.nn.Module:
     return tiny_seq2seq_models[request.param]
+
+
+@pytest.fixture(scope="session")
+def tiny_audio_models() -> dict[str, vzcore.ModelHandle]:
+    """One tiny seeded audio encoder handle per kind: wav2vec2 and HuBERT, post- and pre-norm (never mutate these)."""
+    return {kind: vzcore.load_model(tiny_audio_model(kind, device=DEVICE)) for kind in AUDIO_KINDS}
+
+
+@pytest.fixture(scope="session", params=AUDIO_KINDS)
+def tiny_audio(request, tiny_audio_models) -> vzcore.ModelHandle:
+    return tiny_audio_models[request.param]
 
 
 @pytest.fixture(scope="session")

@@ -33,12 +33,15 @@ __all__ = [
     "AudioError",
     "as_audio",
     "audio_frames",
-    "frame_seconds",
+    "conv_frames",
     "frame_centre",
+    "frame_seconds",
     "frame_span",
+    "input_values",
     "log_mel",
     "model_rate",
     "read_audio",
+    "receptive_field",
     "resample",
     "window_seconds",
 ]
@@ -207,8 +210,44 @@ def log_mel(config: Any, source: str | Path | Audio | tuple[Any, int]) -> Any:
     return _extractor(config)(audio.samples, sampling_rate=audio.rate, return_tensors="pt").input_features
 
 
+def conv_frames(config: Any, samples: int) -> int:
+    """How many frames a wav2vec2 / HuBERT feature encoder makes of `samples` samples: each convolution
+    (kernel k, stride s, no padding) keeps `floor((L − k) / s) + 1` of `L` positions (0: too short)."""
+    n = samples
+    for kernel, stride in zip(config.conv_kernel, config.conv_stride, strict=True):
+        n = (n - kernel) // stride + 1 if n >= kernel else 0
+    return n
+
+
+def input_values(config: Any, feature_extractor: Any, source: str | Path | Audio | tuple[Any, int]) -> np.ndarray:
+    """Return what a wav2vec2 / HuBERT model reads of one input (`[samples]`, float32): mono at the feature
+    extractor's rate (16 kHz), normalised to zero mean and unit variance where the extractor does
+    (`do_normalize`). Raises `AudioError` as `as_audio` does, and for audio too short for one frame."""
+    rate = int(getattr(feature_extractor, "sampling_rate", None) or model_rate(config))
+    audio = as_audio(source, rate)
+    if conv_frames(config, len(audio.samples)) < 1:
+        raise AudioError(
+            f"{audio.seconds * 1000:.1f} ms of audio is shorter than the feature encoder's first frame "
+            f"({receptive_field(config) / rate * 1000:.1f} ms)"
+        )
+    out = feature_extractor(audio.samples, sampling_rate=rate, return_tensors="np").input_values[0]
+    return np.asarray(out, dtype=np.float32)
+
+
+def receptive_field(config: Any) -> int:
+    """The samples one wav2vec2 / HuBERT feature-encoder frame reads (400: 25 ms at 16 kHz); frame k reads
+    samples `k · 320` up to that many later, so its centre is `(field − 1) / 2` samples after its first."""
+    field, jump = 1, 1
+    for kernel, stride in zip(config.conv_kernel, config.conv_stride, strict=True):
+        field, jump = field + (kernel - 1) * jump, jump * stride
+    return field
+
+
 def audio_frames(config: Any, audio: Audio) -> int:
-    """How many encoder frames hold the audio (the rest of Whisper's window is padding)."""
+    """How many encoder frames hold the audio (the rest of Whisper's window is padding; wav2vec2 and
+    HuBERT: what their feature encoder makes of the samples at the model's rate, `conv_frames`)."""
+    if getattr(config, "conv_kernel", None):
+        return conv_frames(config, len(resample(audio, model_rate(config)).samples))
     return min(math.ceil(audio.seconds / frame_seconds(config) - 1e-9), _max_frames(config))
 
 
@@ -220,10 +259,9 @@ def frame_centre(config: Any) -> float:
     """Seconds from the audio's start to the centre of encoder frame 0 (frame k's is `k · frame_seconds` later)."""
     if getattr(config, "model_type", None) == "whisper":
         return 0.0  # mel frames centred on their hop; conv1 and conv2 are padded by 1 each side
-    kernels, strides = getattr(config, "conv_kernel", None), getattr(config, "conv_stride", None)
-    if kernels and strides:  # wav2vec2 / HuBERT: unpadded convolutions, frame 0 starts at sample 0
-        field = 1 + sum((k - 1) * math.prod(strides[:i]) for i, k in enumerate(kernels))
-        return (field - 1) / 2 / model_rate(config)
+    if getattr(config, "conv_kernel", None) and getattr(config, "conv_stride", None):
+        # wav2vec2 / HuBERT: unpadded convolutions, frame 0 starts at sample 0
+        return (receptive_field(config) - 1) / 2 / model_rate(config)
     raise ValueError(f"no encoder frame geometry known for a {getattr(config, 'model_type', None)!r} model")
 
 

@@ -20,6 +20,7 @@ __all__ = [
     "distinct",
     "eager_attention",
     "hooks",
+    "model_inputs",
     "stream_layers",
 ]
 
@@ -98,29 +99,40 @@ class _Captured(Exception):
     """Raised from a hook once every asked-for layer was handed over: the rest of the model need not run."""
 
 
+def model_inputs(handle: ModelHandle, inputs: torch.Tensor, attention_mask: torch.Tensor | None) -> dict[str, Any]:
+    """Return the keyword arguments of one clean call of a single-stack model: token ids and their mask, or
+    an audio family's input values alone (a batch of equal lengths: wav2vec2 base's group norm in the
+    feature encoder reads every sample, so padding would change the frames)."""
+    if handle.family.audio:
+        return {"input_values": inputs}
+    return {"input_ids": inputs, "attention_mask": attention_mask, "use_cache": False}
+
+
 @torch.no_grad()
 def capture_layers(
     handle: ModelHandle,
-    input_ids: torch.Tensor,
-    attention_mask: torch.Tensor,
+    inputs: torch.Tensor,
+    attention_mask: torch.Tensor | None,
     layers: Sequence[int],
 ) -> dict[int, LayerCapture]:
-    """Run one clean pass over `input_ids: [b, n]` and return the tensors of the chosen `layers`."""
+    """Run one clean pass over `inputs` and return the tensors of the chosen `layers`: token ids `[b, n]`
+    with their `attention_mask`, or for an audio family input values `[b, samples]` (inputs of equal
+    length: the mask is not passed, see `model_inputs`)."""
     got: dict[int, LayerCapture] = {}
-    stream_layers(handle, input_ids, attention_mask, [sorted(set(layers))], got.update)
+    stream_layers(handle, inputs, attention_mask, [sorted(set(layers))], got.update)
     return {i: got[i] for i in layers}
 
 
 @torch.no_grad()
 def stream_layers(
     handle: ModelHandle,
-    input_ids: torch.Tensor,
-    attention_mask: torch.Tensor,
+    inputs: torch.Tensor,
+    attention_mask: torch.Tensor | None,
     groups: Sequence[Sequence[int]],
     on_group: Callable[[dict[int, LayerCapture]], None],
 ) -> None:
-    """Run one clean pass over `input_ids: [b, n]`, calling `on_group(captures)` with each group's tensors
-    as soon as the last block of the group has run, from inside the pass.
+    """Run one clean pass over `inputs` (as `capture_layers` takes them), calling `on_group(captures)`
+    with each group's tensors as soon as the last block of the group has run, from inside the pass.
 
     `groups` are ascending lists of layers, each group's layers after the previous group's. The pass
     waits while `on_group` runs (the model's own state is then one hidden state and its masks), and
@@ -207,7 +219,7 @@ def stream_layers(
                 )
         asked = {"output_attentions": True} if spec.weights_on_request else {}
         try:
-            model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **asked)
+            model(**model_inputs(handle, inputs, attention_mask), **asked)
         except _Captured:
             return
     raise RuntimeError(f"the clean pass ended before layers {sorted(got)} ran")

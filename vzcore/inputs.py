@@ -1,4 +1,5 @@
-"""Turn texts (or pre-tokenised id lists) into the token sequences that get scored."""
+"""Turn texts (or pre-tokenised id lists) into the token sequences that get scored, or an audio
+encoder's waveforms into its input values and frames."""
 
 from __future__ import annotations
 
@@ -6,16 +7,24 @@ import unicodedata
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
+import numpy as np
+
+from vzcore.audio import Audio, AudioError, conv_frames, frame_seconds, input_values, model_rate, receptive_field
 from vzcore.loading import ModelHandle
 
 __all__ = [
     "Encoded",
+    "EncodedAudio",
     "TruncationWarning",
     "UnscorableTextError",
+    "audio_inputs",
     "check_max_length",
     "check_tokenizer",
     "encode",
+    "encode_audio",
     "text_problem",
 ]
 
@@ -37,6 +46,54 @@ class Encoded:
     offsets: list[tuple[int, int]] | None
     text: str | None
     truncated: bool
+
+
+@dataclass
+class EncodedAudio(Encoded):
+    """One waveform as an audio encoder reads it: its input values, and its frames as the positions.
+
+    `token_ids` are the frame indices `0 .. n−1` and `tokens` the centre of each frame's receptive field
+    in seconds (`"0.012"`, `"0.032"`, …: 20 ms apart), so that a result's positions read as times; there
+    are no words.
+    """
+
+    values: np.ndarray  # `[samples]` float32: the model's input values (at its rate, normalised)
+
+
+def audio_inputs(given: Any) -> list[Any]:
+    """Return `given` as a list of audio inputs: one input (a file, an `Audio`, a `(samples, rate)` pair, a
+    1-D array or tensor of samples) becomes a list of one; a list or tuple of inputs stays as it is."""
+    one_pair = (
+        isinstance(given, tuple) and len(given) == 2 and isinstance(given[1], int | np.integer | float)
+    )  # `(samples, rate)`, not two files
+    if isinstance(given, str | Path | Audio) or one_pair or getattr(given, "ndim", None) == 1:
+        return [given]
+    return list(given)
+
+
+def encode_audio(handle: ModelHandle, inputs: Sequence[Any], sampling_rate: int | None) -> list[EncodedAudio]:
+    """Return each audio input as its model reads it: a file (str or path), an `Audio`, a `(samples, rate)`
+    pair, or a 1-D array of samples at `sampling_rate` Hz. Raises `vzcore.audio.AudioError` for unusable
+    audio (unreadable, empty, an unusable rate, shorter than one frame), naming the input."""
+    config, fe = handle.config, handle.feature_extractor
+    out = []
+    for k, item in enumerate(inputs):
+        if isinstance(item, str | Path | Audio | tuple):
+            source = item
+        elif sampling_rate is None:
+            raise ValueError(f"audio input #{k} is an array of samples: give its sampling_rate=")
+        else:
+            source = (np.asarray(item), sampling_rate)
+        try:
+            values = input_values(config, fe, source)
+        except AudioError as err:
+            raise AudioError(f"audio input #{k}: {err}") from err
+        n = conv_frames(config, len(values))
+        step, centre = frame_seconds(config), (receptive_field(config) - 1) / 2 / model_rate(config)
+        labels = [f"{centre + t * step:.3f}" for t in range(n)]  # each frame's centre, in seconds
+        name = str(item) if isinstance(item, str | Path) else None
+        out.append(EncodedAudio(list(range(n)), labels, None, None, name, False, values))
+    return out
 
 
 class TruncationWarning(UserWarning):

@@ -64,6 +64,9 @@ class ModelHandle:
     # The whole model with its masked-LM or causal-LM head (`lm.base_model is model`), where the
     # checkpoint really has head weights; `None` otherwise. Only gradient methods use it.
     lm: nn.Module | None = None
+    # Audio families (wav2vec2, HuBERT): what turns a waveform into the model's input values (its rate,
+    # its normalisation); `None` for text models.
+    feature_extractor: Any = None
 
     @property
     def config(self):
@@ -124,6 +127,13 @@ class ModelSource:
         return {"gguf_file": self.gguf_file} if self.gguf_file else {}
 
     def load_tokenizer(self):
+        """Return the model's tokenizer; an audio encoder (wav2vec2, HuBERT) has none to score text with."""
+        if self.family.audio:
+            raise ValueError(
+                f"{self.name} is a {self.family.name} audio encoder: it scores audio, not text "
+                "(vzcore.score(model, audio files or arrays, sampling_rate=...); the job and the `vz` commands "
+                "take text models only)"
+            )
         from transformers import AutoTokenizer
 
         return AutoTokenizer.from_pretrained(self.path, **self.kwargs())
@@ -280,6 +290,7 @@ def load_model(
     tokenizer: object | None = None,
     attn_implementation: str = "eager",
     head: bool = True,
+    feature_extractor: object | None = None,
 ) -> ModelHandle:
     """Load a model (short name, local path, GGUF file, faster-whisper folder, hub name, or a module) for scoring.
 
@@ -288,7 +299,9 @@ def load_model(
     several methods need the attention weights; the scores do not depend on that choice.
     With `head=True` a checkpoint saved with a masked-LM or causal-LM head (or a module of such a
     class) keeps it as `handle.lm`, for the gradient methods; a head whose weights the checkpoint
-    lacks is never kept (it would be random).
+    lacks is never kept (it would be random). An audio encoder (wav2vec2, HuBERT) loads its base model
+    (any task head is dropped), no tokenizer, and its feature extractor (`feature_extractor=`; default: the
+    one saved beside the weights, or for a module the standard 16 kHz one that normalises each input).
     """
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype)
@@ -299,6 +312,10 @@ def load_model(
         name = getattr(module.config, "name_or_path", "") or type(module).__name__
         if head and _is_lm(module):
             lm = module
+        if family.audio and feature_extractor is None:
+            from transformers import Wav2Vec2FeatureExtractor
+
+            feature_extractor = Wav2Vec2FeatureExtractor()  # 16 kHz, zero mean and unit variance per input
     else:
         from transformers import AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM
 
@@ -312,14 +329,22 @@ def load_model(
         family, name = located.family, located.name
         load = dict(dtype=dtype or torch.float32, attn_implementation=attn_implementation, **located.kwargs())
         with quiet_loading():
-            if head and _wants_head(located.config, family, located.gguf_file is not None):
+            if head and not family.audio and _wants_head(located.config, family, located.gguf_file is not None):
                 cls = AutoModelForCausalLM if family.causal else AutoModelForMaskedLM
                 loaded: Any = cls.from_pretrained(located.path, output_loading_info=True, **load)
                 module, info = loaded  # (model, loading info) with output_loading_info
                 lm = None if _head_is_missing(module, info) else module
             else:
                 module = AutoModel.from_pretrained(located.path, **load)
-        if tokenizer is None:
+        if family.audio:  # no tokens: the feature extractor turns waveforms into input values
+            if feature_extractor is None:
+                from transformers import AutoFeatureExtractor, Wav2Vec2FeatureExtractor
+
+                try:
+                    feature_extractor = AutoFeatureExtractor.from_pretrained(located.path)
+                except OSError:  # a folder saved without one: the standard extractor (16 kHz, normalised)
+                    feature_extractor = Wav2Vec2FeatureExtractor()
+        elif tokenizer is None:
             tokenizer = located.load_tokenizer()
     # Convert the whole model where its head is kept (the head shares the base model's modules).
     whole = lm if lm is not None else getattr(module, "base_model", module)
@@ -329,4 +354,6 @@ def load_model(
         whole = whole.to(device)
     whole.eval()
     module = getattr(whole, "base_model", whole)
-    return ModelHandle(model=module, tokenizer=tokenizer, family=family, name=name, lm=lm)
+    return ModelHandle(
+        model=module, tokenizer=tokenizer, family=family, name=name, lm=lm, feature_extractor=feature_extractor
+    )

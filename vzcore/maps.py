@@ -22,6 +22,7 @@ __all__ = [
     "DECODER_TOKENS",
     "ENCODER_FRAMES",
     "ENCODER_TOKENS",
+    "FRAMES",
     "STREAM_KINDS",
     "TOKENS",
     "Site",
@@ -50,6 +51,7 @@ class Stream:
 
 
 TOKENS = Stream("tokens")  # the text's tokens: both streams of today's self-attention maps
+FRAMES = Stream("frames", "frames")  # an audio encoder's frames (wav2vec2, HuBERT): both streams of its maps
 
 
 @dataclass(frozen=True)
@@ -78,9 +80,13 @@ class Site:
         return self.targets == self.sources
 
 
-def self_site(causal: bool) -> Site:
-    """Return today's one site: a stack's self-attention over the text's tokens (causal in decoders)."""
-    return Site("self", TOKENS, TOKENS, causal)
+def self_site(causal: bool, stream: Stream = TOKENS, spans: bool = False) -> Site:
+    """Return a single stack's one site: its self-attention over the text's tokens (causal in decoders),
+    or over an audio encoder's frames (`stream=FRAMES`). With `spans` the columns are sets of positions
+    zeroed together (a `… spans` stream)."""
+    if spans:
+        return Site("self", stream, Stream(f"{stream.name} spans", stream.kind))
+    return Site("self", stream, stream, causal)
 
 
 def valid_entries(n_targets: int, n_sources: int, causal: bool) -> np.ndarray:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from vzcore.capture import LayerOrder, distinct, eager_attention, hooks
+from vzcore.capture import LayerOrder, distinct, eager_attention, hooks, model_inputs
 from vzcore.families.encdec import EncDecSpec
 from vzcore.loading import ModelHandle
 from vzcore.ops.distances import DISTANCES
@@ -25,21 +25,24 @@ __all__ = ["reference_site_zeroing", "reference_value_zeroing"]
 @torch.no_grad()
 def reference_value_zeroing(
     handle: ModelHandle,
-    token_ids: Sequence[int],
+    token_ids: Sequence[int] | Sequence[float],
     layers: Sequence[int] | None = None,
     distance: str = "cosine",
     final_norm: bool = False,
     zero: bool = True,
+    spans: Sequence[Sequence[int]] | None = None,
 ) -> np.ndarray:
-    """Return row-normalised value-zeroing maps `[layers, n, n]` for one text (float64).
+    """Return row-normalised value-zeroing maps `[layers, n, n]` for one text (float64); for an audio
+    family `token_ids` are the input values `[samples]` and `n` the encoder's frames.
 
-    With `zero=False` nothing is zeroed (every distance must then be 0).
+    With `zero=False` nothing is zeroed (every distance must then be 0). With `spans` column `c`
+    zeroes every position of `spans[c]` at once: `[layers, n, len(spans)]`.
     """
     spec, model = handle.family, handle.model
     blocks = spec.blocks(model)
     layers = list(range(len(blocks))) if layers is None else list(layers)
-    ids = torch.tensor([list(token_ids)], device=handle.device)
-    n = ids.shape[1]
+    dtype = handle.dtype if spec.audio else torch.long
+    inputs = torch.tensor([list(token_ids)], device=handle.device, dtype=dtype)
     calls: dict[int, tuple] = {}
     order = LayerOrder(blocks)  # a block shared by several layers (ALBERT) is called once per layer
     handles: list = []
@@ -50,21 +53,26 @@ def reference_value_zeroing(
                     lambda m, a, kw: calls.__setitem__(order.enter(m), (a, kw)), with_kwargs=True
                 )
             )
-        model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False)
+        model(**model_inputs(handle, inputs, None if spec.audio else torch.ones_like(inputs)))
     final = model.get_submodule(spec.final_norm) if final_norm and spec.final_norm else None
-    out = np.zeros((len(layers), n, n))
+    args, kwargs = calls[layers[0]]
+    n = (args[0] if args else kwargs["hidden_states"]).shape[1]  # tokens, or the feature encoder's frames
+    columns = [[j] for j in range(n)] if spans is None else [list(s) for s in spans]
+    out = np.zeros((len(layers), n, len(columns)))
     for li, layer in enumerate(layers):
         last = final if layer == len(blocks) - 1 else None
-        out[li] = _block_distances(handle, blocks[layer], calls[layer], n, DISTANCES[distance], last, zero)
+        out[li] = _block_distances(handle, blocks[layer], calls[layer], columns, DISTANCES[distance], last, zero)
     maps, _ = normalize_rows(torch.from_numpy(out))
     return maps.numpy()
 
 
-def _block_distances(handle: ModelHandle, block, call: tuple, n: int, distance, final, zero: bool) -> np.ndarray:
-    """Return `C[i, j]` of one block: re-run it on its clean input once per zeroed token j."""
+def _block_distances(
+    handle: ModelHandle, block, call: tuple, columns: list[list[int]], distance, final, zero: bool
+) -> np.ndarray:
+    """Return `C[i, c]` of one block: re-run it on its clean input once per column c, the tokens `columns[c]` zeroed."""
     spec, geo = handle.family, handle.geometry
     args, kwargs = call
-    zeroed_row: list[int | None] = [None]
+    zeroed_row: list[list[int] | None] = [None]
 
     def zero_value(module, inputs, output):
         j = zeroed_row[0]
@@ -74,19 +82,19 @@ def _block_distances(handle: ModelHandle, block, call: tuple, n: int, distance, 
         spec.value_part(output, geo)[:, j] = 0  # a view: only the value columns of a fused q, k, v projection
         return output
 
-    def run(j: int | None) -> torch.Tensor:
+    def run(j: list[int] | None) -> torch.Tensor:
         zeroed_row[0] = j
         y = block(*args, **kwargs)
         y = y[0] if isinstance(y, tuple) else y
         return (final(y) if final is not None else y)[0]
 
-    out = np.zeros((n, n))
     handles: list = []
     with hooks(handles):
         handles.append(block.get_submodule(spec.value_proj).register_forward_hook(zero_value))
         clean = run(None)
-        for j in range(n):
-            out[:, j] = distance(run(j if zero else None), clean).cpu().numpy()
+        out = np.zeros((clean.shape[0], len(columns)))
+        for c, zeroed in enumerate(columns):
+            out[:, c] = distance(run(zeroed if zero else None), clean).cpu().numpy()
     return out
 
 

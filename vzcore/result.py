@@ -19,7 +19,9 @@ class ScoreResult:
 
     The maps come from `site` (see `vzcore.maps`): its targets' stream indexes the rows, its
     sources' stream the columns. A result holds one token list, which serves as both streams, so
-    its site is a self-attention site and every map is `[layers, n, n]` over the `n` tokens.
+    its site is a self-attention site and every map is `[layers, n, n]` over the `n` tokens — or,
+    with `source_spans` (`score(spans=...)`), `[layers, n, spans]`. An audio encoder's positions are
+    its frames: `tokens` are their start times in seconds and `token_ids` their indices.
     Rows that were not asked for (see `score(targets=...)`) are NaN; a scored row whose distances
     were all zero stays all zeros (see `zero_rows`). In causal sites `j > i` entries are 0.
     """
@@ -38,8 +40,11 @@ class ScoreResult:
     # (a top-k row keeps part of its 1; NaN where the row is not stored). Empty when just scored.
     kept_mass: dict[str, np.ndarray] = field(default_factory=dict)
 
+    # Span maps (`score(spans=...)`): column `c` stands for the positions `source_spans[c]` zeroed together.
+    source_spans: list[list[int]] | None = None
+
     def __post_init__(self) -> None:
-        if not self.site.square:
+        if not self.site.square and self.source_spans is None:
             raise ValueError(
                 f"a ScoreResult holds one token list; site {self.site.name!r} relates "
                 f"{self.site.targets.name} to {self.site.sources.name}"
@@ -65,6 +70,8 @@ class ScoreResult:
 
         Tokens outside any word (special tokens such as [CLS] or BOS) stay units of their own.
         """
+        if self.source_spans is not None:
+            raise ValueError("span maps have spans for columns already: word_level() groups the tokens of square maps")
         units: list[tuple] = []
         index: list[int] = []
         for k, w in enumerate(self.word_ids or [None] * self.n):

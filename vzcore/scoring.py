@@ -55,9 +55,11 @@ def score_batch(
     memory_budget: int,
     precision: Callable[[], AbstractContextManager] | None = None,
 ) -> dict[str, list[np.ndarray]]:
-    """Score one padded batch (`ids`, `mask`: `[b, n]` on the model's device; `lengths`, `rows`,
-    `row_mask` on the CPU) and return, per method, each text's float32 maps `[len(layers), n_k, n_k]`."""
-    b, n = ids.shape
+    """Score one padded batch (`ids`, `mask`: `[b, n]` on the model's device, or an audio family's input
+    values `[b, samples]` as `vzcore.capture.model_inputs` takes them; `lengths`, `rows`, `row_mask` on
+    the CPU) and return, per method, each input's float32 maps `[len(layers), n_k, n_k]`."""
+    token_ids = None if handle.family.audio else ids  # what the gradient methods rerun the model from
+    b, n = ids.shape[0], int(lengths.max())  # an audio family's `ids` are samples: positions are frames
     index = {layer: k for k, layer in enumerate(layers)}
     sizes = [int(x) for x in lengths]
     out = {m.name: [np.full((len(layers), s, s), np.nan, dtype=np.float32) for s in sizes] for m in methods}
@@ -86,7 +88,7 @@ def score_batch(
             [la for la in here if la in index],
             memory_budget,
             precision,
-            input_ids=ids,
+            input_ids=token_ids,
             attention_mask=mask,
         )
         for m in plain:
@@ -116,7 +118,16 @@ def score_batch(
     targeted = [m for m in methods if m.needs_targets]
     if targeted:  # they rerun the model with grad themselves; no capture is read
         batch = Batch(
-            handle, {}, lengths, rows, row_mask, layers, memory_budget, precision, input_ids=ids, attention_mask=mask
+            handle,
+            {},
+            lengths,
+            rows,
+            row_mask,
+            layers,
+            memory_budget,
+            precision,
+            input_ids=token_ids,
+            attention_mask=mask,
         )
         for m in targeted:
             assert m.compute is not None

@@ -59,6 +59,17 @@ def test_seq2seq_benchmark_compares_every_family_and_site_with_the_reference():
             assert float(row.split("|")[-2]) < 1e-5, row  # the fast path's maps equal the reference's
 
 
+def test_audio_encoder_benchmark_compares_both_layouts_with_the_reference():
+    out = _run("bench.audio_encoders")
+    for family in ("wav2vec2", "hubert"):
+        for layout in ("post-norm", "pre-norm"):
+            # (each row is printed as it is measured, then again in the closing table)
+            rows = {line for line in out.splitlines() if line.startswith(f"| {family} | {layout} |")}
+            assert len(rows) == 2, out  # every frame alone, and spans of frames
+            for row in rows:
+                assert float(row.split("|")[-2]) < 1e-5, row  # the fast path's maps equal the reference's
+
+
 def test_sparse_benchmark_compares_dense_and_top_k_bytes_and_statistics():
     out = _run("bench.sparse")
     assert "| 64 | MiniLM" in out and "| 2048 | synthetic" in out and "| agreement (Spearman of the pair) |" in out

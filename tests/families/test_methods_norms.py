@@ -55,6 +55,11 @@ def _parts(handle, block):
             return qkv[..., 2, :].flatten(-2)
 
         return None, None, neox_values, att.dense.weight, att.dense.bias
+    if kind in ("wav2vec2", "hubert"):  # post-norm (base) or pre-norm (`do_stable_layer_norm`: large)
+        att = block.attention
+        if handle.config.do_stable_layer_norm:
+            return None, None, lambda h: att.v_proj(block.layer_norm(h)), att.out_proj.weight, att.out_proj.bias
+        return block.layer_norm, block.final_layer_norm, att.v_proj, att.out_proj.weight, att.out_proj.bias
     if kind == "gptj":
         return None, None, lambda h: block.attn.v_proj(block.ln_1(h)), block.attn.out_proj.weight, None
     att = block.self_attn
@@ -93,8 +98,9 @@ def _trace(handle, ids):
                 put = lambda key, value, record=record: record[-1].__setitem__(key, value)  # noqa: E731
                 hooks.append(mod.register_forward_pre_hook(lambda m, a, n=name, put=put: put(n + "_in", a[0][0])))
                 hooks.append(mod.register_forward_hook(lambda m, a, o, n=name, put=put: put(n + "_out", o[0])))
+    inputs = torch.tensor([ids], device=handle.device)  # token ids, or an audio encoder's input values
     try:
-        out = handle.model(input_ids=torch.tensor([ids], device=handle.device), output_attentions=True)
+        out = handle.model(**{"input_values" if handle.family.audio else "input_ids": inputs}, output_attentions=True)
     finally:
         for h in hooks:
             h.remove()
@@ -148,7 +154,7 @@ def _normalise(c):
 def reference(handle, ids, method):
     """Return layer-wise maps `[L, n, n]` of `method` (float64), from the published formula."""
     blocks, seen = _trace(handle, ids)
-    n = len(ids)
+    n = seen[0]["x"].shape[0]  # tokens, or an audio encoder's frames
     maps = []
     for k, block in enumerate(blocks):
         z, x, b_o = _vectors(handle, block, seen[k])

@@ -14,7 +14,18 @@ import transformers
 
 from tests.support import TINY, VOCAB
 
-__all__ = ["FAMILY_KINDS", "SEQ2SEQ_KINDS", "TINY_CONFIGS", "TINY_SEQ2SEQ", "tiny_model", "tiny_pair", "tiny_seq2seq"]
+__all__ = [
+    "AUDIO_KINDS",
+    "FAMILY_KINDS",
+    "SEQ2SEQ_KINDS",
+    "TINY_AUDIO",
+    "TINY_CONFIGS",
+    "TINY_SEQ2SEQ",
+    "tiny_audio_model",
+    "tiny_model",
+    "tiny_pair",
+    "tiny_seq2seq",
+]
 
 
 def _encoder(cls) -> Callable[[], transformers.PretrainedConfig]:
@@ -225,3 +236,38 @@ def tiny_pair(model: torch.nn.Module, seed: int, n_src: int = 9, n_tgt: int = 7)
     decoder = torch.cat([start, torch.randint(3, VOCAB, (1, n_tgt - 1), generator=g)], 1)
     device = next(model.parameters()).device
     return {k: v.to(device) for k, v in {**source, "decoder_input_ids": decoder}.items()}
+
+
+def _audio(cls, stable: bool) -> Callable[[], transformers.PretrainedConfig]:
+    # the real feature encoder's kernels and strides (320 samples a frame: 20 ms at 16 kHz) with 16 channels;
+    # post-norm models with base's group norm in the feature encoder, pre-norm ones with large's layer norms
+    return lambda: cls(
+        conv_dim=(16,) * 7,
+        num_conv_pos_embeddings=8,
+        num_conv_pos_embedding_groups=4,
+        do_stable_layer_norm=stable,
+        feat_extract_norm="layer" if stable else "group",
+        **TINY,
+    )
+
+
+# audio encoder kind -> its tiny config: both block layouts of each family (`do_stable_layer_norm`)
+TINY_AUDIO: dict[str, Callable[[], transformers.PretrainedConfig]] = {
+    "wav2vec2": _audio(transformers.Wav2Vec2Config, stable=False),
+    "wav2vec2-stable": _audio(transformers.Wav2Vec2Config, stable=True),
+    "hubert": _audio(transformers.HubertConfig, stable=False),
+    "hubert-stable": _audio(transformers.HubertConfig, stable=True),
+}
+AUDIO_KINDS = list(TINY_AUDIO)
+
+
+def tiny_audio_model(kind: str, device: str = "cpu") -> torch.nn.Module:
+    """Return the tiny seeded audio encoder (`Wav2Vec2Model`, `HubertModel`) of `kind`, eager attention."""
+    torch.manual_seed(0)
+    cfg = TINY_AUDIO[kind]()
+    model = transformers.AutoModel.from_config(cfg, attn_implementation="eager").eval()
+    with torch.no_grad():  # norms at identity and zero biases would leave parts of the algebra unexercised
+        for name, p in model.named_parameters():
+            if "norm" in name.lower() or name.endswith("bias"):
+                p.add_(0.1 * torch.randn_like(p))
+    return model.to(device)

@@ -67,3 +67,28 @@ def test_encoder_decoder_families_name_each_sites_path():
     assert got["whisper"][0] == f"whisper (encoder-decoder; fast paths: {paths}): whisper"
     assert got["bart"][1] == "methods: value_zeroing, attention (vzcore.seq2seq.score_pairs)"
     assert "alti" in got["bart"][2] and "value_zeroing," not in got["bart"][2]
+
+
+def test_audio_encoders_are_listed_with_the_methods_they_refuse():
+    out = runner.invoke(app, ["families"])
+    assert out.exit_code == 0, out.output
+    got = _family_lines(out.stdout)
+    assert got["wav2vec2"][0] == "wav2vec2 (post-norm blocks, factored fast path): wav2vec2"
+    assert got["hubert"][0] == "hubert (post-norm blocks, factored fast path): hubert"
+    assert "globenc" in got["hubert"][1] and "value_zeroing" in got["hubert"][1]
+    assert got["wav2vec2"][2] == "not: grad_x_input, integrated_gradients"
+    # `do_stable_layer_norm=True`: pre-norm blocks, which the +LN decompositions do not cover
+    assert got["wav2vec2-stable"][0] == "wav2vec2-stable (pre-norm blocks, factored fast path): wav2vec2"
+    assert got["hubert-stable"][0] == "hubert-stable (pre-norm blocks, factored fast path): hubert"
+    assert got["hubert-stable"][2] == (
+        "not: attention_norm_res_ln, globenc, globenc_rollout, grad_x_input, integrated_gradients"
+    )
+
+
+def test_text_commands_refuse_an_audio_encoder_in_one_line(tmp_path):
+    from tests.harness.models import tiny_audio_model
+
+    tiny_audio_model("hubert").save_pretrained(tmp_path)
+    out = runner.invoke(app, ["explain", "Hello there.", "--model", str(tmp_path)])
+    assert out.exit_code == 2, out.output
+    assert "is a hubert audio encoder: it scores audio, not text" in out.output

@@ -30,6 +30,7 @@ from vzcore.families.spec import (
     UnsupportedModelError,
     linear_params,
 )
+from vzcore.families.wav2vec2 import HUBERT, HUBERT_STABLE, WAV2VEC2, WAV2VEC2_STABLE
 
 __all__ = [
     "LAYOUTS",
@@ -68,6 +69,10 @@ _FAMILIES: tuple[FamilySpec, ...] = (
     DISTILBERT,
     DEBERTA_V2,
     ALBERT,
+    WAV2VEC2,
+    WAV2VEC2_STABLE,
+    HUBERT,
+    HUBERT_STABLE,
 )
 
 
@@ -84,7 +89,7 @@ def list_families() -> dict[str, tuple[str, ...]]:
 def family_for(config) -> FamilySpec:
     """Return the family spec for a Hugging Face `config`, or raise listing the supported ones."""
     model_type = getattr(config, "model_type", None)
-    supported = ", ".join(t for f in _FAMILIES for t in f.model_types)
+    supported = ", ".join(dict.fromkeys(t for f in _FAMILIES for t in f.model_types))  # a type once
     if getattr(config, "is_encoder_decoder", False):
         raise UnsupportedModelError(
             f"encoder-decoder models ({model_type}) are scored by vzcore.seq2seq.score_pairs, not here; "

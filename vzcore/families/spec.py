@@ -139,6 +139,9 @@ class FamilySpec:
     # the attention module returns its weights only when the model is called with
     # `output_attentions=True` (DeBERTa-v2's disentangled attention), whatever its implementation
     weights_on_request: bool = False
+    # the model reads audio samples (`input_values`) through a convolutional front end outside the
+    # blocks (wav2vec2, HuBERT): its positions are encoder frames, and it has no tokens or token ids
+    audio: bool = False
 
     # Code for a model whose layers are not one module each: the module every layer runs, in order
     # (ALBERT runs one shared layer for all of them); `None`: the module list at `layers`.

@@ -140,7 +140,7 @@ def _per_text(batch: Batch, config: GradientConfig, attribute) -> torch.Tensor:
     return batch.place_rows(maps)
 
 
-@register_method("grad_x_input", GradientConfig, needs_targets=True)
+@register_method("grad_x_input", GradientConfig, needs_targets=True, reads_tokens=True)
 def grad_x_input(batch: Batch, config: GradientConfig) -> torch.Tensor:
     """Gradient × input of the target's prediction w.r.t. each block's input tokens, `|Σ_d|`, rows normalised."""
     d = batch.handle.config.hidden_size
@@ -166,7 +166,7 @@ def grad_x_input(batch: Batch, config: GradientConfig) -> torch.Tensor:
     return _per_text(batch, config, attribute)
 
 
-@register_method("integrated_gradients", IntegratedGradientsConfig, needs_targets=True)
+@register_method("integrated_gradients", IntegratedGradientsConfig, needs_targets=True, reads_tokens=True)
 def integrated_gradients(batch: Batch, config: IntegratedGradientsConfig) -> torch.Tensor:
     """Integrated gradients of the target's prediction from a zero input at each block, `|Σ_d|`, rows normalised."""
     m = config.steps

@@ -41,9 +41,15 @@ class Method:
     layouts: tuple[Layout, ...] | None = None
     rolls: str | None = None  # a rollout: the method whose all-row maps it composes across layers
     identity_weight: float = 0.0  # a rollout's `w` in `(1 − w) M + w I`
+    # The method reruns the model from token ids (gradients through the embeddings, an LM head's
+    # prediction): refused for audio encoders, which read samples and have no tokens.
+    reads_tokens: bool = False
 
     def supports(self, family: FamilySpec) -> bool:
-        """Whether the method is exact for the blocks of a `FamilySpec` (their layout is one it knows)."""
+        """Whether the method is exact for the blocks of a `FamilySpec` (their layout is one it knows)
+        and reads the model's kind of input."""
+        if self.reads_tokens and family.audio:
+            return False
         return self.layouts is None or family.shape.layout in self.layouts
 
 
@@ -81,12 +87,14 @@ def register_method(
     needs_all_rows: bool = False,
     needs_targets: bool = False,
     layouts: tuple[Layout, ...] | None = None,
+    reads_tokens: bool = False,
 ):
     """Register `compute` under `name`; refuses to overwrite an existing method.
 
     `needs_targets`: the method scores only the rows of `score(targets=...)` and refuses full maps;
     `layouts`: the block layouts (`vzcore.families.LAYOUTS`) the method is exact for; it refuses
-    the others, and every block shape that has no layout. `None`: any block.
+    the others, and every block shape that has no layout. `None`: any block. `reads_tokens`: the method
+    reruns the model from token ids, so audio encoders are refused.
     """
 
     def decorate(compute: Callable[[Any, Any], torch.Tensor]):
@@ -94,7 +102,14 @@ def register_method(
             raise ValueError(f"method {name!r} is already registered")
         doc = (compute.__doc__ or "").strip().splitlines()
         _METHODS[name] = Method(
-            name, config_cls, compute, needs_all_rows, doc[0] if doc else "", needs_targets, layouts
+            name,
+            config_cls,
+            compute,
+            needs_all_rows,
+            doc[0] if doc else "",
+            needs_targets,
+            layouts,
+            reads_tokens=reads_tokens,
         )
         return compute
 
@@ -138,6 +153,14 @@ def check_applicable(methods: list[Method], family: FamilySpec, targets_given: b
     """Raise `ValueError` unless every method can serve this call: targets-only methods need
     `targets=`, and a method with `layouts` needs blocks of one of them (an unknown block shape is
     refused, never guessed). Cheap: run it before any work."""
+    tokens = [m.name for m in methods if m.reads_tokens and family.audio]
+    if tokens:
+        fit = ", ".join(name for name, m in sorted(_METHODS.items()) if m.supports(family))
+        raise ValueError(
+            f"{', '.join(tokens)} cannot score {model!r}: they rerun the model from token ids and explain a "
+            f"token prediction, and a {family.name} audio encoder reads samples and predicts no tokens; "
+            f"use one of {fit}"
+        )
     need = [m.name for m in methods if m.needs_targets]
     if need and not targets_given:
         raise ValueError(
