@@ -191,6 +191,14 @@ def score_command(
     config: str | None = typer.Option(None, help="dataset configuration name"),
     split: str = typer.Option("train", help="hub datasets and saved DatasetDicts (plain files are one split: train)"),
     text_column: str = typer.Option("text", help="the column to score; a nested field as doc.text"),
+    source_column: str | None = typer.Option(
+        None, help="encoder-decoders: the source column (text; audio: a datasets Audio column or file names)"
+    ),
+    target_column: str | None = typer.Option(
+        None, help="encoder-decoders: the target column, decoded by force (absent or null: greedy decoding)"
+    ),
+    sites: str | None = typer.Option(None, help="encoder-decoders: encoder,decoder,cross (default: all three)"),
+    max_new_tokens: int = typer.Option(64, help="encoder-decoders: greedy decoding stops after this many tokens"),
     data_format: str | None = typer.Option(
         None, "--format", help="read local files as text, csv, json or parquet (default: from the extension)"
     ),
@@ -243,6 +251,10 @@ def score_command(
         config=config,
         split=split,
         text_column=text_column,
+        source_column=source_column,
+        target_column=target_column,
+        sites=tuple(s.strip() for s in sites.split(",") if s.strip()) if sites is not None else None,
+        max_new_tokens=max_new_tokens,
         format=data_format,
         model=model,
         methods=tuple(m.strip() for m in methods.split(",") if m.strip()),

@@ -14,7 +14,16 @@ import transformers
 
 from tests.support import TINY, VOCAB
 
-__all__ = ["FAMILY_KINDS", "SEQ2SEQ_KINDS", "TINY_CONFIGS", "TINY_SEQ2SEQ", "tiny_model", "tiny_pair", "tiny_seq2seq"]
+__all__ = [
+    "FAMILY_KINDS",
+    "SEQ2SEQ_KINDS",
+    "TINY_CONFIGS",
+    "TINY_SEQ2SEQ",
+    "save_tiny_t5",
+    "tiny_model",
+    "tiny_pair",
+    "tiny_seq2seq",
+]
 
 
 def _encoder(cls) -> Callable[[], transformers.PretrainedConfig]:
@@ -225,3 +234,22 @@ def tiny_pair(model: torch.nn.Module, seed: int, n_src: int = 9, n_tgt: int = 7)
     decoder = torch.cat([start, torch.randint(3, VOCAB, (1, n_tgt - 1), generator=g)], 1)
     device = next(model.parameters()).device
     return {k: v.to(device) for k, v in {**source, "decoder_input_ids": decoder}.items()}
+
+
+def save_tiny_t5(path, tokenizer) -> str:
+    """Save a tiny seeded T5 (`tiny_seq2seq("t5")`'s shape) with `tokenizer` (its vocabulary, its [PAD] as the
+    decoder's start token, its [SEP] / end token as end of sequence) to `path`: loadable by path in any process."""
+    torch.manual_seed(0)
+    eos = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
+    cfg = TINY_SEQ2SEQ["t5"]()
+    cfg.vocab_size = len(tokenizer)
+    cfg.pad_token_id = cfg.decoder_start_token_id = int(tokenizer.pad_token_id)
+    cfg.eos_token_id = int(eos)
+    model = transformers.T5ForConditionalGeneration(cfg).eval()
+    with torch.no_grad():  # as `tiny_seq2seq`: norms off identity, so every part of the algebra is exercised
+        for name, p in model.named_parameters():
+            if "norm" in name.lower():
+                p.add_(0.1 * torch.randn_like(p))
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
