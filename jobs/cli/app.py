@@ -163,16 +163,22 @@ def show_command(
     ] = None,
     layer: Annotated[int | None, typer.Option(help="block index (default: the last stored layer)")] = None,
     words: Annotated[bool, typer.Option("--words", help="word-level maps instead of tokens")] = False,
+    site: Annotated[
+        str | None, typer.Option(help="encoder-decoder stores: encoder, decoder or cross (default: every site)")
+    ] = None,
     out: Annotated[Path | None, typer.Option(help="PNG to write (default example_ID.png)")] = None,
     storage_option: StorageOption = None,
 ) -> None:
-    """Draw one example's maps (a heatmap per --method, all by default) at --layer (default: last)."""
+    """Draw one example's maps (a heatmap per --method, all by default) at --layer (default: last).
+
+    An encoder-decoder's store: a heatmap per site and method (--site: one site)."""
     from vzcore.queries import show_example
     from vzcore.store import StoreError
     from vzcore.store.reader import open_store
 
     try:
-        fig = show_example(open_store(store, storage_options(storage_option)), example, method or None, layer, words)
+        opened = open_store(store, storage_options(storage_option))
+        fig = show_example(opened, example, method or None, layer, words, site)
     except StoreError as err:
         raise fail(str(err)) from err
     out = out or Path(f"example_{example}.png")
