@@ -136,3 +136,10 @@ def test_show_draws_every_site_or_one(pairs):
     png = path.parent / "ex.png"
     out = runner.invoke(app, ["show", str(path), "--example", str(outs[0].example_id), "--out", str(png)])
     assert out.exit_code == 0 and png.stat().st_size > 10_000
+
+
+def test_the_viewer_refuses_a_sites_store_in_one_line(pairs, tmp_path):
+    path, _ = pairs
+    out = runner.invoke(app, ["view", str(path), "--build", str(tmp_path / "site")])
+    assert out.exit_code == 2 and "vz show STORE --example ID [--site NAME]" in out.output
+    assert not (tmp_path / "site").exists()
