@@ -83,8 +83,10 @@ def is_pair_job(cfg: JobConfig) -> bool:
     if cfg.source_column is not None or cfg.target_column is not None or cfg.sites is not None:
         return True
     try:
-        resolve_short_name(cfg.model)
+        local = Path(resolve_short_name(cfg.model)).expanduser().exists()
     except Exception:
+        return False
+    if not local:  # a hub name: asked of the hub once, by the usual checks (pair options mark a pair job)
         return False
     config = _model_config(cfg.model)
     try:
