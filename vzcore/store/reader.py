@@ -104,9 +104,10 @@ class Store:
         """Return a short summary: model, methods, layers, parts counted by state, and the first
         `problems` parts that are not usable (a few lines, whatever the store's size)."""
         done = self.done_parts()
+        kind = "encoder-decoder" if self.info.sites else "causal" if self.causal else "encoder"
         lines = [
             f"store {self.path} (layout v{self.attrs.get('vz_layout')})",
-            f"  model: {self.config.get('model', '?')} ({self.model_type}, {'causal' if self.causal else 'encoder'})",
+            f"  model: {self.config.get('model', '?')} ({self.model_type}, {kind})",
             f"  methods: {', '.join(self.methods)}; layers: {self.layers} of {self.model_num_layers}",
             f"  examples planned: {self.num_examples} in {len(self.parts)} parts; done for all methods: {len(done)}",
         ]
