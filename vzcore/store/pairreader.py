@@ -19,7 +19,29 @@ from vzcore.store.errors import StoreError
 from vzcore.store.layout import SCORES_GROUP, STATUS_SCORED
 from vzcore.store.sites import DECODING_GREEDY, STREAM_ARRAYS, site_offsets, unpack_sites
 
-__all__ = ["SiteGroup", "read_pairs"]
+__all__ = ["SiteGroup", "describe_sites", "read_pairs", "square_view"]
+
+
+def describe_sites(info: Any) -> list[str]:
+    """Lines of `Store.describe` for a v5 store's sites (none for v1-v4)."""
+    return [
+        f"  site {s.name}: [{len(s.layers)} layers, {s.rows}, {s.columns}] (layers {list(s.layers)} of "
+        f"{s.num_layers}{', causal' if s.causal else ''}; source positions are {info.source_kind})"
+        for s in info.site_layouts
+    ]
+
+
+def square_view(info: Any, name: str) -> Any:
+    """The root attributes of one square site of a v5 store, read as a single-stack store (`Store.site`)."""
+    if info.view is not None:
+        raise StoreError(f"this is already a view of site {info.view}")
+    view = info.site_view(name)  # an unknown site: a StoreError naming the store's
+    if not next(s for s in info.site_layouts if s.name == name).square:
+        raise StoreError(
+            f"site {name} relates target tokens to source positions (not square): read its maps with "
+            f"store.example(id).sites[{name!r}]; `vz aggregate` gives its statistics"
+        )
+    return view
 
 
 class _SiteValues:

@@ -27,7 +27,7 @@ from vzcore.store.layout import (
     table_path,
 )
 from vzcore.store.location import Location
-from vzcore.store.pairreader import SiteGroup, read_pairs
+from vzcore.store.pairreader import SiteGroup, describe_sites, read_pairs, square_view
 from vzcore.store.reduced import PartRows, read_dense
 from vzcore.store.root import RootAttrs
 from vzcore.store.tables import PART_ARRAYS, part_tables, read_table, table_files
@@ -73,17 +73,9 @@ class Store:
         """Return this v5 store seen as one site's store (read-only): `example(id)` gives a `ScoreResult`
         of that site's maps over its stream, and the statistics, corpus queries and `vz show` read it
         as a single-stack store. Square sites only (encoder, decoder): a cross map relates two streams."""
-        if self.info.view is not None:
-            raise StoreError(f"this is already a view of site {self.info.view}")
         if name == "self" and not self.info.sites:
             return self
-        view = Store(self.location, self._root, self.info.site_view(name), self.parts)
-        if not next(s for s in self.info.site_layouts if s.name == name).square:
-            raise StoreError(
-                f"site {name} relates target tokens to source positions (not square): read its maps with "
-                f"store.example(id).sites[{name!r}]; `vz aggregate` gives its statistics"
-            )
-        return view
+        return Store(self.location, self._root, square_view(self.info, name), self.parts)
 
     # ---- what is in the store -----------------------------------------------------------------
     @property
@@ -111,12 +103,7 @@ class Store:
             f"  methods: {', '.join(self.methods)}; layers: {self.layers} of {self.model_num_layers}",
             f"  examples planned: {self.num_examples} in {len(self.parts)} parts; done for all methods: {len(done)}",
         ]
-        for site in self.info.site_layouts:  # layout v5: an encoder-decoder's sites
-            lines.append(
-                f"  site {site.name}: [{len(site.layers)} layers, {site.rows}, {site.columns}] "
-                f"(layers {list(site.layers)} of {site.num_layers}{', causal' if site.causal else ''};"
-                f" source positions are {self.info.source_kind})"
-            )
+        lines += describe_sites(self.info)  # layout v5: an encoder-decoder's sites
         if self.info.reduced:  # layout v4: say what is stored of each map
             targets = self.info.targets or {"kind": "all"}
             rows = targets["kind"] + (f"={targets['column']}" if targets.get("column") else "")
