@@ -88,3 +88,21 @@ def test_pair_options_on_a_single_stack_model_are_refused(tmp_path, tiny_model_d
     args = ["score", "--model", tiny_model_dir, "--dataset", pairs_jsonl, "--source-column", "src"]
     out = runner.invoke(app, [*args, "--out", str(tmp_path / "x.zarr"), "--actors", "0"])
     assert out.exit_code == 2 and "are for encoder-decoders" in out.output
+
+
+def test_dry_run_plans_pairs_and_writes_nothing(tmp_path, tiny_t5_dir, pairs_jsonl):
+    s = run_job(pair_config(tmp_path, tiny_t5_dir, pairs_jsonl, limit=8, dry_run=True))
+    text = "\n".join(s.plan_lines)
+    assert "8 of 12 rows" in text and "6 given (forced), 2 the model's greedy output" in text
+    assert not (tmp_path / "run.zarr").exists()
+
+
+def test_a_larger_limit_scores_only_the_new_rows(tmp_path, tiny_t5_dir, pairs_jsonl):
+    first = run_job(pair_config(tmp_path, tiny_t5_dir, pairs_jsonl, limit=6, sites=("decoder",)))
+    assert first.planned_parts == 2 and first.parts_run == 2
+    more = run_job(pair_config(tmp_path, tiny_t5_dir, pairs_jsonl, limit=9, sites=("decoder",)))
+    # parts of 3: the last part is re-planned as it was ([3, 6), still done), and [6, 9) is new
+    assert more.planned_parts == 3 and more.parts_run == 1
+    assert sorted(i for b in open_store(tmp_path / "run.zarr").iter_examples() for i, _ in b) == [
+        k for k in range(9) if TEXTS[k]
+    ]
