@@ -205,6 +205,9 @@ def score_command(
     ),
     sites: str | None = typer.Option(None, help="encoder-decoders: encoder,decoder,cross (default: all three)"),
     max_new_tokens: int = typer.Option(64, help="encoder-decoders: greedy decoding stops after this many tokens"),
+    site_layers: list[str] | None = typer.Option(
+        None, "--site-layers", help="encoder-decoders: a site's layers, e.g. encoder=-1 (repeatable; others: --layers)"
+    ),
     data_format: str | None = typer.Option(
         None, "--format", help="read local files as text, csv, json or parquet (default: from the extension)"
     ),
@@ -251,6 +254,13 @@ def score_command(
         layer_list = tuple(int(x) for x in layers.split(",")) if layers else None
     except ValueError:
         raise fail(f"--layers must be comma-separated block indices such as 0,3,5, not {layers!r}") from None
+    per_site = []
+    for given in site_layers or []:
+        site_name, _, blocks = given.partition("=")
+        try:
+            per_site.append((site_name.strip(), tuple(int(x) for x in blocks.split(","))))
+        except ValueError:
+            raise fail(f"--site-layers takes SITE=BLOCKS such as encoder=-1 or cross=0,3, not {given!r}") from None
     cfg = JobConfig(
         out=out,
         dataset=dataset,
@@ -261,6 +271,7 @@ def score_command(
         target_column=target_column,
         sites=tuple(s.strip() for s in sites.split(",") if s.strip()) if sites is not None else None,
         max_new_tokens=max_new_tokens,
+        site_layers=tuple(per_site),
         format=data_format,
         model=model,
         methods=tuple(m.strip() for m in methods.split(",") if m.strip()),

@@ -80,7 +80,7 @@ def _model_config(name: str) -> Any:
 
 def is_pair_job(cfg: JobConfig) -> bool:
     """Whether `cfg` scores an encoder–decoder (its model's config says so, or pair options are given)."""
-    if cfg.source_column is not None or cfg.target_column is not None or cfg.sites is not None:
+    if cfg.source_column is not None or cfg.target_column is not None or cfg.sites is not None or cfg.site_layers:
         return True
     try:
         local = Path(resolve_short_name(cfg.model)).expanduser().exists()
@@ -147,14 +147,18 @@ def _check_sites(cfg: JobConfig, config: Any) -> tuple[SiteLayout, ...]:
     if unknown or not names or len(set(names)) != len(names):
         raise JobError(f"--sites {','.join(names)}: name each of {', '.join(SITE_ORDER)} at most once")
     stacks = _stacks(config)
-    try:
-        return tuple(
-            SiteLayout(s, tuple(sorted(resolve_layers(cfg.layers, stacks[s]))), stacks[s])
-            for s in SITE_ORDER
-            if s in names
-        )
-    except ValueError as err:
-        raise JobError(f"--layers: {err} (at one of the sites {', '.join(names)})") from None
+    own = dict(cfg.site_layers)
+    stray = sorted(set(own) - set(names))
+    if stray:
+        raise JobError(f"--site-layers {', '.join(stray)}: not a scored site (--sites: {', '.join(names)})")
+    out = []
+    for s in (s for s in SITE_ORDER if s in names):
+        layers, option = (own[s], f"--site-layers {s}=") if s in own else (cfg.layers, "--layers")
+        try:
+            out.append(SiteLayout(s, tuple(sorted(resolve_layers(layers, stacks[s]))), stacks[s]))
+        except ValueError as err:
+            raise JobError(f"{option}: {err} (at the {s} site)") from None
+    return tuple(out)
 
 
 def check_pair_job(cfg: JobConfig) -> CheckedPairJob:

@@ -25,11 +25,12 @@ def pair_config(tmp_path, model, data, **kw):
 
 
 def test_pairs_store_every_site_as_the_library_scores_it(tmp_path, tiny_t5_dir, pairs_jsonl):
-    s = run_job(pair_config(tmp_path, tiny_t5_dir, pairs_jsonl, limit=6, layers=(-1,)))
+    cfg = pair_config(tmp_path, tiny_t5_dir, pairs_jsonl, limit=6, layers=(-1,), site_layers=(("cross", (0,)),))
+    s = run_job(cfg)
     assert (s.examples, s.scored, s.skipped, s.failed) == (6, 5, 1, 0)
     store = open_store(tmp_path / "run.zarr")
     assert store.layout == 5 and store.sites == ["encoder", "decoder", "cross"]
-    assert [s.layers for s in store.info.site_layouts] == [(1,), (1,), (1,)]
+    assert [s.layers for s in store.info.site_layouts] == [(1,), (1,), (0,)]
     handle = load_seq2seq(tiny_t5_dir)
     for k in range(6):
         if not TEXTS[k]:
@@ -37,7 +38,8 @@ def test_pairs_store_every_site_as_the_library_scores_it(tmp_path, tiny_t5_dir, 
             assert ex.loc[k, "status"] == "skipped" and ex.loc[k, "reason"] == "missing text"
             continue
         target = None if k % 4 == 3 else f"Satz {k} ist kurz."
-        want = score_pairs(handle, [TEXTS[k]], [target], methods=["value_zeroing", "attention"], layers=-1)[0]
+        layers = {"encoder": -1, "decoder": -1, "cross": 0}
+        want = score_pairs(handle, [TEXTS[k]], [target], methods=["value_zeroing", "attention"], layers=layers)[0]
         got = store.example(k)
         assert got.target_from == want.target_from == ("greedy" if target is None else "given")
         assert got.source_ids == want.source_ids and got.target_ids == want.target_ids
@@ -47,7 +49,7 @@ def test_pairs_store_every_site_as_the_library_scores_it(tmp_path, tiny_t5_dir, 
     ex = store.table("examples").to_pandas().set_index("example_id")
     assert ex.loc[3, "decoding"] == "greedy" and ex.loc[0, "decoding"] == "forced"
     assert ex.loc[0, "target_text"] == "Satz 0 ist kurz."
-    again = run_job(pair_config(tmp_path, tiny_t5_dir, pairs_jsonl, limit=6, layers=(-1,)))
+    again = run_job(cfg)
     assert again.parts_run == 0  # resumed: nothing left to do
 
 
@@ -71,6 +73,9 @@ def test_a_new_method_adds_to_the_pairs_store(tmp_path, tiny_t5_dir, pairs_jsonl
         (["--layers", "5"], "--layers: layer 5 out of range"),
         (["--target-column", "nope"], "--target-column nope: no such column"),
         (["--max-new-tokens", "0"], "--max-new-tokens must be at least 1"),
+        (["--site-layers", "encoder=7"], "--site-layers encoder=: layer 7 out of range"),
+        (["--sites", "cross", "--site-layers", "encoder=0"], "--site-layers encoder: not a scored site"),
+        (["--site-layers", "encoder"], "--site-layers takes SITE=BLOCKS"),
     ],
 )
 def test_bad_pair_arguments_exit_2_before_any_model_loads(tmp_path, tiny_t5_dir, pairs_jsonl, extra, said, monkeypatch):
