@@ -71,11 +71,14 @@ def query_rows_command(
     sources: Annotated[str, typer.Option(help="a --word's sources: word (summed over tokens) or token")] = "word",
     out: Annotated[Path | None, typer.Option(help="write every row here (.parquet or .csv)")] = None,
     limit: Annotated[int, typer.Option(help="rows printed")] = 10,
-    site: Annotated[str | None, typer.Option(help="encoder-decoder stores: the site, encoder or decoder")] = None,
+    site: Annotated[
+        str | None, typer.Option(help="encoder-decoder stores: encoder, decoder or cross (rows of target tokens)")
+    ] = None,
     storage_option: StorageOption = None,
 ) -> None:
     """Print every occurrence of a --word or --token at --layer with the row it receives (its sources)."""
     from vzcore.queries import token_rows, word_rows
+    from vzcore.queries.cross import cross_rows
     from vzcore.store import StoreError
     from vzcore.store.reader import open_store
 
@@ -91,11 +94,15 @@ def query_rows_command(
     _check_out(out)
     try:
         opened = open_store(store, storage_options(storage_option))
-        opened = opened.site(site) if site is not None else opened
-        if word is not None:
+        if site == "cross":  # decoder tokens over source positions: the target's rows
+            table = cross_rows(opened, layer, method, **query)
+            at = ["example_id", "position"]
+        elif word is not None:
+            opened = opened.site(site) if site is not None else opened
             table = word_rows(opened, word, layer, method, ignore_case=ignore_case, sources=sources)
             at = ["example_id", "word_position"]
         else:
+            opened = opened.site(site) if site is not None else opened
             table = token_rows(opened, query["token"], layer, method)
             at = ["example_id", "position"]
     except StoreError as err:

@@ -116,7 +116,7 @@ def test_queries_read_a_square_site_and_refuse_the_store_or_the_cross_site(pairs
     np.testing.assert_allclose(top.value.to_numpy(), [by_hand[e] for e in best], rtol=1e-6)
     with pytest.raises(StoreError, match="query one with"):
         token_rows(store, token, 1, "value_zeroing")
-    out = runner.invoke(app, ["query", "rows", str(path), "--token", token, "--layer", "1", "--site", "cross"])
+    out = runner.invoke(app, ["query", "top", str(path), "--statistic", "self_mass", "--layer", "1", "--site", "cross"])
     assert out.exit_code == 2 and "not square" in out.output
 
 
@@ -143,3 +143,22 @@ def test_the_viewer_refuses_a_sites_store_in_one_line(pairs, tmp_path):
     out = runner.invoke(app, ["view", str(path), "--build", str(tmp_path / "site")])
     assert out.exit_code == 2 and "vz show STORE --example ID [--site NAME]" in out.output
     assert not (tmp_path / "site").exists()
+
+
+def test_cross_rows_are_a_target_tokens_rows_over_the_source(pairs):
+    from vzcore.queries.cross import cross_rows
+
+    path, outs = pairs
+    store = open_store(path)
+    token = outs[1].target_tokens[2]
+    got = cross_rows(store, 1, "attention", token=token)
+    want = [(o, p) for o in outs for p, t in enumerate(o.target_tokens) if t == token]
+    assert got.groupby(["example_id", "position"]).ngroups == len(want)
+    for o, p in want:
+        mine = got[(got.example_id == o.example_id) & (got.position == p)]
+        assert mine.source_token.tolist() == list(o.source_tokens)
+        np.testing.assert_allclose(mine.weight.to_numpy(), o.scores["attention"]["cross"][0][p], rtol=1e-6)
+    with pytest.raises(StoreError, match="not in the cross site"):
+        cross_rows(store, 0, "attention", token=token)
+    out = runner.invoke(app, ["query", "rows", str(path), "--token", token, "--layer", "1", "--site", "cross"])
+    assert out.exit_code == 0 and f"{len(want)} occurrences" in out.output
