@@ -125,6 +125,8 @@ def aggregate_sites(store, parts, executor, location: Location, config, step, pa
             units = [Unit(k, part_job(location, info, k, spec)) for k in parts]
             run = executor.run(units, step, on_result=lambda unit, partial, t=total: t.merge(partial))
             site_tables = stats_tables(total, list(layout.layers), config.near_max, config.top_types)
+            if store.info.audio and layout.rows == "source":  # audio frames have no token types (ids all -1)
+                site_tables.pop("token_types.parquet")
             tables |= {f"{layout.name}.{name}": frame for name, frame in site_tables.items()}
         else:
             total = CrossStats(tuple(store.methods), len(layout.layers))

@@ -162,3 +162,13 @@ def test_cross_rows_are_a_target_tokens_rows_over_the_source(pairs):
         cross_rows(store, 0, "attention", token=token)
     out = runner.invoke(app, ["query", "rows", str(path), "--token", token, "--layer", "1", "--site", "cross"])
     assert out.exit_code == 0 and f"{len(want)} occurrences" in out.output
+
+
+def test_an_audio_encoder_site_has_no_token_types(tmp_path):
+    write_random_pair_store(tmp_path / "a.zarr", 3, audio=True)
+    summary = aggregate(str(tmp_path / "a.zarr"), tmp_path / "agg", config=AggregateConfig(plots=False))
+    assert "encoder.layers.parquet" in summary["outputs"] and "decoder.token_types.parquet" in summary["outputs"]
+    assert "encoder.token_types.parquet" not in summary["outputs"]
+    enc = pd.read_parquet(tmp_path / "agg" / "encoder.layers.parquet")
+    enc = enc[enc.bucket == "all"]
+    assert (enc.special_mass == 0).all() and (enc.punct_mass == 0).all()  # a frame is neither
