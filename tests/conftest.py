@@ -99,6 +99,25 @@ def tiny_model_dir(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
+def tiny_t5_dir(tmp_path_factory) -> str:
+    """A tiny seeded T5 (`tiny_seq2seq("t5")`'s shape) saved with the real MiniLM tokenizer: loadable by path."""
+    from tests.harness.models import save_tiny_t5
+    from vzcore.loading import resolve_short_name
+
+    tok = transformers.AutoTokenizer.from_pretrained(resolve_short_name("minilm"))
+    return save_tiny_t5(tmp_path_factory.mktemp("tiny-t5"), tok)
+
+
+@pytest.fixture(scope="session")
+def pairs_jsonl(tmp_path_factory) -> str:
+    """Text pairs: `src` and `tgt` (every fourth target null: greedy), one blank source (skipped)."""
+    path = tmp_path_factory.mktemp("pairs") / "pairs.jsonl"
+    rows = [{"src": t, "tgt": None if k % 4 == 3 else f"Satz {k} ist kurz."} for k, t in enumerate(TEXTS)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+@pytest.fixture(scope="session")
 def smollm2_tokenizer():
     """The real SmolLM2 tokenizer (byte-level BPE, read from its GGUF file: about 15 s)."""
     try:

@@ -18,6 +18,7 @@ seconds covers every frame whose 20 ms overlap it (`frame_span`).
 
 from __future__ import annotations
 
+import io
 import math
 import wave
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ __all__ = [
     "as_audio",
     "audio_frames",
     "conv_frames",
+    "decode_audio",
     "frame_centre",
     "frame_seconds",
     "frame_span",
@@ -99,8 +101,8 @@ def _mono(samples: np.ndarray, where: str) -> np.ndarray:
     return samples
 
 
-def _read_wav(path: Path) -> Audio:
-    with wave.open(str(path), "rb") as w:
+def _read_wav(path: Path | io.BytesIO, where: str) -> Audio:
+    with wave.open(path if isinstance(path, io.BytesIO) else str(path), "rb") as w:
         width, channels, rate = w.getsampwidth(), w.getnchannels(), w.getframerate()
         raw = w.readframes(w.getnframes())
     if width == 3:  # 24-bit: widen each sample to 32 bits (low byte zero), keeping the sign
@@ -112,8 +114,7 @@ def _read_wav(path: Path) -> Audio:
     elif width == 1:  # 8-bit WAV is unsigned
         data = (np.frombuffer(raw, np.uint8).astype(np.float32) - 128) / 128
     else:
-        raise AudioError(f"{path}: {8 * width}-bit WAV samples are not read")
-    where = str(path)
+        raise AudioError(f"{where}: {8 * width}-bit WAV samples are not read")
     return Audio(_mono(data.reshape(-1, channels), where), _check_rate(rate, where))
 
 
@@ -122,20 +123,36 @@ def read_audio(path: str | Path) -> Audio:
     path = Path(path)
     if not path.is_file():
         raise AudioError(f"{path}: no such audio file")
+    return _read(path, str(path))
+
+
+def decode_audio(data: bytes, where: str = "audio bytes") -> Audio:
+    """Read an audio file's bytes (a `datasets` Audio column's, undecoded) as mono float32 at its own rate."""
+    if not data:
+        raise AudioError(f"{where}: no bytes (empty audio)")
+    return _read(io.BytesIO(data), where)
+
+
+def _read(path: Path | io.BytesIO, where: str) -> Audio:
     try:
-        return _read_wav(path)
+        if isinstance(path, io.BytesIO):
+            path.seek(0)
+        return _read_wav(path, where)
     except (wave.Error, EOFError) as err:
         wav_error = err  # not a PCM WAV (or a float WAV, which `wave` does not read): soundfile's turn
     try:
         import soundfile
     except ImportError as err:
         why = f"not a PCM WAV file ({wav_error}), and soundfile (the audio extra) is not installed to read others"
-        raise AudioError(f"{path}: {why}") from err
+        raise AudioError(f"{where}: {why}") from err
+    if isinstance(path, io.BytesIO):
+        path.seek(0)
     try:
-        data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+        readable = path if isinstance(path, io.BytesIO) else str(path)
+        data, rate = soundfile.read(readable, dtype="float32", always_2d=True)
     except RuntimeError as err:  # soundfile's LibsndfileError: not an audio file it knows
-        raise AudioError(f"{path}: unreadable audio ({err})") from err
-    return Audio(_mono(data, str(path)), _check_rate(rate, str(path)))
+        raise AudioError(f"{where}: unreadable audio ({err})") from err
+    return Audio(_mono(data, where), _check_rate(rate, where))
 
 
 def resample(audio: Audio, rate: int) -> Audio:

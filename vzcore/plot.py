@@ -13,9 +13,10 @@ from collections.abc import Sequence
 import numpy as np
 
 from vzcore.fonts import label_fonts
-from vzcore.result import ScoreResult
+from vzcore.result import ScoreResult, Seq2SeqResult
+from vzcore.tokens import sequence_texts
 
-__all__ = ["heatmap", "label_step", "result_figure", "wrap_title"]
+__all__ = ["heatmap", "label_step", "pair_figure", "result_figure", "wrap_title"]
 
 MAX_INCHES = 20.0  # a figure's longest side: past it, tick labels thin out instead of the figure growing
 LABEL_INCHES = 0.12  # room one 7-point tick label takes along an axis
@@ -46,14 +47,21 @@ def heatmap(
     title: str,
     step: int = 1,
     fontfamily: list[str] | None = None,
+    sources: Sequence[str] | None = None,
+    source_step: int | None = None,
 ) -> None:
-    """Draw one `[target, source]` map on `ax`, labelling every `step`-th token; unscored (NaN) rows stay blank."""
-    im = ax.imshow(np.ma.masked_invalid(matrix), cmap="viridis", vmin=0)
-    ticks = range(0, len(labels), step)
+    """Draw one `[target, source]` map on `ax`, labelling every `step`-th token; unscored (NaN) rows stay blank.
+
+    `sources` label the columns when they are another stream than the rows (a cross-attention map)."""
+    im = ax.imshow(np.ma.masked_invalid(matrix), cmap="viridis", vmin=0, aspect="auto" if sources else "equal")
+    columns = labels if sources is None else sources
+    cstep = step if source_step is None else source_step
     font = {"fontsize": 7} | ({"fontfamily": fontfamily} if fontfamily else {})
-    ax.set_xticks(ticks, [labels[k] for k in ticks], rotation=90, **font)
+    ticks = range(0, len(columns), cstep)
+    ax.set_xticks(ticks, [columns[k] for k in ticks], rotation=90, **font)
+    ticks = range(0, len(labels), step)
     ax.set_yticks(ticks, [labels[k] for k in ticks], **font)
-    every = f" (one label per {step} tokens)" if step > 1 else ""
+    every = f" (one label per {cstep} positions)" if cstep > 1 else ""
     ax.set_xlabel(f"source j (zeroed / attended token){every}")
     ax.set_ylabel("target i")
     ax.set_title(title, fontsize=9)
@@ -106,4 +114,57 @@ def result_figure(
     if title:
         font = {"fontfamily": fonts} if fonts else {}
         fig.suptitle(wrap_title(title, side * cols + 1), fontsize=10, **font)
+    return fig
+
+
+def _stream_labels(result: Seq2SeqResult, stream: str) -> list[str]:
+    tokens = result.source_tokens if stream == "source" else result.target_tokens
+    if result.source_ids is None and stream == "source":  # audio frames: their times, as stored
+        return list(tokens or [str(k) for k in range(result.n_source)])
+    return sequence_texts(list(tokens or []))
+
+
+def pair_figure(
+    result: Seq2SeqResult,
+    methods: Sequence[str] | None = None,
+    layers: dict[str, int] | None = None,
+    title: str | None = None,
+):
+    """Return a figure of an encoder–decoder pair's maps: a heatmap per (site, method) at one layer of each
+    site (`layers[site]`, a block index; default its last scored one), sites down, methods across. Rows
+    and columns are labelled with the site's streams (the cross site: target tokens by source positions)."""
+    from matplotlib.figure import Figure
+
+    sites = list(result.sites)
+    first = result.sites[sites[0]]
+    methods = list(first.scores) if methods is None else list(methods)
+    layers = dict(layers or {})
+    streams = {"encoder": ("source", "source"), "decoder": ("target", "target"), "cross": ("target", "source")}
+    labels = {s: _stream_labels(result, s) for s in ("source", "target")}
+    longest = max(len(labels["source"]), len(labels["target"]))
+    side = min(MARGIN_INCHES + LABEL_INCHES * longest, (MAX_INCHES - 1) / len(methods), MAX_INCHES / len(sites))
+    fonts = label_fonts([*labels["source"], *labels["target"], title or ""])
+    fig = Figure(figsize=(side * len(methods) + 1, side * len(sites)), layout="constrained")
+    axes = fig.subplots(len(sites), len(methods), squeeze=False)
+    for r, site in enumerate(sites):
+        maps = result.sites[site]
+        layer = layers.get(site, maps.layers[-1])
+        if layer not in maps.layers:
+            raise ValueError(f"layer {layer} was not scored at the {site} site; it holds layers {maps.layers}")
+        rows, cols = streams[site]
+        axis = max(side - MARGIN_INCHES, side / 2)
+        for c, method in enumerate(methods):
+            heatmap(
+                axes[r][c],
+                maps.scores[method][maps.layers.index(layer)],
+                labels[rows],
+                f"{site}: {method}, layer {layer}",
+                step=label_step(len(labels[rows]), axis),
+                fontfamily=fonts,
+                sources=labels[cols] if rows != cols else None,
+                source_step=label_step(len(labels[cols]), axis),
+            )
+    if title:
+        font = {"fontfamily": fonts} if fonts else {}
+        fig.suptitle(wrap_title(title, side * len(methods) + 1), fontsize=10, **font)
     return fig

@@ -24,6 +24,7 @@ from cluster.credentials import public_options
 from cluster.executor import Unit
 from cluster.where import Where, open_executor
 from jobs.aggregate.out import REPORT, SUMMARY, AggregateOut, store_source
+from jobs.aggregate.pairs import aggregate_sites, pair_report, site_plots
 from jobs.aggregate.plots import write_plots
 from jobs.aggregate.report import report, stats_tables
 from vzcore.statistics import ExampleBlock, PartialStats, StatsSpec, add_block, is_punctuation
@@ -178,6 +179,9 @@ def aggregate(
     if skipped:
         log(f"partial store: aggregating {len(parts)} of {len(store.parts)} parts (the finished ones).")
         log(store.describe())
+    if store.info.sites:  # layout v5: an encoder-decoder's sites, each with the statistics that apply
+        pairs = (parts, skipped, source, target, previous)
+        return _aggregate_sites(store, store_path, pairs, where, config, t0, log)
     spec = StatsSpec(
         tuple(store.methods),
         len(store.layers),
@@ -232,6 +236,50 @@ def aggregate(
         if config.plots:
             summary["plots"] = write_plots(tables, staged)
         (staged / REPORT).write_text(report(summary, tables))
+        (staged / SUMMARY).write_text(json.dumps(summary, indent=2))
+        target.publish(staged, previous, source, log)
+    return summary
+
+
+def _aggregate_sites(store, store_path: str, pairs: tuple, where: Where, config: AggregateConfig, t0: float, log):
+    """`aggregate` for a v5 store (`jobs.aggregate.pairs`): tables and plots per site, one report."""
+    parts, skipped, source, target, previous = pairs
+    path = store.location.absolute()
+    location = Location(path, public_options(path, store.location.storage_options))
+    with open_executor(where, replica=False, inputs=[store.location]) as (executor, _):
+        tables, partials, lost = aggregate_sites(store, parts, executor, location, config, aggregate_part, PartJob)
+    for k, reason in sorted(lost.items()):
+        log(f"part {k} left out: {reason}")
+        skipped[str(k)] = f"could not be read: {reason}"
+    first = next(iter(partials.values()))
+    tokens = {name: int(p.sums["tokens"].sum()) if hasattr(p, "spec") else p.tokens for name, p in partials.items()}
+    summary = {
+        "store": str(store_path),
+        "source": source,
+        "identity": store.identity,
+        "model": store.config.get("model"),
+        "methods": store.methods,
+        "sites": store.info.sites,
+        "source_kind": store.info.source_kind,
+        "layers": store.layers,
+        "causal": False,
+        "store_form": None,
+        "targets": None,
+        "parts_used": [k for k in parts if k not in lost],
+        "parts_skipped": skipped,
+        "complete": not skipped,
+        "examples": first.status_counts,
+        "tokens": tokens,
+        "aggregate_seconds": time.perf_counter() - t0,
+        "config": asdict(config),
+        "outputs": sorted(tables),
+    }
+    with target.staging() as staged:
+        for name, frame in tables.items():
+            frame.to_parquet(staged / name, index=False)
+        if config.plots:
+            summary["plots"] = site_plots(tables, staged, [s["name"] for s in store.info.sites])
+        (staged / REPORT).write_text(pair_report(summary, tables))
         (staged / SUMMARY).write_text(json.dumps(summary, indent=2))
         target.publish(staged, previous, source, log)
     return summary

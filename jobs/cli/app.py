@@ -163,16 +163,22 @@ def show_command(
     ] = None,
     layer: Annotated[int | None, typer.Option(help="block index (default: the last stored layer)")] = None,
     words: Annotated[bool, typer.Option("--words", help="word-level maps instead of tokens")] = False,
+    site: Annotated[
+        str | None, typer.Option(help="encoder-decoder stores: encoder, decoder or cross (default: every site)")
+    ] = None,
     out: Annotated[Path | None, typer.Option(help="PNG to write (default example_ID.png)")] = None,
     storage_option: StorageOption = None,
 ) -> None:
-    """Draw one example's maps (a heatmap per --method, all by default) at --layer (default: last)."""
+    """Draw one example's maps (a heatmap per --method, all by default) at --layer (default: last).
+
+    An encoder-decoder's store: a heatmap per site and method (--site: one site)."""
     from vzcore.queries import show_example
     from vzcore.store import StoreError
     from vzcore.store.reader import open_store
 
     try:
-        fig = show_example(open_store(store, storage_options(storage_option)), example, method or None, layer, words)
+        opened = open_store(store, storage_options(storage_option))
+        fig = show_example(opened, example, method or None, layer, words, site)
     except StoreError as err:
         raise fail(str(err)) from err
     out = out or Path(f"example_{example}.png")
@@ -191,6 +197,17 @@ def score_command(
     config: str | None = typer.Option(None, help="dataset configuration name"),
     split: str = typer.Option("train", help="hub datasets and saved DatasetDicts (plain files are one split: train)"),
     text_column: str = typer.Option("text", help="the column to score; a nested field as doc.text"),
+    source_column: str | None = typer.Option(
+        None, help="encoder-decoders: the source column (text; audio: a datasets Audio column or file names)"
+    ),
+    target_column: str | None = typer.Option(
+        None, help="encoder-decoders: the target column, decoded by force (absent or null: greedy decoding)"
+    ),
+    sites: str | None = typer.Option(None, help="encoder-decoders: encoder,decoder,cross (default: all three)"),
+    max_new_tokens: int = typer.Option(64, help="encoder-decoders: greedy decoding stops after this many tokens"),
+    site_layers: list[str] | None = typer.Option(
+        None, "--site-layers", help="encoder-decoders: a site's layers, e.g. encoder=-1 (repeatable; others: --layers)"
+    ),
     data_format: str | None = typer.Option(
         None, "--format", help="read local files as text, csv, json or parquet (default: from the extension)"
     ),
@@ -237,12 +254,24 @@ def score_command(
         layer_list = tuple(int(x) for x in layers.split(",")) if layers else None
     except ValueError:
         raise fail(f"--layers must be comma-separated block indices such as 0,3,5, not {layers!r}") from None
+    per_site = []
+    for given in site_layers or []:
+        site_name, _, blocks = given.partition("=")
+        try:
+            per_site.append((site_name.strip(), tuple(int(x) for x in blocks.split(","))))
+        except ValueError:
+            raise fail(f"--site-layers takes SITE=BLOCKS such as encoder=-1 or cross=0,3, not {given!r}") from None
     cfg = JobConfig(
         out=out,
         dataset=dataset,
         config=config,
         split=split,
         text_column=text_column,
+        source_column=source_column,
+        target_column=target_column,
+        sites=tuple(s.strip() for s in sites.split(",") if s.strip()) if sites is not None else None,
+        max_new_tokens=max_new_tokens,
+        site_layers=tuple(per_site),
         format=data_format,
         model=model,
         methods=tuple(m.strip() for m in methods.split(",") if m.strip()),

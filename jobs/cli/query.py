@@ -71,10 +71,14 @@ def query_rows_command(
     sources: Annotated[str, typer.Option(help="a --word's sources: word (summed over tokens) or token")] = "word",
     out: Annotated[Path | None, typer.Option(help="write every row here (.parquet or .csv)")] = None,
     limit: Annotated[int, typer.Option(help="rows printed")] = 10,
+    site: Annotated[
+        str | None, typer.Option(help="encoder-decoder stores: encoder, decoder or cross (rows of target tokens)")
+    ] = None,
     storage_option: StorageOption = None,
 ) -> None:
     """Print every occurrence of a --word or --token at --layer with the row it receives (its sources)."""
     from vzcore.queries import token_rows, word_rows
+    from vzcore.queries.cross import cross_rows
     from vzcore.store import StoreError
     from vzcore.store.reader import open_store
 
@@ -90,10 +94,15 @@ def query_rows_command(
     _check_out(out)
     try:
         opened = open_store(store, storage_options(storage_option))
-        if word is not None:
+        if site == "cross":  # decoder tokens over source positions: the target's rows
+            table = cross_rows(opened, layer, method, **query)
+            at = ["example_id", "position"]
+        elif word is not None:
+            opened = opened.site(site) if site is not None else opened
             table = word_rows(opened, word, layer, method, ignore_case=ignore_case, sources=sources)
             at = ["example_id", "word_position"]
         else:
+            opened = opened.site(site) if site is not None else opened
             table = token_rows(opened, query["token"], layer, method)
             at = ["example_id", "position"]
     except StoreError as err:
@@ -121,6 +130,7 @@ def query_top_command(
         int, typer.Option(help="rank only examples of at least this many tokens (short texts: few rows, noisy values)")
     ] = 1,
     out: Annotated[Path | None, typer.Option(help="write the table here (.parquet or .csv)")] = None,
+    site: Annotated[str | None, typer.Option(help="encoder-decoder stores: the site, encoder or decoder")] = None,
     storage_option: StorageOption = None,
 ) -> None:
     """Print the -k examples ranking highest on --statistic of --method's map at --layer, with their texts."""
@@ -132,6 +142,7 @@ def query_top_command(
     _check_out(out)
     try:  # the statistic, its query, k, the method and the layer are checked before any part is read
         opened = open_store(store, storage_options(storage_option))
+        opened = opened.site(site) if site is not None else opened
         table = top_examples(opened, statistic, method, layer, k, min_tokens=min_tokens, **query)
     except StoreError as err:
         raise fail(str(err)) from None

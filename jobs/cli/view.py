@@ -78,6 +78,11 @@ def view_command(
             opened = open_store(path, options)
         except StoreError as err:
             raise fail(str(err)) from err
+        if opened.info.sites:  # layout v5: the viewer's pages draw one square map per example
+            raise fail(
+                f"{path} holds an encoder-decoder's sites ({', '.join(opened.sites)}); the viewer reads single-site"
+                " stores: draw an example with `vz show STORE --example ID [--site NAME]`"
+            )
         if aggregate is None and "://" not in path and (default_out(path) / "layers.parquet").is_file():
             aggregate = str(default_out(path))
         return ViewData(opened, aggregate)

@@ -23,6 +23,13 @@ class JobConfig:
     config: str | None = None  # the dataset's configuration name (hub datasets)
     split: str = "train"  # hub datasets and save_to_disk folders with splits; plain files are one split, train
     text_column: str = "text"  # a nested field as `doc.text`
+    # Encoder-decoders (jobs.score.pairjob): the source column (text, or audio: a `datasets` Audio column or
+    # file paths) and the target column (None, or a null row: the model's own greedy output).
+    source_column: str | None = None  # None: `text_column`
+    target_column: str | None = None
+    sites: tuple[str, ...] | None = None  # encoder, decoder, cross (None: all three)
+    max_new_tokens: int = 64  # greedy decoding stops here (or at the end-of-sequence token)
+    site_layers: tuple[tuple[str, tuple[int, ...]], ...] = ()  # per site, its layers (others: `layers`)
     format: str | None = None  # local files: text, csv, json or parquet; None: from each file's extension
     model: str = "minilm"  # short name, local path, GGUF file or hub name
     methods: tuple[str, ...] = ("value_zeroing", "attention")
@@ -81,7 +88,11 @@ class JobConfig:
         rec["options"] = dict(self.options)
         rec["methods"] = list(self.methods)
         rec["layers"] = list(self.layers) if self.layers is not None else None
-        for key, default in (("store_form", "dense"), ("targets", "all")):  # a dense v3 store records as before
+        rec["sites"] = list(self.sites) if self.sites is not None else None
+        rec["site_layers"] = {site: list(layers) for site, layers in self.site_layers} or None
+        defaults = (("store_form", "dense"), ("targets", "all"), ("source_column", None), ("target_column", None),
+                    ("sites", None), ("max_new_tokens", 64), ("site_layers", None))  # fmt: skip
+        for key, default in defaults:  # a single-stack store records as before
             if rec[key] == default:
                 rec.pop(key)
         return rec

@@ -15,68 +15,50 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import signal
-import time
 from collections.abc import Callable
 
 import numpy as np
 
 from cluster.connect import interrupt_on_sigterm
 from cluster.credentials import public_options
-from cluster.executor import (
-    Event,
-    Executor,
-    Progress,
-    Ready,
-    ReplicaError,
-    RunStopped,
-    Started,
-    Unit,
-    Waiting,
-)
+from cluster.executor import Event
 from cluster.where import Placement, open_executor
 from jobs.score.config import JobConfig
 from jobs.score.data import DatasetError, open_texts
 from jobs.score.identity import check_identity, identities, versions
 from jobs.score.lease import hold_lease
+from jobs.score.pairjob import is_pair_job, run_pair_job
 from jobs.score.plan import estimate, plan_parts, replica_bytes, token_lengths
-from jobs.score.step import PartReport, PartTask, ScoreSpec, load_scorer, score_part
+from jobs.score.running import (
+    JobInterrupted,
+    JobStopped,
+    ModelLoadError,
+    marker,
+    missing_parts,
+    score_parts,
+    store_bytes,
+    stored_attrs,
+)
+from jobs.score.step import ScoreSpec, load_scorer, score_part
 from jobs.score.summary import Summary
 from jobs.score.validate import CheckedJob, JobError, check_job, check_output
-from vzcore.store.completion import mark_done, read_parts, remaining, write_done
-from vzcore.store.layout import LAYOUT_VERSION, REDUCED_LAYOUT, texts_fingerprint
+from vzcore.store.completion import write_done
 from vzcore.store.location import Location
-from vzcore.store.root import RootAttrs, read_plan, write_root_attrs
+from vzcore.store.root import RootAttrs, write_root_attrs
 from vzcore.store.writer import clear_store
 
 __all__ = ["JobError", "JobInterrupted", "JobStopped", "ModelLoadError", "Summary", "run_job"]
 
 
-class ModelLoadError(RuntimeError):
-    """A worker could not load the model (its config and tokenizer read fine): the job stops, exit 1."""
-
-
-class JobStopped(RuntimeError):
-    """A fault no retry fixes (a full disk) stopped the job; the store stays resumable."""
-
-
-class JobInterrupted(Exception):
-    """The driver was interrupted (Ctrl-C, or SIGTERM from a batch scheduler): every worker stopped,
-    the store stays resumable. The exit code is the shell's for that signal (130, 143)."""
-
-    def __init__(self, done: int, planned: int, signum: int = signal.SIGINT) -> None:
-        how = "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
-        super().__init__(f"{how}: {done} of {planned} parts done; rerun the same command to resume")
-        self.done, self.planned, self.exit_code = done, planned, 128 + signum
-
-
 def run_job(cfg: JobConfig, *, on_event: Callable[[Event], None] | None = None) -> Summary:
     """Run the scoring job described by `cfg`; return its summary. Raises `JobError` on bad arguments,
     `cluster.connect.ClusterError` where the run cannot go as `cfg.where` asks."""
+    if is_pair_job(cfg):  # an encoder-decoder: (source, target) pairs, every site (layout v5)
+        return run_pair_job(cfg, on_event=on_event)
     job = check_job(cfg)
     data_id, identity = identities(job)
 
-    stored = {} if cfg.overwrite or cfg.dry_run else _stored_attrs(cfg)
+    stored = {} if cfg.overwrite or cfg.dry_run else stored_attrs(cfg)
     if stored:  # refuse a mismatching store before reading any data
         check_identity(stored, data_id, identity)
     # A store never shrinks its plan: a smaller --limit finishes the stored one.
@@ -97,7 +79,7 @@ def run_job(cfg: JobConfig, *, on_event: Callable[[Event], None] | None = None) 
             summary.plan_lines.append(f"maps stored  {summary.form_line}")
         return summary
     # What is missing, read only (a changed dataset is refused here); read again under the lease.
-    tasks, _ = _missing_parts(cfg, bool(stored), plan, source)
+    tasks, _ = missing_parts(cfg, bool(stored), plan, source)
 
     # Connect (and check the cluster) before anything is written; a finished store needs no cluster.
     # SIGTERM (a batch scheduler's first word) stops the run as Ctrl-C does, in this process or on Ray.
@@ -111,16 +93,17 @@ def run_job(cfg: JobConfig, *, on_event: Callable[[Event], None] | None = None) 
         check_output(cfg)  # after the data and the cluster: a refused run leaves no folder behind
         with hold_lease(cfg.location, break_lock=cfg.break_lock):
             # Under the lease, read the root again: it is merged with, never overwritten blindly.
-            stored = {} if cfg.overwrite else _stored_attrs(cfg)
+            stored = {} if cfg.overwrite else stored_attrs(cfg)
             if stored:
                 check_identity(stored, data_id, identity)
-            tasks, done = _missing_parts(cfg, bool(stored), plan, source)
+            tasks, done = missing_parts(cfg, bool(stored), plan, source)
             summary.parts_run = len(tasks)
             root, attrs = _write_root(job, stored, plan, data_id, identity, done)
             if tasks:
                 spec = _score_spec(job, attrs.special_token_ids, placement)
-                _score(cfg, executor, spec, tasks, source, summary, on_event, mark=_marker(root, attrs))
-    summary.store_bytes = _store_bytes(cfg)
+                step = {"step": score_part, "replica": functools.partial(load_scorer, spec)}
+                score_parts(cfg, executor, tasks, source, summary, on_event, marker(root, attrs), **step)
+    summary.store_bytes = store_bytes(cfg)
     return summary
 
 
@@ -167,32 +150,6 @@ def _plan(job: CheckedJob, source, stored_plan: list[dict]) -> tuple[list[dict],
         last_row_only=job.targets.kind == "last",
     )
     return kept + fresh, lengths, truncated
-
-
-# The layouts this version writes (dense of every row: v3; reduced forms: v4), so the ones a run extends.
-WRITTEN_LAYOUTS = (LAYOUT_VERSION, REDUCED_LAYOUT)
-
-
-def _stored_attrs(cfg: JobConfig) -> dict:
-    """Return the root attributes of the store at `--out` ({} when there is none yet), reading only."""
-
-    fs, path = cfg.location.filesystem("zarr.json")
-    try:
-        if not fs.exists(path):
-            return {}
-        root = cfg.location.open_group(mode="r")
-        attrs = dict(root.attrs)
-        if attrs.get("vz_layout") in WRITTEN_LAYOUTS:
-            attrs["plan"] = read_plan(root)
-    except Exception as err:
-        why = cfg.location.access_problem(err) or f"{type(err).__name__}: {err}"
-        raise JobError(f"cannot open store {cfg.out}: {why}") from None
-    if attrs.get("vz_layout", LAYOUT_VERSION) not in WRITTEN_LAYOUTS:
-        raise JobError(
-            f"{cfg.out} has store layout v{attrs['vz_layout']}, written by an older vzcore: it still reads"
-            " (vzcore.open_store), but a run cannot extend it; pass --overwrite to rescore it, or choose another --out"
-        )
-    return attrs
 
 
 def _dry_run_lines(job: CheckedJob, source, plan: list[dict], lengths: np.ndarray, truncated: int) -> list[str]:
@@ -248,32 +205,6 @@ def _write_root(job: CheckedJob, stored: dict, plan: list[dict], data_id: str, i
     return root, attrs
 
 
-def _marker(root, attrs) -> Callable[[int, tuple[str, ...]], None]:
-    """Return what marks a written part done for its methods in the completion index."""
-
-    def mark(part: int, methods: tuple[str, ...]) -> None:
-        mark_done(root, part, attrs.mask_of(methods))
-
-    return mark
-
-
-def _missing_parts(cfg: JobConfig, stored: bool, plan: list[dict], source) -> tuple[list[PartTask], list[tuple]]:
-    """Return a task per part of `plan` that lacks some of the run's methods, and each part's complete
-    methods (reading the store only: one read per part, and the rows of each part already written)."""
-
-    parts = read_parts(cfg.location.open_group(mode="r") if stored else None, plan)
-    changed = [p for p in parts if p.data_hash and p.data_hash != texts_fingerprint(source.rows(p.start, p.stop))]
-    if changed:
-        first = changed[0]
-        raise JobError(
-            f"{len(changed)} of the store's parts were scored from other rows than the dataset holds now "
-            f"(first: part {first.part}, rows [{first.start}, {first.stop})): the data changed or its "
-            "rows moved; pass --overwrite to replace the store, or choose another --out"
-        )
-    tasks = [PartTask(p.part, p.start, p.stop, missing) for p, missing in remaining(parts, cfg.methods)]
-    return tasks, [p.usable for p in parts]
-
-
 def _score_spec(job: CheckedJob, special_ids, placement: Placement) -> ScoreSpec:
     """What each worker scores with: sent to every worker, so its store carries no secret (`cluster.credentials`)."""
     cfg = job.cfg
@@ -297,80 +228,3 @@ def _score_spec(job: CheckedJob, special_ids, placement: Placement) -> ScoreSpec
         targets=job.targets,
         mask_id=getattr(job.tokenizer, "mask_token_id", None),
     )
-
-
-def _score(cfg: JobConfig, executor: Executor, spec: ScoreSpec, tasks: list[PartTask], source, summary, on_event, mark):
-    from tqdm.auto import tqdm
-
-    # The bar's rates are averages from the first ready worker (smoothing=0 and a reset then), the
-    # same span as the summary's throughput: the cluster's start-up is not in them.
-    total = sum(t.stop - t.start for t in tasks)
-    bar = tqdm(total=total, unit="ex", disable=not cfg.progress, desc="scoring", dynamic_ncols=True, smoothing=0)
-    tokens = [0]
-    t0 = time.perf_counter()
-    counted: dict[int, int] = {}  # examples the bar counted per part, taken back when a part is retried
-
-    def event(ev: Event) -> None:
-        nonlocal t0
-        if isinstance(ev, Ready) and not counted and not tokens[0]:
-            t0 = time.perf_counter()
-            bar.reset(total=total)
-        elif isinstance(ev, Started) and counted.get(ev.key):
-            bar.update(-counted.pop(ev.key))  # a retried part counts once: the bar never passes the plan
-        elif isinstance(ev, Progress):
-            examples, tok = ev.counts
-            counted[ev.key] = counted.get(ev.key, 0) + examples
-            tokens[0] += tok
-            bar.update(examples)
-            bar.set_postfix(tok_s=f"{tokens[0] / max(time.perf_counter() - t0, 1e-9):.0f}", failed=summary.failed)
-        elif isinstance(ev, Waiting):
-            bar.write(
-                f"no actor ready yet: {ev.workers} loading the model or waiting for cluster resources "
-                f"({ev.cpus:g} CPU, {ev.gpus:g} GPU each)"
-            )
-        if on_event:
-            on_event(ev)
-
-    parts_done: list[int] = []
-
-    def result(unit: Unit, report: PartReport) -> None:
-        mark(unit.key, unit.payload.methods)  # the part marked itself complete: now the index says so
-        parts_done.append(unit.key)
-        summary.add(report)
-
-    def with_texts(task: PartTask) -> PartTask:  # read just before a part goes out: only parts in flight
-        texts = tuple(source.rows(task.start, task.stop))
-        positions = tuple(source.positions(task.start, task.stop)) if source.positions_column else ()
-        return dataclasses.replace(task, texts=texts, positions=positions)
-
-    units = [Unit(t.part, t) for t in tasks]
-    try:
-        run = executor.run(
-            units,
-            score_part,
-            replica=functools.partial(load_scorer, spec),
-            on_result=result,
-            on_event=event,
-            prepare=with_texts,
-        )
-    except ReplicaError as err:
-        raise ModelLoadError(f"a worker could not load the model {cfg.model!r}: {err}") from err
-    except RunStopped as err:
-        raise JobStopped(str(err)) from err
-    except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM (`cluster.connect.Terminated`)
-        done = summary.planned_parts - len(tasks) + len(parts_done)
-        raise JobInterrupted(done, summary.planned_parts, getattr(err, "signum", signal.SIGINT)) from None
-    finally:
-        bar.close()
-    summary.startup_seconds = run.startup_seconds
-    summary.scoring_seconds = time.perf_counter() - t0  # t0: when the first worker was ready
-    summary.lost_parts = run.lost
-    summary.actor_deaths = run.deaths
-
-
-def _store_bytes(cfg: JobConfig) -> int:
-    fs, path = cfg.location.filesystem()
-    try:
-        return int(fs.du(path, total=True))
-    except FileNotFoundError:
-        return 0

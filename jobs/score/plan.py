@@ -20,7 +20,7 @@ from vzcore.maps import map_entries
 from vzcore.store.forms import FORM_TOP_K, StoreForm
 from vzcore.store.layout import packed_size
 
-__all__ = ["Estimate", "estimate", "plan_parts", "replica_bytes", "token_lengths"]
+__all__ = ["Estimate", "cut_parts", "estimate", "plan_parts", "replica_bytes", "token_lengths"]
 
 TOKENIZE_BATCH = 1024  # texts a tokenizer call counts at once
 
@@ -44,19 +44,27 @@ def plan_parts(
     A reduced store is sized by what it keeps: a top-k example (`form`) by `2K + 4` float16 values a
     row (values, sources, count and mass), one row per example with `last_row_only` (`--targets
     last`); a dense store of every row is planned as before."""
+    sizes = [_stored_values(n, layers, causal, form, last_row_only) for n in np.asarray(lengths, np.int64).tolist()]
+    return cut_parts(sizes, part_mb=part_mb, part_size=part_size, start=start, first_part=first_part)
+
+
+def cut_parts(
+    sizes: Sequence[int], *, part_mb: float, part_size: int | None = None, start: int = 0, first_part: int = 0
+) -> list[dict]:
+    """Cut rows `start, start+1, ...` holding `sizes` float16 values per method each into parts of at
+    most `part_mb` MiB (one example more if a single one is larger) and `part_size` examples."""
     if part_size is not None and part_size < 1:
         raise ValueError("part size must be at least 1")
     budget = part_mb * 2**20 / 2  # values per method
-    cap = part_size or len(lengths) or 1
+    cap = part_size or len(sizes) or 1
     plan, a, values = [], start, 0
-    for i, n in enumerate(np.asarray(lengths, dtype=np.int64).tolist(), start):
-        size = _stored_values(n, layers, causal, form, last_row_only)
+    for i, size in enumerate(sizes, start):
         if i > a and (values + size > budget or i - a >= cap):
             plan.append({"part": first_part + len(plan), "start": a, "stop": i})
             a, values = i, 0
         values += size
-    if len(lengths):
-        plan.append({"part": first_part + len(plan), "start": a, "stop": start + len(lengths)})
+    if len(sizes):
+        plan.append({"part": first_part + len(plan), "start": a, "stop": start + len(sizes)})
     return plan
 
 

@@ -158,7 +158,13 @@ def _inspect_model(cfg: JobConfig) -> tuple[ModelSource, Any]:
         model = locate_model(cfg.model)
         tokenizer = model.load_tokenizer()
         check_tokenizer(tokenizer, f"model {cfg.model!r}")
-    except (UnsupportedModelError, ModelNotFoundError, ModuleNotFoundError, ValueError) as err:
+    except UnsupportedModelError as err:
+        if "encoder-decoder" in str(err):  # a hub encoder-decoder named without pair options
+            raise JobError(
+                f"{cfg.model} is an encoder-decoder: `vz score` scores it with --source-column (and --target-column)"
+            ) from None
+        raise JobError(str(err)) from None
+    except (ModelNotFoundError, ModuleNotFoundError, ValueError) as err:
         raise JobError(str(err)) from None
     except Exception as err:
         raise JobError(f"cannot read model {cfg.model!r}: {type(err).__name__}: {err}") from None

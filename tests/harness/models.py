@@ -21,6 +21,7 @@ __all__ = [
     "TINY_AUDIO",
     "TINY_CONFIGS",
     "TINY_SEQ2SEQ",
+    "save_tiny_t5",
     "tiny_audio_model",
     "tiny_model",
     "tiny_pair",
@@ -271,3 +272,22 @@ def tiny_audio_model(kind: str, device: str = "cpu") -> torch.nn.Module:
             if "norm" in name.lower() or name.endswith("bias"):
                 p.add_(0.1 * torch.randn_like(p))
     return model.to(device)
+
+
+def save_tiny_t5(path, tokenizer) -> str:
+    """Save a tiny seeded T5 (`tiny_seq2seq("t5")`'s shape) with `tokenizer` (its vocabulary, its [PAD] as the
+    decoder's start token, its [SEP] / end token as end of sequence) to `path`: loadable by path in any process."""
+    torch.manual_seed(0)
+    eos = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
+    cfg = TINY_SEQ2SEQ["t5"]()
+    cfg.vocab_size = len(tokenizer)
+    cfg.pad_token_id = cfg.decoder_start_token_id = int(tokenizer.pad_token_id)
+    cfg.eos_token_id = int(eos)
+    model = transformers.T5ForConditionalGeneration(cfg).eval()
+    with torch.no_grad():  # as `tiny_seq2seq`: norms off identity, so every part of the algebra is exercised
+        for name, p in model.named_parameters():
+            if "norm" in name.lower():
+                p.add_(0.1 * torch.randn_like(p))
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)

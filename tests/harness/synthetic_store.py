@@ -15,7 +15,7 @@ import numpy as np
 from vzcore.store.layout import STATUS_SCORED
 from vzcore.store.location import Location
 
-__all__ = ["init_root", "plan_parts", "write_random_store", "write_scored_store"]
+__all__ = ["init_root", "plan_parts", "write_random_pair_store", "write_random_store", "write_scored_store"]
 
 
 def init_root(
@@ -32,6 +32,8 @@ def init_root(
     identity: dict | None = None,
     store_form: dict | None = None,
     targets: dict | None = None,
+    sites: list[dict] | None = None,
+    source_kind: str | None = None,
 ) -> None:
     """Create the root group with the layout's attributes and an empty completion index (overwriting
     whatever was there)."""
@@ -52,6 +54,8 @@ def init_root(
         data_identity="synthetic",
         store_form=store_form,
         targets=targets,
+        sites=sites,
+        source_kind=source_kind,
     )
     write_root_attrs(root, attrs)
     write_done(root, [0] * len(plan))
@@ -185,3 +189,86 @@ def write_random_store(
             texts=[f"example {i}" for i in range(p["start"], p["stop"])],
             special_ids=[0, 1],
         )
+
+
+PAIR_SITES = (("encoder", (0, 1), 2), ("decoder", (0, 1), 2), ("cross", (1,), 2))  # (name, layers, blocks)
+
+
+def write_random_pair_store(
+    path: str | Path,
+    num_examples: int,
+    *,
+    methods: Sequence[str] = ("value_zeroing", "attention"),
+    sites: Sequence[tuple[str, Sequence[int], int]] = PAIR_SITES,
+    audio: bool = False,
+    part_size: int = 3,
+    lengths: tuple[int, int] = (3, 8),
+    seed: int = 0,
+    fail_every: int = 0,
+    store_dtype: str = "float32",
+) -> list:
+    """Write a layout v5 store of random encoder–decoder pairs (`sites`: `(name, layers, stack blocks)`);
+    return the outcomes written (`vzcore.store.pairwriter.PairOutcome`), to compare readers against.
+
+    Source token 0 and target token 0 play the start / [CLS] token (special), ids 2..9 punctuation;
+    with `audio` the source is frames (ids -1, time labels); every third target is greedy."""
+    from vzcore.store.completion import mark_done
+    from vzcore.store.pairwriter import PairOutcome, frame_labels, write_pair_part
+    from vzcore.store.sites import SiteLayout
+
+    rng = np.random.default_rng(seed)
+    layouts = [SiteLayout(name, tuple(layers), count) for name, layers, count in sites]
+    punct = [".", ",", "!", "?", ";", ":", "'", "-"]
+    names = ["<s>", "</s>", *punct] + [f"w{k}" for k in range(10, 60)]
+    plan = plan_parts(num_examples, part_size)
+    init_root(
+        path,
+        methods=methods,
+        layers=sorted({k for s in layouts for k in s.layers}),
+        model_num_layers=max(s.num_layers for s in layouts),
+        causal=False,
+        plan=plan,
+        model_type="whisper" if audio else "t5",
+        special_token_ids=[0, 1],
+        sites=[s.to_attr() for s in layouts],
+        source_kind="frames" if audio else "tokens",
+    )
+    root = Location(str(path)).open_group(mode="r+")
+    written = []
+    for p in plan:
+        outs = []
+        for i in range(p["start"], p["stop"]):
+            if fail_every and i % fail_every == fail_every - 1:
+                outs.append(PairOutcome.failed(i, "synthetic failure"))
+                continue
+            ns, nt = (int(rng.integers(lengths[0], lengths[1] + 1)) for _ in range(2))
+            src = [-1] * ns if audio else [0, *rng.integers(2, 60, ns - 1).tolist()]
+            tgt = [0, *rng.integers(2, 60, nt - 1).tolist()]
+            scores = {}
+            for m in methods:
+                scores[m] = {}
+                for s in layouts:
+                    layers, rows, cols = s.shape(ns, nt)
+                    x = rng.random((layers, rows, cols), dtype=np.float32) ** 4
+                    x = np.tril(x) if s.causal else x
+                    scores[m][s.name] = x / x.sum(-1, keepdims=True)
+            outs.append(
+                PairOutcome(
+                    i,
+                    source_tokens=frame_labels(ns, 0.02) if audio else [names[t] for t in src],
+                    source_ids=src,
+                    source_word_ids=[None] * ns if audio else [None, *range(ns - 1)],
+                    target_tokens=[names[t] for t in tgt],
+                    target_ids=tgt,
+                    target_word_ids=[None, *range(nt - 1)],
+                    decoding="greedy" if i % 3 == 2 else "forced",
+                    scores=scores,
+                )
+            )
+        ids = range(p["start"], p["stop"])
+        rows = [{"source": f"source {i}", "target": None if i % 3 == 2 else f"target {i}"} for i in ids]
+        write_pair_part(path, p["part"], outs, methods, sites=layouts, start=p["start"], stop=p["stop"],
+                        rows=rows, special_ids=[0, 1], store_dtype=store_dtype)  # fmt: skip
+        mark_done(root, p["part"], (1 << len(methods)) - 1)
+        written.extend(outs)
+    return written

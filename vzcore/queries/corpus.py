@@ -182,6 +182,12 @@ def _hits(
 
 # ---- checks, before anything is read ----------------------------------------------------------
 def _layer_index(store: Store, layer: int) -> int:
+    if store.info.sites and store.info.view is None:  # v5: the queries read one square site at a time
+        raise StoreError(
+            f"{store.path} holds an encoder-decoder's sites ({', '.join(store.sites)}): query one with "
+            "store.site('encoder') or store.site('decoder') (`vz query ... --site NAME`); the cross site relates "
+            "decoder tokens to source positions, so a token's rows there are store.example(id).sites['cross']"
+        )
     try:
         return layer_position(layer, store.model_num_layers, store.layers, "the store")
     except ValueError as err:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from vzcore.maps import layer_position
-from vzcore.plot import result_figure
+from vzcore.plot import pair_figure, result_figure
 from vzcore.store.errors import StoreError
 from vzcore.store.reader import Store
 
@@ -68,9 +68,16 @@ def show_example(
     methods: Sequence[str] | None = None,
     layer: int | None = None,
     words: bool = False,
+    site: str | None = None,
 ):
-    """Return a figure: one labelled heatmap per method of example `example_id` at `layer` (default: last)."""
+    """Return a figure: one labelled heatmap per method of example `example_id` at `layer` (default: last).
 
+    A v5 store (an encoder–decoder's sites): a heatmap per site and method, each site at `layer` of its
+    own stack (default: its last stored layer), or `site` alone; `words` needs a square site."""
+    if store.info.sites and store.info.view is None:
+        return _show_pair(store, example_id, methods, layer, words, site)
+    if site not in (None, "self"):
+        raise StoreError(f"{store.path} holds one site (self-attention), not {site!r}")
     result = store.example(example_id, methods)
     layers = list(result.layers)
     if layer is None:
@@ -82,3 +89,28 @@ def show_example(
             raise StoreError(str(err)) from None
     title = f"example {example_id}" + (f": {result.text}" if result.text else "")  # wrapped by result_figure
     return result_figure(result, layers=[layer], words=words, title=title)
+
+
+def _show_pair(store: Store, example_id: int, methods, layer: int | None, words: bool, site: str | None):
+    layouts = {s.name: s for s in store.info.site_layouts}
+    if site is not None and site not in layouts:
+        raise StoreError(f"the store holds no site {site!r}; it holds {', '.join(layouts)}")
+    if site is not None and layouts[site].square:
+        return show_example(store.site(site), example_id, methods, layer, words)
+    if words:
+        raise StoreError("--words groups a square site's tokens: name --site encoder or --site decoder")
+    result = store.example(example_id, methods)
+    if site is not None:
+        result.sites = {site: result.sites[site]}
+    chosen: dict[str, int] = {}
+    for name in result.sites:
+        s = layouts[name]
+        try:
+            if layer is not None:
+                chosen[name] = s.layers[layer_position(layer, s.num_layers, s.layers, f"the {name} site")]
+        except ValueError as err:
+            raise StoreError(str(err)) from None
+    text = store.texts([example_id]).get(example_id)
+    title = f"example {example_id} ({'greedy' if result.target_from == 'greedy' else 'forced'} decoding)"
+    title += f": {text}" if text else ""
+    return pair_figure(result, methods, chosen, title)

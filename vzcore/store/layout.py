@@ -1,4 +1,4 @@
-"""The store layout contract (v3, see docs/store-layout.md): names, paths and the map packing.
+"""The store layout contract (v3; v4 and v5 add to it: see docs/store-layout.md): names, paths and the map packing.
 
 Maps are packed as `vzcore.maps` defines them (`[layers, targets, sources]`, valid entries only);
 a self-attention map is `[layers, n, n]` over the example's `n` tokens.
@@ -26,6 +26,7 @@ __all__ = [
     "REDUCED_ARRAYS",
     "REDUCED_LAYOUT",
     "SCORES_GROUP",
+    "SITES_LAYOUT",
     "STATUS_FAILED",
     "STATUS_NAMES",
     "STATUS_SCORED",
@@ -48,9 +49,11 @@ __all__ = [
 # v3: the completion index `done`, sharded part arrays, a Parquet file per part under `tables/`.
 # v2 named the model's layer count `model_num_layers` (v1: `num_layers`) and moved the plan to an array.
 # v4: reduced forms (top-k rows, targeted rows: `vzcore.store.forms`); a dense store of every row stays v3.
+# v5: an encoder-decoder's sites (encoder, decoder, cross) and its two streams (`vzcore.store.sites`).
 LAYOUT_VERSION = 3
 REDUCED_LAYOUT = 4
-READABLE_LAYOUTS = (1, 2, 3, 4)
+SITES_LAYOUT = 5
+READABLE_LAYOUTS = (1, 2, 3, 4, 5)
 
 PARTS_GROUP = "parts"
 PLAN_ARRAY = "plan"  # `[parts, 2]` int64: each part's (start, stop) id range; row k is part k

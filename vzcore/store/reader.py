@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from vzcore.maps import self_site
-from vzcore.result import ScoreResult
+from vzcore.result import ScoreResult, Seq2SeqResult
 from vzcore.store.completion import PartInfo, store_parts
 from vzcore.store.errors import ExampleNotScoredError, StoreError
 from vzcore.store.layout import (
@@ -27,6 +27,7 @@ from vzcore.store.layout import (
     table_path,
 )
 from vzcore.store.location import Location
+from vzcore.store.pairreader import SiteGroup, describe_sites, read_pairs, square_view
 from vzcore.store.reduced import PartRows, read_dense
 from vzcore.store.root import RootAttrs
 from vzcore.store.tables import PART_ARRAYS, part_tables, read_table, table_files
@@ -62,6 +63,20 @@ class Store:
         self._starts = np.asarray([p["start"] for p in self.plan], dtype=np.int64)
         self._part_readers: dict[int, PartReader] = {}
 
+    # ---- sites (layout v5: an encoder-decoder's encoder, decoder and cross-attention maps) ---------
+    @property
+    def sites(self) -> list[str]:
+        """The sites whose maps the store holds: `encoder`, `decoder`, `cross` (v5), or `self` (v1-v4)."""
+        return [s.name for s in self.info.site_layouts] or ["self"]
+
+    def site(self, name: str) -> Store:
+        """Return this v5 store seen as one site's store (read-only): `example(id)` gives a `ScoreResult`
+        of that site's maps over its stream, and the statistics, corpus queries and `vz show` read it
+        as a single-stack store. Square sites only (encoder, decoder): a cross map relates two streams."""
+        if name == "self" and not self.info.sites:
+            return self
+        return Store(self.location, self._root, square_view(self.info, name), self.parts)
+
     # ---- what is in the store -----------------------------------------------------------------
     @property
     def num_examples(self) -> int:
@@ -81,12 +96,14 @@ class Store:
         """Return a short summary: model, methods, layers, parts counted by state, and the first
         `problems` parts that are not usable (a few lines, whatever the store's size)."""
         done = self.done_parts()
+        kind = "encoder-decoder" if self.info.sites else "causal" if self.causal else "encoder"
         lines = [
             f"store {self.path} (layout v{self.attrs.get('vz_layout')})",
-            f"  model: {self.config.get('model', '?')} ({self.model_type}, {'causal' if self.causal else 'encoder'})",
+            f"  model: {self.config.get('model', '?')} ({self.model_type}, {kind})",
             f"  methods: {', '.join(self.methods)}; layers: {self.layers} of {self.model_num_layers}",
             f"  examples planned: {self.num_examples} in {len(self.parts)} parts; done for all methods: {len(done)}",
         ]
+        lines += describe_sites(self.info)  # layout v5: an encoder-decoder's sites
         if self.info.reduced:  # layout v4: say what is stored of each map
             targets = self.info.targets or {"kind": "all"}
             rows = targets["kind"] + (f"={targets['column']}" if targets.get("column") else "")
@@ -133,8 +150,9 @@ class Store:
             self._part_readers[part] = PartReader(self._root[part_path(part)], part, self.info)
         return self._part_readers[part]
 
-    def example(self, example_id: int, methods: Sequence[str] | str | None = None) -> ScoreResult:
-        """Return one example's tokens and `[layers, n, n]` maps as a `vzcore.ScoreResult`."""
+    def example(self, example_id: int, methods: Sequence[str] | str | None = None) -> Any:
+        """Return one example's tokens and `[layers, n, n]` maps as a `vzcore.ScoreResult`; from a v5
+        store, its streams and each site's maps as a `vzcore.result.Seq2SeqResult` (`.sites[name].scores`)."""
         methods = self._methods(methods)
         info = self.part_of(int(example_id))
         if not info.done_for(methods):
@@ -147,6 +165,8 @@ class Store:
         import xarray as xr
 
         result = self.example(example_id, methods)
+        if isinstance(result, Seq2SeqResult):
+            raise StoreError(f"{self.path} holds sites {self.sites}: take store.site(name).xarray(id) (square sites)")
         n = result.n
         coords = {
             "layer": result.layers,
@@ -164,11 +184,12 @@ class Store:
         batch_size: int = 32,
         methods: Sequence[str] | str | None = None,
         ids: Sequence[int] | None = None,
-    ) -> Iterator[list[tuple[int, ScoreResult]]]:
-        """Yield batches of `(example_id, ScoreResult)` over scored examples of the done parts, in id order."""
+    ) -> Iterator[list[tuple[int, Any]]]:
+        """Yield batches of `(example_id, ScoreResult)` (v5: `Seq2SeqResult`) over scored examples of the
+        done parts, in id order."""
         methods = self._methods(methods)
         wanted = None if ids is None else {int(i) for i in ids}
-        batch: list[tuple[int, ScoreResult]] = []
+        batch: list[tuple[int, Any]] = []
         for part in self.done_parts(methods):
             for block in self.part_reader(part).iter_results(methods, ids=wanted):
                 for item in block:
@@ -232,6 +253,8 @@ class PartReader:
     """
 
     def __init__(self, group: Any, part: int, info: RootAttrs) -> None:
+        if info.view is not None:  # one site of a v5 part, read as a v3 part
+            group = SiteGroup(group, info, part)
         self.group = group
         self.part = part
         self.info = info
@@ -271,14 +294,14 @@ class PartReader:
             name = STATUS_NAMES.get(status, f"status {status}")
             raise ExampleNotScoredError(f"example {eid} has no maps: {name}" + (f" ({reason})" if reason else ""))
 
-    def example(self, example_id: int, methods: Sequence[str], text: str | None = None) -> ScoreResult:
+    def example(self, example_id: int, methods: Sequence[str], text: str | None = None) -> Any:
         k = self.index_of(example_id)
         self._check_scored(k)
         return next(iter(self._read(k, k + 1, methods, text=text)))[1]
 
     def iter_results(
         self, methods: Sequence[str], ids: set[int] | None = None, max_values: int = DEFAULT_BLOCK_VALUES
-    ) -> Iterator[list[tuple[int, ScoreResult]]]:
+    ) -> Iterator[list[tuple[int, Any]]]:
         """Yield blocks of scored examples, each read with one slice per array (about `max_values` values).
 
         With `ids`, only the stretches holding those examples are read: a block spans wanted
@@ -298,7 +321,10 @@ class PartReader:
             yield list(self._read(int(want[i]), int(want[j - 1]) + 1, methods, ids=ids))
             i = j
 
-    def _read(self, a: int, b: int, methods: Sequence[str], ids=None, text=None) -> Iterator[tuple[int, ScoreResult]]:
+    def _read(self, a: int, b: int, methods: Sequence[str], ids=None, text=None) -> Iterator[tuple[int, Any]]:
+        if self.info.sites and self.info.view is None:  # v5: pairs, every site
+            yield from read_pairs(self, a, b, methods, ids)
+            return
         t0, t1 = int(self.token_offset[a]), int(self.token_offset[b])
         first, last = int(self.example_id[a]), int(self.example_id[b - 1])
         span = f"example {first}" if first == last else f"examples {first}..{last}"

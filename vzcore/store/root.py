@@ -12,7 +12,7 @@ Which parts are complete (their marks and the completion index `done` beside the
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
@@ -25,8 +25,10 @@ from vzcore.store.layout import (
     PLAN_ARRAY,
     READABLE_LAYOUTS,
     REDUCED_LAYOUT,
+    SITES_LAYOUT,
     WRITE_PROBE,
 )
+from vzcore.store.sites import SOURCE_KINDS, SiteLayout, parse_sites
 
 __all__ = ["RootAttrs", "folder_state", "read_plan", "write_root_attrs"]
 
@@ -52,6 +54,11 @@ class RootAttrs:
     # v4 only (`vzcore.store.forms`): how maps are stored, and which rows (None: dense, every row: v3).
     store_form: dict | None = None  # `StoreForm.to_attr()`
     targets: dict | None = None  # `{"kind": "last" | "mask" | "column", "column": name}`
+    # v5 only (`vzcore.store.sites`): an encoder-decoder's stored sites, and what a source position is.
+    sites: list[dict] | None = None  # `SiteLayout.to_attr()` per site, in `SITE_ORDER`
+    source_kind: str | None = None  # `tokens` or `frames`
+    # Not stored: the one site this view of a v5 store reads (`site_view`), as if it were a v3 store.
+    view: str | None = None
 
     @property
     def form(self) -> StoreForm:
@@ -61,6 +68,24 @@ class RootAttrs:
     def reduced(self) -> bool:
         """Whether the store is layout v4: a reduced form, or only some rows."""
         return self.form.reduced or self.targets is not None
+
+    @property
+    def site_layouts(self) -> list[SiteLayout]:
+        """A v5 store's sites (empty for v1-v4)."""
+        return [SiteLayout.from_attr(a) for a in self.sites or []]
+
+    @property
+    def audio(self) -> bool:
+        return self.source_kind == "frames"
+
+    def site_view(self, name: str) -> RootAttrs:
+        """Return the attributes of site `name` of a v5 store read as one site: its layers, its stack's
+        block count, whether causal (`vzcore.store.reader.Store.site`)."""
+        layouts = {s.name: s for s in self.site_layouts}
+        if name not in layouts:
+            raise StoreError(f"the store holds no site {name!r}; it holds {', '.join(layouts) or 'one site (self)'}")
+        s = layouts[name]
+        return replace(self, layers=list(s.layers), model_num_layers=s.num_layers, causal=s.causal, view=name)
 
     @property
     def num_maps(self) -> int:
@@ -77,12 +102,16 @@ class RootAttrs:
 
     def to_attrs(self) -> dict:
         """The root attributes (the plan goes to its own array: `write_root_attrs`)."""
+        if self.view is not None:
+            raise ValueError(f"a view of site {self.view!r} is read-only: write the store's own attributes")
         attrs = asdict(self)
         attrs.pop("plan")
-        for key in ("store_form", "targets"):  # a dense store of every row stays v3, byte for byte
+        attrs.pop("view")
+        for key in ("store_form", "targets", "sites", "source_kind"):  # a dense store of every row stays v3
             if attrs[key] is None or (key == "store_form" and not self.form.reduced):
                 attrs.pop(key)
-        return {"vz_layout": REDUCED_LAYOUT if self.reduced else LAYOUT_VERSION, **attrs}
+        version = SITES_LAYOUT if self.sites else REDUCED_LAYOUT if self.reduced else LAYOUT_VERSION
+        return {"vz_layout": version, **attrs}
 
     @classmethod
     def read(cls, group, where: str) -> RootAttrs:
@@ -121,7 +150,17 @@ class RootAttrs:
         targets = attrs.get("targets")
         if targets is not None and (not isinstance(targets, dict) or targets.get("kind") not in TARGET_KINDS):
             raise StoreError(f"{where}: unknown targets {targets!r}; this vzcore reads {', '.join(TARGET_KINDS)}")
+        sites, source_kind = attrs.get("sites"), attrs.get("source_kind")
+        if version == SITES_LAYOUT or sites is not None:
+            try:
+                sites = [s.to_attr() for s in parse_sites(sites)]
+            except ValueError as err:
+                raise StoreError(f"{where}: {err}; read it with the vzcore version that wrote it") from None
+            if source_kind not in SOURCE_KINDS:
+                raise StoreError(f"{where}: unknown source kind {source_kind!r}; this vzcore reads {SOURCE_KINDS}")
         return cls(
+            sites=sites,
+            source_kind=source_kind if sites else None,
             store_form=form.to_attr() if form.reduced else None,
             targets=dict(targets) if targets is not None else None,
             methods=list(attrs["methods"]),

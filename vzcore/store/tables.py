@@ -17,12 +17,16 @@ import numpy as np
 
 from vzcore.store.layout import STATUS_NAMES, table_path
 from vzcore.store.location import Location
+from vzcore.store.sites import DECODINGS, STREAM_ARRAYS
 from vzcore.tokens import sequence_texts
 
 __all__ = [
     "EXAMPLE_COLUMNS",
+    "PAIR_EXAMPLE_COLUMNS",
+    "PAIR_TOKEN_COLUMNS",
     "PART_ARRAYS",
     "TOKEN_COLUMNS",
+    "pair_tables",
     "part_tables",
     "read_table",
     "table_files",
@@ -31,6 +35,9 @@ __all__ = [
 
 EXAMPLE_COLUMNS = ("example_id", "part", "index_in_part", "status", "reason", "length", "truncated", "text")
 TOKEN_COLUMNS = ("example_id", "position", "token_id", "token", "text", "word_id", "is_special")
+# v5 (encoder-decoder pairs): how each target was decoded and its given text; each token's stream.
+PAIR_EXAMPLE_COLUMNS = (*EXAMPLE_COLUMNS, "target_length", "decoding", "target_text")
+PAIR_TOKEN_COLUMNS = (*TOKEN_COLUMNS, "stream")
 # The part arrays the tables are built from.
 PART_ARRAYS = ("example_id", "status", "length", "truncated", "token_offset", "token_ids", "word_ids", "tokens")
 
@@ -78,6 +85,44 @@ def part_tables(
         }
     )
     return examples, tokens
+
+
+def _row_texts(row: object) -> tuple[str | None, str | None]:
+    """A pair's input row (`{"source": ..., "target": ...}`) as the texts the examples table shows: the
+    source text (an audio row: its file's path, if it has one) and the given target text."""
+    if not isinstance(row, Mapping):
+        return None, None
+    source, target = row.get("source"), row.get("target")
+    if isinstance(source, Mapping):
+        source = source.get("path")
+    return (source if isinstance(source, str) else None), (target if isinstance(target, str) else None)
+
+
+def pair_tables(
+    arrays: Mapping[str, np.ndarray],
+    part: int,
+    special_ids: Sequence[int],
+    failures: Mapping[str, str] | None = None,
+    row_of: Callable[[int], object] | None = None,
+) -> tuple:
+    """Return `(examples, tokens)` of one v5 part: `part_tables`'s columns for the source stream, plus
+    each example's target length, decoding (`forced` / `greedy`) and given target text, and the target
+    stream's tokens (the tokens table's `stream`: `source` or `target`). A frame (id -1) is never special."""
+    import pyarrow as pa
+
+    texts = {int(i): _row_texts(row_of(int(i)) if row_of else None) for i in arrays["example_id"]}
+    examples, source = part_tables(arrays, part, special_ids, failures, lambda i: texts[i][0])
+    names = STREAM_ARRAYS["target"]
+    target_arrays = {**arrays, **{role: arrays[name] for role, name in names.items()}}
+    _, target = part_tables(target_arrays, part, special_ids, failures)
+    ids = np.asarray(arrays["example_id"])
+    examples = examples.append_column("target_length", pa.array(np.asarray(arrays["target_length"]), pa.int32()))
+    decoding = [DECODINGS.get(int(d), str(d)) for d in arrays["decoding"]]
+    examples = examples.append_column("decoding", pa.array(decoding, pa.string()))
+    examples = examples.append_column("target_text", pa.array([texts[int(i)][1] for i in ids], pa.string()))
+    source = source.append_column("stream", pa.array(["source"] * len(source), pa.string()))
+    target = target.append_column("stream", pa.array(["target"] * len(target), pa.string()))
+    return examples, pa.concat_tables([source, target])
 
 
 def write_part_tables(location: Location, part: int, tables: tuple) -> None:

@@ -22,6 +22,7 @@ from vzcore.store.errors import StoreError
 from vzcore.store.layout import EXAMPLE_ARRAYS, SCORES_GROUP, TOKEN_ARRAYS, packed_size, part_path, texts_fingerprint
 from vzcore.store.reader import Store, open_part, open_store
 from vzcore.store.reduced import check_reduced
+from vzcore.store.sites import PAIR_EXAMPLE_ARRAYS, TARGET_TOKEN_ARRAYS, site_sizes
 
 __all__ = ["BrokenPart", "verify_store"]
 
@@ -40,7 +41,9 @@ def _check_part(store: Store, part: int, methods: list[str], texts: dict[int, st
     n = reader.length.astype(np.int64)
     if reader.token_offset[-1] != n.sum() or len(reader.token_offset) != len(n) + 1:
         raise StoreError(f"part {part}: token offsets do not match the lengths")
-    if store.info.reduced:
+    if store.info.sites:  # v5: two streams, every site's values per example
+        want = _check_pairs(reader, store)
+    elif store.info.reduced:
         want = check_reduced(reader, methods, store.info.form.k if store.info.form.reduced else 0)
     else:
         want = sum(packed_size(int(k), int(k), store.info.num_maps, store.causal) for k in n)
@@ -50,8 +53,22 @@ def _check_part(store: Store, part: int, methods: list[str], texts: dict[int, st
             raise StoreError(f"part {part}: {method} holds {len(values)} values, its examples need {want}")
     data_hash = reader.group.attrs.get("data_hash")
     rows = [texts.get(int(i)) for i in reader.example_id] if texts is not None else []
-    if data_hash and rows and all(isinstance(t, str) for t in rows) and texts_fingerprint(rows) != data_hash:
+    # A v5 part's hash covers (source, target) rows, of which the tables keep texts only: not checked here.
+    checkable = data_hash and rows and not store.info.sites and all(isinstance(t, str) for t in rows)
+    if checkable and texts_fingerprint(rows) != data_hash:
         raise StoreError(f"part {part}: its texts in tables/ are not the rows its maps were scored from")
+
+
+def _check_pairs(reader, store: Store) -> int:
+    """Check a v5 part's target stream against its lengths; return how many values each method must hold."""
+    for name in (*PAIR_EXAMPLE_ARRAYS, *TARGET_TOKEN_ARRAYS):
+        reader.array(name)
+    n_src, n_tgt = reader.length.astype(np.int64), reader.array("target_length").astype(np.int64)
+    offset = reader.array("target_offset")
+    if len(offset) != len(n_tgt) + 1 or offset[-1] != n_tgt.sum() or len(reader.array("target_ids")) != n_tgt.sum():
+        raise StoreError(f"part {reader.part}: target offsets do not match the target lengths")
+    layouts = store.info.site_layouts
+    return sum(sum(site_sizes(layouts, int(a), int(b))) for a, b in zip(n_src, n_tgt, strict=True))
 
 
 def verify_store(

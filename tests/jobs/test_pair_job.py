@@ -1,0 +1,113 @@
+"""`vz score` of an encoder–decoder's text pairs, in this process (`actors=0`): the store holds what
+`vzcore.seq2seq.score_pairs` gives for each pair at every site; bad arguments exit 2 before any model loads."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("zarr")
+pytest.importorskip("datasets")
+
+from typer.testing import CliRunner
+
+from jobs.cli import app
+from jobs.score import run_job
+from tests.support import TEXTS, job_config
+from vzcore.seq2seq import load_seq2seq, score_pairs
+from vzcore.store.reader import open_store
+
+runner = CliRunner()
+
+
+def pair_config(tmp_path, model, data, **kw):
+    return job_config(tmp_path, model, data, source_column="src", target_column="tgt", **kw)
+
+
+def test_pairs_store_every_site_as_the_library_scores_it(tmp_path, tiny_t5_dir, pairs_jsonl):
+    cfg = pair_config(tmp_path, tiny_t5_dir, pairs_jsonl, limit=6, layers=(-1,), site_layers=(("cross", (0,)),))
+    s = run_job(cfg)
+    assert (s.examples, s.scored, s.skipped, s.failed) == (6, 5, 1, 0)
+    store = open_store(tmp_path / "run.zarr")
+    assert store.layout == 5 and store.sites == ["encoder", "decoder", "cross"]
+    assert [s.layers for s in store.info.site_layouts] == [(1,), (1,), (0,)]
+    handle = load_seq2seq(tiny_t5_dir)
+    for k in range(6):
+        if not TEXTS[k]:
+            ex = store.table("examples").to_pandas().set_index("example_id")
+            assert ex.loc[k, "status"] == "skipped" and ex.loc[k, "reason"] == "missing text"
+            continue
+        target = None if k % 4 == 3 else f"Satz {k} ist kurz."
+        layers = {"encoder": -1, "decoder": -1, "cross": 0}
+        want = score_pairs(handle, [TEXTS[k]], [target], methods=["value_zeroing", "attention"], layers=layers)[0]
+        got = store.example(k)
+        assert got.target_from == want.target_from == ("greedy" if target is None else "given")
+        assert got.source_ids == want.source_ids and got.target_ids == want.target_ids
+        for site in ("encoder", "decoder", "cross"):
+            for m in ("value_zeroing", "attention"):
+                np.testing.assert_allclose(got.sites[site].scores[m], want.sites[site].scores[m], atol=1e-6)
+    ex = store.table("examples").to_pandas().set_index("example_id")
+    assert ex.loc[3, "decoding"] == "greedy" and ex.loc[0, "decoding"] == "forced"
+    assert ex.loc[0, "target_text"] == "Satz 0 ist kurz."
+    again = run_job(cfg)
+    assert again.parts_run == 0  # resumed: nothing left to do
+
+
+def test_a_new_method_adds_to_the_pairs_store(tmp_path, tiny_t5_dir, pairs_jsonl):
+    run_job(pair_config(tmp_path, tiny_t5_dir, pairs_jsonl, limit=3, methods=("attention",), sites=("cross",)))
+    s = run_job(pair_config(tmp_path, tiny_t5_dir, pairs_jsonl, limit=3, methods=("value_zeroing",), sites=("cross",)))
+    assert s.parts_run == 1
+    store = open_store(tmp_path / "run.zarr")
+    assert store.methods == ["attention", "value_zeroing"] and store.sites == ["cross"]
+    assert set(store.example(0).sites["cross"].scores) == {"attention", "value_zeroing"}
+
+
+@pytest.mark.parametrize(
+    "extra, said",
+    [
+        (["--store", "top-k=4"], "--store top-k=4"),
+        (["--targets", "last"], "--targets last"),
+        (["--sites", "encoder,prefix"], "--sites encoder,prefix"),
+        (["--methods", "attention_norm"], "does not apply to encoder-decoder sites"),
+        (["--option", "final_norm=false"], "take only distance"),
+        (["--layers", "5"], "--layers: layer 5 out of range"),
+        (["--target-column", "nope"], "--target-column nope: no such column"),
+        (["--max-new-tokens", "0"], "--max-new-tokens must be at least 1"),
+        (["--site-layers", "encoder=7"], "--site-layers encoder=: layer 7 out of range"),
+        (["--sites", "cross", "--site-layers", "encoder=0"], "--site-layers encoder: not a scored site"),
+        (["--site-layers", "encoder"], "--site-layers takes SITE=BLOCKS"),
+    ],
+)
+def test_bad_pair_arguments_exit_2_before_any_model_loads(tmp_path, tiny_t5_dir, pairs_jsonl, extra, said, monkeypatch):
+    import jobs.score.pairstep as pairstep
+
+    monkeypatch.setattr(pairstep, "load_seq2seq", lambda *a, **k: pytest.fail("a model was loaded"))
+    args = ["score", "--model", tiny_t5_dir, "--dataset", pairs_jsonl, "--source-column", "src"]
+    out = runner.invoke(app, [*args, "--out", str(tmp_path / "x.zarr"), "--actors", "0", *extra])
+    assert out.exit_code == 2, out.output
+    assert said in out.output
+    assert not (tmp_path / "x.zarr").exists()
+
+
+def test_pair_options_on_a_single_stack_model_are_refused(tmp_path, tiny_model_dir, pairs_jsonl):
+    args = ["score", "--model", tiny_model_dir, "--dataset", pairs_jsonl, "--source-column", "src"]
+    out = runner.invoke(app, [*args, "--out", str(tmp_path / "x.zarr"), "--actors", "0"])
+    assert out.exit_code == 2 and "are for encoder-decoders" in out.output
+
+
+def test_dry_run_plans_pairs_and_writes_nothing(tmp_path, tiny_t5_dir, pairs_jsonl):
+    s = run_job(pair_config(tmp_path, tiny_t5_dir, pairs_jsonl, limit=8, dry_run=True))
+    text = "\n".join(s.plan_lines)
+    assert "8 of 12 rows" in text and "6 given (forced), 2 the model's greedy output" in text
+    assert not (tmp_path / "run.zarr").exists()
+
+
+def test_a_larger_limit_scores_only_the_new_rows(tmp_path, tiny_t5_dir, pairs_jsonl):
+    first = run_job(pair_config(tmp_path, tiny_t5_dir, pairs_jsonl, limit=6, sites=("decoder",)))
+    assert first.planned_parts == 2 and first.parts_run == 2
+    more = run_job(pair_config(tmp_path, tiny_t5_dir, pairs_jsonl, limit=9, sites=("decoder",)))
+    # parts of 3: the last part is re-planned as it was ([3, 6), still done), and [6, 9) is new
+    assert more.planned_parts == 3 and more.parts_run == 1
+    assert sorted(i for b in open_store(tmp_path / "run.zarr").iter_examples() for i, _ in b) == [
+        k for k in range(9) if TEXTS[k]
+    ]
