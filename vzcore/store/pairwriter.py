@@ -32,7 +32,8 @@ __all__ = ["PairOutcome", "frame_labels", "write_pair_part"]
 
 
 def frame_labels(count: int, seconds_per_frame: float) -> list[str]:
-    """Labels of audio frames (a frame stream's `tokens`): each frame's start time, e.g. `0.24s`."""
+    """Labels of audio frames (a frame stream's `tokens`): each frame's time, e.g. `0.24s` (Whisper's frame k
+    is centred on k frames' seconds: `vzcore.audio.frame_centre`)."""
     return [f"{k * seconds_per_frame:.2f}s" for k in range(count)]
 
 
