@@ -191,6 +191,8 @@ def _identities(job: CheckedPairJob) -> tuple[str, dict[str, str]]:
         "sites": [s.to_attr() for s in job.sites],
         "max_new_tokens": cfg.max_new_tokens,
         "pairs": [cfg.source_column or cfg.text_column, cfg.target_column],
+        # audio: only the frames that hold each utterance are positions (`score_pairs(frames="audio")`)
+        **({"frames": "audio"} if job.family.audio else {}),
     }
     data_id = _hash(data)
     per_method = {

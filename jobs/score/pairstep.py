@@ -122,6 +122,7 @@ def score_pair_examples(
                 sampling_rate=rate,
                 max_new_tokens=spec.max_new_tokens,
                 distance=spec.distance,
+                frames="audio",  # the frames holding the utterance, not Whisper's padded 30 s window
             )[0]
             outcome = PairOutcome.from_result(i, result)
         except Exception as err:  # bad audio, or a pair the model cannot take: this example only

@@ -142,6 +142,22 @@ def test_waveforms_go_through_the_feature_extractor(tiny_seq2seq_models):
     assert seq2seq.time_span(handle, 0.10, 0.25) == (5, 13)
     with pytest.raises(ValueError, match="sampling_rate"):
         seq2seq.score_pairs(handle, [wave], [[5]])
+    # Only the frames holding the 0.25 s of audio (13 of the window's 16), each kept entry the reference's.
+    audio = seq2seq.score_pairs(
+        handle, [wave], [[5, 6, 2]], sampling_rate=16000, frames="audio", methods=["value_zeroing", "attention"]
+    )[0]
+    assert audio.n_source == 13
+    assert audio.sites["encoder"].scores["value_zeroing"].shape[1:] == (13, 13)
+    target = audio.target_ids  # the decoder's start token, then the target
+    assert audio.sites["cross"].scores["attention"].shape[1:] == (len(target), 13)
+    inputs = {"input_features": features[None], "decoder_input_ids": torch.tensor([target])}
+    spec = encdec_family_for(model.config)
+    for site in ("encoder", "cross"):
+        ref = reference_site_zeroing(model, spec, inputs, site, spans=[[j] for j in range(13)])
+        rows = 13 if site == "encoder" else len(target)
+        np.testing.assert_allclose(audio.sites[site].scores["value_zeroing"], ref[:, :rows], atol=TOL, rtol=0)
+    with pytest.raises(ValueError, match="'window' or 'audio'"):
+        seq2seq.score_pairs(handle, [wave], [[5]], sampling_rate=16000, frames="speech")
     slow = wave[::2]  # audio at another rate is resampled to the extractor's, as vzcore.audio reads files
     resampled = vzcore.audio.as_audio((slow, 8000), 16000).samples
     np.testing.assert_array_equal(

@@ -18,7 +18,7 @@ from vzcore.reference import reference_site_zeroing
 TOL = 1e-5
 
 
-def fast_maps(model, inputs, site, spans=None, memory_budget=64 * 2**20, factored=None) -> np.ndarray:
+def fast_maps(model, inputs, site, spans=None, memory_budget=64 * 2**20, factored=None, window=None) -> np.ndarray:
     spec = encdec_family_for(model.config)
     layers = list(range(len(spec.blocks(model, site))))
     caps = capture_sites(model, spec, inputs, [site], {site: layers})
@@ -32,6 +32,7 @@ def fast_maps(model, inputs, site, spans=None, memory_budget=64 * 2**20, factore
                 causal=site == "decoder" and spans is None,
                 memory_budget=memory_budget,
                 factored=factored,
+                window=window,
             )
             for i in layers
         ]
@@ -53,6 +54,21 @@ def test_site_matches_reference(tiny_s2s, site, path):
     if site == "decoder":
         assert np.all(np.triu(fast, k=1) == 0)
         np.testing.assert_array_equal(fast[:, 0, 0], 1.0)
+
+
+@pytest.mark.parametrize("path", ["auto", "generic"])
+@pytest.mark.parametrize("site", ["encoder", "cross"])
+def test_a_window_keeps_the_first_positions_exactly(tiny_s2s, site, path):
+    """Only the first `w` encoder positions (an utterance in Whisper's padded window): as targets at the
+    encoder site, as sources at both; each kept entry is the reference's, rows normalised over the kept."""
+    inputs = tiny_pair(tiny_s2s, seed=4, n_src=9, n_tgt=7)
+    w = 5
+    window = (w if site == "encoder" else 7, w)
+    fast = fast_maps(tiny_s2s, inputs, site, factored=False if path == "generic" else None, window=window)
+    spans = [[j] for j in range(w)]
+    ref = reference_site_zeroing(tiny_s2s, encdec_family_for(tiny_s2s.config), inputs, site, spans=spans)
+    assert fast.shape == (2, window[0], w)
+    np.testing.assert_allclose(fast, ref[:, : window[0]], atol=TOL, rtol=0)
 
 
 @pytest.mark.parametrize("site", SITE_NAMES)

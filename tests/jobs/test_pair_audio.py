@@ -70,10 +70,11 @@ def test_bad_audio_fails_its_example_with_one_line_and_the_rest_is_scored(tiny_w
     assert all("\n" not in r for r in reasons.values())
     # what the worker scored is what the library gives for the same waveform (as the 16-bit file holds it)
     heard = decode_audio(wav_bytes(tone, 8000)).samples
-    want = seq2seq.score_pairs(tiny_whisper, [heard], [None], sampling_rate=8000, max_new_tokens=3,
+    want = seq2seq.score_pairs(tiny_whisper, [heard], [None], sampling_rate=8000, max_new_tokens=3, frames="audio",
                                methods=["value_zeroing", "attention"], layers={"encoder": [1]})[0]  # fmt: skip
     for k in (0, 7):
-        assert outs[k].decoding == "greedy" and outs[k].source_ids == [-1] * 16
+        # the 13 frames holding the 0.25 s, of the window's 16 (`score_pairs(frames="audio")`)
+        assert outs[k].decoding == "greedy" and outs[k].source_ids == [-1] * 13
         for site in ("encoder", "decoder", "cross"):
             np.testing.assert_allclose(outs[k].scores["value_zeroing"][site], want.sites[site].scores["value_zeroing"])
     # the failure table: one line per example in the part's tables

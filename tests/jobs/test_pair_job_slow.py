@@ -4,6 +4,7 @@ real Whisper tiny.en; the stores read through `vz show`, `vz aggregate` and the 
 from __future__ import annotations
 
 import csv
+import math
 import json
 import wave
 
@@ -52,11 +53,13 @@ def test_synthetic_speech_with_whisper_tiny_en(tmp_path):
     except ModuleNotFoundError as e:
         pytest.skip(str(e))
     texts = ["The cat opened the door.", "My brother read the letter."]
+    seconds = []
     with open(tmp_path / "speech.csv", "w", newline="") as f:
         out = csv.writer(f)
         out.writerow(["file", "text"])
         for k, text in enumerate(texts):
             s = synthesise(text)
+            seconds.append(s.audio.seconds)
             with wave.open(str(tmp_path / f"u{k}.wav"), "wb") as w:
                 w.setnchannels(1)
                 w.setsampwidth(2)
@@ -70,10 +73,12 @@ def test_synthetic_speech_with_whisper_tiny_en(tmp_path):
     assert (s.scored, s.failed) == (2, 1) and "no such audio file" in s.failures[2]
     store = open_store(cfg.out)
     greedy = store.example(0)
-    assert greedy.target_from == "greedy" and greedy.source_ids is None and greedy.n_source == 1500
+    # the positions are the frames that hold the utterance (20 ms each), not Whisper's 1500-frame window
+    frames = math.ceil(seconds[0] / 0.02 - 1e-9)
+    assert greedy.target_from == "greedy" and greedy.source_ids is None and greedy.n_source == frames < 1500
     heard = "".join(t for t in greedy.target_tokens if not t.startswith("<|")).replace("Ġ", " ").strip().lower()
     assert "opened the door" in heard  # Whisper's own transcript of the synthetic utterance
-    assert greedy.sites["cross"].scores["value_zeroing"].shape == (1, len(greedy.target_ids), 1500)
+    assert greedy.sites["cross"].scores["value_zeroing"].shape == (1, len(greedy.target_ids), frames)
     out = runner.invoke(app, ["aggregate", cfg.out, "--out", str(tmp_path / "agg")])
     assert out.exit_code == 0, out.output
     out = runner.invoke(app, ["show", cfg.out, "--example", "1", "--site", "cross", "--out", str(tmp_path / "e.png")])

@@ -162,22 +162,26 @@ def site_distances(
     causal: bool = False,
     memory_budget: int = 64 * 2**20,
     factored: bool | None = None,
+    window: tuple[int, int] | None = None,
 ) -> torch.Tensor:
     """Return the raw distances `C[i, c]` (float64) of one block: target `i`, column `c` a source (or the
     span `spans[c]`, an index tensor of sources zeroed together). `causal`: pairs `j > i` are 0 (not computed).
     `factored`: take the factored path (None: where it applies, i.e. single sources of a site followed by
-    the feed-forward alone; False: always the generic path)."""
+    the feed-forward alone; False: always the generic path). `window = (rows, sources)`: only the first
+    `rows` targets and the first `sources` sources (an utterance's frames in Whisper's 30 s window); every
+    output still reads the whole clean state (padding included), so the kept entries are unchanged."""
+    rows_kept, sources_kept = window if window is not None else (sb.cap.attn.shape[1], sb.cap.attn.shape[2])
     view = sb.single_stack_view() if factored is not False and spans is None and not causal else None
     if factored and view is None:
         raise ValueError(f"the {sb.site} site of {sb.spec.name} blocks has no factored path (or spans were given)")
     if view is not None:
-        return _factored_distances(view, distance, memory_budget)
+        return _factored_distances(view, distance, memory_budget, rows_kept, sources_kept)
     cap = sb.cap
-    a = cap.attn  # `[H, n_t, n_s]`
+    a = cap.attn[:, :rows_kept, :sources_kept]  # `[H, n_t, n_s]`
     _, n_t, n_s = a.shape
-    u = sb.projected_values()  # `[n_s, H, d]`
-    x = sb.residual_in()  # `[n_t, d]`
-    z = cap.attn_outs[sb.k]  # `[n_t, d]`
+    u = sb.projected_values()[:sources_kept]  # `[n_s, H, d]`
+    x = sb.residual_in()[:rows_kept]  # `[n_t, d]`
+    z = cap.attn_outs[sb.k][:rows_kept]  # `[n_t, d]`
     clean = sb.finish(x, z)  # the clean outputs through the same modules: zeroing nothing gives 0
     cols = n_s if spans is None else len(spans)
     dist = torch.zeros((n_t, cols), dtype=torch.float64, device=x.device)
@@ -210,11 +214,16 @@ def site_distances(
 
 
 def _factored_distances(
-    view: BlockView, distance: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], memory_budget: int
+    view: BlockView,
+    distance: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    memory_budget: int,
+    rows_kept: int,
+    sources_kept: int,
 ) -> torch.Tensor:
-    """Distances `[n_t, n_s]` of every (target, source) pair by the factored path of `vzcore.ops.zeroing`."""
-    alg = BlockAlgebra.build(view)
-    attn = view.cap.attn  # `[1, H, n_t, n_s]`
+    """Distances `[n_t, n_s]` of every (target, source) pair by the factored path of `vzcore.ops.zeroing`,
+    for the first `rows_kept` targets and `sources_kept` sources."""
+    alg = BlockAlgebra.build(view).sources(slice(0, sources_kept))
+    attn = view.cap.attn[:, :, :rows_kept, :sources_kept]  # `[1, H, n_t, n_s]`
     _, _, n_t, n_s = attn.shape
     per_pair = view.cap.x.element_size() * (2 * sum(p.shape[-1] for p in alg.proj_s) + 8 * view.cap.x.shape[-1])
     dist = torch.zeros((n_t, n_s), dtype=torch.float64, device=attn.device)

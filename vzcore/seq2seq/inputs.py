@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from vzcore.audio import as_audio, frame_span, model_rate, window_seconds
+from vzcore.audio import Audio, as_audio, audio_frames, frame_span, model_rate, window_seconds
 from vzcore.seq2seq.handle import Seq2SeqHandle
 
 __all__ = ["Source", "encode_source", "encode_target", "greedy_decode", "input_features", "time_span"]
@@ -24,6 +24,7 @@ class Source:
     ids: list[int] | None = None
     tokens: list[str] | None = None
     word_ids: list[int | None] | None = None
+    frames: int | None = None  # audio: the encoder frames that hold it (the rest of the window is padding)
 
 
 def _pieces(handle: Seq2SeqHandle, ids: Sequence[int]) -> list[str] | None:
@@ -34,6 +35,11 @@ def _pieces(handle: Seq2SeqHandle, ids: Sequence[int]) -> list[str] | None:
 def input_features(handle: Seq2SeqHandle, waveform: Any, sampling_rate: int) -> torch.Tensor:
     """Return the feature extractor's input features `[n_mels, frames]` of one mono waveform at `sampling_rate`
     (checked and resampled to the extractor's rate by `vzcore.audio.as_audio`)."""
+    return _features(handle, _audio(handle, waveform, sampling_rate))
+
+
+def _audio(handle: Seq2SeqHandle, waveform: Any, sampling_rate: int) -> Audio:
+    """One mono waveform checked and resampled to the feature extractor's rate."""
     fe = handle.feature_extractor
     if fe is None:
         raise ValueError(f"{handle.name} has no feature extractor: pass input features `[n_mels, frames]` instead")
@@ -41,8 +47,12 @@ def input_features(handle: Seq2SeqHandle, waveform: Any, sampling_rate: int) -> 
     if wave.ndim != 1 or wave.size == 0:
         raise ValueError(f"a waveform is a non-empty 1-D array; got shape {wave.shape}")
     rate = getattr(fe, "sampling_rate", None) or model_rate(handle.model.config)
-    audio = as_audio((wave, sampling_rate), rate, window_seconds(handle.model.config))
-    return fe(audio.samples, sampling_rate=audio.rate, return_tensors="pt").input_features[0]
+    return as_audio((wave, sampling_rate), rate, window_seconds(handle.model.config))
+
+
+def _features(handle: Seq2SeqHandle, audio: Audio) -> torch.Tensor:
+    assert handle.feature_extractor is not None  # `_audio` refuses a handle without one
+    return handle.feature_extractor(audio.samples, sampling_rate=audio.rate, return_tensors="pt").input_features[0]
 
 
 def encode_source(handle: Seq2SeqHandle, source: Any, sampling_rate: int | None = None) -> Source:
@@ -53,14 +63,16 @@ def encode_source(handle: Seq2SeqHandle, source: Any, sampling_rate: int | None 
         if isinstance(source, str) or (isinstance(source, Sequence) and source and isinstance(source[0], int)):
             raise ValueError(f"{handle.name} reads audio: a 1-D waveform (with sampling_rate=) or `[n_mels, frames]`")
         arr = torch.as_tensor(np.asarray(source), dtype=torch.float32)
+        frames = None  # input features: where the audio ends is not known
         if arr.ndim == 1:
             if sampling_rate is None:
                 raise ValueError("a waveform needs its sampling_rate=")
-            arr = input_features(handle, arr.numpy(), sampling_rate)
+            audio = _audio(handle, arr.numpy(), sampling_rate)
+            arr, frames = _features(handle, audio), max(1, audio_frames(handle.model.config, audio))
         if arr.ndim != 2:
             raise ValueError(f"audio input features are `[n_mels, frames]`; got shape {tuple(arr.shape)}")
         dtype = next(handle.model.parameters()).dtype
-        return Source({"input_features": arr[None].to(device, dtype)})
+        return Source({"input_features": arr[None].to(device, dtype)}, frames=frames)
     if isinstance(source, str):
         if handle.tokenizer is None:
             raise ValueError(f"{handle.name} has no tokenizer: pass token-id lists")

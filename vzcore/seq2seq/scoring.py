@@ -105,6 +105,7 @@ def score_pairs(
     decoder_prefix: Sequence[int] | None = None,
     distance: str = "cosine",
     memory_budget: int | None = None,
+    frames: str = "window",
 ) -> list[Seq2SeqResult]:
     """Score (source, target) pairs of an encoder–decoder at each of `sites`; one result per source, in order.
 
@@ -113,7 +114,15 @@ def score_pairs(
     the same for every site or per site (`{"encoder": [0, -1], "cross": [-1]}`; a site left out: all
     its layers). `source_spans` (encoder and cross sites) and `target_spans` (decoder site) are, per
     pair or for all, spans of positions zeroed together, or `"words"`. See docs/encoder-decoders.md.
+
+    `frames` (audio models given waveforms): `"window"` scores every encoder position of the model's
+    window (Whisper: 1500 frames, 30 s, padding after a short utterance), `"audio"` only the frames
+    that hold the audio, as targets of the encoder site and as sources of the encoder and cross
+    sites (each row then normalised over them). The kept entries are the same distances either way:
+    every output still reads the whole window. `"audio"` costs about (audio / window)² at the encoder.
     """
+    if frames not in ("window", "audio"):
+        raise ValueError(f"frames is 'window' or 'audio', not {frames!r}")
     handle = load_seq2seq(model)
     methods = _check_methods([methods] if isinstance(methods, str) else methods)
     sites = [sites] if isinstance(sites, str) else list(sites)
@@ -161,6 +170,7 @@ def score_pairs(
                 tgt_spans[k],
                 distance,
                 budget,
+                frames,
             )
         )
     return results
@@ -180,12 +190,15 @@ def _score_one(
     target_spans: Any,
     distance: str,
     budget: int,
+    frames: str = "window",
 ) -> Seq2SeqResult:
     spec, model = handle.family, handle.model
     inputs = {**src.inputs, "decoder_input_ids": torch.tensor([target_ids], device=handle.device)}
     caps = capture_sites(model, spec, inputs, sites, layer_map)
     # encoder positions: the source's tokens, or the audio frames after Whisper's stride-2 front end
     n_src = len(src.ids) if src.ids is not None else src.inputs["input_features"].shape[-1] // 2
+    if frames == "audio" and src.frames is not None:
+        n_src = min(n_src, src.frames)  # the frames that hold the utterance (`score_pairs`' `frames`)
     spans = {
         "encoder": _spans(source_spans, n_src, src.word_ids, "source_spans"),
         "cross": _spans(source_spans, n_src, src.word_ids, "source_spans"),
@@ -200,12 +213,16 @@ def _score_one(
             per_layer = []
             for layer in layer_map[site]:
                 cap = caps[(site, layer)]
+                # targets and sources kept: the encoder's positions up to `n_src` at the source's sites
+                window = None
+                if site != "decoder":
+                    window = (n_src if site == "encoder" else cap.attn.shape[1], n_src)
                 if method == "attention":
-                    per_layer.append(_attention(cap, index))
+                    per_layer.append(_attention(cap, index, window))
                 else:
                     block = SiteBlock(spec, site, spec.blocks(model, site)[layer], cap)
                     causal = site == "decoder" and index is None
-                    per_layer.append(site_distances(block, DISTANCES[distance], index, causal, budget))
+                    per_layer.append(site_distances(block, DISTANCES[distance], index, causal, budget, window=window))
             maps, _ = normalize_rows(torch.stack(per_layer).double())
             scores[method] = maps.float().cpu().numpy()
         out[site] = SiteMaps(
@@ -225,9 +242,12 @@ def _score_one(
     )
 
 
-def _attention(cap: SiteCapture, spans: list[torch.Tensor] | None) -> torch.Tensor:
-    """Head-mean attention `[targets, sources]`; a span's column is the mass its positions receive."""
+def _attention(cap: SiteCapture, spans: list[torch.Tensor] | None, window: tuple[int, int] | None) -> torch.Tensor:
+    """Head-mean attention `[targets, sources]`; a span's column is the mass its positions receive;
+    `window = (rows, sources)` keeps the first ones (see `site_distances`)."""
     mean = cap.attn.double().mean(0)
+    if window is not None:
+        mean = mean[: window[0], : window[1]]
     if spans is None:
         return mean
     return torch.stack([mean[:, s].sum(-1) for s in spans], -1)
