@@ -4,8 +4,8 @@ real Whisper tiny.en; the stores read through `vz show`, `vz aggregate` and the 
 from __future__ import annotations
 
 import csv
-import math
 import json
+import math
 import wave
 
 import numpy as np
