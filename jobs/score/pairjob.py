@@ -203,8 +203,9 @@ def _identities(job: CheckedPairJob) -> tuple[str, dict[str, str]]:
 
 
 def _lengths(job: CheckedPairJob, source: PairSource, start: int) -> tuple[list[int], list[int], int]:
-    """Per row from `start`: source and target positions as planned (audio: the model's window; no target:
-    the greedy limit), and how many rows have no target (greedy)."""
+    """Per row from `start`: source and target positions as planned (audio: the model's window, a bound on
+    the frames that hold the utterance, which only the actors learn: the driver decodes no audio; no
+    target: the greedy limit), and how many rows have no target (greedy)."""
     n_src: list[int] = []
     n_tgt: list[int] = []
     greedy = 0
