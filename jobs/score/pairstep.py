@@ -17,12 +17,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from cluster.executor import Deferred, StopRun
-from jobs.score.step import STORAGE_FAULTS, PartReport, PartTask
+from cluster.executor import Deferred
+from jobs.score.step import PartReport, PartTask, stored_part
 from vzcore.audio import AudioError, as_audio, decode_audio, model_rate, read_audio, window_seconds
 from vzcore.inputs import text_problem
 from vzcore.seq2seq import load_seq2seq, score_pairs
-from vzcore.store.layout import STATUS_FAILED, STATUS_SCORED, STATUS_SKIPPED, part_path
+from vzcore.store.layout import STATUS_FAILED, STATUS_SCORED, STATUS_SKIPPED
 from vzcore.store.location import Location
 from vzcore.store.pairwriter import PairOutcome, write_pair_part
 from vzcore.store.sites import SiteLayout
@@ -145,8 +145,10 @@ def score_pair_part(scorer: PairScorer, task: PartTask, progress: Callable[[int,
 
 def _write(spec: PairSpec, task: PartTask, outcomes: list[PairOutcome], scored: float, device: str) -> PartReport:
     t1 = time.perf_counter()
-    try:
-        write_pair_part(
+    written = stored_part(
+        spec.location,
+        task.part,
+        lambda: write_pair_part(
             spec.location,
             task.part,
             outcomes,
@@ -157,16 +159,8 @@ def _write(spec: PairSpec, task: PartTask, outcomes: list[PairOutcome], scored: 
             store_dtype=spec.store_dtype,
             rows=task.texts,
             special_ids=spec.special_ids,
-        )
-    except OSError as err:
-        if err.errno not in STORAGE_FAULTS:
-            raise
-        raise StopRun(
-            f"cannot write part {task.part} to the store {spec.location.path}: {err.strerror or err} — "
-            f"{STORAGE_FAULTS[err.errno]}, then rerun the same command to resume"
-        ) from err
-    fs, path = spec.location.filesystem(part_path(task.part))
-    written = int(fs.du(path, total=True))
+        ),
+    )
     t2 = time.perf_counter()
     return PartReport(
         part=task.part,

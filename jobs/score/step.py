@@ -30,7 +30,16 @@ from vzcore.store.layout import STATUS_FAILED, STATUS_SCORED, STATUS_SKIPPED, pa
 from vzcore.store.location import Location
 from vzcore.store.writer import ExampleOutcome, write_part
 
-__all__ = ["PartReport", "PartTask", "ScoreSpec", "Scorer", "load_scorer", "score_examples", "score_part"]
+__all__ = [
+    "PartReport",
+    "PartTask",
+    "ScoreSpec",
+    "Scorer",
+    "load_scorer",
+    "score_examples",
+    "score_part",
+    "stored_part",
+]
 
 # Storage faults that retrying cannot fix, with what the user must do: they stop the job at once.
 STORAGE_FAULTS = {
@@ -267,11 +276,30 @@ def score_part(scorer: Scorer, task: PartTask, progress: Callable[[int, int], No
     return Deferred(functools.partial(_write, spec, task, outcomes, halvings, scored, str(handle.device)))
 
 
+def stored_part(location: Location, part: int, write: Callable[[], None]) -> int:
+    """Run `write` (one part's write) and return the part's bytes in the store. A storage fault that a
+    retry cannot mend (a full disk, no permission) stops the run saying what to do; others propagate,
+    and the executor retries the part."""
+    try:
+        write()
+    except OSError as err:
+        if err.errno not in STORAGE_FAULTS:
+            raise  # transient (a dropped connection): the executor retries the part
+        raise StopRun(
+            f"cannot write part {part} to the store {location.path}: {err.strerror or err} — "
+            f"{STORAGE_FAULTS[err.errno]}, then rerun the same command to resume"
+        ) from err
+    fs, path = location.filesystem(part_path(part))
+    return int(fs.du(path, total=True))
+
+
 def _write(spec: ScoreSpec, task: PartTask, outcomes: list, halvings: int, scored: float, device: str) -> PartReport:
     """Write a scored part and return its report (run by the executor, possibly on a writer thread)."""
     t1 = time.perf_counter()
-    try:
-        write_part(
+    written = stored_part(
+        spec.location,
+        task.part,
+        lambda: write_part(
             spec.location,
             task.part,
             outcomes,
@@ -285,16 +313,8 @@ def _write(spec: ScoreSpec, task: PartTask, outcomes: list, halvings: int, score
             special_ids=spec.special_ids,
             form=spec.form,
             targeted=not spec.targets.all_rows,
-        )
-    except OSError as err:
-        if err.errno not in STORAGE_FAULTS:
-            raise  # transient (a dropped connection): the executor retries the part
-        raise StopRun(
-            f"cannot write part {task.part} to the store {spec.location.path}: {err.strerror or err} — "
-            f"{STORAGE_FAULTS[err.errno]}, then rerun the same command to resume"
-        ) from err
-    fs, path = spec.location.filesystem(part_path(task.part))
-    written = int(fs.du(path, total=True))
+        ),
+    )
     t2 = time.perf_counter()
     # Handing back all that was freed keeps the heap from fragmenting pass after pass (an actor's
     # peak then stops rising over a long corpus); paced, since refilling the heap costs time.
