@@ -128,6 +128,19 @@ def _blocks(reader, methods, max_values: int):
         start = stop
 
 
+def _publish(target, previous, source, log, tables: dict, summary: dict, plots, report_of) -> None:
+    """Write an aggregate's tables, plots (`plots(folder)` gives their names; None: none), report and
+    summary into a staging folder, then publish it whole in place of `previous` (`jobs.aggregate.out`)."""
+    with target.staging() as staged:
+        for name, frame in tables.items():
+            frame.to_parquet(staged / name, index=False)
+        if plots is not None:
+            summary["plots"] = plots(staged)
+        (staged / REPORT).write_text(report_of(summary, tables))
+        (staged / SUMMARY).write_text(json.dumps(summary, indent=2))
+        target.publish(staged, previous, source, log)
+
+
 def default_out(store_path: str) -> Path:
     """Where a store's aggregate goes by default: beside a local store, in the working folder for a URL."""
     store_path = store_path.rstrip("/")
@@ -230,14 +243,8 @@ def aggregate(
         "config": asdict(config),
         "outputs": sorted(tables),
     }
-    with target.staging() as staged:
-        for name, frame in tables.items():
-            frame.to_parquet(staged / name, index=False)
-        if config.plots:
-            summary["plots"] = write_plots(tables, staged)
-        (staged / REPORT).write_text(report(summary, tables))
-        (staged / SUMMARY).write_text(json.dumps(summary, indent=2))
-        target.publish(staged, previous, source, log)
+    plots = (lambda staged: write_plots(tables, staged)) if config.plots else None
+    _publish(target, previous, source, log, tables, summary, plots, report)
     return summary
 
 
@@ -274,12 +281,7 @@ def _aggregate_sites(store, store_path: str, pairs: tuple, where: Where, config:
         "config": asdict(config),
         "outputs": sorted(tables),
     }
-    with target.staging() as staged:
-        for name, frame in tables.items():
-            frame.to_parquet(staged / name, index=False)
-        if config.plots:
-            summary["plots"] = site_plots(tables, staged, [s["name"] for s in store.info.sites])
-        (staged / REPORT).write_text(pair_report(summary, tables))
-        (staged / SUMMARY).write_text(json.dumps(summary, indent=2))
-        target.publish(staged, previous, source, log)
+    sites = [s["name"] for s in store.info.sites]
+    plots = (lambda staged: site_plots(tables, staged, sites)) if config.plots else None
+    _publish(target, previous, source, log, tables, summary, plots, pair_report)
     return summary
