@@ -108,6 +108,19 @@ class ZeroingPlan:
         ffn = feed_forward_width(view.block.get_submodule(view.spec.ffn or ""), d)
         return cls(path, view, rows, size * (ffn + 8 * d))
 
+    def source_blocks(self, n: int, budget: int) -> list[slice]:
+        """Cut `n` sources into blocks whose per-source projections (the factored path's) fit `budget`
+        bytes: one block for short texts, several for long ones (`BlockAlgebra.projected`)."""
+        per_source = self.state.bytes_per_source() if isinstance(self.state, BlockAlgebra) else 0
+        size = max(1, budget // per_source) if per_source else n
+        return [slice(j, min(n, j + size)) for j in range(0, n, size)]
+
+    def projected(self) -> ZeroingPlan:
+        """The same plan with its per-source projections made (for its sources: slice `sources` first)."""
+        if isinstance(self.state, BlockAlgebra):
+            return replace(self, state=self.state.projected())
+        return self
+
     def texts(self, k: slice) -> ZeroingPlan:
         """The same plan for texts `k` of the batch."""
         return replace(self, state=self.state.texts(k))

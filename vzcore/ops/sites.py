@@ -213,7 +213,7 @@ def _factored_distances(
     view: BlockView, distance: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], memory_budget: int
 ) -> torch.Tensor:
     """Distances `[n_t, n_s]` of every (target, source) pair by the factored path of `vzcore.ops.zeroing`."""
-    alg = BlockAlgebra.build(view)
+    alg = BlockAlgebra.build(view).projected()  # every source's projections, once for all chunks
     attn = view.cap.attn  # `[1, H, n_t, n_s]`
     _, _, n_t, n_s = attn.shape
     per_pair = view.cap.x.element_size() * (2 * sum(p.shape[-1] for p in alg.proj_s) + 8 * view.cap.x.shape[-1])
