@@ -174,8 +174,9 @@ def test_sources_in_blocks_change_no_score(tiny_models, kind):
     cap = vzcore.capture.capture_layers(handle, t, torch.ones_like(t), [0])[0]
     plan = ZeroingPlan.build(BlockView(handle.family, handle.family.blocks(handle.model)[0], cap))
     assert plan.path == "factored"
-    budget = 3 * plan.state.bytes_per_source()  # three sources a block, a few pairs a chunk
+    budget = 12 * plan.state.bytes_per_source()  # a quarter of it: three sources a block, a few pairs a chunk
     assert len(plan.source_blocks(len(ids), budget)) == 5
+    assert plan.source_blocks(len(ids), 13 * plan.state.bytes_per_source()) == [slice(0, 13)]  # fits: one block
     small = vzcore.score(handle, [ids], memory_budget=budget)[0].scores["value_zeroing"]
     np.testing.assert_allclose(small, reference_value_zeroing(handle, ids), atol=1e-5, rtol=0)
     texts, rows = [ids, sample_ids(76, 6)], [[1, 4, 5, 9, -1], [0, 2, 5]]

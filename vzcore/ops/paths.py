@@ -109,10 +109,17 @@ class ZeroingPlan:
         return cls(path, view, rows, size * (ffn + 8 * d))
 
     def source_blocks(self, n: int, budget: int) -> list[slice]:
-        """Cut `n` sources into blocks whose per-source projections (the factored path's) fit `budget`
-        bytes: one block for short texts, several for long ones (`BlockAlgebra.projected`)."""
+        """Cut `n` sources into blocks for the factored path's per-source projections
+        (`BlockAlgebra.projected`): one block when every source's fit `budget` bytes (short texts),
+        else blocks of a quarter of it."""
         per_source = self.state.bytes_per_source() if isinstance(self.state, BlockAlgebra) else 0
-        size = max(1, budget // per_source) if per_source else n
+        if per_source * n <= budget:
+            return [slice(0, n)]
+        # A quarter of the budget: each row chunk reads its block's projections whole, so smaller
+        # blocks give more rows per chunk to share that read (one layer, one thread, CPU time:
+        # SmolLM2 at n = 1024 8.5 s against 10.2 with blocks of the whole budget and 11.8 with every
+        # source at once; Qwen2.5-0.5B at n = 512 9.3 s against 9.8; a sixteenth was slower on Qwen).
+        size = max(1, budget // (4 * per_source))
         return [slice(j, min(n, j + size)) for j in range(0, n, size)]
 
     def projected(self) -> ZeroingPlan:
