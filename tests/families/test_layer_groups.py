@@ -13,9 +13,12 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 import vzcore
+import vzcore.capture
 import vzcore.scoring
 from tests.support import sample_ids
 from vzcore.methods.registry import get_method
+from vzcore.ops.block import BlockView
+from vzcore.ops.paths import ZeroingPlan
 from vzcore.reference import reference_value_zeroing
 from vzcore.scoring import group_bytes_per_layer, layer_groups
 
@@ -159,3 +162,25 @@ def test_live_tensor_bytes_follow_the_budget_not_the_layers():
     assert peaks[2**20] < peaks[2**22]
     # a budget that holds every layer takes them in one group: the old single pass, and its memory
     assert _peak(deep, ids, 2**26, methods) > 12 * one_layer
+
+
+@pytest.mark.parametrize("kind", ["llama", "bert", "qwen2"])
+def test_sources_in_blocks_change_no_score(tiny_models, kind):
+    """A budget below every source's per-head projections (`BlockAlgebra.projected`) cuts the sources
+    into blocks, each projected once for the row chunks that see it: the maps stay the reference's."""
+    handle = tiny_models[kind]
+    ids = sample_ids(75, 13)
+    t = torch.tensor([ids])
+    cap = vzcore.capture.capture_layers(handle, t, torch.ones_like(t), [0])[0]
+    plan = ZeroingPlan.build(BlockView(handle.family, handle.family.blocks(handle.model)[0], cap))
+    assert plan.path == "factored"
+    budget = 12 * plan.state.bytes_per_source()  # a quarter of it: three sources a block, a few pairs a chunk
+    assert len(plan.source_blocks(len(ids), budget)) == 5
+    assert plan.source_blocks(len(ids), 13 * plan.state.bytes_per_source()) == [slice(0, 13)]  # fits: one block
+    small = vzcore.score(handle, [ids], memory_budget=budget)[0].scores["value_zeroing"]
+    np.testing.assert_allclose(small, reference_value_zeroing(handle, ids), atol=1e-5, rtol=0)
+    texts, rows = [ids, sample_ids(76, 6)], [[1, 4, 5, 9, -1], [0, 2, 5]]
+    got = vzcore.score(handle, texts, targets=rows, memory_budget=budget, batch_size=2)
+    ref = vzcore.score(handle, texts, targets=rows, memory_budget=2**30, batch_size=1)
+    for a, b in zip(got, ref, strict=True):
+        np.testing.assert_allclose(a.scores["value_zeroing"], b.scores["value_zeroing"], atol=1e-5, rtol=0)

@@ -50,20 +50,27 @@ def layer_distances(batch: Batch, layer: int, config: ValueZeroingConfig, rows, 
     # batch's short texts: up to their length), not all `n`.
     reach = (valid * torch.arange(1, n + 1)).amax(-1)  # `[b, t]`: sources `0 .. reach − 1` are visible
     with keep_casts(batch.precision):  # the layer's weights are cast to lower precision once, not per chunk
-        for texts, chunk, src in visible_pair_chunks(reach, plan.bytes_per_pair, batch.memory_budget):
-            v = valid[texts, chunk, src].transpose(1, 2)  # source major: `[b, s, t]`, on the CPU
-            if not v.any():
+        # Sources in blocks whose per-source projections fit the budget (one block unless the text is long)
+        for block in plan.source_blocks(n, batch.memory_budget):
+            seen = (reach - block.start).clamp(0, block.stop - block.start)  # visible sources within the block
+            if not seen.any():
                 continue
-            every = bool(v.all())
-            v_dev = None if every else v.to(dist.device)
-            part = plan.texts(texts).sources(src)
-            zeroed, clean = part.outputs(attn[texts, :, chunk, src], rows_dev[texts, chunk], v_dev, batch.precision)
-            if final is not None:
-                zeroed, clean = final(zeroed), final(clean)
-            if every:
-                dist[texts, chunk, src] = distance(zeroed, clean).transpose(1, 2)  # `[b, s, t]` -> `[b, t, s]`
-            else:
-                dist[texts, chunk, src].transpose(1, 2)[v_dev] = distance(zeroed, clean)
+            sources = plan.sources(block).projected()
+            for texts, chunk, local in visible_pair_chunks(seen, plan.bytes_per_pair, batch.memory_budget):
+                src = slice(block.start + local.start, block.start + local.stop)
+                v = valid[texts, chunk, src].transpose(1, 2)  # source major: `[b, s, t]`, on the CPU
+                if not v.any():
+                    continue
+                every = bool(v.all())
+                v_dev = None if every else v.to(dist.device)
+                part = sources.texts(texts).sources(local)
+                zeroed, clean = part.outputs(attn[texts, :, chunk, src], rows_dev[texts, chunk], v_dev, batch.precision)
+                if final is not None:
+                    zeroed, clean = final(zeroed), final(clean)
+                if every:
+                    dist[texts, chunk, src] = distance(zeroed, clean).transpose(1, 2)  # `[b, s, t]` -> `[b, t, s]`
+                else:
+                    dist[texts, chunk, src].transpose(1, 2)[v_dev] = distance(zeroed, clean)
     return dist
 
 

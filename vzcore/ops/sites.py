@@ -222,7 +222,8 @@ def _factored_distances(
 ) -> torch.Tensor:
     """Distances `[n_t, n_s]` of every (target, source) pair by the factored path of `vzcore.ops.zeroing`,
     for the first `rows_kept` targets and `sources_kept` sources."""
-    alg = BlockAlgebra.build(view).sources(slice(0, sources_kept))
+    # the kept sources' projections, once for all chunks
+    alg = BlockAlgebra.build(view).sources(slice(0, sources_kept)).projected()
     attn = view.cap.attn[:, :, :rows_kept, :sources_kept]  # `[1, H, n_t, n_s]`
     _, _, n_t, n_s = attn.shape
     per_pair = view.cap.x.element_size() * (2 * sum(p.shape[-1] for p in alg.proj_s) + 8 * view.cap.x.shape[-1])

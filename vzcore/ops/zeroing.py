@@ -20,7 +20,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -34,14 +34,22 @@ __all__ = ["BlockAlgebra", "minus_mixed", "zeroed_block_outputs"]
 
 @dataclass
 class BlockAlgebra:
-    """Per-layer quantities shared by every pair (`b` texts, `n` positions, `H` heads)."""
+    """Per-layer quantities shared by every pair (`b` texts, `n` positions, `H` heads).
+
+    The per-(source, head) projections `proj_u` (`[b, n, H + 1, F]` each: 1.2 GB for Qwen2.5-0.5B at
+    n = 2048, linear in `n` but far above a pair budget) are made for a block of sources at a time
+    (`projected`), so a long text holds one block's, not every source's.
+    """
 
     u: torch.Tensor  # projected values `[b, n, H, d]`: u_j^h = v_j^h W_O^h
     s: torch.Tensor  # clean state after attention, the mix norm's input: `[b, n, d]`
     proj_s: list[torch.Tensor]  # W(γ⊙s'): `[b, n, F]` per input projection (s' centred for LayerNorm)
-    proj_u: list[torch.Tensor]  # W(γ⊙u'), then W β + b: `[b, n, H + 1, F]` per input projection
+    values: torch.Tensor  # value vectors per query head `[b, n, H, d_h]`
+    head_maps: list[torch.Tensor]  # W diag(γ) C W_O^h: `[F, H, d_h]` per input projection
     proj_bias: list[torch.Tensor]  # W β + b: `[F]` per input projection
     norm: NormParams  # the mix norm (γ stands for its scale: `1 + γ` for the offset kind)
+    # W(γ⊙u'), then W β + b: `[b, n, H + 1, F]` per input projection, once `projected`
+    proj_u: list[torch.Tensor] | None = None
 
     @classmethod
     def build(cls, view: BlockView) -> BlockAlgebra:
@@ -49,35 +57,50 @@ class BlockAlgebra:
         norm = view.mix_params()
         if not view.spec.first_projs or view.spec.finish is None:
             raise UnsupportedBlockError(f"{view.spec.name} blocks have a feed-forward with no factored form")
-        values = view.head_values()  # `[b, n, H, d_h]`
         u = view.projected_values()
         s = view.state_after_attention
         s_c = norm.centre(s)
-        proj_s, proj_u, proj_bias = [], [], []
-        for wg, head_maps, bias in _folded_weights(view, norm):
-            proj_s.append(s_c @ wg.t())
+        folded = _folded_weights(view, norm)
+        proj_s = [s_c @ wg.t() for wg, _, _ in folded]
+        head_maps = [maps for _, maps, _ in folded]
+        return cls(u, s, proj_s, view.head_values(), head_maps, [bias for _, _, bias in folded], norm)
+
+    def bytes_per_source(self) -> int:
+        """Return the bytes `projected` takes per source position (every text of the batch)."""
+        b, _, heads, _ = self.values.shape
+        return b * (heads + 1) * sum(m.shape[0] for m in self.head_maps) * self.values.element_size()
+
+    def projected(self) -> BlockAlgebra:
+        """The same algebra with `proj_u` made for its sources (all of them: slice `sources` first)."""
+        if self.proj_u is not None:
+            return self
+        proj_u = []
+        for head_maps, bias in zip(self.head_maps, self.proj_bias, strict=True):
             # W(γ⊙u'_j^h) = (W diag(γ) C W_O^h) v_j^h at the cost of one projection per token, with the
             # constant W β + b appended as a last "head": `[b, n, H + 1, F]`.
-            per_head = torch.einsum("bjhk,fhk->bjhf", values, head_maps)
+            per_head = torch.einsum("bjhk,fhk->bjhf", self.values, head_maps)
             proj_u.append(torch.cat([per_head, bias.expand(*per_head.shape[:2], 1, -1)], 2))
-            proj_bias.append(bias)
-        return cls(u, s, proj_s, proj_u, proj_bias, norm)
+        return replace(self, proj_u=proj_u)
 
     def texts(self, k: slice) -> BlockAlgebra:
         """The same algebra for texts `k` of the batch."""
-        return BlockAlgebra(
-            self.u[k],
-            self.s[k],
-            [p[k] for p in self.proj_s],
-            [p[k] for p in self.proj_u],
-            self.proj_bias,
-            self.norm,
+        return replace(
+            self,
+            u=self.u[k],
+            s=self.s[k],
+            proj_s=[p[k] for p in self.proj_s],
+            values=self.values[k],
+            proj_u=None if self.proj_u is None else [p[k] for p in self.proj_u],
         )
 
     def sources(self, j: slice) -> BlockAlgebra:
         """The same algebra with sources `j` only (targets keep every position: they are gathered by row)."""
-        proj_u = [p[:, j] for p in self.proj_u]
-        return BlockAlgebra(self.u[:, j], self.s, self.proj_s, proj_u, self.proj_bias, self.norm)
+        return replace(
+            self,
+            u=self.u[:, j],
+            values=self.values[:, j],
+            proj_u=None if self.proj_u is None else [p[:, j] for p in self.proj_u],
+        )
 
 
 _FOLDED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -162,6 +185,8 @@ def zeroed_block_outputs(
     matrix product over all texts and sources.
     """
     b, heads, t, n = attn_rows.shape
+    alg = alg.projected()  # a no-op where the caller made them for a block of sources
+    assert alg.proj_u is not None
     a = attn_rows.permute(0, 3, 2, 1).reshape(b * n, t, heads)  # `[b·n, t, H]`
     s_rows = gather_rows(alg.s, rows)  # `[b, t, d]`
     s = minus_mixed(s_rows, a, alg.u)  # s_i − Δ_ij: `[b, n, t, d]`
