@@ -145,7 +145,7 @@ def score_pair_part(scorer: PairScorer, task: PartTask, progress: Callable[[int,
 
 def _write(spec: PairSpec, task: PartTask, outcomes: list[PairOutcome], scored: float, device: str) -> PartReport:
     t1 = time.perf_counter()
-    written = stored_part(
+    size, written = stored_part(
         spec.location,
         task.part,
         lambda: write_pair_part(
@@ -174,6 +174,8 @@ def _write(spec: PairSpec, task: PartTask, outcomes: list[PairOutcome], scored: 
         write_seconds=t2 - t1,
         pid=os.getpid(),
         device=device,
-        bytes=written,
+        bytes=size,
+        complete=tuple(written.complete),
+        dropped=tuple(written.dropped),
         peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     )

@@ -77,10 +77,11 @@ def stored_attrs(cfg: JobConfig) -> dict:
 
 
 def marker(root, attrs) -> Callable[[int, tuple[str, ...]], None]:
-    """Return what marks a written part done for its methods in the completion index."""
+    """Return what records in the completion index the methods a written part holds complete (exactly:
+    a part rewritten because its examples changed holds the run's methods alone)."""
 
     def mark(part: int, methods: tuple[str, ...]) -> None:
-        mark_done(root, part, attrs.mask_of(methods))
+        mark_done(root, part, attrs.mask_of(methods), exact=True)
 
     return mark
 
@@ -142,7 +143,10 @@ def score_parts(
     parts_done: list[int] = []
 
     def result(unit: Unit, report: PartReport) -> None:
-        mark(unit.key, unit.payload.methods)  # the part marked itself complete: now the index says so
+        held = report.complete if report.complete is not None else unit.payload.methods
+        mark(unit.key, held)  # the part marked itself complete: now the index says so
+        if report.dropped:  # its examples changed since those were scored: rewritten without them
+            summary.dropped[unit.key] = list(report.dropped)
         parts_done.append(unit.key)
         summary.add(report)
 

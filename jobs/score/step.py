@@ -28,7 +28,7 @@ from vzcore.inputs import TruncationWarning, UnscorableTextError, encode, text_p
 from vzcore.store.forms import StoreForm
 from vzcore.store.layout import STATUS_FAILED, STATUS_SCORED, STATUS_SKIPPED, part_path
 from vzcore.store.location import Location
-from vzcore.store.writer import ExampleOutcome, write_part
+from vzcore.store.writer import ExampleOutcome, Written, write_part
 
 __all__ = [
     "PartReport",
@@ -109,6 +109,10 @@ class PartReport:
     device: str = ""  # where the replica scored, e.g. "cuda:0"
     oom_halvings: int = 0  # times an out-of-memory error halved the pair budget
     bytes: int = 0  # the part's size in the store, once written
+    # The methods the part holds complete once written: the run's, and those it held before unless its
+    # examples changed since (then it was rewritten with this run's methods alone). None: not written.
+    complete: tuple[str, ...] | None = None
+    dropped: tuple[str, ...] = ()  # methods it held before and lost so (see `Written`)
 
 
 @dataclass
@@ -276,12 +280,12 @@ def score_part(scorer: Scorer, task: PartTask, progress: Callable[[int, int], No
     return Deferred(functools.partial(_write, spec, task, outcomes, halvings, scored, str(handle.device)))
 
 
-def stored_part(location: Location, part: int, write: Callable[[], None]) -> int:
-    """Run `write` (one part's write) and return the part's bytes in the store. A storage fault that a
-    retry cannot mend (a full disk, no permission) stops the run saying what to do; others propagate,
-    and the executor retries the part."""
+def stored_part(location: Location, part: int, write: Callable[[], Written]) -> tuple[int, Written]:
+    """Run `write` (one part's write) and return the part's bytes in the store and what it holds. A
+    storage fault that a retry cannot mend (a full disk, no permission) stops the run saying what to
+    do; others propagate, and the executor retries the part."""
     try:
-        write()
+        written = write()
     except OSError as err:
         if err.errno not in STORAGE_FAULTS:
             raise  # transient (a dropped connection): the executor retries the part
@@ -290,13 +294,13 @@ def stored_part(location: Location, part: int, write: Callable[[], None]) -> int
             f"{STORAGE_FAULTS[err.errno]}, then rerun the same command to resume"
         ) from err
     fs, path = location.filesystem(part_path(part))
-    return int(fs.du(path, total=True))
+    return int(fs.du(path, total=True)), written
 
 
 def _write(spec: ScoreSpec, task: PartTask, outcomes: list, halvings: int, scored: float, device: str) -> PartReport:
     """Write a scored part and return its report (run by the executor, possibly on a writer thread)."""
     t1 = time.perf_counter()
-    written = stored_part(
+    size, written = stored_part(
         spec.location,
         task.part,
         lambda: write_part(
@@ -333,6 +337,8 @@ def _write(spec: ScoreSpec, task: PartTask, outcomes: list, halvings: int, score
         pid=os.getpid(),
         device=device,
         oom_halvings=halvings,
-        bytes=written,
+        bytes=size,
+        complete=tuple(written.complete),
+        dropped=tuple(written.dropped),
         peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # KiB on Linux
     )

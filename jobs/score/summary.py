@@ -11,7 +11,7 @@ __all__ = ["Summary"]
 
 @dataclass
 class Summary:
-    """What a run did; `exit_code` is 0 unless parts were lost to repeated actor deaths."""
+    """What a run did; `exit_code` is 0 unless parts were lost to repeated actor deaths or must be rescored."""
 
     store: str
     planned_parts: int = 0
@@ -24,6 +24,9 @@ class Summary:
     tokens: int = 0
     failures: dict[int, str] = field(default_factory=dict)
     lost_parts: dict[int, str] = field(default_factory=dict)
+    # part -> methods it held before but no longer does: its examples changed (an example that failed
+    # before now scored, or the reverse, or another greedy target), so it was rewritten without them
+    dropped: dict[int, list[str]] = field(default_factory=dict)
     actor_deaths: int = 0
     devices: set[str] = field(default_factory=set)  # where the replicas scored
     oom_halvings: int = 0
@@ -36,7 +39,7 @@ class Summary:
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.lost_parts else 0
+        return 1 if self.lost_parts or self.dropped else 0
 
     def add(self, r: PartReport) -> None:
         """Count one written part's report."""
@@ -73,6 +76,11 @@ class Summary:
         out += self._failure_lines()
         for p, reason in sorted(self.lost_parts.items()):
             out.append(f"LOST PART    {p}: {reason}")
+        for p, methods in sorted(self.dropped.items()):
+            out.append(
+                f"TO RESCORE   part {p}: its examples changed since {', '.join(methods)} was scored (statuses, "
+                f"lengths or targets), so it now holds this run's methods only; rerun the same command to score them"
+            )
         return out
 
     def _throughput(self) -> str:

@@ -111,3 +111,39 @@ def test_a_larger_limit_scores_only_the_new_rows(tmp_path, tiny_t5_dir, pairs_js
     assert sorted(i for b in open_store(tmp_path / "run.zarr").iter_examples() for i, _ in b) == [
         k for k in range(9) if TEXTS[k]
     ]
+
+
+def test_a_part_whose_examples_changed_drops_its_earlier_methods_and_says_so(tmp_path, tiny_t5_dir, pairs_jsonl):
+    """Adding a method to a part whose example failed before and scores now rewrites the part: the earlier
+    method is gone from it, the completion index says exactly what it holds, the run says to rescore
+    (exit 1), and the same command then scores it again."""
+    import jobs.score.pairstep as pairstep
+    from vzcore.store.completion import read_done
+    from vzcore.store.verify import verify_store
+
+    def config(methods):
+        return pair_config(tmp_path, tiny_t5_dir, pairs_jsonl, limit=3, methods=methods, sites=("cross",))
+
+    library = pairstep.score_pairs
+
+    def flaky(handle, sources, *args, **kw):  # the first run's example 1 fails (a transient fault)
+        if sources[0] == TEXTS[1]:
+            raise RuntimeError("out of memory (simulated)")
+        return library(handle, sources, *args, **kw)
+
+    pairstep.score_pairs = flaky
+    try:
+        assert run_job(config(("attention",))).failed == 1
+    finally:
+        pairstep.score_pairs = library
+    s = run_job(config(("value_zeroing",)))
+    assert s.dropped == {0: ["attention"]} and s.exit_code == 1
+    assert any(line.startswith("TO RESCORE   part 0") for line in s.lines())
+    store = open_store(tmp_path / "run.zarr")
+    root = store.location.open_group(mode="r")
+    assert int(read_done(root, 1)[0]) == store.info.mask_of(["value_zeroing"])  # not attention's bit too
+    assert verify_store(str(tmp_path / "run.zarr")) == []  # the index agrees with the parts
+    s = run_job(config(("attention", "value_zeroing")))
+    assert s.parts_run == 1 and not s.dropped and s.exit_code == 0
+    ex = open_store(tmp_path / "run.zarr").example(1)
+    assert {"attention", "value_zeroing"} <= set(ex.sites["cross"].scores)

@@ -146,10 +146,11 @@ def write_done(group: Any, masks) -> None:
         arr[:] = masks
 
 
-def mark_done(group: Any, part: int, mask: int) -> None:
-    """Set `mask`'s bits for `part` in the index (read-modify-write of one chunk: the driver's alone)."""
+def mark_done(group: Any, part: int, mask: int, exact: bool = False) -> None:
+    """Set `mask`'s bits for `part` in the index (read-modify-write of one chunk: the driver's alone);
+    `exact`: make `mask` the part's whole entry (the methods a part was just written holding)."""
     arr = group[DONE_ARRAY]
-    arr[part] = int(arr[part]) | int(mask)
+    arr[part] = int(mask) if exact else int(arr[part]) | int(mask)
 
 
 def read_done(group: Any, parts: int) -> np.ndarray | None:

@@ -26,7 +26,7 @@ from vzcore.store.layout import (
 from vzcore.store.location import Location
 from vzcore.store.sites import DECODING_FORCED, DECODINGS, SiteLayout, pack_sites, site_sizes
 from vzcore.store.tables import pair_tables, write_part_tables
-from vzcore.store.writer import _existing, _flat_array, _memory_group, _publish, _require_parts_group
+from vzcore.store.writer import Written, _existing, _flat_array, _memory_group, _publish, _require_parts_group
 
 __all__ = ["PairOutcome", "frame_labels", "write_pair_part"]
 
@@ -129,7 +129,9 @@ def _reusable(old: Any, base: dict[str, np.ndarray]) -> bool:
     if old is None or not old.attrs.get("base_complete"):
         return False
     try:
-        return all(np.array_equal(old[k][:], base[k]) for k in ("example_id", "length", "target_length", "decoding"))
+        # the streams' ids too: a greedy target of the same length may be other tokens on another run
+        same = ("example_id", "status", "length", "target_length", "decoding", "token_ids", "target_ids")
+        return all(np.array_equal(old[k][:], base[k]) for k in same)
     except KeyError:
         return False
 
@@ -146,10 +148,12 @@ def write_pair_part(
     store_dtype: str = "float16",
     rows: Sequence[object] | None = None,
     special_ids: Sequence[int] = (),
-) -> None:
+) -> Written:
     """Write part `part` of a v5 store holding `outcomes` (in id order) and its tables, then mark
     `methods` complete in it. `rows` are the part's input rows in id order (their hash is the part's
-    `data_hash`; a row's source text, and its target text, fill the examples table)."""
+    `data_hash`; a row's source text, and its target text, fill the examples table). Returns the
+    methods the part holds complete once written, and those it lost (`vzcore.store.writer.Written`: a part
+    whose examples changed holds `methods` alone)."""
     location = store if isinstance(store, Location) else Location(str(store))
     outcomes = sorted(outcomes, key=lambda o: o.example_id)
     base = _base(outcomes)
@@ -201,3 +205,4 @@ def write_pair_part(
         _flat_array(scores, method, flat, store_dtype)
     set_complete(group, [*done, *methods])
     _publish(location, path, objects)
+    return Written.of(old, [*done, *methods])

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -37,7 +37,7 @@ from vzcore.store.location import Location
 from vzcore.store.root import folder_state
 from vzcore.store.tables import part_tables, write_part_tables
 
-__all__ = ["ExampleOutcome", "clear_store", "write_part"]
+__all__ = ["ExampleOutcome", "Written", "clear_store", "write_part"]
 
 
 @dataclass(frozen=True)
@@ -151,12 +151,31 @@ def _publish(location: Location, path: str, objects: dict) -> None:
     fs.pipe_file(f"{prefix}/zarr.json", mark)
 
 
-def _base_matches(group: Any, ids: np.ndarray, lengths: np.ndarray) -> bool:
+class Written(NamedTuple):
+    """What a part holds once written: its complete methods, and those it held before and lost (its
+    examples changed since they were scored, so it was rewritten without them)."""
+
+    complete: list[str]
+    dropped: list[str]
+
+    @classmethod
+    def of(cls, old: Any, complete: list[str]) -> Written:
+        before = complete_methods(old.attrs) if old is not None else []
+        return cls(complete, [m for m in before if m not in complete])
+
+
+def _base_matches(group: Any, ids: np.ndarray, lengths: np.ndarray, status: np.ndarray) -> bool:
+    """Whether a stored part holds the same examples, with the same lengths and statuses (an example that
+    failed before and scores now, or the reverse, changes the part's packing: it is rewritten)."""
     attrs = group.attrs
     if not attrs.get("base_complete"):
         return False
     try:
-        return np.array_equal(group["example_id"][:], ids) and np.array_equal(group["length"][:], lengths)
+        return (
+            np.array_equal(group["example_id"][:], ids)
+            and np.array_equal(group["length"][:], lengths)
+            and np.array_equal(group["status"][:], status)
+        )
     except KeyError:
         return False
 
@@ -228,7 +247,7 @@ def write_part(
     special_ids: Sequence[int] = (),
     form: StoreForm | None = None,
     targeted: bool = False,
-) -> None:
+) -> Written:
     """Write part `part` holding `outcomes` (in id order) and its tables, then mark `methods` complete in it.
 
     `texts` are the part's input rows in id order (the tables' `text`; None: unknown). Their hash
@@ -238,8 +257,10 @@ def write_part(
 
     `num_maps` is how many maps each scored example holds (one per stored layer). When the part
     already holds the same examples, only the `methods` arrays are (re)written and appended to the
-    part's `complete` list; otherwise the part is rewritten from scratch. `start`/`stop` default
-    to the id range of `outcomes`. The caller must be the only writer of this part.
+    part's `complete` list; otherwise the part is rewritten from scratch, holding `methods` alone.
+    Returns the methods the part holds complete once written (what the completion index must say) and
+    those it held before but not now (`Written`).
+    `start`/`stop` default to the id range of `outcomes`. The caller must be the only writer of this part.
 
     `form` (default dense) and `targeted` (each outcome's `rows` are the rows to keep) make a
     layout v4 part (`vzcore.store.forms`); a dense part of every row is written exactly as v3.
@@ -274,7 +295,8 @@ def write_part(
     # Only this part's own metadata is read: nothing of the root, nothing that grows with the store.
     path = part_path(part)
     old = _existing(location, path)
-    reuse = old is not None and _base_matches(old, ids, lengths) and (not v4 or _rows_match(old, forms, held))
+    status = np.asarray([o.status for o in outcomes], dtype=np.int8)
+    reuse = old is not None and _base_matches(old, ids, lengths, status) and (not v4 or _rows_match(old, forms, held))
     objects: dict = {}
     group = _memory_group(objects)
     if reuse:
@@ -294,7 +316,7 @@ def write_part(
         scored = [o for o in outcomes if o.status == STATUS_SCORED]
         arrays: dict[str, np.ndarray] = {
             "example_id": ids,
-            "status": np.asarray([o.status for o in outcomes], dtype=np.int8),
+            "status": status,
             "length": lengths,
             "truncated": np.asarray([o.truncated for o in outcomes], dtype=bool),
             "token_offset": np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
@@ -335,3 +357,4 @@ def write_part(
             _write_top_k(group, method, outcomes, forms, held, form, causal, num_maps, store_dtype)
     set_complete(group, [*done, *methods])
     _publish(location, path, objects)
+    return Written.of(old, [*done, *methods])
