@@ -313,6 +313,7 @@ def run_pair_job(cfg: JobConfig, *, on_event: Callable[[Event], None] | None = N
                     num_threads=placement.num_threads,
                     device=placement.device,
                     special_ids=tuple(special),
+                    memory_budget=cfg.memory_budget,
                 )
                 step = {"step": score_pair_part, "replica": functools.partial(load_pair_scorer, spec)}
                 score_parts(cfg, executor, tasks, source, summary, on_event, marker(root, attrs), **step)

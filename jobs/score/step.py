@@ -31,10 +31,13 @@ from vzcore.store.location import Location
 from vzcore.store.writer import ExampleOutcome, Written, write_part
 
 __all__ = [
+    "MIN_MEMORY_BUDGET",
     "PartReport",
     "PartTask",
     "ScoreSpec",
     "Scorer",
+    "empty_cache",
+    "is_oom",
     "load_scorer",
     "score_examples",
     "score_part",
@@ -135,7 +138,7 @@ def load_scorer(spec: ScoreSpec) -> Scorer:
     return Scorer(handle, spec)
 
 
-def _is_oom(err: BaseException) -> bool:
+def is_oom(err: BaseException) -> bool:
     import torch
 
     return isinstance(err, torch.OutOfMemoryError) or "out of memory" in str(err).lower()
@@ -213,11 +216,11 @@ def score_examples(
                     outcomes[batch[k][0]] = ExampleOutcome.failed(batch[k][0], reason, skipped=True)
                 batch = [item for k, item in enumerate(batch) if k not in err.reasons]
             except Exception as err:
-                if not _is_oom(err) or budget <= MIN_MEMORY_BUDGET:
+                if not is_oom(err) or budget <= MIN_MEMORY_BUDGET:
                     raise
                 budget //= 2
                 halvings += 1
-                _empty_cache()
+                empty_cache()
         return []
 
     for b in range(0, len(todo), spec.batch_size):
@@ -255,7 +258,7 @@ def _targets(handle, batch, spec: ScoreSpec, given: dict) -> list[list[int] | st
     return out
 
 
-def _empty_cache() -> None:
+def empty_cache() -> None:
     import torch
 
     if torch.cuda.is_available():

@@ -147,3 +147,31 @@ def test_a_part_whose_examples_changed_drops_its_earlier_methods_and_says_so(tmp
     assert s.parts_run == 1 and not s.dropped and s.exit_code == 0
     ex = open_store(tmp_path / "run.zarr").example(1)
     assert {"attention", "value_zeroing"} <= set(ex.sites["cross"].scores)
+
+
+def test_an_out_of_memory_pair_is_retried_with_half_the_budget(tmp_path, tiny_t5_dir):
+    import jobs.score.pairstep as pairstep
+    from jobs.score.pairstep import PairSpec, score_pair_examples
+    from vzcore.store.location import Location
+    from vzcore.store.sites import SiteLayout
+
+    handle = load_seq2seq(tiny_t5_dir)
+    spec = PairSpec("t5", ("value_zeroing",), "cosine", (SiteLayout("cross", (0,), 2),), 4,
+                    Location(str(tmp_path / "s.zarr")), "float32", audio=False, memory_budget=8 << 20)  # fmt: skip
+    budgets = []
+    library = pairstep.score_pairs
+
+    def tight(*args, memory_budget, **kw):
+        budgets.append(memory_budget)
+        if len(budgets) < 3:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return library(*args, memory_budget=memory_budget, **kw)
+
+    pairstep.score_pairs = tight
+    try:
+        (out,) = score_pair_examples(handle, [0], [{"source": TEXTS[0], "target": "Satz."}], ["value_zeroing"], spec)
+    finally:
+        pairstep.score_pairs = library
+    assert out.scored and budgets == [8 << 20, 4 << 20, 2 << 20]
+    want = score_pairs(handle, [TEXTS[0]], ["Satz."], sites=["cross"], layers={"cross": [0]})[0]
+    np.testing.assert_allclose(out.scores["value_zeroing"]["cross"], want.sites["cross"].scores["value_zeroing"])
