@@ -46,11 +46,14 @@ class PairSource:
         return [{"source": s, "target": t} for s, t in zip(sources, targets, strict=True)]
 
     def _audio(self, value: Any) -> Any:
-        if isinstance(value, str):  # a file name
+        if isinstance(value, str):  # a file name: kept as the data gives it, with the file's size
+            # The row (and so the part's data hash) names the file as the data does, not where this
+            # machine holds it: the same data moved elsewhere resumes. The actor finds it from the
+            # data file's folder (`PairSpec.audio_base`). Its size stands for its content (the driver
+            # reads no audio): another file of another size under the same name is other data.
             path = Path(value).expanduser()
-            if not path.is_absolute() and self.base is not None:
-                path = self.base / path
-            return {"path": str(path), "bytes": None}
+            full = path if path.is_absolute() or self.base is None else self.base / path
+            return {"path": value, "bytes": None, "size": full.stat().st_size if full.is_file() else None}
         if isinstance(value, dict):  # `Audio(decode=False)`: bytes and/or path
             return {"path": value.get("path"), "bytes": value.get("bytes")}
         return value  # None, or something the actor will refuse with a reason

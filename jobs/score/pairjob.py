@@ -314,6 +314,7 @@ def run_pair_job(cfg: JobConfig, *, on_event: Callable[[Event], None] | None = N
                     device=placement.device,
                     special_ids=tuple(special),
                     memory_budget=cfg.memory_budget,
+                    audio_base=None if source.base is None else str(source.base),
                 )
                 step = {"step": score_pair_part, "replica": functools.partial(load_pair_scorer, spec)}
                 score_parts(cfg, executor, tasks, source, summary, on_event, marker(root, attrs), **step)

@@ -15,6 +15,7 @@ import resource
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from cluster.executor import Deferred
@@ -47,6 +48,7 @@ class PairSpec:
     device: str | None = None
     special_ids: tuple[int, ...] = ()
     memory_budget: int | None = None  # bytes per chunk of pairs (None: the device's default); halved on OOM
+    audio_base: str | None = None  # where relative audio file names point from (the data file's folder)
 
 
 @dataclass
@@ -64,13 +66,17 @@ def load_pair_scorer(spec: PairSpec) -> PairScorer:
     return PairScorer(load_seq2seq(spec.model, device=spec.device), spec)
 
 
-def _waveform(source: Any, config: Any) -> tuple[Any, int]:
-    """Read an audio row (`{"path", "bytes"}`, see `jobs.score.pairdata`), check it and resample it to the
-    model's rate; an `AudioError` says what is wrong with it."""
+def _waveform(source: Any, config: Any, base: str | None = None) -> tuple[Any, int]:
+    """Read an audio row (`{"path", "bytes"}`, see `jobs.score.pairdata`; a relative path from `base`), check
+    it and resample it to the model's rate; an `AudioError` says what is wrong with it."""
     if not isinstance(source, dict) or not (source.get("bytes") or source.get("path")):
         raise AudioError(f"no audio in this row ({type(source).__name__})")
     where = str(source.get("path") or "audio bytes")
-    audio = decode_audio(source["bytes"], where) if source.get("bytes") else read_audio(source["path"])
+    if source.get("bytes"):
+        audio = decode_audio(source["bytes"], where)
+    else:
+        path = Path(source["path"]).expanduser()
+        audio = read_audio(path if path.is_absolute() or base is None else Path(base) / path)
     rate = model_rate(config)
     checked = as_audio(audio, rate, window_seconds(config))
     return checked.samples, checked.rate
@@ -115,7 +121,7 @@ def score_pair_examples(
         try:
             rate = None
             if spec.audio:
-                source, rate = _waveform(source, handle.config)
+                source, rate = _waveform(source, handle.config, spec.audio_base)
             while True:
                 try:
                     result = score_pairs(

@@ -93,8 +93,8 @@ def test_bad_audio_fails_its_example_with_one_line_and_the_rest_is_scored(tiny_w
 
 
 def test_audio_rows_reach_the_workers_undecoded(tmp_path):
-    """A `datasets` Audio column is read as its file's bytes; a column of file names as paths from the data
-    file's folder: the driver decodes nothing."""
+    """A `datasets` Audio column is read as its file's bytes; a column of file names as names (paths from
+    the data file's folder): the driver decodes nothing."""
     import datasets
 
     from jobs.score.pairdata import open_pairs
@@ -107,4 +107,29 @@ def test_audio_rows_reach_the_workers_undecoded(tmp_path):
     assert rows[0]["source"]["bytes"] == tone and rows[0]["target"] == "hello"
     (tmp_path / "list.csv").write_text("file,text\na.wav,hello\n")
     rows = open_pairs(str(tmp_path / "list.csv"), None, "train", "file", None, None, None, audio=True).rows(0, 1)
-    assert rows == [{"source": {"path": str(tmp_path / "a.wav"), "bytes": None}, "target": None}]
+    # named as the data names it (the actor finds it from the data file's folder), with its size
+    assert rows == [{"source": {"path": "a.wav", "bytes": None, "size": len(tone)}, "target": None}]
+
+
+def test_audio_file_rows_are_named_as_the_data_names_them_with_their_size(tmp_path):
+    """The part's data hash: the same folder moved resumes; another file (another size) under the same
+    name is other data; no machine path lands in a row (nor so in the store's examples table)."""
+    import shutil
+
+    from jobs.score.pairdata import open_pairs
+    from vzcore.store.layout import texts_fingerprint
+
+    def folder(name: str, seconds: float) -> str:
+        (tmp_path / name).mkdir(exist_ok=True)
+        (tmp_path / name / "u0.wav").write_bytes(wav_bytes(np.zeros(int(8000 * seconds), np.float32), 8000))
+        (tmp_path / name / "speech.csv").write_text("file,text\nu0.wav,hello\n")
+        return str(tmp_path / name / "speech.csv")
+
+    def rows(data: str) -> list[dict]:
+        return open_pairs(data, None, "train", "file", "text", None, None, True).rows(0, 1)
+
+    first = rows(folder("a", 0.25))
+    assert first[0]["source"]["path"] == "u0.wav"
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    assert texts_fingerprint(rows(str(tmp_path / "b" / "speech.csv"))) == texts_fingerprint(first)
+    assert texts_fingerprint(rows(folder("a", 0.5))) != texts_fingerprint(first)
