@@ -102,8 +102,14 @@ def batch_inputs(handle: ModelHandle, items: Sequence[Encoded], pad_id: int) -> 
     return ids, mask
 
 
-def _check_family(chosen: list[Method], family: FamilySpec, targets: bool, spans: bool, name: str) -> None:
+def _check_family(
+    chosen: list[Method], family: FamilySpec, targets: bool, spans: bool, name: str, max_length: int | None
+) -> None:
     """Raise `ValueError` unless every method applies to the family (and spans can be zeroed in its blocks)."""
+    if family.audio and max_length is not None:
+        raise ValueError(
+            f"max_length= cuts token sequences; {name!r} reads audio, whose frames follow its length: cut the audio"
+        )
     check_applicable(chosen, family, targets, name)
     if spans and (why := spans_unsupported(family)):
         raise ValueError(f"spans cannot be zeroed exactly in {name!r}: {why}")
@@ -153,13 +159,13 @@ def score(
             raise ValueError(f"spans= runs in float32 only; precision={precision!r} is for full maps")
     if not isinstance(model, ModelHandle | nn.Module):  # a name or a path: its config says what applies, unloaded
         located = locate_model(model)
-        _check_family(chosen, located.family, targets is not None, spans is not None, str(model))
+        _check_family(chosen, located.family, targets is not None, spans is not None, str(model), max_length)
     handle = model if isinstance(model, ModelHandle) else load_model(model)
     if handle.family.audio:
         texts = audio_inputs(texts)  # one input (a file, an array of samples ...) or a list of them
     elif isinstance(texts, str):
         texts = [texts]
-    _check_family(chosen, handle.family, targets is not None, spans is not None, handle.name)
+    _check_family(chosen, handle.family, targets is not None, spans is not None, handle.name, max_length)
     configs = split_options(chosen, options)
     layer_list = resolve_layers(layers, handle.num_layers)
     capture_set = set(layer_list)

@@ -85,12 +85,15 @@ def identities(job: CheckedJob) -> tuple[str, dict[str, str]]:
     return data_id, per_method
 
 
-def check_identity(stored: dict, data_id: str, identity: dict[str, str]) -> None:
-    """Refuse a store (its root attributes `stored`) made by another run; warn on other versions."""
+RUN_IDENTITY = "part size, model weights/tokenizer, max length, layers, --store form or --targets"
+
+
+def check_identity(stored: dict, data_id: str, identity: dict[str, str], covers: str = RUN_IDENTITY) -> None:
+    """Refuse a store (its root attributes `stored`) made by another run (`covers` names what the data
+    identity holds, for the message); warn on other versions."""
     if stored.get("data_identity") != data_id:
         raise JobError(
-            "the store holds another run (part size, model weights/tokenizer, max length, layers, "
-            "--store form or --targets differ); pass --overwrite to replace it, or choose another --out"
+            f"the store holds another run ({covers} differ); pass --overwrite to replace it, or choose another --out"
         )
     clash = [m for m, h in identity.items() if m in stored.get("identity", {}) and stored["identity"][m] != h]
     if clash:

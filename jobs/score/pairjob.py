@@ -182,6 +182,10 @@ def check_pair_job(cfg: JobConfig) -> CheckedPairJob:
     return CheckedPairJob(cfg, path, config, family, tokenizer, sites, distance)
 
 
+# What a pair run's data identity holds (`_identities`), as a refusal names it.
+PAIR_IDENTITY = "part size, model weights/tokenizer, sites and their layers, --max-new-tokens, the columns"
+
+
 def _identities(job: CheckedPairJob) -> tuple[str, dict[str, str]]:
     cfg = job.cfg
     data = {
@@ -236,7 +240,7 @@ def run_pair_job(cfg: JobConfig, *, on_event: Callable[[Event], None] | None = N
     data_id, identity = _identities(job)
     stored = {} if cfg.overwrite or cfg.dry_run else stored_attrs(cfg)
     if stored:
-        check_identity(stored, data_id, identity)
+        check_identity(stored, data_id, identity, PAIR_IDENTITY)
     stored_plan = stored.get("plan", [])
     limit = None if cfg.limit is None else max(cfg.limit, max((p["stop"] for p in stored_plan), default=0))
     try:
@@ -276,7 +280,7 @@ def run_pair_job(cfg: JobConfig, *, on_event: Callable[[Event], None] | None = N
         with hold_lease(cfg.location, break_lock=cfg.break_lock):
             stored = {} if cfg.overwrite else stored_attrs(cfg)
             if stored:
-                check_identity(stored, data_id, identity)
+                check_identity(stored, data_id, identity, PAIR_IDENTITY)
             tasks, done = missing_parts(cfg, bool(stored), plan, source)
             summary.parts_run = len(tasks)
             if cfg.overwrite:

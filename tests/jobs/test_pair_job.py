@@ -175,3 +175,11 @@ def test_an_out_of_memory_pair_is_retried_with_half_the_budget(tmp_path, tiny_t5
     assert out.scored and budgets == [8 << 20, 4 << 20, 2 << 20]
     want = score_pairs(handle, [TEXTS[0]], ["Satz."], sites=["cross"], layers={"cross": [0]})[0]
     np.testing.assert_allclose(out.scores["value_zeroing"]["cross"], want.sites["cross"].scores["value_zeroing"])
+
+
+def test_another_pair_run_is_refused_naming_what_a_pair_run_is(tmp_path, tiny_t5_dir, pairs_jsonl):
+    from jobs.score.validate import JobError
+
+    run_job(pair_config(tmp_path, tiny_t5_dir, pairs_jsonl, limit=2, sites=("cross",)))
+    with pytest.raises(JobError, match=r"another run \(.*sites and their layers, --max-new-tokens, the columns"):
+        run_job(pair_config(tmp_path, tiny_t5_dir, pairs_jsonl, limit=2, sites=("cross",), max_new_tokens=3))
