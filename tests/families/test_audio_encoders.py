@@ -216,7 +216,7 @@ def test_what_does_not_apply_is_refused_with_the_reason(tiny_audio_models, no_mo
         vzcore.score(handle, [_wave(14)], sampling_rate=RATE, spans=[(0, 2)], targets=[0])
     with pytest.raises(ValueError, match="spans= runs in float32 only"):
         vzcore.score(handle, [_wave(14)], sampling_rate=RATE, spans=[(0, 2)], precision="bfloat16")
-    with pytest.raises(ValueError, match="max_length= cuts token sequences; .* reads audio"):
+    with pytest.raises(ValueError, match=r"max_length= cuts token sequences; .* reads audio"):
         vzcore.score(handle, [_wave(14)], sampling_rate=RATE, max_length=10)  # never silently ignored
 
 
