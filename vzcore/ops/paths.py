@@ -25,7 +25,7 @@ import torch
 from vzcore.families import PARALLEL, POST_NORM, PRE_NORM, FamilySpec
 from vzcore.ops.block import BlockView, UnsupportedBlockError, unsupported_shape
 from vzcore.ops.pairs import gather_rows
-from vzcore.ops.zeroing import BlockAlgebra, minus_mixed, zeroed_block_outputs
+from vzcore.ops.zeroing import BlockAlgebra, minus_mixed, source_blocks, zeroed_block_outputs
 
 __all__ = ["PATHS", "Path", "ZeroingPlan", "feed_forward_width", "zeroing_path"]
 
@@ -109,18 +109,9 @@ class ZeroingPlan:
         return cls(path, view, rows, size * (ffn + 8 * d))
 
     def source_blocks(self, n: int, budget: int) -> list[slice]:
-        """Cut `n` sources into blocks for the factored path's per-source projections
-        (`BlockAlgebra.projected`): one block when every source's fit `budget` bytes (short texts),
-        else blocks of a quarter of it."""
+        """Cut `n` sources into blocks for the factored path's per-source projections (`source_blocks`)."""
         per_source = self.state.bytes_per_source() if isinstance(self.state, BlockAlgebra) else 0
-        if per_source * n <= budget:
-            return [slice(0, n)]
-        # A quarter of the budget: each row chunk reads its block's projections whole, so smaller
-        # blocks give more rows per chunk to share that read (one layer, one thread, CPU time:
-        # SmolLM2 at n = 1024 8.5 s against 10.2 with blocks of the whole budget and 11.8 with every
-        # source at once; Qwen2.5-0.5B at n = 512 9.3 s against 9.8; a sixteenth was slower on Qwen).
-        size = max(1, budget // (4 * per_source))
-        return [slice(j, min(n, j + size)) for j in range(0, n, size)]
+        return source_blocks(n, per_source, budget)
 
     def projected(self) -> ZeroingPlan:
         """The same plan with its per-source projections made (for its sources: slice `sources` first)."""

@@ -30,7 +30,7 @@ from vzcore.families import BlockShape, FamilySpec, linear_params
 from vzcore.families.encdec import EncDecSpec, Sublayer
 from vzcore.ops.block import BlockView
 from vzcore.ops.pairs import pair_chunks
-from vzcore.ops.zeroing import BlockAlgebra, zeroed_block_outputs
+from vzcore.ops.zeroing import BlockAlgebra, source_blocks, zeroed_block_outputs
 
 __all__ = ["SITE_PATHS", "SiteBlock", "SitePath", "single_stack_spec", "site_distances", "site_path"]
 
@@ -222,14 +222,17 @@ def _factored_distances(
 ) -> torch.Tensor:
     """Distances `[n_t, n_s]` of every (target, source) pair by the factored path of `vzcore.ops.zeroing`,
     for the first `rows_kept` targets and `sources_kept` sources."""
-    # the kept sources' projections, once for all chunks
-    alg = BlockAlgebra.build(view).sources(slice(0, sources_kept)).projected()
+    kept = BlockAlgebra.build(view).sources(slice(0, sources_kept))
     attn = view.cap.attn[:, :, :rows_kept, :sources_kept]  # `[1, H, n_t, n_s]`
     _, _, n_t, n_s = attn.shape
-    per_pair = view.cap.x.element_size() * (2 * sum(p.shape[-1] for p in alg.proj_s) + 8 * view.cap.x.shape[-1])
+    per_pair = view.cap.x.element_size() * (2 * sum(p.shape[-1] for p in kept.proj_s) + 8 * view.cap.x.shape[-1])
     dist = torch.zeros((n_t, n_s), dtype=torch.float64, device=attn.device)
     rows = torch.arange(n_t, device=attn.device)[None]  # `[1, n_t]`
-    for _, chunk in pair_chunks(1, n_t, n_s, per_pair, memory_budget):
-        zeroed, clean = zeroed_block_outputs(view, alg, attn[:, :, chunk], rows[:, chunk], None)
-        dist[chunk] = distance(zeroed, clean)[0].T  # `[1, n_s, t]` -> `[t, n_s]`
+    # the sources' projections a block at a time (every row chunk of the block reads them), within the budget
+    for block in source_blocks(n_s, kept.bytes_per_source(), memory_budget):
+        alg = kept.sources(block).projected()
+        width = block.stop - block.start
+        for _, chunk in pair_chunks(1, n_t, width, per_pair, memory_budget):
+            zeroed, clean = zeroed_block_outputs(view, alg, attn[:, :, chunk, block], rows[:, chunk], None)
+            dist[chunk, block] = distance(zeroed, clean)[0].T  # `[1, width, t]` -> `[t, width]`
     return dist
