@@ -10,13 +10,12 @@ import torch
 from torch import nn
 
 from vzcore import methods as _methods  # noqa: F401  (registers the built-in methods)
-from vzcore.capture import capture_layers
 from vzcore.families import FamilySpec
 from vzcore.inputs import Encoded, EncodedAudio, audio_inputs, encode, encode_audio
 from vzcore.loading import ModelHandle, load_model, locate_model
 from vzcore.maps import FRAMES, TOKENS, resolve_layers, self_site
 from vzcore.methods.registry import Method, check_applicable, get_method, split_options
-from vzcore.methods.spans import check_span_methods, per_input_spans, span_maps, span_result
+from vzcore.methods.spans import check_span_methods, per_input_spans, span_result, streamed_span_maps
 from vzcore.ops.span_zeroing import spans_unsupported
 from vzcore.precision import precision_context
 from vzcore.result import ScoreResult
@@ -206,14 +205,12 @@ def score(
             rows[r, : len(target_rows[k])] = torch.tensor(target_rows[k])
             row_mask[r, : len(target_rows[k])] = True
         with torch.no_grad():
-            if spans is not None:  # one input per batch (a span map is `[layers, n, spans]`: not grouped)
-                captures = capture_layers(handle, ids.to(device), mask.to(device), sorted(capture_set))
+            if spans is not None:  # one input per batch
                 k = idx[0]
-                one = span_lists[k]
-                spanned = {
-                    m.name: span_maps(handle, captures, layer_list, one, m.name, configs[m.name], memory_budget)
-                    for m in chosen
-                }
+                names = [m.name for m in chosen]
+                spanned = streamed_span_maps(
+                    handle, ids.to(device), mask.to(device), layer_list, span_lists[k], names, configs, memory_budget
+                )
                 results[k] = span_result(encoded[k], layer_list, spanned, site, span_lists[k])
                 continue
             maps = score_batch(

@@ -109,6 +109,21 @@ def test_scoring_a_layer_at_a_time_changes_no_map(tiny, targets, monkeypatch):
             np.testing.assert_allclose(b.scores[m], a.scores[m], atol=1e-6, rtol=0, err_msg=m)
 
 
+def test_span_maps_are_scored_by_group_too(tiny, monkeypatch):
+    """Spans (`score(spans=...)`) go through the same groups: a layer at a time gives the same maps."""
+    from vzcore.ops.span_zeroing import spans_unsupported
+
+    if spans_unsupported(tiny.family):
+        pytest.skip(f"{tiny.family.name}: {spans_unsupported(tiny.family)}")
+    ids, spans = sample_ids(73, 9), [[0, 1], [2], [4, 6, 7]]
+    whole = vzcore.score(tiny, [ids], methods=["value_zeroing", "attention"], spans=spans)[0]
+    seen = _one_layer_groups(monkeypatch)
+    split = vzcore.score(tiny, [ids], methods=["value_zeroing", "attention"], spans=spans)[0]
+    assert seen == [[[la] for la in range(tiny.num_layers)]]
+    for m in ("value_zeroing", "attention"):
+        np.testing.assert_allclose(split.scores[m], whole.scores[m], atol=1e-6, rtol=0, err_msg=m)
+
+
 def test_groups_of_a_deep_model_stay_exact_against_the_reference(monkeypatch):
     handle = _deep_llama(6)
     ids = sample_ids(72, 11)

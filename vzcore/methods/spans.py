@@ -91,6 +91,35 @@ def span_maps(
     return maps.float().cpu().numpy()
 
 
+def streamed_span_maps(
+    handle: ModelHandle,
+    inputs: torch.Tensor,
+    mask: torch.Tensor,
+    layers: list[int],
+    spans: list[list[int]],
+    methods: list[str],
+    configs: dict[str, Any],
+    memory_budget: int,
+) -> dict[str, np.ndarray]:
+    """Return one input's span maps per method, `[layers, n, spans]`, scoring its layers group by group
+    from inside the clean pass (`vzcore.scoring`: one group's captures held at a time, groups sized by
+    `memory_budget`), as full maps are."""
+    from vzcore.capture import stream_layers
+    from vzcore.scoring import group_bytes_per_layer, layer_groups
+
+    parts: dict[str, list[np.ndarray]] = {m: [] for m in methods}
+
+    def on_group(captures: dict[int, LayerCapture]) -> None:
+        here = [la for la in layers if la in captures]
+        for m in methods:
+            parts[m].append(span_maps(handle, captures, here, spans, m, configs[m], memory_budget))
+
+    n = int(mask.shape[-1]) if mask is not None else 0
+    per_layer = group_bytes_per_layer(1, n, handle.geometry.heads, len(methods))
+    stream_layers(handle, inputs, mask, layer_groups(sorted(set(layers)), per_layer, memory_budget), on_group)
+    return {m: np.concatenate(p, 0) for m, p in parts.items()}
+
+
 def span_result(
     e: Encoded, layers: list[int], scores: dict[str, np.ndarray], site: Site, spans: list[list[int]]
 ) -> ScoreResult:
