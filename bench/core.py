@@ -307,6 +307,8 @@ def family_paths(n: int, runs: int) -> None:
         cfg = transformers.AutoConfig.for_model(types[0], **{k: v for k, v in FAMILY_SIZES.items() if hasattr(base, k)})
         model = transformers.AutoModel.from_config(cfg, attn_implementation="eager").eval()
         handle = vzcore.load_model(model)
+        if handle.family.audio:  # their rows: `python -m bench.audio_encoders` (inputs are audio, not ids)
+            continue
         fast_maps = vzcore.score(handle, [ids])[0].scores["value_zeroing"]  # warm up
         ref_maps = reference_value_zeroing(handle, ids)
         ref = statistics.median(
