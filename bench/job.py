@@ -105,7 +105,7 @@ def _job(
     import jobs.score.driver as score_mod
 
     t0 = time.perf_counter()
-    real_score = score_mod._score
+    real_score = score_mod.score_parts
     scoring: list[float] = []  # when the driver entered and left the scoring step
 
     def record(cfg_, executor, *args, **kwargs):  # note when each part's report arrives
@@ -125,11 +125,11 @@ def _job(
         finally:
             scoring.append(time.perf_counter())
 
-    score_mod._score = record
+    score_mod.score_parts = record
     try:
         summary = run_job(cfg)
     finally:
-        score_mod._score = real_score
+        score_mod.score_parts = real_score
     end = time.perf_counter()
     # Driver time before scoring (plan, checks) and after it (tables, store size).
     return summary, arrivals, end - t0, (scoring[0] - t0, end - scoring[1])

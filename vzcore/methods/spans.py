@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from vzcore.capture import LayerCapture
+from vzcore import scoring
+from vzcore.capture import LayerCapture, stream_layers
 from vzcore.inputs import Encoded
 from vzcore.loading import ModelHandle
 from vzcore.maps import Site
@@ -104,9 +105,6 @@ def streamed_span_maps(
     """Return one input's span maps per method, `[layers, n, spans]`, scoring its layers group by group
     from inside the clean pass (`vzcore.scoring`: one group's captures held at a time, groups sized by
     `memory_budget`), as full maps are."""
-    from vzcore.capture import stream_layers
-    from vzcore.scoring import group_bytes_per_layer, layer_groups
-
     parts: dict[str, list[np.ndarray]] = {m: [] for m in methods}
 
     def on_group(captures: dict[int, LayerCapture]) -> None:
@@ -115,8 +113,9 @@ def streamed_span_maps(
             parts[m].append(span_maps(handle, captures, here, spans, m, configs[m], memory_budget))
 
     n = int(mask.shape[-1]) if mask is not None else 0
-    per_layer = group_bytes_per_layer(1, n, handle.geometry.heads, len(methods))
-    stream_layers(handle, inputs, mask, layer_groups(sorted(set(layers)), per_layer, memory_budget), on_group)
+    per_layer = scoring.group_bytes_per_layer(1, n, handle.geometry.heads, len(methods))
+    groups = scoring.layer_groups(sorted(set(layers)), per_layer, memory_budget)  # looked up here: tests force groups
+    stream_layers(handle, inputs, mask, groups, on_group)
     return {m: np.concatenate(p, 0) for m, p in parts.items()}
 
 
