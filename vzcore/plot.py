@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from vzcore.fonts import label_fonts
+from vzcore.maps import FRAMES
 from vzcore.result import ScoreResult, Seq2SeqResult
 from vzcore.tokens import sequence_texts
 
@@ -49,10 +50,12 @@ def heatmap(
     fontfamily: list[str] | None = None,
     sources: Sequence[str] | None = None,
     source_step: int | None = None,
+    unit: str = "token",
 ) -> None:
     """Draw one `[target, source]` map on `ax`, labelling every `step`-th token; unscored (NaN) rows stay blank.
 
-    `sources` label the columns when they are another stream than the rows (a cross-attention map)."""
+    `sources` label the columns when they are another stream than the rows (a cross-attention map);
+    `unit` names what a column is (`token`, or an audio `frame`)."""
     im = ax.imshow(np.ma.masked_invalid(matrix), cmap="viridis", vmin=0, aspect="auto" if sources else "equal")
     columns = labels if sources is None else sources
     cstep = step if source_step is None else source_step
@@ -62,7 +65,7 @@ def heatmap(
     ticks = range(0, len(labels), step)
     ax.set_yticks(ticks, [labels[k] for k in ticks], **font)
     every = f" (one label per {cstep} positions)" if cstep > 1 else ""
-    ax.set_xlabel(f"source j (zeroed / attended token){every}")
+    ax.set_xlabel(f"source j (zeroed / attended {unit}){every}")
     ax.set_ylabel("target i")
     ax.set_title(title, fontsize=9)
     ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
@@ -110,6 +113,7 @@ def result_figure(
                 f"{method}, layer {layer}",
                 step=step,
                 fontfamily=fonts,
+                unit="frame" if result.site.sources.name == FRAMES.name else "token",
             )
     if title:
         font = {"fontfamily": fonts} if fonts else {}
@@ -163,6 +167,7 @@ def pair_figure(
                 fontfamily=fonts,
                 sources=labels[cols] if rows != cols else None,
                 source_step=label_step(len(labels[cols]), axis),
+                unit="frame" if cols == "source" and result.source_ids is None else "token",
             )
     if title:
         font = {"fontfamily": fonts} if fonts else {}

@@ -181,3 +181,14 @@ def test_an_installed_cjk_font_is_picked():
         pytest.skip("no CJK font installed here (fc-list :lang=zh is empty)")
     families = label_fonts(["日本語"])
     assert families is not None and len(families) > 1
+
+
+def test_an_audio_encoders_columns_are_named_frames():
+    from dataclasses import replace
+
+    from vzcore.maps import FRAMES, self_site
+
+    text = _result(["a", "b", "c"])
+    frames = replace(text, tokens=["0.01s", "0.03s", "0.05s"], word_ids=None, site=self_site(False, FRAMES))
+    assert result_figure(text).axes[0].get_xlabel().startswith("source j (zeroed / attended token)")
+    assert result_figure(frames).axes[0].get_xlabel().startswith("source j (zeroed / attended frame)")
