@@ -143,8 +143,7 @@ def score_parts(
     parts_done: list[int] = []
 
     def result(unit: Unit, report: PartReport) -> None:
-        held = report.complete if report.complete is not None else unit.payload.methods
-        mark(unit.key, held)  # the part marked itself complete: now the index says so
+        mark(unit.key, report.complete)  # the part marked itself complete: now the index says so, exactly
         if report.dropped:  # its examples changed since those were scored: rewritten without them
             summary.dropped[unit.key] = list(report.dropped)
         parts_done.append(unit.key)

@@ -113,8 +113,8 @@ class PartReport:
     oom_halvings: int = 0  # times an out-of-memory error halved the pair budget
     bytes: int = 0  # the part's size in the store, once written
     # The methods the part holds complete once written: the run's, and those it held before unless its
-    # examples changed since (then it was rewritten with this run's methods alone). None: not written.
-    complete: tuple[str, ...] | None = None
+    # examples changed since (then it was rewritten with this run's methods alone).
+    complete: tuple[str, ...] = ()
     dropped: tuple[str, ...] = ()  # methods it held before and lost so (see `Written`)
 
 
