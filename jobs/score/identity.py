@@ -16,7 +16,7 @@ from pathlib import Path
 
 from jobs.score.validate import CheckedJob, JobError
 
-__all__ = ["check_identity", "fingerprint", "identities", "versions"]
+__all__ = ["check_identity", "fingerprint", "hashed_identities", "identities", "versions"]
 
 
 def fingerprint(files: str) -> str:
@@ -52,6 +52,14 @@ def _hash(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
+def hashed_identities(data: dict, per_method: dict[str, dict]) -> tuple[str, dict[str, str]]:
+    """Return `(data_identity, {method: identity})`: the hash of `data`, and per method the hash of that
+    identity, the method's name and what else its maps depend on (`per_method[method]`). Every job kind
+    hashes the same way, so a store's identities never depend on which driver wrote it."""
+    data_id = _hash(data)
+    return data_id, {m: _hash({"data": data_id, "method": m, **extra}) for m, extra in per_method.items()}
+
+
 def identities(job: CheckedJob) -> tuple[str, dict[str, str]]:
     """Return `(data_identity, {method: identity})` of a checked job."""
     cfg = job.cfg
@@ -69,20 +77,11 @@ def identities(job: CheckedJob) -> tuple[str, dict[str, str]]:
         data["store_form"] = job.form.to_attr()
     if not job.targets.all_rows:
         data["targets"] = job.targets.to_attr()
-    data_id = _hash(data)
     per_method = {
-        m: _hash(
-            {
-                "data": data_id,
-                "method": m,
-                "options": job.method_options[m],
-                "precision": cfg.precision,
-                "store_dtype": cfg.store_dtype,
-            }
-        )
+        m: {"options": job.method_options[m], "precision": cfg.precision, "store_dtype": cfg.store_dtype}
         for m in cfg.methods
     }
-    return data_id, per_method
+    return hashed_identities(data, per_method)
 
 
 RUN_IDENTITY = "part size, model weights/tokenizer, max length, layers, --store form or --targets"

@@ -25,7 +25,7 @@ from cluster.executor import Event
 from cluster.where import open_executor
 from jobs.score.config import JobConfig
 from jobs.score.data import DatasetError
-from jobs.score.identity import _hash, check_identity, fingerprint, versions
+from jobs.score.identity import check_identity, fingerprint, hashed_identities, versions
 from jobs.score.lease import hold_lease
 from jobs.score.pairdata import PairSource, open_pairs
 from jobs.score.pairstep import PairSpec, load_pair_scorer, score_pair_part
@@ -39,7 +39,7 @@ from vzcore.families.encdec import EncDecSpec, encdec_family_for
 from vzcore.loading import ModelNotFoundError, loadable_path, resolve_short_name
 from vzcore.maps import resolve_layers
 from vzcore.ops.distances import DISTANCES
-from vzcore.seq2seq.scoring import _check_methods
+from vzcore.seq2seq.scoring import check_site_methods
 from vzcore.store.completion import write_done
 from vzcore.store.root import RootAttrs, write_root_attrs
 from vzcore.store.sites import SITE_ORDER, SiteLayout, site_sizes
@@ -104,7 +104,7 @@ def _stacks(config: Any) -> dict[str, int]:
 
 def _check_options(cfg: JobConfig) -> str:
     try:
-        _check_methods(cfg.methods)
+        check_site_methods(cfg.methods)
     except ValueError as err:
         raise JobError(str(err)) from None
     options = dict(cfg.options)
@@ -198,12 +198,7 @@ def _identities(job: CheckedPairJob) -> tuple[str, dict[str, str]]:
         # audio: only the frames that hold each utterance are positions (`score_pairs(frames="audio")`)
         **({"frames": "audio"} if job.family.audio else {}),
     }
-    data_id = _hash(data)
-    per_method = {
-        m: _hash({"data": data_id, "method": m, "distance": job.distance, "store_dtype": cfg.store_dtype})
-        for m in cfg.methods
-    }
-    return data_id, per_method
+    return hashed_identities(data, {m: {"distance": job.distance, "store_dtype": cfg.store_dtype} for m in cfg.methods})
 
 
 def _lengths(job: CheckedPairJob, source: PairSource, start: int) -> tuple[list[int], list[int], int]:

@@ -22,7 +22,7 @@ from vzcore.seq2seq.handle import Seq2SeqHandle, load_seq2seq
 from vzcore.seq2seq.inputs import Source, encode_source, encode_target, greedy_decode
 from vzcore.spans import Span, parse_spans, word_spans
 
-__all__ = ["SEQ2SEQ_METHODS", "score_pairs"]
+__all__ = ["SEQ2SEQ_METHODS", "check_site_methods", "score_pairs"]
 
 SEQ2SEQ_METHODS = ("value_zeroing", "attention")
 
@@ -44,7 +44,8 @@ def _refusal(method: str) -> str:
     return _REFUSED["norm"]
 
 
-def _check_methods(methods: Sequence[str]) -> list[str]:
+def check_site_methods(methods: Sequence[str]) -> list[str]:
+    """Return `methods` if every one applies to encoder-decoder sites; else raise `ValueError` saying why."""
     out = []
     for m in methods:
         if m in SEQ2SEQ_METHODS:
@@ -124,7 +125,7 @@ def score_pairs(
     if frames not in ("window", "audio"):
         raise ValueError(f"frames is 'window' or 'audio', not {frames!r}")
     handle = load_seq2seq(model)
-    methods = _check_methods([methods] if isinstance(methods, str) else methods)
+    methods = check_site_methods([methods] if isinstance(methods, str) else methods)
     sites = [sites] if isinstance(sites, str) else list(sites)
     for site in sites:
         handle.family.site_sublayer(site)  # an unknown site fails here, before any work
