@@ -13,7 +13,8 @@ import torch
 from torch import nn
 
 from vzcore.checkpoints import CHECKPOINTS, cached_model, dequantised
-from vzcore.ctranslate import MODEL_FILE, conversion_key, is_ctranslate2_folder, load_whisper, whisper_config
+from vzcore.ct2format import MODEL_FILE, is_ctranslate2_folder
+from vzcore.ctranslate import conversion_key, load_whisper, whisper_config
 from vzcore.families import FamilySpec, Geometry, family_for
 
 __all__ = [

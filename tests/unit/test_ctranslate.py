@@ -12,14 +12,8 @@ import transformers
 
 from tests.harness.ctranslate import tiny_whisper, write_faster_whisper, write_model_bin
 from vzcore import checkpoints
-from vzcore.ctranslate import (
-    CTranslate2Error,
-    conversion_key,
-    is_ctranslate2_folder,
-    load_whisper,
-    read_header,
-    whisper_config,
-)
+from vzcore.ct2format import CTranslate2Error, is_ctranslate2_folder, read_header
+from vzcore.ctranslate import conversion_key, load_whisper, whisper_config
 from vzcore.families import UnsupportedModelError, family_for
 from vzcore.loading import SHORT_NAMES, convert_ctranslate2, load_model, loadable_path, locate_model
 
