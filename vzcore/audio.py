@@ -34,9 +34,11 @@ __all__ = [
     "AudioError",
     "as_audio",
     "audio_frames",
+    "audio_seconds",
     "conv_frames",
     "decode_audio",
     "frame_centre",
+    "frames_for_seconds",
     "frame_seconds",
     "frame_span",
     "input_values",
@@ -265,7 +267,33 @@ def audio_frames(config: Any, audio: Audio) -> int:
     HuBERT: what their feature encoder makes of the samples at the model's rate, `conv_frames`)."""
     if getattr(config, "conv_kernel", None):
         return conv_frames(config, len(resample(audio, model_rate(config)).samples))
-    return min(math.ceil(audio.seconds / frame_seconds(config) - 1e-9), _max_frames(config))
+    return frames_for_seconds(config, audio.seconds)
+
+
+def frames_for_seconds(config: Any, seconds: float) -> int:
+    """How many of Whisper's encoder frames hold `seconds` of audio (at most its window's)."""
+    return min(math.ceil(seconds / frame_seconds(config) - 1e-9), _max_frames(config))
+
+
+def audio_seconds(source: str | Path | bytes) -> float | None:
+    """Seconds of an audio file (or its bytes) from its header alone, no sample decoded; None where the
+    header does not say (not audio, a streamed WAV with no length: whoever decodes it says why)."""
+    readable: str | io.BytesIO = io.BytesIO(source) if isinstance(source, bytes) else str(source)
+    try:
+        with wave.open(readable, "rb") as w:
+            rate, count = w.getframerate(), w.getnframes()
+        return count / rate if rate > 0 and count > 0 else None
+    except (wave.Error, EOFError, OSError):
+        pass  # not a PCM WAV: soundfile reads the other formats' headers
+    try:
+        import soundfile
+
+        if isinstance(readable, io.BytesIO):
+            readable.seek(0)
+        info = soundfile.info(readable)
+    except (ImportError, RuntimeError, OSError, ValueError):  # soundfile's LibsndfileError is a RuntimeError
+        return None
+    return info.frames / info.samplerate if info.samplerate > 0 and info.frames > 0 else None
 
 
 def _max_frames(config: Any) -> int:

@@ -34,6 +34,7 @@ from jobs.score.running import marker, missing_parts, score_parts, store_bytes, 
 from jobs.score.summary import Summary
 from jobs.score.validate import STORE_DTYPES, JobError, check_output
 from vzcore.ct2format import is_ctranslate2_folder
+from vzcore.audio import audio_seconds, frames_for_seconds
 from vzcore.ctranslate import whisper_config
 from vzcore.families import UnsupportedModelError
 from vzcore.families.encdec import EncDecSpec, encdec_family_for
@@ -203,17 +204,15 @@ def _identities(job: CheckedPairJob) -> tuple[str, dict[str, str]]:
 
 
 def _lengths(job: CheckedPairJob, source: PairSource, start: int) -> tuple[list[int], list[int], int]:
-    """Per row from `start`: source and target positions as planned (audio: the model's window, a bound on
-    the frames that hold the utterance, which only the actors learn: the driver decodes no audio; no
-    target: the greedy limit), and how many rows have no target (greedy)."""
+    """Per row from `start`: source and target positions as planned (audio: the frames that hold the
+    utterance, from its file's header; no target: the greedy limit), and how many rows have no target."""
     n_src: list[int] = []
     n_tgt: list[int] = []
     greedy = 0
-    window = int(getattr(job.config, "max_source_positions", 0) or 0)
     for rows in source.batches(start):
         targets = [r["target"] if isinstance(r["target"], str) and r["target"].strip() else None for r in rows]
         if job.audio:
-            n_src.extend([window] * len(rows))
+            n_src.extend(_planned_frames(job.config, r["source"], source.base) for r in rows)
         else:
             counts, _ = token_lengths(job.tokenizer, [r["source"] for r in rows], None)
             n_src.extend(int(n) for n in counts)
@@ -221,6 +220,20 @@ def _lengths(job: CheckedPairJob, source: PairSource, start: int) -> tuple[list[
         n_tgt.extend(int(n) + 1 if t else job.cfg.max_new_tokens + 1 for n, t in zip(counts, targets, strict=True))
         greedy += sum(t is None for t in targets)
     return n_src, n_tgt, greedy
+
+
+def _planned_frames(config: Any, row: Any, base: Path | None) -> int:
+    """An audio row's encoder frames as planned: the frames its duration fills, read from the file's header
+    (the driver decodes no audio); the whole window where no header says (the actor then finds out why)."""
+    seconds = None
+    if isinstance(row, dict) and row.get("bytes"):
+        seconds = audio_seconds(row["bytes"])
+    elif isinstance(row, dict) and row.get("path"):
+        path = Path(row["path"]).expanduser()
+        full = path if path.is_absolute() or base is None else base / path
+        seconds = audio_seconds(full) if full.is_file() else None
+    window = int(getattr(config, "max_source_positions", 0) or 0)
+    return window if seconds is None else max(1, frames_for_seconds(config, seconds))
 
 
 def _replica_bytes(config: Any) -> int:

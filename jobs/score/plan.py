@@ -3,8 +3,11 @@
 A part is the unit of work, writing and resume. Parts are cut greedily in id order: a part ends
 before the example that would take it past `part_mb` MiB of float16 maps per method (or past
 `part_size` examples, if set), so a corpus of short sentences is a few hundred parts, not tens of
-thousands, and every part is a few tens of MB to write and read whatever the model. Cut from the
-start and depending only on the token counts, an earlier part never moves when the corpus grows.
+thousands, and every part is a few tens of MB to write and read whatever the model. Without
+`part_size`, a short run is still cut into `SPREAD_PARTS` parts (of at least `MIN_SPREAD_ROWS`
+examples): parts are the unit of work, so a run of one part keeps one actor busy and the rest idle.
+Cut from the start, an earlier part never moves when the corpus grows (a larger `--limit` re-plans
+only the last part and what follows it).
 """
 
 from __future__ import annotations
@@ -23,6 +26,11 @@ from vzcore.store.layout import packed_size
 __all__ = ["Estimate", "cut_parts", "estimate", "plan_parts", "replica_bytes", "token_lengths"]
 
 TOKENIZE_BATCH = 1024  # texts a tokenizer call counts at once
+# Without `--part-size`, a run's new rows go into at least this many parts (when it has the rows):
+# enough for every actor of a small cluster to take a share and for the last part not to run alone,
+# few enough that a short run's parts are not a crowd of tiny objects. Big runs are cut by MiB.
+SPREAD_PARTS = 8
+MIN_SPREAD_ROWS = 4
 
 
 def plan_parts(
@@ -52,11 +60,12 @@ def cut_parts(
     sizes: Sequence[int], *, part_mb: float, part_size: int | None = None, start: int = 0, first_part: int = 0
 ) -> list[dict]:
     """Cut rows `start, start+1, ...` holding `sizes` float16 values per method each into parts of at
-    most `part_mb` MiB (one example more if a single one is larger) and `part_size` examples."""
+    most `part_mb` MiB (one example more if a single one is larger) and `part_size` examples (default:
+    an eighth of the rows, at least `MIN_SPREAD_ROWS`: `SPREAD_PARTS`)."""
     if part_size is not None and part_size < 1:
         raise ValueError("part size must be at least 1")
     budget = part_mb * 2**20 / 2  # values per method
-    cap = part_size or len(sizes) or 1
+    cap = part_size or max(MIN_SPREAD_ROWS, -(-len(sizes) // SPREAD_PARTS))
     plan, a, values = [], start, 0
     for i, size in enumerate(sizes, start):
         if i > a and (values + size > budget or i - a >= cap):

@@ -133,3 +133,31 @@ def test_audio_file_rows_are_named_as_the_data_names_them_with_their_size(tmp_pa
     shutil.copytree(tmp_path / "a", tmp_path / "b")
     assert texts_fingerprint(rows(str(tmp_path / "b" / "speech.csv"))) == texts_fingerprint(first)
     assert texts_fingerprint(rows(folder("a", 0.5))) != texts_fingerprint(first)
+
+
+def test_audio_parts_are_planned_by_the_frames_each_utterance_fills(tmp_path):
+    """The driver reads each file's header, not its samples: an utterance is planned as the encoder frames
+    its duration fills (as the actor will score it), not Whisper's whole window; where no header says
+    (not audio, a missing file), the window stands as the bound."""
+    import types
+
+    from jobs.score.pairjob import _planned_frames
+    from vzcore.audio import audio_seconds
+
+    config = types.SimpleNamespace(model_type="whisper", max_source_positions=1500, sampling_rate=16000)
+    short = wav_bytes(np.zeros(8000, np.float32), 8000)  # 1 s: 50 frames of 20 ms
+    (tmp_path / "a.wav").write_bytes(wav_bytes(np.zeros(4100, np.float32), 16000))  # 0.25625 s: 13 frames
+    (tmp_path / "junk.wav").write_bytes(b"not audio")
+    assert audio_seconds(short) == 1.0 and audio_seconds(tmp_path / "junk.wav") is None
+    assert _planned_frames(config, {"path": "x.wav", "bytes": short}, None) == 50
+    assert _planned_frames(config, {"path": "a.wav", "bytes": None, "size": 1}, tmp_path) == 13
+    assert _planned_frames(config, {"path": "junk.wav", "bytes": None}, tmp_path) == 1500
+    assert _planned_frames(config, {"path": "gone.wav", "bytes": None}, tmp_path) == 1500
+    assert _planned_frames(config, None, tmp_path) == 1500
+    long = wav_bytes(np.zeros(16000 * 40, np.float32), 16000)  # longer than the window: refused by the actor
+    assert _planned_frames(config, {"path": "l.wav", "bytes": long}, None) == 1500
+    soundfile = pytest.importorskip("soundfile")
+    buf = io.BytesIO()
+    soundfile.write(buf, np.zeros(16000 * 2, np.float32), 16000, format="FLAC")
+    assert audio_seconds(buf.getvalue()) == 2.0
+    assert _planned_frames(config, {"path": "f.flac", "bytes": buf.getvalue()}, None) == 100
