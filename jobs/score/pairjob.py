@@ -33,8 +33,8 @@ from jobs.score.plan import RUNTIME_BYTES, cut_parts, token_lengths
 from jobs.score.running import marker, missing_parts, score_parts, store_bytes, stored_attrs
 from jobs.score.summary import Summary
 from jobs.score.validate import STORE_DTYPES, JobError, check_output
-from vzcore.ct2format import is_ctranslate2_folder
 from vzcore.audio import audio_seconds, frames_for_seconds
+from vzcore.ct2format import is_ctranslate2_folder
 from vzcore.ctranslate import whisper_config
 from vzcore.families import UnsupportedModelError
 from vzcore.families.encdec import EncDecSpec, encdec_family_for
