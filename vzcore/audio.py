@@ -120,12 +120,14 @@ def _read_wav(path: Path | io.BytesIO, where: str) -> Audio:
     return Audio(_mono(data.reshape(-1, channels), where), _check_rate(rate, where))
 
 
-def read_audio(path: str | Path) -> Audio:
-    """Read an audio file as mono float32 at its own rate (WAV: `wave`; other formats: `soundfile`)."""
+def read_audio(path: str | Path, where: str | None = None) -> Audio:
+    """Read an audio file as mono float32 at its own rate (WAV: `wave`; other formats: `soundfile`);
+    an error names the file `where` (default: its path)."""
     path = Path(path)
+    where = str(path) if where is None else where
     if not path.is_file():
-        raise AudioError(f"{path}: no such audio file")
-    return _read(path, str(path))
+        raise AudioError(f"{where}: no such audio file")
+    return _read(path, where)
 
 
 def decode_audio(data: bytes, where: str = "audio bytes") -> Audio:

@@ -76,7 +76,8 @@ def _waveform(source: Any, config: Any, base: str | None = None) -> tuple[Any, i
         audio = decode_audio(source["bytes"], where)
     else:
         path = Path(source["path"]).expanduser()
-        audio = read_audio(path if path.is_absolute() or base is None else Path(base) / path)
+        # named as the data names it: the failure table holds no path of the machine that read it
+        audio = read_audio(path if path.is_absolute() or base is None else Path(base) / path, where)
     rate = model_rate(config)
     checked = as_audio(audio, rate, window_seconds(config))
     return checked.samples, checked.rate

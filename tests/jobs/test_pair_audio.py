@@ -47,17 +47,17 @@ def test_bad_audio_fails_its_example_with_one_line_and_the_rest_is_scored(tiny_w
     (tmp_path / "ok.wav").write_bytes(wav_bytes(tone, 8000))
     rows = [
         {"source": {"path": "ok.wav", "bytes": wav_bytes(tone, 8000)}, "target": None},
-        {"source": {"path": str(tmp_path / "noise.wav"), "bytes": None}, "target": None},
+        {"source": {"path": "noise.wav", "bytes": None}, "target": None},  # from the data file's folder
         {"source": {"path": "empty.wav", "bytes": wav_bytes(np.zeros(0, np.float32), 16000)}, "target": None},
         {"source": {"path": "slow.wav", "bytes": wav_bytes(tone, 500)}, "target": None},
         {"source": {"path": "long.wav", "bytes": wav_bytes(np.zeros(16000, np.float32), 16000)}, "target": None},
-        {"source": {"path": str(tmp_path / "missing.wav"), "bytes": None}, "target": None},
+        {"source": {"path": "missing.wav", "bytes": None}, "target": None},
         {"source": None, "target": None},
         {"source": {"path": str(tmp_path / "ok.wav"), "bytes": None}, "target": None},
     ]
     sites = (SiteLayout("encoder", (1,), 2), SiteLayout("decoder", (0, 1), 2), SiteLayout("cross", (0, 1), 2))
     spec = PairSpec("tiny", ("value_zeroing", "attention"), "cosine", sites, 3, Location(str(tmp_path / "s.zarr")),
-                    "float32", audio=True)  # fmt: skip
+                    "float32", audio=True, audio_base=str(tmp_path))  # fmt: skip
     outs = score_pair_examples(tiny_whisper, list(range(len(rows))), rows, spec.methods, spec)
     reasons = {o.example_id: o.reason for o in outs if not o.scored}
     assert sorted(reasons) == [1, 2, 3, 4, 5, 6]
@@ -65,7 +65,8 @@ def test_bad_audio_fails_its_example_with_one_line_and_the_rest_is_scored(tiny_w
     assert "no samples (empty audio)" in reasons[2]
     assert "sampling rate 500 Hz cannot be resampled" in reasons[3]
     assert "longer than the model's 0.32 s window" in reasons[4]
-    assert "missing.wav: no such audio file" in reasons[5]
+    assert reasons[5] == "AudioError: missing.wav: no such audio file"  # named as the data names it: no machine path
+    assert all(str(tmp_path) not in r for r in reasons.values())
     assert "no audio in this row" in reasons[6]
     assert all("\n" not in r for r in reasons.values())
     # what the worker scored is what the library gives for the same waveform (as the 16-bit file holds it)
