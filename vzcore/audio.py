@@ -155,7 +155,8 @@ def _read(path: Path | io.BytesIO, where: str) -> Audio:
         readable = path if isinstance(path, io.BytesIO) else str(path)
         data, rate = soundfile.read(readable, dtype="float32", always_2d=True)
     except RuntimeError as err:  # soundfile's LibsndfileError: not an audio file it knows
-        raise AudioError(f"{where}: unreadable audio ({err})") from err
+        why = str(err) if isinstance(path, io.BytesIO) else str(err).replace(str(path), where)  # the caller's name
+        raise AudioError(f"{where}: unreadable audio ({why})") from err
     return Audio(_mono(data, where), _check_rate(rate, where))
 
 

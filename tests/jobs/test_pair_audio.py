@@ -66,7 +66,7 @@ def test_bad_audio_fails_its_example_with_one_line_and_the_rest_is_scored(tiny_w
     assert "sampling rate 500 Hz cannot be resampled" in reasons[3]
     assert "longer than the model's 0.32 s window" in reasons[4]
     assert reasons[5] == "AudioError: missing.wav: no such audio file"  # named as the data names it: no machine path
-    assert all(str(tmp_path) not in r for r in reasons.values())
+    assert [r for r in reasons.values() if str(tmp_path) in r] == []
     assert "no audio in this row" in reasons[6]
     assert all("\n" not in r for r in reasons.values())
     # what the worker scored is what the library gives for the same waveform (as the 16-bit file holds it)
