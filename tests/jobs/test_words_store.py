@@ -256,3 +256,22 @@ def test_an_older_reader_refuses_a_words_store_by_its_form(tmp_path):
     meta.write_text(json.dumps(doc))
     with pytest.raises(StoreError, match="unknown store form"):
         vzcore.open_store(path)
+
+
+def test_xarray_and_the_command_line_on_a_words_store(tmp_path):
+    from typer.testing import CliRunner
+
+    from jobs.cli.app import app
+
+    store = hand_store(tmp_path)
+    ds = store.xarray(0)
+    assert ds["value_zeroing"].shape == (1, 4, 4) and ds["target_token"].values.tolist() == store.example(0).words
+    runner = CliRunner()
+    out = runner.invoke(app, ["show", str(tmp_path / "h.zarr"), "--example", "0", "--out", str(tmp_path / "s.png")])
+    assert out.exit_code == 0 and (tmp_path / "s.png").is_file()
+    out = runner.invoke(app, ["query", "rows", str(tmp_path / "h.zarr"), "--layer", "0", "--word", "playing"])
+    assert out.exit_code == 0 and "playing" in out.output
+    out = runner.invoke(app, ["query", "rows", str(tmp_path / "h.zarr"), "--layer", "0", "--token", "play"])
+    assert out.exit_code == 2 and "pooled to words" in out.output
+    out = runner.invoke(app, ["view", str(tmp_path / "h.zarr"), "--build", str(tmp_path / "site")])
+    assert out.exit_code == 2 and "pooled to words" in out.output and not (tmp_path / "site").exists()

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from vzcore.maps import self_site
-from vzcore.result import ScoreResult, Seq2SeqResult
+from vzcore.result import ScoreResult, Seq2SeqResult, WordResult
 from vzcore.store.completion import PartInfo, store_parts
 from vzcore.store.errors import ExampleNotScoredError, StoreError
 from vzcore.store.layout import (
@@ -153,7 +153,9 @@ class Store:
 
     def example(self, example_id: int, methods: Sequence[str] | str | None = None) -> Any:
         """Return one example's tokens and `[layers, n, n]` maps as a `vzcore.ScoreResult`; from a v5
-        store, its streams and each site's maps as a `vzcore.result.Seq2SeqResult` (`.sites[name].scores`)."""
+        store, its streams and each site's maps as a `vzcore.result.Seq2SeqResult` (`.sites[name].scores`);
+        from a words store (`--store words`), its `[layers, W, W]` word maps as the `vzcore.WordResult`
+        that `ScoreResult.word_level()` gave when it was scored."""
         methods = self._methods(methods)
         info = self.part_of(int(example_id))
         if not info.done_for(methods):
@@ -169,12 +171,13 @@ class Store:
         if isinstance(result, Seq2SeqResult):
             raise StoreError(f"{self.path} holds sites {self.sites}: take store.site(name).xarray(id) (square sites)")
         n = result.n
+        labels = result.words if isinstance(result, WordResult) else result.tokens  # a words store's rows are words
         coords = {
             "layer": result.layers,
             "target": np.arange(n),
             "source": np.arange(n),
-            "target_token": ("target", list(result.tokens)),
-            "source_token": ("source", list(result.tokens)),
+            "target_token": ("target", list(labels)),
+            "source_token": ("source", list(labels)),
         }
         data = {m: (("layer", "target", "source"), v) for m, v in result.scores.items()}
         attrs = {"example_id": int(example_id), "text": result.text or "", "truncated": int(result.truncated)}
