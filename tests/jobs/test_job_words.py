@@ -122,3 +122,34 @@ def test_an_encoder_decoder_refuses_words(tmp_path, tiny_t5_dir, pairs_jsonl, no
     )
     with pytest.raises(JobError, match="--store words"):
         run_job(cfg)
+
+
+def test_a_words_store_is_resumed_and_extended_as_a_dense_one_is(tmp_path, tiny_model_dir, texts_jsonl):
+    whole = job_config(tmp_path, tiny_model_dir, texts_jsonl, limit=6).replace(store_form="words")
+    run_job(whole)
+    cfg = whole.replace(out=str(tmp_path / "steps.zarr"), limit=3, methods=("attention",))
+    run_job(cfg)
+    assert run_job(cfg.replace(limit=6)).exit_code == 0  # more rows of the same data
+    assert run_job(cfg.replace(limit=6, methods=tuple(METHODS))).exit_code == 0  # a method added to every part
+    a, b = vzcore.open_store(whole.out), vzcore.open_store(cfg.out)
+    assert b.methods == ["attention", "value_zeroing"] and b.num_examples == 6
+    for eid in range(6):
+        if TEXTS[eid]:
+            x, y = a.example(eid), b.example(eid)
+            assert x.words == y.words
+            for m in METHODS:
+                np.testing.assert_array_equal(x.scores[m], y.scores[m])
+    assert verify_store(cfg.out) == []
+
+
+def test_cli_says_what_words_stores_and_refuses_words_with_another_form(tmp_path, tiny_model_dir, texts_jsonl):
+    from typer.testing import CliRunner
+
+    from jobs.cli import app
+
+    args = ["score", "--out", str(tmp_path / "x.zarr"), "--model", tiny_model_dir, "--dataset", texts_jsonl]
+    res = CliRunner().invoke(app, [*args, "--dry-run", "--limit", "5", "--store", "words", "--targets", "mask"])
+    assert res.exit_code == 0, res.output
+    assert "--store words: word-pooled maps" in res.output and "the words holding them stored" in res.output
+    res = CliRunner().invoke(app, [*args, "--store", "words,top-k=8"])
+    assert res.exit_code == 2 and "words takes no options and combines with no other form" in res.output
