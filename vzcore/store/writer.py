@@ -43,7 +43,8 @@ __all__ = ["ExampleOutcome", "Written", "clear_store", "write_part"]
 
 @dataclass(frozen=True)
 class ExampleOutcome:
-    """What scoring one example produced: its tokens and self-attention maps `[layers, n, n]`, or why it has none."""
+    """What scoring one example produced: its tokens and self-attention maps `[layers, n, n]` (word-pooled:
+    `[layers, W, W]` over its words, `from_words`), or why it has none."""
 
     example_id: int
     status: int = STATUS_SCORED
@@ -303,7 +304,9 @@ def write_part(
     `start`/`stop` default to the id range of `outcomes`. The caller must be the only writer of this part.
 
     `form` (default dense) and `targeted` (each outcome's `rows` are the rows to keep) make a
-    layout v4 part (`vzcore.store.forms`); a dense part of every row is written exactly as v3.
+    layout v4 part (`vzcore.store.forms`); a dense part of every row is written exactly as v3. A
+    `words` form takes word-pooled outcomes (`ExampleOutcome.from_words`) and adds the part's word
+    arrays (`vzcore.store.words`).
     """
 
     location = store if isinstance(store, Location) else Location(str(store))
