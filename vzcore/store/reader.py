@@ -336,7 +336,11 @@ class PartReader:
         token_ids = self.array("token_ids", slice(t0, t1), span)
         word_ids = self.array("word_ids", slice(t0, t1), span)
         tokens = self.array("tokens", slice(t0, t1), span)
-        token_word = self.array("token_word", slice(t0, t1), span) if self.words is not None else None
+        words = self.words
+        if words is not None:  # a words part: each token's word, each word's text (one slice each)
+            token_word = self.array("token_word", slice(t0, t1), span)
+            u0, u1 = int(words.offset[a]), int(words.offset[b])
+            word_text = self.array("word_text", slice(u0, u1), span)
         dense = read_dense(self, a, b, methods, span)
         layers = self.info.layers
         site = self_site(self.info.causal)  # a v3 store holds one site: self-attention over each example's tokens
@@ -347,8 +351,9 @@ class PartReader:
             n = int(self.length[k])
             ts = slice(int(self.token_offset[k]) - t0, int(self.token_offset[k + 1]) - t0)
             read = {meth: dense[meth][k - a] for meth in methods}
-            if token_word is not None:  # a words part: the example as `word_level()` gave it
-                yield eid, word_result(self, k, tokens[ts], token_ids[ts], token_word[ts], read, text)
+            if words is not None:  # a words part: the example as `word_level()` gave it
+                us = slice(int(words.offset[k]) - u0, int(words.offset[k + 1]) - u0)
+                yield eid, word_result(self, k, (tokens[ts], token_ids[ts], token_word[ts], word_text[us]), read, text)
                 continue
             scores = {meth: maps for meth, (maps, _) in read.items()}  # type: ignore[misc]
             scored = ~np.any([np.isnan(s).any(axis=(0, 2)) for s in scores.values()], axis=0)

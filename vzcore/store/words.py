@@ -76,14 +76,13 @@ class PartWords:
         self.size = np.diff(self.offset)  # `[m]` words per example: its maps' rows and columns
 
 
-def word_result(
-    reader: Any, k: int, tokens: np.ndarray, token_ids: np.ndarray, token_word: np.ndarray, read: dict, text
-) -> WordResult:
+def word_result(reader: Any, k: int, arrays: tuple[np.ndarray, ...], read: dict, text: str | None) -> WordResult:
     """Return example `k` of a words part as the `WordResult` that `word_level()` gave when it was
-    scored: `tokens`, `token_ids`, `token_word` are its own, `read[method]` its `(maps, kept mass)`."""
-    u0, u1 = int(reader.words.offset[k]), int(reader.words.offset[k + 1])
-    words = [str(t) for t in reader.array("word_text", slice(u0, u1), f"example {int(reader.example_id[k])}")]
-    spans = [[] for _ in words]  # type: list[list[int]]
+    scored: `arrays` are its own `(tokens, token_ids, token_word, word_text)`, `read[method]` its
+    `(maps, kept mass)`."""
+    tokens, token_ids, token_word, word_text = arrays
+    words = [str(t) for t in word_text]
+    spans: list[list[int]] = [[] for _ in words]
     for position, u in enumerate(np.asarray(token_word).tolist()):
         spans[u].append(position)
     return WordResult(
