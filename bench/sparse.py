@@ -1,13 +1,14 @@
-"""Benchmark the reduced store forms: bytes per example dense against top-k, the kept mass, and how
-far the aggregate statistics of a top-k store are from the dense store's.
+"""Benchmark the reduced store forms: bytes per example dense against top-k and word-pooled, the kept
+mass, and how far the aggregate statistics of a top-k store are from the dense store's.
 
     python -m bench.sparse              # n = 64, 512 (real MiniLM), 2048 (synthetic); 100 chatterbot lines
     python -m bench.sparse --quick      # fewer examples, one layer at n = 512 (the test suite runs it)
 
 Sizes: each length's examples are written as one part with the store's own writer (`write_part`),
-dense and `top-k=8,threshold=0.005` (HeadVis/Neuronpedia's choice), and the bytes of the files under
-the part's `scores/` and `topk/` folders (the maps, compressed as stored: zstd, float16) are divided
-by the examples. n = 64 and 512 are real MiniLM maps (all-MiniLM-L6-v2, value zeroing and
+dense, `top-k=8,threshold=0.005` (HeadVis/Neuronpedia's choice) and `words` (each example's maps
+pooled to its words by `ScoreResult.word_level`, with its word arrays), and the bytes of the files
+under the part's `scores/` and `topk/` folders and its word arrays (the maps, compressed as stored:
+zstd, float16) are divided by the examples. n = 64 and 512 are real MiniLM maps (all-MiniLM-L6-v2, value zeroing and
 attention) of chatterbot lines joined until the text has n tokens. MiniLM reads at most 512 tokens
 and SmolLM2 at 2048 takes many minutes per text on a CPU, so n = 2048 is synthetic: rows with a
 first-token sink, a diagonal, a local window decaying with distance and a skewed random rest (see
@@ -35,6 +36,7 @@ from vzcore.store.location import Location
 
 METHODS = ("value_zeroing", "attention")
 TOP_K = StoreForm("top-k")  # k=8, threshold=0.005
+WORDS = StoreForm("words")
 
 
 def synthetic_maps(rng: np.random.Generator, layers: int, n: int) -> np.ndarray:
@@ -70,23 +72,28 @@ def real_maps(handle, n: int, count: int, lines: list[str], layers) -> list[dict
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the texts are cut to n tokens on purpose
-        results = vzcore.score(handle, texts_of(handle.tokenizer, n, count, lines), methods=list(METHODS),
-                               layers=layers, max_length=n, batch_size=1)  # fmt: skip
-    return [dict(r.scores) for r in results]
+        return vzcore.score(handle, texts_of(handle.tokenizer, n, count, lines), methods=list(METHODS),
+                            layers=layers, max_length=n, batch_size=1)  # fmt: skip
 
 
-def part_bytes(maps: list[dict[str, np.ndarray]], form: StoreForm, where: Path) -> int:
-    """Write `maps` as one part in `form`; return the bytes of its maps (`scores/` and `topk/` files)."""
+def part_bytes(maps: list[dict[str, np.ndarray]], form: StoreForm, where: Path, results=None) -> int:
+    """Write `maps` as one part in `form` (`words`: `results` pooled to their words); return the bytes
+    of its maps (`scores/` and `topk/` files, and a words part's word arrays, which only it stores)."""
+    from vzcore.store.words import WORD_ARRAYS
     from vzcore.store.writer import ExampleOutcome, write_part
 
     outs = []
     for i, m in enumerate(maps):
         n = next(iter(m.values())).shape[-1]
-        outs.append(ExampleOutcome(i, tokens=["t"] * n, token_ids=[5] * n, word_ids=list(range(n)), scores=m))
+        if form.words:
+            outs.append(ExampleOutcome.from_words(i, results[i]))
+        else:
+            outs.append(ExampleOutcome(i, tokens=["t"] * n, token_ids=[5] * n, word_ids=list(range(n)), scores=m))
     layers = next(iter(maps[0].values())).shape[0]
     write_part(Location(str(where)), 0, outs, list(METHODS), causal=False, num_maps=layers, form=form)
     part = where / part_path(0)
-    return sum(f.stat().st_size for sub in ("scores", "topk") for f in (part / sub).rglob("*") if f.is_file())
+    subs = ("scores", "topk", *WORD_ARRAYS)
+    return sum(f.stat().st_size for sub in subs for f in (part / sub).rglob("*") if f.is_file())
 
 
 def masses(maps: list[dict[str, np.ndarray]], method: str) -> np.ndarray:
@@ -104,12 +111,19 @@ def size_rows(handle, quick: bool, counts: tuple[int, int, int], lines: list[str
     plan.append((2048, counts[2], "synthetic", None))
     rows = []
     for n, count, source, layers in plan:
+        results = None
         if source == "MiniLM":
-            maps = real_maps(handle, n, count, lines, layers)
+            results = real_maps(handle, n, count, lines, layers)
+            maps = [dict(r.scores) for r in results]
         else:
             maps = [{m: synthetic_maps(rng, 2 if quick else 6, n) for m in METHODS} for _ in range(count)]
         dense = part_bytes(maps, StoreForm(), tmp / f"d{n}")
         sparse = part_bytes(maps, TOP_K, tmp / f"s{n}")
+        words = "| (no words) | | "  # synthetic maps have no text to pool
+        if results is not None:
+            pooled = part_bytes(maps, WORDS, tmp / f"w{n}", results)
+            per_token = np.mean([len(r.word_level().words) / r.n for r in results])
+            words = f"| {pooled / count / 1024:,.1f} | {dense / pooled:,.2f}x | {per_token:.2f} "
         num_layers = next(iter(maps[0].values())).shape[0]
         kept = []
         for m in METHODS:
@@ -117,7 +131,7 @@ def size_rows(handle, quick: bool, counts: tuple[int, int, int], lines: list[str
             kept.append(f"{mass.mean():.3f} / {np.quantile(mass, 0.05):.3f} / {(mass >= 0.95).mean():.0%}")
         rows.append(
             f"| {n} | {source}, {num_layers} layer(s), {count} ex. | {dense / count / 1024:,.1f} | "
-            f"{sparse / count / 1024:,.1f} | {dense / sparse:,.1f}x | {' | '.join(kept)} |"
+            f"{sparse / count / 1024:,.1f} | {dense / sparse:,.1f}x {words}| {' | '.join(kept)} |"
         )
     return rows
 
@@ -175,23 +189,25 @@ def main(
     lines: int = typer.Option(100, help="chatterbot lines aggregated dense and top-k"),
     examples: str = typer.Option("16,2,2", help="examples at n = 64, 512, 2048"),
     sizes: bool = typer.Option(True, help="measure the sizes (--no-sizes: only the statistics)"),
+    threads: int = typer.Option(2, help="torch threads (sizes and masses do not depend on it)"),
 ) -> None:
     import torch
 
     import vzcore
     from jobs.score.data import chatterbot_lines
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(threads)
     t0 = time.perf_counter()
     corpus = chatterbot_lines()
     handle = vzcore.load_model("minilm")
     count = 12 if quick else lines
     counts = (2, 1, 1) if quick else tuple(int(x) for x in examples.split(","))
     with tempfile.TemporaryDirectory() as tmp:
-        print("# bytes of maps per example, dense vs top-8 >= 0.005 (float16, zstd), and the kept mass per row")
-        print("kept mass per row: mean / 5th percentile / share of rows keeping >= 0.95")
-        print("| n | maps from | dense KiB | top-k KiB | dense / top-k | kept: value_zeroing | kept: attention |")
-        print("|---|---|---|---|---|---|---|")
+        print("# bytes of maps per example, dense vs top-8 >= 0.005 vs words (float16, zstd), and top-k's kept mass")
+        print("kept mass per row: mean / 5th percentile / share of rows keeping >= 0.95; words: W / n per example")
+        print("| n | maps from | dense KiB | top-k KiB | dense / top-k | words KiB | dense / words | words per token "
+              "| kept: value_zeroing | kept: attention |")  # fmt: skip
+        print("|---|---|---|---|---|---|---|---|---|---|")
         for row in size_rows(handle, quick, counts, corpus, Path(tmp)) if sizes else []:  # type: ignore[arg-type]
             print(row, flush=True)
         print(f"\n# aggregate of {count} chatterbot lines on MiniLM: top-k store minus dense store (all lengths)")
@@ -204,7 +220,8 @@ def main(
     import os
 
     load = os.getloadavg()[0]
-    print(f"\nseconds: {time.perf_counter() - t0:.0f} (torch threads 2; 2 cores shared, load average {load:.1f})")
+    took = time.perf_counter() - t0
+    print(f"\nseconds: {took:.0f} (torch threads {threads}; 2 cores shared, load average {load:.1f})")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import numpy as np
 
 from vzcore.fonts import label_fonts
 from vzcore.maps import FRAMES
-from vzcore.result import ScoreResult, Seq2SeqResult
+from vzcore.result import ScoreResult, Seq2SeqResult, WordResult
 from vzcore.tokens import sequence_texts
 
 __all__ = ["heatmap", "label_step", "pair_figure", "result_figure", "wrap_title"]
@@ -92,7 +92,7 @@ def result_figure(
     missing = [layer for layer in layers if layer not in stored]
     if missing:
         raise ValueError(f"layers {missing} were not scored; this result holds layers {stored}")
-    if words:
+    if words or isinstance(result, WordResult):  # a word-pooled store's examples are word maps already
         word_view = result.word_level()
         labels, scores = word_view.words, word_view.scores
     else:
@@ -113,12 +113,19 @@ def result_figure(
                 f"{method}, layer {layer}",
                 step=step,
                 fontfamily=fonts,
-                unit="frame" if result.site.sources.name == FRAMES.name else "token",
+                unit=_unit(result),
             )
     if title:
         font = {"fontfamily": fonts} if fonts else {}
         fig.suptitle(wrap_title(title, side * cols + 1), fontsize=10, **font)
     return fig
+
+
+def _unit(result: ScoreResult | WordResult) -> str:
+    """Name what a column of a result's heatmap is: a word (of a word-pooled store), an audio frame or a token."""
+    if isinstance(result, WordResult):
+        return "word"
+    return "frame" if result.site.sources.name == FRAMES.name else "token"
 
 
 def _stream_labels(result: Seq2SeqResult, stream: str) -> list[str]:

@@ -10,7 +10,7 @@ import numpy as np
 from vzcore.maps import Site, self_site
 from vzcore.tokens import Scheme, guess_scheme, sequence_texts, span_text
 
-__all__ = ["ScoreResult", "Seq2SeqResult", "SiteMaps", "WordResult"]
+__all__ = ["ScoreResult", "Seq2SeqResult", "SiteMaps", "WordResult", "word_units"]
 
 
 @dataclass
@@ -72,14 +72,8 @@ class ScoreResult:
         """
         if self.source_spans is not None:
             raise ValueError("span maps have spans for columns already: word_level() groups the tokens of square maps")
-        units: list[tuple] = []
-        index: list[int] = []
-        for k, w in enumerate(self.word_ids or [None] * self.n):
-            key = ("word", w) if w is not None else ("token", k)
-            if key not in units:
-                units.append(key)
-            index.append(units.index(key))
-        index_arr = np.asarray(index)
+        index_arr = word_units(self.word_ids, self.n)
+        units = range(int(index_arr.max()) + 1 if self.n else 0)
         member = np.zeros((len(units), self.n), dtype=np.float64)  # `[words, n]`
         member[index_arr, np.arange(self.n)] = 1.0
         scheme = guess_scheme(self.tokens)
@@ -91,19 +85,77 @@ class ScoreResult:
                 warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN (unscored) words stay NaN
                 means = [np.nanmean(summed[:, member[u] > 0], axis=1) for u in range(len(units))]
             scores[method] = np.stack(means, 1).astype(np.float32)  # `[L, W, W]`
-        return WordResult(words=labels, layers=self.layers, scores=scores)
+        spans = [np.flatnonzero(member[u] > 0).tolist() for u in units]
+        return WordResult(
+            words=labels,
+            layers=self.layers,
+            scores=scores,
+            spans=spans,
+            tokens=list(self.tokens),
+            token_ids=list(self.token_ids),
+            text=self.text,
+            truncated=self.truncated,
+            site=self.site,
+        )
 
     def _unit_label(self, tokens: np.ndarray, scheme: Scheme) -> str:
         return span_text([self.tokens[k] for k in np.flatnonzero(tokens)], scheme)
 
 
+def word_units(word_ids: list[int | None] | None, n: int) -> np.ndarray:
+    """Return `[n]`: each token's unit, the units numbered in order of first appearance. A unit is a
+    word (tokens sharing a word id) or a token outside any word (a special token such as [CLS] or BOS,
+    or every token when the tokenizer knows no words): `ScoreResult.word_level`'s grouping."""
+    units: dict[tuple, int] = {}
+    index = [
+        units.setdefault(("word", w) if w is not None else ("token", k), len(units))
+        for k, w in enumerate(word_ids or [None] * n)
+    ]
+    return np.asarray(index, dtype=np.int64)
+
+
 @dataclass
 class WordResult:
-    """Word-level maps `[layer, target word, source word]`."""
+    """Word-level maps `[layer, target word, source word]`: `ScoreResult.word_level()`'s view, or an
+    example of a word-pooled store (`vz score --store words`), which holds only these.
+
+    Row `u` is the mean of word `u`'s tokens' rows (its scored ones: NaN where none was scored), a
+    column the sum over that word's tokens, so rows still sum to 1. `spans[u]` are the token
+    positions of word `u` (ascending), `tokens` and `token_ids` the pieces it was pooled from.
+    """
 
     words: list[str]
     layers: list[int]
-    scores: dict[str, np.ndarray]
+    scores: dict[str, np.ndarray]  # method -> `[layers, W, W]`
+    spans: list[list[int]] = field(default_factory=list)  # token positions of each word
+    tokens: list[str] = field(default_factory=list)
+    token_ids: list[int] = field(default_factory=list)
+    text: str | None = None
+    truncated: bool = False
+    site: Site = field(default_factory=lambda: self_site(causal=False))  # the token maps' site
+    # Read from a store: method -> `[layers, W]` each word row's sum as stored (NaN where not held).
+    kept_mass: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        """Return the number of words: the rows and columns of every map."""
+        return len(self.words)
+
+    @property
+    def labels(self) -> list[str]:
+        """Return each word's display text (as `ScoreResult.labels` is each token's)."""
+        return list(self.words)
+
+    @property
+    def scored_rows(self) -> np.ndarray:
+        """Return `[W]`: the word rows that hold scores (no NaN in any method and layer)."""
+        if not self.scores:
+            return np.ones(self.n, dtype=bool)
+        return ~np.any([np.isnan(s).any(axis=(0, 2)) for s in self.scores.values()], axis=0)
+
+    def word_level(self) -> WordResult:
+        """Return itself: its maps are over words already (so readers of either result read both)."""
+        return self
 
 
 @dataclass

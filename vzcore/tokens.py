@@ -36,6 +36,7 @@ __all__ = [
     "decode_piece",
     "display_text",
     "guess_scheme",
+    "joined_piece",
     "sequence_texts",
     "span_text",
     "token_text",
@@ -157,6 +158,19 @@ def span_text(pieces: Sequence[str], scheme: Scheme | None = None) -> str:
     """Return the display text of consecutive pieces decoded as one (a word), e.g. `caf`, `Ã©` -> `café`."""
     scheme = scheme or guess_scheme(pieces)
     return display_text(b"".join(_piece_bytes(p, scheme) for p in pieces).decode("utf-8", errors="replace"))
+
+
+def joined_piece(pieces: Sequence[str], scheme: Scheme | None = None) -> str:
+    """Return one piece in `scheme` that stands for `pieces` decoded together (a word's pieces as one
+    type: `Ġcaf`, `Ã©` -> `ĠcafÃ©`; `play`, `##ing` -> `playing`), so `token_text(joined)` reads as
+    `span_text(pieces)`."""
+    scheme = scheme or guess_scheme(pieces)
+    raw = b"".join(_piece_bytes(p, scheme) for p in pieces)
+    if scheme == "byte_level":
+        encoder = {b: c for c, b in _byte_decoder().items()}
+        return "".join(encoder[b] for b in raw)
+    text = raw.decode("utf-8", errors="replace")
+    return text.replace(" ", "▁") if scheme == "sentencepiece" else text
 
 
 def sequence_texts(pieces: Sequence[str], scheme: Scheme | None = None) -> list[str]:

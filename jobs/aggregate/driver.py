@@ -101,26 +101,26 @@ def _blocks(reader, methods, max_values: int):
 
     `block` has the scored examples' `length` `[E]` and `values[method]`: E flat arrays packed as
     dense v3 maps (a reduced part is made dense by the reader: rows not held NaN, entries not kept 0).
+    A words part's units are its words (`PartReader.unit_types`): lengths, ids and pieces are theirs.
     """
 
     m = len(reader.example_id)
-    vo, to = reader.dense_offset, reader.token_offset  # blocks sized by their dense values
+    # Blocks sized by their dense values; a unit is a row of the maps: a token, or a words part's word.
+    vo, to = reader.dense_offset, reader.unit_offset
     start = 0
     while start < m:
         stop = int(np.searchsorted(vo, vo[start] + max_values, side="right")) - 1
         stop = min(max(stop, start + 1), m)
         ks = np.flatnonzero(reader.status[start:stop] == STATUS_SCORED) + start
         if len(ks):
-            t0, t1 = int(to[start]), int(to[stop])
             first, last = int(reader.example_id[start]), int(reader.example_id[stop - 1])
             span = f"example {first}" if first == last else f"examples {first}..{last}"
-            token_ids = reader.array("token_ids", slice(t0, t1), span)
-            pieces = reader.array("tokens", slice(t0, t1), span)
-            take = np.concatenate([np.arange(to[k], to[k + 1]) for k in ks]) - t0
+            token_ids, pieces = reader.unit_types(start, stop, span)
+            take = np.concatenate([np.arange(to[k], to[k + 1]) for k in ks]) - int(to[start])
             values = {meth: reader.packed_values(start, stop, ks, meth, span) for meth in methods}
             ids = np.asarray(token_ids[take], dtype=np.int64)
             block = {
-                "length": np.asarray(reader.length[ks], dtype=np.int64),
+                "length": np.diff(to)[ks].astype(np.int64),
                 "example_id": np.asarray(reader.example_id[ks], dtype=np.int64),
                 "values": values,
             }

@@ -230,7 +230,10 @@ def score_command(
     address: AddressOption = None,
     precision: str = typer.Option("float32", help="float32, bfloat16, or tf32 (CUDA only)"),
     store_dtype: str = typer.Option("float16", help="float16 or float32"),
-    store: str = typer.Option("dense", help="dense, top-k=K,threshold=T, or auto (top-8 >= 0.005 above 1024 tokens)"),
+    store: str = typer.Option(
+        "dense",
+        help="dense, top-k=K,threshold=T, auto (top-8 >= 0.005 above 1024 tokens), or words (maps pooled to words)",
+    ),
     targets: str = typer.Option("all", help="rows to score and store: all, last (plain token), mask, column=NAME"),
     storage_option: StorageOption = None,
     overwrite: bool = typer.Option(False, help="replace a store made by another run"),

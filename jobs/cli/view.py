@@ -83,6 +83,11 @@ def view_command(
                 f"{path} holds an encoder-decoder's sites ({', '.join(opened.sites)}); the viewer reads single-site"
                 " stores: draw an example with `vz show STORE --example ID [--site NAME]`"
             )
+        if opened.info.form.words:  # the pages draw token maps and group them into words themselves
+            raise fail(
+                f"{path} holds maps pooled to words (vz score --store words); the viewer reads token maps: draw an"
+                " example with `vz show STORE --example ID`, ask a word's rows with `vz query rows STORE --word W`"
+            )
         if aggregate is None and "://" not in path and (default_out(path) / "layers.parquet").is_file():
             aggregate = str(default_out(path))
         return ViewData(opened, aggregate)

@@ -117,10 +117,13 @@ def _form_line(job: CheckedJob, lengths: np.ndarray) -> str:
             f"{job.form.dense_max_tokens} tokens and are stored as top-{job.form.k} sources per row at or above "
             f"{job.form.threshold:g} (the kept mass per row is stored); the others dense"
         )
+    elif job.form.words:
+        said.append(f"--store words: {job.form.describe()}, with each word's tokens and text")
     elif job.form.reduced:
         said.append(f"--store {job.form.describe()} (the kept mass per row is stored)")
     if not job.targets.all_rows:
-        said.append(f"--targets {job.targets.kind}: only those rows are scored and stored")
+        held = "the words holding them" if job.form.words else "those rows"
+        said.append(f"--targets {job.targets.kind}: only those rows are scored, and {held} stored")
     return "; ".join(said)
 
 

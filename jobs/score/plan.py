@@ -51,7 +51,8 @@ def plan_parts(
 
     A reduced store is sized by what it keeps: a top-k example (`form`) by `2K + 4` float16 values a
     row (values, sources, count and mass), one row per example with `last_row_only` (`--targets
-    last`); a dense store of every row is planned as before."""
+    last`); a dense store of every row is planned as before, and so is a words store (a text has at
+    most as many words as tokens, unknown before it is scored)."""
     sizes = [_stored_values(n, layers, causal, form, last_row_only) for n in np.asarray(lengths, np.int64).tolist()]
     return cut_parts(sizes, part_mb=part_mb, part_size=part_size, start=start, first_part=first_part)
 

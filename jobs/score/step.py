@@ -236,13 +236,24 @@ def score_examples(
                     reason = f"{type(err).__name__}: {err}"[:500]
                     outcomes[item[0]] = ExampleOutcome.failed(item[0], reason)
         for (i, _), res in results:
-            held = None if spec.targets.all_rows else np.flatnonzero(res.scored_rows).tolist()
-            outcomes[i] = ExampleOutcome.from_result(i, res, rows=held)
+            outcomes[i] = _outcome(i, res, spec)
         if progress:
             progress(len(batch), sum(len(r.token_ids) for _, r in results))
         results = res = None  # free this batch's float32 maps before trimming
         bound_freed_memory()  # or a worker's memory creeps up with the corpus (see vzcore.allocator)
     return [outcomes[i] for i in sorted(outcomes)], halvings
+
+
+def _outcome(i: int, res, spec: ScoreSpec) -> ExampleOutcome:
+    """Return what the part stores of one scored example: its maps (its held rows), or its word maps
+    (`--store words`: `ScoreResult.word_level()`, pooled here so a part holds its words, not its tokens)."""
+    if spec.form.words:
+        try:
+            return ExampleOutcome.from_words(i, res, targeted=not spec.targets.all_rows)
+        except ValueError as err:  # a causal example whose words are not runs of tokens
+            return ExampleOutcome.failed(i, str(err))
+    held = None if spec.targets.all_rows else np.flatnonzero(res.scored_rows).tolist()
+    return ExampleOutcome.from_result(i, res, rows=held)
 
 
 def _targets(handle, batch, spec: ScoreSpec, given: dict) -> list[list[int] | str]:

@@ -62,6 +62,11 @@ def check_job(cfg: JobConfig) -> CheckedJob:
     model, tokenizer = _inspect_model(cfg)
     _check_max_length(cfg, model, tokenizer)
     _check_applicable(cfg, model)
+    if form.words and not getattr(tokenizer, "is_fast", False):
+        raise JobError(
+            f"--store words: the tokenizer of {cfg.model} is not a fast tokenizer, so it gives no word boundaries "
+            "and every token would be a word of its own; store the token maps (--store dense, auto or top-k)"
+        )
     if targets.kind == "mask" and getattr(tokenizer, "mask_token_id", None) is None:
         raise JobError(f"--targets mask: the tokenizer of {cfg.model} has no mask token; use --targets last or all")
     layers = _check_layers(cfg, model.geometry.num_layers)

@@ -74,6 +74,7 @@ def test_sparse_benchmark_compares_dense_and_top_k_bytes_and_statistics():
     out = _run("bench.sparse")
     assert "| 64 | MiniLM" in out and "| 2048 | synthetic" in out and "| agreement (Spearman of the pair) |" in out
     assert "| NO |" not in out  # every mass statistic within its bound
+    assert "dense / words" in out and "| (no words) |" in out  # word-pooled bytes on the real maps
 
 
 def test_long_benchmark_prints_time_and_memory_growth():

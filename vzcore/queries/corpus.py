@@ -28,7 +28,7 @@ from typing import get_args
 import numpy as np
 
 from vzcore.maps import layer_position
-from vzcore.result import ScoreResult
+from vzcore.result import ScoreResult, WordResult, word_units
 from vzcore.statistics.rows import MIN_ROW_ENTRIES, example_masses
 from vzcore.store.errors import StoreError
 from vzcore.store.layout import STATUS_SCORED
@@ -75,10 +75,8 @@ _NEEDS = {"token_mass": "token", "word_mass": "word"}  # the statistics that nee
 def _units(word_ids: np.ndarray) -> list[np.ndarray]:
     """Return the token positions of each unit of one example, in `ScoreResult.word_level` order:
     a word is its tokens' shared `word_id` (>= 0); a token with none (-1) is a unit of its own."""
-    units: dict[tuple[str, int], list[int]] = {}
-    for k, w in enumerate(word_ids.tolist()):
-        units.setdefault(("word", w) if w >= 0 else ("token", k), []).append(k)
-    return [np.asarray(ks) for ks in units.values()]
+    index = word_units([None if w < 0 else int(w) for w in word_ids.tolist()], len(word_ids))
+    return [np.flatnonzero(index == u) for u in range(int(index.max()) + 1 if len(index) else 0)]
 
 
 @dataclass(frozen=True)
@@ -194,6 +192,15 @@ def _layer_index(store: Store, layer: int) -> int:
         raise StoreError(str(err)) from None
 
 
+def _check_tokens(store: Store, what: str) -> None:
+    """Refuse a question about token rows or columns of a words store (`--store words`): it holds word maps."""
+    if store.info.form.words:
+        raise StoreError(
+            f"{store.path} holds maps pooled to words (--store words), not token maps: {what} needs token rows; "
+            "ask for a word's rows (word_rows(..., sources='word'), `vz query rows --word W`)"
+        )
+
+
 def _check_method(store: Store, method: str) -> None:
     if method not in store.methods:
         raise StoreError(f"store has no method {method!r}; it holds {store.methods}")
@@ -214,6 +221,7 @@ def token_rows(store: Store, token: str | int, layer: int, method: str):
     `example_id, position, source_position, source_token, weight`, one row per (occurrence, source)."""
     li = _layer_index(store, layer)
     _check_method(store, method)
+    _check_tokens(store, "a token's rows")
     query = _query(token, None, False)
     chunks: dict[str, list] = {c: [] for c in ROW_COLUMNS}
     for occurrences, eid, result in _hits(store, method, query):
@@ -237,6 +245,8 @@ def word_rows(store: Store, word: str, layer: int, method: str, *, ignore_case: 
         raise StoreError(f"unknown sources {sources!r}; choose from: word, token")
     li = _layer_index(store, layer)
     _check_method(store, method)
+    if sources == "token":
+        _check_tokens(store, "sources='token'")
     query = _query(None, word, ignore_case)
     columns = WORD_ROW_COLUMNS if sources == "word" else WORD_TOKEN_ROW_COLUMNS
     chunks: dict[str, list] = {c: [] for c in columns}
@@ -272,6 +282,15 @@ def word_rows(store: Store, word: str, layer: int, method: str, *, ignore_case: 
                 chunks["source_text"].append(np.asarray(labels, dtype=object))
             chunks["weight"].append(row)
     return _frame(columns, chunks)
+
+
+def _special_units(result: ScoreResult | WordResult, special_ids: np.ndarray) -> np.ndarray:
+    """Return `[n]`: which units (columns) are special tokens: a token map's special tokens, or a word
+    map's units that are one special token each ([CLS], BOS: `word_level` keeps them units of their own)."""
+    special = np.isin(np.asarray(result.token_ids, dtype=np.int64), special_ids)
+    if not isinstance(result, WordResult):
+        return special
+    return np.asarray([len(s) == 1 and bool(special[s[0]]) for s in result.spans], dtype=bool)
 
 
 def top_examples(
@@ -310,6 +329,8 @@ def top_examples(
         raise StoreError(f"min_tokens must be at least 1, not {min_tokens}")
     li = _layer_index(store, layer)
     _check_method(store, method)
+    if token is not None:
+        _check_tokens(store, "token_mass")
     query = _query(token, word, ignore_case) if needs else None
     column = STATISTICS[statistic]
     special_ids = np.asarray(store.special_token_ids, dtype=np.int64)
@@ -347,11 +368,11 @@ def top_examples(
         for block in reader.iter_results([method], ids=ids):
             for eid, result in block:
                 if found is None:
-                    mask = np.isin(np.asarray(result.token_ids, dtype=np.int64), special_ids)
+                    mask = _special_units(result, special_ids)
                 else:
                     mask = np.zeros(result.n, dtype=bool)
-                    for occ in found[eid]:
-                        mask[occ.positions] = True
+                    for occ in found[eid]:  # a words store's columns are words: the word's own
+                        mask[occ.unit if isinstance(result, WordResult) else occ.positions] = True
                 values = example_masses(result.scores[method][li], store.causal, mask)
                 if values is not None:  # None: no row counts (every one unscored)
                     offer(float(values[column]), eid, result.n)

@@ -1,11 +1,13 @@
-"""Reduced forms of stored maps (layout v4, docs/store-layout.md): top-k rows and targeted rows.
+"""Reduced forms of stored maps (layout v4, docs/store-layout.md): top-k rows, targeted rows, words.
 
 A dense example stores every valid entry of every row it holds (v3's packing, `layout.pack_maps`).
 A top-k example stores, per row, the `k` largest sources at or above `threshold`, as CSR arrays:
 a count per row (row offsets are their running sum), the kept sources' indices (ascending within a
 row) and values, and the row's *kept mass*: the sum of the kept values as stored. A row of a
 row-normalised method sums to 1, so `1 - mass` is what the row lost. `auto` stores an example
-dense up to `AUTO_DENSE_MAX_TOKENS` tokens and top-k above.
+dense up to `AUTO_DENSE_MAX_TOKENS` tokens and top-k above. `words` stores every example's maps
+pooled to its words exactly as `vzcore.ScoreResult.word_level` pools them, dense over the words
+(`vzcore.store.words`).
 
 Which rows an example holds (all of them, or only its target rows) is recorded per example
 (`rows`); a row not held reads back as NaN, exactly as `vzcore.score(targets=...)` leaves it.
@@ -28,6 +30,8 @@ __all__ = [
     "FORM_DENSE",
     "FORM_NAMES",
     "FORM_TOP_K",
+    "FORM_WORDS",
+    "STORE_KINDS",
     "TARGET_KINDS",
     "StoreForm",
     "TopKRows",
@@ -40,7 +44,9 @@ __all__ = [
 # Per-example form codes (the part array `form`).
 FORM_DENSE = 0
 FORM_TOP_K = 1
-FORM_NAMES = {FORM_DENSE: "dense", FORM_TOP_K: "top-k"}
+FORM_WORDS = 2  # dense over the example's words (`[L, W, W]`), with its word units (`vzcore.store.words`)
+FORM_NAMES = {FORM_DENSE: "dense", FORM_TOP_K: "top-k", FORM_WORDS: "words"}
+STORE_KINDS = ("dense", "top-k", "auto", "words")
 
 AUTO_DENSE_MAX_TOKENS = 1024  # `auto`: examples up to this many tokens are stored dense, longer ones top-k
 # HeadVis and Neuronpedia keep the 8 largest sources of a row, dropping those below 0.005.
@@ -53,7 +59,8 @@ TARGET_KINDS = ("all", "last", "mask", "column")
 
 @dataclass(frozen=True)
 class StoreForm:
-    """How a run stores maps: `dense`, `top-k` (k, threshold), or `auto` (dense up to `dense_max_tokens`)."""
+    """How a run stores maps: `dense`, `top-k` (k, threshold), `auto` (dense up to `dense_max_tokens`),
+    or `words` (every example pooled to its words)."""
 
     kind: str = "dense"
     k: int = DEFAULT_TOP_K
@@ -61,8 +68,8 @@ class StoreForm:
     dense_max_tokens: int = AUTO_DENSE_MAX_TOKENS
 
     def __post_init__(self) -> None:
-        if self.kind not in ("dense", "top-k", "auto"):
-            raise ValueError(f"unknown store form {self.kind!r}; choose from: dense, top-k=K,threshold=T, auto")
+        if self.kind not in STORE_KINDS:
+            raise ValueError(f"unknown store form {self.kind!r}; choose from: dense, top-k=K,threshold=T, auto, words")
         if self.k < 1:
             raise ValueError(f"top-k needs k >= 1, not {self.k}")
         if not np.isfinite(self.threshold) or self.threshold < 0:
@@ -75,11 +82,20 @@ class StoreForm:
 
     def form_of(self, n: int) -> int:
         """Return the form code an example of `n` tokens is stored in."""
+        if self.kind == "words":
+            return FORM_WORDS
         if self.kind == "dense" or (self.kind == "auto" and n <= self.dense_max_tokens):
             return FORM_DENSE
         return FORM_TOP_K
 
+    @property
+    def words(self) -> bool:
+        """Whether every example is stored pooled to its words."""
+        return self.kind == "words"
+
     def describe(self) -> str:
+        if self.kind == "words":
+            return "word-pooled maps (sum over a source word's tokens, mean over a target word's)"
         top = f"top-{self.k} sources per row at or above {self.threshold:g}"
         if self.kind == "auto":
             return f"dense up to {self.dense_max_tokens} tokens, {top} above"
@@ -87,8 +103,8 @@ class StoreForm:
 
     def to_attr(self) -> dict:
         """The root attribute `store_form` (JSON)."""
-        if self.kind == "dense":
-            return {"kind": "dense"}
+        if self.kind in ("dense", "words"):
+            return {"kind": self.kind}
         attr: dict = {"kind": self.kind, "k": self.k, "threshold": self.threshold}
         if self.kind == "auto":
             attr["dense_max_tokens"] = self.dense_max_tokens
@@ -101,18 +117,23 @@ class StoreForm:
             return cls()
         attr = dict(attr)
         kind = attr.pop("kind", None)
-        if kind not in ("dense", "top-k", "auto") or set(attr) - {"k", "threshold", "dense_max_tokens"}:
-            raise ValueError(f"unknown store form {dict(attr, kind=kind)}; this vzcore reads dense, top-k and auto")
+        if kind not in STORE_KINDS or set(attr) - {"k", "threshold", "dense_max_tokens"}:
+            raise ValueError(f"unknown store form {dict(attr, kind=kind)}; this vzcore reads {', '.join(STORE_KINDS)}")
         return cls(kind, **attr)
 
 
 def parse_store_form(text: str) -> StoreForm:
-    """Parse `--store`: `dense`, `auto`, or `top-k=K,threshold=T` (either part may be left out)."""
+    """Parse `--store`: `dense`, `auto`, `words`, or `top-k=K,threshold=T` (either part may be left out)."""
     text = text.strip()
-    if text in ("dense", "auto"):
+    if text in ("dense", "auto", "words"):
         return StoreForm(text)
+    if text.startswith("words"):  # a word map is stored dense over its words: nothing to combine it with
+        raise ValueError(
+            f"--store {text!r}: words takes no options and combines with no other form (a word map is stored "
+            "dense over its words); use --store words, or top-k=K,threshold=T on token maps"
+        )
     if not text.startswith("top-k"):
-        raise ValueError(f"--store must be dense, auto or top-k=K,threshold=T; not {text!r}")
+        raise ValueError(f"--store must be dense, auto, words or top-k=K,threshold=T; not {text!r}")
     k, threshold = DEFAULT_TOP_K, DEFAULT_TOP_K_THRESHOLD
     for item in filter(None, text.removeprefix("top-k").split(",")):
         key, _, value = item.partition("=")

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from vzcore.maps import self_site
-from vzcore.result import ScoreResult, Seq2SeqResult
+from vzcore.result import ScoreResult, Seq2SeqResult, WordResult
 from vzcore.store.completion import PartInfo, store_parts
 from vzcore.store.errors import ExampleNotScoredError, StoreError
 from vzcore.store.layout import (
@@ -31,6 +31,7 @@ from vzcore.store.pairreader import SiteGroup, describe_sites, read_pairs, squar
 from vzcore.store.reduced import PartRows, read_dense
 from vzcore.store.root import RootAttrs
 from vzcore.store.tables import PART_ARRAYS, part_tables, read_table, table_files
+from vzcore.store.words import PartWords, word_result, word_types
 
 __all__ = ["ExampleNotScoredError", "PartReader", "Store", "StoreError", "open_part", "open_store"]
 
@@ -152,7 +153,9 @@ class Store:
 
     def example(self, example_id: int, methods: Sequence[str] | str | None = None) -> Any:
         """Return one example's tokens and `[layers, n, n]` maps as a `vzcore.ScoreResult`; from a v5
-        store, its streams and each site's maps as a `vzcore.result.Seq2SeqResult` (`.sites[name].scores`)."""
+        store, its streams and each site's maps as a `vzcore.result.Seq2SeqResult` (`.sites[name].scores`);
+        from a words store (`--store words`), its `[layers, W, W]` word maps as the `vzcore.WordResult`
+        that `ScoreResult.word_level()` gave when it was scored."""
         methods = self._methods(methods)
         info = self.part_of(int(example_id))
         if not info.done_for(methods):
@@ -168,12 +171,13 @@ class Store:
         if isinstance(result, Seq2SeqResult):
             raise StoreError(f"{self.path} holds sites {self.sites}: take store.site(name).xarray(id) (square sites)")
         n = result.n
+        labels = result.words if isinstance(result, WordResult) else result.tokens  # a words store's rows are words
         coords = {
             "layer": result.layers,
             "target": np.arange(n),
             "source": np.arange(n),
-            "target_token": ("target", list(result.tokens)),
-            "source_token": ("source", list(result.tokens)),
+            "target_token": ("target", list(labels)),
+            "source_token": ("source", list(labels)),
         }
         data = {m: (("layer", "target", "source"), v) for m, v in result.scores.items()}
         attrs = {"example_id": int(example_id), "text": result.text or "", "truncated": int(result.truncated)}
@@ -265,6 +269,7 @@ class PartReader:
         self.token_offset = self.array("token_offset")
         self.value_offset = self.array("value_offset")
         self.failures: dict = dict(group.attrs.get("failures", {}))
+        self.words = PartWords(self) if info.form.words else None  # a words part: each example's word count
         self.rows = PartRows(self, info.reduced)  # which rows each example holds, and in which form
         self.dense_offset = self.rows.dense_offset  # each example's values once made dense (v3: `value_offset`)
 
@@ -331,6 +336,11 @@ class PartReader:
         token_ids = self.array("token_ids", slice(t0, t1), span)
         word_ids = self.array("word_ids", slice(t0, t1), span)
         tokens = self.array("tokens", slice(t0, t1), span)
+        words = self.words
+        if words is not None:  # a words part: each token's word, each word's text (one slice each)
+            token_word = self.array("token_word", slice(t0, t1), span)
+            u0, u1 = int(words.offset[a]), int(words.offset[b])
+            word_text = self.array("word_text", slice(u0, u1), span)
         dense = read_dense(self, a, b, methods, span)
         layers = self.info.layers
         site = self_site(self.info.causal)  # a v3 store holds one site: self-attention over each example's tokens
@@ -341,6 +351,10 @@ class PartReader:
             n = int(self.length[k])
             ts = slice(int(self.token_offset[k]) - t0, int(self.token_offset[k + 1]) - t0)
             read = {meth: dense[meth][k - a] for meth in methods}
+            if words is not None:  # a words part: the example as `word_level()` gave it
+                us = slice(int(words.offset[k]) - u0, int(words.offset[k + 1]) - u0)
+                yield eid, word_result(self, k, (tokens[ts], token_ids[ts], token_word[ts], word_text[us]), read, text)
+                continue
             scores = {meth: maps for meth, (maps, _) in read.items()}  # type: ignore[misc]
             scored = ~np.any([np.isnan(s).any(axis=(0, 2)) for s in scores.values()], axis=0)
             yield (
@@ -365,12 +379,25 @@ class PartReader:
         (`layout.pack_maps`), whatever form they are stored in: rows not held are NaN, entries not kept 0.
 
         What the statistics read (`vzcore.statistics.ExampleBlock.values`): one slice per array."""
-        if not self.info.reduced:
+        if not self.info.reduced or (self.words is not None and self.info.targets is None):  # stored as v3 packs
             v0, v1 = int(self.value_offset[a]), int(self.value_offset[b])
             flat = self.array(f"{SCORES_GROUP}/{method}", slice(v0, v1), span)
             return [flat[self.value_offset[k] - v0 : self.value_offset[k + 1] - v0] for k in ks]
         dense = read_dense(self, a, b, [method], span)[method]
         return [pack_maps(dense[k - a][0], self.info.causal) for k in ks]  # type: ignore[index]
+
+    @property
+    def unit_offset(self) -> np.ndarray:
+        """`[m+1]`: where each example's units (its maps' rows: tokens, or a words part's words) start."""
+        return self.token_offset if self.words is None else self.words.offset
+
+    def unit_types(self, a: int, b: int, span: str) -> tuple[np.ndarray, np.ndarray]:
+        """Return `(ids, pieces)` of every unit of examples `a..b-1`, what the statistics' per-type
+        tables and special and punctuation masks read: their tokens, or their words (`words.word_types`)."""
+        if self.words is not None:
+            return word_types(self, a, b, span)
+        t0, t1 = int(self.token_offset[a]), int(self.token_offset[b])
+        return self.array("token_ids", slice(t0, t1), span), self.array("tokens", slice(t0, t1), span)
 
     def examples_frame(self):
         """Return this part's rows of the examples table (without `text`, which only the tables hold)."""

@@ -1,6 +1,7 @@
 """Read a part's maps back dense, whatever form they were stored in (docs/store-layout.md).
 
-v1-v3 parts and dense v4 examples hold every valid entry of the rows they keep; top-k v4 examples
+v1-v3 parts and dense v4 examples hold every valid entry of the rows they keep (a words example:
+of its word map's rows, `vzcore.store.words`); top-k v4 examples
 hold CSR rows (`vzcore.store.forms`). Both come back as `[L, n, n]` float32 maps: entries not kept
 are 0, rows not held are NaN (as `vzcore.score(targets=...)` leaves them), and each row's kept
 mass `[L, n]` (the sum of what is stored: a dense row's sum, a top-k row's stored mass; NaN for a
@@ -15,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from vzcore.store.errors import StoreError
-from vzcore.store.forms import FORM_DENSE, FORM_NAMES, FORM_TOP_K, held_positions, top_k_dense
+from vzcore.store.forms import FORM_NAMES, FORM_TOP_K, held_positions, top_k_dense
 from vzcore.store.layout import SCORES_GROUP, TOP_K_GROUP, packed_size, unpack_maps
 
 __all__ = ["DenseMaps", "PartRows", "check_reduced", "read_dense"]
@@ -31,7 +32,8 @@ class PartRows:
     def __init__(self, reader: Any, reduced: bool) -> None:
         m = len(reader.length)
         self.reduced = reduced
-        self.length = reader.length.astype(np.int64)
+        # Each example's maps are `[L, n, n]` over its tokens, or over its words in a words part.
+        self.length = reader.length.astype(np.int64) if reader.words is None else reader.words.size
         if reduced:
             self.form = reader.array("form").astype(np.int8)
             self.row_offset = reader.array("row_offset").astype(np.int64)
@@ -80,7 +82,7 @@ def read_dense(reader: Any, a: int, b: int, methods: Sequence[str], span: str) -
                 maps.append(None)
                 continue
             held = rows.held(k)
-            if rows.form[k] == FORM_DENSE:
+            if rows.form[k] != FORM_TOP_K:  # dense over its tokens, or over its words
                 values = flat[int(reader.value_offset[k]) - v0 : int(reader.value_offset[k + 1]) - v0]
                 if not rows.reduced:
                     x = unpack_maps(values, n, n, num_maps, causal).astype(np.float32)
@@ -139,7 +141,7 @@ def check_reduced(reader: Any, methods: Sequence[str], k: int) -> int:
         held = rows.held(e)
         if len(held) and (held[0] < 0 or held[-1] >= n or (np.diff(held) <= 0).any()):
             raise StoreError(f"part {part}: example {int(reader.example_id[e])} holds rows outside its {n} tokens")
-        if rows.form[e] == FORM_DENSE:
+        if rows.form[e] != FORM_TOP_K:
             want += num_maps * len(held_positions(held, n, causal))
     for meth in methods:
         if not (rows.form == FORM_TOP_K).any():

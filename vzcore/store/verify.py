@@ -3,7 +3,8 @@
 A damaged chunk (a truncated file, a bad copy) is found by decompressing every array of every
 complete part; a part whose arrays disagree with each other (offsets against lengths) or whose
 texts in `tables/` no longer hash to the part's `data_hash` is broken too; so is a reduced (v4)
-part whose rows or top-k arrays disagree with its examples (`vzcore.store.reduced.check_reduced`).
+part whose rows or top-k arrays disagree with its examples (`vzcore.store.reduced.check_reduced`), or
+whose words disagree with its tokens (`vzcore.store.words.check_words`).
 `repair=True` unmarks a broken part (no method complete, its example arrays not reusable), so that the next scoring run
 rewrites exactly those parts, and rewrites the completion index from the parts (which it also
 checks: an index that disagrees with a part is reported). The caller must be the store's only
@@ -23,6 +24,7 @@ from vzcore.store.layout import EXAMPLE_ARRAYS, SCORES_GROUP, TOKEN_ARRAYS, pack
 from vzcore.store.reader import Store, open_part, open_store
 from vzcore.store.reduced import check_reduced
 from vzcore.store.sites import PAIR_EXAMPLE_ARRAYS, TARGET_TOKEN_ARRAYS, site_sizes
+from vzcore.store.words import check_words
 
 __all__ = ["BrokenPart", "verify_store"]
 
@@ -44,7 +46,9 @@ def _check_part(store: Store, part: int, methods: list[str], texts: dict[int, st
     if store.info.sites:  # v5: two streams, every site's values per example
         want = _check_pairs(reader, store)
     elif store.info.reduced:
-        want = check_reduced(reader, methods, store.info.form.k if store.info.form.reduced else 0)
+        if reader.words is not None:
+            check_words(reader)
+        want = check_reduced(reader, methods, store.info.form.k if store.info.form.kind in ("top-k", "auto") else 0)
     else:
         want = sum(packed_size(int(k), int(k), store.info.num_maps, store.causal) for k in n)
     for method in methods:

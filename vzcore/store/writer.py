@@ -36,13 +36,15 @@ from vzcore.store.layout import (
 from vzcore.store.location import Location
 from vzcore.store.root import folder_state
 from vzcore.store.tables import part_tables, write_part_tables
+from vzcore.store.words import STRING_ARRAYS, consecutive_words, word_arrays
 
 __all__ = ["ExampleOutcome", "Written", "clear_store", "write_part"]
 
 
 @dataclass(frozen=True)
 class ExampleOutcome:
-    """What scoring one example produced: its tokens and self-attention maps `[layers, n, n]`, or why it has none."""
+    """What scoring one example produced: its tokens and self-attention maps `[layers, n, n]` (word-pooled:
+    `[layers, W, W]` over its words, `from_words`), or why it has none."""
 
     example_id: int
     status: int = STATUS_SCORED
@@ -53,6 +55,10 @@ class ExampleOutcome:
     truncated: bool = False
     scores: Mapping[str, np.ndarray] = field(default_factory=dict)  # method -> `[layers, n, n]`
     rows: Sequence[int] | None = None  # the target rows to store (ascending); None: every row
+    # A word-pooled outcome (`from_words`): `scores` are `[layers, W, W]` over its words, `rows` count
+    # words, and each token's word and each word's text are kept (`vzcore.store.words`).
+    token_word: Sequence[int] | None = None  # `[n]` each token's word, words numbered by first token
+    word_texts: Sequence[str] = ()  # `[W]` what each word reads as
 
     @classmethod
     def from_result(cls, example_id: int, result: Any, rows: Sequence[int] | None = None) -> ExampleOutcome:
@@ -66,6 +72,41 @@ class ExampleOutcome:
             scores=dict(result.scores),
             rows=rows,
         )
+
+    @classmethod
+    def from_words(cls, example_id: int, result: Any, targeted: bool = False) -> ExampleOutcome:
+        """Build a scored outcome holding `result.word_level()`: its maps pooled to words (the one
+        definition), each token's word and each word's text; with `targeted`, only the words holding a
+        scored row are kept. A `ValueError` if a causal example's words are not runs of consecutive
+        tokens in order: its word map would not be lower-triangular, which the store packs."""
+        view = result.word_level()
+        token_word = np.empty(len(result.token_ids), dtype=np.int64)
+        for u, span in enumerate(view.spans):
+            token_word[span] = u
+        if result.site.causal and not consecutive_words(token_word):
+            raise ValueError(
+                "its words are not runs of consecutive tokens in order, so its causal word map is not "
+                "lower-triangular and cannot be stored as words; store it dense"
+            )
+        rows = np.flatnonzero(view.scored_rows).tolist() if targeted else None
+        return cls(
+            example_id=int(example_id),
+            tokens=list(result.tokens),
+            token_ids=list(result.token_ids),
+            word_ids=list(result.word_ids) if result.word_ids is not None else [None] * len(result.token_ids),
+            truncated=bool(result.truncated),
+            scores=dict(view.scores),
+            rows=rows,
+            token_word=token_word.tolist(),
+            word_texts=list(view.words),
+        )
+
+    @property
+    def size(self) -> int:
+        """Rows (and columns) of each stored map: its words if word-pooled, else its tokens."""
+        if self.status != STATUS_SCORED:
+            return 0
+        return len(self.word_texts) if self.token_word is not None else self.n
 
     @classmethod
     def failed(cls, example_id: int, reason: str, *, skipped: bool = False) -> ExampleOutcome:
@@ -185,10 +226,10 @@ def _held_rows(o: ExampleOutcome, targeted: bool) -> np.ndarray:
     if o.status != STATUS_SCORED:
         return np.zeros(0, dtype=np.int32)
     if not targeted or o.rows is None:
-        return np.arange(o.n, dtype=np.int32)
+        return np.arange(o.size, dtype=np.int32)
     rows = np.unique(np.asarray(o.rows, dtype=np.int32))
-    if len(rows) and not 0 <= rows[0] <= rows[-1] < o.n:
-        raise ValueError(f"example {o.example_id}: target rows {rows.tolist()} outside its {o.n} tokens")
+    if len(rows) and not 0 <= rows[0] <= rows[-1] < o.size:
+        raise ValueError(f"example {o.example_id}: target rows {rows.tolist()} outside its {o.size} rows")
     return rows
 
 
@@ -263,7 +304,9 @@ def write_part(
     `start`/`stop` default to the id range of `outcomes`. The caller must be the only writer of this part.
 
     `form` (default dense) and `targeted` (each outcome's `rows` are the rows to keep) make a
-    layout v4 part (`vzcore.store.forms`); a dense part of every row is written exactly as v3.
+    layout v4 part (`vzcore.store.forms`); a dense part of every row is written exactly as v3. A
+    `words` form takes word-pooled outcomes (`ExampleOutcome.from_words`) and adds the part's word
+    arrays (`vzcore.store.words`).
     """
 
     location = store if isinstance(store, Location) else Location(str(store))
@@ -276,11 +319,13 @@ def write_part(
     v4 = form.reduced or targeted
     held = [_held_rows(o, targeted) for o in outcomes]
     forms = np.asarray([form.form_of(int(n)) if n else 0 for n in lengths], dtype=np.int8)
+    if form.words and any(o.token_word is None for o in outcomes if o.status == STATUS_SCORED):
+        raise ValueError("a words store takes word-pooled outcomes (`ExampleOutcome.from_words`)")
     if v4:  # dense examples pack their held rows' valid entries; top-k examples keep nothing here
         sizes = np.asarray(
             [
-                0 if f == FORM_TOP_K else num_maps * len(held_positions(r, int(n), causal))
-                for f, r, n in zip(forms, held, lengths, strict=True)
+                0 if f == FORM_TOP_K else num_maps * len(held_positions(r, o.size, causal))
+                for f, r, o in zip(forms, held, outcomes, strict=True)
             ],
             dtype=np.int64,
         )
@@ -327,8 +372,10 @@ def write_part(
         }
         if v4:
             arrays |= {"form": forms, "row_offset": row_offset, "rows": _concat(held, np.int32)}
+        if form.words:
+            arrays |= word_arrays(outcomes)
         for name, values in arrays.items():
-            _flat_array(group, name, values, "str" if name == "tokens" else str(values.dtype))
+            _flat_array(group, name, values, "str" if name in STRING_ARRAYS else str(values.dtype))
         failures = {str(o.example_id): o.reason for o in outcomes if o.status != STATUS_SCORED}
         _write_tables(location, part, arrays, failures, special_ids, ids, texts)
         data_hash = texts_fingerprint(texts) if texts is not None else None
@@ -342,15 +389,16 @@ def write_part(
             maps = o.scores.get(method) if o.status == STATUS_SCORED else None
             if maps is None:
                 continue  # scored before for other methods but not now: stays NaN
-            if maps.shape != (num_maps, o.n, o.n):  # the store's one site: self-attention over the example's tokens
+            if maps.shape != (num_maps, o.size, o.size):  # self-attention over the example's tokens (or words)
+                unit = "words" if o.token_word is not None else "tokens"
                 raise ValueError(
                     f"example {o.example_id}: maps of shape {maps.shape}; the store holds {num_maps} layers "
-                    f"of [{o.n}, {o.n}] (its {o.n} tokens)"
+                    f"of [{o.size}, {o.size}] (its {o.size} {unit})"
                 )
             if not v4:
                 flat[value_offset[k] : value_offset[k + 1]] = pack_maps(maps, causal)
             elif forms[k] != FORM_TOP_K:
-                where = held_positions(held[k], o.n, causal)
+                where = held_positions(held[k], o.size, causal)
                 flat[value_offset[k] : value_offset[k + 1]] = maps.reshape(num_maps, -1)[:, where].reshape(-1)
         _flat_array(scores, method, flat, store_dtype)
         if form.reduced:
