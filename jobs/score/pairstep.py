@@ -10,8 +10,6 @@ examples table's `reason`), and the part goes on. No Ray here.
 from __future__ import annotations
 
 import functools
-import os
-import resource
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,7 +22,6 @@ from vzcore.api import default_memory_budget
 from vzcore.audio import AudioError, as_audio, decode_audio, model_rate, read_audio, window_seconds
 from vzcore.inputs import text_problem
 from vzcore.seq2seq import load_seq2seq, score_pairs
-from vzcore.store.layout import STATUS_FAILED, STATUS_SCORED, STATUS_SKIPPED
 from vzcore.store.location import Location
 from vzcore.store.pairwriter import PairOutcome, write_pair_part
 from vzcore.store.sites import SiteLayout
@@ -165,7 +162,7 @@ def score_pair_part(scorer: PairScorer, task: PartTask, progress: Callable[[int,
 
 def _write(spec: PairSpec, task: PartTask, outcomes: list[PairOutcome], scored: float, device: str) -> PartReport:
     t1 = time.perf_counter()
-    size, written = stored_part(
+    stored = stored_part(
         spec.location,
         task.part,
         lambda: write_pair_part(
@@ -182,20 +179,12 @@ def _write(spec: PairSpec, task: PartTask, outcomes: list[PairOutcome], scored: 
         ),
     )
     t2 = time.perf_counter()
-    return PartReport(
-        part=task.part,
-        examples=len(outcomes),
+    return PartReport.of_write(
+        task.part,
+        outcomes,
         tokens=sum(o.n_source + o.n_target for o in outcomes),
-        scored=sum(o.status == STATUS_SCORED for o in outcomes),
-        failed=sum(o.status == STATUS_FAILED for o in outcomes),
-        skipped=sum(o.status == STATUS_SKIPPED for o in outcomes),
-        failures={o.example_id: o.reason for o in outcomes if o.status == STATUS_FAILED},
-        seconds=scored + (t2 - t1),
-        write_seconds=t2 - t1,
-        pid=os.getpid(),
+        scored=scored,
+        written=t2 - t1,
+        stored=stored,
         device=device,
-        bytes=size,
-        complete=tuple(written.complete),
-        dropped=tuple(written.dropped),
-        peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     )

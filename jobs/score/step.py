@@ -117,6 +117,39 @@ class PartReport:
     complete: tuple[str, ...] = ()
     dropped: tuple[str, ...] = ()  # methods it held before and lost so (see `Written`)
 
+    @classmethod
+    def of_write(
+        cls,
+        part: int,
+        outcomes: list,
+        *,
+        tokens: int,
+        scored: float,
+        written: float,
+        stored: tuple[int, Written],
+        **more,
+    ) -> PartReport:
+        """The report of a part whose `outcomes` (each with `status`, `example_id`, `reason`) took `scored`
+        seconds to score and `written` to write, holding `tokens` positions and `stored` (`stored_part`)."""
+        size, held = stored
+        return cls(
+            part=part,
+            examples=len(outcomes),
+            tokens=tokens,
+            scored=sum(o.status == STATUS_SCORED for o in outcomes),
+            failed=sum(o.status == STATUS_FAILED for o in outcomes),
+            skipped=sum(o.status == STATUS_SKIPPED for o in outcomes),
+            failures={o.example_id: o.reason for o in outcomes if o.status == STATUS_FAILED},
+            seconds=scored + written,
+            write_seconds=written,
+            pid=os.getpid(),
+            bytes=size,
+            complete=tuple(held.complete),
+            dropped=tuple(held.dropped),
+            peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # KiB on Linux
+            **more,
+        )
+
 
 @dataclass
 class Scorer:
@@ -314,7 +347,7 @@ def stored_part(location: Location, part: int, write: Callable[[], Written]) -> 
 def _write(spec: ScoreSpec, task: PartTask, outcomes: list, halvings: int, scored: float, device: str) -> PartReport:
     """Write a scored part and return its report (run by the executor, possibly on a writer thread)."""
     t1 = time.perf_counter()
-    size, written = stored_part(
+    stored = stored_part(
         spec.location,
         task.part,
         lambda: write_part(
@@ -337,22 +370,14 @@ def _write(spec: ScoreSpec, task: PartTask, outcomes: list, halvings: int, score
     # Handing back all that was freed keeps the heap from fragmenting pass after pass (an actor's
     # peak then stops rising over a long corpus); paced, since refilling the heap costs time.
     bound_freed_memory(limit=0, every=FULL_TRIM_SECONDS)
-    return PartReport(
-        part=task.part,
-        examples=len(outcomes),
+    return PartReport.of_write(
+        task.part,
+        outcomes,
         tokens=sum(o.n for o in outcomes),
-        scored=sum(o.status == STATUS_SCORED for o in outcomes),
-        failed=sum(o.status == STATUS_FAILED for o in outcomes),
-        skipped=sum(o.status == STATUS_SKIPPED for o in outcomes),
+        scored=scored,
+        written=t2 - t1,
+        stored=stored,
         truncated=sum(bool(o.truncated) for o in outcomes),
-        failures={o.example_id: o.reason for o in outcomes if o.status == STATUS_FAILED},
-        seconds=scored + (t2 - t1),
-        write_seconds=t2 - t1,
-        pid=os.getpid(),
         device=device,
         oom_halvings=halvings,
-        bytes=size,
-        complete=tuple(written.complete),
-        dropped=tuple(written.dropped),
-        peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # KiB on Linux
     )
