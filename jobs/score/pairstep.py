@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from cluster.executor import Deferred
-from jobs.score.step import MIN_MEMORY_BUDGET, PartReport, PartTask, empty_cache, is_oom, stored_part
+from jobs.score.step import HalvingBudget, PartReport, PartTask, stored_part
 from vzcore.api import default_memory_budget
 from vzcore.audio import AudioError, as_audio, decode_audio, model_rate, read_audio, window_seconds
 from vzcore.inputs import text_problem
@@ -104,7 +104,7 @@ def score_pair_examples(
     scoring raises fails with the reason; the others are scored. On an out-of-memory error the pair
     budget is halved and the pair retried (down to `MIN_MEMORY_BUDGET`), as single-stack parts do."""
     layers = {s.name: list(s.layers) for s in spec.sites}
-    budget = spec.memory_budget or default_memory_budget(handle.device)
+    budget = HalvingBudget(spec.memory_budget or default_memory_budget(handle.device))
     out = []
     for i, row in zip(ids, rows, strict=True):
         source, target = row.get("source"), row.get("target")
@@ -120,27 +120,21 @@ def score_pair_examples(
             rate = None
             if spec.audio:
                 source, rate = _waveform(source, handle.config, spec.audio_base)
-            while True:
-                try:
-                    result = score_pairs(
-                        handle,
-                        [source],
-                        [target],
-                        methods=list(methods),
-                        sites=list(layers),
-                        layers=layers,
-                        sampling_rate=rate,
-                        max_new_tokens=spec.max_new_tokens,
-                        distance=spec.distance,
-                        memory_budget=budget,
-                        frames="audio",  # the frames holding the utterance, not Whisper's padded 30 s window
-                    )[0]
-                    break
-                except Exception as err:
-                    if not is_oom(err) or budget <= MIN_MEMORY_BUDGET:
-                        raise
-                    budget //= 2
-                    empty_cache()
+            result = budget.run(
+                functools.partial(
+                    score_pairs,
+                    handle,
+                    [source],
+                    [target],
+                    methods=list(methods),
+                    sites=list(layers),
+                    layers=layers,
+                    sampling_rate=rate,
+                    max_new_tokens=spec.max_new_tokens,
+                    distance=spec.distance,
+                    frames="audio",  # the frames holding the utterance, not Whisper's padded 30 s window
+                )
+            )[0]
             outcome = PairOutcome.from_result(i, result)
         except Exception as err:  # bad audio, or a pair the model cannot take: this example only
             outcome = PairOutcome.failed(i, f"{type(err).__name__}: {err}"[:500])

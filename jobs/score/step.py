@@ -16,6 +16,7 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 
@@ -177,6 +178,30 @@ def is_oom(err: BaseException) -> bool:
     return isinstance(err, torch.OutOfMemoryError) or "out of memory" in str(err).lower()
 
 
+T = TypeVar("T")
+
+
+@dataclass
+class HalvingBudget:
+    """A part's pair-chunk budget in bytes: halved on each out-of-memory error and the work retried, down
+    to `MIN_MEMORY_BUDGET` (then the error stands). Both job kinds' steps score through it."""
+
+    bytes: int
+    halvings: int = 0
+
+    def run(self, score: Callable[..., T]) -> T:
+        """Return `score(memory_budget=budget)`, retried with half the budget after each out-of-memory error."""
+        while True:
+            try:
+                return score(memory_budget=self.bytes)
+            except Exception as err:
+                if not is_oom(err) or self.bytes <= MIN_MEMORY_BUDGET:
+                    raise
+                self.bytes //= 2
+                self.halvings += 1
+                empty_cache()
+
+
 def score_examples(
     handle,
     ids: Sequence[int],
@@ -211,12 +236,10 @@ def score_examples(
         progress(len(outcomes), 0)
     todo.sort(key=lambda it: len(it[1]))  # length batching: few pad tokens per batch
     options = dict(spec.options)
-    budget = spec.memory_budget or default_memory_budget(handle.device)
-    halvings = 0
+    budget = HalvingBudget(spec.memory_budget or default_memory_budget(handle.device))
 
     def run(batch):
         """Return `(item, result)` of each example of `batch` that has something to score."""
-        nonlocal budget, halvings
         while batch:
             try:
                 with warnings.catch_warnings():
@@ -231,29 +254,25 @@ def score_examples(
                         targets = [r for r in rows if isinstance(r, list) and r]
                         if not batch:
                             return []
-                    results = vzcore.score(
-                        handle,
-                        [t for _, t in batch],
-                        methods=list(methods),
-                        layers=spec.layers,
-                        max_length=spec.max_length,
-                        batch_size=len(batch),
-                        memory_budget=budget,
-                        precision=spec.precision,
-                        targets=targets,
-                        **options,
+                    results = budget.run(
+                        functools.partial(
+                            vzcore.score,
+                            handle,
+                            [t for _, t in batch],
+                            methods=list(methods),
+                            layers=spec.layers,
+                            max_length=spec.max_length,
+                            batch_size=len(batch),
+                            precision=spec.precision,
+                            targets=targets,
+                            **options,
+                        )
                     )
                 return list(zip(batch, results, strict=True))
             except UnscorableTextError as err:  # found while tokenising: skip those, score the rest
                 for k, reason in err.reasons.items():
                     outcomes[batch[k][0]] = ExampleOutcome.failed(batch[k][0], reason, skipped=True)
                 batch = [item for k, item in enumerate(batch) if k not in err.reasons]
-            except Exception as err:
-                if not is_oom(err) or budget <= MIN_MEMORY_BUDGET:
-                    raise
-                budget //= 2
-                halvings += 1
-                empty_cache()
         return []
 
     for b in range(0, len(todo), spec.batch_size):
@@ -274,7 +293,7 @@ def score_examples(
             progress(len(batch), sum(len(r.token_ids) for _, r in results))
         results = res = None  # free this batch's float32 maps before trimming
         bound_freed_memory()  # or a worker's memory creeps up with the corpus (see vzcore.allocator)
-    return [outcomes[i] for i in sorted(outcomes)], halvings
+    return [outcomes[i] for i in sorted(outcomes)], budget.halvings
 
 
 def _outcome(i: int, res, spec: ScoreSpec) -> ExampleOutcome:
