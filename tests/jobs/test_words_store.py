@@ -74,12 +74,16 @@ WORDPIECE = (["[CLS]", "play", "##ing", "cats", ".", "[SEP]"], [None, 0, 0, 1, 2
 BYTE_LEVEL = (["<s>", "Ġcaf", "Ã©", "Ġis", "Ġopen", "Ġnow"], [None, 0, 0, 1, 2, 3])
 
 
+VOCAB: dict[str, int] = {"[CLS]": 0, "<s>": 0, "[SEP]": 1}  # a piece's id, one per piece (specials: 0, 1)
+
+
 def random_results(rng, causal: bool, layers: int = 2) -> list[ScoreResult]:
     out = []
     for tokens, word_ids in (WORDPIECE, BYTE_LEVEL, (["[CLS]", "x", "[SEP]"], [None, 0, None])):
         n = len(tokens)
         maps = {m: random_maps(rng, layers, n, causal) for m in METHODS}
-        out.append(result(maps, word_ids, tokens, causal))
+        ids = [VOCAB.setdefault(t, 100 + len(VOCAB)) for t in tokens]
+        out.append(result(maps, word_ids, tokens, causal, token_ids=ids))
     return out
 
 
@@ -275,3 +279,42 @@ def test_xarray_and_the_command_line_on_a_words_store(tmp_path):
     assert out.exit_code == 2 and "pooled to words" in out.output
     out = runner.invoke(app, ["view", str(tmp_path / "h.zarr"), "--build", str(tmp_path / "site")])
     assert out.exit_code == 2 and "pooled to words" in out.output and not (tmp_path / "site").exists()
+
+
+@pytest.fixture(params=["compiled", "numpy"])
+def implementation(request, monkeypatch):
+    """Each way `add_block` can run on a words part: the numba kernel and the NumPy path."""
+    import vzcore.statistics.block as block
+    from vzcore.statistics.kernel import block_kernel
+
+    if request.param == "numpy":
+        monkeypatch.setattr(block, "kernel_for", lambda values: None)
+    else:
+        pytest.importorskip("numba")
+        monkeypatch.setattr(block, "kernel_for", lambda values: block_kernel())  # small stores included
+    return request.param
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_aggregating_a_words_part_equals_the_per_example_reference_over_its_word_maps(tmp_path, causal, implementation):
+    """Every row statistic of a words part equals `PartialStats.add_example` over its examples' word maps,
+    with the special and punctuation masks of their words written from the definitions."""
+    from vzcore.statistics import PartialStats, is_punctuation
+    from vzcore.tokens import span_text
+
+    rng = np.random.default_rng(11)
+    results = random_results(rng, causal) + random_results(rng, causal)
+    store = make_store(tmp_path / "a.zarr", results, causal=causal, layers=2, part_size=6)
+    spec = StatsSpec(tuple(store.methods), 2, causal)
+    got = aggregate_part(None, PartJob(store.location, store.info, 0, spec))
+    want = PartialStats(spec)
+    for eid, r in enumerate(results):
+        w = store.example(eid)
+        special = np.asarray([len(s) == 1 and r.token_ids[s[0]] in (0, 1) for s in w.spans])
+        # A word is punctuation when its text is: its pieces decoded together.
+        punct = np.asarray([is_punctuation(span_text([r.tokens[k] for k in s])) for s in w.spans]) & ~special
+        want.add_example(w.scores, np.arange(len(w.words)), special, punct)
+    for name in ("rows", "single_rows", "self_mass", "context_mass", "special_mass", "punct_mass", "zero_rows",
+                 "entropy_sum", "entropy_rows", "offset_mass", "agree_sum", "agree_count", "tokens"):  # fmt: skip
+        np.testing.assert_allclose(got.sums[name], want.sums[name], atol=1e-9, err_msg=name)
+    assert got.sums["rows"].sum() > 0 and got.sums["punct_mass"].sum() > 0 and got.sums["special_mass"].sum() > 0

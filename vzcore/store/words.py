@@ -35,6 +35,7 @@ __all__ = [
     "PartWords",
     "check_words",
     "consecutive_words",
+    "pooled_words",
     "word_arrays",
     "word_result",
     "word_types",
@@ -53,6 +54,21 @@ def consecutive_words(token_word: np.ndarray) -> bool:
         return True
     steps = np.diff(token_word)
     return bool(token_word[0] == 0 and ((steps == 0) | (steps == 1)).all())
+
+
+def pooled_words(result: Any) -> tuple[WordResult, np.ndarray]:
+    """Return `result.word_level()` (the one pooling) and `[n]` each token's word; a `ValueError` if a
+    causal result's words are not runs of consecutive tokens (its word map would not be lower-triangular)."""
+    view = result.word_level()
+    token_word = np.empty(len(result.token_ids), dtype=np.int64)
+    for u, span in enumerate(view.spans):
+        token_word[span] = u
+    if result.site.causal and not consecutive_words(token_word):
+        raise ValueError(
+            "its words are not runs of consecutive tokens in order, so its causal word map is not "
+            "lower-triangular and cannot be stored as words; store it dense"
+        )
+    return view, token_word
 
 
 def word_arrays(outcomes: Sequence[Any]) -> dict[str, np.ndarray]:

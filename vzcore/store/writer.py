@@ -36,7 +36,7 @@ from vzcore.store.layout import (
 from vzcore.store.location import Location
 from vzcore.store.root import folder_state
 from vzcore.store.tables import part_tables, write_part_tables
-from vzcore.store.words import STRING_ARRAYS, consecutive_words, word_arrays
+from vzcore.store.words import STRING_ARRAYS, pooled_words, word_arrays
 
 __all__ = ["ExampleOutcome", "Written", "clear_store", "write_part"]
 
@@ -75,19 +75,10 @@ class ExampleOutcome:
 
     @classmethod
     def from_words(cls, example_id: int, result: Any, targeted: bool = False) -> ExampleOutcome:
-        """Build a scored outcome holding `result.word_level()`: its maps pooled to words (the one
-        definition), each token's word and each word's text; with `targeted`, only the words holding a
-        scored row are kept. A `ValueError` if a causal example's words are not runs of consecutive
-        tokens in order: its word map would not be lower-triangular, which the store packs."""
-        view = result.word_level()
-        token_word = np.empty(len(result.token_ids), dtype=np.int64)
-        for u, span in enumerate(view.spans):
-            token_word[span] = u
-        if result.site.causal and not consecutive_words(token_word):
-            raise ValueError(
-                "its words are not runs of consecutive tokens in order, so its causal word map is not "
-                "lower-triangular and cannot be stored as words; store it dense"
-            )
+        """Build a scored outcome holding `result.word_level()` (`words.pooled_words`: a `ValueError` for
+        causal words that are not runs of tokens), each token's word and each word's text; with
+        `targeted`, only the words holding a scored row are kept."""
+        view, token_word = pooled_words(result)
         rows = np.flatnonzero(view.scored_rows).tolist() if targeted else None
         return cls(
             example_id=int(example_id),
