@@ -201,6 +201,11 @@ def _type_table(stats: PartialStats, layers: list[int], top: int):
     return pd.DataFrame(cols, columns=list(SCHEMA["token_types.parquet"]))
 
 
+def _units(summary: dict) -> str:
+    """What a row of the maps is: a token, or a word in a words store (whose rows count words)."""
+    return "words" if (summary.get("store_form") or {}).get("kind") == "words" else "tokens"
+
+
 def report(summary: dict, tables: dict) -> str:
     """Return the Markdown report of an aggregate: its summary and the per-layer table."""
     layers = tables["layers.parquet"]
@@ -210,7 +215,8 @@ def report(summary: dict, tables: dict) -> str:
         "",
         f"Model `{summary['model']}`, methods {', '.join(summary['methods'])}, layers {summary['layers']}"
         f" ({'causal' if summary['causal'] else 'encoder'}).",
-        f"Examples: {summary['examples']}; tokens: {summary['tokens']}; parts used: {len(summary['parts_used'])}.",
+        f"Examples: {summary['examples']}; {_units(summary)}: {summary['tokens']}; "
+        f"parts used: {len(summary['parts_used'])}.",
     ]
     if not summary["complete"]:
         lines.append(f"**Partial store**: parts left out: {summary['parts_skipped']}.")

@@ -279,6 +279,9 @@ def test_xarray_and_the_command_line_on_a_words_store(tmp_path):
     assert out.exit_code == 2 and "pooled to words" in out.output
     out = runner.invoke(app, ["view", str(tmp_path / "h.zarr"), "--build", str(tmp_path / "site")])
     assert out.exit_code == 2 and "pooled to words" in out.output and not (tmp_path / "site").exists()
+    out = runner.invoke(app, ["aggregate", str(tmp_path / "h.zarr"), "--out", str(tmp_path / "agg"), "--actors", "0"])
+    assert out.exit_code == 0, out.output
+    assert "; words: 4; " in (tmp_path / "agg" / "report.md").read_text()  # its rows are words, not tokens
 
 
 @pytest.fixture(params=["compiled", "numpy"])
