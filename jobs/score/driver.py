@@ -28,7 +28,7 @@ from jobs.score.data import DatasetError, open_texts
 from jobs.score.identity import check_identity, identities, versions
 from jobs.score.lease import hold_lease
 from jobs.score.pairjob import is_pair_job, run_pair_job
-from jobs.score.plan import estimate, plan_parts, replica_bytes, token_lengths
+from jobs.score.plan import estimate, plan_parts, replan_from, replica_bytes, token_lengths
 from jobs.score.running import (
     JobInterrupted,
     JobStopped,
@@ -132,8 +132,7 @@ def _plan(job: CheckedJob, source, stored_plan: list[dict]) -> tuple[list[dict],
     planned anew: the stored plan is kept but for its last part, which a larger limit may extend.
     One streaming pass over those rows with batched tokenizer calls; no text is kept."""
 
-    kept = stored_plan[:-1]
-    start = kept[-1]["stop"] if kept else 0
+    kept, start, last = replan_from(stored_plan)
     counts, truncated = [], 0
     for rows in source.batches(start):
         n, cut = token_lengths(job.tokenizer, rows, job.max_length)
@@ -151,6 +150,7 @@ def _plan(job: CheckedJob, source, stored_plan: list[dict]) -> tuple[list[dict],
         first_part=len(kept),
         form=job.form if job.form.reduced else None,
         last_row_only=job.targets.kind == "last",
+        at_least=last,
     )
     return kept + fresh, lengths, truncated
 

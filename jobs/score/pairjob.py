@@ -29,7 +29,7 @@ from jobs.score.identity import check_identity, fingerprint, hashed_identities, 
 from jobs.score.lease import hold_lease
 from jobs.score.pairdata import PairSource, open_pairs
 from jobs.score.pairstep import PairSpec, load_pair_scorer, score_pair_part
-from jobs.score.plan import RUNTIME_BYTES, cut_parts, token_lengths
+from jobs.score.plan import RUNTIME_BYTES, cut_parts, replan_from, token_lengths
 from jobs.score.running import marker, missing_parts, score_parts, store_bytes, stored_attrs
 from jobs.score.summary import Summary
 from jobs.score.validate import STORE_DTYPES, JobError, check_output
@@ -259,11 +259,13 @@ def run_pair_job(cfg: JobConfig, *, on_event: Callable[[Event], None] | None = N
         )  # fmt: skip
     except DatasetError as err:
         raise JobError(str(err)) from None
-    kept = stored_plan[:-1]
-    start = kept[-1]["stop"] if kept else 0
+    kept, start, last = replan_from(stored_plan)
     n_src, n_tgt, greedy = _lengths(job, source, start)
     sizes = [sum(site_sizes(job.sites, a, b)) for a, b in zip(n_src, n_tgt, strict=True)]
-    plan = kept + cut_parts(sizes, part_mb=cfg.part_mb, part_size=cfg.part_size, start=start, first_part=len(kept))
+    fresh = cut_parts(
+        sizes, part_mb=cfg.part_mb, part_size=cfg.part_size, start=start, first_part=len(kept), at_least=last
+    )
+    plan = kept + fresh
     line = (
         f"sites {', '.join(f'{s.name} (layers {list(s.layers)})' for s in job.sites)}; targets: "
         f"{len(sizes) - greedy} given (forced), {greedy} the model's greedy output (of the newly planned rows)"

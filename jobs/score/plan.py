@@ -23,7 +23,7 @@ from vzcore.maps import map_entries
 from vzcore.store.forms import FORM_TOP_K, StoreForm
 from vzcore.store.layout import packed_size
 
-__all__ = ["Estimate", "cut_parts", "estimate", "plan_parts", "replica_bytes", "token_lengths"]
+__all__ = ["Estimate", "cut_parts", "estimate", "plan_parts", "replan_from", "replica_bytes", "token_lengths"]
 
 TOKENIZE_BATCH = 1024  # texts a tokenizer call counts at once
 # Without `--part-size`, a run's new rows go into at least this many parts (when it has the rows):
@@ -31,6 +31,18 @@ TOKENIZE_BATCH = 1024  # texts a tokenizer call counts at once
 # few enough that a short run's parts are not a crowd of tiny objects. Big runs are cut by MiB.
 SPREAD_PARTS = 8
 MIN_SPREAD_ROWS = 4
+
+
+def replan_from(stored_plan: list[dict]) -> tuple[list[dict], int, int]:
+    """Where a run's planning starts from a stored plan: the parts kept (all but the last), the first row
+    planned anew (the last part's start), and how many rows that last part holds (0: none stored).
+
+    The last part is planned again because a larger limit may extend it; cut no smaller than it was
+    (`cut_parts(at_least=...)`), a rerun of the same rows plans it exactly as stored, whatever cut it
+    (the spread of a short run, or MiB alone in a store planned before the spread existed)."""
+    kept = stored_plan[:-1]
+    last = stored_plan[-1]["stop"] - stored_plan[-1]["start"] if stored_plan else 0
+    return kept, (kept[-1]["stop"] if kept else 0), last
 
 
 def plan_parts(
@@ -44,6 +56,7 @@ def plan_parts(
     first_part: int = 0,
     form: StoreForm | None = None,
     last_row_only: bool = False,
+    at_least: int = 0,
 ) -> list[dict]:
     """Cut rows `start, start+1, ...` (token counts `lengths`, 0 for empty) into parts of at most
     `part_mb` MiB of float16 maps (one example more if a single one is larger) and at most
@@ -54,19 +67,26 @@ def plan_parts(
     last`); a dense store of every row is planned as before, and so is a words store (a text has at
     most as many words as tokens, unknown before it is scored)."""
     sizes = [_stored_values(n, layers, causal, form, last_row_only) for n in np.asarray(lengths, np.int64).tolist()]
-    return cut_parts(sizes, part_mb=part_mb, part_size=part_size, start=start, first_part=first_part)
+    return cut_parts(sizes, part_mb=part_mb, part_size=part_size, start=start, first_part=first_part, at_least=at_least)
 
 
 def cut_parts(
-    sizes: Sequence[int], *, part_mb: float, part_size: int | None = None, start: int = 0, first_part: int = 0
+    sizes: Sequence[int],
+    *,
+    part_mb: float,
+    part_size: int | None = None,
+    start: int = 0,
+    first_part: int = 0,
+    at_least: int = 0,
 ) -> list[dict]:
     """Cut rows `start, start+1, ...` holding `sizes` float16 values per method each into parts of at
     most `part_mb` MiB (one example more if a single one is larger) and `part_size` examples (default:
-    an eighth of the rows, at least `MIN_SPREAD_ROWS`: `SPREAD_PARTS`)."""
+    an eighth of the rows, at least `MIN_SPREAD_ROWS`: `SPREAD_PARTS`; and, without `part_size`, no
+    fewer than `at_least` examples a part: the stored part re-planned from `start`, see `replan_from`)."""
     if part_size is not None and part_size < 1:
         raise ValueError("part size must be at least 1")
     budget = part_mb * 2**20 / 2  # values per method
-    cap = part_size or max(MIN_SPREAD_ROWS, -(-len(sizes) // SPREAD_PARTS))
+    cap = part_size or max(MIN_SPREAD_ROWS, -(-len(sizes) // SPREAD_PARTS), at_least)
     plan, a, values = [], start, 0
     for i, size in enumerate(sizes, start):
         if i > a and (values + size > budget or i - a >= cap):

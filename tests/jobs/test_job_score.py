@@ -211,3 +211,27 @@ def test_a_post_norm_method_on_a_decoder_is_refused_before_loading(
     monkeypatch.setattr(vzcore, "load_model", no_load)
     with pytest.raises(JobError, match="globenc are defined for post-norm encoders only"):
         run_job(job_config(tmp_path, tiny_smollm2_dir, texts_jsonl, methods=("value_zeroing", "globenc")))
+
+
+def test_a_rerun_of_a_spread_run_does_nothing_and_one_planned_before_the_spread_keeps_its_part(
+    tmp_path, tiny_model_dir, texts_jsonl, monkeypatch
+):
+    """Without --part-size a short run is cut into parts of at least 4 (here 12 rows: 3 parts). Rerunning
+    the same command scores nothing; a larger limit keeps every stored part. A store planned by MiB alone
+    (as before the spread: one part) keeps its part on a rerun instead of being cut and rescored."""
+    import jobs.score.plan as plan
+
+    cfg = job_config(tmp_path, tiny_model_dir, texts_jsonl, part_size=None, limit=8)
+    assert run_job(cfg).parts_run == 2
+    grown = job_config(tmp_path, tiny_model_dir, texts_jsonl, part_size=None, limit=12)
+    assert run_job(grown).parts_run == 1  # the stored last part (4..8) is kept: only 8..12 is new
+    assert run_job(grown).parts_run == 0
+    root, _ = _parts(grown.out)
+    assert [(p["start"], p["stop"]) for p in read_plan(root)] == [(0, 4), (4, 8), (8, 12)]
+    with monkeypatch.context() as m:
+        m.setattr(plan, "SPREAD_PARTS", 1)  # as planned before the spread: one part of every row
+        old = job_config(tmp_path / "old", tiny_model_dir, texts_jsonl, part_size=None, limit=12)
+        assert run_job(old).parts_run == 1
+    s = run_job(old)
+    root, _ = _parts(old.out)
+    assert s.parts_run == 0 and read_plan(root) == [{"part": 0, "start": 0, "stop": 12}]

@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from jobs.score.plan import plan_parts
+from jobs.score.plan import plan_parts, replan_from
 from vzcore.store.layout import packed_size
 
 
@@ -37,18 +37,39 @@ def test_parts_hold_at_most_the_budget_and_cover_every_row_once(causal):
 
 def test_a_longer_corpus_keeps_every_earlier_part_and_a_cap_on_examples_holds():
     lengths = np.random.default_rng(1).integers(1, 40, 3000)
-    short = plan_parts(lengths[:1000], layers=2, causal=False, part_mb=0.25)
-    long = plan_parts(lengths, layers=2, causal=False, part_mb=0.25)
-    assert long[: len(short) - 1] == short[:-1]  # only the short last part may grow
-    # Planning from the last stored part's start gives the same parts as planning from scratch.
-    kept = short[:-1]
-    again = plan_parts(
-        lengths[kept[-1]["stop"] :], layers=2, causal=False, part_mb=0.25, start=kept[-1]["stop"], first_part=len(kept)
-    )
-    assert kept + again == long
+    kw = dict(layers=2, causal=False, part_mb=0.25)
+    for size in (None, 50):  # the default spread of a short run, and a cap on examples
+        short = plan_parts(lengths[:1000], part_size=size, **kw)
+        # Planning from the stored plan (as a rerun does): the parts before the last stay as they were.
+        kept, start, last = replan_from(short)
+        grown = kept + plan_parts(
+            lengths[start:], part_size=size, start=start, first_part=len(kept), at_least=last, **kw
+        )
+        assert grown[: len(kept)] == kept and grown[-1]["stop"] == 3000
+        assert all(a["stop"] == b["start"] for a, b in itertools.pairwise(grown))
+        # The same rows again (a rerun of the same command) plan exactly the stored parts.
+        again = kept + plan_parts(
+            lengths[start:1000], part_size=size, start=start, first_part=len(kept), at_least=last, **kw
+        )
+        assert again == short
     capped = plan_parts(lengths, layers=2, causal=False, part_mb=64.0, part_size=7)
     assert max(p["stop"] - p["start"] for p in capped) == 7 and capped[-1]["stop"] == 3000
     assert plan_parts([], layers=2, causal=False) == []
+
+
+def test_a_short_run_is_spread_over_parts_and_a_rerun_keeps_its_stored_plan():
+    """Without --part-size a short run is cut into 8 parts (every actor takes a share); a rerun re-plans
+    only the last stored part and no smaller than it was, so a store planned by MiB alone (before the
+    spread existed) keeps its one part, and a spread store its eight."""
+    lengths = np.full(200, 10)
+    kw = dict(layers=6, causal=False)
+    spread = plan_parts(lengths, **kw)
+    assert [p["stop"] - p["start"] for p in spread] == [25] * 8
+    assert [p["stop"] - p["start"] for p in plan_parts(lengths[:12], **kw)] == [4, 4, 4]  # parts of at least 4
+    for stored in (spread, [{"part": 0, "start": 0, "stop": 200}]):  # spread, and planned by MiB alone
+        kept, start, last = replan_from(stored)
+        assert kept + plan_parts(lengths[start:], start=start, first_part=len(kept), at_least=last, **kw) == stored
+    assert replan_from([]) == ([], 0, 0)
 
 
 @pytest.mark.parametrize("model", ["tiny_model_dir", "tiny_smollm2_dir"])
@@ -84,6 +105,6 @@ def test_a_reduced_store_is_planned_by_what_it_keeps():
     assert [p["stop"] - p["start"] for p in top][:2] == [3, 3]
     auto = StoreForm("auto", dense_max_tokens=1024)
     assert plan_parts(lengths, layers=4, causal=False, part_mb=1.0, form=auto) == top
-    # --targets last: one row of 2000 values a layer, 8,000 a text: 65 texts fit
-    last = plan_parts(lengths, layers=4, causal=False, part_mb=1.0, last_row_only=True)
+    # --targets last: one row of 2000 values a layer, 8,000 a text: 65 texts fit (no spread: a cap above 45)
+    last = plan_parts(lengths, layers=4, causal=False, part_mb=1.0, last_row_only=True, part_size=100)
     assert len(last) == 1 and last[0]["stop"] == 45
