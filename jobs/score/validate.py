@@ -62,15 +62,34 @@ def check_job(cfg: JobConfig) -> CheckedJob:
     model, tokenizer = _inspect_model(cfg)
     _check_max_length(cfg, model, tokenizer)
     _check_applicable(cfg, model)
-    if form.words and not getattr(tokenizer, "is_fast", False):
-        raise JobError(
-            f"--store words: the tokenizer of {cfg.model} is not a fast tokenizer, so it gives no word boundaries "
-            "and every token would be a word of its own; store the token maps (--store dense, auto or top-k)"
-        )
+    if form.words:
+        _check_word_boundaries(cfg, tokenizer)
     if targets.kind == "mask" and getattr(tokenizer, "mask_token_id", None) is None:
         raise JobError(f"--targets mask: the tokenizer of {cfg.model} has no mask token; use --targets last or all")
     layers = _check_layers(cfg, model.geometry.num_layers)
     return CheckedJob(cfg, options, model, tokenizer, layers, form, targets)
+
+
+# Three words the tokenizer must tell apart for `--store words` to pool anything meaningful.
+WORD_PROBE = "one two three"
+
+
+def _check_word_boundaries(cfg: JobConfig, tokenizer) -> None:
+    """Refuse `--store words` for a tokenizer whose word ids do not separate words: a slow tokenizer
+    has none (every token would be a word), and some fast ones put a whole text in one word (Gemma's:
+    its pre-tokenizer does not split on spaces), which would pool each text to one column."""
+    if not getattr(tokenizer, "is_fast", False):
+        raise JobError(
+            f"--store words: the tokenizer of {cfg.model} is not a fast tokenizer, so it gives no word boundaries "
+            "and every token would be a word of its own; store the token maps (--store dense, auto or top-k)"
+        )
+    found = {w for w in tokenizer(WORD_PROBE, add_special_tokens=False).word_ids() if w is not None}
+    if len(found) != len(WORD_PROBE.split()):
+        raise JobError(
+            f"--store words: the tokenizer of {cfg.model} does not mark word boundaries (it reads {WORD_PROBE!r} "
+            f"as {len(found)} word(s)), so its words would not be words; store the token maps (--store dense, auto "
+            "or top-k)"
+        )
 
 
 def _check_forms(cfg: JobConfig) -> tuple[StoreForm, TargetSpec]:

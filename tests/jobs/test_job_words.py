@@ -117,6 +117,33 @@ def test_words_without_word_boundaries_is_refused(tmp_path, tiny_model_dir, text
         run_job(job_config(tmp_path, tiny_model_dir, texts_jsonl).replace(store_form="words"))
 
 
+def test_words_from_a_tokenizer_that_reads_a_text_as_one_word_is_refused(
+    tmp_path, tiny_model_dir, texts_jsonl, no_model_load, monkeypatch
+):
+    """A fast tokenizer whose word ids put a whole text in one word (Gemma's: it does not split on
+    spaces) would pool each text to one column: refused, before any weights load."""
+    from jobs.score import validate
+
+    real = validate._inspect_model
+
+    class OneWord:  # the tiny model's tokenizer, with every token in word 0 (as Gemma 3's gives them)
+        def __init__(self, tokenizer):
+            self.tokenizer = tokenizer
+
+        def __getattr__(self, name):
+            return getattr(self.tokenizer, name)
+
+        def __call__(self, text, **kw):
+            enc = self.tokenizer(text, **kw)
+            enc.word_ids = lambda: [0] * len(enc["input_ids"])
+            return enc
+
+    run_job(job_config(tmp_path, tiny_model_dir, texts_jsonl, dry_run=True).replace(store_form="words"))  # the real one
+    monkeypatch.setattr(validate, "_inspect_model", lambda cfg: (real(cfg)[0], OneWord(real(cfg)[1])))
+    with pytest.raises(JobError, match=r"does not mark word boundaries \(it reads 'one two three' as 1 word"):
+        run_job(job_config(tmp_path, tiny_model_dir, texts_jsonl).replace(store_form="words"))
+
+
 def test_an_encoder_decoder_refuses_words(tmp_path, tiny_t5_dir, pairs_jsonl, no_model_load):
     cfg = job_config(tmp_path, tiny_t5_dir, pairs_jsonl).replace(
         source_column="src", target_column="tgt", store_form="words"
