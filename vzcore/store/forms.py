@@ -89,6 +89,11 @@ class StoreForm:
         return FORM_TOP_K
 
     @property
+    def top_k(self) -> bool:
+        """Whether any example may be stored top-k (the part then has `topk/` arrays)."""
+        return self.kind in ("top-k", "auto")
+
+    @property
     def words(self) -> bool:
         """Whether every example is stored pooled to its words."""
         return self.kind == "words"

@@ -48,7 +48,7 @@ def _check_part(store: Store, part: int, methods: list[str], texts: dict[int, st
     elif store.info.reduced:
         if reader.words is not None:
             check_words(reader)
-        want = check_reduced(reader, methods, store.info.form.k if store.info.form.kind in ("top-k", "auto") else 0)
+        want = check_reduced(reader, methods, store.info.form.k if store.info.form.top_k else 0)
     else:
         want = sum(packed_size(int(k), int(k), store.info.num_maps, store.causal) for k in n)
     for method in methods:

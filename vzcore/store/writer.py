@@ -392,7 +392,7 @@ def write_part(
                 where = held_positions(held[k], o.size, causal)
                 flat[value_offset[k] : value_offset[k + 1]] = maps.reshape(num_maps, -1)[:, where].reshape(-1)
         _flat_array(scores, method, flat, store_dtype)
-        if form.reduced:
+        if form.top_k:  # a words store is reduced (v4) but keeps no top-k rows
             _write_top_k(group, method, outcomes, forms, held, form, causal, num_maps, store_dtype)
     set_complete(group, [*done, *methods])
     _publish(location, path, objects)
