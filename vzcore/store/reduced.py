@@ -140,9 +140,8 @@ def check_reduced(reader: Any, methods: Sequence[str], k: int) -> int:
     for e, n in enumerate(rows.length.tolist()):
         held = rows.held(e)
         if len(held) and (held[0] < 0 or held[-1] >= n or (np.diff(held) <= 0).any()):
-            raise StoreError(
-                f"part {part}: example {int(reader.example_id[e])} holds rows outside its {n} {'words' if info.form.words else 'tokens'}"
-            )
+            units = "words" if info.form.words else "tokens"
+            raise StoreError(f"part {part}: example {int(reader.example_id[e])} holds rows outside its {n} {units}")
         if rows.form[e] != FORM_TOP_K:
             want += num_maps * len(held_positions(held, n, causal))
     for meth in methods:
