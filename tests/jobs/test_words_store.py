@@ -191,6 +191,7 @@ def test_aggregate_and_queries_on_a_hand_made_words_store(tmp_path):
     np.testing.assert_allclose(top["value"], [1.8 / 4], atol=1e-6)
     top = top_examples(store, "word_mass", "value_zeroing", 0, k=1, word="playing")
     np.testing.assert_allclose(top["value"], [(0.4 + 0.6 + 0.4 + 0.2) / 4], atol=1e-6)
+    assert top["length"].tolist() == [5]  # its tokens, as for an example without a hit (not its 4 words)
     for ask in (
         lambda: token_rows(store, "play", 0, "value_zeroing"),
         lambda: word_rows(store, "playing", 0, "value_zeroing", sources="token"),
@@ -244,9 +245,11 @@ def test_verify_finds_a_broken_words_part(tmp_path, array, values):
 def test_parse_words_and_its_refusals():
     assert parse_store_form("words") == WORDS and WORDS.reduced and WORDS.to_attr() == {"kind": "words"}
     assert StoreForm.from_attr({"kind": "words"}) == WORDS
-    for bad in ("words,top-k=8", "words=2", "wordsy"):
+    for bad in ("words,top-k=8", "words=2", "words ,threshold=0.1"):
         with pytest.raises(ValueError, match="words takes no options"):
             parse_store_form(bad)
+    with pytest.raises(ValueError, match="--store must be dense, auto, words or top-k=K,threshold=T; not 'wordsy'"):
+        parse_store_form("wordsy")  # a typo, not words with options
 
 
 def test_an_older_reader_refuses_a_words_store_by_its_form(tmp_path):

@@ -375,7 +375,7 @@ def top_examples(
                         mask[occ.unit if isinstance(result, WordResult) else occ.positions] = True
                 values = example_masses(result.scores[method][li], store.causal, mask)
                 if values is not None:  # None: no row counts (every one unscored)
-                    offer(float(values[column]), eid, result.n)
+                    offer(float(values[column]), eid, eligible[eid])  # tokens, words store or not
     ranked = sorted(heap, reverse=True)
     best = [-e for _, e in ranked]
     texts = store.texts(best)  # the k texts, from their parts' tables only

@@ -132,7 +132,7 @@ def parse_store_form(text: str) -> StoreForm:
     text = text.strip()
     if text in ("dense", "auto", "words"):
         return StoreForm(text)
-    if text.startswith("words"):  # a word map is stored dense over its words: nothing to combine it with
+    if text.split(",")[0].partition("=")[0].strip() == "words":  # a word map is dense over its words: no options
         raise ValueError(
             f"--store {text!r}: words takes no options and combines with no other form (a word map is stored "
             "dense over its words); use --store words, or top-k=K,threshold=T on token maps"
