@@ -127,7 +127,10 @@ def read_audio(path: str | Path, where: str | None = None) -> Audio:
     where = str(path) if where is None else where
     if not path.is_file():
         raise AudioError(f"{where}: no such audio file")
-    return _read(path, where)
+    try:
+        return _read(path, where)
+    except OSError as err:  # no permission, a read error: named as the caller names the file, not by its path
+        raise AudioError(f"{where}: cannot be read ({err.strerror or type(err).__name__})") from err
 
 
 def decode_audio(data: bytes, where: str = "audio bytes") -> Audio:

@@ -162,3 +162,17 @@ def test_audio_parts_are_planned_by_the_frames_each_utterance_fills(tmp_path):
     soundfile.write(buf, np.zeros(16000 * 2, np.float32), 16000, format="FLAC")
     assert audio_seconds(buf.getvalue()) == 2.0
     assert _planned_frames(config, {"path": "f.flac", "bytes": buf.getvalue()}, None) == 100
+
+
+def test_an_audio_file_that_cannot_be_read_is_named_as_the_caller_names_it(tmp_path, monkeypatch):
+    import vzcore.audio as audio
+
+    (tmp_path / "locked.wav").write_bytes(wav_bytes(np.zeros(160, np.float32), 16000))
+
+    def denied(path, where):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(audio, "_read", denied)
+    with pytest.raises(audio.AudioError) as err:
+        audio.read_audio(tmp_path / "locked.wav", "locked.wav")
+    assert str(err.value) == "locked.wav: cannot be read (Permission denied)"
