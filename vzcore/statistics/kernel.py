@@ -24,6 +24,7 @@ import numpy as np
 __all__ = ["block_kernel", "float16_tables", "kernel_for"]
 
 COUNT_MAX = 128  # rows up to this many entries are ranked by counting (k^2 vector compares), longer ones sorted
+# (float16: a radix sort, k + 256 steps per key byte; float32: numba's sort). Measured crossover: ~100-200.
 
 
 # Stored values a process reduces with NumPy before it loads numba. Loading takes about a second
@@ -102,6 +103,9 @@ def _block_sums(
         n_max = max(n_max, length[e])
     x = np.empty((num_methods, n_max))  # one row of each method, decoded
     keys = np.empty(n_max, dtype=np.uint64)  # (value key, column) of one long row, sorted for its ranks
+    ra = np.empty(n_max, dtype=np.uint32)  # (value key, column) words of one long float16 row: radix pass 1
+    rb = np.empty(n_max, dtype=np.uint32)  # and pass 2 (sorted)
+    hist = np.zeros((2, 256), dtype=np.int64)  # per key byte: counts, then where each byte's run starts
     c2 = np.zeros((num_methods, n_max))  # twice the centred ranks of one row
     ss = np.zeros(num_methods)  # their sums of squares
     scored = np.zeros(num_methods, dtype=np.bool_)
@@ -227,7 +231,48 @@ def _block_sums(
                             c2[m, j] = c
                             sq += c * c
                         ss[m] = sq
-                    elif ranked:  # long rows: sort (value, column) pairs; a run p..q of ties shares its rank
+                    elif ranked and use_table:
+                        # Long float16 rows: a two-pass LSD radix sort of (16-bit value key, column) words,
+                        # a byte of the key per pass (k + 256 steps each, against k log k compares).
+                        hist[:, :] = 0
+                        for j in range(k):
+                            u = np.uint32(np.int32(kv[j]) + 32768)
+                            hist[0, u & np.uint32(255)] += 1
+                            hist[1, u >> np.uint32(8)] += 1
+                        s0 = 0
+                        s1 = 0
+                        for dg in range(256):
+                            c0 = hist[0, dg]
+                            hist[0, dg] = s0
+                            s0 += c0
+                            c1 = hist[1, dg]
+                            hist[1, dg] = s1
+                            s1 += c1
+                        for j in range(k):
+                            u = np.uint32(np.int32(kv[j]) + 32768)
+                            dg = u & np.uint32(255)
+                            p = hist[0, dg]
+                            hist[0, dg] = p + 1
+                            ra[p] = (u << np.uint32(16)) | np.uint32(j)
+                        for p in range(k):
+                            w = ra[p]
+                            dg = w >> np.uint32(24)
+                            q = hist[1, dg]
+                            hist[1, dg] = q + 1
+                            rb[q] = w
+                        sq = 0.0
+                        p = 0
+                        while p < k:
+                            q = p
+                            while q + 1 < k and (rb[q + 1] >> np.uint32(16)) == (rb[p] >> np.uint32(16)):
+                                q += 1
+                            c = float(p + q + 1 - k)
+                            for r in range(p, q + 1):
+                                c2[m, np.int64(rb[r] & np.uint32(0xFFFF))] = c
+                            sq += c * c * (q + 1 - p)
+                            p = q + 1
+                        ss[m] = sq
+                    elif ranked:  # long float32 rows: sort (value, column) pairs; a run p..q of ties shares its rank
                         for j in range(k):
                             keys[j] = (np.uint64(np.int64(kv[j]) + (1 << 31)) << np.uint64(32)) | np.uint64(j)
                         rank = keys[:k]
