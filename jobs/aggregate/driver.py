@@ -27,7 +27,7 @@ from jobs.aggregate.out import REPORT, SUMMARY, AggregateOut, store_source
 from jobs.aggregate.pairs import aggregate_sites, pair_report, site_plots
 from jobs.aggregate.plots import write_plots
 from jobs.aggregate.report import report, stats_tables
-from vzcore.statistics import ExampleBlock, PartialStats, StatsSpec, add_block, is_punctuation
+from vzcore.statistics import ExampleBlock, PartialStats, StatsSpec, add_block, is_punctuation, kernel
 from vzcore.store.layout import STATUS_NAMES, STATUS_SCORED
 from vzcore.store.location import Location
 from vzcore.store.reader import StoreError, open_part, open_store
@@ -68,6 +68,8 @@ def aggregate_part(replica: None, job: PartJob, progress=None) -> PartialStats:
     for status, count in zip(*np.unique(reader.status, return_counts=True), strict=True):
         stats.count_status(STATUS_NAMES.get(int(status), str(status)), int(count))
     special_ids = np.asarray(job.info.special_token_ids, dtype=np.int64)
+    # A part big enough to pay for loading the compiled kernel gets it from its first block.
+    kernel.expect(int(reader.dense_offset[-1]) * len(job.spec.methods) if len(reader.dense_offset) else 0)
     tokens: dict[int, str] = {}  # token string of each id seen in the part
     punct: dict[int, bool] = {}  # whether each id seen reads as punctuation
     for block, ids, pieces in _blocks(reader, job.spec.methods, job.block_values):

@@ -217,11 +217,24 @@ def test_numba_is_loaded_only_for_enough_work(monkeypatch):
     the kernel, for good."""
     from vzcore.statistics import kernel
 
-    monkeypatch.setattr(kernel, "_state", {"seen": 0, "loaded": False})
+    monkeypatch.setattr(kernel, "_state", {"seen": 0, "ahead": 0, "loaded": False})
     monkeypatch.setattr(kernel, "block_kernel", lambda: "compiled")
     assert kernel.kernel_for(kernel.LOAD_AFTER // 2) is None
     assert kernel.kernel_for(kernel.LOAD_AFTER // 2) == "compiled"
     assert kernel.kernel_for(1) == "compiled"
+
+
+def test_a_part_big_enough_gets_numba_from_its_first_block(monkeypatch):
+    """A part announced (`expect`) with `LOAD_AFTER` values or more is reduced by the kernel from its first
+    block; a smaller one starts with NumPy."""
+    from vzcore.statistics import kernel
+
+    monkeypatch.setattr(kernel, "_state", {"seen": 0, "ahead": 0, "loaded": False})
+    monkeypatch.setattr(kernel, "block_kernel", lambda: "compiled")
+    kernel.expect(kernel.LOAD_AFTER // 4)
+    assert kernel.kernel_for(1000) is None
+    kernel.expect(kernel.LOAD_AFTER)
+    assert kernel.kernel_for(1000) == "compiled"
 
 
 @pytest.mark.parametrize("causal", [False, True])

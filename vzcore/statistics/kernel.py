@@ -21,24 +21,33 @@ import math
 
 import numpy as np
 
-__all__ = ["block_kernel", "float16_tables", "kernel_for"]
+__all__ = ["block_kernel", "expect", "float16_tables", "kernel_for"]
 
 COUNT_MAX = 128  # rows up to this many entries are ranked by counting (k^2 vector compares), longer ones sorted
 # (float16: a radix sort, k + 256 steps per key byte; float32: numba's sort). Measured crossover: ~100-200.
 
 
-# Stored values a process reduces with NumPy before it loads numba. Loading takes about a second
-# (importing numba, reading the compiled kernel from its cache; a first compile, once per machine,
-# several) and the kernel saves ~15 ns a value: a small store is done before it would pay for itself.
-LOAD_AFTER = 30_000_000
-_state = {"seen": 0, "loaded": False}  # per process
+# Stored values a process reduces with NumPy before it loads numba. Loading costs a fresh process
+# about 0.5 s (importing numba ~0.25 s, reading the compiled kernel from its cache and its first call
+# ~0.3; a first compile, once per machine, several seconds) and the kernel saves 25-35 ns a value
+# against the NumPy path (measured on a synthetic and a real MiniLM store): past ~16 million values
+# it pays for itself. A small store (the 200-line demo) never waits for numba.
+LOAD_AFTER = 16_000_000
+_state = {"seen": 0, "ahead": 0, "loaded": False}  # per process
+
+
+def expect(values: int) -> None:
+    """Say that this process is about to reduce `values` stored values (a whole part): when they reach
+    `LOAD_AFTER`, the kernel is loaded for their first block instead of after `LOAD_AFTER` values
+    reduced with NumPy."""
+    _state["ahead"] = values
 
 
 def kernel_for(values: int):
     """Return the compiled kernel for a block of `values` stored values, or None for the NumPy path:
-    without numba, and until this process has been given `LOAD_AFTER` values in all."""
+    without numba, and until this process has been given (or told to `expect`) `LOAD_AFTER` values in all."""
     _state["seen"] += values
-    if not _state["loaded"] and _state["seen"] < LOAD_AFTER:
+    if not _state["loaded"] and _state["seen"] + _state["ahead"] < LOAD_AFTER:
         return None
     _state["loaded"] = True
     return block_kernel()
@@ -218,7 +227,7 @@ def _block_sums(
                         # Twice the centred rank of j is #(values < x_j) + #(values <= x_j) - k: a loop
                         # over j that compiles to vector compares, faster than a sort for short rows.
                         # Columns padded to a multiple of 32 (their counts unused): no scalar remainder loop.
-                        kp = (k + 31) // 32 * 32
+                        kp = (k + 15) // 16 * 16
                         kv[k:kp] = 0
                         cnt[:kp] = 0
                         o = 0
