@@ -119,17 +119,32 @@ def _block_sums(
     ss = np.zeros(num_methods)  # their sums of squares
     scored = np.zeros(num_methods, dtype=np.bool_)
     gsum = np.zeros((num_methods, n_max))  # per source column: mass given to other counted rows
-    gcnt = np.zeros((num_methods, n_max))  # and how many such rows
+    kept = np.zeros((num_methods, n_max))  # 1.0 for each row of the map that counts
+    om = np.zeros((num_methods, 2 * max_offset + 3))  # one map's offset masses
+    oc = np.zeros((num_methods, 2 * max_offset + 3))  # and entry counts
+    spc = np.empty(n_max, dtype=np.int64)  # the example's special source columns, in order
+    puc = np.empty(n_max, dtype=np.int64)  # and punctuation ones
     psum = np.zeros(max(num_pairs, 1))
     pcnt = np.zeros(max(num_pairs, 1))
     nb = 2 * max_offset + 3
     for e in range(length.shape[0]):
         n, b, t0 = length[e], bucket[e], token_start[e]
         per_map = n * (n + 1) // 2 if causal else n * n
+        n_sp = 0  # special and punctuation columns are few: their masses sum those entries only
+        n_pu = 0
+        for j in range(n):
+            if special[t0 + j] != 0.0:
+                spc[n_sp] = j
+                n_sp += 1
+            if punct[t0 + j] != 0.0:
+                puc[n_pu] = j
+                n_pu += 1
         for layer in range(num_layers):
             base = value_start[e] + layer * per_map
             gsum[:, :n] = 0.0
-            gcnt[:, :n] = 0.0
+            kept[:, :n] = 0.0
+            om[:, :] = 0.0
+            oc[:, :] = 0.0
             psum[:] = 0.0
             pcnt[:] = 0.0
             for i in range(n):
@@ -152,7 +167,7 @@ def _block_sums(
                     t = 0.0
                     sp = 0.0
                     pu = 0.0
-                    if use_table:
+                    if use_table:  # float16: decoded, and keyed for the ranks, in one pass
                         for j in range(k):
                             code = bits[m, row + j]
                             v = value_table[code]
@@ -160,8 +175,8 @@ def _block_sums(
                             s += v
                             pos += max(v, 0.0)
                             t += xlogx_table[code]
-                            sp += v * special[t0 + j]
-                            pu += v * punct[t0 + j]
+                            # signed ints that order as the values (-0.0 and +0.0 are both 0)
+                            kv[j] = np.int16(code) if code < 32768 else np.int16(32768 - np.int32(code))
                     else:
                         for j in range(k):
                             v = np.float64(f32[m, row + j])
@@ -169,13 +184,17 @@ def _block_sums(
                             s += v
                             pos += max(v, 0.0)
                             t += v * math.log(v) if v > 0 else 0.0
-                            sp += v * special[t0 + j]
-                            pu += v * punct[t0 + j]
+                    for q in range(n_sp):
+                        if spc[q] < k:
+                            sp += x[m, spc[q]]
+                    for q in range(n_pu):
+                        if puc[q] < k:
+                            pu += x[m, puc[q]]
                     nan = False
                     if s != s:  # a NaN entry (an unscored row), or +inf and -inf
                         for j in range(k):
                             nan |= x[m, j] != x[m, j]
-                    if ranked and not nan:  # signed ints that order as the values (-0.0 and +0.0 are both 0)
+                    if ranked and not nan and not use_table:
                         for j in range(k):
                             code = np.uint64(bits[m, row + j])
                             kv[j] = np.int64(code) if code < sign else -np.int64(code - sign)
@@ -204,25 +223,37 @@ def _block_sums(
                     ci = cols[t0 + i]
                     types[0, m, layer, ci] += d
                     types[1, m, layer, ci] += 1.0
-                    for j in range(k):
-                        if j != i:
-                            gsum[m, j] += x[m, j]
-                            gcnt[m, j] += 1.0
-                    # Offsets j - i: overflow bins below -max_offset and above it, one bin each between.
+                    kept[m, i] = 1.0
+                    # Offsets j - i: overflow bins below -max_offset and above it, one bin each between;
+                    # the same pass adds what each source column gives to this (other) row.
                     lo, hi = max(i - max_offset, 0), min(i + max_offset + 1, k)
                     left = 0.0
                     for j in range(lo):
-                        left += x[m, j]
+                        v = x[m, j]
+                        left += v
+                        gsum[m, j] += v
                     right = 0.0
                     for j in range(hi, k):
-                        right += x[m, j]
-                    offset_mass[m, b, layer, 0] += left
-                    offset_count[m, b, layer, 0] += lo
-                    offset_mass[m, b, layer, nb - 1] += right
-                    offset_count[m, b, layer, nb - 1] += k - hi
-                    for j in range(lo, hi):
-                        offset_mass[m, b, layer, j - i + max_offset + 1] += x[m, j]
-                        offset_count[m, b, layer, j - i + max_offset + 1] += 1.0
+                        v = x[m, j]
+                        right += v
+                        gsum[m, j] += v
+                    om[m, 0] += left
+                    oc[m, 0] += lo
+                    om[m, nb - 1] += right
+                    oc[m, nb - 1] += k - hi
+                    shift = max_offset + 1 - i
+                    for j in range(lo, i):
+                        v = x[m, j]
+                        om[m, j + shift] += v
+                        oc[m, j + shift] += 1.0
+                        gsum[m, j] += v
+                    om[m, max_offset + 1] += d
+                    oc[m, max_offset + 1] += 1.0
+                    for j in range(i + 1, hi):
+                        v = x[m, j]
+                        om[m, j + shift] += v
+                        oc[m, j + shift] += 1.0
+                        gsum[m, j] += v
                     if ranked and k <= count_max:
                         # Twice the centred rank of j is #(values < x_j) + #(values <= x_j) - k: a loop
                         # over j that compiles to vector compares, faster than a sort for short rows.
@@ -326,10 +357,20 @@ def _block_sums(
                         psum[pi] += dot / math.sqrt(ss[a] * ss[c])
                         pcnt[pi] += 1.0
             for m in range(num_methods):
+                for o in range(nb):
+                    offset_mass[m, b, layer, o] += om[m, o]
+                    offset_count[m, b, layer, o] += oc[m, o]
+                # Rows that take from source j: every other counted row (encoder), those after it (causal).
+                total = 0.0
                 for j in range(n):
-                    if gcnt[m, j] > 0.0:
+                    total += kept[m, j]
+                through = 0.0  # counted rows up to j (small integers: exact)
+                for j in range(n):
+                    through += kept[m, j]
+                    given = total - through if causal else total - kept[m, j]
+                    if given > 0.0:
                         cj = cols[t0 + j]
-                        types[2, m, layer, cj] += gsum[m, j] / gcnt[m, j]
+                        types[2, m, layer, cj] += gsum[m, j] / given
                         types[3, m, layer, cj] += 1.0
             for pi in range(num_pairs):
                 if pcnt[pi] > 0.0:
