@@ -73,22 +73,21 @@ def aggregate_part(replica: None, job: PartJob, progress=None) -> PartialStats:
     tokens: dict[int, str] = {}  # token string of each id seen in the part
     punct: dict[int, bool] = {}  # whether each id seen reads as punctuation
     for block, ids, pieces in _blocks(reader, job.spec.methods, job.block_values):
-        new, first = np.unique(ids, return_index=True)
+        new, first, where = np.unique(ids, return_index=True, return_inverse=True)
         for tid, k in zip(new.tolist(), first.tolist(), strict=True):
             if tid not in tokens:
                 tokens[tid] = str(pieces[k])
                 punct[tid] = is_punctuation(tokens[tid])
         is_special = np.isin(ids, special_ids)
-        is_punct = np.asarray([punct[t] for t in ids.tolist()], dtype=bool) & ~is_special
-        cuts = np.cumsum(block["length"])[:-1]
+        is_punct = np.asarray([punct[t] for t in new.tolist()], dtype=bool)[where] & ~is_special
         add_block(
             stats,
             ExampleBlock(
                 length=block["length"],
-                token_ids=np.split(ids, cuts),
+                token_ids=ids,
                 values=block["values"],
-                special=np.split(is_special, cuts),
-                punct=np.split(is_punct, cuts),
+                special=is_special,
+                punct=is_punct,
                 example_id=block["example_id"],
             ),
             tokens,

@@ -205,7 +205,7 @@ def test_methods_stored_in_different_dtypes_are_added_as_the_reference_adds_them
     stored = {"value_zeroing": np.float16, "attention": np.float32}
     values = {m: [pack_maps(maps[m], False).astype(stored[m])] for m in spec.methods}
     ids, flags = np.arange(6), np.zeros(6, dtype=bool)
-    add_block(got, ExampleBlock(np.array([6]), [ids], values, [flags], [flags]), {i: NAMES[i] for i in range(6)})
+    add_block(got, ExampleBlock(np.array([6]), ids, values, flags, flags), {i: NAMES[i] for i in range(6)})
     as_read = {m: maps[m].astype(stored[m]).astype(np.float64) for m in spec.methods}
     want.add_example(as_read, ids, flags, flags, [NAMES[i] for i in range(6)])
     for name in want.sums:
