@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -72,7 +73,7 @@ def aggregate_part(replica: None, job: PartJob, progress=None) -> PartialStats:
     kernel.expect(int(reader.dense_offset[-1]) * len(job.spec.methods) if len(reader.dense_offset) else 0)
     tokens: dict[int, str] = {}  # token string of each id seen in the part
     punct: dict[int, bool] = {}  # whether each id seen reads as punctuation
-    for block, ids, pieces in _blocks(reader, job.spec.methods, job.block_values):
+    for block, ids, pieces in _read_ahead(_blocks(reader, job.spec.methods, job.block_values)):
         new, first, where = np.unique(ids, return_index=True, return_inverse=True)
         for tid, k in zip(new.tolist(), first.tolist(), strict=True):
             if tid not in tokens:
@@ -95,6 +96,18 @@ def aggregate_part(replica: None, job: PartJob, progress=None) -> PartialStats:
     if stats.top is not None:
         stats.top.flush()  # the part's best k travel back, not every offer
     return stats
+
+
+def _read_ahead(blocks):
+    """Yield the items of `blocks`, the next one read in a thread while the caller reduces this one.
+
+    The compiled kernel releases the GIL, so with a second core a part costs about the larger of
+    its reading and its reduction rather than their sum; one block more is held in memory."""
+    with ThreadPoolExecutor(1, thread_name_prefix="vz-aggregate-read") as pool:
+        ahead = pool.submit(next, blocks, None)
+        while (item := ahead.result()) is not None:
+            ahead = pool.submit(next, blocks, None)
+            yield item
 
 
 def _blocks(reader, methods, max_values: int):

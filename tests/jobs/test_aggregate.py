@@ -356,3 +356,21 @@ def test_cli_sampled_agreement_is_recorded_and_a_bad_sample_refused(tmp_path):
     assert res.exit_code == 0, res.output
     assert json.loads((tmp_path / "a" / "summary.json").read_text())["config"]["agreement_every"] == 3
     assert "one row in 3" in (tmp_path / "a" / "report.md").read_text()
+
+
+def test_blocks_read_ahead_in_order_and_a_read_error_reaches_the_part():
+    """A part's next block is read in a thread while this one is reduced: the same blocks in the same
+    order, and a block that cannot be read fails the part as it did when read in turn."""
+    from jobs.aggregate.driver import _read_ahead
+
+    assert list(_read_ahead(iter([(0, "a"), (1, "b"), (2, "c")]))) == [(0, "a"), (1, "b"), (2, "c")]
+
+    def damaged():
+        yield (0, "a")
+        raise StoreError("part 3: cannot read scores/attention")
+
+    got = []
+    with pytest.raises(StoreError, match="cannot read"):
+        for item in _read_ahead(damaged()):
+            got.append(item)
+    assert got == [(0, "a")]
