@@ -257,7 +257,7 @@ def _block_sums(
                     if ranked and k <= count_max:
                         # Twice the centred rank of j is #(values < x_j) + #(values <= x_j) - k: a loop
                         # over j that compiles to vector compares, faster than a sort for short rows.
-                        # Columns padded to a multiple of 32 (their counts unused): no scalar remainder loop.
+                        # Columns padded to a multiple of 16 (their counts unused): no scalar remainder loop.
                         kp = (k + 15) // 16 * 16
                         kv[k:kp] = 0
                         cnt[:kp] = 0
