@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from jobs.aggregate.out import REPORT, SUMMARY, AggregateOut, store_source
 from jobs.aggregate.pairs import aggregate_sites, pair_report, site_plots
 from jobs.aggregate.plots import write_plots
 from jobs.aggregate.report import report, stats_tables
-from vzcore.statistics import ExampleBlock, PartialStats, StatsSpec, add_block, is_punctuation
+from vzcore.statistics import ExampleBlock, PartialStats, StatsSpec, add_block, is_punctuation, kernel
 from vzcore.store.layout import STATUS_NAMES, STATUS_SCORED
 from vzcore.store.location import Location
 from vzcore.store.reader import StoreError, open_part, open_store
@@ -68,25 +69,26 @@ def aggregate_part(replica: None, job: PartJob, progress=None) -> PartialStats:
     for status, count in zip(*np.unique(reader.status, return_counts=True), strict=True):
         stats.count_status(STATUS_NAMES.get(int(status), str(status)), int(count))
     special_ids = np.asarray(job.info.special_token_ids, dtype=np.int64)
+    # A part big enough to pay for loading the compiled kernel gets it from its first block.
+    kernel.expect(int(reader.dense_offset[-1]) * len(job.spec.methods) if len(reader.dense_offset) else 0)
     tokens: dict[int, str] = {}  # token string of each id seen in the part
     punct: dict[int, bool] = {}  # whether each id seen reads as punctuation
-    for block, ids, pieces in _blocks(reader, job.spec.methods, job.block_values):
-        new, first = np.unique(ids, return_index=True)
+    for block, ids, pieces in _read_ahead(_blocks(reader, job.spec.methods, job.block_values)):
+        new, first, where = np.unique(ids, return_index=True, return_inverse=True)
         for tid, k in zip(new.tolist(), first.tolist(), strict=True):
             if tid not in tokens:
                 tokens[tid] = str(pieces[k])
                 punct[tid] = is_punctuation(tokens[tid])
         is_special = np.isin(ids, special_ids)
-        is_punct = np.asarray([punct[t] for t in ids.tolist()], dtype=bool) & ~is_special
-        cuts = np.cumsum(block["length"])[:-1]
+        is_punct = np.asarray([punct[t] for t in new.tolist()], dtype=bool)[where] & ~is_special
         add_block(
             stats,
             ExampleBlock(
                 length=block["length"],
-                token_ids=np.split(ids, cuts),
+                token_ids=ids,
                 values=block["values"],
-                special=np.split(is_special, cuts),
-                punct=np.split(is_punct, cuts),
+                special=is_special,
+                punct=is_punct,
                 example_id=block["example_id"],
             ),
             tokens,
@@ -94,6 +96,18 @@ def aggregate_part(replica: None, job: PartJob, progress=None) -> PartialStats:
     if stats.top is not None:
         stats.top.flush()  # the part's best k travel back, not every offer
     return stats
+
+
+def _read_ahead(blocks):
+    """Yield the items of `blocks`, the next one read in a thread while the caller reduces this one.
+
+    The compiled kernel releases the GIL, so with a second core a part costs about the larger of
+    its reading and its reduction rather than their sum; one block more is held in memory."""
+    with ThreadPoolExecutor(1, thread_name_prefix="vz-aggregate-read") as pool:
+        ahead = pool.submit(next, blocks, None)
+        while (item := ahead.result()) is not None:
+            ahead = pool.submit(next, blocks, None)
+            yield item
 
 
 def _blocks(reader, methods, max_values: int):

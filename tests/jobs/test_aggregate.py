@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 
@@ -17,6 +18,7 @@ from jobs.aggregate import AggregateConfig, aggregate  # noqa: E402
 from jobs.aggregate.out import OutputError  # noqa: E402
 from tests.harness.synthetic_store import init_root, random_maps, write_random_store  # noqa: E402
 from vzcore.statistics import is_punctuation  # noqa: E402
+from vzcore.statistics.partial import sampled_rows  # noqa: E402
 from vzcore.store.completion import rebuild_index  # noqa: E402
 from vzcore.store.layout import part_path  # noqa: E402
 from vzcore.store.reader import StoreError, open_store  # noqa: E402
@@ -69,7 +71,8 @@ def _edge_case_store(path, causal: bool) -> None:
 
 
 def _direct(path, cfg: AggregateConfig):
-    """Single pass over the store read with plain zarr, one row at a time, with scipy's spearmanr."""
+    """Single pass over the store read with plain zarr, one row at a time, with scipy's spearmanr (with
+    `cfg.agreement_every` N > 1, over the rows `sampled_rows` draws)."""
     root = zarr.open_group(str(path), mode="r")
     causal, num_layers, special = root.attrs["causal"], len(root.attrs["layers"]), set(root.attrs["special_token_ids"])
     edges = cfg.bucket_edges
@@ -154,6 +157,9 @@ def _direct(path, cfg: AggregateConfig):
                         rs = []
                         for i in range(n):
                             k = i + 1 if causal else n
+                            row_layer_seed = np.asarray([[i], [layer], [sum(ids)]], dtype=np.uint64)  # wraps silently
+                            if not sampled_rows(*row_layer_seed, cfg.agreement_every)[0]:
+                                continue
                             x, y = maps[a][layer, i, :k], maps[c][layer, i, :k]
                             if k < 3 or np.isnan(x).any() or np.isnan(y).any() or np.ptp(x) == 0 or np.ptp(y) == 0:
                                 continue
@@ -165,13 +171,30 @@ def _direct(path, cfg: AggregateConfig):
     return acc, agree, types
 
 
-@pytest.mark.parametrize("causal", [False, True])
-def test_merged_parts_equal_direct_single_pass(tmp_path, causal):
+@pytest.fixture(params=["numpy", "compiled", "compiled-radix"])
+def statistics_path(request, monkeypatch):
+    """Each way a part's statistics are reduced: NumPy (small stores, or without numba), the compiled kernel
+    (ranks counted for short rows), the kernel ranking every row by its radix sort (as rows over `COUNT_MAX`)."""
+    import vzcore.statistics.block as block
+
+    if request.param != "numpy":
+        pytest.importorskip("numba")
+        from vzcore.statistics.kernel import block_kernel
+
+        monkeypatch.setattr(block, "kernel_for", lambda values: block_kernel())
+    if request.param == "compiled-radix":
+        monkeypatch.setattr(block, "COUNT_MAX", 0)
+    return request.param
+
+
+@pytest.mark.parametrize("causal,every", [(False, 1), (True, 1), (False, 3), (True, 2)])
+def test_merged_parts_equal_direct_single_pass(tmp_path, causal, every, statistics_path):
     store = tmp_path / "s.zarr"
     _edge_case_store(store, causal)
-    summary = aggregate(str(store), tmp_path / "out", config=CFG, log=lambda *a: None)
+    cfg = dataclasses.replace(CFG, agreement_every=every)
+    summary = aggregate(str(store), tmp_path / "out", config=cfg, log=lambda *a: None)
     assert summary["parts_used"] == [0, 1, 2] and summary["examples"] == {"scored": 10, "failed": 2}
-    acc, agree, types = _direct(store, CFG)
+    acc, agree, types = _direct(store, cfg)
     layers = pd.read_parquet(tmp_path / "out" / "layers.parquet")
     checked = 0
     for r in layers.itertuples():
@@ -333,3 +356,21 @@ def test_cli_sampled_agreement_is_recorded_and_a_bad_sample_refused(tmp_path):
     assert res.exit_code == 0, res.output
     assert json.loads((tmp_path / "a" / "summary.json").read_text())["config"]["agreement_every"] == 3
     assert "one row in 3" in (tmp_path / "a" / "report.md").read_text()
+
+
+def test_blocks_read_ahead_in_order_and_a_read_error_reaches_the_part():
+    """A part's next block is read in a thread while this one is reduced: the same blocks in the same
+    order, and a block that cannot be read fails the part as it did when read in turn."""
+    from jobs.aggregate.driver import _read_ahead
+
+    assert list(_read_ahead(iter([(0, "a"), (1, "b"), (2, "c")]))) == [(0, "a"), (1, "b"), (2, "c")]
+
+    def damaged():
+        yield (0, "a")
+        raise StoreError("part 3: cannot read scores/attention")
+
+    got = []
+    with pytest.raises(StoreError, match="cannot read"):
+        for item in _read_ahead(damaged()):
+            got.append(item)
+    assert got == [(0, "a")]

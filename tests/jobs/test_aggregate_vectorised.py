@@ -205,7 +205,7 @@ def test_methods_stored_in_different_dtypes_are_added_as_the_reference_adds_them
     stored = {"value_zeroing": np.float16, "attention": np.float32}
     values = {m: [pack_maps(maps[m], False).astype(stored[m])] for m in spec.methods}
     ids, flags = np.arange(6), np.zeros(6, dtype=bool)
-    add_block(got, ExampleBlock(np.array([6]), [ids], values, [flags], [flags]), {i: NAMES[i] for i in range(6)})
+    add_block(got, ExampleBlock(np.array([6]), ids, values, flags, flags), {i: NAMES[i] for i in range(6)})
     as_read = {m: maps[m].astype(stored[m]).astype(np.float64) for m in spec.methods}
     want.add_example(as_read, ids, flags, flags, [NAMES[i] for i in range(6)])
     for name in want.sums:
@@ -217,11 +217,24 @@ def test_numba_is_loaded_only_for_enough_work(monkeypatch):
     the kernel, for good."""
     from vzcore.statistics import kernel
 
-    monkeypatch.setattr(kernel, "_state", {"seen": 0, "loaded": False})
+    monkeypatch.setattr(kernel, "_state", {"seen": 0, "ahead": 0, "loaded": False})
     monkeypatch.setattr(kernel, "block_kernel", lambda: "compiled")
     assert kernel.kernel_for(kernel.LOAD_AFTER // 2) is None
     assert kernel.kernel_for(kernel.LOAD_AFTER // 2) == "compiled"
     assert kernel.kernel_for(1) == "compiled"
+
+
+def test_a_part_big_enough_gets_numba_from_its_first_block(monkeypatch):
+    """A part announced (`expect`) with `LOAD_AFTER` values or more is reduced by the kernel from its first
+    block; a smaller one starts with NumPy."""
+    from vzcore.statistics import kernel
+
+    monkeypatch.setattr(kernel, "_state", {"seen": 0, "ahead": 0, "loaded": False})
+    monkeypatch.setattr(kernel, "block_kernel", lambda: "compiled")
+    kernel.expect(kernel.LOAD_AFTER // 4)
+    assert kernel.kernel_for(1000) is None
+    kernel.expect(kernel.LOAD_AFTER)
+    assert kernel.kernel_for(1000) == "compiled"
 
 
 @pytest.mark.parametrize("causal", [False, True])

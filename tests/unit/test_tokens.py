@@ -72,3 +72,12 @@ def test_vocabulary_scheme_and_punctuation_on_raw_pieces():
 @pytest.mark.parametrize("piece", ["<|im_start|>", "<｜begin▁of▁sentence｜>"])
 def test_special_tokens_show_as_written(piece):
     assert sequence_texts([piece, "Ġhi"])[0] == piece
+
+
+def test_a_piece_votes_as_guess_scheme_guesses_it_alone():
+    """`vocabulary_scheme`'s per-piece vote (with its shortcut for ASCII pieces) is `guess_scheme` of the piece."""
+    from vzcore.tokens import _piece_scheme
+
+    pieces = ["the", "##s", "##", "<0x0A>", "<0xZZ>", "[CLS]", "<|im_start|>", "▁the", "Ġthe", "é", "Ã©", "æĹ", "", "."]
+    for piece in pieces:
+        assert _piece_scheme(piece) == guess_scheme([piece]), piece

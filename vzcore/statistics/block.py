@@ -36,10 +36,10 @@ class ExampleBlock:
     """Scored examples of one part, as stored: flat arrays and the offsets of each example in them."""
 
     length: np.ndarray  # `[E]` tokens per example
-    token_ids: list[np.ndarray]  # E arrays `[n]`
+    token_ids: np.ndarray  # `[T]` the examples' token ids, one example after another (`length` says where)
     values: dict[str, list[np.ndarray]]  # method -> E flat arrays `[packed_size(n, n, L, causal)]`
-    special: list[np.ndarray]  # E arrays `[n]` bool: special source tokens
-    punct: list[np.ndarray]  # E arrays `[n]` bool: punctuation (and not special) source tokens
+    special: np.ndarray  # `[T]` bool: special source tokens
+    punct: np.ndarray  # `[T]` bool: punctuation (and not special) source tokens
     example_id: np.ndarray | None = None  # `[E]` ids: needed to keep the top examples (`PartialStats.top`)
 
 
@@ -49,7 +49,7 @@ def add_block(stats: PartialStats, block: ExampleBlock, type_tokens: dict[int, s
         return
     spec = stats.spec
     num_layers, methods = spec.num_layers, spec.methods
-    ids = np.concatenate(block.token_ids).astype(np.int64)
+    ids = np.asarray(block.token_ids, dtype=np.int64)
     uniq, inv = np.unique(ids, return_inverse=True)
     stats._ensure_types(uniq, None, ids)
     for tid in uniq.tolist():
@@ -101,13 +101,13 @@ def _add_compiled(
         np.concatenate([[0], np.cumsum(length)[:-1]]).astype(np.int64),
         bucket.astype(np.int64),
         inv.astype(np.int64),
-        np.concatenate(block.special).astype(np.float64),
-        np.concatenate(block.punct).astype(np.float64),
+        np.asarray(block.special, dtype=np.float64),
+        np.asarray(block.punct, dtype=np.float64),
         spec.causal,
         spec.num_layers,
         spec.max_offset,
         spec.agreement_every,
-        np.asarray([ids.sum() for ids in block.token_ids], dtype=np.int64),
+        _id_sums(block),
         np.asarray([(methods.index(a), methods.index(c)) for a, c in spec.pairs], dtype=np.int64).reshape(-1, 2),
         rs,
         sums["offset_mass"],
@@ -140,11 +140,18 @@ def _add_groups(stats: PartialStats, block: ExampleBlock, inv: np.ndarray, types
         members = np.flatnonzero(block.length == n)
         cols = np.stack([inv[starts[e] : starts[e] + n] for e in members])  # `[E, n]` block type column of each token
         group = {m: np.stack([block.values[m][e] for e in members]) for m in methods}  # `[E, L * P]`
-        special = np.stack([block.special[e] for e in members])
-        punct = np.stack([block.punct[e] for e in members])
-        seeds = np.asarray([block.token_ids[e].sum() for e in members], dtype=np.int64)
+        special = np.stack([block.special[starts[e] : starts[e] + n] for e in members])
+        punct = np.stack([block.punct[starts[e] : starts[e] + n] for e in members])
+        seeds = _id_sums(block)[members]
         ids_of = None if block.example_id is None else np.asarray(block.example_id)[members]
         _add_group(stats, types, n, group, cols, special, punct, seeds, ids_of)
+
+
+def _id_sums(block: ExampleBlock) -> np.ndarray:
+    """Return `[E]` the sum of each example's token ids (the seed of `StatsSpec.ranked_rows`)."""
+    total = np.concatenate([[0], np.cumsum(np.asarray(block.token_ids, dtype=np.int64))])
+    ends = np.cumsum(np.asarray(block.length, dtype=np.int64))
+    return total[ends] - total[ends - np.asarray(block.length, dtype=np.int64)]
 
 
 def _add_group(stats: PartialStats, types, n: int, group, cols, special, punct, seeds, example_ids=None) -> None:

@@ -40,6 +40,9 @@ class TopExamples:
         self.value = np.full(shape, -np.inf)
         self.example_id = np.full(shape, -1, dtype=np.int64)
         self.length = np.zeros(shape, dtype=np.int64)
+        # Per method, how many leading entries are real (the rest padding): only those are ranked again,
+        # so a part with fewer than `k` examples does not sort `k` padding entries at every step.
+        self.filled = np.zeros(self.num_methods, dtype=np.int64)
 
     def add(self, method: int, example_id: np.ndarray, length: np.ndarray, values: np.ndarray) -> None:
         """Offer `E` examples of one method: `values` `[S, E, L]` (NaN: the example has no value there).
@@ -62,12 +65,15 @@ class TopExamples:
             value = np.moveaxis(np.where(np.isnan(value), -np.inf, value), 1, -1)  # `[S, L, E]`
             ids = np.broadcast_to(np.concatenate([i for _, i, _, _ in mine]), value.shape)
             lengths = np.broadcast_to(np.concatenate([n for _, _, n, _ in mine]).astype(np.int64), value.shape)
+            f = self.filled[method]
             v, i, n = self._best(
-                np.concatenate([self.value[:, method], value], -1),
-                np.concatenate([self.example_id[:, method], ids], -1),
-                np.concatenate([self.length[:, method], lengths], -1),
+                np.concatenate([self.value[:, method, :, :f], value], -1),
+                np.concatenate([self.example_id[:, method, :, :f], ids], -1),
+                np.concatenate([self.length[:, method, :, :f], lengths], -1),
             )
-            self.value[:, method], self.example_id[:, method], self.length[:, method] = v, i, n
+            w = v.shape[-1]
+            self.value[:, method, :, :w], self.example_id[:, method, :, :w], self.length[:, method, :, :w] = v, i, n
+            self.filled[method] = w
 
     def merge(self, other: TopExamples) -> TopExamples:
         """Keep the best of both (in place) and return self."""
@@ -75,11 +81,16 @@ class TopExamples:
             raise ValueError("cannot merge top examples of different shapes")
         self.flush()
         other.flush()
-        self.value, self.example_id, self.length = self._best(
-            np.concatenate([self.value, other.value], -1),
-            np.concatenate([self.example_id, other.example_id], -1),
-            np.concatenate([self.length, other.length], -1),
+        # Methods with fewer real entries than the most filled one bring padding along: it sorts last.
+        fa, fb = int(self.filled.max(initial=0)), int(other.filled.max(initial=0))
+        v, i, n = self._best(
+            np.concatenate([self.value[..., :fa], other.value[..., :fb]], -1),
+            np.concatenate([self.example_id[..., :fa], other.example_id[..., :fb]], -1),
+            np.concatenate([self.length[..., :fa], other.length[..., :fb]], -1),
         )
+        w = v.shape[-1]
+        self.value[..., :w], self.example_id[..., :w], self.length[..., :w] = v, i, n
+        self.filled = np.minimum(self.filled + other.filled, self.k)
         return self
 
     def _best(self, value: np.ndarray, ids: np.ndarray, length: np.ndarray):
