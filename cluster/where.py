@@ -148,7 +148,9 @@ def open_executor(
     if choice.in_process:
         device = None if choice.device == "auto" else choice.device
         background = choice.background_writes
-        if background is None:
+        if background is None and not replica:
+            background = False  # a step without a replica (aggregation) writes nothing behind: no torch to load
+        elif background is None:
             import torch  # the step loads it anyway
 
             background = device == "cuda" or (device is None and torch.cuda.is_available())
