@@ -34,6 +34,7 @@ __all__ = [
     "Terminated",
     "connect",
     "interrupt_on_sigterm",
+    "interrupting_signal",
 ]
 
 LOOPBACK = "127.0.0.1"
@@ -194,6 +195,17 @@ def _start_failure(err: OSError) -> str:
     return f"cannot start a local Ray cluster: {type(err).__name__}: {err}"
 
 
+# The signal `interrupt_on_sigterm` last turned into a `Terminated`: Ray's waits turn a KeyboardInterrupt
+# raised in them into a plain one of their own, which no longer says it came from SIGTERM.
+_RAISED: list[int | None] = [None]
+
+
+def interrupting_signal(err: BaseException) -> int:
+    """The signal behind a KeyboardInterrupt: SIGTERM when `interrupt_on_sigterm` raised it (even if Ray
+    re-raised it as a plain KeyboardInterrupt), else SIGINT (Ctrl-C)."""
+    return getattr(err, "signum", None) or _RAISED[0] or signal.SIGINT
+
+
 @contextmanager
 def interrupt_on_sigterm() -> Iterator[None]:
     """Raise `Terminated` (a KeyboardInterrupt) in the main thread on SIGTERM, as Ctrl-C raises
@@ -203,10 +215,12 @@ def interrupt_on_sigterm() -> Iterator[None]:
         yield
         return
     armed = [True]
+    _RAISED[0] = None
 
     def handler(signum, frame):
         if armed[0]:
             armed[0] = False
+            _RAISED[0] = signal.SIGTERM
             raise Terminated()
 
     before = signal.signal(signal.SIGTERM, handler)

@@ -11,6 +11,7 @@ import signal
 import time
 from collections.abc import Callable
 
+from cluster.connect import interrupting_signal
 from cluster.executor import Event, Executor, Progress, Ready, ReplicaError, RunStopped, Started, Unit, Waiting
 from jobs.score.config import JobConfig
 from jobs.score.step import PartReport, PartTask
@@ -170,7 +171,7 @@ def score_parts(
         raise JobStopped(str(err)) from err
     except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM (`cluster.connect.Terminated`)
         done = summary.planned_parts - len(tasks) + len(parts_done)
-        raise JobInterrupted(done, summary.planned_parts, getattr(err, "signum", signal.SIGINT)) from None
+        raise JobInterrupted(done, summary.planned_parts, interrupting_signal(err)) from None
     finally:
         bar.close()
     summary.startup_seconds = run.startup_seconds

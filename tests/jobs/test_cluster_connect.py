@@ -197,6 +197,27 @@ def test_sigterm_raises_like_ctrl_c_once_and_the_handler_is_restored():
     assert stop.exit_code == 143 and JobInterrupted(3, 10).exit_code == 130
 
 
+def test_sigterm_is_still_known_when_a_wait_reraises_it_as_a_plain_ctrl_c():
+    """Ray's waits turn the `Terminated` raised in them into a KeyboardInterrupt of their own: the run
+    must still stop as SIGTERM (exit 143), and a real Ctrl-C after it as Ctrl-C (130)."""
+    from cluster.connect import interrupting_signal
+
+    def ray_like_wait():
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(1000):
+                time.sleep(0.01)
+        except KeyboardInterrupt:
+            raise KeyboardInterrupt from None  # what Ray's check_status raises: no signum
+
+    with pytest.raises(KeyboardInterrupt) as stopped, interrupt_on_sigterm():
+        ray_like_wait()
+    assert not isinstance(stopped.value, Terminated) and interrupting_signal(stopped.value) == signal.SIGTERM
+    with pytest.raises(KeyboardInterrupt) as stopped, interrupt_on_sigterm():
+        raise KeyboardInterrupt  # Ctrl-C in a later run of the same process
+    assert interrupting_signal(stopped.value) == signal.SIGINT
+
+
 def test_the_private_folder_is_the_users_own(own_tmp):
     folder = private_dir("clusters")
     st = folder.parent.stat()
