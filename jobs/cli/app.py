@@ -271,6 +271,7 @@ def verify_command(
     from jobs.score.lease import hold_lease
     from jobs.score.validate import JobError
     from vzcore.store import Location, StoreError
+    from vzcore.store.reader import open_store
     from vzcore.store.verify import verify_store
 
     opts = storage_options(storage_option)
@@ -283,7 +284,10 @@ def verify_command(
     for b in broken:
         typer.echo(f"{'index wrong about part' if b.index_only else 'broken part'} {b.part}: {b.problem}")
     if not broken:
-        typer.echo(f"{store}: every complete part reads back whole")
+        opened = open_store(store, opts)
+        done, planned = len(opened.done_parts()), len(opened.parts)
+        more = "" if done == planned else f"; {planned - done} not complete yet: `vz score` finishes them"
+        typer.echo(f"{store}: every complete part reads back whole ({done} of {planned} parts complete{more})")
     elif repair:
         typer.echo(
             f"unmarked {len(parts)} part(s) and rebuilt the completion index from the parts:"

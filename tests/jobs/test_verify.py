@@ -43,9 +43,11 @@ def test_a_damaged_chunk_is_named_skipped_verified_and_repaired(tmp_path, tiny_m
     assert "broken part 0" not in res.output and "broken part 2" not in res.output
     res = runner.invoke(app, ["verify", cfg.out, "--repair"])
     assert res.exit_code == 0 and "unmarked 1 part(s)" in res.output
+    res = runner.invoke(app, ["verify", cfg.out])  # what is left to score is said, not taken for whole
+    assert res.exit_code == 0 and "(2 of 3 parts complete; 1 not complete yet: `vz score` finishes them)" in res.output
     assert run_job(cfg).parts_run == 1  # only the repaired part is rewritten
     res = runner.invoke(app, ["verify", cfg.out])
-    assert res.exit_code == 0 and "every complete part reads back whole" in res.output
+    assert res.exit_code == 0 and "every complete part reads back whole (3 of 3 parts complete)" in res.output
     assert vzcore.open_store(cfg.out).example(4).scores["attention"].shape[0] == 2
 
 
