@@ -105,6 +105,9 @@ def test_audio_sources_are_frames(tmp_path):
     r = open_store(tmp_path / "a.zarr").example(0)
     assert r.source_ids is None and r.source_tokens == list(outs[0].source_tokens)
     assert r.sites["encoder"].site.targets.kind == "frames"
+    said = {line.split(":")[0].strip(): line for line in open_store(tmp_path / "a.zarr").describe().splitlines()}
+    assert "source positions are frames" in said["site encoder"] and "source positions are frames" in said["site cross"]
+    assert "source positions" not in said["site decoder"]  # the decoder reads the target stream only
 
 
 def test_an_unknown_site_is_refused(tmp_path):

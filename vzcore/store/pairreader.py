@@ -26,7 +26,9 @@ def describe_sites(info: Any) -> list[str]:
     """Lines of `Store.describe` for a v5 store's sites (none for v1-v4)."""
     return [
         f"  site {s.name}: [{len(s.layers)} layers, {s.rows}, {s.columns}] (layers {list(s.layers)} of "
-        f"{s.num_layers}{', causal' if s.causal else ''}; source positions are {info.source_kind})"
+        f"{s.num_layers}{', causal' if s.causal else ''}"
+        # only a site that reads the source stream has source positions to speak of
+        f"{f'; source positions are {info.source_kind}' if 'source' in (s.rows, s.columns) else ''})"
         for s in info.site_layouts
     ]
 
