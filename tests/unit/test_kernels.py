@@ -20,7 +20,10 @@ def _rows(*shape: int, seed: int = 0) -> torch.Tensor:
 )
 def test_distances_match_torch(a_shape, b_shape):
     a, b = _rows(*a_shape), _rows(*b_shape, seed=1)
-    pairs = [(distances.cosine_distance, distances.cosine_torch), (distances.euclidean_distance, distances.euclidean_torch)]
+    pairs = [
+        (distances.cosine_distance, distances.cosine_torch),
+        (distances.euclidean_distance, distances.euclidean_torch),
+    ]
     for fast, plain in pairs:
         got, want = fast(a, b), plain(a, b)
         assert got.dtype == torch.float64 and got.shape == want.shape
