@@ -5,7 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from vzcore.families import NormKind
 from vzcore.ops import distances, kernels
+from vzcore.ops.norms import NormParams
+from vzcore.ops.pairs import gather_rows
+from vzcore.ops.zeroing import BlockAlgebra, _compiled_pairs, _torch_pairs
 
 pytestmark = pytest.mark.skipif(not kernels.compiled(torch.zeros(1)), reason="numba is not installed")
 
@@ -57,3 +61,49 @@ def test_other_dtypes_take_the_torch_path():
     a = _rows(4, 8).double()
     assert not kernels.compiled(a)
     torch.testing.assert_close(distances.cosine_distance(a, a.flip(0)), distances.cosine_torch(a, a.flip(0)))
+
+
+def _algebra(kind: NormKind, projections: int, b: int = 2, n: int = 5, heads: int = 3, d: int = 24, width: int = 40):
+    g = torch.Generator().manual_seed(3)
+    scale = torch.rand(d, generator=g) + 0.5
+    bias = torch.randn(d, generator=g) if kind is NormKind.LAYER_NORM else None
+    proj_u = [torch.randn(b, n, heads + 1, width, generator=g) for _ in range(projections)]
+    return BlockAlgebra(
+        u=torch.randn(b, n, heads, d, generator=g),
+        s=torch.randn(b, n, d, generator=g) * 3 + 1,
+        proj_s=[torch.randn(b, n, width, generator=g) for _ in range(projections)],
+        values=torch.randn(b, n, heads, 4, generator=g),
+        head_maps=[torch.randn(width, heads, 4, generator=g) for _ in range(projections)],
+        proj_bias=[pu[0, 0, heads] for pu in proj_u],  # the bias row every source carries
+        norm=NormParams(kind, scale, bias, 1e-5),
+        proj_u=[pu.clone() for pu in proj_u],
+    )
+
+
+@pytest.mark.parametrize("kind", [NormKind.LAYER_NORM, NormKind.RMS_NORM])
+@pytest.mark.parametrize("projections", [1, 2])
+@pytest.mark.parametrize("masked", [False, True])
+def test_compiled_pair_passes_match_torch(kind, projections, masked):
+    alg = _algebra(kind, projections)
+    b, n, heads = alg.u.shape[:3]
+    for proj in alg.proj_u or []:
+        proj[..., heads, :] = proj[0, 0, heads]  # W β + b: the same for every source, as `projected` makes it
+    t = 4
+    g = torch.Generator().manual_seed(4)
+    rows = torch.stack([torch.randperm(n, generator=g)[:t] for _ in range(b)])
+    a = torch.rand(b * n, t, heads, generator=g)
+    a[3, 1] = 0.0  # a pair with no attention to take away: exactly its clean row
+    s_rows = gather_rows(alg.s, rows)
+    p_rows = [gather_rows(ps, rows) for ps in alg.proj_s]
+    valid = torch.rand(b, n, t, generator=g) > 0.4 if masked else None
+    flat = None if valid is None else valid.flatten().nonzero().squeeze(1)
+    want_s, want_first, want_clean = _torch_pairs(alg, a, s_rows, p_rows, flat)
+    got_s, got_first, got_clean = _compiled_pairs(alg, a, s_rows, p_rows, None if flat is None else flat.clone())
+    torch.testing.assert_close(got_s, want_s, rtol=1e-5, atol=1e-5)
+    for got, want in zip([*got_first, *got_clean], [*want_first, *want_clean], strict=True):
+        assert got.shape == want.shape
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-4)
+    if not masked:  # pair (text 0, source 3, slot 1) had all its weights at 0
+        for got, clean in zip(got_first, got_clean, strict=True):
+            assert torch.equal(got.view(b, n, t, -1)[0, 3, 1], clean.view(b, t, -1)[0, 1])
+        assert torch.equal(got_s.view(b, n, t, -1)[0, 3, 1], s_rows[0, 1])
