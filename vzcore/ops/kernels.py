@@ -68,14 +68,19 @@ def _pair_states(n, t, a, u, s_rows, centred, eps, slot, s_out, a_bias, inv_out)
     for q in range(a.shape[0]):
         base = (q // n) * t
         for i in range(t):
-            src = s_rows[base + i]
+            # Δ summed first, then taken from s_i: the small terms do not round at the size of s_i
+            # (as the torch passes: batched product, then subtraction; on tiny encoder–decoders summing into
+            # s_i directly put the maps 1.6× further from the reference)
             for c in range(d):
-                row[c] = src[c]
+                row[c] = 0.0
             for h in range(heads):
                 w = a[q, i, h]
                 v = u[q, h]
                 for c in range(d):
-                    row[c] -= w * v[c]
+                    row[c] += w * v[c]
+            src = s_rows[base + i]
+            for c in range(d):
+                row[c] = src[c] - row[c]
             mean = 0.0
             if centred:
                 for c in range(d):
