@@ -52,7 +52,9 @@ def run(model: str, lengths: list[int], runs: int, compare: bool, device: str | 
     for n in lengths:
         ids = sentence(handle, n)
         floor = down_projection_floor(map_entries(n, n, handle.family.causal), geo.ffn, geo.hidden, geo.num_layers, dev)
-        variants: list[tuple[str, bool | None]] = [("fast", True)] + ([("torch", False)] if compare else [])
+        variants: list[tuple[str, bool | None]] = [("fast", True)]
+        if compare:
+            variants.append(("torch", False))
         times: dict[str, list[float]] = {"fast": [], "torch": [], "floor": []}
         for _name, on in variants:  # warm up (compile or load the kernels, fill the weight caches)
             _kernels(bool(on))
