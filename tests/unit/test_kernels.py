@@ -11,7 +11,12 @@ from vzcore.ops.norms import NormParams
 from vzcore.ops.pairs import gather_rows
 from vzcore.ops.zeroing import BlockAlgebra, _compiled_pairs, _torch_pairs
 
-pytestmark = pytest.mark.skipif(not kernels.compiled(torch.zeros(1)), reason="numba is not installed")
+pytestmark = pytest.mark.skipif(not kernels.available(), reason="numba is not installed")
+
+
+@pytest.fixture(autouse=True)
+def _kernels_on(monkeypatch):
+    monkeypatch.setenv("VZ_KERNELS", "1")  # loaded at once, not after `LOAD_AFTER` elements of work
 
 
 def _rows(*shape: int, seed: int = 0) -> torch.Tensor:
@@ -107,3 +112,20 @@ def test_compiled_pair_passes_match_torch(kind, projections, masked):
         for got, clean in zip(got_first, got_clean, strict=True):
             assert torch.equal(got.view(b, n, t, -1)[0, 3, 1], clean.view(b, t, -1)[0, 1])
         assert torch.equal(got_s.view(b, n, t, -1)[0, 3, 1], s_rows[0, 1])
+
+
+def test_kernels_load_after_enough_work(monkeypatch):
+    monkeypatch.delenv("VZ_KERNELS")
+    monkeypatch.setattr(kernels, "_seen", {"work": 0})
+    kernels._compiled.cache_clear()
+    try:
+        x = torch.zeros(2)
+        assert not kernels.compiled(x, work=kernels.LOAD_AFTER - 1)  # a sentence here and there: torch passes
+        assert not kernels.compiled(torch.zeros(2, dtype=torch.float64), work=10)  # not counted: never compiled
+        assert kernels.compiled(x, work=1)
+        assert kernels.compiled(x)  # loaded: from now on
+        monkeypatch.setenv("VZ_KERNELS", "0")
+        kernels._compiled.cache_clear()
+        assert not kernels.compiled(x, work=10 * kernels.LOAD_AFTER)
+    finally:
+        kernels._compiled.cache_clear()
