@@ -32,6 +32,12 @@ def test_core_benchmark_compares_the_fast_path_with_the_reference():
         assert f"| {path} |" in out, path
 
 
+def test_floor_benchmark_times_the_fast_path_against_its_floor():
+    out = _run("bench.floor")
+    assert "floor/fast" in out and "torch passes/fast" in out
+    assert len([line for line in out.splitlines() if line.startswith(("8 |", "16 |"))]) == 2
+
+
 def test_job_benchmark_compares_one_and_two_actors_with_in_process():
     out = _run("bench.job")
     assert "# summary" in out

@@ -27,6 +27,7 @@ from vzcore.families.spec import (
     Layout,
     Norm,
     NormKind,
+    SplitFinish,
     UnsupportedModelError,
     linear_params,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "Layout",
     "Norm",
     "NormKind",
+    "SplitFinish",
     "UnsupportedModelError",
     "family_for",
     "family_specs",

@@ -6,12 +6,15 @@ from typing import Any
 
 import torch
 
-from vzcore.families.spec import BlockShape, FamilySpec, Norm, NormKind
+from vzcore.families.spec import BlockShape, FamilySpec, Norm, NormKind, SplitFinish
 
 
-def _finish(layer: Any, first: list[torch.Tensor], residual: torch.Tensor) -> torch.Tensor:
+def _rest(layer: Any, hidden: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
     # BertOutput: LayerNorm(dense(act(h)) + residual), the closing norm (after_ffn_sum) included
-    return layer.output(layer.intermediate.intermediate_act_fn(first[0]), residual)
+    return layer.output(hidden, residual)
+
+
+_finish = SplitFinish(activation=lambda layer: layer.intermediate.intermediate_act_fn, rest=_rest)
 
 
 BERT = FamilySpec(

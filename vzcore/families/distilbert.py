@@ -6,13 +6,15 @@ from typing import Any
 
 import torch
 
-from vzcore.families.spec import BlockShape, FamilySpec, Norm, NormKind
+from vzcore.families.spec import BlockShape, FamilySpec, Norm, NormKind, SplitFinish
 
 
-def _finish(layer: Any, first: list[torch.Tensor], residual: torch.Tensor) -> torch.Tensor:
+def _rest(layer: Any, hidden: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
     # TransformerBlock: output_layer_norm(lin2(act(lin1(r))) + r)
-    ffn = layer.ffn
-    return layer.output_layer_norm(ffn.lin2(ffn.activation(first[0])) + residual)
+    return layer.output_layer_norm(layer.ffn.lin2(hidden) + residual)
+
+
+_finish = SplitFinish(activation=lambda layer: layer.ffn.activation, rest=_rest)
 
 
 DISTILBERT = FamilySpec(

@@ -7,13 +7,15 @@ from typing import Any
 
 import torch
 
-from vzcore.families.spec import BlockShape, FamilySpec, Norm, NormKind
+from vzcore.families.spec import BlockShape, FamilySpec, Norm, NormKind, SplitFinish
 
 
-def _finish(layer: Any, first: list[torch.Tensor], residual: torch.Tensor) -> torch.Tensor:
-    mlp = layer.mlp
-    gate, up = first
-    return residual + mlp.down_proj(mlp.act_fn(gate) * up)
+def _rest(layer: Any, hidden: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+    return residual + layer.mlp.down_proj(hidden)
+
+
+# residual + down_proj(act_fn(gate) * up)
+_finish = SplitFinish(activation=lambda layer: layer.mlp.act_fn, rest=_rest, gated=True)
 
 
 LLAMA = FamilySpec(

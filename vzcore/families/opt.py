@@ -8,17 +8,25 @@ from typing import Any
 
 import torch
 
-from vzcore.families.spec import BlockShape, FamilySpec, Norm, NormKind
+from vzcore.families.spec import BlockShape, FamilySpec, Norm, NormKind, SplitFinish
 
 LN = NormKind.LAYER_NORM
 
 
-def _finish(layer: Any, first: list[torch.Tensor], residual: torch.Tensor) -> torch.Tensor:
-    return residual + layer.fc2(layer.activation_fn(first[0]))
+def _rest(layer: Any, hidden: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+    return residual + layer.fc2(hidden)
 
 
-def _post_norm_finish(layer: Any, first: list[torch.Tensor], residual: torch.Tensor) -> torch.Tensor:
-    return layer.final_layer_norm(_finish(layer, first, residual))
+def _post_norm_rest(layer: Any, hidden: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+    return layer.final_layer_norm(_rest(layer, hidden, residual))
+
+
+def _activation(layer: Any) -> Any:
+    return layer.activation_fn
+
+
+_finish = SplitFinish(activation=_activation, rest=_rest)
+_post_norm_finish = SplitFinish(activation=_activation, rest=_post_norm_rest)
 
 
 def _variant(config: Any) -> FamilySpec:

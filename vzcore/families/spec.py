@@ -17,6 +17,28 @@ from torch import nn
 # (Blocks are typed `Any`: their submodules are reached by name, which nn.Module cannot type.)
 FinishFn = Callable[[Any, list[torch.Tensor], torch.Tensor], torch.Tensor]
 
+
+@dataclass(frozen=True)
+class SplitFinish:
+    """A `finish` of a feed-forward `down(act(first[0]))` or, `gated`, `down(act(first[0]) * first[1])`, in
+    two parts: `activation(layer)` returns the model's own activation (a module or function), and
+    `rest(layer, hidden, residual)` runs everything after it through the model's modules. Called, it is
+    the plain `FinishFn`; the fast path may instead run an activation it recognises exactly in place on
+    the first projections (`vzcore.ops.activations`), which frees their `[pairs, F]` copies."""
+
+    activation: Callable[[Any], Callable[[torch.Tensor], torch.Tensor]]
+    rest: Callable[[Any, torch.Tensor, torch.Tensor], torch.Tensor]
+    gated: bool = False
+
+    def hidden(self, layer: Any, first: list[torch.Tensor]) -> torch.Tensor:
+        """The feed-forward's hidden rows from its first projections, by the model's activation."""
+        hidden = self.activation(layer)(first[0])
+        return hidden * first[1] if self.gated else hidden
+
+    def __call__(self, layer: Any, first: list[torch.Tensor], residual: torch.Tensor) -> torch.Tensor:
+        return self.rest(layer, self.hidden(layer, first), residual)
+
+
 # The block layouts the scoring algebra knows (`BlockShape.layout`).
 Layout = Literal["post-norm", "pre-norm", "sandwich", "parallel"]
 POST_NORM: Layout = "post-norm"  # `x + attention`, then a norm whose output the feed-forward adds to (BERT)

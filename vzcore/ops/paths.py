@@ -25,7 +25,7 @@ import torch
 from vzcore.families import PARALLEL, POST_NORM, PRE_NORM, FamilySpec
 from vzcore.ops.block import BlockView, UnsupportedBlockError, unsupported_shape
 from vzcore.ops.pairs import gather_rows
-from vzcore.ops.zeroing import BlockAlgebra, minus_mixed, source_blocks, zeroed_block_outputs
+from vzcore.ops.zeroing import BlockAlgebra, minus_mixed, pair_bytes, source_blocks, zeroed_block_outputs
 
 __all__ = ["PATHS", "Path", "ZeroingPlan", "feed_forward_width", "zeroing_path"]
 
@@ -101,7 +101,7 @@ class ZeroingPlan:
         size, d = cap.x.element_size(), cap.x.shape[-1]
         if path == "factored":
             alg = BlockAlgebra.build(view)
-            return cls(path, view, alg, size * (2 * sum(p.shape[-1] for p in alg.proj_s) + 8 * d))
+            return cls(path, view, alg, pair_bytes(view, alg))
         rows = BlockRows(view.projected_values(), cap.x, cap.attn_out, cap.out)
         if path == "parallel":
             return cls(path, view, rows, size * 4 * d)

@@ -24,12 +24,14 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from vzcore.families import linear_params
+from vzcore.families import SplitFinish, linear_params
+from vzcore.ops import kernels
+from vzcore.ops.activations import inplace_activation
 from vzcore.ops.block import BlockView, UnsupportedBlockError
 from vzcore.ops.norms import NormParams
 from vzcore.ops.pairs import gather_rows
 
-__all__ = ["BlockAlgebra", "minus_mixed", "source_blocks", "zeroed_block_outputs"]
+__all__ = ["BlockAlgebra", "minus_mixed", "pair_bytes", "source_blocks", "zeroed_block_outputs"]
 
 
 @dataclass
@@ -103,6 +105,22 @@ class BlockAlgebra:
         )
 
 
+def pair_bytes(view: BlockView, alg: BlockAlgebra) -> int:
+    """Return the working bytes of one (target, source) pair on the factored path.
+
+    Each input projection's pre-activation `[F]` per pair, twice (the batched product's output and the
+    activation's or the gather's copy), plus about eight `d`-wide rows (states, residual, outputs). Once
+    the pair passes are compiled (their gather writes into the product's output) and the activation is
+    one `activations` recognises (it runs in place), each projection is held once.
+    """
+    size, d = alg.s.element_size(), alg.s.shape[-1]
+    width = sum(p.shape[-1] for p in alg.proj_s)
+    finish = view.spec.finish
+    act = inplace_activation(finish.activation(view.block)) if isinstance(finish, SplitFinish) else None
+    once = act is not None and kernels.compiled(alg.s, alg.u, *alg.proj_s) and len(alg.proj_s) in (1, 2)
+    return size * ((1 if once else 2) * width + 8 * d)
+
+
 def source_blocks(n: int, per_source: int, budget: int) -> list[slice]:
     """Cut `n` sources into blocks for the factored path's per-source projections (`BlockAlgebra.projected`,
     `per_source` bytes each): one block when every source's fit `budget` bytes (short texts), else blocks
@@ -170,16 +188,88 @@ def _finish(
     first: list[torch.Tensor],
     precision: Callable[[], AbstractContextManager] | None,
 ) -> torch.Tensor:
-    """Finish the block from states after attention `s: [p, d]` and the first projections `first: [p, F]`.
+    """Finish the block from states after attention `s: [p, d]` and the first projections `first: [p, F]`
+    (temporaries of this module: an activation it recognises runs in place on them, `activations`).
 
-    Only the activation and down projection run under `precision` (lower, when asked for):
-    they are the bulk of the work, while the sums before them carry the small differences.
+    Only the down projection and what follows run under `precision` (lower, when asked for): they are
+    the bulk of the work, while the sums before them carry the small differences. (Autocast leaves
+    the activations and products in float32 on CPUs too; the in-place path keeps them there.)
     """
     residual = view.ffn_residual(s)
     finish = view.spec.finish
     assert finish is not None  # `BlockAlgebra.build` refuses a spec without one
+    act = inplace_activation(finish.activation(view.block)) if isinstance(finish, SplitFinish) else None
+    if act is None or not all(f.dtype == torch.float32 for f in first):
+        with precision() if precision else nullcontext():
+            return finish(view.block, first, residual).float()
+    assert isinstance(finish, SplitFinish)
+    hidden = act(first[0])
+    if finish.gated:
+        hidden = hidden.mul_(first[1])
+    del first[:]  # the up projection is freed before the down projection runs
     with precision() if precision else nullcontext():
-        return finish(view.block, first, residual).float()
+        return finish.rest(view.block, hidden, residual).float()
+
+
+def _torch_pairs(
+    alg: BlockAlgebra, a: torch.Tensor, s_rows: torch.Tensor, p_rows: list[torch.Tensor], flat: torch.Tensor | None
+) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+    """Return the pairs' states after attention `[p, d]`, their first projections `[p, F]` each and the clean
+    rows' `[b·t, F]` each, by torch passes over every pair of the chunk (then the valid ones gathered)."""
+    assert alg.proj_u is not None
+    bn, t, heads = a.shape
+    b = s_rows.shape[0]
+    n = bn // b
+    s = minus_mixed(s_rows, a, alg.u)  # s_i − Δ_ij: `[b, n, t, d]`
+    inv = alg.norm.inverse_scale(s)  # `[b, n, t, 1]`
+    a_bias = torch.cat([a * inv.view(b * n, t, 1).neg(), torch.ones_like(a[..., :1])], -1)  # `[b·n, t, H+1]`
+
+    # Gathering whole rows (index_select) copies at memory speed, where a boolean mask over `[b, n, t]`
+    # took twice as long on the `[pairs, F]` projections.
+    def pick(x: torch.Tensor) -> torch.Tensor:
+        x = x.reshape(-1, x.shape[-1])  # all pairs wanted: no copy
+        return x if flat is None else x.index_select(0, flat)
+
+    first, clean_first = [], []
+    rows_inv = alg.norm.inverse_scale(s_rows)  # `[b, t, 1]`
+    for p_row, pu, bias in zip(p_rows, alg.proj_u, alg.proj_bias, strict=True):
+        # (W(γ⊙s_i') − Σ_h a_ij^h W(γ⊙u_j^h')) / σ_ij + Wβ + b: the bias rides along as an extra
+        # "head" of weight 1 in one batched product (baddbmm would loop over the batch), then one pass.
+        pre = torch.bmm(a_bias, pu.reshape(b * n, heads + 1, -1)).view(b, n, t, -1)  # `[b, n, t, F]`
+        pre.addcmul_(p_row[:, None], inv)
+        first.append(pick(pre))
+        clean_first.append(torch.addcmul(bias, p_row, rows_inv).view(b * t, -1))
+    return pick(s), first, clean_first
+
+
+def _compiled_pairs(
+    alg: BlockAlgebra, a: torch.Tensor, s_rows: torch.Tensor, p_rows: list[torch.Tensor], flat: torch.Tensor | None
+) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+    """`_torch_pairs` with the passes around the batched product compiled: the states, their norm
+    statistics and the products' weights in one pass (`kernels.pair_states`), and the last scaling fused
+    with the gather of the wanted pairs (`kernels.scaled_rows`). The `[pairs, F]` assembly itself stays
+    one batched matrix product, which runs at twice the rate a compiled loop reached here."""
+    assert alg.proj_u is not None
+    bn, t, heads = a.shape
+    b = s_rows.shape[0]
+    n = bn // b
+    rows = s_rows.reshape(b * t, -1)
+    wanted = torch.arange(bn * t) if flat is None else flat
+    states = (alg.norm.centred, alg.norm.eps)
+    s, a_bias, inv = kernels.pair_states(n, a, alg.u.reshape(bn, heads, -1), rows, *states, wanted)
+    # The clean rows by the same arithmetic, as pairs with no attention to take away: a pair whose weights
+    # are all 0 gives exactly the clean row's projections (zeroing nothing changes nothing).
+    clean_index = torch.arange(b * t)
+    _, clean_bias, clean_inv = kernels.pair_states(
+        1, a.new_zeros(b, t, heads), alg.u[:, :1].reshape(b, heads, -1), rows, *states, clean_index
+    )
+    first, clean_first = [], []
+    for p_row, pu in zip(p_rows, alg.proj_u, strict=True):
+        pre = torch.bmm(a_bias, pu.reshape(bn, heads + 1, -1)).view(bn * t, -1)  # `[b·n·t, F]`
+        first.append(kernels.scaled_rows(flat, n, t, pre, p_row.reshape(b * t, -1), inv))
+        clean_pre = torch.bmm(clean_bias, pu[:, :1].reshape(b, heads + 1, -1)).view(b * t, -1)
+        clean_first.append(kernels.scaled_rows(None, 1, t, clean_pre, p_row.reshape(b * t, -1), clean_inv))
+    return s, first, clean_first
 
 
 def zeroed_block_outputs(
@@ -203,29 +293,16 @@ def zeroed_block_outputs(
     assert alg.proj_u is not None
     a = attn_rows.permute(0, 3, 2, 1).reshape(b * n, t, heads)  # `[b·n, t, H]`
     s_rows = gather_rows(alg.s, rows)  # `[b, t, d]`
-    s = minus_mixed(s_rows, a, alg.u)  # s_i − Δ_ij: `[b, n, t, d]`
-    inv = alg.norm.inverse_scale(s)  # `[b, n, t, 1]`
-    a_bias = torch.cat([a * inv.view(b * n, t, 1).neg(), torch.ones_like(a[..., :1])], -1)  # `[b·n, t, H+1]`
     every = valid is None
-    # The valid pairs' flat positions: gathering whole rows (index_select) copies at memory speed,
-    # where a boolean mask over `[b, n, t]` took twice as long on the `[pairs, F]` projections.
+    # The valid pairs' flat positions in `[b, n, t]` (source major), which is the order they come out in.
     flat = None if valid is None else valid.flatten().nonzero().squeeze(1)
-
-    def pick(x: torch.Tensor) -> torch.Tensor:
-        x = x.reshape(-1, x.shape[-1])  # all pairs wanted: no copy
-        return x if flat is None else x.index_select(0, flat)
-
-    first, clean_first = [], []
-    rows_inv = alg.norm.inverse_scale(s_rows)  # `[b, t, 1]`
-    for ps, pu, bias in zip(alg.proj_s, alg.proj_u, alg.proj_bias, strict=True):
-        p_rows = gather_rows(ps, rows)  # W(γ⊙s_i'): `[b, t, F]`
-        # (W(γ⊙s_i') − Σ_h a_ij^h W(γ⊙u_j^h')) / σ_ij + Wβ + b: the bias rides along as an extra
-        # "head" of weight 1 in one batched product (baddbmm would loop over the batch), then one pass.
-        pre = torch.bmm(a_bias, pu.reshape(b * n, heads + 1, -1)).view(b, n, t, -1)  # `[b, n, t, F]`
-        pre.addcmul_(p_rows[:, None], inv)
-        first.append(pick(pre))
-        clean_first.append(torch.addcmul(bias, p_rows, rows_inv).view(b * t, -1))
-    zeroed = _finish(view, pick(s), first, precision)
+    p_rows = [gather_rows(ps, rows) for ps in alg.proj_s]  # W(γ⊙s_i'): `[b, t, F]` each
+    work = (a.shape[0] * t if flat is None else flat.shape[0]) * sum(p.shape[-1] for p in p_rows)
+    if kernels.compiled(a, alg.u, s_rows, *alg.proj_u, *p_rows, work=work) and len(alg.proj_u) in (1, 2):
+        s, first, clean_first = _compiled_pairs(alg, a, s_rows, p_rows, flat)
+    else:
+        s, first, clean_first = _torch_pairs(alg, a, s_rows, p_rows, flat)
+    zeroed = _finish(view, s, first, precision)
     # The clean outputs go through the same arithmetic, so zeroing nothing gives distance 0.
     clean = _finish(view, s_rows.view(b * t, -1), clean_first, precision).view(b, 1, t, -1)
     if every:  # `[b, n, t, d]` against `[b, 1, t, d]`: the distance broadcasts, no copy of the clean rows
