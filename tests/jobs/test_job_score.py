@@ -122,7 +122,7 @@ def test_deterministic_failure_is_recorded_and_the_job_succeeds(tmp_path, tiny_m
     ("change", "message"),
     [
         ({"text_column": "body"}, "column 'body' not in the dataset"),
-        ({"dataset": "/nonexistent/nowhere.jsonl"}, "unknown dataset"),
+        ({"dataset": "/nonexistent/nowhere.jsonl"}, "no such file: /nonexistent/nowhere.jsonl"),
         ({"methods": ("value_zeroing", "nope")}, "unknown method 'nope'"),
         ({"out": "/proc/vz-cannot-write/run.zarr"}, "cannot write to output"),
         ({"layers": (5,)}, "layer 5 out of range"),
