@@ -184,7 +184,9 @@ def open_texts(
     kept = ds.select_columns([positions_column]) if positions_column is not None else None
     ds = _select(ds, text_column, texts)
     if kept is not None and positions_column != text_column:
-        ds = ds.add_column(positions_column, kept[positions_column])
+        # Side by side as stored: a JSON column mixing `2` and `[3]` is read as `Json`, whose decoded
+        # values Arrow cannot rebuild into one column (`add_column` fails); each row decodes alone.
+        ds = datasets.concatenate_datasets([ds, kept], axis=1)
     total = len(ds)
     if total == 0:
         raise DatasetError(f"{dataset or 'the dataset'} has no rows: nothing to score")
