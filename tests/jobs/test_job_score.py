@@ -187,7 +187,7 @@ def test_the_comparison_methods_are_scored_into_the_store(tmp_path, tiny_model_d
 @pytest.mark.parametrize(
     ("methods", "message"),
     [
-        (("grad_x_input",), "score target rows only, and `vz score` stores full maps"),
+        (("grad_x_input",), "score target rows only .*--targets all asks for every row: choose the rows with"),
         (("integrated_gradients", "attention"), "score target rows only"),
     ],
 )

@@ -166,6 +166,22 @@ def test_a_positions_column_may_mix_ints_and_lists(tmp_path, tiny_model_dir):
     assert examples.loc[3, "status"] == "skipped" and "is not a position" in examples.loc[3, "reason"]
 
 
+def test_gradient_methods_score_the_target_rows_in_the_job(tmp_path, tiny_model_dir, texts_jsonl, library):
+    # Only the chosen rows are scored, which is what the gradient methods need (one backward pass each).
+    handle, _ = library
+    methods = ("grad_x_input", "value_zeroing")
+    cfg = job_config(tmp_path, tiny_model_dir, texts_jsonl, methods=methods, limit=4).replace(targets="last")
+    s = run_job(cfg)  # today: refused, "score target rows only, and `vz score` stores full maps"
+    assert (s.scored, s.skipped, s.failed) == (3, 1, 0)  # example 2 is empty
+    store = vzcore.open_store(cfg.out)
+    for eid in (0, 1, 3):
+        got = store.example(eid)
+        want = vzcore.score(handle, [TEXTS[eid]], methods=list(methods), targets=[got.n - 2])[0]  # before [SEP]
+        assert np.flatnonzero(got.scored_rows).tolist() == [got.n - 2]
+        for m in methods:
+            np.testing.assert_allclose(got.scores[m], want.scores[m], atol=1e-5, err_msg=m)
+
+
 def test_cli_says_what_auto_stores_and_refuses_a_bad_form(tmp_path, tiny_model_dir, texts_jsonl):
     from typer.testing import CliRunner
 
