@@ -132,7 +132,13 @@ def explain_command(
             if not torch.cuda.is_available():
                 raise ValueError(f"--device {device}: torch sees no CUDA GPU here; leave --device out to use the CPU")
         located = vzcore.locate_model(model)
-        check_applicable(chosen, located.family, targets_given=bool(target), model=model)
+        check_applicable(chosen, located.family, targets_given=True, model=model)
+        need = [m.name for m in chosen if m.needs_targets]
+        if need and not target:  # the library's message names its `targets=` argument, not this option
+            raise ValueError(
+                f"{', '.join(need)} score target rows only (one backward pass per target): pass --target POS "
+                "(repeatable, negatives from the end), e.g. --target -1 or the [MASK] position"
+            )
         resolve_layers(layer, located.geometry.num_layers)
         tokenizer = located.load_tokenizer()
         check_tokenizer(tokenizer, f"model {model!r}")

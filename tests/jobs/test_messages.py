@@ -31,6 +31,12 @@ def test_explain_refuses_bad_arguments_in_one_line(args, message, minilm):
     assert out.exit_code == 2 and message in out.output and "Traceback" not in out.output
 
 
+def test_explain_tells_a_cli_user_the_target_option(tiny_model_dir, no_model_load):
+    out = runner.invoke(app, ["explain", "Hello world", "--model", tiny_model_dir, "--method", "grad_x_input"])
+    assert out.exit_code == 2 and "pass --target POS" in out.output, out.output
+    assert "targets=" not in out.output and out.output.strip().count("\n") == 0  # today: "pass targets=[...]"
+
+
 def test_explain_on_cuda_without_a_gpu_is_refused(minilm):
     import torch
 
