@@ -31,6 +31,7 @@ from jobs.cli.common import (
     DeviceOption,
     GpusPerActorOption,
     StorageOption,
+    check_image_out,
     fail,
     storage_options,
 )
@@ -109,7 +110,9 @@ def explain_command(
     ] = None,
     words: Annotated[bool, typer.Option(help="group sub-tokens into words")] = False,
     top: Annotated[int, typer.Option(help="strongest sources printed per token")] = 3,
-    out: Annotated[Path, typer.Option(help="where to write the heatmap (PNG)")] = Path("vz_explain.png"),
+    out: Annotated[
+        Path, typer.Option(help="where to write the heatmap (png, pdf, svg, ...: an existing folder)")
+    ] = Path("vz_explain.png"),
     device: Annotated[str | None, typer.Option(help="torch device, e.g. cuda")] = None,
 ) -> None:
     """Score TEXT and print each token's strongest sources; write a labelled heatmap."""
@@ -121,6 +124,7 @@ def explain_command(
     from vzcore.plot import result_figure
 
     methods = method or ["value_zeroing"]
+    check_image_out(out)
     try:  # every check before the weights load
         problem = text_problem(text)
         if problem is not None:
@@ -154,7 +158,6 @@ def explain_command(
             for line in strongest_sources(view.scores[m][k], labels, top):
                 typer.echo(line)
     fig = result_figure(result, methods=methods, words=words, title=f"{handle.name}: {text}")
-    out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
     typer.echo(f"heatmap written to {out}")
 
@@ -171,7 +174,10 @@ def show_command(
     site: Annotated[
         str | None, typer.Option(help="encoder-decoder stores: encoder, decoder or cross (default: every site)")
     ] = None,
-    out: Annotated[Path | None, typer.Option(help="PNG to write (default example_ID.png)")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="image to write: png, pdf, svg, ... in an existing folder (default example_ID.png)"),
+    ] = None,
     storage_option: StorageOption = None,
 ) -> None:
     """Draw one example's maps (a heatmap per --method, all by default) at --layer (default: last).
@@ -181,12 +187,13 @@ def show_command(
     from vzcore.store import StoreError
     from vzcore.store.reader import open_store
 
+    out = out or Path(f"example_{example}.png")
+    check_image_out(out)
     try:
         opened = open_store(store, storage_options(storage_option))
         fig = show_example(opened, example, method or None, layer, words, site)
     except StoreError as err:
         raise fail(str(err)) from err
-    out = out or Path(f"example_{example}.png")
     fig.savefig(out, dpi=120)
     typer.echo(f"wrote {out}")
 

@@ -37,6 +37,27 @@ def test_explain_tells_a_cli_user_the_target_option(tiny_model_dir, no_model_loa
     assert "targets=" not in out.output and out.output.strip().count("\n") == 0  # today: "pass targets=[...]"
 
 
+@pytest.mark.parametrize("command", ["explain", "show"])
+@pytest.mark.parametrize(
+    ("out", "message"),
+    [
+        ("/nonexistent/x.png", "--out /nonexistent/x.png: no such folder /nonexistent; create it first"),
+        ("/nonexistent/dir/x.png", "no such folder /nonexistent/dir"),
+        ("x.txt", "--out x.txt: its suffix '.txt' is not an image format matplotlib writes; use one of"),
+        ("x", "--out x: it has no suffix"),
+    ],
+)
+def test_an_image_out_is_checked_before_any_model_or_store(tmp_path, monkeypatch, no_model_load, command, out, message):
+    import vzcore.store.reader
+
+    monkeypatch.setattr(vzcore.store.reader, "open_store", lambda *a, **k: pytest.fail("a store was opened"))
+    monkeypatch.chdir(tmp_path)
+    args = ["explain", "Hello world"] if command == "explain" else ["show", str(tmp_path / "s.zarr"), "--example", "0"]
+    res = runner.invoke(app, [*args, "--out", out])  # today: explain made the folder, show drew then crashed
+    assert res.exit_code == 2 and message in res.output and res.output.strip().count("\n") == 0, res.output
+    assert not (tmp_path / "nonexistent").exists() and not __import__("os").path.exists("/nonexistent")
+
+
 def test_explain_on_cuda_without_a_gpu_is_refused(minilm):
     import torch
 
