@@ -191,6 +191,11 @@ def show_command(
     check_image_out(out)
     try:
         opened = open_store(store, storage_options(storage_option))
+        if words and site == "encoder" and opened.info.audio:  # its columns are frames: nothing to group
+            raise fail(
+                f"--words: the encoder site of {store} runs over audio frames, not words; leave --words out,"
+                " or draw the decoder's words with --site decoder"
+            )
         fig = show_example(opened, example, method or None, layer, words, site)
     except StoreError as err:
         raise fail(str(err)) from err
