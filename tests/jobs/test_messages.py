@@ -100,6 +100,28 @@ def test_dry_run_counts_causal_pairs_and_truncations(tmp_path, tiny_model_dir, t
     assert "examples     8 (1 empty, 4 to be truncated)" in "\n".join(s.plan_lines)
 
 
+def test_dry_run_counts_only_the_target_rows(tmp_path, tiny_model_dir, texts_jsonl):
+    kw = dict(layers=2, hidden=8, ffn=16, methods=["value_zeroing"], itemsize=2)
+    for causal in (False, True):
+        full = estimate([4, 3], causal=causal, **kw)
+        last = estimate([4, 3], causal=causal, targets="last", **kw)
+        assert last.pairs == (4 + 3) * 2 and not last.bound and last.flops < full.flops  # one row of n per layer
+        assert last.store_bytes < full.store_bytes
+        mask = estimate([4, 3], causal=causal, targets="mask", **kw)
+        assert (mask.pairs, mask.bound) == (full.pairs, True)  # rows known only once tokenised
+    assert sum("  at most " in line for line in mask.lines()) == 3 and "at most" not in " ".join(last.lines())
+
+    def plan(targets):
+        s = run_job(job_config(tmp_path, tiny_model_dir, texts_jsonl, dry_run=True).replace(targets=targets))
+        return {line.split()[0]: line.split()[1:] for line in s.plan_lines}
+
+    full, last, column = plan("all"), plan("last"), plan("column=n")
+    tokens = int(last["tokens"][0])
+    assert int(last["pairs"][0]) == tokens * 2  # today: as for every row (n² per layer)
+    assert int(full["pairs"][0]) > int(last["pairs"][0])
+    assert column["pairs"] == ["at", "most", full["pairs"][0]] and column["FLOPs"][:2] == ["at", "most"]
+
+
 def test_the_summary_and_the_bar_measure_from_the_first_ready_worker(
     tmp_path, tiny_model_dir, texts_jsonl, monkeypatch
 ):
