@@ -272,7 +272,7 @@ def aggregate_command(
         raise fail(str(err)) from err
     typer.echo(
         f"aggregated {', '.join(f'{v} {k}' for k, v in summary['examples'].items())} examples"
-        f" from {len(summary['parts_used'])} parts"
+        f" from {len(summary['parts_used'])} part{'' if len(summary['parts_used']) == 1 else 's'}"
         f" in {summary['aggregate_seconds']:.1f}s -> {out or default_out(store)}/report.md"
     )
 

@@ -132,8 +132,12 @@ def _check_methods(cfg: JobConfig) -> dict[str, dict]:
 
 
 def _check_numbers(cfg: JobConfig) -> None:
-    if (cfg.part_size is not None and cfg.part_size < 1) or cfg.batch_size < 1 or (cfg.actors or 0) < 0:
-        raise JobError("--part-size and --batch-size must be at least 1, --actors at least 0")
+    if cfg.part_size is not None and cfg.part_size < 1:
+        raise JobError(f"--part-size must be at least 1, not {cfg.part_size}")
+    if cfg.batch_size < 1:
+        raise JobError(f"--batch-size must be at least 1, not {cfg.batch_size}")
+    if (cfg.actors or 0) < 0:
+        raise JobError(f"--actors must be at least 0 (0: in this process), not {cfg.actors}")
     if not cfg.part_mb > 0:
         raise JobError(f"--part-mb must be more than 0, not {cfg.part_mb}")
     if cfg.limit is not None and cfg.limit < 0:

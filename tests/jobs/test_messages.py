@@ -74,6 +74,9 @@ def test_explain_on_cuda_without_a_gpu_is_refused(minilm):
         (["--option", "distance=manhattan"], "unknown distance 'manhattan'; choose from: cosine, euclidean"),
         (["--precision", "float64"], "unknown --precision 'float64'; choose from: float32, bfloat16, tf32"),
         (["--limit", "-5"], "--limit must be 0 (all rows) or more"),
+        (["--actors", "-1"], "--actors must be at least 0 (0: in this process), not -1"),  # today: all three named
+        (["--batch-size", "0"], "--batch-size must be at least 1, not 0"),
+        (["--part-size", "0"], "--part-size must be at least 1, not 0"),
     ],
 )
 def test_score_refuses_bad_arguments_in_one_line(tmp_path, tiny_model_dir, texts_jsonl, extra, message):
