@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from vzcore import methods as _methods  # noqa: F401  (registers the built-in methods)
-from vzcore.families import FamilySpec
+from vzcore.families import FamilySpec, family_for
 from vzcore.inputs import Encoded, EncodedAudio, audio_inputs, encode, encode_audio
 from vzcore.loading import ModelHandle, load_model, locate_model
 from vzcore.maps import FRAMES, TOKENS, resolve_layers, self_site
@@ -156,6 +156,11 @@ def score(
             raise ValueError("spans= scores every row: leave targets= out (pick rows of the span maps instead)")
         if precision != "float32":
             raise ValueError(f"spans= runs in float32 only; precision={precision!r} is for full maps")
+    if not isinstance(model, ModelHandle | nn.Module | str | Path):
+        config = getattr(model, "config", None)
+        if getattr(config, "is_encoder_decoder", False):  # a `vzcore.seq2seq` handle: the error a path to one gets
+            family_for(config)
+        raise TypeError(f"model must be a ModelHandle, a torch module, a name or a path; not {type(model).__name__}")
     if not isinstance(model, ModelHandle | nn.Module):  # a name or a path: its config says what applies, unloaded
         located = locate_model(model)
         _check_family(chosen, located.family, targets is not None, spans is not None, str(model), max_length)

@@ -125,7 +125,8 @@ def _unit(result: ScoreResult | WordResult) -> str:
     """Name what a column of a result's heatmap is: a word (of a word-pooled store), an audio frame or a token."""
     if isinstance(result, WordResult):
         return "word"
-    return "frame" if result.site.sources.name == FRAMES.name else "token"
+    # An audio encoder's maps, or a speech model's encoder site: frames, whatever the stream's name.
+    return "frame" if result.site.sources.kind == FRAMES.kind else "token"
 
 
 def _stream_labels(result: Seq2SeqResult, stream: str) -> list[str]:

@@ -31,6 +31,7 @@ from jobs.cli.common import (
     DeviceOption,
     GpusPerActorOption,
     StorageOption,
+    check_image_out,
     fail,
     storage_options,
 )
@@ -109,7 +110,9 @@ def explain_command(
     ] = None,
     words: Annotated[bool, typer.Option(help="group sub-tokens into words")] = False,
     top: Annotated[int, typer.Option(help="strongest sources printed per token")] = 3,
-    out: Annotated[Path, typer.Option(help="where to write the heatmap (PNG)")] = Path("vz_explain.png"),
+    out: Annotated[
+        Path, typer.Option(help="where to write the heatmap (png, pdf, svg, ...: an existing folder)")
+    ] = Path("vz_explain.png"),
     device: Annotated[str | None, typer.Option(help="torch device, e.g. cuda")] = None,
 ) -> None:
     """Score TEXT and print each token's strongest sources; write a labelled heatmap."""
@@ -121,6 +124,7 @@ def explain_command(
     from vzcore.plot import result_figure
 
     methods = method or ["value_zeroing"]
+    check_image_out(out)
     try:  # every check before the weights load
         problem = text_problem(text)
         if problem is not None:
@@ -132,7 +136,13 @@ def explain_command(
             if not torch.cuda.is_available():
                 raise ValueError(f"--device {device}: torch sees no CUDA GPU here; leave --device out to use the CPU")
         located = vzcore.locate_model(model)
-        check_applicable(chosen, located.family, targets_given=bool(target), model=model)
+        check_applicable(chosen, located.family, targets_given=True, model=model)
+        need = [m.name for m in chosen if m.needs_targets]
+        if need and not target:  # the library's message names its `targets=` argument, not this option
+            raise ValueError(
+                f"{', '.join(need)} score target rows only (one backward pass per target): pass --target POS "
+                "(repeatable, negatives from the end), e.g. --target -1 or the [MASK] position"
+            )
         resolve_layers(layer, located.geometry.num_layers)
         tokenizer = located.load_tokenizer()
         check_tokenizer(tokenizer, f"model {model!r}")
@@ -148,7 +158,6 @@ def explain_command(
             for line in strongest_sources(view.scores[m][k], labels, top):
                 typer.echo(line)
     fig = result_figure(result, methods=methods, words=words, title=f"{handle.name}: {text}")
-    out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
     typer.echo(f"heatmap written to {out}")
 
@@ -165,7 +174,10 @@ def show_command(
     site: Annotated[
         str | None, typer.Option(help="encoder-decoder stores: encoder, decoder or cross (default: every site)")
     ] = None,
-    out: Annotated[Path | None, typer.Option(help="PNG to write (default example_ID.png)")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="image to write: png, pdf, svg, ... in an existing folder (default example_ID.png)"),
+    ] = None,
     storage_option: StorageOption = None,
 ) -> None:
     """Draw one example's maps (a heatmap per --method, all by default) at --layer (default: last).
@@ -175,12 +187,18 @@ def show_command(
     from vzcore.store import StoreError
     from vzcore.store.reader import open_store
 
+    out = out or Path(f"example_{example}.png")
+    check_image_out(out)
     try:
         opened = open_store(store, storage_options(storage_option))
+        if words and site == "encoder" and opened.info.audio:  # its columns are frames: nothing to group
+            raise fail(
+                f"--words: the encoder site of {store} runs over audio frames, not words; leave --words out,"
+                " or draw the decoder's words with --site decoder"
+            )
         fig = show_example(opened, example, method or None, layer, words, site)
     except StoreError as err:
         raise fail(str(err)) from err
-    out = out or Path(f"example_{example}.png")
     fig.savefig(out, dpi=120)
     typer.echo(f"wrote {out}")
 
@@ -254,7 +272,7 @@ def aggregate_command(
         raise fail(str(err)) from err
     typer.echo(
         f"aggregated {', '.join(f'{v} {k}' for k, v in summary['examples'].items())} examples"
-        f" from {len(summary['parts_used'])} parts"
+        f" from {len(summary['parts_used'])} part{'' if len(summary['parts_used']) == 1 else 's'}"
         f" in {summary['aggregate_seconds']:.1f}s -> {out or default_out(store)}/report.md"
     )
 

@@ -5,6 +5,7 @@ command's work runs (`vz score`, `vz aggregate`, `vz evaluate`)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -16,6 +17,7 @@ __all__ = [
     "DeviceOption",
     "GpusPerActorOption",
     "StorageOption",
+    "check_image_out",
     "fail",
     "pairs",
     "parse_value",
@@ -70,6 +72,21 @@ CpusPerActorOption = Annotated[
 def fail(message: str, code: int = 2) -> typer.Exit:
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(code)
+
+
+def check_image_out(out: Path, option: str = "--out") -> None:
+    """Refuse (exit 2, one line) an image path matplotlib cannot write: checked before any model
+    loads or store opens, so a long draw never ends in a failed save (`vz explain`, `vz show`)."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    formats = sorted(FigureCanvasBase.get_supported_filetypes())
+    suffix = out.suffix.lower().removeprefix(".")
+    if suffix not in formats:
+        given = f"its suffix {out.suffix!r}" if out.suffix else "it has no suffix"
+        raise fail(f"{option} {out}: {given} is not an image format matplotlib writes; use one of {', '.join(formats)}")
+    parent = out.parent
+    if not parent.is_dir():
+        raise fail(f"{option} {out}: no such folder {parent}; create it first")
 
 
 def parse_value(text: str):

@@ -64,12 +64,29 @@ def _load(dataset: str | None, config: str | None, split: str, data_format: str 
             _one_split(dataset, split, "a saved single dataset")
             return ds
         return _load_files(path, dataset, split, data_format)
+    if _looks_like_a_file(dataset):  # asking the hub would retry for half a minute, then mislead
+        raise DatasetError(f"no such file: {dataset}")
     if data_format is not None:
         raise DatasetError(f"--format {data_format}: {dataset} is not a local file or folder")
     try:
         return datasets.load_dataset(dataset, config, split=split)
     except Exception as err:  # hub errors come in many types; say what was tried
         raise DatasetError(f"unknown dataset {dataset!r} (not a local path; hub load failed: {err})") from err
+
+
+# Extensions of data files: a name ending in one is a file, never a hub dataset id.
+_FILE_SUFFIXES = (".txt", ".csv", ".tsv", ".json", ".jsonl", ".parquet", ".arrow")
+
+
+def _looks_like_a_file(name: str) -> bool:
+    """Whether a `--dataset` that does not exist names a local file rather than a hub dataset.
+
+    Hub ids are `name` or `owner/name` (letters, digits, `-`, `_`, `.`), so one inner `/` stays a
+    hub id; a leading `/`, `.` or `~`, a backslash, two `/` or a data-file extension is a path.
+    """
+    return (
+        name.startswith(("/", ".", "~")) or "\\" in name or name.count("/") > 1 or name.lower().endswith(_FILE_SUFFIXES)
+    )
 
 
 def _load_files(path: Path, dataset: str, split: str, data_format: str | None):
@@ -167,7 +184,9 @@ def open_texts(
     kept = ds.select_columns([positions_column]) if positions_column is not None else None
     ds = _select(ds, text_column, texts)
     if kept is not None and positions_column != text_column:
-        ds = ds.add_column(positions_column, kept[positions_column])
+        # Side by side as stored: a JSON column mixing `2` and `[3]` is read as `Json`, whose decoded
+        # values Arrow cannot rebuild into one column (`add_column` fails); each row decodes alone.
+        ds = datasets.concatenate_datasets([ds, kept], axis=1)
     total = len(ds)
     if total == 0:
         raise DatasetError(f"{dataset or 'the dataset'} has no rows: nothing to score")

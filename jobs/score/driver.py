@@ -168,6 +168,7 @@ def _dry_run_lines(job: CheckedJob, source, plan: list[dict], lengths: np.ndarra
         causal=job.model.family.causal,
         methods=list(cfg.methods),
         itemsize=2 if cfg.store_dtype == "float16" else 4,
+        targets=job.targets.kind,
     )
     return [
         f"dataset      {cfg.dataset or 'chatterbot-corpus english'} [{cfg.split}] column {cfg.text_column!r}: "

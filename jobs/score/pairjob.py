@@ -80,9 +80,19 @@ def _model_config(name: str) -> Any:
         return None
 
 
+def _pair_options(cfg: JobConfig) -> list[tuple[str, bool]]:
+    """The options that only an encoder–decoder run takes, each with whether it was given."""
+    return [
+        ("--source-column", cfg.source_column is not None),
+        ("--target-column", cfg.target_column is not None),
+        ("--sites", cfg.sites is not None),
+        ("--site-layers", bool(cfg.site_layers)),
+    ]
+
+
 def is_pair_job(cfg: JobConfig) -> bool:
     """Whether `cfg` scores an encoder–decoder (its model's config says so, or pair options are given)."""
-    if cfg.source_column is not None or cfg.target_column is not None or cfg.sites is not None or cfg.site_layers:
+    if any(given for _, given in _pair_options(cfg)):
         return True
     try:
         local = Path(resolve_short_name(cfg.model)).expanduser().exists()
@@ -132,8 +142,12 @@ def _check_options(cfg: JobConfig) -> str:
         raise JobError(f"--store-dtype must be one of {', '.join(STORE_DTYPES)}, not {cfg.store_dtype!r}")
     if cfg.max_new_tokens < 1:
         raise JobError(f"--max-new-tokens must be at least 1, not {cfg.max_new_tokens}")
-    if (cfg.part_size is not None and cfg.part_size < 1) or (cfg.actors or 0) < 0 or not cfg.part_mb > 0:
-        raise JobError("--part-size must be at least 1, --actors at least 0, --part-mb more than 0")
+    if cfg.part_size is not None and cfg.part_size < 1:
+        raise JobError(f"--part-size must be at least 1, not {cfg.part_size}")
+    if (cfg.actors or 0) < 0:
+        raise JobError(f"--actors must be at least 0 (0: in this process), not {cfg.actors}")
+    if not cfg.part_mb > 0:
+        raise JobError(f"--part-mb must be more than 0, not {cfg.part_mb}")
     if cfg.limit is not None and cfg.limit < 0:
         raise JobError(f"--limit must be 0 (all rows) or more, not {cfg.limit}")
     try:
@@ -146,7 +160,12 @@ def _check_options(cfg: JobConfig) -> str:
 def _check_sites(cfg: JobConfig, config: Any) -> tuple[SiteLayout, ...]:
     names = list(cfg.sites or SITE_ORDER)
     unknown = [s for s in names if s not in SITE_ORDER]
-    if unknown or not names or len(set(names)) != len(names):
+    if unknown:
+        raise JobError(
+            f"--sites {','.join(names)}: unknown site{'s' if len(unknown) > 1 else ''} {', '.join(unknown)};"
+            f" choose from {', '.join(SITE_ORDER)}"
+        )
+    if not names or len(set(names)) != len(names):
         raise JobError(f"--sites {','.join(names)}: name each of {', '.join(SITE_ORDER)} at most once")
     stacks = _stacks(config)
     own = dict(cfg.site_layers)
@@ -155,7 +174,8 @@ def _check_sites(cfg: JobConfig, config: Any) -> tuple[SiteLayout, ...]:
         raise JobError(f"--site-layers {', '.join(stray)}: not a scored site (--sites: {', '.join(names)})")
     out = []
     for s in (s for s in SITE_ORDER if s in names):
-        layers, option = (own[s], f"--site-layers {s}=") if s in own else (cfg.layers, "--layers")
+        given = f"--site-layers {s}={','.join(str(k) for k in own[s])}" if s in own else "--layers"
+        layers, option = (own[s], given) if s in own else (cfg.layers, given)
         try:
             out.append(SiteLayout(s, tuple(sorted(resolve_layers(layers, stacks[s]))), stacks[s]))
         except ValueError as err:
@@ -169,6 +189,13 @@ def check_pair_job(cfg: JobConfig) -> CheckedPairJob:
     config = _model_config(cfg.model)
     if config is None:
         raise JobError(f"cannot read the config of model {cfg.model!r} (a path, a short name or a reachable hub name)")
+    if not getattr(config, "is_encoder_decoder", False):  # a single-stack model: the pair options mean nothing
+        given = [o for o, v in _pair_options(cfg) if v]
+        raise JobError(
+            f"{cfg.model} is not an encoder-decoder ({getattr(config, 'model_type', 'unknown type')}), so "
+            f"{'/'.join(given) or '--source-column'} {'do' if len(given) > 1 else 'does'} not apply; leave "
+            f"{'them' if len(given) > 1 else 'it'} out to score it with --text-column"
+        )
     try:
         family = encdec_family_for(config)
     except UnsupportedModelError as err:

@@ -155,14 +155,16 @@ class Estimate:
     pairs: int  # (target, source) pairs computed over all stored layers (causal: j <= i only)
     flops: float
     store_bytes: int
+    bound: bool = False  # pairs, FLOPs and bytes are upper bounds (`--targets mask|column`: rows known only later)
 
     def lines(self) -> list[str]:
+        most = "at most " if self.bound else ""
         return [
             f"examples     {self.examples} ({self.empty} empty, {self.truncated} to be truncated)",
             f"tokens       {self.tokens}",
-            f"pairs        {self.pairs}",
-            f"FLOPs        {self.flops:.3g} (rough)",
-            f"store bytes  {self.store_bytes / 2**20:.1f} MiB before compression",
+            f"pairs        {most}{self.pairs}",
+            f"FLOPs        {most}{self.flops:.3g} (rough)",
+            f"store bytes  {most}{self.store_bytes / 2**20:.1f} MiB before compression",
         ]
 
 
@@ -176,17 +178,24 @@ def estimate(
     methods: list[str],
     itemsize: int,
     truncated: int = 0,
+    targets: str = "all",
 ) -> Estimate:
     """Estimate from token counts (0 = empty). Value zeroing re-runs each stored layer once per
     (target, source) pair it computes (attention output + feed-forward per pair: `n²` pairs, or
-    `n(n+1)/2` for causal models, which skip `j > i`); other methods cost about one forward."""
+    `n(n+1)/2` for causal models, which skip `j > i`); other methods cost about one forward.
+
+    `targets` is the `--targets` kind: `last` scores and stores one row of `n` sources per example
+    and layer; `mask` and `column` rows are known only once each text is tokenised, so every row
+    is counted and the estimate is an upper bound (`Estimate.bound`)."""
     lengths = [int(n) for n in lengths]  # Python ints: numpy's int32 would overflow these sums
     per_token_layer = 2 * (4 * hidden * hidden + 2 * hidden * ffn)  # one token through one block
     forward = sum(n * per_token_layer * layers for n in lengths)
-    pairs = sum(map_entries(n, n, causal) for n in lengths) * layers
+    # `last`: one row, its sources every token (a causal model's last token sees them all).
+    entries = sum(lengths) if targets == "last" else sum(map_entries(n, n, causal) for n in lengths)
+    pairs = entries * layers
     vz = pairs * 2 * (hidden * hidden + 2 * hidden * ffn)
     flops = forward * len(methods) + (vz if "value_zeroing" in methods else 0)
-    values = sum(packed_size(n, n, layers, causal) for n in lengths)
+    values = pairs  # one stored value per (target, source) pair scored, per layer
     tokens = sum(lengths)
     return Estimate(
         examples=len(lengths),
@@ -196,6 +205,7 @@ def estimate(
         pairs=pairs,
         flops=float(flops),
         store_bytes=values * itemsize * len(methods) + tokens * 16,
+        bound=targets in ("mask", "column"),
     )
 
 

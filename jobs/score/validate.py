@@ -61,7 +61,7 @@ def check_job(cfg: JobConfig) -> CheckedJob:
     _check_input(cfg)
     model, tokenizer = _inspect_model(cfg)
     _check_max_length(cfg, model, tokenizer)
-    _check_applicable(cfg, model)
+    _check_applicable(cfg, model, targets)
     if form.words:
         _check_word_boundaries(cfg, tokenizer)
     if targets.kind == "mask" and getattr(tokenizer, "mask_token_id", None) is None:
@@ -99,16 +99,16 @@ def _check_forms(cfg: JobConfig) -> tuple[StoreForm, TargetSpec]:
         raise JobError(str(err)) from None
 
 
-def _check_applicable(cfg: JobConfig, model: ModelSource) -> None:
-    """Refuse methods this job cannot serve: target-row methods (the job scores full maps) and
-    post-norm-only methods on a pre-norm model."""
+def _check_applicable(cfg: JobConfig, model: ModelSource, targets: TargetSpec) -> None:
+    """Refuse methods this job cannot serve: target-row methods without `--targets` (they score
+    chosen rows only) and post-norm-only methods on a pre-norm model."""
 
     chosen = [get_method(m) for m in cfg.methods]
     rows_only = [m.name for m in chosen if m.needs_targets]
-    if rows_only:
+    if rows_only and targets.all_rows:  # with --targets the step scores only the chosen rows, as they need
         raise JobError(
-            f"{', '.join(rows_only)} score target rows only, and `vz score` stores full maps: "
-            "score them with vzcore.score(..., targets=...) or `vz explain --target`"
+            f"{', '.join(rows_only)} score target rows only (one backward pass per target), and --targets all "
+            "asks for every row: choose the rows with --targets last, mask or column=NAME"
         )
     try:
         check_applicable(chosen, model.family, targets_given=True, model=cfg.model)
@@ -132,8 +132,12 @@ def _check_methods(cfg: JobConfig) -> dict[str, dict]:
 
 
 def _check_numbers(cfg: JobConfig) -> None:
-    if (cfg.part_size is not None and cfg.part_size < 1) or cfg.batch_size < 1 or (cfg.actors or 0) < 0:
-        raise JobError("--part-size and --batch-size must be at least 1, --actors at least 0")
+    if cfg.part_size is not None and cfg.part_size < 1:
+        raise JobError(f"--part-size must be at least 1, not {cfg.part_size}")
+    if cfg.batch_size < 1:
+        raise JobError(f"--batch-size must be at least 1, not {cfg.batch_size}")
+    if (cfg.actors or 0) < 0:
+        raise JobError(f"--actors must be at least 0 (0: in this process), not {cfg.actors}")
     if not cfg.part_mb > 0:
         raise JobError(f"--part-mb must be more than 0, not {cfg.part_mb}")
     if cfg.limit is not None and cfg.limit < 0:

@@ -196,6 +196,19 @@ def test_single_stack_scoring_points_encoder_decoders_here(tiny_seq2seq_models):
         vzcore.load_model(tiny_seq2seq_models["t5"])
 
 
+def test_single_stack_scoring_of_a_seq2seq_handle_says_the_same(tiny_seq2seq_models, tiny_t5_dir):
+    import vzcore
+
+    with pytest.raises(vzcore.UnsupportedModelError) as by_path:
+        vzcore.score(tiny_t5_dir, ["hello"])
+    handle = seq2seq.load_seq2seq(tiny_seq2seq_models["t5"])
+    with pytest.raises(vzcore.UnsupportedModelError) as by_handle:  # today: OSError, file name too long
+        vzcore.score(handle, ["hello"])
+    assert str(by_handle.value) == str(by_path.value) and "vzcore.seq2seq.score_pairs" in str(by_path.value)
+    with pytest.raises(TypeError, match="model must be a ModelHandle, a torch module, a name or a path; not int"):
+        vzcore.score(3, ["hello"])  # type: ignore[arg-type]
+
+
 def test_word_spans_come_from_the_tokenizers_alignment():
     from vzcore.loading import resolve_short_name
 

@@ -304,6 +304,11 @@ def test_cli_aggregate_and_show(tmp_path, monkeypatch):
     runner = CliRunner()
     res = runner.invoke(app, ["aggregate", str(store), "--out", str(tmp_path / "agg")])
     assert res.exit_code == 0, res.output
+    assert " from 2 parts in " in res.output
+    one = tmp_path / "one.zarr"
+    write_random_store(one, 3, num_layers=1, part_size=4, lengths=(4, 5))
+    res = runner.invoke(app, ["aggregate", str(one), "--out", str(tmp_path / "agg1"), "--no-plots"])
+    assert res.exit_code == 0 and " from 1 part in " in res.output, res.output  # today: "from 1 parts"
     for name in (
         "layers.parquet",
         "distance.parquet",

@@ -64,6 +64,48 @@ def test_a_column_of_mixed_types_is_named_with_the_types_seen(tmp_path, tiny_mod
     )
 
 
+@pytest.mark.parametrize("name", ["missing.jsonl", "./missing.jsonl", "~/missing", "a/b/c", "rows.ARROW", "x.tsv"])
+def test_a_missing_file_fails_at_once_without_asking_the_hub(tmp_path, tiny_model_dir, monkeypatch, name):
+    import datasets
+
+    def no_hub(*args, **kwargs):
+        raise AssertionError("the hub was asked")  # today: 26 s of retries, then "unknown dataset"
+
+    monkeypatch.setattr(datasets, "load_dataset", no_hub)
+    monkeypatch.chdir(tmp_path)
+    args = ["score", "--out", str(tmp_path / "x.zarr"), "--model", tiny_model_dir, "--dataset", name]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 2 and f"no such file: {name}" in res.output, res.output
+
+
+def test_a_missing_file_fails_at_once_for_the_pair_job_too(monkeypatch):
+    import datasets
+
+    from jobs.score.data import DatasetError
+    from jobs.score.pairdata import open_pairs
+
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: pytest.fail("the hub was asked"))
+    with pytest.raises(DatasetError, match=r"^no such file: \./pairs\.jsonl$"):
+        open_pairs("./pairs.jsonl", None, "train", "src", "tgt", None, None, audio=False)
+
+
+def test_an_owner_slash_name_is_still_asked_of_the_hub(monkeypatch):
+    import datasets
+
+    from jobs.score.data import DatasetError, open_texts
+
+    asked = []
+
+    def hub(name, *args, **kwargs):
+        asked.append(name)
+        raise ConnectionError("offline")
+
+    monkeypatch.setattr(datasets, "load_dataset", hub)
+    with pytest.raises(DatasetError, match="unknown dataset 'owner/name'"):
+        open_texts("owner/name", None, "train", "text", None)
+    assert asked == ["owner/name"]
+
+
 def test_a_split_is_refused_where_the_data_has_none(tmp_path, tiny_model_dir, texts_jsonl, no_model_load):
     import datasets
 

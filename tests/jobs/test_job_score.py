@@ -122,7 +122,7 @@ def test_deterministic_failure_is_recorded_and_the_job_succeeds(tmp_path, tiny_m
     ("change", "message"),
     [
         ({"text_column": "body"}, "column 'body' not in the dataset"),
-        ({"dataset": "/nonexistent/nowhere.jsonl"}, "unknown dataset"),
+        ({"dataset": "/nonexistent/nowhere.jsonl"}, "no such file: /nonexistent/nowhere.jsonl"),
         ({"methods": ("value_zeroing", "nope")}, "unknown method 'nope'"),
         ({"out": "/proc/vz-cannot-write/run.zarr"}, "cannot write to output"),
         ({"layers": (5,)}, "layer 5 out of range"),
@@ -187,7 +187,7 @@ def test_the_comparison_methods_are_scored_into_the_store(tmp_path, tiny_model_d
 @pytest.mark.parametrize(
     ("methods", "message"),
     [
-        (("grad_x_input",), "score target rows only, and `vz score` stores full maps"),
+        (("grad_x_input",), "score target rows only .*--targets all asks for every row: choose the rows with"),
         (("integrated_gradients", "attention"), "score target rows only"),
     ],
 )

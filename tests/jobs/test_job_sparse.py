@@ -133,7 +133,7 @@ def test_a_reduced_store_is_resumed_and_extended_as_a_dense_one_is(tmp_path, tin
 
 
 def test_targets_from_a_dataset_column(tmp_path, tiny_model_dir):
-    # A column holds one type (Arrow): lists of positions here; a column of plain ints works the same.
+    # Lists of positions here; a column of plain ints, or of both mixed, works the same (below).
     rows = [("The cat sat.", [1]), ("Hello there!", [-2]), ("Value zeroing mixes.", [2, 1, 2]), ("Too far.", [99])]
     data = tmp_path / "c.jsonl"
     data.write_text("".join(json.dumps({"text": t, "pos": p}) + "\n" for t, p in rows))
@@ -149,6 +149,37 @@ def test_targets_from_a_dataset_column(tmp_path, tiny_model_dir):
     assert examples.loc[3, "status"] == "skipped" and "outside the example's" in examples.loc[3, "reason"]
     with pytest.raises(JobError, match="no such column"):
         run_job(cfg.replace(out=str(tmp_path / "x.zarr"), targets="column=nope"))
+
+
+def test_a_positions_column_may_mix_ints_and_lists(tmp_path, tiny_model_dir):
+    # JSON rows mixing `2` and `[3]` (read as a `Json` column): each row's value is used as it is.
+    rows = [("The cat sat.", [1]), ("Hello there!", 2), ("Value zeroing mixes.", [2, -1]), ("Too far.", "x")]
+    data = tmp_path / "mixed.jsonl"
+    data.write_text("".join(json.dumps({"text": t, "pos": p}) + "\n" for t, p in rows))
+    cfg = job_config(tmp_path, tiny_model_dir, str(data)).replace(targets="column=pos")
+    s = run_job(cfg)  # today: "unexpected ArrowInvalid: cannot mix list and non-list"
+    assert (s.scored, s.skipped) == (3, 1)
+    store = vzcore.open_store(cfg.out)
+    held = {eid: np.flatnonzero(store.example(eid).scored_rows).tolist() for eid in range(3)}
+    assert held == {0: [1], 1: [2], 2: [2, store.example(2).n - 1]}
+    examples = store.examples_table().set_index("example_id")
+    assert examples.loc[3, "status"] == "skipped" and "is not a position" in examples.loc[3, "reason"]
+
+
+def test_gradient_methods_score_the_target_rows_in_the_job(tmp_path, tiny_model_dir, texts_jsonl, library):
+    # Only the chosen rows are scored, which is what the gradient methods need (one backward pass each).
+    handle, _ = library
+    methods = ("grad_x_input", "value_zeroing")
+    cfg = job_config(tmp_path, tiny_model_dir, texts_jsonl, methods=methods, limit=4).replace(targets="last")
+    s = run_job(cfg)  # today: refused, "score target rows only, and `vz score` stores full maps"
+    assert (s.scored, s.skipped, s.failed) == (3, 1, 0)  # example 2 is empty
+    store = vzcore.open_store(cfg.out)
+    for eid in (0, 1, 3):
+        got = store.example(eid)
+        want = vzcore.score(handle, [TEXTS[eid]], methods=list(methods), targets=[got.n - 2])[0]  # before [SEP]
+        assert np.flatnonzero(got.scored_rows).tolist() == [got.n - 2]
+        for m in methods:
+            np.testing.assert_allclose(got.scores[m], want.scores[m], atol=1e-5, err_msg=m)
 
 
 def test_cli_says_what_auto_stores_and_refuses_a_bad_form(tmp_path, tiny_model_dir, texts_jsonl):

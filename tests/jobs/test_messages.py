@@ -31,6 +31,33 @@ def test_explain_refuses_bad_arguments_in_one_line(args, message, minilm):
     assert out.exit_code == 2 and message in out.output and "Traceback" not in out.output
 
 
+def test_explain_tells_a_cli_user_the_target_option(tiny_model_dir, no_model_load):
+    out = runner.invoke(app, ["explain", "Hello world", "--model", tiny_model_dir, "--method", "grad_x_input"])
+    assert out.exit_code == 2 and "pass --target POS" in out.output, out.output
+    assert "targets=" not in out.output and out.output.strip().count("\n") == 0  # today: "pass targets=[...]"
+
+
+@pytest.mark.parametrize("command", ["explain", "show"])
+@pytest.mark.parametrize(
+    ("out", "message"),
+    [
+        ("/nonexistent/x.png", "--out /nonexistent/x.png: no such folder /nonexistent; create it first"),
+        ("/nonexistent/dir/x.png", "no such folder /nonexistent/dir"),
+        ("x.txt", "--out x.txt: its suffix '.txt' is not an image format matplotlib writes; use one of"),
+        ("x", "--out x: it has no suffix"),
+    ],
+)
+def test_an_image_out_is_checked_before_any_model_or_store(tmp_path, monkeypatch, no_model_load, command, out, message):
+    import vzcore.store.reader
+
+    monkeypatch.setattr(vzcore.store.reader, "open_store", lambda *a, **k: pytest.fail("a store was opened"))
+    monkeypatch.chdir(tmp_path)
+    args = ["explain", "Hello world"] if command == "explain" else ["show", str(tmp_path / "s.zarr"), "--example", "0"]
+    res = runner.invoke(app, [*args, "--out", out])  # today: explain made the folder, show drew then crashed
+    assert res.exit_code == 2 and message in res.output and res.output.strip().count("\n") == 0, res.output
+    assert not (tmp_path / "nonexistent").exists() and not __import__("os").path.exists("/nonexistent")
+
+
 def test_explain_on_cuda_without_a_gpu_is_refused(minilm):
     import torch
 
@@ -47,6 +74,9 @@ def test_explain_on_cuda_without_a_gpu_is_refused(minilm):
         (["--option", "distance=manhattan"], "unknown distance 'manhattan'; choose from: cosine, euclidean"),
         (["--precision", "float64"], "unknown --precision 'float64'; choose from: float32, bfloat16, tf32"),
         (["--limit", "-5"], "--limit must be 0 (all rows) or more"),
+        (["--actors", "-1"], "--actors must be at least 0 (0: in this process), not -1"),  # today: all three named
+        (["--batch-size", "0"], "--batch-size must be at least 1, not 0"),
+        (["--part-size", "0"], "--part-size must be at least 1, not 0"),
     ],
 )
 def test_score_refuses_bad_arguments_in_one_line(tmp_path, tiny_model_dir, texts_jsonl, extra, message):
@@ -71,6 +101,28 @@ def test_dry_run_counts_causal_pairs_and_truncations(tmp_path, tiny_model_dir, t
     assert (enc.pairs, dec.pairs) == (16, 10) and dec.flops < enc.flops
     s = run_job(job_config(tmp_path, tiny_model_dir, texts_jsonl, dry_run=True, max_length=6))
     assert "examples     8 (1 empty, 4 to be truncated)" in "\n".join(s.plan_lines)
+
+
+def test_dry_run_counts_only_the_target_rows(tmp_path, tiny_model_dir, texts_jsonl):
+    kw = dict(layers=2, hidden=8, ffn=16, methods=["value_zeroing"], itemsize=2)
+    for causal in (False, True):
+        full = estimate([4, 3], causal=causal, **kw)
+        last = estimate([4, 3], causal=causal, targets="last", **kw)
+        assert last.pairs == (4 + 3) * 2 and not last.bound and last.flops < full.flops  # one row of n per layer
+        assert last.store_bytes < full.store_bytes
+        mask = estimate([4, 3], causal=causal, targets="mask", **kw)
+        assert (mask.pairs, mask.bound) == (full.pairs, True)  # rows known only once tokenised
+    assert sum("  at most " in line for line in mask.lines()) == 3 and "at most" not in " ".join(last.lines())
+
+    def plan(targets):
+        s = run_job(job_config(tmp_path, tiny_model_dir, texts_jsonl, dry_run=True).replace(targets=targets))
+        return {line.split()[0]: line.split()[1:] for line in s.plan_lines}
+
+    full, last, column = plan("all"), plan("last"), plan("column=n")
+    tokens = int(last["tokens"][0])
+    assert int(last["pairs"][0]) == tokens * 2  # today: as for every row (n² per layer)
+    assert int(full["pairs"][0]) > int(last["pairs"][0])
+    assert column["pairs"] == ["at", "most", full["pairs"][0]] and column["FLOPs"][:2] == ["at", "most"]
 
 
 def test_the_summary_and_the_bar_measure_from_the_first_ready_worker(

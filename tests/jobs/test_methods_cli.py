@@ -20,4 +20,4 @@ def test_explain_scores_new_methods_on_a_target(tmp_path, minilm):
         assert f"{method}, layer 5" in out.stdout
     assert "[MASK] <- " in out.stdout and png.stat().st_size > 10_000
     refused = runner.invoke(app, [*args])
-    assert refused.exit_code == 2 and "targets=" in refused.output and "Traceback" not in refused.output
+    assert refused.exit_code == 2 and "pass --target POS" in refused.output and "Traceback" not in refused.output

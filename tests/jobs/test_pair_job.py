@@ -73,7 +73,12 @@ def test_a_new_method_adds_to_the_pairs_store(tmp_path, tiny_t5_dir, pairs_jsonl
         (["--layers", "5"], "--layers: layer 5 out of range"),
         (["--target-column", "nope"], "--target-column nope: no such column"),
         (["--max-new-tokens", "0"], "--max-new-tokens must be at least 1"),
-        (["--site-layers", "encoder=7"], "--site-layers encoder=: layer 7 out of range"),
+        (["--site-layers", "encoder=7"], "--site-layers encoder=7: layer 7 out of range"),
+        (["--site-layers", "encoder=5"], "--site-layers encoder=5: layer 5 out of range"),  # today: `encoder=:`
+        (["--sites", "encoder,crossx"], "--sites encoder,crossx: unknown site crossx; choose from encoder"),
+        (["--sites", "encoder,encoder"], "name each of encoder, decoder, cross at most once"),
+        (["--actors", "-1"], "--actors must be at least 0 (0: in this process), not -1"),
+        (["--part-size", "0"], "--part-size must be at least 1, not 0"),
         (["--sites", "cross", "--site-layers", "encoder=0"], "--site-layers encoder: not a scored site"),
         (["--site-layers", "encoder"], "--site-layers takes SITE=BLOCKS"),
     ],
@@ -92,7 +97,10 @@ def test_bad_pair_arguments_exit_2_before_any_model_loads(tmp_path, tiny_t5_dir,
 def test_pair_options_on_a_single_stack_model_are_refused(tmp_path, tiny_model_dir, pairs_jsonl):
     args = ["score", "--model", tiny_model_dir, "--dataset", pairs_jsonl, "--source-column", "src"]
     out = runner.invoke(app, [*args, "--out", str(tmp_path / "x.zarr"), "--actors", "0"])
-    assert out.exit_code == 2 and "are for encoder-decoders" in out.output
+    assert out.exit_code == 2, out.output  # today: "unsupported encoder-decoder model type 'bert'"
+    assert f"{tiny_model_dir} is not an encoder-decoder (bert), so --source-column does not apply" in out.output
+    out = runner.invoke(app, [*args, "--sites", "cross", "--out", str(tmp_path / "x.zarr"), "--actors", "0"])
+    assert out.exit_code == 2 and "so --source-column/--sites do not apply; leave them out" in out.output
 
 
 def test_dry_run_plans_pairs_and_writes_nothing(tmp_path, tiny_t5_dir, pairs_jsonl):

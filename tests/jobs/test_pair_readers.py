@@ -138,6 +138,22 @@ def test_show_draws_every_site_or_one(pairs):
     assert out.exit_code == 0 and png.stat().st_size > 10_000
 
 
+def test_a_speech_store_encoder_site_is_drawn_over_frames_and_refuses_words(tmp_path):
+    path = tmp_path / "speech.zarr"
+    outs = write_random_pair_store(path, 3, audio=True, seed=4)
+    eid = outs[0].example_id
+    fig = show_example(open_store(path), eid, ["attention"], site="encoder")
+    assert [ax.get_xlabel() for ax in fig.axes if ax.get_title()] == ["source j (zeroed / attended frame)"]
+    fig = show_example(open_store(path), eid, ["attention"], site="decoder")
+    assert [ax.get_xlabel() for ax in fig.axes if ax.get_title()] == ["source j (zeroed / attended token)"]
+    png = tmp_path / "w.png"
+    args = ["show", str(path), "--example", str(eid), "--site", "encoder", "--words", "--out", str(png)]
+    out = runner.invoke(app, args)  # today: drawn over frames, --words silently ignored
+    assert out.exit_code == 2 and "runs over audio frames, not words" in out.output and not png.exists()
+    out = runner.invoke(app, [*args[:-3], "--out", str(png)])
+    assert out.exit_code == 0 and png.exists()
+
+
 def test_the_viewer_refuses_a_sites_store_in_one_line(pairs, tmp_path):
     path, _ = pairs
     out = runner.invoke(app, ["view", str(path), "--build", str(tmp_path / "site")])

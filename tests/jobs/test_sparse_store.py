@@ -239,6 +239,10 @@ def test_parse_store_form():
     for bad in ("sparse", "top-k=0", "top-k=8,cutoff=1", "top-k=x", "top-k=4,threshold=-1"):
         with pytest.raises(ValueError):
             parse_store_form(bad)
+    # Rows sum to 1: a threshold above 1 would keep nothing, so it is refused with the reason.
+    with pytest.raises(ValueError, match="above 1: rows are normalised to sum to 1"):
+        parse_store_form("top-k=8,threshold=2")
+    assert parse_store_form("top-k=8,threshold=1").threshold == 1.0
 
 
 def test_a_method_added_to_a_top_k_part_keeps_the_first_ones(tmp_path):

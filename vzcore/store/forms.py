@@ -74,6 +74,11 @@ class StoreForm:
             raise ValueError(f"top-k needs k >= 1, not {self.k}")
         if not np.isfinite(self.threshold) or self.threshold < 0:
             raise ValueError(f"top-k needs a threshold >= 0, not {self.threshold}")
+        if self.threshold > 1:  # every stored row is normalised to sum to 1: no entry could reach it
+            raise ValueError(
+                f"top-k threshold {self.threshold:g} is above 1: rows are normalised to sum to 1, so it would keep"
+                " nothing; give a fraction of a row's mass (e.g. threshold=0.005)"
+            )
 
     @property
     def reduced(self) -> bool:

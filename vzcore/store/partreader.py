@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from vzcore.maps import self_site
+from vzcore.maps import FRAMES, TOKENS, self_site
 from vzcore.result import ScoreResult
 from vzcore.store.errors import ExampleNotScoredError, StoreError
 from vzcore.store.layout import SCORES_GROUP, STATUS_NAMES, STATUS_SCORED, pack_maps, part_path
@@ -122,7 +122,10 @@ class PartReader:
             word_text = self.array("word_text", slice(u0, u1), span)
         dense = read_dense(self, a, b, methods, span)
         layers = self.info.layers
-        site = self_site(self.info.causal)  # a v3 store holds one site: self-attention over each example's tokens
+        # A v3 store holds one site: self-attention over each example's tokens; a speech model's encoder
+        # site (read as one site) relates audio frames, which is what its plots must call its columns.
+        frames = self.info.audio and self.info.view == "encoder"
+        site = self_site(self.info.causal, FRAMES if frames else TOKENS)
         for k in range(a, b):
             eid = int(self.example_id[k])
             if self.status[k] != STATUS_SCORED or (ids is not None and eid not in ids):
