@@ -9,7 +9,7 @@ zarr is imported inside functions so that `import vzcore` stays free of it.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -80,17 +80,8 @@ class ExampleOutcome:
         `targeted`, only the words holding a scored row are kept."""
         view, token_word = pooled_words(result)
         rows = np.flatnonzero(view.scored_rows).tolist() if targeted else None
-        return cls(
-            example_id=int(example_id),
-            tokens=list(result.tokens),
-            token_ids=list(result.token_ids),
-            word_ids=list(result.word_ids) if result.word_ids is not None else [None] * len(result.token_ids),
-            truncated=bool(result.truncated),
-            scores=dict(view.scores),
-            rows=rows,
-            token_word=token_word.tolist(),
-            word_texts=list(view.words),
-        )
+        tokens = cls.from_result(example_id, result, rows)  # the token arrays, as a dense outcome holds them
+        return replace(tokens, scores=dict(view.scores), token_word=token_word.tolist(), word_texts=list(view.words))
 
     @property
     def size(self) -> int:
