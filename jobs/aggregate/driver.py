@@ -90,6 +90,7 @@ def aggregate_part(replica: None, job: PartJob, progress=None) -> PartialStats:
                 special=is_special,
                 punct=is_punct,
                 example_id=block["example_id"],
+                tokens=block["tokens"],
             ),
             tokens,
         )
@@ -136,6 +137,7 @@ def _blocks(reader, methods, max_values: int):
             block = {
                 "length": np.diff(to)[ks].astype(np.int64),
                 "example_id": np.asarray(reader.example_id[ks], dtype=np.int64),
+                "tokens": np.asarray(reader.length[ks], dtype=np.int64),  # what the top examples report
                 "values": values,
             }
             yield block, ids, pieces[take]

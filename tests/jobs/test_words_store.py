@@ -324,3 +324,8 @@ def test_aggregating_a_words_part_equals_the_per_example_reference_over_its_word
                  "entropy_sum", "entropy_rows", "offset_mass", "agree_sum", "agree_count", "tokens"):  # fmt: skip
         np.testing.assert_allclose(got.sums[name], want.sums[name], atol=1e-9, err_msg=name)
     assert got.sums["rows"].sum() > 0 and got.sums["punct_mass"].sum() > 0 and got.sums["special_mass"].sum() > 0
+    # The top examples report each example's length in tokens (as `vz query top` does), not in words.
+    top = aggregate_part(None, PartJob(store.location, store.info, 0, StatsSpec(spec.methods, 2, causal, top_k=3)))
+    table = top.top.columns(list(spec.methods), [0, 1])
+    assert len(table["length"]) and table["length"].tolist() == [results[e].n for e in table["example_id"].tolist()]
+    assert any(results[e].n != len(store.example(e).words) for e in table["example_id"].tolist())

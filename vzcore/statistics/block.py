@@ -41,6 +41,13 @@ class ExampleBlock:
     special: np.ndarray  # `[T]` bool: special source tokens
     punct: np.ndarray  # `[T]` bool: punctuation (and not special) source tokens
     example_id: np.ndarray | None = None  # `[E]` ids: needed to keep the top examples (`PartialStats.top`)
+    # `[E]` each example's tokens, the length the top examples report, where `length` counts other
+    # units (a words part's words); None: `length`
+    tokens: np.ndarray | None = None
+
+    def shown_lengths(self) -> np.ndarray:
+        """`[E]` the length each example's top-examples entry reports: its tokens."""
+        return np.asarray(self.length if self.tokens is None else self.tokens, dtype=np.int64)
 
 
 def add_block(stats: PartialStats, block: ExampleBlock, type_tokens: dict[int, str]) -> None:
@@ -129,7 +136,7 @@ def _add_compiled(
         means[np.broadcast_to(count[:, None] == 0, means.shape)] = np.nan  # no row counts: no value
         ids = np.asarray(block.example_id)
         for mi in range(len(methods)):
-            stats.top.add(mi, ids, length, means[:, :, mi].transpose(1, 0, 2))
+            stats.top.add(mi, ids, block.shown_lengths(), means[:, :, mi].transpose(1, 0, 2))
 
 
 def _add_groups(stats: PartialStats, block: ExampleBlock, inv: np.ndarray, types: np.ndarray) -> None:
@@ -144,7 +151,7 @@ def _add_groups(stats: PartialStats, block: ExampleBlock, inv: np.ndarray, types
         punct = np.stack([block.punct[starts[e] : starts[e] + n] for e in members])
         seeds = _id_sums(block)[members]
         ids_of = None if block.example_id is None else np.asarray(block.example_id)[members]
-        _add_group(stats, types, n, group, cols, special, punct, seeds, ids_of)
+        _add_group(stats, types, n, group, cols, special, punct, seeds, ids_of, block.shown_lengths()[members])
 
 
 def _id_sums(block: ExampleBlock) -> np.ndarray:
@@ -154,9 +161,12 @@ def _id_sums(block: ExampleBlock) -> np.ndarray:
     return total[ends] - total[ends - np.asarray(block.length, dtype=np.int64)]
 
 
-def _add_group(stats: PartialStats, types, n: int, group, cols, special, punct, seeds, example_ids=None) -> None:
+def _add_group(
+    stats: PartialStats, types, n: int, group, cols, special, punct, seeds, example_ids=None, shown=None
+) -> None:
     """Add `E` examples of `n` tokens: `group[method]` `[E, L * P]` as stored, masks `[E, n]`, id sums `[E]`;
-    with `example_ids` `[E]`, offer each example's own statistics to `stats.top` too."""
+    with `example_ids` `[E]`, offer each example's own statistics to `stats.top` too (with the lengths
+    `shown` `[E]`, default `n`)."""
     spec, sums = stats.spec, stats.sums
     num_e, num_layers = len(cols), spec.num_layers
     b = spec.bucket_of(n)
@@ -187,7 +197,8 @@ def _add_group(stats: PartialStats, types, n: int, group, cols, special, punct, 
         sums["special_mass"][mi, b] += masses[..., 1].sum((0, 2))
         sums["punct_mass"][mi, b] += masses[..., 2].sum((0, 2))
         if stats.top is not None and example_ids is not None:
-            _offer_top(stats, mi, example_ids, n, diag, masses, keep)
+            lengths = np.full(len(example_ids), n) if shown is None else shown
+            _offer_top(stats, mi, example_ids, lengths, diag, masses, keep)
         ent_ok = keep & (row_sum > 0)
         sums["entropy_sum"][mi, b] += _entropy(x, row_sum, ent_ok, t).sum((0, 2))
         sums["entropy_rows"][mi, b] += ent_ok.sum((0, 2))
@@ -225,7 +236,7 @@ def _counted(raw: np.ndarray, weights: np.ndarray, t: _Template):
     return x, masses, s, counted_rows(s, t.k_valid)
 
 
-def _offer_top(stats: PartialStats, mi: int, example_ids, n: int, diag, masses, keep) -> None:
+def _offer_top(stats: PartialStats, mi: int, example_ids, lengths, diag, masses, keep) -> None:
     """Offer each example's means over its rows that count (`rows.example_masses`), per layer, to `stats.top`."""
     assert stats.top is not None
     row_sum = np.where(keep, masses[..., 0], 0.0)
@@ -234,7 +245,7 @@ def _offer_top(stats: PartialStats, mi: int, example_ids, n: int, diag, masses, 
     with np.errstate(invalid="ignore", divide="ignore"):
         own = np.stack([diag.sum(2), (row_sum - diag).sum(2), np.where(keep, masses[..., 1], 0.0).sum(2)]) / count
     own[:, count == 0] = np.nan  # no row counts: no value
-    stats.top.add(mi, example_ids, np.full(len(example_ids), n), own)
+    stats.top.add(mi, example_ids, lengths, own)
 
 
 def _add_types(types, mi, x, diag, keep, cols, t) -> None:
