@@ -226,6 +226,10 @@ def interrupt_on_sigterm() -> Iterator[None]:
     before = signal.signal(signal.SIGTERM, handler)
     try:
         yield
+    except KeyboardInterrupt:
+        raise  # `interrupting_signal` reads `_RAISED` while this propagates
+    else:
+        _RAISED[0] = None  # left without an interrupt: a later Ctrl-C elsewhere is not taken for SIGTERM
     finally:
         armed[0] = False
         _restore_sigterm(before)

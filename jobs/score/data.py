@@ -51,7 +51,7 @@ def _load(dataset: str | None, config: str | None, split: str, data_format: str 
             raise DatasetError("--format is for local files given as --dataset")
         _one_split("the default dataset (chatterbot-corpus)", split, "one list of lines")
         return datasets.Dataset.from_dict({"text": chatterbot_lines()})
-    path = Path(dataset)
+    path = Path(dataset).expanduser()  # `--dataset=~/x.jsonl`: the shell leaves that `~` alone
     if path.exists():
         if path.is_dir() and ((path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists()):
             if data_format is not None:

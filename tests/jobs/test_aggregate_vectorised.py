@@ -235,6 +235,11 @@ def test_a_part_big_enough_gets_numba_from_its_first_block(monkeypatch):
     assert kernel.kernel_for(1000) is None
     kernel.expect(kernel.LOAD_AFTER)
     assert kernel.kernel_for(1000) == "compiled"
+    # A part under the threshold stays on NumPy to its end: its own blocks are not counted twice.
+    monkeypatch.setattr(kernel, "_state", {"seen": 0, "ahead": 0, "loaded": False})
+    kernel.expect(kernel.LOAD_AFTER * 9 // 16)
+    assert [kernel.kernel_for(kernel.LOAD_AFTER * 9 // 32) for _ in range(2)] == [None, None]
+    assert kernel.kernel_for(kernel.LOAD_AFTER // 2) == "compiled"  # past it in all: loaded
 
 
 @pytest.mark.parametrize("causal", [False, True])

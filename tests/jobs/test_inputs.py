@@ -149,3 +149,12 @@ def test_the_token_limit_is_enforced_and_recorded_per_example(tmp_path, tiny_mod
     ex = _examples(cfg.out)
     scored = ex[ex.status == "scored"]
     assert set(scored.length) == {3} and scored.truncated.all() and s.truncated == len(scored)
+
+
+def test_a_dataset_under_home_given_with_a_tilde_is_read(tmp_path, monkeypatch):
+    """`--dataset=~/rows.jsonl` reaches the program with its `~` (the shell expands only a word's start)."""
+    from jobs.score.data import open_texts
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "rows.jsonl").write_text('{"text": "hello there"}\n{"text": "again"}\n')
+    assert open_texts("~/rows.jsonl", None, "train", "text", None).count == 2

@@ -129,3 +129,14 @@ def test_kernels_load_after_enough_work(monkeypatch):
         assert not kernels.compiled(x, work=10 * kernels.LOAD_AFTER)
     finally:
         kernels._compiled.cache_clear()
+
+
+def test_family_specs_with_split_finishes_pickle():
+    """A spec is data: standard pickle (multiprocessing, torch.save of a handle) must take it."""
+    import pickle
+
+    from vzcore.families import family_specs
+
+    specs = {spec.name: spec for spec in family_specs()}
+    for name in ("bert", "distilbert", "llama", "opt"):
+        assert pickle.loads(pickle.dumps(specs[name])).name == name

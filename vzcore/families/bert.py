@@ -14,7 +14,11 @@ def _rest(layer: Any, hidden: torch.Tensor, residual: torch.Tensor) -> torch.Ten
     return layer.output(hidden, residual)
 
 
-_finish = SplitFinish(activation=lambda layer: layer.intermediate.intermediate_act_fn, rest=_rest)
+def _activation(layer: Any) -> Any:
+    return layer.intermediate.intermediate_act_fn
+
+
+_finish = SplitFinish(activation=_activation, rest=_rest)  # named, not a lambda: specs pickle
 
 
 BERT = FamilySpec(

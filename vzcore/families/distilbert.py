@@ -14,7 +14,11 @@ def _rest(layer: Any, hidden: torch.Tensor, residual: torch.Tensor) -> torch.Ten
     return layer.output_layer_norm(layer.ffn.lin2(hidden) + residual)
 
 
-_finish = SplitFinish(activation=lambda layer: layer.ffn.activation, rest=_rest)
+def _activation(layer: Any) -> Any:
+    return layer.ffn.activation
+
+
+_finish = SplitFinish(activation=_activation, rest=_rest)  # named, not a lambda: specs pickle
 
 
 DISTILBERT = FamilySpec(

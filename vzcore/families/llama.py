@@ -15,7 +15,11 @@ def _rest(layer: Any, hidden: torch.Tensor, residual: torch.Tensor) -> torch.Ten
 
 
 # residual + down_proj(act_fn(gate) * up)
-_finish = SplitFinish(activation=lambda layer: layer.mlp.act_fn, rest=_rest, gated=True)
+def _activation(layer: Any) -> Any:
+    return layer.mlp.act_fn
+
+
+_finish = SplitFinish(activation=_activation, rest=_rest, gated=True)  # named, not a lambda: specs pickle
 
 
 LLAMA = FamilySpec(

@@ -47,7 +47,7 @@ def kernel_for(values: int):
     """Return the compiled kernel for a block of `values` stored values, or None for the NumPy path:
     without numba, and until this process has been given (or told to `expect`) `LOAD_AFTER` values in all."""
     _state["seen"] += values
-    if not _state["loaded"] and _state["seen"] + _state["ahead"] < LOAD_AFTER:
+    if not _state["loaded"] and max(_state["seen"], _state["ahead"]) < LOAD_AFTER:  # the part's values are in both
         return None
     _state["loaded"] = True
     return block_kernel()
