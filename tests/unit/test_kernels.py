@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 import torch
 
@@ -11,12 +13,16 @@ from vzcore.ops.norms import NormParams
 from vzcore.ops.pairs import gather_rows
 from vzcore.ops.zeroing import BlockAlgebra, _compiled_pairs, _torch_pairs
 
-pytestmark = pytest.mark.skipif(not kernels.available(), reason="numba is not installed")
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("numba") is None, reason="numba is not installed")
 
 
 @pytest.fixture(autouse=True)
 def _kernels_on(monkeypatch):
-    monkeypatch.setenv("VZ_KERNELS", "1")  # loaded at once, not after `LOAD_AFTER` elements of work
+    monkeypatch.setenv("VZ_KERNELS", "1")  # the kernels are opt-in
+    kernels._compiled.cache_clear()  # read `VZ_KERNELS` again
+    yield
+    monkeypatch.delenv("VZ_KERNELS")
+    kernels._compiled.cache_clear()  # and leave the other tests the default: the torch passes
 
 
 def _rows(*shape: int, seed: int = 0) -> torch.Tensor:
@@ -114,19 +120,21 @@ def test_compiled_pair_passes_match_torch(kind, projections, masked):
         assert torch.equal(got_s.view(b, n, t, -1)[0, 3, 1], s_rows[0, 1])
 
 
-def test_kernels_load_after_enough_work(monkeypatch):
-    monkeypatch.delenv("VZ_KERNELS")
-    monkeypatch.setattr(kernels, "_seen", {"work": 0})
-    kernels._compiled.cache_clear()
+def test_kernels_are_opt_in_and_never_switch_on_by_themselves(monkeypatch):
+    """Only `VZ_KERNELS=1` runs them: a process's earlier work never changes its arithmetic (it made one
+    job write other bytes in-process than in a fresh Ray actor)."""
+    x = torch.zeros(2)
     try:
-        x = torch.zeros(2)
-        assert not kernels.compiled(x, work=kernels.LOAD_AFTER - 1)  # a sentence here and there: torch passes
-        assert not kernels.compiled(torch.zeros(2, dtype=torch.float64), work=10)  # not counted: never compiled
-        assert kernels.compiled(x, work=1)
-        assert kernels.compiled(x)  # loaded: from now on
-        monkeypatch.setenv("VZ_KERNELS", "0")
+        for mode in (None, "0", "yes"):
+            if mode is None:
+                monkeypatch.delenv("VZ_KERNELS", raising=False)
+            else:
+                monkeypatch.setenv("VZ_KERNELS", mode)
+            kernels._compiled.cache_clear()
+            assert not any(kernels.compiled(x) for _ in range(3))
+        monkeypatch.setenv("VZ_KERNELS", "1")
         kernels._compiled.cache_clear()
-        assert not kernels.compiled(x, work=10 * kernels.LOAD_AFTER)
+        assert kernels.compiled(x) and not kernels.compiled(torch.zeros(2, dtype=torch.float64))
     finally:
         kernels._compiled.cache_clear()
 

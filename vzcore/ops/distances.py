@@ -17,7 +17,7 @@ def cosine_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     Computed as `‖â − b̂‖² / 2` of the unit vectors, which keeps distances far below float32's
     rounding (1e-7) exact, and identical vectors at exactly 0, where `1 - a·b` returns noise.
     """
-    if kernels.compiled(a, b, work=a.numel()):  # two passes per row, no float64 copies of `[pairs, d]`
+    if kernels.compiled(a, b):  # two passes per row, no float64 copies of `[pairs, d]`
         return kernels.cosine_rows(a, b)
     return cosine_torch(a, b)
 
@@ -34,7 +34,7 @@ def cosine_torch(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def euclidean_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Return `‖a − b‖` over the last axis of broadcastable `a, b: [..., d]`, in float64."""
-    if kernels.compiled(a, b, work=a.numel()):
+    if kernels.compiled(a, b):
         return kernels.euclidean_rows(a, b)
     return euclidean_torch(a, b)
 

@@ -6,11 +6,11 @@ devices and dtypes, or numba absent), and the tests hold each kernel to that ari
 
 Numba compiles each kernel once per machine (`cache=True`: a few seconds the first time), then
 loads it from its cache in about a second per process, and a process that loads them holds about
-100–160 MiB more (numba, and LLVM's code for the kernels). They save 0–20 % of the fast path's time,
-so a process loads them only once it has been given `LOAD_AFTER` elements of pair work (pairs × the
-feed-forward width, summed over its calls: about 40 MiniLM sentences of 64 tokens, or one SmolLM2 text
-of 200): a sentence scored here and there runs the torch passes. `VZ_KERNELS=1` loads them at once,
-`VZ_KERNELS=0` never.
+100–160 MiB more (numba, and LLVM's code for the kernels). They save 0–20 % of the fast path's time
+(most on long texts), so they are opt-in: `VZ_KERNELS=1` runs them, otherwise the torch passes run.
+The choice is the process's from its start, never its history: loading them after some amount of work
+made the same text score differently (at float32 rounding, and in other chunks) in a fresh Ray actor
+and in a process that had worked before, so one job wrote other bytes in-process than on Ray.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["LOAD_AFTER", "available", "compiled", "cosine_rows", "euclidean_rows", "pair_states", "scaled_rows"]
+__all__ = ["available", "compiled", "cosine_rows", "euclidean_rows", "pair_states", "scaled_rows"]
 
 
 def _inverse_norms(x, out):  # pragma: no cover - compiled
@@ -120,7 +120,7 @@ def _scaled_rows(flat, n, t, pre, p_rows, inv, out):  # pragma: no cover - compi
 
 @functools.cache
 def _compiled() -> dict[str, Any] | None:
-    if os.environ.get("VZ_KERNELS", "1") == "0":
+    if os.environ.get("VZ_KERNELS", "0") != "1":
         return None
     try:
         import numba
@@ -139,25 +139,15 @@ def _compiled() -> dict[str, Any] | None:
     return kernels
 
 
-LOAD_AFTER = 2_000_000_000  # elements of pair work a process is given before it loads the kernels
-_seen = {"work": 0}  # per process
-
-
 def available() -> bool:
-    """Return whether the compiled kernels can be used here (numba installed, `VZ_KERNELS` not 0); loads them."""
+    """Return whether the compiled kernels run here (`VZ_KERNELS=1` and numba installed); loads them."""
     return _compiled() is not None
 
 
-def compiled(*tensors: torch.Tensor, work: int = 0) -> bool:
-    """Return whether the compiled kernels run on `tensors` (CPU float32), counting `work` (elements of
-    pair work this call does) toward `LOAD_AFTER` until they are loaded."""
+def compiled(*tensors: torch.Tensor) -> bool:
+    """Return whether the compiled kernels run on `tensors`: CPU float32, with `VZ_KERNELS=1` and numba."""
     if not all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors):
         return False
-    mode = os.environ.get("VZ_KERNELS", "")
-    if mode != "1" and not _compiled.cache_info().currsize:  # not loaded yet
-        _seen["work"] += work
-        if mode == "0" or _seen["work"] < LOAD_AFTER:
-            return False
     return _compiled() is not None
 
 

@@ -297,8 +297,7 @@ def zeroed_block_outputs(
     # The valid pairs' flat positions in `[b, n, t]` (source major), which is the order they come out in.
     flat = None if valid is None else valid.flatten().nonzero().squeeze(1)
     p_rows = [gather_rows(ps, rows) for ps in alg.proj_s]  # W(γ⊙s_i'): `[b, t, F]` each
-    work = (a.shape[0] * t if flat is None else flat.shape[0]) * sum(p.shape[-1] for p in p_rows)
-    if kernels.compiled(a, alg.u, s_rows, *alg.proj_u, *p_rows, work=work) and len(alg.proj_u) in (1, 2):
+    if kernels.compiled(a, alg.u, s_rows, *alg.proj_u, *p_rows) and len(alg.proj_u) in (1, 2):
         s, first, clean_first = _compiled_pairs(alg, a, s_rows, p_rows, flat)
     else:
         s, first, clean_first = _torch_pairs(alg, a, s_rows, p_rows, flat)
