@@ -204,3 +204,20 @@ def s3_server():
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest.fixture
+def kernels_on(monkeypatch):
+    """The compiled pair kernels on for one test (they are opt-in: `VZ_KERNELS=1`), skipped without numba;
+    off again after it, so the other tests run the default torch passes."""
+    import importlib.util
+
+    from vzcore.ops import kernels
+
+    if importlib.util.find_spec("numba") is None:
+        pytest.skip("numba is not installed")
+    monkeypatch.setenv("VZ_KERNELS", "1")
+    kernels._compiled.cache_clear()  # read `VZ_KERNELS` again
+    yield
+    monkeypatch.delenv("VZ_KERNELS")
+    kernels._compiled.cache_clear()

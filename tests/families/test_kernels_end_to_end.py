@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import pytest
 
@@ -11,22 +9,14 @@ import vzcore
 from vzcore.ops import kernels
 from vzcore.reference import reference_value_zeroing
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("numba") is None, reason="numba is not installed")
-
-
-@pytest.fixture(autouse=True)
-def _kernels_on(monkeypatch):
-    monkeypatch.setenv("VZ_KERNELS", "1")  # the kernels are opt-in
-    kernels._compiled.cache_clear()  # read `VZ_KERNELS` again
-    yield
-    monkeypatch.delenv("VZ_KERNELS")
-    kernels._compiled.cache_clear()  # and leave the other tests the default: the torch passes
+pytestmark = pytest.mark.usefixtures("kernels_on")  # numba installed, `VZ_KERNELS=1` (tests/conftest.py)
 
 
 @pytest.mark.parametrize("kind", ["bert", "llama", "gemma", "opt", "distilbert"])
 def test_split_finish_families_score_as_the_reference_with_the_kernels(tiny_models, kind):
     """End to end: the compiled passes and in-place activations against one block call per zeroed token
     (the conformance suite runs the torch passes, the default)."""
+    assert kernels.available()  # the fixture turned them on: this test runs them
     handle = tiny_models[kind]
     ids = [3 + (7 * k) % 90 for k in range(11)]
     for texts in ([ids], [ids, ids[:6]]):  # a padded batch: a mask over the pairs too

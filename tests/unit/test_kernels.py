@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 import torch
 
@@ -13,16 +11,7 @@ from vzcore.ops.norms import NormParams
 from vzcore.ops.pairs import gather_rows
 from vzcore.ops.zeroing import BlockAlgebra, _compiled_pairs, _torch_pairs
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("numba") is None, reason="numba is not installed")
-
-
-@pytest.fixture(autouse=True)
-def _kernels_on(monkeypatch):
-    monkeypatch.setenv("VZ_KERNELS", "1")  # the kernels are opt-in
-    kernels._compiled.cache_clear()  # read `VZ_KERNELS` again
-    yield
-    monkeypatch.delenv("VZ_KERNELS")
-    kernels._compiled.cache_clear()  # and leave the other tests the default: the torch passes
+pytestmark = pytest.mark.usefixtures("kernels_on")  # numba installed, `VZ_KERNELS=1` (tests/conftest.py)
 
 
 def _rows(*shape: int, seed: int = 0) -> torch.Tensor:
