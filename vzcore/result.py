@@ -10,7 +10,7 @@ import numpy as np
 from vzcore.maps import Site, self_site
 from vzcore.tokens import Scheme, guess_scheme, sequence_texts, span_text
 
-__all__ = ["ScoreResult", "Seq2SeqResult", "SiteMaps", "WordResult", "word_units"]
+__all__ = ["ScoreResult", "Seq2SeqResult", "SiteMaps", "WordResult", "held_rows", "word_units"]
 
 
 @dataclass
@@ -102,6 +102,14 @@ class ScoreResult:
         return span_text([self.tokens[k] for k in np.flatnonzero(tokens)], scheme)
 
 
+def held_rows(scores: dict[str, np.ndarray], n: int) -> np.ndarray:
+    """Return `[n]` bool: the rows of maps `[layers, n, n]` that hold scores (no NaN in any method and
+    layer; a row not scored, as `targets=` or a targeted store leaves it, is NaN)."""
+    if not scores:
+        return np.ones(n, dtype=bool)
+    return ~np.any([np.isnan(s).any(axis=(0, 2)) for s in scores.values()], axis=0).reshape(n)
+
+
 def word_units(word_ids: list[int | None] | None, n: int) -> np.ndarray:
     """Return `[n]`: each token's unit, the units numbered in order of first appearance. A unit is a
     word (tokens sharing a word id) or a token outside any word (a special token such as [CLS] or BOS,
@@ -149,9 +157,7 @@ class WordResult:
     @property
     def scored_rows(self) -> np.ndarray:
         """Return `[W]`: the word rows that hold scores (no NaN in any method and layer)."""
-        if not self.scores:
-            return np.ones(self.n, dtype=bool)
-        return ~np.any([np.isnan(s).any(axis=(0, 2)) for s in self.scores.values()], axis=0)
+        return held_rows(self.scores, self.n)
 
     def word_level(self) -> WordResult:
         """Return itself: its maps are over words already (so readers of either result read both)."""

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from vzcore.maps import FRAMES, TOKENS, self_site
-from vzcore.result import ScoreResult
+from vzcore.result import ScoreResult, held_rows
 from vzcore.store.errors import ExampleNotScoredError, StoreError
 from vzcore.store.layout import SCORES_GROUP, STATUS_NAMES, STATUS_SCORED, pack_maps, part_path
 from vzcore.store.location import Location
@@ -138,7 +138,6 @@ class PartReader:
                 yield eid, word_result(self, k, (tokens[ts], token_ids[ts], token_word[ts], word_text[us]), read, text)
                 continue
             scores = {meth: maps for meth, (maps, _) in read.items()}  # type: ignore[misc]
-            scored = ~np.any([np.isnan(s).any(axis=(0, 2)) for s in scores.values()], axis=0)
             yield (
                 eid,
                 ScoreResult(
@@ -150,7 +149,7 @@ class PartReader:
                     scores=scores,
                     text=text,
                     truncated=bool(self.truncated[k]),
-                    scored_rows=np.asarray(scored, dtype=bool).reshape(n),
+                    scored_rows=held_rows(scores, n),
                     site=site,
                     kept_mass={meth: mass for meth, (_, mass) in read.items()},  # type: ignore[misc]
                 ),

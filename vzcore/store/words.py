@@ -38,6 +38,7 @@ __all__ = [
     "pooled_words",
     "word_arrays",
     "word_result",
+    "word_spans",
     "word_types",
 ]
 
@@ -71,6 +72,14 @@ def pooled_words(result: Any) -> tuple[WordResult, np.ndarray]:
     return view, token_word
 
 
+def word_spans(token_word: Sequence[int] | np.ndarray, count: int) -> list[list[int]]:
+    """Return each of `count` words' token positions (ascending) from `[n]` each token's word."""
+    spans: list[list[int]] = [[] for _ in range(count)]
+    for position, u in enumerate(np.asarray(token_word).tolist()):
+        spans[u].append(position)
+    return spans
+
+
 def word_arrays(outcomes: Sequence[Any]) -> dict[str, np.ndarray]:
     """Return the part's word arrays for its outcomes in id order (`ExampleOutcome.from_words`)."""
     scored = [o for o in outcomes if o.size]
@@ -98,9 +107,7 @@ def word_result(reader: Any, k: int, arrays: tuple[np.ndarray, ...], read: dict,
     `(maps, kept mass)`."""
     tokens, token_ids, token_word, word_text = arrays
     words = [str(t) for t in word_text]
-    spans: list[list[int]] = [[] for _ in words]
-    for position, u in enumerate(np.asarray(token_word).tolist()):
-        spans[u].append(position)
+    spans = word_spans(token_word, len(words))
     return WordResult(
         words=words,
         layers=list(reader.info.layers),
@@ -132,10 +139,7 @@ def word_types(reader: Any, a: int, b: int, span: str) -> tuple[np.ndarray, np.n
         s0, s1 = int(reader.token_offset[k]) - t0, int(reader.token_offset[k + 1]) - t0
         own = pieces[s0:s1]
         scheme = guess_scheme(own)
-        spans: list[list[int]] = [[] for _ in range(int(reader.words.size[k]))]
-        for position, u in enumerate(token_word[s0:s1].tolist()):
-            spans[u].append(position)
-        for span_ in spans:
+        for span_ in word_spans(token_word[s0:s1], int(reader.words.size[k])):
             if len(span_) == 1:
                 ids.append(int(token_ids[s0 + span_[0]]))
                 out.append(own[span_[0]])
